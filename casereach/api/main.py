@@ -1,0 +1,81 @@
+"""The one NinjaAPI instance: every app's router, auth, and errors as 4xx JSON."""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from casereach.cases.api import router as cases_router
+from casereach.contacts.api import router as contacts_router
+from casereach.core.errors import CasereachError
+from casereach.projects.api import router as projects_router
+from casereach.projects.auth import ApiKeyAuth, Throttled
+from casereach.workers.api import router as workers_router
+
+log = logging.getLogger(__name__)
+
+api = NinjaAPI(
+    title="casereach API",
+    version="1",
+    description=(
+        "CommCare-compatible case, case-list and user APIs plus casereach's messaging API. "
+        "Authenticate with `Authorization: ApiKey <username>:<key>`."
+    ),
+    auth=ApiKeyAuth(),
+    urls_namespace="api",
+    docs_url="/api/docs",
+    openapi_url="/api/openapi.json",
+)
+
+
+def error_response(
+    request: HttpRequest, status: int, message: str, detail: object = None
+) -> HttpResponse:
+    return api.create_response(request, {"error": message, "detail": detail}, status=status)
+
+
+@api.exception_handler(CasereachError)
+def _casereach_error(request: HttpRequest, exc: CasereachError) -> HttpResponse:
+    response = error_response(request, exc.status, exc.message, exc.detail)
+    if isinstance(exc, Throttled):
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    parts = []
+    for err in exc.errors:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "payload"))
+        parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+    return error_response(request, 400, "; ".join(parts) or "invalid request", exc.errors)
+
+
+@api.exception_handler(AuthenticationError)
+def _auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return error_response(request, 401, "authentication required")
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return error_response(request, 404, str(exc) or "not found")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return error_response(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(request, 500, "internal server error")
+
+
+api.add_router("", cases_router)
+api.add_router("", workers_router)
+api.add_router("", projects_router)
+api.add_router("", contacts_router)

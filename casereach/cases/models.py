@@ -1,0 +1,61 @@
+"""Cases as received from the case-management system (CommCare's case model)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from casereach.projects.models import Project
+
+
+class Case(models.Model):
+    """A case. ``properties`` holds only the project-defined string properties."""
+
+    case_id = models.CharField(max_length=64, primary_key=True)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="cases")
+    case_type = models.CharField(max_length=255, default="")
+    case_name = models.CharField(max_length=255, default="")
+    owner_id = models.CharField(max_length=255, null=True)
+    external_id = models.CharField(max_length=255, null=True)
+    properties = models.JSONField(default=dict)
+    # {"parent": {"case_id", "case_type", "relationship"}}; CaseIndex mirrors it for lookups.
+    indices = models.JSONField(default=dict)
+    closed = models.BooleanField(default=False)
+    date_closed = models.DateTimeField(null=True)
+    deleted = models.BooleanField(default=False)
+    deleted_on = models.DateTimeField(null=True)
+    date_opened = models.DateTimeField()
+    last_modified = models.DateTimeField()
+    server_last_modified = models.DateTimeField()
+    indexed_on = models.DateTimeField()
+    opened_by = models.CharField(max_length=150, default="")
+    user_id = models.CharField(max_length=150, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "indexed_on", "case_id"], name="case_paging"),
+            models.Index(fields=["project", "external_id"], name="case_external_id"),
+            models.Index(fields=["project", "case_type"], name="case_type_idx"),
+            models.Index(fields=["project", "owner_id"], name="case_owner_idx"),
+            models.Index(
+                fields=["project", "server_last_modified"], name="case_server_modified"
+            ),
+        ]
+
+
+class CaseIndex(models.Model):
+    """One row per index of a case, for reverse lookups (``indices.parent=<id>``)."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="index_rows")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=255)
+    referenced_id = models.CharField(max_length=64)
+    referenced_type = models.CharField(max_length=255, default="")
+    relationship = models.CharField(max_length=20, default="child")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["case", "name"], name="case_index_unique")
+        ]
+        indexes = [
+            models.Index(fields=["project", "name", "referenced_id"], name="case_index_reverse")
+        ]

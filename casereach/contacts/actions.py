@@ -1,0 +1,332 @@
+"""The only writers of contacts and phone entries.
+
+``do_sync_contacts`` is the one path from a batch of case/worker changes to contacts: it is
+set-based (a fixed number of statements per batch, whatever its size) and must run inside the
+transaction that wrote the cases, so a contact never disagrees with its case.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+
+from casereach.contacts.models import Contact, PhoneEntry
+from casereach.contacts.rules import ContactSource, DerivedContact, ProjectRules, derive
+from casereach.core import bulk
+from casereach.core.errors import BadRequest, Conflict, NotFound
+from casereach.core.timeutil import now
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import effective_settings
+
+IN_CHUNK = 900
+CONTACT_TABLE = Contact._meta.db_table
+ENTRY_TABLE = PhoneEntry._meta.db_table
+
+CONTACT_COLUMNS = (
+    "contact_id",
+    "contact_type",
+    "project_id",
+    "name",
+    "active",
+    "source_modified",
+    "phone_raw",
+    "phone_number",
+    "phone_reason",
+    "verified_requested",
+    "email",
+    "email_status",
+    "tz_requested",
+    "tz_effective",
+    "tz_source",
+    "lang_requested",
+    "lang_effective",
+    "lang_source",
+    "gateway_requested",
+    "warnings",
+    "has_warnings",
+    "updated_on",
+)
+
+
+def project_rules(project: Project) -> ProjectRules:
+    s = effective_settings(project.settings)
+    return ProjectRules(
+        project_id=project.pk,
+        time_zone=s.time_zone,
+        languages=tuple(s.languages),
+        strict_phone_validation=s.strict_phone_validation,
+        default_country=s.default_country,
+    )
+
+
+@dataclass
+class _Entry:
+    id: int
+    contact_id: str
+    number: str
+    position: int
+    gateway: str
+    verified_requested: bool
+    requested_on: dt.datetime | None
+    holder: bool
+    pending: bool
+
+
+def _existing_versions(ids: Sequence[str]) -> dict[str, dt.datetime]:
+    found: dict[str, dt.datetime] = {}
+    for chunk in bulk.chunks(ids, IN_CHUNK):
+        found.update(
+            Contact.objects.filter(contact_id__in=chunk).values_list("contact_id", "source_modified")
+        )
+    return found
+
+
+def _existing_entries(ids: Sequence[str]) -> list[_Entry]:
+    rows: list[_Entry] = []
+    fields = (
+        "id",
+        "contact_id",
+        "number",
+        "position",
+        "gateway",
+        "verified_requested",
+        "requested_on",
+        "holder",
+        "pending",
+    )
+    for chunk in bulk.chunks(ids, IN_CHUNK):
+        rows.extend(
+            _Entry(*values)
+            for values in PhoneEntry.objects.filter(contact_id__in=chunk).values_list(*fields)
+        )
+    return rows
+
+
+def do_sync_contacts(sources: Sequence[ContactSource], rules: dict[int, ProjectRules]) -> None:
+    """Re-derive the contacts of ``sources`` and their phone entries, set-based.
+
+    Must be called inside the transaction that changed the sources. A source older than the
+    version its contact was last derived from is ignored (stale-update guard).
+    """
+    if not sources:
+        return
+    assert connection.in_atomic_block, "contact sync must share the case transaction"
+    stamp = now()
+    latest: dict[str, ContactSource] = {}
+    for source in sources:
+        prior = latest.get(source.contact_id)
+        if prior is None or source.modified >= prior.modified:
+            latest[source.contact_id] = source
+    ids = list(latest)
+    versions = _existing_versions(ids)
+    derived = [
+        derive(s, rules[s.project_id])
+        for s in latest.values()
+        if s.contact_id not in versions or s.modified >= versions[s.contact_id]
+    ]
+    if not derived:
+        return
+    _write_contacts(derived, stamp)
+    touched = _write_entries(derived, stamp)
+    resolve_ownership(touched)
+
+
+def _write_contacts(derived: Sequence[DerivedContact], stamp: dt.datetime) -> None:
+    adapt = bulk.adapt_datetime
+    stamp_param = adapt(stamp)
+    rows = [
+        (
+            d.source.contact_id,
+            d.source.contact_type,
+            d.source.project_id,
+            d.source.name[:255],
+            d.source.active,
+            adapt(d.source.modified),
+            d.phone_raw,
+            d.phone_number,
+            d.phone_reason,
+            d.verified_requested,
+            d.email,
+            d.email_status,
+            d.tz_requested,
+            d.tz_effective,
+            d.tz_source,
+            d.lang_requested,
+            d.lang_effective,
+            d.lang_source,
+            d.gateway_requested,
+            bulk.adapt_json(d.warnings),
+            bool(d.warnings),
+            stamp_param,
+        )
+        for d in derived
+    ]
+    bulk.upsert(
+        CONTACT_TABLE,
+        CONTACT_COLUMNS,
+        rows,
+        conflict=("contact_id",),
+        update=CONTACT_COLUMNS[1:],
+    )
+
+
+def _write_entries(derived: Sequence[DerivedContact], stamp: dt.datetime) -> set[str]:
+    """Bring phone entries in line with ``derived``; returns the numbers whose two-way
+    ownership may have changed."""
+    existing = _existing_entries([d.source.contact_id for d in derived])
+    by_contact: dict[str, dict[str, _Entry]] = defaultdict(dict)
+    for e in existing:
+        by_contact[e.contact_id][e.number] = e
+    adapt = bulk.adapt_datetime
+    stamp_param = adapt(stamp)
+    touched: set[str] = set()
+    deletes: list[int] = []
+    updates: list[tuple[object, ...]] = []
+    inserts: list[tuple[object, ...]] = []
+    for d in derived:
+        current = by_contact.get(d.source.contact_id, {})
+        wanted = {w.number: w for w in d.entries}
+        for number, e in current.items():
+            if number not in wanted:
+                deletes.append(e.id)
+                if e.holder or e.verified_requested:
+                    touched.add(number)
+        for number, w in wanted.items():
+            e = current.get(number)
+            if e is None:
+                inserts.append(
+                    (
+                        number,
+                        d.source.contact_id,
+                        d.source.project_id,
+                        d.source.contact_type,
+                        w.position,
+                        w.gateway,
+                        w.verified_requested,
+                        stamp_param if w.verified_requested else None,
+                        False,
+                        False,
+                        stamp_param,
+                    )
+                )
+                if w.verified_requested:
+                    touched.add(number)
+                continue
+            holder, pending, requested_on = e.holder, e.pending, e.requested_on
+            if w.verified_requested and not e.verified_requested:
+                requested_on = stamp
+                touched.add(number)
+            elif not w.verified_requested and e.verified_requested:
+                requested_on = None
+                if holder and not pending:
+                    holder = False
+                    touched.add(number)
+            if (
+                w.gateway != e.gateway
+                or w.position != e.position
+                or w.verified_requested != e.verified_requested
+                or holder != e.holder
+            ):
+                updates.append(
+                    (
+                        w.gateway,
+                        w.position,
+                        w.verified_requested,
+                        adapt(requested_on),
+                        holder,
+                        e.id,
+                    )
+                )
+    with connection.cursor() as cursor:
+        for chunk in bulk.chunks(deletes, IN_CHUNK):
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"DELETE FROM {ENTRY_TABLE} WHERE id IN ({marks})", list(chunk))
+    bulk.execute_many(
+        f"UPDATE {ENTRY_TABLE} SET gateway = %s, position = %s, verified_requested = %s, "
+        "requested_on = %s, holder = %s WHERE id = %s",
+        updates,
+    )
+    bulk.insert(
+        ENTRY_TABLE,
+        (
+            "number",
+            "contact_id",
+            "project_id",
+            "contact_type",
+            "position",
+            "gateway",
+            "verified_requested",
+            "requested_on",
+            "holder",
+            "pending",
+            "registered_on",
+        ),
+        inserts,
+    )
+    return touched
+
+
+def resolve_ownership(numbers: Iterable[str]) -> None:
+    """Give every number that has no two-way holder to its earliest remaining requester.
+
+    Runs under a per-number lock (PostgreSQL advisory locks; SQLite's write transaction), and
+    the partial unique index on ``holder`` is the last line of defence.
+    """
+    todo = sorted(set(numbers))
+    if not todo:
+        return
+    bulk.lock_keys("phone", todo)
+    held: set[str] = set()
+    best: dict[str, tuple[dt.datetime, int]] = {}
+    for chunk in bulk.chunks(todo, IN_CHUNK):
+        rows = PhoneEntry.objects.filter(number__in=chunk).filter(
+            verified_requested=True
+        ) | PhoneEntry.objects.filter(number__in=chunk, holder=True)
+        for number, entry_id, holder, requested_on in rows.values_list(
+            "number", "id", "holder", "requested_on"
+        ):
+            if holder:
+                held.add(number)
+                continue
+            key = (requested_on or dt.datetime.max.replace(tzinfo=dt.UTC), entry_id)
+            if number not in best or key < best[number]:
+                best[number] = key
+    promote = [(entry_id,) for number, (_, entry_id) in best.items() if number not in held]
+    bulk.execute_many(f"UPDATE {ENTRY_TABLE} SET holder = %s WHERE id = %s", [(True, *p) for p in promote])
+
+
+def do_transfer_ownership(project: Project, number: str, contact_id: str) -> PhoneEntry:
+    """Move two-way ownership of ``number`` to ``contact_id`` (an admin decision).
+
+    The previous holder keeps its request and so shows ``two_way_conflict``; a holder in
+    another project cannot be displaced from here.
+    """
+    with transaction.atomic():
+        bulk.lock_keys("phone", [number])
+        target = PhoneEntry.objects.filter(
+            project=project, number=number, contact_id=contact_id
+        ).first()
+        if target is None:
+            raise NotFound(f"contact '{contact_id}' has no phone entry for this number")
+        current = PhoneEntry.objects.filter(number=number, holder=True).first()
+        if current is not None and current.pk == target.pk:
+            return target
+        if current is not None and current.project_id != project.pk:
+            raise Conflict("the number is held for two-way by a contact in another project")
+        if current is not None and current.pending:
+            raise Conflict("the holder's verification is pending; wait for it or cancel it")
+        if not Contact.objects.filter(contact_id=contact_id, active=True).exists():
+            raise BadRequest("the contact is inactive and cannot hold a number")
+        if current is not None:
+            PhoneEntry.objects.filter(pk=current.pk).update(holder=False)
+        PhoneEntry.objects.filter(pk=target.pk).update(
+            holder=True,
+            verified_requested=True,
+            requested_on=target.requested_on or now(),
+        )
+        target.refresh_from_db()
+        return target

@@ -1,0 +1,1 @@
+"""Models of the gateways app (filled in by its own issue)."""

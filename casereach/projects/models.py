@@ -1,0 +1,64 @@
+"""Projects (tenants), their settings, API keys and web-user memberships."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+
+class Project(models.Model):
+    """A tenant. Everything else belongs to exactly one project."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    # Validated by projects.settings_schema.ProjectSettings; stored whole so new settings
+    # need no migration.
+    settings = models.JSONField(default=dict)
+    # The last indexed_on handed out in this project: case writes take the next microsecond
+    # after it, so indexed_on is strictly increasing per project (commcare-export pages on it).
+    last_indexed_on = models.DateTimeField(null=True, blank=True)
+    created_on = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def time_zone(self) -> str:
+        value: Any = self.settings.get("time_zone") or "UTC"
+        return str(value)
+
+    @property
+    def languages(self) -> list[str]:
+        value = self.settings.get("languages") or ["en"]
+        return [str(v) for v in value]
+
+
+class ApiKey(models.Model):
+    """An API key scoped to one project; only its SHA-256 digest is stored."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys")
+    username = models.CharField(max_length=150)
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8)
+    is_active = models.BooleanField(default=True)
+    created_on = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["username", "project"])]
+
+
+class Membership(models.Model):
+    """A web user's access to a project (admins may change settings and ownership)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    is_admin = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="membership_unique")
+        ]

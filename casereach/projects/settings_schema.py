@@ -1,0 +1,132 @@
+"""Every project setting of SPEC section 2, validated in one place."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from casereach.core.zones import canonical_zone
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_LANG = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$")
+
+
+class RestrictedWindow(BaseModel):
+    """Sends are allowed only inside these windows (evaluated in the contact's zone)."""
+
+    model_config = ConfigDict(extra="forbid")
+    days: list[int] = Field(
+        default_factory=lambda: [0, 1, 2, 3, 4, 5, 6],
+        description="Weekdays, 0 = Monday … 6 = Sunday",
+    )
+    start: str = Field(description="HH:MM, local time")
+    end: str = Field(description="HH:MM, local time; after start")
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[int]) -> list[int]:
+        if not value or any(d < 0 or d > 6 for d in value):
+            raise ValueError("days must be weekday numbers 0 (Monday) to 6 (Sunday)")
+        return sorted(set(value))
+
+    @field_validator("start", "end")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError("times must be HH:MM (24-hour)")
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> RestrictedWindow:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class SelfRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    case_type: str = "contact"
+    owner_id: str | None = None
+
+
+class ProjectSettings(BaseModel):
+    """Project settings. Unknown keys are refused so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time_zone: str = "UTC"
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    language_fallback: Literal["none", "alert", "project", "untranslated"] = "untranslated"
+    default_gateway: str | None = None
+    prefix_routes: dict[str, str] = Field(default_factory=dict)
+    restricted_windows: list[RestrictedWindow] = Field(default_factory=list)
+    daily_limit: int = Field(default=50_000, ge=0, le=100_000_000)
+    stale_limit_days: int = Field(default=7, ge=1, le=365)
+    strict_phone_validation: bool = False
+    default_country: str | None = None
+    opt_out_keywords: dict[str, list[str]] = Field(default_factory=dict)
+    opt_in_keywords: dict[str, list[str]] = Field(default_factory=dict)
+    help_keywords: dict[str, list[str]] = Field(default_factory=dict)
+    help_text: dict[str, str] = Field(default_factory=dict)
+    default_inbound_response: dict[str, str] = Field(default_factory=dict)
+    self_registration: SelfRegistration = Field(default_factory=SelfRegistration)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        canonical = canonical_zone(value)
+        if canonical is None:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name like Africa/Nairobi")
+        return canonical
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, value: list[str]) -> list[str]:
+        cleaned = [v.strip() for v in value]
+        if not cleaned:
+            raise ValueError("at least one language is required")
+        for code in cleaned:
+            if not _LANG.match(code):
+                raise ValueError(f"{code!r} is not a language code")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("languages must not repeat")
+        return cleaned
+
+    @field_validator("default_country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not an ISO 3166 country code known to libphonenumber")
+        return str(region)
+
+    @field_validator("prefix_routes")
+    @classmethod
+    def _prefixes(cls, value: dict[str, str]) -> dict[str, str]:
+        for prefix in value:
+            if not prefix.isdigit():
+                raise ValueError(f"route prefix {prefix!r} must be digits")
+        return value
+
+    @field_validator("opt_out_keywords", "opt_in_keywords", "help_keywords")
+    @classmethod
+    def _keywords(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for lang, words in value.items():
+            cleaned = [w.strip().upper() for w in words if w.strip()]
+            for w in cleaned:
+                if " " in w:
+                    raise ValueError(f"keyword {w!r} must be one word")
+            out[lang] = cleaned
+        return out
+
+
+def effective_settings(raw: dict[str, Any]) -> ProjectSettings:
+    """The stored settings with defaults filled in (stored values were validated on write)."""
+    return ProjectSettings.model_validate(raw)

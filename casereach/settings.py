@@ -1,0 +1,141 @@
+"""Django settings, configured only by CASEREACH_* environment variables (SPEC 7.2)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def database_from_url(url: str) -> dict[str, Any]:
+    """Turn CASEREACH_DATABASE_URL into a Django DATABASES entry."""
+    if url.startswith(("postgres://", "postgresql://")):
+        parsed = urlparse(url)
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parsed.path.lstrip("/")) or "casereach",
+            "USER": unquote(parsed.username or "postgres"),
+            "PASSWORD": unquote(parsed.password or ""),
+            "HOST": parsed.hostname or "127.0.0.1",
+            "PORT": str(parsed.port or 5432),
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+            "TEST": {"NAME": "test_" + (unquote(parsed.path.lstrip("/")) or "casereach")},
+        }
+    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(Path(path).expanduser().absolute()),
+        "OPTIONS": {
+            # Writers take the lock at BEGIN, so concurrent writers queue instead of failing
+            # with "database is locked" when a read transaction upgrades.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 60,
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                "PRAGMA foreign_keys=ON; PRAGMA cache_size=-64000; PRAGMA temp_store=MEMORY"
+            ),
+        },
+        "TEST": {"NAME": str(Path(path).expanduser().absolute()) + ".test"},
+    }
+
+
+DATABASE_URL = os.environ.get("CASEREACH_DATABASE_URL", "").strip() or "./casereach.sqlite3"
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+
+
+def _secret_key() -> str:
+    env = os.environ.get("CASEREACH_SECRET_KEY", "").strip()
+    if env:
+        return env
+    if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        key_file = Path(str(DATABASES["default"]["NAME"]) + ".secret-key")
+    else:
+        key_file = Path.home() / ".casereach-secret-key"
+    try:
+        return key_file.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(48)
+        try:
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(key)
+            key_file.chmod(0o600)
+        except OSError:
+            pass
+        return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = os.environ.get("CASEREACH_DEBUG", "").lower() in {"1", "true", "yes", "on"}
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("CASEREACH_ALLOWED_HOSTS", "*").split(",") if h.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "casereach.projects",
+    "casereach.contacts",
+    "casereach.cases",
+    "casereach.workers",
+    "casereach.gateways",
+    "casereach.messaging",
+    "casereach.alerts",
+    "casereach.web",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "casereach.urls"
+APPEND_SLASH = False
+WSGI_APPLICATION = "casereach.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en"
+USE_I18N = False
+STATIC_URL = "/static/"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {
+        "handlers": ["console"],
+        "level": os.environ.get("CASEREACH_LOG_LEVEL", "WARNING").upper(),
+    },
+}
