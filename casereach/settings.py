@@ -24,7 +24,10 @@ def database_from_url(url: str) -> dict[str, Any]:
             "PORT": str(parsed.port or 5432),
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,
-            "TEST": {"NAME": "test_" + (unquote(parsed.path.lstrip("/")) or "casereach")},
+            # One test database per test process, so parallel runs never share one.
+            "TEST": {
+                "NAME": f"test_{unquote(parsed.path.lstrip('/')) or 'casereach'}_{os.getpid()}"
+            },
         }
     path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url
     return {
@@ -40,7 +43,7 @@ def database_from_url(url: str) -> dict[str, Any]:
                 "PRAGMA foreign_keys=ON; PRAGMA cache_size=-64000; PRAGMA temp_store=MEMORY"
             ),
         },
-        "TEST": {"NAME": str(Path(path).expanduser().absolute()) + ".test"},
+        "TEST": {"NAME": f"{Path(path).expanduser().absolute()}.test-{os.getpid()}"},
     }
 
 

@@ -9,10 +9,14 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from casereach.cases.api import router as cases_router
+from casereach.cases.api_settings import register_settings_resync
+from casereach.cases.api_settings import router as settings_router
+from casereach.cases.api_v05 import router as cases_v05_router
 from casereach.contacts.api import router as contacts_router
 from casereach.core.errors import CasereachError
 from casereach.projects.api import router as projects_router
 from casereach.projects.auth import ApiKeyAuth, Throttled
+from casereach.workers.actions import do_resync_project_workers
 from casereach.workers.api import router as workers_router
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,9 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 
 api.add_router("", cases_router)
+api.add_router("", cases_v05_router)
 api.add_router("", workers_router)
 api.add_router("", projects_router)
 api.add_router("", contacts_router)
+api.add_router("", settings_router)  # messaging v1 settings
+register_settings_resync("workers", do_resync_project_workers)

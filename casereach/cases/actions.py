@@ -114,7 +114,9 @@ class ApplyResult:
 def _load(query_filter: dict[str, Any]) -> list[CaseState]:
     return [
         CaseState(**row)
-        for row in Case.objects.filter(**query_filter).values("case_id", "project_id", *STATE_FIELDS)
+        for row in Case.objects.filter(**query_filter).values(
+            "case_id", "project_id", *STATE_FIELDS
+        )
     ]
 
 
@@ -432,9 +434,7 @@ def do_resync_project_contacts(project: Project, case_ids: Iterable[str] | None 
             states = _load({"case_id__in": chunk})
             sources = [contact_source(s) for s in states]
             # Re-derivation under new settings: force by clearing the version guard.
-            forced = [
-                ContactSource(**{**s.__dict__, "modified": now()}) for s in sources
-            ]
+            forced = [ContactSource(**{**s.__dict__, "modified": now()}) for s in sources]
             do_sync_contacts(forced, rules)
             count += len(states)
     return count

@@ -89,7 +89,7 @@ def _json_body(request: HttpRequest) -> Any:
 def _field_args(request: HttpRequest) -> tuple[list[str] | None, list[str] | None]:
     fields: list[str] = []
     exclude: list[str] = []
-    for name, value in request.GET.items():
+    for name in request.GET:
         for v in request.GET.getlist(name):
             parts = [p.strip() for p in v.split(",") if p.strip()]
             if name == "fields":
@@ -110,8 +110,14 @@ def _out(request: HttpRequest, case: Any, project: str) -> dict[str, Any]:
     return filter_fields(serialize_v2(case, project), fields, exclude)
 
 
-def _write(request: HttpRequest, project_name: str, body: Any, *, path_case_id: str | None = None,
-           ext_upsert: str | None = None) -> JsonResponse:
+def _write(
+    request: HttpRequest,
+    project_name: str,
+    body: Any,
+    *,
+    path_case_id: str | None = None,
+    ext_upsert: str | None = None,
+) -> JsonResponse:
     project = project_for(request, project_name)
     user = principal_of(request).username
     form_id = str(uuid.uuid4())
@@ -198,7 +204,11 @@ def case_list(request: HttpRequest, project: str) -> JsonResponse:
         base = [(k, v) for k, v in params if k not in ("last_case_id",)]
         base = [(k, v) for k, v in base if not (k == "indexed_on.gte" and last_case_id)]
         last = page[-1]
-        nxt = [*base, ("indexed_on.gte", json_z(last.indexed_on) or ""), ("last_case_id", last.case_id)]
+        nxt = [
+            *base,
+            ("indexed_on.gte", json_z(last.indexed_on) or ""),
+            ("last_case_id", last.case_id),
+        ]
         body["next"] = request.build_absolute_uri(
             f"/a/{proj.name}/api/case/v2/?cursor={encode_cursor(nxt)}"
         )
@@ -206,7 +216,10 @@ def case_list(request: HttpRequest, project: str) -> JsonResponse:
 
 
 @router.api_operation(
-    ["POST"], V2 + "/", operation_id="case_v2_create", summary="Create one case or bulk create/update",
+    ["POST"],
+    V2 + "/",
+    operation_id="case_v2_create",
+    summary="Create one case or bulk create/update",
     openapi_extra=OBJECT_OR_ARRAY,
 )
 def case_create(request: HttpRequest, project: str) -> JsonResponse:
@@ -214,7 +227,10 @@ def case_create(request: HttpRequest, project: str) -> JsonResponse:
 
 
 @router.api_operation(
-    ["PUT"], V2 + "/", operation_id="case_v2_put_root", summary="Update by case_id/external_id, or bulk",
+    ["PUT"],
+    V2 + "/",
+    operation_id="case_v2_put_root",
+    summary="Update by case_id/external_id, or bulk",
     openapi_extra=OBJECT_OR_ARRAY,
 )
 def case_put_root(request: HttpRequest, project: str) -> JsonResponse:
@@ -222,7 +238,10 @@ def case_put_root(request: HttpRequest, project: str) -> JsonResponse:
 
 
 @router.api_operation(
-    ["POST"], V2 + "/bulk-fetch/", operation_id="case_v2_bulk_fetch", summary="Fetch many cases",
+    ["POST"],
+    V2 + "/bulk-fetch/",
+    operation_id="case_v2_bulk_fetch",
+    summary="Fetch many cases",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -265,7 +284,9 @@ def case_bulk_fetch(request: HttpRequest, project: str) -> JsonResponse:
 
 
 @router.api_operation(
-    ["GET"], V2 + "/ext/{path:external_id}/", operation_id="case_v2_get_ext",
+    ["GET"],
+    V2 + "/ext/{path:external_id}/",
+    operation_id="case_v2_get_ext",
     summary="Get a case by external id",
 )
 def case_get_ext(request: HttpRequest, project: str, external_id: str) -> JsonResponse:
@@ -274,8 +295,11 @@ def case_get_ext(request: HttpRequest, project: str, external_id: str) -> JsonRe
 
 
 @router.api_operation(
-    ["PUT"], V2 + "/ext/{path:external_id}/", operation_id="case_v2_upsert_ext",
-    summary="Upsert a case by external id", openapi_extra=OBJECT_BODY,
+    ["PUT"],
+    V2 + "/ext/{path:external_id}/",
+    operation_id="case_v2_upsert_ext",
+    summary="Upsert a case by external id",
+    openapi_extra=OBJECT_BODY,
 )
 def case_upsert_ext(request: HttpRequest, project: str, external_id: str) -> JsonResponse:
     return _write(request, project, _json_body(request), ext_upsert=external_id)
@@ -302,20 +326,33 @@ def _delete(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return JsonResponse({"case_id": state.case_id, "deleted": True})
 
 
-@router.api_operation(["GET"], V2 + "/{case_id}", operation_id="case_v2_get",
-                      summary="Get one case, or several by comma-separated ids")
+@router.api_operation(
+    ["GET"],
+    V2 + "/{case_id}",
+    operation_id="case_v2_get",
+    summary="Get one case, or several by comma-separated ids",
+)
 def case_get(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return _get_one_or_many(request, project, case_id)
 
 
-@router.api_operation(["PUT"], V2 + "/{case_id}", operation_id="case_v2_update",
-                      summary="Update one case", openapi_extra=OBJECT_BODY)
+@router.api_operation(
+    ["PUT"],
+    V2 + "/{case_id}",
+    operation_id="case_v2_update",
+    summary="Update one case",
+    openapi_extra=OBJECT_BODY,
+)
 def case_update(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return _write(request, project, _json_body(request), path_case_id=case_id)
 
 
-@router.api_operation(["DELETE"], V2 + "/{case_id}", operation_id="case_v2_delete",
-                      summary="Soft-delete one case (casereach extension)")
+@router.api_operation(
+    ["DELETE"],
+    V2 + "/{case_id}",
+    operation_id="case_v2_delete",
+    summary="Soft-delete one case (casereach extension)",
+)
 def case_delete(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return _delete(request, project, case_id)
 

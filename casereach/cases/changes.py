@@ -104,13 +104,11 @@ def parse_properties(raw: Any) -> dict[str, str]:
             )
         if not isinstance(value, str):
             raise ChangeError(
-                f"Error with case property '{name}'. "
-                f"Values must be strings, received '{value}'"
+                f"Error with case property '{name}'. Values must be strings, received '{value}'"
             )
         if len(value) > MAX_VALUE:
             raise ChangeError(
-                f"Error with case property '{name}'. "
-                f"Values must be at most {MAX_VALUE} characters."
+                f"Error with case property '{name}'. Values must be at most {MAX_VALUE} characters."
             )
         out[name] = value
     return out
@@ -129,7 +127,13 @@ def parse_indices(raw: Any) -> dict[str, IndexSpec]:
             )
         if not isinstance(spec, dict):
             raise ChangeError(f"Error with index '{name}'. An index must be an object.")
-        unknown = set(spec) - {"case_id", "external_id", "temporary_id", "case_type", "relationship"}
+        unknown = set(spec) - {
+            "case_id",
+            "external_id",
+            "temporary_id",
+            "case_type",
+            "relationship",
+        }
         if unknown:
             raise ChangeError(f"'{sorted(unknown)[0]}' is not a valid field.")
         ids = {}
@@ -202,7 +206,9 @@ def parse_change(data: Any, *, op: Op, row: int = 1, user: str = "") -> CaseChan
         close=close,
         reopen=reopen,
         last_modified=(
-            parse_timestamp(data["last_modified"]) if data.get("last_modified") is not None else None
+            parse_timestamp(data["last_modified"])
+            if data.get("last_modified") is not None
+            else None
         ),
         user=user,
     )

@@ -36,9 +36,7 @@ class Case(models.Model):
             models.Index(fields=["project", "external_id"], name="case_external_id"),
             models.Index(fields=["project", "case_type"], name="case_type_idx"),
             models.Index(fields=["project", "owner_id"], name="case_owner_idx"),
-            models.Index(
-                fields=["project", "server_last_modified"], name="case_server_modified"
-            ),
+            models.Index(fields=["project", "server_last_modified"], name="case_server_modified"),
         ]
 
 
@@ -53,9 +51,7 @@ class CaseIndex(models.Model):
     relationship = models.CharField(max_length=20, default="child")
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["case", "name"], name="case_index_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["case", "name"], name="case_index_unique")]
         indexes = [
             models.Index(fields=["project", "name", "referenced_id"], name="case_index_reverse")
         ]

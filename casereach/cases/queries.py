@@ -109,7 +109,9 @@ def v2_filter(project: Project, params: list[tuple[str, str]]) -> QuerySet[Case]
         elif name == "include_deprecated":
             continue
         elif name == "query":
-            raise BadRequest(f"Bad query: {values[-1][:200]} (case-search expressions are not supported yet)")
+            raise BadRequest(
+                f"Bad query: {values[-1][:200]} (case-search expressions are not supported yet)"
+            )
         elif name.startswith("properties.") and len(name) > len("properties."):
             prop = name[len("properties.") :]
             cond = Q()

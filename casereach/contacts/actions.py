@@ -80,7 +80,9 @@ def _existing_versions(ids: Sequence[str]) -> dict[str, dt.datetime]:
     found: dict[str, dt.datetime] = {}
     for chunk in bulk.chunks(ids, IN_CHUNK):
         found.update(
-            Contact.objects.filter(contact_id__in=chunk).values_list("contact_id", "source_modified")
+            Contact.objects.filter(contact_id__in=chunk).values_list(
+                "contact_id", "source_modified"
+            )
         )
     return found
 
@@ -190,14 +192,14 @@ def _write_entries(derived: Sequence[DerivedContact], stamp: dt.datetime) -> set
     for d in derived:
         current = by_contact.get(d.source.contact_id, {})
         wanted = {w.number: w for w in d.entries}
-        for number, e in current.items():
+        for number, old in current.items():
             if number not in wanted:
-                deletes.append(e.id)
-                if e.holder or e.verified_requested:
+                deletes.append(old.id)
+                if old.holder or old.verified_requested:
                     touched.add(number)
         for number, w in wanted.items():
-            e = current.get(number)
-            if e is None:
+            found = current.get(number)
+            if found is None:
                 inserts.append(
                     (
                         number,
@@ -216,6 +218,7 @@ def _write_entries(derived: Sequence[DerivedContact], stamp: dt.datetime) -> set
                 if w.verified_requested:
                     touched.add(number)
                 continue
+            e = found
             holder, pending, requested_on = e.holder, e.pending, e.requested_on
             if w.verified_requested and not e.verified_requested:
                 requested_on = stamp
@@ -296,7 +299,9 @@ def resolve_ownership(numbers: Iterable[str]) -> None:
             if number not in best or key < best[number]:
                 best[number] = key
     promote = [(entry_id,) for number, (_, entry_id) in best.items() if number not in held]
-    bulk.execute_many(f"UPDATE {ENTRY_TABLE} SET holder = %s WHERE id = %s", [(True, *p) for p in promote])
+    bulk.execute_many(
+        f"UPDATE {ENTRY_TABLE} SET holder = %s WHERE id = %s", [(True, *p) for p in promote]
+    )
 
 
 def do_transfer_ownership(project: Project, number: str, contact_id: str) -> PhoneEntry:

@@ -1,7 +1,152 @@
-"""HTTP API of the contacts app."""
+"""Messaging API v1 for contacts: the contact profile, phone entries (list, transfer of two-way
+ownership) and the data-quality report (JSON or CSV)."""
 
 from __future__ import annotations
 
-from ninja import Router
+import csv
+import io
+from typing import Any
+from urllib.parse import urlencode
 
-router = Router()
+from django.http import HttpRequest, HttpResponse
+from ninja import Field, Query, Router, Schema
+
+from casereach.contacts.actions import do_transfer_ownership
+from casereach.contacts.queries import (
+    DATA_QUALITY_COLUMNS,
+    MAX_LIMIT,
+    contact_profile,
+    data_quality,
+    entry_row,
+    normalise_number_filter,
+    phone_entries,
+)
+from casereach.core.errors import BadRequest
+from casereach.projects.auth import project_for
+
+router = Router(tags=["contacts (messaging v1)"])
+V1 = "/a/{project}/api/messaging/v1"
+
+
+class PhoneNumberFilters(Schema):
+    number: str | None = Field(None, description="A number in any common format (+, spaces, dashes)")
+    status: str | None = Field(None, description="two_way, one_way, pending or conflict")
+    limit: int = Field(20, ge=1, le=MAX_LIMIT)
+    offset: int = Field(0, ge=0)
+
+
+class TransferIn(Schema):
+    contact_id: str = Field(..., min_length=1, max_length=64)
+
+
+@router.get(
+    V1 + "/contacts/{contact_id}",
+    operation_id="messaging_contact_profile",
+    summary="The effective messaging profile of a case or mobile worker",
+)
+def get_contact(request: HttpRequest, project: str, contact_id: str) -> dict[str, Any]:
+    proj = project_for(request, project)
+    return contact_profile(proj, contact_id)
+
+
+@router.get(
+    V1 + "/phone-numbers",
+    operation_id="messaging_phone_numbers",
+    summary="This project's phone entries, filtered by number and two-way status",
+)
+def list_phone_numbers(
+    request: HttpRequest, project: str, filters: Query[PhoneNumberFilters]
+) -> dict[str, Any]:
+    proj = project_for(request, project)
+    rows, total = phone_entries(
+        proj,
+        number=filters.number,
+        status=filters.status,
+        limit=filters.limit,
+        offset=filters.offset,
+    )
+    next_url = None
+    if filters.offset + len(rows) < total:
+        params = {
+            k: v
+            for k, v in (
+                ("number", filters.number),
+                ("status", filters.status),
+                ("limit", filters.limit),
+                ("offset", filters.offset + filters.limit),
+            )
+            if v not in (None, "")
+        }
+        next_url = request.build_absolute_uri(
+            f"/a/{proj.name}/api/messaging/v1/phone-numbers?{urlencode(params)}"
+        )
+    return {
+        "objects": rows,
+        "meta": {
+            "limit": filters.limit,
+            "offset": filters.offset,
+            "total_count": total,
+            "next": next_url,
+        },
+    }
+
+
+@router.post(
+    V1 + "/phone-numbers/{number}/transfer",
+    operation_id="messaging_phone_number_transfer",
+    summary="Move two-way ownership of a number to one of this project's contacts",
+)
+def transfer_phone_number(
+    request: HttpRequest, project: str, number: str, body: TransferIn
+) -> dict[str, Any]:
+    proj = project_for(request, project)
+    digits = normalise_number_filter(number)
+    if not digits:
+        raise BadRequest("the number must contain digits")
+    entry = do_transfer_ownership(proj, digits, body.contact_id)
+    return entry_row(entry, proj)
+
+
+def _wants_csv(request: HttpRequest) -> bool:
+    fmt = request.GET.get("format", "").strip().lower()
+    if fmt:
+        if fmt not in ("csv", "json"):
+            raise BadRequest(f"unknown format {fmt!r}; use csv or json")
+        return fmt == "csv"
+    return "text/csv" in request.headers.get("Accept", "").lower()
+
+
+@router.get(
+    V1 + "/data-quality",
+    operation_id="messaging_data_quality",
+    summary="Every contact with a warning (JSON, or CSV with ?format=csv / Accept: text/csv)",
+)
+def get_data_quality(request: HttpRequest, project: str) -> Any:
+    proj = project_for(request, project)
+    rows = data_quality(proj)
+    if not _wants_csv(request):
+        return {"objects": rows, "meta": {"total_count": len(rows)}}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(DATA_QUALITY_COLUMNS)
+    for r in rows:
+        writer.writerow(
+            [
+                r["contact_id"],
+                r["contact_type"],
+                _csv_safe(r["name"]),
+                _csv_safe(r["phone"] or ""),
+                ";".join(r["warnings"]),
+                " | ".join(r["messages"]),
+            ]
+        )
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="data-quality-{proj.name}.csv"'
+    return response
+
+
+def _csv_safe(value: str) -> str:
+    """Neutralise spreadsheet formulas in user-supplied text (CSV injection)."""
+    if value and value[0] in "=+-@\t\r":
+        return "'" + value
+    return value

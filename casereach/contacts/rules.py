@@ -24,7 +24,9 @@ GATEWAY_PROP = "contact_backend_id"
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "y", "on"})
 _STRIP = str.maketrans("", "", " \t\r\n\v\f()-.\u00a0")
-_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(
+    r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 
 WARNING_TEXT = {
     "not_e164": "The number is not a possible international number for its country code; check the country code and length.",
@@ -195,7 +197,9 @@ def derive(source: ContactSource, rules: ProjectRules) -> DerivedContact:
             tz_effective, tz_source = zone, "contact"
         else:
             warnings.append(warning("unknown_time_zone", tz_requested[:64]))
-            tz_effective, tz_source = (project_zone, "project") if project_zone else ("UTC", "default")
+            tz_effective, tz_source = (
+                (project_zone, "project") if project_zone else ("UTC", "default")
+            )
     elif project_zone:
         tz_effective, tz_source = project_zone, "project"
     else:

@@ -133,8 +133,10 @@ def project_for(request: HttpRequest, project_name: str) -> Project:
         if project is None or project.pk != principal.project_id:
             raise Forbidden("this API key is not valid for this project")
         return project
-    if project is None or not Membership.objects.filter(
-        user_id=principal.user_id, project=project
-    ).exists():
+    if (
+        project is None
+        or principal.user_id is None
+        or not Membership.objects.filter(user_id=principal.user_id, project=project).exists()
+    ):
         raise Forbidden("you are not a member of this project")
     return project

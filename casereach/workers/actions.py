@@ -3,6 +3,7 @@ same transaction."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,11 +12,14 @@ from django.db import transaction
 
 from casereach.contacts.actions import do_sync_contacts, project_rules
 from casereach.contacts.rules import ContactSource
+from casereach.core import bulk
 from casereach.core.errors import BadRequest, Conflict
 from casereach.core.timeutil import now
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.workers.models import MobileWorker
+
+RESYNC_CHUNK = 900
 
 WRITABLE = frozenset(
     {
@@ -60,7 +64,7 @@ def full_username(project: Project, username: str) -> str:
 
 
 def strip_plus(value: Any, field: str) -> str:
-    if not isinstance(value, str) and not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, str | int):
         raise BadRequest(f"'{field}' must contain phone numbers as strings")
     text = str(value).strip()
     return text[1:] if text.startswith("+") else text
@@ -113,7 +117,7 @@ def _apply(worker: MobileWorker, data: dict[str, Any], *, creating: bool) -> Non
             if value and value not in cleaned:
                 cleaned.append(value)
         worker.phone_numbers = cleaned
-    if data.get("default_phone_number") is not None:
+    if data.get("default_phone_number") not in (None, ""):
         default = strip_plus(data["default_phone_number"], "default_phone_number")
         rest = [n for n in worker.phone_numbers if n != default]
         worker.phone_numbers = [default, *rest]
@@ -180,6 +184,7 @@ def do_create_worker(project: Project, data: dict[str, Any]) -> MobileWorker:
 def do_update_worker(worker: MobileWorker, data: dict[str, Any]) -> MobileWorker:
     with transaction.atomic():
         locked = lock_project(worker.project_id)
+        worker.refresh_from_db()  # read under the lock: no lost update from a stale copy
         worker.project = locked
         _apply(worker, {k: v for k, v in data.items() if k != "username"}, creating=False)
         _save_and_sync(locked, [worker])
@@ -190,6 +195,7 @@ def do_set_worker_active(worker: MobileWorker, active: bool) -> MobileWorker:
     """Deactivating releases the worker's two-way numbers (SPEC 3.2.3)."""
     with transaction.atomic():
         locked = lock_project(worker.project_id)
+        worker.refresh_from_db()  # read under the lock: no lost update from a stale copy
         worker.project = locked
         worker.is_active = active
         _save_and_sync(locked, [worker])
@@ -198,8 +204,33 @@ def do_set_worker_active(worker: MobileWorker, active: bool) -> MobileWorker:
 
 def do_retire_worker(worker: MobileWorker) -> None:
     """Retire (CommCare's DELETE): the worker stops being a contact and frees its numbers."""
-    do_set_worker_active(worker, False)
     with transaction.atomic():
+        do_set_worker_active(worker, False)
         MobileWorker.objects.filter(pk=worker.pk).update(
-            username=f"{worker.username}#retired-{worker.pk[:8]}"
+            username=f"{worker.username[:200]}#retired-{worker.pk[:8]}"
         )
+
+
+def do_resync_project_workers(project: Project) -> int:
+    """Re-derive the contacts of every worker of ``project`` (after a settings change such as
+    the project time zone), set-based, in batches under the project lock.
+
+    The version guard is forced with ``modified=now()`` because the workers themselves did
+    not change; the project lock keeps a concurrent worker write from being overwritten by
+    the older copy read here.
+    """
+    ids = list(
+        MobileWorker.objects.filter(project=project).order_by("pk").values_list("pk", flat=True)
+    )
+    count = 0
+    for chunk in bulk.chunks(ids, RESYNC_CHUNK):
+        with transaction.atomic():
+            locked = lock_project(project.pk)
+            rules = {locked.pk: project_rules(locked)}
+            stamp = now()
+            workers = list(MobileWorker.objects.filter(pk__in=chunk))
+            do_sync_contacts(
+                [dataclasses.replace(worker_source(w), modified=stamp) for w in workers], rules
+            )
+            count += len(workers)
+    return count

@@ -1,0 +1,3 @@
+from casereach.cli.main import run
+
+run()

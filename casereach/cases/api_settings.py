@@ -1,0 +1,119 @@
+"""Messaging API v1: project settings (``GET``/``PUT /a/{project}/api/messaging/v1/settings``).
+
+It lives in the cases app, not in projects, because a settings change that affects contact
+derivation (time zone, languages, phone validation, default country) must re-derive the
+project's contacts, and casereach.projects may not import casereach.cases (import-linter
+layers). Workers are in the same layer as cases and independent of it, so their re-derivation
+is plugged in by the composition root (casereach.api.main) with ``register_settings_resync``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Router
+
+from casereach.cases.actions import do_resync_project_contacts
+from casereach.core.errors import BadRequest
+from casereach.projects.actions import do_update_settings
+from casereach.projects.auth import project_for
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import ProjectSettings, effective_settings
+
+router = Router(tags=["settings (messaging v1)"])
+V1 = "/a/{project}/api/messaging/v1"
+
+# Settings that contact derivation depends on (contacts.actions.project_rules).
+CONTACT_SETTINGS = ("time_zone", "languages", "strict_phone_validation", "default_country")
+
+Resync = Callable[[Project], int]
+_RESYNC: dict[str, Resync] = {"cases": do_resync_project_contacts}
+
+
+def register_settings_resync(name: str, resync: Resync) -> None:
+    """Add a contact source to re-derive after a contact-affecting settings change
+    (idempotent per ``name``)."""
+    _RESYNC[name] = resync
+
+
+def do_change_settings(project: Project, changes: dict[str, Any]) -> tuple[ProjectSettings, int]:
+    """Validate and save ``changes`` (partial or full), then re-derive the project's contacts
+    when a setting they depend on changed. Returns (new settings, contacts re-derived)."""
+    unknown = sorted(set(changes) - set(ProjectSettings.model_fields))
+    if unknown:
+        raise BadRequest(
+            f"unknown setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+            {"unknown": unknown, "known": sorted(ProjectSettings.model_fields)},
+        )
+    before = effective_settings(project.settings)
+    after = do_update_settings(project, changes)
+    resynced = 0
+    if any(getattr(before, k) != getattr(after, k) for k in CONTACT_SETTINGS):
+        for resync in _RESYNC.values():
+            resynced += resync(project)
+    return after, resynced
+
+
+def _json_object(request: HttpRequest) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest(
+            "Payload must be valid JSON", "send a JSON object of settings to change"
+        ) from None
+    if not isinstance(body, dict):
+        raise BadRequest("Payload must be a JSON object of settings", type(body).__name__)
+    return body
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """Inline pydantic's ``#/$defs/…`` references (they do not resolve inside OpenAPI)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.rsplit("/", 1)[1]], defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def _settings_schema() -> dict[str, Any]:
+    schema = ProjectSettings.model_json_schema()
+    defs = schema.pop("$defs", {})
+    inlined: dict[str, Any] = _inline_refs(schema, defs)
+    inlined["description"] = "Any subset of the settings; omitted ones are unchanged."
+    return inlined
+
+
+SETTINGS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _settings_schema()}},
+    }
+}
+
+
+@router.get(
+    V1 + "/settings",
+    operation_id="messaging_settings_get",
+    summary="Every project setting, with defaults filled in",
+)
+def get_settings(request: HttpRequest, project: str) -> dict[str, Any]:
+    proj = project_for(request, project)
+    return effective_settings(proj.settings).model_dump(mode="json")
+
+
+@router.put(
+    V1 + "/settings",
+    operation_id="messaging_settings_put",
+    summary="Change some or all project settings",
+    openapi_extra=SETTINGS_BODY,
+)
+def put_settings(request: HttpRequest, project: str) -> dict[str, Any]:
+    proj = project_for(request, project)
+    settings, _ = do_change_settings(proj, _json_object(request))
+    return settings.model_dump(mode="json")

@@ -1,0 +1,519 @@
+"""Bulk case import from CSV or XLSX (``casereach import-cases``), streaming and bounded.
+
+The file is read one record at a time and turned into :class:`CaseChange` objects; every
+``batch_size`` changes go through :func:`do_apply_case_changes` with ``partial=True``, the same
+path as the Case API, so an imported case becomes a contact in the same transaction.
+
+Columns (the first row is the header):
+
+- ``case_id`` or ``external_id`` — the upsert key. With ``case_id`` the row updates that case
+  or creates it with that id; with only ``external_id`` it updates the project's live case with
+  that external id or creates one. A file with neither column is refused as a whole; a row with
+  both empty is a row error.
+- ``case_type``, ``case_name``, ``owner_id`` — required to create a case (``--case-type``
+  fills ``case_type`` for rows without one).
+- ``close`` — ``1`` / ``true`` / ``yes`` (any case) closes the case; ``0`` / ``false`` /
+  ``no`` / empty leave it as it is.
+- any other column is a case property. An empty cell leaves the property unchanged.
+
+Row numbers are the file's: the header is row 1; for CSV a record's row is the line it starts
+on, for XLSX the sheet row. Bad rows never stop the import: each becomes one or more
+``(row, column, reason)`` errors, and the good rows are written.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from casereach.cases.actions import do_apply_case_changes
+from casereach.cases.changes import BASE_FIELDS, MAX_FIELD, MAX_VALUE, CaseChange, valid_xml_name
+from casereach.core.errors import BadRequest
+from casereach.projects.models import Project
+
+# A CSV line longer than this (bytes) is refused without being held in memory whole.
+MAX_LINE_BYTES = 8 * 1024 * 1024
+# csv's own per-field cap; values between MAX_VALUE and this are refused by our own check.
+CSV_FIELD_LIMIT = 131_072
+KEPT_ERRORS = 1000
+IMPORT_USER = "import"
+
+KEY_COLUMNS = ("case_id", "external_id")
+FIELD_COLUMNS = ("case_type", "case_name", "owner_id")
+TRUE_WORDS = frozenset({"1", "true", "yes", "y", "on"})
+FALSE_WORDS = frozenset({"", "0", "false", "no", "n", "off"})
+# Case API fields that an import cannot set and that therefore cannot be properties either.
+RESERVED = BASE_FIELDS - {*KEY_COLUMNS, *FIELD_COLUMNS, "close"}
+
+BAD_ENCODING = "bad encoding (not UTF-8)"
+KEY_REQUIRED = "case_id or external_id is required"
+
+
+@dataclass(slots=True)
+class SourceRow:
+    """One record of the file: its values, or why it could not be read."""
+
+    row: int
+    values: list[str] | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    row: int
+    column: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Progress:
+    """``done`` / ``total`` are bytes for CSV and rows for XLSX (``total`` may be None)."""
+
+    rows: int
+    done: int
+    total: int | None
+
+
+@dataclass
+class ImportReport:
+    rows_read: int = 0
+    rows_failed: int = 0
+    written: int = 0
+    errors_total: int = 0
+    # The first KEPT_ERRORS errors, for display; every error goes to ``on_error``.
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def rows_ok(self) -> int:
+        return self.rows_read - self.rows_failed
+
+
+class RowSource:
+    """Iterates a file's records; ``done`` / ``total`` measure progress through it."""
+
+    total: int | None = None
+    done: int = 0
+
+    def __iter__(self) -> Iterator[SourceRow]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file."""
+
+
+def open_rows(path: Path) -> RowSource:
+    """A streaming reader for ``path`` chosen by its extension (.csv / .xlsx)."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".txt"):
+        return CsvRows(path)
+    if suffix in (".xlsx", ".xlsm"):
+        return XlsxRows(path)
+    raise BadRequest(
+        f"cannot import {path.name!r}: unknown file type {suffix or '(none)'!r}; "
+        "use a .csv or .xlsx file"
+    )
+
+
+def iter_rows(path: Path) -> Iterator[SourceRow]:
+    """Every record of a CSV or XLSX file in order, header first, one at a time."""
+    source = open_rows(path)
+    try:
+        yield from source
+    finally:
+        source.close()
+
+
+# --- CSV ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Line:
+    number: int
+    text: str
+    error: str | None
+
+
+class CsvRows(RowSource):
+    """CSV read as bytes and decoded per line, so one bad line is one bad row.
+
+    The csv module parses records from the decoded lines; we see exactly which lines each
+    record consumed. A record that spans several lines but does not have the header's number
+    of values is a broken quote: its first line is reported and the following lines are
+    parsed again, so one stray quote costs one row, not the rest of the file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[bytes] = path.open("rb")
+        self.total = path.stat().st_size
+        self.done = 0
+        self._next_number = 1
+        self._pending: deque[_Line] = deque()
+        self._consumed: list[_Line] = []
+        self.width: int | None = None
+
+    def close(self) -> None:
+        self.file.close()
+
+    def _read_line(self) -> _Line | None:
+        raw = self.file.readline(MAX_LINE_BYTES)
+        if not raw:
+            return None
+        self.done += len(raw)
+        number = self._next_number
+        self._next_number += 1
+        if len(raw) >= MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while True:  # skip the rest of the overlong line without holding it
+                more = self.file.readline(MAX_LINE_BYTES)
+                self.done += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+            return _Line(number, "\n", f"line longer than {MAX_LINE_BYTES} bytes")
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return _Line(number, raw.decode("utf-8", "replace"), BAD_ENCODING)
+        if "\x00" in text:
+            return _Line(number, text.replace("\x00", ""), "contains a NUL character")
+        return _Line(number, text, None)
+
+    def _lines(self) -> Iterator[str]:
+        """What the csv reader consumes; remembers the lines of the current record."""
+        consumed = self._consumed
+        while True:
+            line = self._pending.popleft() if self._pending else self._read_line()
+            if line is None:
+                return
+            consumed.append(line)
+            yield line.text
+
+    def __iter__(self) -> Iterator[SourceRow]:
+        reader = csv.reader(self._lines(), strict=True)
+        consumed = self._consumed
+        limit = csv.field_size_limit()
+        if limit < CSV_FIELD_LIMIT:
+            csv.field_size_limit(CSV_FIELD_LIMIT)
+        while True:
+            del consumed[:]
+            try:
+                values: list[str] | None = next(reader)
+                problem: str | None = None
+            except StopIteration:
+                if not consumed:
+                    return
+                values, problem = None, "unexpected end of file inside a quoted value"
+            except csv.Error as exc:
+                values, problem = None, _csv_problem(str(exc))
+                if consumed and not consumed[-1].text.endswith(("\n", "\r")):
+                    pass
+            if not consumed:
+                return
+            first = consumed[0]
+            bad = next((line.error for line in consumed if line.error), None)
+            if bad is not None:
+                if first.error is None and len(consumed) > 1:
+                    # A bad line swallowed into a record that started earlier: report the
+                    # start as broken and re-read the rest on its own.
+                    self._requeue()
+                    yield SourceRow(first.number, None, "broken quotes (unclosed quoted value)")
+                    continue
+                if len(consumed) > 1:
+                    self._requeue()
+                yield SourceRow(first.number, None, bad)
+                continue
+            if problem is not None:
+                if len(consumed) > 1:
+                    self._requeue()
+                yield SourceRow(first.number, None, problem)
+                continue
+            assert values is not None
+            if not values or (len(values) == 1 and not values[0].strip()):
+                continue  # blank line
+            if self.width is None:
+                self.width = len(values)
+            elif len(values) != self.width:
+                if len(consumed) > 1:
+                    self._requeue()
+                    yield SourceRow(first.number, None, "broken quotes (unclosed quoted value)")
+                    continue
+                yield SourceRow(
+                    first.number,
+                    None,
+                    f"the row has {len(values)} values but the header has {self.width} columns",
+                )
+                continue
+            yield SourceRow(first.number, values)
+
+    def _requeue(self) -> None:
+        """Parse every line of the current record but the first again."""
+        self._pending.extendleft(reversed(self._consumed[1:]))
+
+
+def _csv_problem(message: str) -> str:
+    if "field larger than field limit" in message:
+        return f"a value is longer than {MAX_VALUE} characters"
+    if "expected after" in message or "quote" in message.lower():
+        return f"broken quotes ({message})"
+    return f"unreadable CSV ({message})"
+
+
+# --- XLSX --------------------------------------------------------------------------------
+
+
+class XlsxRows(RowSource):
+    """The first sheet of a workbook, read with openpyxl's streaming (read-only) mode."""
+
+    def __init__(self, path: Path) -> None:
+        from openpyxl import load_workbook
+
+        try:
+            self.book = load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises many types for a bad file
+            raise BadRequest(f"cannot read {path.name!r} as an XLSX workbook: {exc}") from None
+        self.sheet = self.book.worksheets[0]
+        self.total = self.sheet.max_row
+        self.done = 0
+
+    def close(self) -> None:
+        self.book.close()
+
+    def __iter__(self) -> Iterator[SourceRow]:
+        width: int | None = None
+        for number, cells in enumerate(self.sheet.iter_rows(min_row=1, values_only=True), 1):
+            self.done = number
+            values = [_cell_text(v) for v in cells]
+            while values and values[-1] == "":
+                values.pop()
+            if not values:
+                continue
+            if width is None:
+                width = len(values)
+            elif len(values) < width:
+                values.extend([""] * (width - len(values)))
+            elif len(values) > width:
+                yield SourceRow(
+                    number, None, f"the row has a value in column {len(values)}, "
+                    f"but the header has only {width} columns"
+                )
+                continue
+            yield SourceRow(number, values)
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))  # phone numbers and ids typed as numbers
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)
+
+
+# --- rows → changes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What each column of the header means."""
+
+    case_id: int | None
+    external_id: int | None
+    fields: tuple[tuple[str, int], ...]
+    close: int | None
+    properties: tuple[tuple[str, int], ...]
+    bad_columns: tuple[tuple[str, int, str], ...]
+
+
+def _plan(header: list[str]) -> _Plan:
+    names = [h.strip() for h in header]
+    seen: set[str] = set()
+    for name in names:
+        if name and name in seen:
+            raise BadRequest(f"the header names column {name!r} twice")
+        seen.add(name)
+    if not any(k in seen for k in KEY_COLUMNS):
+        raise BadRequest(
+            "the file has no case_id or external_id column; one of them is needed to match "
+            f"rows to cases (header: {', '.join(n for n in names if n)[:200] or 'empty'})"
+        )
+    index = {name: i for i, name in enumerate(names) if name}
+    properties: list[tuple[str, int]] = []
+    bad: list[tuple[str, int, str]] = []
+    for i, name in enumerate(names):
+        if name in KEY_COLUMNS or name in FIELD_COLUMNS or name == "close":
+            continue
+        if not name:
+            bad.append((f"column {i + 1}", i, "value in a column with no header"))
+        elif name in RESERVED:
+            bad.append((name, i, f"'{name}' cannot be imported (reserved case field)"))
+        elif len(name) > MAX_FIELD or not valid_xml_name(name):
+            bad.append(
+                (name[:100], i, "case property names must be valid XML identifiers")
+            )
+        else:
+            properties.append((name, i))
+    return _Plan(
+        case_id=index.get("case_id"),
+        external_id=index.get("external_id"),
+        fields=tuple((f, index[f]) for f in FIELD_COLUMNS if f in index),
+        close=index.get("close"),
+        properties=tuple(properties),
+        bad_columns=tuple(bad),
+    )
+
+
+def _row_change(
+    plan: _Plan, row: int, values: list[str], case_type: str | None
+) -> tuple[CaseChange | None, list[tuple[str, str]]]:
+    """One record → a change, or the (column, reason) list of what is wrong with it."""
+    problems: list[tuple[str, str]] = []
+    case_id = values[plan.case_id].strip() if plan.case_id is not None else ""
+    external_id = values[plan.external_id].strip() if plan.external_id is not None else ""
+    if case_id:
+        if len(case_id) > 64:
+            problems.append(("case_id", "case_id must be at most 64 characters"))
+    elif not external_id:
+        problems.append(("case_id" if plan.case_id is not None else "external_id", KEY_REQUIRED))
+    if len(external_id) > MAX_FIELD:
+        problems.append(("external_id", f"external_id must be at most {MAX_FIELD} characters"))
+    change = CaseChange(
+        op="upsert_id" if case_id else "upsert",
+        row=row,
+        case_id=case_id or None,
+        external_id=external_id or None,
+        user=IMPORT_USER,
+    )
+    for name, i in plan.fields:
+        value = values[i].strip()
+        if not value:
+            continue
+        if len(value) > MAX_FIELD:
+            problems.append((name, f"{name} must be at most {MAX_FIELD} characters"))
+        setattr(change, name, value)
+    if case_type and change.case_type is None:
+        change.case_type = case_type
+    if plan.close is not None:
+        flag = values[plan.close].strip().lower()
+        if flag in TRUE_WORDS:
+            change.close = True
+        elif flag not in FALSE_WORDS:
+            problems.append(("close", "close must be 1/true/yes or 0/false/no"))
+    properties = change.properties
+    for name, i in plan.properties:
+        value = values[i]
+        if value:
+            if len(value) > MAX_VALUE:
+                problems.append((name, f"value longer than {MAX_VALUE} characters"))
+            properties[name] = value
+    for name, i, reason in plan.bad_columns:
+        if values[i]:
+            problems.append((name, reason))
+    if problems:
+        return None, problems
+    return change, problems
+
+
+_MESSAGE_COLUMN = re.compile(r"Property (\w+) is required")
+
+
+def _error_column(message: str, plan: _Plan) -> str:
+    found = _MESSAGE_COLUMN.search(message)
+    if found:
+        return found.group(1)
+    if "external_id" in message:
+        return "external_id"
+    if plan.case_id is not None and ("case_id" in message or "case '" in message):
+        return "case_id"
+    return "case_id" if plan.case_id is not None else "external_id"
+
+
+def import_cases(
+    project: Project,
+    path: Path,
+    *,
+    case_type: str | None = None,
+    batch_size: int = 5000,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_error: Callable[[RowError], None] | None = None,
+) -> ImportReport:
+    """Import ``path`` into ``project``; returns the counts and the first errors.
+
+    Errors are emitted to ``on_error`` in row order, one batch at a time, so memory stays
+    bounded whatever the size of the file or the number of bad rows. A file-level problem
+    (no key column, unreadable header, unknown type) raises BadRequest before anything is
+    written.
+    """
+    if batch_size < 1:
+        raise BadRequest("batch size must be at least 1")
+    report = ImportReport()
+    source = open_rows(path)
+    try:
+        rows = iter(source)
+        header = _first_row(rows)
+        plan = _plan(header)
+        changes: list[CaseChange] = []
+        pending: list[RowError] = []
+        failed_rows: set[int] = set()
+
+        def flush() -> None:
+            if changes:
+                result = do_apply_case_changes(project, changes, partial=True)
+                report.written += result.written
+                for row, message in result.errors.items():
+                    pending.append(RowError(row, _error_column(message, plan), message))
+                    failed_rows.add(row)
+            pending.sort(key=lambda e: e.row)
+            for err in pending:
+                report.errors_total += 1
+                if len(report.errors) < KEPT_ERRORS:
+                    report.errors.append(err)
+                if on_error is not None:
+                    on_error(err)
+            report.rows_failed += len(failed_rows)
+            changes.clear()
+            pending.clear()
+            failed_rows.clear()
+            if on_progress is not None:
+                on_progress(Progress(report.rows_read, source.done, source.total))
+
+        for item in rows:
+            report.rows_read += 1
+            if item.values is None:
+                pending.append(RowError(item.row, "", item.error or "unreadable row"))
+                failed_rows.add(item.row)
+            else:
+                change, problems = _row_change(plan, item.row, item.values, case_type)
+                if change is not None:
+                    changes.append(change)
+                else:
+                    for column, reason in problems:
+                        pending.append(RowError(item.row, column, reason))
+                    failed_rows.add(item.row)
+            if len(changes) >= batch_size or len(pending) >= batch_size:
+                flush()
+            elif on_progress is not None and report.rows_read % 1000 == 0:
+                on_progress(Progress(report.rows_read, source.done, source.total))
+        flush()
+    finally:
+        source.close()
+    return report
+
+
+def _first_row(rows: Iterator[SourceRow]) -> list[str]:
+    for item in itertools.islice(rows, 1):
+        if item.values is None:
+            raise BadRequest(f"cannot read the header (row {item.row}): {item.error}")
+        return item.values
+    raise BadRequest("the file is empty (no header row)")

@@ -1,0 +1,122 @@
+"""The demo project: cases whose contact properties exercise every rule of SPEC 3."""
+
+from __future__ import annotations
+
+from casereach.cases.actions import do_apply_case_changes
+from casereach.cases.changes import CaseChange
+from casereach.projects.actions import do_create_api_key, do_create_project
+from casereach.projects.models import Project
+from casereach.workers.actions import do_create_worker
+from casereach.workers.models import MobileWorker
+
+DEMO_USER = "demo@example.org"
+
+# (external_id, name, properties) — each row shows one rule to a newcomer.
+DEMO_CASES: list[tuple[str, str, dict[str, str]]] = [
+    (
+        "demo-two-way",
+        "Amina (two-way)",
+        {
+            "contact_phone_number": "+254 712 345 678",
+            "contact_phone_number_is_verified": "1",
+            "time_zone": "africa/nairobi",
+            "language_code": "sw",
+            "commcare_email_address": "amina@example.org",
+        },
+    ),
+    (
+        "demo-conflict",
+        "Baraka (same number, two-way conflict)",
+        {
+            "contact_phone_number": "254712345678",
+            "contact_phone_number_is_verified": "yes",
+        },
+    ),
+    (
+        "demo-one-way",
+        "Chege (one-way)",
+        {
+            "contact_phone_number": "254722000111",
+            "language_code": "en",
+        },
+    ),
+    (
+        "demo-invalid-number",
+        "Dalia (invalid number)",
+        {
+            "contact_phone_number": "12a45",
+            "contact_phone_number_is_verified": "1",
+        },
+    ),
+    ("demo-too-short", "Eli (too short)", {"contact_phone_number": "123"}),
+    ("demo-national", "Fatuma (national format)", {"contact_phone_number": "0712345999"}),
+    (
+        "demo-unknown-zone",
+        "Gitau (unknown time zone)",
+        {
+            "contact_phone_number": "254733000222",
+            "time_zone": "Mars/Olympus_Mons",
+        },
+    ),
+    (
+        "demo-unknown-language",
+        "Hawa (unknown language)",
+        {
+            "contact_phone_number": "254733000333",
+            "language_code": "xx",
+        },
+    ),
+    (
+        "demo-gateway-override",
+        "Imani (gateway override)",
+        {
+            "contact_phone_number": "254733000444",
+            "contact_backend_id": "AT-KE",
+        },
+    ),
+    (
+        "demo-bad-email",
+        "Juma (invalid email)",
+        {
+            "contact_phone_number": "254733000555",
+            "commcare_email_address": "juma@",
+        },
+    ),
+    ("demo-no-phone", "Kesi (email only)", {"commcare_email_address": "kesi@example.org"}),
+]
+
+
+def load_demo() -> tuple[str, str]:
+    """Create (or refresh) the demo project; returns (username, new API key)."""
+    project = Project.objects.filter(name="demo").first()
+    if project is None:
+        project = do_create_project("demo", time_zone="Africa/Nairobi", languages=["en", "sw"])
+    changes = [
+        CaseChange(
+            op="upsert",
+            row=i,
+            external_id=ext,
+            case_type="patient",
+            case_name=name,
+            owner_id="demo-clinic",
+            properties=props,
+            user=DEMO_USER,
+        )
+        for i, (ext, name, props) in enumerate(DEMO_CASES, start=1)
+    ]
+    do_apply_case_changes(project, changes)
+    if not MobileWorker.objects.filter(project=project).exists():
+        do_create_worker(
+            project,
+            {
+                "username": "nurse.wanjiru",
+                "password": "demo-password",
+                "first_name": "Wanjiru",
+                "last_name": "Kamau",
+                "phone_numbers": ["+254700100200"],
+                "verified_numbers": ["254700100200"],
+                "language": "sw",
+                "time_zone": "Africa/Nairobi",
+            },
+        )
+    return DEMO_USER, do_create_api_key(project, DEMO_USER)

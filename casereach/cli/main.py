@@ -1,0 +1,282 @@
+"""The ``casereach`` command line (SPEC 7.1). Errors are one line on stderr, exit code 1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+app = typer.Typer(
+    help="casereach: cases as messaging contacts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+project_app = typer.Typer(help="Manage projects.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage web users.", no_args_is_help=True)
+app.add_typer(project_app, name="project")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(user_app, name="user")
+
+T = TypeVar("T")
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "casereach.settings")
+    import django
+
+    django.setup()
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """Run ``fn`` with Django set up; any known error becomes one line on stderr."""
+    setup_django()
+    from django.db import DatabaseError
+
+    from casereach.core.errors import CasereachError
+
+    try:
+        return fn()
+    except CasereachError as exc:
+        fail(exc.message)
+    except DatabaseError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        fail(f"database error: {first} (did you run 'casereach init'?)")
+    raise AssertionError("unreachable")
+
+
+def _project(name: str) -> Any:
+    from casereach.projects.queries import get_project_by_name
+
+    return get_project_by_name(name)
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the database named by CASEREACH_DATABASE_URL."""
+
+    def run() -> None:
+        from django.conf import settings
+        from django.core.management import call_command
+
+        call_command("migrate", interactive=False, verbosity=0)
+        db = settings.DATABASES["default"]
+        typer.echo(f"database ready: {db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']}")
+
+    guarded(run)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    threads: Annotated[int, typer.Option(help="Request threads.")] = 8,
+    no_workers: Annotated[
+        bool, typer.Option("--no-workers", help="Web only (scale-out replicas).")
+    ] = False,
+) -> None:
+    """Run the web UI and API (waitress, a production WSGI server). SIGTERM stops it."""
+    setup_django()
+    _serve(host, port, threads)
+
+
+def _serve(host: str, port: int, threads: int, banner: Callable[[str], None] | None = None) -> None:
+    from waitress.server import create_server
+
+    from casereach.wsgi import application
+
+    server = create_server(application, host=host, port=port, threads=threads, ident="casereach")
+    url = f"http://{host}:{server.effective_port}"
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    if banner:
+        banner(url)
+    else:
+        typer.echo(f"casereach serving on {url}", err=False)
+    sys.stdout.flush()
+    try:
+        server.run()
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    finally:
+        server.close()
+        typer.echo("casereach stopped")
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Set up the demo data and exit.")
+    ] = False,
+) -> None:
+    """Initialise the database, load a demo project, then serve it."""
+
+    def run() -> tuple[str, str]:
+        from django.core.management import call_command
+
+        from casereach.cli.demo import load_demo
+
+        call_command("migrate", interactive=False, verbosity=0)
+        return load_demo()
+
+    username, key = guarded(run)
+    if no_serve:
+        typer.echo(f"API key: ApiKey {username}:{key}")
+        return
+
+    def banner(url: str) -> None:
+        typer.echo(f"casereach demo running at {url}")
+        typer.echo(
+            f"  try: curl -H 'Authorization: ApiKey {username}:{key}' {url}/a/demo/api/case/v2/"
+        )
+        typer.echo(f"  API docs: {url}/api/docs")
+        typer.echo(f"API key: ApiKey {username}:{key}")
+
+    _serve(host, port, 8, banner)
+
+
+@project_app.command("create")
+def project_create(
+    name: str,
+    time_zone: Annotated[str | None, typer.Option("--time-zone", help="IANA zone")] = None,
+    languages: Annotated[
+        str | None, typer.Option("--languages", help="Comma-separated, first is default")
+    ] = None,
+) -> None:
+    """Create a project."""
+
+    def run() -> None:
+        from casereach.projects.actions import do_create_project
+
+        langs = [x.strip() for x in languages.split(",") if x.strip()] if languages else None
+        project = do_create_project(name, time_zone=time_zone, languages=langs)
+        typer.echo(f"project {project.name} created")
+
+    guarded(run)
+
+
+@apikey_app.command("create")
+def apikey_create(
+    project: Annotated[str, typer.Option("--project", help="Project name")],
+    username: Annotated[str, typer.Option("--username", help="Who the key is for")],
+) -> None:
+    """Create an API key; the key alone is the last line of stdout (shown once)."""
+
+    def run() -> None:
+        from casereach.projects.actions import do_create_api_key
+
+        key = do_create_api_key(_project(project), username)
+        typer.echo(
+            f"API key for {username} on {project} (use 'Authorization: ApiKey {username}:<key>'):"
+        )
+        typer.echo(key)
+
+    guarded(run)
+
+
+@user_app.command("create")
+def user_create(
+    project: Annotated[str, typer.Option("--project", help="Project name")],
+    username: Annotated[str, typer.Option("--username")],
+    password: Annotated[
+        str | None, typer.Option("--password", help="Or CASEREACH_PASSWORD, or a prompt")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Project administrator")] = False,
+) -> None:
+    """Create a web user (for the UI) with access to a project."""
+    secret = password or os.environ.get("CASEREACH_PASSWORD")
+    if not secret:
+        if not sys.stdin.isatty():
+            fail("no password: pass --password, set CASEREACH_PASSWORD, or run in a terminal")
+        secret = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    def run() -> None:
+        from casereach.projects.actions import do_create_web_user
+
+        assert secret is not None
+        do_create_web_user(_project(project), username, secret, admin=admin)
+        typer.echo(f"web user {username} can use project {project}" + (" (admin)" if admin else ""))
+
+    guarded(run)
+
+
+@app.command("import-cases")
+def import_cases(
+    file: Annotated[Path, typer.Argument(help="CSV or XLSX file")],
+    project: Annotated[str, typer.Option("--project", help="Project name")],
+    case_type: Annotated[
+        str | None, typer.Option("--case-type", help="Case type for rows without one")
+    ] = None,
+    errors: Annotated[
+        Path | None, typer.Option("--errors", help="Where to write the error report (CSV)")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 5000,
+) -> None:
+    """Import cases in bulk (streaming); bad rows go to an error report, good rows land."""
+
+    def run() -> int:
+        from casereach.cli.importing import run_import
+
+        failed: int = run_import(file, _project(project), case_type, errors, batch_size)
+        return failed
+
+    failed = guarded(run)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def check(
+    project: Annotated[str, typer.Option("--project", help="Project name")],
+    csv_out: Annotated[bool, typer.Option("--csv", help="CSV instead of a table")] = False,
+) -> None:
+    """Data-quality report: every contact with a warning."""
+
+    def run() -> None:
+        from casereach.cli.reports import print_data_quality
+
+        print_data_quality(_project(project), csv_out=csv_out)
+
+    guarded(run)
+
+
+@app.command()
+def bench(
+    suite: Annotated[str, typer.Argument(help="Benchmark suite: ingest")] = "ingest",
+    cases: Annotated[int, typer.Option("--cases", help="Cases per measurement")] = 100_000,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write results here")] = None,
+    rss_rows: Annotated[
+        int, typer.Option("--rss-rows", help="Rows for the peak-RSS import (0 to skip)")
+    ] = 1_000_000,
+) -> None:
+    """Run a benchmark suite: our path and the raw floor side by side."""
+    from casereach.cli.bench import run_bench
+
+    try:
+        run_bench(suite, cases=cases, json_out=json_out, rss_rows=rss_rows)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,322 @@
+"""Read helpers for contacts: the contact profile (SPEC 3.9), the phone-entry list and the
+data-quality report.
+
+Two-way *status* is not stored on the contact (it depends on other contacts), so every reader
+here derives it from PhoneEntry rows with a fixed number of queries, whatever the size of the
+project.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+
+from casereach.contacts.models import Contact, PhoneEntry
+from casereach.contacts.rules import warning
+from casereach.core import bulk
+from casereach.core.errors import BadRequest, NotFound
+from casereach.core.timeutil import iso
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import ProjectSettings, effective_settings
+
+IN_CHUNK = 900
+ANOTHER_PROJECT = "another project"
+ENTRY_STATUSES = ("two_way", "one_way", "pending", "conflict")
+MAX_LIMIT = 1000
+_NUMBER_STRIP = str.maketrans("", "", " \t\r\n\v\f()-.+\u00a0")
+
+
+def normalise_number_filter(value: str) -> str:
+    """A number as typed by a person (``+254 712-345 678``) in stored form (digits only)."""
+    return value.translate(_NUMBER_STRIP)
+
+
+@dataclass(frozen=True)
+class _Holder:
+    contact_id: str
+    project_id: int
+    project_name: str
+    pending: bool
+
+
+def _holders(numbers: Iterable[str]) -> dict[str, _Holder]:
+    """The two-way holder of each number, in any project (one query per 900 numbers)."""
+    todo = sorted(set(numbers))
+    found: dict[str, _Holder] = {}
+    for chunk in bulk.chunks(todo, IN_CHUNK):
+        rows = PhoneEntry.objects.filter(number__in=chunk, holder=True).values_list(
+            "number", "contact_id", "project_id", "project__name", "pending"
+        )
+        for number, contact_id, project_id, project_name, pending in rows:
+            found[number] = _Holder(contact_id, project_id, project_name, pending)
+    return found
+
+
+def _held_by(holder: _Holder | None, project: Project) -> dict[str, str | None] | None:
+    if holder is None:
+        return None
+    if holder.project_id == project.pk:
+        return {"contact_id": holder.contact_id, "project": project.name}
+    return {"contact_id": None, "project": ANOTHER_PROJECT}
+
+
+def _conflict_warning(held_by: dict[str, str | None] | None) -> dict[str, str]:
+    if held_by is None:
+        return warning("two_way_conflict")
+    if held_by["contact_id"] is None:
+        return warning("two_way_conflict", "held by a contact in another project")
+    return warning("two_way_conflict", f"held by contact {held_by['contact_id']}")
+
+
+@dataclass(frozen=True)
+class _EntryState:
+    status: str
+    reason: str | None
+    held_by: dict[str, str | None] | None
+
+    @property
+    def conflict(self) -> bool:
+        return self.reason == "two_way_conflict"
+
+
+def _entry_state(entry: PhoneEntry, holders: dict[str, _Holder], project: Project) -> _EntryState:
+    if entry.holder:
+        return _EntryState("pending" if entry.pending else "two_way", None, None)
+    if entry.verified_requested:
+        return _EntryState("one_way", "two_way_conflict", _held_by(holders.get(entry.number), project))
+    return _EntryState("one_way", "not_verified", None)
+
+
+def resolve_gateway_for_profile(
+    gateway_requested: str, settings: ProjectSettings
+) -> tuple[dict[str, str | None], list[dict[str, str]]]:
+    """The gateway a contact's SMS would use, as the profile shows it, plus its warnings.
+
+    Placeholder until gateways exist: the gateways issue will replace this with the real
+    lookup (contact override by name → prefix route → project default → global routes), so no
+    name can be found yet and every named gateway is ``unknown_gateway``.
+    """
+    if gateway_requested:
+        return (
+            {"name": gateway_requested, "source": "contact", "status": "unknown_gateway"},
+            [warning("unknown_gateway", gateway_requested[:64])],
+        )
+    if settings.default_gateway:
+        return (
+            {"name": settings.default_gateway, "source": "project_default", "status": "unknown_gateway"},
+            [],
+        )
+    return {"name": None, "source": "none", "status": "no_gateway"}, []
+
+
+def _unknown_gateways(project: Project, names: Iterable[str]) -> set[str]:
+    """Which contact gateway overrides name no gateway (set form of the lookup above).
+
+    Placeholder until gateways exist (the gateways issue will replace it): all of them.
+    """
+    return {n for n in names if n}
+
+
+def _entry_row(
+    entry: PhoneEntry, project: Project, state: _EntryState | None = None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "number": entry.number,
+        "position": entry.position,
+        "verified_requested": entry.verified_requested,
+        "gateway": entry.gateway or None,
+        "registered_on": iso(entry.registered_on),
+    }
+    if state is not None:
+        row.update(status=state.status, reason=state.reason, held_by=state.held_by)
+    return row
+
+
+def contact_profile(project: Project, contact_id: str) -> dict[str, Any]:
+    """The effective messaging profile of one contact (SPEC 3.9); three queries."""
+    contact = Contact.objects.filter(project=project, contact_id=contact_id).first()
+    if contact is None:
+        raise NotFound(f"Contact '{contact_id}' not found")
+    entries = list(PhoneEntry.objects.filter(contact=contact).order_by("position", "number"))
+    holders = _holders(e.number for e in entries if e.verified_requested and not e.holder)
+    states = {e.number: _entry_state(e, holders, project) for e in entries}
+    settings = effective_settings(project.settings)
+
+    warnings: list[dict[str, str]] = list(contact.warnings or [])
+    for e in entries:
+        state = states[e.number]
+        if state.conflict:
+            warnings.append(_conflict_warning(state.held_by))
+
+    primary = next((e for e in entries if e.number == contact.phone_number), None)
+    if primary is not None:
+        state = states[primary.number]
+        phone_status, reason, held_by = state.status, state.reason, state.held_by
+    else:
+        reason = contact.phone_reason
+        phone_status = "invalid" if reason == "strict_invalid" else "none"
+        held_by = None
+    phone = {
+        "number": contact.phone_number,
+        "status": phone_status,
+        "reason": reason,
+        "verified_requested": contact.verified_requested,
+        "held_by": held_by,
+        "raw": contact.phone_raw,
+    }
+
+    gateway, gateway_warnings = resolve_gateway_for_profile(contact.gateway_requested, settings)
+    warnings.extend(gateway_warnings)
+
+    profile: dict[str, Any] = {
+        "contact_id": contact.contact_id,
+        "contact_type": contact.contact_type,
+        "project": project.name,
+        "name": contact.name,
+        "active": contact.active,
+        # Opt-outs are not implemented yet; the opt-out issue fills this in.
+        "opted_out": False,
+        "phone": phone,
+        "email": {"address": contact.email or None, "status": contact.email_status},
+        "time_zone": {
+            "effective": contact.tz_effective,
+            "source": contact.tz_source,
+            "requested": contact.tz_requested or None,
+        },
+        "language": {
+            "effective": contact.lang_effective,
+            "source": contact.lang_source,
+            "requested": contact.lang_requested or None,
+        },
+        "gateway": gateway,
+        "warnings": warnings,
+        "upcoming": [],
+    }
+    if contact.contact_type == Contact.WORKER:
+        profile["phones"] = [_entry_row(e, project, states[e.number]) for e in entries]
+    return profile
+
+
+def _entries_query(project: Project, number: str | None, status: str | None) -> QuerySet[PhoneEntry]:
+    qs = PhoneEntry.objects.filter(project=project)
+    if number is not None and number.strip():
+        qs = qs.filter(number=normalise_number_filter(number))
+    if status is None or status == "":
+        return qs
+    if status == "two_way":
+        return qs.filter(holder=True, pending=False)
+    if status == "pending":
+        return qs.filter(pending=True)
+    if status == "one_way":
+        return qs.filter(holder=False)
+    if status == "conflict":
+        return qs.filter(holder=False, verified_requested=True)
+    raise BadRequest(
+        f"unknown status {status!r}; use one of {', '.join(ENTRY_STATUSES)}",
+        {"status": status, "allowed": list(ENTRY_STATUSES)},
+    )
+
+
+def entry_row(entry: PhoneEntry, project: Project) -> dict[str, Any]:
+    """One phone entry as the phone-numbers API shows it."""
+    return {
+        "number": entry.number,
+        "contact_id": entry.contact_id,
+        "contact_type": entry.contact_type,
+        "project": project.name,
+        "two_way": entry.holder and not entry.pending,
+        "pending": entry.pending,
+        "verified_requested": entry.verified_requested,
+        "registered_on": iso(entry.registered_on),
+        "gateway": entry.gateway or None,
+    }
+
+
+def phone_entries(
+    project: Project,
+    number: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """This project's phone entries (never another project's), filtered and paged; returns
+    (rows, total_count)."""
+    if limit < 1 or limit > MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
+    if offset < 0:
+        raise BadRequest("offset must not be negative")
+    qs = _entries_query(project, number, status)
+    total = qs.count()
+    page = qs.order_by("number", "registered_on", "id")[offset : offset + limit]
+    return [entry_row(e, project) for e in page], total
+
+
+def data_quality(project: Project) -> list[dict[str, Any]]:
+    """Every active contact of ``project`` with a warning, set-based (a handful of queries).
+
+    Stored warnings come from the contact's own data; ``two_way_conflict`` (which depends on
+    other contacts) and ``unknown_gateway`` (which depends on the gateways) are added here.
+    """
+    fields = (
+        "contact_id",
+        "contact_type",
+        "name",
+        "phone_number",
+        "phone_raw",
+        "gateway_requested",
+        "warnings",
+    )
+    active = Contact.objects.filter(project=project, active=True)
+    contacts: dict[str, dict[str, Any]] = {
+        row["contact_id"]: row for row in active.filter(has_warnings=True).values(*fields)
+    }
+    for row in active.exclude(gateway_requested="").values(*fields):
+        contacts.setdefault(row["contact_id"], row)
+
+    conflicts: dict[str, list[str]] = defaultdict(list)
+    for contact_id, number in PhoneEntry.objects.filter(
+        project=project, verified_requested=True, holder=False
+    ).values_list("contact_id", "number"):
+        conflicts[contact_id].append(number)
+    missing = sorted(set(conflicts) - set(contacts))
+    for chunk in bulk.chunks(missing, IN_CHUNK):
+        for row in active.filter(contact_id__in=chunk).values(*fields):
+            contacts[row["contact_id"]] = row
+    holders = _holders(n for numbers in conflicts.values() for n in numbers)
+    unknown = _unknown_gateways(project, {c["gateway_requested"] for c in contacts.values()})
+
+    rows: list[dict[str, Any]] = []
+    for c in contacts.values():
+        found: list[dict[str, str]] = list(c["warnings"] or [])
+        for number in sorted(conflicts.get(c["contact_id"], [])):
+            found.append(_conflict_warning(_held_by(holders.get(number), project)))
+        if c["gateway_requested"] in unknown:
+            found.append(warning("unknown_gateway", c["gateway_requested"][:64]))
+        if not found:
+            continue
+        rows.append(
+            {
+                "contact_id": c["contact_id"],
+                "contact_type": c["contact_type"],
+                "name": c["name"],
+                "phone": c["phone_number"] or c["phone_raw"] or None,
+                "warnings": [w["code"] for w in found],
+                "messages": [w["message"] for w in found],
+            }
+        )
+    rows.sort(key=lambda r: (r["name"].lower(), r["contact_id"]))
+    return rows
+
+
+DATA_QUALITY_COLUMNS: Sequence[str] = (
+    "contact_id",
+    "contact_type",
+    "name",
+    "phone",
+    "warnings",
+    "messages",
+)
