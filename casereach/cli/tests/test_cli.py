@@ -1,0 +1,134 @@
+"""The CLI as a user runs it: real subprocesses on a fresh SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    e = dict(os.environ)
+    e["CASEREACH_DATABASE_URL"] = str(tmp_path / "cli.sqlite3")
+    e.pop("CASEREACH_PASSWORD", None)
+    return e
+
+
+def cli(
+    env: dict[str, str], *args: str, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "casereach", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=input,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_init_project_and_apikey(env: dict[str, str], tmp_path: Path) -> None:
+    r = cli(env, "init")
+    assert 0 == r.returncode, r.stderr
+    assert (tmp_path / "cli.sqlite3").exists()
+    r = cli(
+        env, "project", "create", "clinic", "--time-zone", "africa/nairobi", "--languages", "en,sw"
+    )
+    assert 0 == r.returncode, r.stderr
+    r = cli(env, "project", "create", "clinic")
+    assert 1 == r.returncode
+    assert ["error: project 'clinic' already exists"] == r.stderr.strip().splitlines()
+    r = cli(env, "project", "create", "Bad Name")
+    assert 1 == r.returncode
+    assert 1 == len(r.stderr.strip().splitlines())
+    assert "Traceback" not in r.stderr
+    r = cli(env, "apikey", "create", "--project", "clinic", "--username", "ops@example.org")
+    assert 0 == r.returncode, r.stderr
+    key = r.stdout.strip().splitlines()[-1]
+    assert 48 == len(key)
+    r = cli(env, "apikey", "create", "--project", "nope", "--username", "x")
+    assert (1, "error: Project 'nope' not found") == (r.returncode, r.stderr.strip())
+
+
+def test_commands_before_init_fail_in_one_line(env: dict[str, str]) -> None:
+    r = cli(env, "project", "create", "clinic")
+    assert 1 == r.returncode
+    assert 1 == len(r.stderr.strip().splitlines())
+    assert "casereach init" in r.stderr
+
+
+def test_user_create_password_sources(env: dict[str, str]) -> None:
+    assert 0 == cli(env, "init").returncode
+    assert 0 == cli(env, "project", "create", "clinic").returncode
+    r = cli(env, "user", "create", "--project", "clinic", "--username", "pm")
+    assert 1 == r.returncode
+    assert "password" in r.stderr
+    r = cli(env, "user", "create", "--project", "clinic", "--username", "pm", "--password", "short")
+    assert (1, "error: password must be at least 8 characters") == (r.returncode, r.stderr.strip())
+    env2 = {**env, "CASEREACH_PASSWORD": "long-enough-secret"}
+    r = cli(env2, "user", "create", "--project", "clinic", "--username", "pm", "--admin")
+    assert 0 == r.returncode, r.stderr
+    assert "(admin)" in r.stdout
+
+
+def test_serve_health_api_and_sigterm(env: dict[str, str]) -> None:
+    assert 0 == cli(env, "init").returncode
+    assert 0 == cli(env, "project", "create", "clinic").returncode
+    key = cli(env, "apikey", "create", "--project", "clinic", "--username", "u").stdout.split()[-1]
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "casereach", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(base + "/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert (200, "ok") == (health.status_code, health.json()["status"])
+        r = httpx.post(
+            base + "/a/clinic/api/case/v2/",
+            json={"case_type": "p", "case_name": "n", "owner_id": "o"},
+            headers={"Authorization": f"ApiKey u:{key}"},
+        )
+        assert 200 == r.status_code
+        assert 401 == httpx.get(base + "/a/clinic/api/case/v2/").status_code
+        assert "Server" in r.headers
+        assert "WSGIServer" not in r.headers["Server"]  # not Django's development server
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert 0 == proc.returncode, err
+    assert "casereach stopped" in out
+
+
+def test_demo_no_serve_prints_key_and_is_repeatable(env: dict[str, str]) -> None:
+    r = cli(env, "demo", "--no-serve")
+    assert 0 == r.returncode, r.stderr
+    assert r.stdout.strip().splitlines()[-1].startswith("API key: ApiKey demo@example.org:")
+    r = cli(env, "demo", "--no-serve")
+    assert 0 == r.returncode, r.stderr
