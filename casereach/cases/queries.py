@@ -12,6 +12,7 @@ from dateutil import parser as dateparser
 from django.db.models import Q, QuerySet
 
 from casereach.cases.models import Case, CaseIndex
+from casereach.cases.xpath import QueryError, parse_query
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.timeutil import as_utc
 from casereach.projects.models import Project
@@ -109,9 +110,11 @@ def v2_filter(project: Project, params: list[tuple[str, str]]) -> QuerySet[Case]
         elif name == "include_deprecated":
             continue
         elif name == "query":
-            raise BadRequest(
-                f"Bad query: {values[-1][:200]} (case-search expressions are not supported yet)"
-            )
+            for v in values:
+                try:
+                    qs = qs.filter(parse_query(v))
+                except QueryError as exc:
+                    raise BadRequest(f"Bad query: {exc}") from None
         elif name.startswith("properties.") and len(name) > len("properties."):
             prop = name[len("properties.") :]
             cond = Q()

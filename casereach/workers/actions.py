@@ -91,6 +91,8 @@ def _apply(worker: MobileWorker, data: dict[str, Any], *, creating: bool) -> Non
         username = data.get("username")
         if not isinstance(username, str) or not username.strip():
             raise BadRequest("'username' is required")
+        if "#" in username:  # reserved: retired workers are renamed "<username>#retired-<id>"
+            raise BadRequest("'username' may not contain '#'")
         worker.username = full_username(worker.project, username.strip())
         if len(worker.username) > 255:
             raise BadRequest("'username' is too long")

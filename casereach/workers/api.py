@@ -304,16 +304,12 @@ def user_list(request: HttpRequest, project: str) -> HttpResponse:
     page = list(qs.order_by("username", "id")[offset : offset + limit]) if offset < total else []
     meta = {
         "limit": limit,
-        "next": _page_uri(request, proj, limit, offset + limit)
-        if offset + limit < total
-        else None,
+        "next": _page_uri(request, proj, limit, offset + limit) if offset + limit < total else None,
         "offset": offset,
         "previous": _page_uri(request, proj, limit, max(0, offset - limit)) if offset else None,
         "total_count": total,
     }
-    return JsonResponse(
-        {"meta": meta, "objects": [serialize_worker(w, proj.name) for w in page]}
-    )
+    return JsonResponse({"meta": meta, "objects": [serialize_worker(w, proj.name) for w in page]})
 
 
 @_route(

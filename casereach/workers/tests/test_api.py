@@ -101,7 +101,9 @@ def test_create_without_numbers_has_null_default(api: Api) -> None:
 def test_create_unknown_field_is_400_with_hq_message(api: Api) -> None:
     resp = api.post(USERS, worker_body(favourite_colour="blue"))
     assert resp.status == 400
-    assert resp.body["error"] == "Attempted to update unknown or non-editable field 'favourite_colour'"
+    assert (
+        resp.body["error"] == "Attempted to update unknown or non-editable field 'favourite_colour'"
+    )
 
 
 def test_create_requires_username_and_password(api: Api) -> None:
@@ -109,6 +111,12 @@ def test_create_requires_username_and_password(api: Api) -> None:
     resp = api.post(USERS, {"username": "nopass"})
     assert resp.status == 400
     assert resp.body["error"] == "'password' is required"
+
+
+def test_username_with_hash_is_400(api: Api) -> None:
+    resp = api.post(USERS, worker_body("bob#retired-1"))
+    assert resp.status == 400
+    assert resp.body["error"] == "'username' may not contain '#'"
 
 
 def test_duplicate_username_is_409(api: Api) -> None:
