@@ -68,6 +68,12 @@ def is_verified(value: str | None) -> bool:
     return value is not None and value.strip().lower() in TRUE_WORDS
 
 
+def normalize_digits(raw: str) -> str:
+    """Step 1 of SPEC 3.1 alone: blanks and ( ) - . removed, then one leading +."""
+    value = raw.translate(_STRIP)
+    return value[1:] if value.startswith("+") else value
+
+
 def check_phone(raw: str | None, rules: ProjectRules) -> PhoneCheck:
     """Normalise and validate one number (SPEC 3.1)."""
     if raw is None:

@@ -11,7 +11,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import transaction
 
 from casereach.contacts.actions import do_sync_contacts, project_rules
-from casereach.contacts.rules import ContactSource
+from casereach.contacts.rules import ContactSource, normalize_digits
 from casereach.core import bulk
 from casereach.core.errors import BadRequest, Conflict
 from casereach.core.timeutil import now
@@ -58,9 +58,11 @@ IGNORED = frozenset(
 
 def full_username(project: Project, username: str) -> str:
     """CommCare's mobile-worker login form: ``name@<project>.commcarehq.org``."""
-    if "@" in username:
-        return username.lower()
-    return f"{username.lower()}@{project.name}.commcarehq.org"
+    domain = f"{project.name}.commcarehq.org"
+    name, at, given_domain = username.lower().partition("@")
+    if at and given_domain != domain:
+        raise BadRequest(f"mobile worker usernames must end with @{domain}")
+    return f"{name}@{domain}"
 
 
 def strip_plus(value: Any, field: str) -> str:
@@ -145,7 +147,7 @@ def _apply(worker: MobileWorker, data: dict[str, Any], *, creating: bool) -> Non
 
 
 def worker_source(worker: MobileWorker) -> ContactSource:
-    verified = set(worker.verified_numbers)
+    verified = {normalize_digits(n) for n in worker.verified_numbers}
     name = " ".join(p for p in (worker.first_name, worker.last_name) if p) or worker.username
     return ContactSource(
         contact_id=worker.id,
@@ -154,7 +156,8 @@ def worker_source(worker: MobileWorker) -> ContactSource:
         name=name,
         active=worker.is_active,
         modified=worker.modified_on,
-        phones=[(n, n in verified) for n in worker.phone_numbers] or [(None, False)],
+        phones=[(n, normalize_digits(n) in verified) for n in worker.phone_numbers]
+        or [(None, False)],
         email=worker.email,
         time_zone=worker.time_zone,
         language=worker.language,
