@@ -111,10 +111,10 @@ class ApplyResult:
     written: int
 
 
-def _load(query_filter: dict[str, Any]) -> list[CaseState]:
+def _load(query_filter: dict[str, Any], *conditions: Any) -> list[CaseState]:
     return [
         CaseState(**row)
-        for row in Case.objects.filter(**query_filter).values(
+        for row in Case.objects.filter(*conditions, **query_filter).values(
             "case_id", "project_id", *STATE_FIELDS
         )
     ]
@@ -139,19 +139,19 @@ class _Batch:
                     exts.add(spec.external_id)
         self.by_id: dict[str, CaseState] = {}
         for chunk in bulk.chunks(sorted(ids), IN_CHUNK):
-            for state in _load({"case_id__in": chunk}):
+            for state in _load({}, bulk.is_in("case_id", chunk)):
                 self.by_id[state.case_id] = state
         self.by_ext: dict[str, list[str]] = {}
         for chunk in bulk.chunks(sorted(exts), IN_CHUNK):
             for state in _load(
-                {"project_id": project.pk, "external_id__in": chunk, "deleted": False}
+                {"project_id": project.pk, "deleted": False}, bulk.is_in("external_id", chunk)
             ):
                 self.by_id.setdefault(state.case_id, state)
                 assert state.external_id is not None
                 self.by_ext.setdefault(state.external_id, []).append(state.case_id)
         self.request_ext: dict[str, str] = {}
         self.temp: dict[str, str] = {}
-        self.order: list[str] = []
+        self.order: dict[str, None] = {}  # changed case ids, in order (a dict: O(1) lookups)
 
     def mine(self, case_id: str) -> CaseState | None:
         state = self.by_id.get(case_id)
@@ -281,8 +281,7 @@ class _Batch:
             state.dirty = True
             state.user_id = change.user
             state.client_modified = change.last_modified
-            if state.case_id not in self.order:
-                self.order.append(state.case_id)
+            self.order.setdefault(state.case_id, None)
         return state
 
 

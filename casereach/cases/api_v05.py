@@ -13,8 +13,9 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
@@ -147,23 +148,32 @@ def v05_filter(qs: QuerySet[Case], request: HttpRequest) -> QuerySet[Case]:
     """Apply every non-reserved query parameter; repeated values of one name are OR-ed
     (commcare-export sends repeated "Filter Name" rows that way), names are AND-ed."""
     custom = 0
+    matchable = True
     for name in request.GET:
-        values = request.GET.getlist(name)
         if name in RESERVED or name.endswith("__full"):
             continue
+        values = request.GET.getlist(name)
         if name in DATE_PARAMS:
             field, lookup = DATE_PARAMS[name]
             for value in values:
                 qs = qs.filter(**{f"{field}__{lookup}": parse_v05_date(value)})
-        elif name in FIELD_FILTERS:
+            continue
+        if name == "closed":
+            flags = {_bool(name, v) for v in values}
+            qs = qs.filter(closed__in=flags)
+            continue
+        # No stored text can hold NUL (PostgreSQL refuses it even as a query parameter), so
+        # such a value matches nothing; the other parameters are still validated.
+        values = [v for v in values if "\x00" not in v]
+        if not values or "\x00" in name:
+            matchable = False
+            continue
+        if name in FIELD_FILTERS:
             field, insensitive = FIELD_FILTERS[name]
             cond = Q()
             for value in values:
                 cond |= Q(**{f"{field}__iexact" if insensitive else field: value})
             qs = qs.filter(cond)
-        elif name == "closed":
-            flags = {_bool(name, v) for v in values}
-            qs = qs.filter(closed__in=flags)
         else:
             # ``contact_phone_number`` and any other name: an exact match on the custom
             # property of that name (HQ's catch-all term filter). We compare exactly rather
@@ -172,10 +182,11 @@ def v05_filter(qs: QuerySet[Case], request: HttpRequest) -> QuerySet[Case]:
             # takes the name literally, so "__" or "." in it can never become an ORM lookup.
             custom += 1
             alias = f"_v05_prop_{custom}"
-            qs = qs.alias(**{alias: KeyTextTransform(name, "properties")}).filter(
-                **{f"{alias}__in": values}
-            )
-    return qs
+            # The Cast makes the compare a plain text one: without it Django applies its JSON
+            # key lookups, which on SQLite JSON-decode the value ("+2547…" → malformed JSON).
+            text = Cast(KeyTextTransform(name, "properties"), output_field=TextField())
+            qs = qs.alias(**{alias: text}).filter(**{f"{alias}__in": values})
+    return qs if matchable else qs.none()
 
 
 def _page_uri(request: HttpRequest, limit: int, offset: int) -> str:
@@ -204,7 +215,8 @@ def _list_page(request: HttpRequest, proj: Project) -> JsonResponse:
     ordering = _ordering(request)
     qs = v05_filter(live_cases(proj), request)
     total = qs.count()
-    page = list(qs.order_by(*ordering)[offset : offset + limit])
+    # past the end there is nothing to fetch (and a huge offset would overflow SQL's OFFSET)
+    page = list(qs.order_by(*ordering)[offset : offset + limit]) if offset < total else []
     body: dict[str, Any] = {
         "meta": {
             "limit": limit,
@@ -221,7 +233,7 @@ def _list_page(request: HttpRequest, proj: Project) -> JsonResponse:
 
 def _detail(request: HttpRequest, project: str, case_id: str) -> HttpResponse:
     proj = project_for(request, project)
-    case = live_cases(proj).filter(case_id=case_id).first()
+    case = None if "\x00" in case_id else live_cases(proj).filter(case_id=case_id).first()
     if case is None:
         return HttpResponse(status=404)  # HQ: empty body
     return JsonResponse(serialize_v05(case, proj.name))

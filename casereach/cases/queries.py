@@ -12,6 +12,7 @@ from dateutil import parser as dateparser
 from django.db.models import Q, QuerySet
 
 from casereach.cases.models import Case, CaseIndex
+from casereach.cases.props import prop_equals
 from casereach.cases.xpath import QueryError, parse_query
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.timeutil import as_utc
@@ -116,13 +117,10 @@ def v2_filter(project: Project, params: list[tuple[str, str]]) -> QuerySet[Case]
                 except QueryError as exc:
                     raise BadRequest(f"Bad query: {exc}") from None
         elif name.startswith("properties.") and len(name) > len("properties."):
-            prop = name[len("properties.") :]
-            cond = Q()
+            prop_name = name[len("properties.") :]
+            cond = Q(pk__in=[])
             for v in values:
-                if v == "":
-                    cond |= ~Q(properties__has_key=prop) | Q(**{f"properties__{prop}": ""})
-                else:
-                    cond |= Q(**{f"properties__{prop}": v})
+                cond |= prop_equals(prop_name, v)
             qs = qs.filter(cond)
         elif name.startswith("indices.") and len(name) > len("indices."):
             index = name[len("indices.") :]

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 
+from casereach.cases.props import prop_compare, prop_regex
+
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<string>"[^"]*"|'[^']*')
@@ -154,12 +156,12 @@ def _literal(tok: _Tok) -> str:
     raise QueryError(f"expected a value, found '{tok.text}'")
 
 
-def _field(name: str) -> str:
+def _builtin(name: str) -> str | None:
     if name in BUILTIN:
         return BUILTIN[name]
     if name.startswith("@") or "/" in name:
         raise QueryError(f"'{name}' is not supported")
-    return f"properties__{name}"
+    return None
 
 
 def _compare(name: str, op: str, value: str) -> Q:
@@ -168,10 +170,10 @@ def _compare(name: str, op: str, value: str) -> Q:
             raise QueryError("@status compares with 'open' or 'closed' using = or !=")
         q = Q(closed=value == "closed")
         return q if op == "=" else ~q
-    field = _field(name)
+    field = _builtin(name)
+    if field is None:
+        return prop_compare(name, op, value)
     if op == "=":
-        if field.startswith("properties__") and value == "":
-            return Q(**{field: ""}) | ~Q(properties__has_key=field.split("__", 1)[1])
         return Q(**{field: value})
     if op == "!=":
         return ~Q(**{field: value})
@@ -179,9 +181,11 @@ def _compare(name: str, op: str, value: str) -> Q:
 
 
 def _word_match(name: str, word: str) -> Q:
-    field = _field(name)
-    escaped = re.escape(word)
-    return Q(**{f"{field}__regex": rf"(^|\s){escaped}(\s|$)"})
+    pattern = rf"(^|\s){re.escape(word)}(\s|$)"
+    field = _builtin(name)
+    if field is None:
+        return prop_regex(name, pattern)
+    return Q(**{f"{field}__regex": pattern})
 
 
 def parse_query(text: str) -> Q:

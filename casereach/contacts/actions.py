@@ -80,7 +80,7 @@ def _existing_versions(ids: Sequence[str]) -> dict[str, dt.datetime]:
     found: dict[str, dt.datetime] = {}
     for chunk in bulk.chunks(ids, IN_CHUNK):
         found.update(
-            Contact.objects.filter(contact_id__in=chunk).values_list(
+            Contact.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
                 "contact_id", "source_modified"
             )
         )
@@ -103,7 +103,9 @@ def _existing_entries(ids: Sequence[str]) -> list[_Entry]:
     for chunk in bulk.chunks(ids, IN_CHUNK):
         rows.extend(
             _Entry(*values)
-            for values in PhoneEntry.objects.filter(contact_id__in=chunk).values_list(*fields)
+            for values in PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
+                *fields
+            )
         )
     return rows
 
@@ -179,7 +181,20 @@ def _write_contacts(derived: Sequence[DerivedContact], stamp: dt.datetime) -> No
 def _write_entries(derived: Sequence[DerivedContact], stamp: dt.datetime) -> set[str]:
     """Bring phone entries in line with ``derived``; returns the numbers whose two-way
     ownership may have changed."""
-    existing = _existing_entries([d.source.contact_id for d in derived])
+    ids = [d.source.contact_id for d in derived]
+    existing = _existing_entries(ids)
+    if bulk.is_postgres():
+        # Take the per-number locks of every number whose ownership this batch may change
+        # *before* stamping requests, all at once (sorted, so writers cannot deadlock), then
+        # re-read under them: ``requested_on`` then follows lock order, so "earliest request"
+        # and "first to be granted" agree, and no holder flag is written back from a stale read.
+        # (SQLite's IMMEDIATE transaction already serialises every writer.)
+        contested = {w.number for d in derived for w in d.entries if w.verified_requested}
+        contested.update(e.number for e in existing if e.holder or e.verified_requested)
+        if contested:
+            bulk.lock_keys("phone", contested)
+            existing = _existing_entries(ids)
+            stamp = now()
     by_contact: dict[str, dict[str, _Entry]] = defaultdict(dict)
     for e in existing:
         by_contact[e.contact_id][e.number] = e
@@ -286,9 +301,9 @@ def resolve_ownership(numbers: Iterable[str]) -> None:
     held: set[str] = set()
     best: dict[str, tuple[dt.datetime, int]] = {}
     for chunk in bulk.chunks(todo, IN_CHUNK):
-        rows = PhoneEntry.objects.filter(number__in=chunk).filter(
+        rows = PhoneEntry.objects.filter(bulk.is_in("number", chunk)).filter(
             verified_requested=True
-        ) | PhoneEntry.objects.filter(number__in=chunk, holder=True)
+        ) | PhoneEntry.objects.filter(bulk.is_in("number", chunk), holder=True)
         for number, entry_id, holder, requested_on in rows.values_list(
             "number", "id", "holder", "requested_on"
         ):

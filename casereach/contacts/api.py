@@ -29,7 +29,9 @@ V1 = "/a/{project}/api/messaging/v1"
 
 
 class PhoneNumberFilters(Schema):
-    number: str | None = Field(None, description="A number in any common format (+, spaces, dashes)")
+    number: str | None = Field(
+        None, description="A number in any common format (+, spaces, dashes)"
+    )
     status: str | None = Field(None, description="two_way, one_way, pending or conflict")
     limit: int = Field(20, ge=1, le=MAX_LIMIT)
     offset: int = Field(0, ge=0)

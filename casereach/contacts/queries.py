@@ -87,7 +87,9 @@ def _entry_state(entry: PhoneEntry, holders: dict[str, _Holder], project: Projec
     if entry.holder:
         return _EntryState("pending" if entry.pending else "two_way", None, None)
     if entry.verified_requested:
-        return _EntryState("one_way", "two_way_conflict", _held_by(holders.get(entry.number), project))
+        return _EntryState(
+            "one_way", "two_way_conflict", _held_by(holders.get(entry.number), project)
+        )
     return _EntryState("one_way", "not_verified", None)
 
 
@@ -107,7 +109,11 @@ def resolve_gateway_for_profile(
         )
     if settings.default_gateway:
         return (
-            {"name": settings.default_gateway, "source": "project_default", "status": "unknown_gateway"},
+            {
+                "name": settings.default_gateway,
+                "source": "project_default",
+                "status": "unknown_gateway",
+            },
             [],
         )
     return {"name": None, "source": "none", "status": "no_gateway"}, []
@@ -201,7 +207,9 @@ def contact_profile(project: Project, contact_id: str) -> dict[str, Any]:
     return profile
 
 
-def _entries_query(project: Project, number: str | None, status: str | None) -> QuerySet[PhoneEntry]:
+def _entries_query(
+    project: Project, number: str | None, status: str | None
+) -> QuerySet[PhoneEntry]:
     qs = PhoneEntry.objects.filter(project=project)
     if number is not None and number.strip():
         qs = qs.filter(number=normalise_number_filter(number))

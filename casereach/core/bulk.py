@@ -9,12 +9,15 @@ Column and table names come only from our own code, never from input.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connection
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 
 Row = Sequence[Any]
 
@@ -23,15 +26,69 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+@functools.cache
+def _utc_datetime_form() -> str:
+    """How the default connection takes a UTC datetime: ``text`` (SQLite with USE_TZ and a
+    UTC connection zone: naive ``str()``), ``native`` (PostgreSQL: as is), else ``orm``."""
+    if connection.vendor == "postgresql":
+        return "native"
+    if connection.vendor == "sqlite" and connection.timezone is dt.UTC:
+        return "text"
+    return "orm"
+
+
 def adapt_datetime(value: dt.datetime | None) -> Any:
-    """The parameter form of a datetime that matches what the ORM itself writes."""
+    """The parameter form of a datetime that matches what the ORM itself writes.
+
+    The ORM's adapter costs several microseconds per value (settings and connection look-ups);
+    ingest adapts ~7 values per case, so UTC values (all of ours) take a fast path that gives
+    the same result.
+    """
+    global _last_adapted
     if value is None:
         return None
+    last = _last_adapted  # one batch stamps several columns with the same datetime object
+    if last[0] is value:
+        return last[1]
+    if value.tzinfo is dt.UTC:
+        form = _utc_datetime_form()
+        if form == "text":
+            adapted: Any = str(value.replace(tzinfo=None))
+        elif form == "native":
+            adapted = value
+        else:
+            adapted = connection.ops.adapt_datetimefield_value(value)
+        _last_adapted = (value, adapted)
+        return adapted
     return connection.ops.adapt_datetimefield_value(value)
 
 
+_last_adapted: tuple[Any, Any] = (None, None)
+
+
+def is_in(column: str, values: Sequence[Any]) -> RawSQL:
+    """``column IN (…)`` as a filter expression for ``QuerySet.filter``.
+
+    Same SQL as the ORM's ``__in`` lookup, without its per-value preparation (about 2.5 µs a
+    value, several look-ups per imported case). ``values`` must already be of the column's
+    type; ``column`` comes from our code only.
+    """
+    if not values:
+        return RawSQL("1 = 0", [], output_field=BooleanField())
+    marks = ", ".join(["%s"] * len(values))
+    # Values are parameters; the column name comes from our own code.
+    return RawSQL(f"{column} IN ({marks})", list(values), output_field=BooleanField())  # noqa: S611
+
+
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def adapt_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if type(value) is dict and not value:
+        return "{}"
+    if type(value) is list and not value:
+        return "[]"
+    return _encode_json(value)
 
 
 def upsert(

@@ -66,9 +66,9 @@ class _Bucket:
         self.rate = rate
         self.burst = burst
         self.lock = threading.Lock()
-        self.state: dict[int, tuple[float, float]] = {}
+        self.state: dict[str, tuple[float, float]] = {}
 
-    def take(self, key: int) -> float:
+    def take(self, key: str) -> float:
         """0 when allowed, else the seconds to wait."""
         now = time.monotonic()
         with self.lock:
@@ -107,7 +107,7 @@ class ApiKeyAuth(APIKeyHeader):
             found = find_api_key(*parsed)
             if found is None:
                 raise Unauthorized("invalid API key")
-            wait = BUCKET.take(found.pk)
+            wait = BUCKET.take(found.key_hash)
             if wait > 0:
                 raise Throttled(wait)
             return Principal(username=found.username, project_id=found.project_id, key_id=found.pk)

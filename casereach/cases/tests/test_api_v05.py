@@ -1,5 +1,7 @@
 """The v0.5 case list and detail (reference/commcare-api.md sections 3 and 9)."""
 
+# Expected values come first in assertions (project convention); ruff's SIM300 would flip them.
+
 from __future__ import annotations
 
 import re
@@ -59,7 +61,7 @@ def test_envelope_and_case_object(api: Api) -> None:
     } == resp.body["meta"]
     [obj] = resp.body["objects"]
     assert made["case_id"] == obj["id"]
-    assert obj["id"] == obj["case_id"]
+    assert obj["case_id"] == obj["id"]
     assert "demo" == obj["domain"]
     assert {
         "case_name": "Amina",
@@ -243,7 +245,9 @@ def test_bad_date_on_any_range_param(api: Api) -> None:
 # --- limit, offset, next ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("given", "applied"), [("7", 7), ("5000", 5000), ("10000", 5000), ("0", 5000)])
+@pytest.mark.parametrize(
+    ("given", "applied"), [("7", 7), ("5000", 5000), ("10000", 5000), ("0", 5000)]
+)
 def test_limit_is_an_int_capped_at_5000(api: Api, given: str, applied: int) -> None:
     create(api)
 
@@ -260,9 +264,8 @@ def test_bad_limit_is_400(api: Api, value: str) -> None:
     resp = api.get(LIST, limit=value)
 
     assert 400 == resp.status
-    assert {"error": f"Invalid limit '{value}' provided. Please provide a positive integer."} == (
-        resp.body
-    )
+    expected = {"error": f"Invalid limit '{value}' provided. Please provide a positive integer."}
+    assert expected == resp.body
 
 
 @pytest.mark.parametrize("value", ["abc", "-1"])
@@ -288,9 +291,8 @@ def test_offset_paging_with_next_and_previous(api: Api) -> None:
 
     page2 = api.get(LIST, type="patient", limit="2", offset="2")
     assert "/a/demo/api/v0.5/case/?type=patient&limit=2&offset=4" == page2.body["meta"]["next"]
-    assert "/a/demo/api/v0.5/case/?type=patient&limit=2&offset=0" == page2.body["meta"][
-        "previous"
-    ]
+    previous = page2.body["meta"]["previous"]
+    assert "/a/demo/api/v0.5/case/?type=patient&limit=2&offset=0" == previous
 
     page3 = api.get(LIST, type="patient", limit="2", offset="4")
     assert page3.body["meta"]["next"] is None
@@ -467,3 +469,39 @@ def test_another_projects_key_is_403(api: Api, other_api: Api) -> None:
     assert 403 == other_api.get("/a/demo/api/v0.5/case/").status
     assert 403 == other_api.get("/a/demo/api/v0.5/case/anything/").status
     assert 403 == api.get("/a/no-such-project/api/v0.5/case/").status
+
+
+# --- robustness ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("param", ["type", "owner_id", "village", "contact_phone_number"])
+def test_nul_in_a_filter_value_is_refused(api: Api, param: str) -> None:
+    create(api)
+
+    resp = api.get(LIST, **{param: "a\x00b"})
+
+    assert 400 == resp.status
+    assert "NUL" in resp.body["error"]
+
+
+def test_nul_does_not_hide_other_bad_params(api: Api) -> None:
+    resp = api.get(LIST, type="\x00", limit="x")
+
+    assert 400 == resp.status
+
+
+def test_nul_in_detail_id_is_refused(api: Api) -> None:
+    resp = api.get(LIST + "%00/")
+
+    assert 400 == resp.status
+
+
+def test_huge_offset_and_limit_are_handled(api: Api) -> None:
+    create(api)
+
+    resp = api.get(LIST, offset=str(10**30), limit=str(10**30))
+
+    assert 200 == resp.status
+    assert [] == resp.body["objects"]
+    assert 5000 == resp.body["meta"]["limit"]
+    assert resp.body["meta"]["next"] is None

@@ -1,0 +1,36 @@
+"""Refuse NUL characters anywhere in a request before any view sees them.
+
+PostgreSQL text cannot hold NUL (0x00); without this guard a NUL in a path, a query
+parameter or a JSON string would surface as a database error (a 500) instead of a clear 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+NUL_MESSAGE = "NUL characters (\\u0000) are not allowed in requests"
+
+
+class RejectNulMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if has_nul(request):
+            return JsonResponse({"error": NUL_MESSAGE, "detail": None}, status=400)
+        return self.get_response(request)
+
+
+def has_nul(request: HttpRequest) -> bool:
+    if "\x00" in request.path:
+        return True
+    if b"\x00" in unquote_to_bytes(request.META.get("QUERY_STRING", "")):
+        return True
+    content_type = request.META.get("CONTENT_TYPE", "")
+    if request.method in ("POST", "PUT", "PATCH") and not content_type.startswith("multipart/"):
+        body = request.body
+        return b"\x00" in body or b"\\u0000" in body
+    return False

@@ -1,0 +1,38 @@
+"""Bad input anywhere gets a 4xx, never a 500 (on SQLite and PostgreSQL alike)."""
+
+from __future__ import annotations
+
+import pytest
+
+from casereach.cases.models import Case
+from casereach.testing.world import Api, case_body
+
+V2 = "/a/{project}/api/case/v2/"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/a/%00/api/case/v2/", None),
+        ("GET", V2 + "a%00b", None),
+        ("GET", V2 + "?owner_id=%00", None),
+        ("POST", V2, {**case_body(), "case_name": "nul\u0000name"}),
+        ("POST", V2, {**case_body(), "properties": {"p": "x\u0000"}}),
+        ("POST", V2 + "bulk-fetch/", {"case_ids": ["a\u0000"]}),
+    ],
+)
+def test_nul_is_refused_with_400(api: Api, method: str, path: str, body: object) -> None:
+    r = api.call(method, path, body)
+    assert 400 == r.status
+    assert "NUL" in r.body["error"]
+    assert 0 == Case.objects.count()
+
+
+def test_property_names_are_never_orm_lookups(api: Api) -> None:
+    api.post(V2, case_body(name="A", phone="+254 712-345-678"))
+    r = api.get(V2, **{"properties.a__contains": "x"})
+    assert (200, 0) == (r.status, r.body["matching_records"])
+    r = api.get(V2, **{"properties.contact_phone_number": "+254 712-345-678"})
+    assert (200, ["A"]) == (r.status, [c["case_name"] for c in r.body["cases"]])
+    r = api.get(V2, query='a__contains="x"')
+    assert 200 == r.status
