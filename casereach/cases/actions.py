@@ -422,7 +422,6 @@ def do_delete_case(project: Project, case_id: str) -> CaseState:
 
 def do_resync_project_contacts(project: Project, case_ids: Iterable[str] | None = None) -> int:
     """Re-derive contacts of a project's cases (after a settings change), in batches."""
-    rules = {project.pk: project_rules(project)}
     qs = Case.objects.filter(project=project, deleted=False)
     if case_ids is not None:
         qs = qs.filter(case_id__in=list(case_ids))
@@ -430,10 +429,16 @@ def do_resync_project_contacts(project: Project, case_ids: Iterable[str] | None 
     ids = list(qs.values_list("case_id", flat=True))
     for chunk in bulk.chunks(ids, IN_CHUNK):
         with transaction.atomic():
-            states = _load({"case_id__in": chunk})
-            sources = [contact_source(s) for s in states]
-            # Re-derivation under new settings: force by clearing the version guard.
-            forced = [ContactSource(**{**s.__dict__, "modified": now()}) for s in sources]
+            # Under the project lock, so a case write cannot land between read and write
+            # (the forced version below would otherwise overwrite it with older data).
+            locked = lock_project(project.pk)
+            rules = {project.pk: project_rules(locked)}
+            states = _load({"case_id__in": chunk, "project_id": project.pk})
+            # Re-derivation under new settings: force past the version guard.
+            stamp = now()
+            forced = [
+                ContactSource(**{**contact_source(s).__dict__, "modified": stamp}) for s in states
+            ]
             do_sync_contacts(forced, rules)
             count += len(states)
     return count
