@@ -1,0 +1,162 @@
+"""The gateway seam: what every gateway type takes and returns.
+
+A gateway type is an adapter. It never touches the database: it receives an
+``OutgoingMessage`` and its validated configuration, and returns a ``SendResult`` or raises
+``GatewayError``. Parsing provider callbacks returns ``StatusUpdate`` / ``InboundMessage``
+values; storing them is the messaging app's job.
+
+Error classification::
+
+    GatewayError
+    ├── retryable=True   network error, timeout, 429, 5xx — tried again with backoff
+    │   └── outcome_unknown=True  the request may have reached the provider (timeout after
+    │                             sending): retried with the same idempotency key
+    └── retryable=False  the provider refused the message for good; ``code`` says why
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import httpx
+from pydantic import BaseModel
+
+# Error codes a gateway may raise (a subset of SPEC 4.4; never invent new ones in a type).
+INVALID_DESTINATION_NUMBER = "INVALID_DESTINATION_NUMBER"
+MESSAGE_TOO_LONG = "MESSAGE_TOO_LONG"
+MESSAGE_FORMAT_INVALID = "MESSAGE_FORMAT_INVALID"
+PHONE_NUMBER_OPTED_OUT = "PHONE_NUMBER_OPTED_OUT"
+GATEWAY_ERROR = "GATEWAY_ERROR"
+EMAIL_GATEWAY_ERROR = "EMAIL_GATEWAY_ERROR"
+ERROR_INVALID_EMAIL_ADDRESS = "ERROR_INVALID_EMAIL_ADDRESS"
+EMAIL_BOUNCED = "EMAIL_BOUNCED"
+
+GATEWAY_CODES = frozenset(
+    {
+        INVALID_DESTINATION_NUMBER,
+        MESSAGE_TOO_LONG,
+        MESSAGE_FORMAT_INVALID,
+        PHONE_NUMBER_OPTED_OUT,
+        GATEWAY_ERROR,
+        EMAIL_GATEWAY_ERROR,
+        ERROR_INVALID_EMAIL_ADDRESS,
+        EMAIL_BOUNCED,
+    }
+)
+
+Channel = Literal["sms", "email"]
+Status = Literal["queued", "sent", "delivered", "failed"]
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One message to send. ``message_id`` is stable across retries (the idempotency key)."""
+
+    message_id: str
+    channel: Channel
+    text: str
+    to: str = ""  # E.164 digits, no "+"
+    sender: str = ""  # the sender number or id chosen for this destination
+    segments: int = 1
+    encoding: str = "GSM"
+    subject: str = ""
+    email_to: str = ""
+    email_from: str = ""
+    status_url: str = ""  # where the provider should post delivery reports
+
+    @property
+    def to_plus(self) -> str:
+        return "+" + self.to if self.to else ""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The provider accepted the message."""
+
+    provider_id: str | None = None
+    status: Status = "sent"
+    detail: str = ""
+
+
+class GatewayError(Exception):
+    """The send did not succeed; ``code`` is ours, ``provider_code`` the provider's verbatim."""
+
+    def __init__(
+        self,
+        code: str,
+        *,
+        retryable: bool,
+        provider_code: str = "",
+        detail: str = "",
+        retry_after: float | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        if code not in GATEWAY_CODES:
+            raise ValueError(f"unknown gateway error code {code!r}")
+        super().__init__(f"{code}: {detail or provider_code}")
+        self.code = code
+        self.retryable = retryable
+        self.provider_code = provider_code
+        self.detail = detail
+        self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A delivery report: which message (by provider id, or ours) reached which state."""
+
+    provider_id: str
+    status: Status
+    error_code: str | None = None
+    provider_code: str = ""
+    is_our_id: bool = False
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    sender: str
+    to: str
+    text: str
+    provider_id: str = ""
+
+
+@dataclass
+class Exchange:
+    """One request/response with a provider, already masked, for the message log."""
+
+    request: str
+    response: str
+    duration_ms: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Gateway(ABC):
+    """Base class of every gateway type."""
+
+    slug: ClassVar[str]
+    label: ClassVar[str]
+    channel: ClassVar[Channel] = "sms"
+    config_model: ClassVar[type[BaseModel]]
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    supports_idempotency: ClassVar[bool] = False
+
+    def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
+        self.config = self.config_model.model_validate(dict(config))
+        self.http = http
+
+    @abstractmethod
+    def send(self, message: OutgoingMessage) -> SendResult:
+        """Send one message, or raise GatewayError."""
+
+    def parse_status(
+        self, form: Mapping[str, str], body: bytes, content_type: str
+    ) -> list[StatusUpdate]:
+        """Turn a status callback into updates (types without callbacks return [])."""
+        return []
+
+    def close(self) -> None:
+        """Release connections (SMPP sessions, SMTP connections)."""
