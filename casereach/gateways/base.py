@@ -159,4 +159,5 @@ class Gateway(ABC):
         return []
 
     def close(self) -> None:
-        """Release connections (SMPP sessions, SMTP connections)."""
+        """Release connections (SMPP sessions, SMTP connections); nothing by default."""
+        return None
