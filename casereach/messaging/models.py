@@ -1,1 +1,145 @@
-"""Models of the messaging app (filled in by its own issue)."""
+"""The message log and the outbox: events, sub-events, messages, send attempts, opt-outs.
+
+Message status moves forward only::
+
+    queued → sending → sent → delivered
+       ↑        │        └──→ failed   (a late failure report)
+       └────────┘ (retry, or a lease that expired: outcome unknown)
+    queued/sending → failed            (a check or the gateway refused it)
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from casereach.projects.models import Project
+
+STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3}
+FINAL = ("delivered", "failed")
+
+
+def _uuid() -> str:
+    return uuid.uuid4().hex
+
+
+class MessagingEvent(models.Model):
+    """One action: an ad-hoc send, an alert firing, a keyword reply, a broadcast."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="events")
+    source = models.CharField(max_length=20, default="send")  # send|alert|keyword|broadcast
+    source_id = models.CharField(max_length=64, default="")
+    content_type = models.CharField(max_length=10, default="sms")  # sms|email
+    status = models.CharField(max_length=20, default="in_progress")
+    error_code = models.CharField(max_length=64, null=True)
+    triggered_by = models.CharField(max_length=150, default="")
+    created_on = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "created_on"], name="event_project_created")]
+
+
+class MessagingSubEvent(models.Model):
+    """The event for one recipient."""
+
+    event = models.ForeignKey(MessagingEvent, on_delete=models.CASCADE, related_name="subevents")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    contact_id = models.CharField(max_length=64, null=True)
+    contact_type = models.CharField(max_length=10, default="")
+    recipient_name = models.CharField(max_length=255, default="")
+    status = models.CharField(max_length=20, default="in_progress")
+    error_code = models.CharField(max_length=64, null=True)
+    created_on = models.DateTimeField()
+    # Strictly increasing per project (commcare-export pages on it).
+    date_last_activity = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "date_last_activity", "id"], name="subevent_activity"),
+        ]
+
+
+class Message(models.Model):
+    """One SMS or email, inbound or outbound. ``id`` is the gateway idempotency key."""
+
+    id = models.CharField(max_length=32, primary_key=True, default=_uuid)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="messages")
+    event = models.ForeignKey(
+        MessagingEvent, null=True, on_delete=models.CASCADE, related_name="messages"
+    )
+    subevent = models.ForeignKey(
+        MessagingSubEvent, null=True, on_delete=models.CASCADE, related_name="messages"
+    )
+    direction = models.CharField(max_length=3, default="out")  # out|in
+    channel = models.CharField(max_length=10, default="sms")  # sms|email
+    contact_id = models.CharField(max_length=64, null=True)
+    contact_type = models.CharField(max_length=10, default="")
+    phone_number = models.CharField(max_length=32, default="")
+    email_address = models.CharField(max_length=320, default="")
+    subject = models.CharField(max_length=998, default="")
+    text = models.TextField(default="")
+    language = models.CharField(max_length=32, default="")
+    segments = models.IntegerField(default=0)
+    encoding = models.CharField(max_length=5, default="")
+    gateway_name = models.CharField(max_length=100, default="")
+    gateway_id = models.BigIntegerField(null=True)
+    gateway_source = models.CharField(max_length=20, default="")
+    sender = models.CharField(max_length=64, default="")
+    status = models.CharField(max_length=10, default="queued")
+    error_code = models.CharField(max_length=64, null=True)
+    provider_code = models.CharField(max_length=64, default="")
+    error_detail = models.CharField(max_length=500, default="")
+    provider_id = models.CharField(max_length=128, null=True)
+    attempts = models.IntegerField(default=0)
+    unknown_outcomes = models.IntegerField(default=0)
+    allow_opted_out = models.BooleanField(default=False)
+    next_attempt_at = models.DateTimeField(null=True)
+    lease_until = models.DateTimeField(null=True)
+    lease_token = models.CharField(max_length=32, null=True)
+    created_on = models.DateTimeField()
+    sent_on = models.DateTimeField(null=True)
+    delivered_on = models.DateTimeField(null=True)
+    failed_on = models.DateTimeField(null=True)
+    updated_on = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status="queued"), name="message_due"
+            ),
+            models.Index(
+                fields=["lease_until"], condition=Q(status="sending"), name="message_leased"
+            ),
+            models.Index(fields=["project", "created_on"], name="message_project_created"),
+            models.Index(fields=["project", "status"], name="message_project_status"),
+            models.Index(fields=["gateway_id", "provider_id"], name="message_provider_id"),
+            models.Index(fields=["project", "contact_id"], name="message_contact"),
+        ]
+
+
+class SendAttempt(models.Model):
+    """Every gateway call (or lease lost mid-call), with masked request and response."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="send_attempts")
+    number = models.IntegerField()
+    gateway_name = models.CharField(max_length=100, default="")
+    outcome = models.CharField(max_length=10)  # sent|retry|failed|unknown
+    error_code = models.CharField(max_length=64, null=True)
+    provider_code = models.CharField(max_length=64, default="")
+    detail = models.CharField(max_length=500, default="")
+    request = models.TextField(default="")
+    response = models.TextField(default="")
+    duration_ms = models.IntegerField(default=0)
+    created_on = models.DateTimeField()
+
+
+class OptOut(models.Model):
+    """Per number, global: opted out or not (SPEC 2)."""
+
+    phone_number = models.CharField(max_length=32, unique=True)
+    opted_out = models.BooleanField(default=True)
+    can_opt_in = models.BooleanField(default=True)
+    changed_on = models.DateTimeField()
+    source = models.CharField(max_length=30, default="")

@@ -65,7 +65,8 @@ class ProjectSettings(BaseModel):
     prefix_routes: dict[str, str] = Field(default_factory=dict)
     restricted_windows: list[RestrictedWindow] = Field(default_factory=list)
     daily_limit: int = Field(default=50_000, ge=0, le=100_000_000)
-    stale_limit_days: int = Field(default=7, ge=1, le=365)
+    stale_after_hours: int = Field(default=168, ge=1, le=24 * 365)
+    retry_delays_minutes: list[int] = Field(default_factory=lambda: [5, 10])
     strict_phone_validation: bool = False
     default_country: str | None = None
     opt_out_keywords: dict[str, list[str]] = Field(default_factory=dict)
@@ -95,6 +96,13 @@ class ProjectSettings(BaseModel):
         if len(set(cleaned)) != len(cleaned):
             raise ValueError("languages must not repeat")
         return cleaned
+
+    @field_validator("retry_delays_minutes")
+    @classmethod
+    def _delays(cls, value: list[int]) -> list[int]:
+        if len(value) > 10 or any(d < 0 or d > 24 * 60 for d in value):
+            raise ValueError("at most 10 delays, each 0 to 1440 minutes")
+        return value
 
     @field_validator("default_country")
     @classmethod

@@ -1,0 +1,197 @@
+"""The only writers of gateways and routes."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from pydantic import ValidationError
+
+from casereach.core.crypto import decrypt_json, encrypt_json
+from casereach.core.errors import BadRequest, Conflict
+from casereach.gateways.models import GatewayConfig, GlobalRoutes
+from casereach.gateways.registry import GATEWAY_TYPES, gateway_class
+from casereach.projects.actions import do_update_settings, validation_message
+from casereach.projects.models import Project
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+FIELDS = frozenset(
+    {"name", "type", "config", "shared_with", "rate_limit_per_s", "sender_numbers", "is_active"}
+)
+
+
+def _validate_config(
+    gw_type: str, config: Any, existing_secrets: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate a full config (secrets kept from before when omitted); returns
+    (public part, secret part)."""
+    if not isinstance(config, dict):
+        raise BadRequest("config must be an object")
+    cls = gateway_class(gw_type)
+    merged = {**existing_secrets, **config}
+    try:
+        validated = cls.config_model.model_validate(merged)
+    except ValidationError as exc:
+        raise BadRequest(f"invalid {gw_type} gateway config: {validation_message(exc)}") from None
+    dumped = validated.model_dump(mode="json", exclude_unset=False)
+    secret = {k: v for k, v in dumped.items() if k in cls.secret_fields and v not in (None, "")}
+    public = {k: v for k, v in dumped.items() if k not in cls.secret_fields}
+    return public, secret
+
+
+def _shared(names: Any, owner: Project | None) -> list[Project]:
+    if names is None:
+        return []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadRequest("shared_with must be a list of project names")
+    projects = list(Project.objects.filter(name__in=names))
+    missing = sorted(set(names) - {p.name for p in projects})
+    if missing:
+        raise BadRequest(f"unknown project(s) in shared_with: {', '.join(missing)}")
+    return [p for p in projects if owner is None or p.pk != owner.pk]
+
+
+def _rate(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100_000:
+        raise BadRequest("rate_limit_per_s must be a number between 0 and 100000")
+    return float(value)
+
+
+def _senders(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and 0 < len(v) <= 32 for v in value
+    ):
+        raise BadRequest("sender_numbers must be a list of strings (numbers or sender ids)")
+    return [v.lstrip("+") if v.lstrip("+").isdigit() else v for v in value]
+
+
+def do_create_gateway(project: Project | None, data: Any) -> GatewayConfig:
+    """Create a gateway owned by ``project`` (None: a global gateway, admin only)."""
+    if not isinstance(data, dict):
+        raise BadRequest("Payload must be a single JSON object")
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise BadRequest(f"'{unknown[0]}' is not a valid field.")
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise BadRequest("name is required: letters, digits, '-', '_' or '.', at most 100")
+    gw_type = data.get("type")
+    if gw_type not in GATEWAY_TYPES:
+        raise BadRequest(f"type must be one of: {', '.join(GATEWAY_TYPES)}")
+    public, secret = _validate_config(gw_type, data.get("config", {}), {})
+    shared = _shared(data.get("shared_with"), project)
+    try:
+        with transaction.atomic():
+            gw = GatewayConfig.objects.create(
+                name=name,
+                name_key=name.lower(),
+                type=gw_type,
+                project=project,
+                config=public,
+                secrets=encrypt_json(secret),
+                inbound_key=secrets.token_urlsafe(24),
+                rate_limit_per_s=_rate(data.get("rate_limit_per_s")),
+                sender_numbers=_senders(data.get("sender_numbers")),
+                is_active=bool(data.get("is_active", True)),
+            )
+            gw.shared_with.set(shared)
+    except IntegrityError:
+        raise Conflict(f"a gateway named '{name}' already exists") from None
+    return gw
+
+
+def do_update_gateway(gw: GatewayConfig, data: Any) -> GatewayConfig:
+    """Change a gateway; credentials not sent are kept (they are write-only)."""
+    if not isinstance(data, dict):
+        raise BadRequest("Payload must be a single JSON object")
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise BadRequest(f"'{unknown[0]}' is not a valid field.")
+    if "type" in data and data["type"] != gw.type:
+        raise BadRequest("a gateway's type cannot change; create a new gateway")
+    with transaction.atomic():
+        if "name" in data:
+            name = data["name"]
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise BadRequest("name: letters, digits, '-', '_' or '.', at most 100")
+            gw.name, gw.name_key = name, name.lower()
+        if "config" in data:
+            old_secrets = decrypt_json(gw.secrets)
+            config = data["config"]
+            if not isinstance(config, dict):
+                raise BadRequest("config must be an object")
+            public, secret = _validate_config(gw.type, {**gw.config, **config}, old_secrets)
+            gw.config, gw.secrets = public, encrypt_json(secret)
+        if "rate_limit_per_s" in data:
+            gw.rate_limit_per_s = _rate(data["rate_limit_per_s"])
+        if "sender_numbers" in data:
+            gw.sender_numbers = _senders(data["sender_numbers"])
+        if "is_active" in data:
+            if not isinstance(data["is_active"], bool):
+                raise BadRequest("is_active must be a boolean")
+            gw.is_active = data["is_active"]
+        try:
+            with transaction.atomic():
+                gw.save()
+        except IntegrityError:
+            raise Conflict(f"a gateway named '{gw.name}' already exists") from None
+        if "shared_with" in data:
+            gw.shared_with.set(_shared(data["shared_with"], gw.project))
+    return gw
+
+
+def do_delete_gateway(gw: GatewayConfig) -> None:
+    gw.delete()
+
+
+def _parse_routes(data: Any) -> tuple[str | None, dict[str, str]]:
+    if not isinstance(data, dict):
+        raise BadRequest("Payload must be a single JSON object")
+    unknown = sorted(set(data) - {"default_gateway", "prefixes"})
+    if unknown:
+        raise BadRequest(f"'{unknown[0]}' is not a valid field.")
+    default = data.get("default_gateway")
+    if default is not None and not isinstance(default, str):
+        raise BadRequest("default_gateway must be a gateway name or null")
+    prefixes: dict[str, str] = {}
+    raw = data.get("prefixes", [])
+    if not isinstance(raw, list):
+        raise BadRequest("prefixes must be a list of {prefix, gateway}")
+    for item in raw:
+        if not isinstance(item, dict) or set(item) != {"prefix", "gateway"}:
+            raise BadRequest('each prefix route is {"prefix": "254", "gateway": "NAME"}')
+        prefix, gateway = item["prefix"], item["gateway"]
+        if not isinstance(prefix, str) or not prefix.isdigit() or len(prefix) > 15:
+            raise BadRequest(f"prefix {prefix!r} must be 1-15 digits")
+        if not isinstance(gateway, str) or not gateway.strip():
+            raise BadRequest("gateway must be a gateway name")
+        if prefix in prefixes:
+            raise BadRequest(f"prefix {prefix} is listed twice")
+        prefixes[prefix] = gateway.strip()
+    return (default or None), prefixes
+
+
+def do_set_routes(project: Project, data: Any, known: set[str]) -> None:
+    """Replace the project's prefix routes and default gateway. ``known`` are the lower-case
+    names of gateways the project may use; naming another one is refused."""
+    default, prefixes = _parse_routes(data)
+    for name in [default, *prefixes.values()]:
+        if name is not None and name.lower() not in known:
+            raise BadRequest(f"no gateway named '{name}' is available to this project")
+    do_update_settings(project, {"default_gateway": default, "prefix_routes": prefixes})
+
+
+def do_set_global_routes(data: Any) -> GlobalRoutes:
+    default, prefixes = _parse_routes(data)
+    with transaction.atomic():
+        row = GlobalRoutes.objects.order_by("pk").first() or GlobalRoutes()
+        row.default_gateway = default or ""
+        row.prefixes = prefixes
+        row.save()
+    return row

@@ -1,0 +1,240 @@
+"""Gateways and routes under ``/a/{project}/api/messaging/v1/``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from ninja import Router
+
+from casereach.core.crypto import decrypt_json
+from casereach.core.errors import BadRequest, NotFound
+from casereach.gateways.actions import (
+    do_create_gateway,
+    do_delete_gateway,
+    do_set_routes,
+    do_update_gateway,
+)
+from casereach.gateways.models import GatewayConfig
+from casereach.gateways.queries import visible_gateways
+from casereach.gateways.registry import available_types, gateway_class
+from casereach.projects.auth import project_for
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import effective_settings
+
+router = Router(tags=["gateways and routes"])
+BASE = "/a/{project}/api/messaging/v1"
+
+GATEWAY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "type": {
+                            "type": "string",
+                            "enum": ["test", "http", "twilio", "africastalking", "smpp", "email"],
+                        },
+                        "config": {"type": "object"},
+                        "shared_with": {"type": "array", "items": {"type": "string"}},
+                        "rate_limit_per_s": {"type": ["number", "null"]},
+                        "sender_numbers": {"type": "array", "items": {"type": "string"}},
+                        "is_active": {"type": "boolean"},
+                    },
+                }
+            }
+        },
+    }
+}
+ROUTES_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "default_gateway": {"type": ["string", "null"]},
+                        "prefixes": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "prefix": {"type": "string"},
+                                    "gateway": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _body(request: HttpRequest) -> Any:
+    try:
+        return json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("Payload must be valid JSON") from None
+
+
+def gateway_urls(request: HttpRequest, gw: GatewayConfig) -> dict[str, str]:
+    base = request.build_absolute_uri(f"/gateways/{gw.type}/{gw.inbound_key}/")
+    return {"inbound_url": base + "inbound", "status_url": base + "status"}
+
+
+def serialize_gateway(request: HttpRequest, gw: GatewayConfig, project: Project) -> dict[str, Any]:
+    owned = gw.project_id == project.pk
+    out: dict[str, Any] = {
+        "id": gw.pk,
+        "name": gw.name,
+        "type": gw.type,
+        "scope": "project" if owned else ("global" if gw.project_id is None else "shared"),
+        "project": gw.project.name if gw.project is not None else None,
+        "shared_with": sorted(p.name for p in gw.shared_with.all()) if owned else [],
+        "rate_limit_per_s": gw.rate_limit_per_s,
+        "sender_numbers": gw.sender_numbers,
+        "is_active": gw.is_active,
+    }
+    if owned:
+        cls = gateway_class(gw.type)
+        out["config"] = gw.config
+        stored = decrypt_json(gw.secrets) if gw.secrets else {}
+        out["secrets_set"] = sorted(k for k in cls.secret_fields if stored.get(k))
+        out.update(gateway_urls(request, gw))
+    return out
+
+
+def _own(project: Project, gateway_id: int) -> GatewayConfig:
+    gw = GatewayConfig.objects.filter(project=project, pk=gateway_id).first()
+    if gw is None:
+        raise NotFound(f"gateway {gateway_id} not found in this project")
+    return gw
+
+
+@router.api_operation(
+    ["GET"], BASE + "/gateways", operation_id="gateways_list", summary="List gateways"
+)
+def gateways_list(request: HttpRequest, project: str) -> JsonResponse:
+    """Gateways this project may use: its own (with config and callback URLs), shared, global."""
+    proj = project_for(request, project)
+    gws = (
+        visible_gateways(proj)
+        .select_related("project")
+        .prefetch_related("shared_with")
+        .order_by("name_key", "pk")
+    )
+    return JsonResponse({"objects": [serialize_gateway(request, g, proj) for g in gws]})
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/gateways",
+    operation_id="gateways_create",
+    summary="Create a gateway",
+    openapi_extra=GATEWAY_BODY,
+)
+def gateways_create(request: HttpRequest, project: str) -> JsonResponse:
+    proj = project_for(request, project)
+    gw = do_create_gateway(proj, _body(request))
+    return JsonResponse(serialize_gateway(request, gw, proj), status=201)
+
+
+@router.api_operation(
+    ["GET"], BASE + "/gateways/{gateway_id}", operation_id="gateways_get", summary="Get a gateway"
+)
+def gateways_get(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    gw = visible_gateways(proj).filter(pk=gateway_id).first()
+    if gw is None:
+        raise NotFound(f"gateway {gateway_id} not found")
+    return JsonResponse(serialize_gateway(request, gw, proj))
+
+
+@router.api_operation(
+    ["PUT"],
+    BASE + "/gateways/{gateway_id}",
+    operation_id="gateways_update",
+    summary="Update a gateway (credentials not sent are kept)",
+    openapi_extra=GATEWAY_BODY,
+)
+def gateways_update(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    gw = do_update_gateway(_own(proj, gateway_id), _body(request))
+    return JsonResponse(serialize_gateway(request, gw, proj))
+
+
+@router.api_operation(
+    ["DELETE"],
+    BASE + "/gateways/{gateway_id}",
+    operation_id="gateways_delete",
+    summary="Delete a gateway",
+)
+def gateways_delete(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    gw = _own(proj, gateway_id)
+    do_delete_gateway(gw)
+    return JsonResponse({"id": gateway_id, "deleted": True})
+
+
+@router.api_operation(
+    ["GET"],
+    BASE + "/gateway-types",
+    operation_id="gateway_types",
+    summary="Gateway types and their config fields",
+)
+def gateway_types(request: HttpRequest, project: str) -> JsonResponse:
+    project_for(request, project)
+    return JsonResponse(
+        {
+            "objects": [
+                {
+                    "type": cls.slug,
+                    "label": cls.label,
+                    "channel": cls.channel,
+                    "secret_fields": list(cls.secret_fields),
+                    "config_schema": cls.config_model.model_json_schema(),
+                }
+                for cls in available_types()
+            ]
+        }
+    )
+
+
+def _routes_body(proj: Project) -> dict[str, Any]:
+    s = effective_settings(proj.settings)
+    return {
+        "default_gateway": s.default_gateway,
+        "prefixes": [{"prefix": p, "gateway": g} for p, g in sorted(s.prefix_routes.items())],
+    }
+
+
+@router.api_operation(
+    ["GET"],
+    BASE + "/routes",
+    operation_id="routes_get",
+    summary="Prefix routes and default gateway",
+)
+def routes_get(request: HttpRequest, project: str) -> JsonResponse:
+    return JsonResponse(_routes_body(project_for(request, project)))
+
+
+@router.api_operation(
+    ["PUT"],
+    BASE + "/routes",
+    operation_id="routes_put",
+    summary="Replace prefix routes and default gateway",
+    openapi_extra=ROUTES_BODY,
+)
+def routes_put(request: HttpRequest, project: str) -> JsonResponse:
+    proj = project_for(request, project)
+    known = set(visible_gateways(proj).values_list("name_key", flat=True))
+    do_set_routes(proj, _body(request), known)
+    proj.refresh_from_db()
+    return JsonResponse(_routes_body(proj))

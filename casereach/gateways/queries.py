@@ -1,0 +1,129 @@
+"""Finding gateways and routing (SPEC 4.2)."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from casereach.core.crypto import decrypt_json
+from casereach.gateways.base import Gateway
+from casereach.gateways.models import GatewayConfig, GlobalRoutes
+from casereach.gateways.registry import gateway_class
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import effective_settings
+
+
+def visible_gateways(project: Project) -> QuerySet[GatewayConfig]:
+    """Gateways this project may use: its own, shared with it, and global ones."""
+    return GatewayConfig.objects.filter(
+        Q(project=project) | Q(shared_with=project) | Q(project__isnull=True)
+    ).distinct()
+
+
+def owned_gateways(project: Project) -> QuerySet[GatewayConfig]:
+    return GatewayConfig.objects.filter(project=project)
+
+
+def find_gateway(project: Project, name: str) -> GatewayConfig | None:
+    """By name, case-insensitively: owned by the project, then shared with it, then global."""
+    key = name.strip().lower()
+    if not key:
+        return None
+    candidates = list(
+        visible_gateways(project)
+        .filter(name_key=key, is_active=True)
+        .prefetch_related("shared_with")
+    )
+
+    def rank(g: GatewayConfig) -> int:
+        if g.project_id == project.pk:
+            return 0
+        if g.project_id is not None:
+            return 1
+        return 2
+
+    candidates.sort(key=lambda g: (rank(g), g.pk))
+    return candidates[0] if candidates else None
+
+
+@dataclass(frozen=True)
+class Route:
+    gateway: GatewayConfig | None
+    source: str  # contact|route|project_default|global_route|global_default|none
+    error_code: str | None  # GATEWAY_NOT_FOUND | NO_SUITABLE_GATEWAY | None
+    requested: str = ""
+
+
+def _longest_prefix(prefixes: dict[str, str], number: str) -> str | None:
+    best = None
+    for prefix in prefixes:
+        if number.startswith(prefix) and (best is None or len(prefix) > len(best)):
+            best = prefix
+    return best
+
+
+def global_routes() -> GlobalRoutes:
+    row = GlobalRoutes.objects.order_by("pk").first()
+    return row if row is not None else GlobalRoutes()
+
+
+def route(
+    project: Project, number: str, override: str = "", *, routes: GlobalRoutes | None = None
+) -> Route:
+    """The gateway for an SMS to ``number``: override → project prefix → project default →
+    global prefix → global default. An override naming no usable gateway is an error, not a
+    fallback (the contact asked for that gateway)."""
+    if override.strip():
+        found = find_gateway(project, override)
+        if found is None:
+            return Route(None, "contact", "GATEWAY_NOT_FOUND", override.strip())
+        return Route(found, "contact", None, override.strip())
+    settings = effective_settings(project.settings)
+    prefix = _longest_prefix(settings.prefix_routes, number)
+    if prefix is not None:
+        found = find_gateway(project, settings.prefix_routes[prefix])
+        if found is not None:
+            return Route(found, "route", None)
+    if settings.default_gateway:
+        found = find_gateway(project, settings.default_gateway)
+        if found is not None:
+            return Route(found, "project_default", None)
+    glob = routes or global_routes()
+    prefix = _longest_prefix(glob.prefixes, number)
+    if prefix is not None:
+        found = find_gateway(project, glob.prefixes[prefix])
+        if found is not None:
+            return Route(found, "global_route", None)
+    if glob.default_gateway:
+        found = find_gateway(project, glob.default_gateway)
+        if found is not None:
+            return Route(found, "global_default", None)
+    return Route(None, "none", "NO_SUITABLE_GATEWAY")
+
+
+def email_gateway(project: Project) -> GatewayConfig | None:
+    """The project's email gateway: its own first, then shared, then global."""
+    candidates = sorted(
+        visible_gateways(project).filter(type="email", is_active=True),
+        key=lambda g: (0 if g.project_id == project.pk else 1 if g.project_id else 2, g.pk),
+    )
+    return candidates[0] if candidates else None
+
+
+def instantiate(gateway: GatewayConfig, **kwargs: Any) -> Gateway:
+    """A ready Gateway object with its decrypted secrets merged into its config."""
+    cls = gateway_class(gateway.type)
+    config = {**gateway.config, **decrypt_json(gateway.secrets)}
+    return cls(config, **kwargs)
+
+
+def pick_sender(gateway: GatewayConfig, number: str) -> str:
+    """A stable choice among load-balanced sender numbers: the same person always hears
+    from the same number."""
+    senders = [str(s) for s in gateway.sender_numbers]
+    if not senders:
+        return ""
+    return senders[zlib.crc32(number.encode()) % len(senders)]

@@ -1,0 +1,297 @@
+"""The only writers of the message log: queueing sends, completing them, status updates,
+opt-outs.
+
+``do_send`` creates the event, one sub-event per recipient and the messages in one
+transaction. A send that fails a check before reaching a gateway is still recorded, with its
+error code; one that passes is queued for the dispatcher.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from django.db import transaction
+from django.db.models import F
+
+from casereach.contacts.models import Contact, PhoneEntry
+from casereach.contacts.rules import ProjectRules, check_email, check_phone
+from casereach.core.errors import BadRequest, NotFound
+from casereach.core.segments import analyse
+from casereach.core.timeutil import now
+from casereach.gateways.queries import email_gateway, route
+from casereach.messaging.content import pick_translation
+from casereach.messaging.models import (
+    STATUS_RANK,
+    Message,
+    MessagingEvent,
+    MessagingSubEvent,
+    OptOut,
+)
+from casereach.projects.actions import lock_project
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import effective_settings
+
+MAX_SMS_CHARS = 1600
+MAX_EMAIL_CHARS = 100_000
+
+
+@dataclass
+class SendRequest:
+    """What to send to whom. ``sms``/``subject``/``body`` map language → text ("*" =
+    untranslated)."""
+
+    channel: Literal["sms", "email"] = "sms"
+    contact_id: str | None = None
+    phone_number: str | None = None
+    email_address: str | None = None
+    sms: dict[str, str] = field(default_factory=dict)
+    subject: dict[str, str] = field(default_factory=dict)
+    body: dict[str, str] = field(default_factory=dict)
+    source: str = "send"
+    source_id: str = ""
+    triggered_by: str = ""
+    allow_opted_out: bool = False
+    alert_default_language: str | None = None
+
+
+def _validate_texts(texts: Mapping[str, Any], what: str, limit: int) -> dict[str, str]:
+    if not isinstance(texts, Mapping):
+        raise BadRequest(f"{what} must be an object of language → text")
+    out: dict[str, str] = {}
+    for lang, text in texts.items():
+        if not isinstance(text, str):
+            raise BadRequest(f"{what}[{lang}] must be a string")
+        if len(text) > limit:
+            raise BadRequest(f"{what}[{lang}] is longer than {limit} characters")
+        out[str(lang)] = text
+    return out
+
+
+def is_opted_out(number: str) -> bool:
+    return OptOut.objects.filter(phone_number=number, opted_out=True).exists()
+
+
+def _activity_stamp(project: Project) -> dt.datetime:
+    """A strictly increasing per-project stamp for sub-events (commcare-export pages on it).
+    The project row is locked by the caller."""
+    from casereach.core.timeutil import ONE_MICROSECOND
+
+    current = now()
+    last = project.last_indexed_on
+    stamp = max(current, last + ONE_MICROSECOND) if last else current
+    project.last_indexed_on = stamp
+    project.save(update_fields=["last_indexed_on"])
+    return stamp
+
+
+def do_send(project: Project, req: SendRequest) -> tuple[MessagingEvent, list[Message]]:
+    """Record and queue one send (to one contact or one raw number/address)."""
+    limit = MAX_SMS_CHARS if req.channel == "sms" else MAX_EMAIL_CHARS
+    sms = _validate_texts(req.sms, "content.sms", limit)
+    subject = _validate_texts(req.subject, "content.email.subject", 998)
+    body = _validate_texts(req.body, "content.email.body", limit)
+    settings = effective_settings(project.settings)
+    stamp = now()
+    with transaction.atomic():
+        locked = lock_project(project.pk)
+        contact: Contact | None = None
+        if req.contact_id:
+            contact = Contact.objects.filter(contact_id=req.contact_id, project=locked).first()
+            if contact is None:
+                raise NotFound(f"contact '{req.contact_id}' not found")
+        number = ""
+        email = ""
+        if contact is None and req.channel == "sms":
+            check = check_phone(req.phone_number or "", ProjectRules(project_id=locked.pk))
+            if check.number is None:
+                raise BadRequest(f"phone_number is not a usable number ({check.reason})")
+            number = check.number
+        if contact is None and req.channel == "email":
+            email, status = check_email(req.email_address)
+            if status != "ok":
+                raise BadRequest("email_address is not a valid address")
+        event = MessagingEvent.objects.create(
+            project=locked,
+            source=req.source,
+            source_id=req.source_id,
+            content_type=req.channel,
+            triggered_by=req.triggered_by,
+            created_on=stamp,
+        )
+        sub = MessagingSubEvent.objects.create(
+            event=event,
+            project=locked,
+            contact_id=contact.contact_id if contact else None,
+            contact_type=contact.contact_type if contact else "",
+            recipient_name=contact.name if contact else "",
+            created_on=stamp,
+            date_last_activity=_activity_stamp(locked),
+        )
+        language = contact.lang_effective if contact else None
+        pick = sms if req.channel == "sms" else body
+        text, used = pick_translation(
+            pick,
+            language,
+            project_languages=settings.languages,
+            fallback=settings.language_fallback,
+            alert_default=req.alert_default_language,
+        )
+        subj = ""
+        if req.channel == "email":
+            subj = (
+                pick_translation(
+                    subject,
+                    used or language,
+                    project_languages=settings.languages,
+                    fallback="untranslated",
+                )[0]
+                or ""
+            )
+        msg = Message(
+            project=locked,
+            event=event,
+            subevent=sub,
+            channel=req.channel,
+            contact_id=contact.contact_id if contact else None,
+            contact_type=contact.contact_type if contact else "",
+            phone_number=number,
+            email_address=email,
+            subject=subj,
+            text=text or "",
+            language=used,
+            allow_opted_out=req.allow_opted_out,
+            created_on=stamp,
+            updated_on=stamp,
+            next_attempt_at=stamp,
+        )
+        error = _precheck(locked, msg, contact, pick, text)
+        if msg.channel == "sms" and msg.text:
+            info = analyse(msg.text)
+            msg.segments, msg.encoding = info.segments, info.encoding
+        if error is not None:
+            msg.status, msg.error_code, msg.failed_on = "failed", error, stamp
+            msg.next_attempt_at = None
+        msg.save(force_insert=True)
+        _finish_subevent(sub, msg)
+        _finish_event(event, [msg])
+    return event, [msg]
+
+
+def _precheck(
+    project: Project,
+    msg: Message,
+    contact: Contact | None,
+    texts: Mapping[str, str],
+    text: str | None,
+) -> str | None:
+    """The checks that can fail before a message is queued; None when it may be queued."""
+    if contact is not None and not contact.active:
+        return "CONTACT_IS_INACTIVE"
+    if msg.channel == "sms":
+        if contact is not None:
+            entry = (
+                PhoneEntry.objects.filter(contact_id=contact.contact_id)
+                .order_by("position", "id")
+                .first()
+            )
+            if entry is None:
+                return "NO_PHONE_NUMBER"
+            msg.phone_number = entry.number
+            override = entry.gateway
+        else:
+            override = ""
+        if not texts or all(not t.strip() for t in texts.values()):
+            return "MESSAGE_BLANK"
+        if text is None:
+            return "NO_MESSAGE"
+        if not msg.allow_opted_out and is_opted_out(msg.phone_number):
+            return "PHONE_NUMBER_OPTED_OUT"
+        chosen = route(project, msg.phone_number, override)
+        msg.gateway_source = chosen.source
+        if chosen.gateway is None:
+            msg.gateway_name = chosen.requested
+            return chosen.error_code
+        msg.gateway_name, msg.gateway_id = chosen.gateway.name, chosen.gateway.pk
+        return None
+    if contact is not None:
+        msg.email_address = contact.email
+        if contact.email_status == "missing":
+            return "NO_EMAIL_ADDRESS"
+        if contact.email_status == "invalid":
+            return "ERROR_INVALID_EMAIL_ADDRESS"
+    if not texts or all(not t.strip() for t in texts.values()):
+        return "MESSAGE_BLANK"
+    if text is None:
+        return "NO_MESSAGE"
+    gw = email_gateway(project)
+    if gw is None:
+        return "NO_SUITABLE_GATEWAY"
+    msg.gateway_name, msg.gateway_id, msg.gateway_source = gw.name, gw.pk, "email"
+    return None
+
+
+def _finish_subevent(sub: MessagingSubEvent, msg: Message) -> None:
+    if msg.status == "failed":
+        sub.status, sub.error_code = "error", msg.error_code
+    elif msg.status in ("sent", "delivered"):
+        sub.status = "completed"
+    else:
+        return
+    sub.save(update_fields=["status", "error_code"])
+
+
+def _finish_event(event: MessagingEvent, msgs: Iterable[Message]) -> None:
+    statuses = [m.status for m in msgs]
+    if statuses and all(s == "failed" for s in statuses):
+        event.status = "error"
+        event.error_code = "SUBEVENT_ERROR"
+    elif statuses and all(s in ("sent", "delivered", "failed") for s in statuses):
+        event.status = "completed"
+    else:
+        return
+    event.save(update_fields=["status", "error_code"])
+
+
+def do_record_opt_out(number: str, *, source: str, opted_out: bool = True) -> None:
+    OptOut.objects.update_or_create(
+        phone_number=number,
+        defaults={"opted_out": opted_out, "changed_on": now(), "source": source},
+    )
+
+
+def do_apply_status(
+    message_id: str, status: str, *, error_code: str | None = None, provider_code: str = ""
+) -> bool:
+    """Move a message forward to ``status``; never backwards. True when it changed."""
+    lower = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+    stamp = now()
+    changes: dict[str, Any] = {"status": status, "updated_on": stamp}
+    if status == "delivered":
+        changes["delivered_on"] = stamp
+    elif status == "sent":
+        changes["sent_on"] = stamp
+    elif status == "failed":
+        changes.update(
+            failed_on=stamp, error_code=error_code or "GATEWAY_ERROR", provider_code=provider_code
+        )
+    with transaction.atomic():
+        changed = Message.objects.filter(id=message_id, status__in=lower).update(**changes)
+        if changed and status == "delivered":
+            Message.objects.filter(id=message_id, sent_on__isnull=True).update(
+                sent_on=F("delivered_on")
+            )
+        if changed:
+            msg = Message.objects.select_related("subevent", "event").get(id=message_id)
+            if msg.subevent is not None:
+                _finish_subevent(msg.subevent, msg)
+                MessagingSubEvent.objects.filter(pk=msg.subevent.pk).update(
+                    date_last_activity=_sub_stamp(msg.project_id)
+                )
+    return bool(changed)
+
+
+def _sub_stamp(project_id: int) -> dt.datetime:
+    return _activity_stamp(lock_project(project_id))

@@ -1,0 +1,563 @@
+"""The dispatcher: claim due messages with a lease, re-check them, call gateways outside any
+transaction, complete them with conditional updates.
+
+One ``Dispatcher.run_once()`` is one batch; ``serve`` calls it in a loop, and a Celery task
+can call it just the same (it holds no state that needs a thread of its own).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from django.db import transaction
+
+from casereach.contacts.models import Contact, PhoneEntry
+from casereach.core import bulk
+from casereach.core.timeutil import now
+from casereach.gateways.base import Gateway, GatewayError, OutgoingMessage, SendResult
+from casereach.gateways.models import GatewayConfig, GatewayState
+from casereach.gateways.queries import email_gateway, global_routes, instantiate, pick_sender, route
+from casereach.messaging import outbox
+from casereach.messaging.actions import _activity_stamp
+from casereach.messaging.models import (
+    Message,
+    MessagingEvent,
+    MessagingSubEvent,
+    OptOut,
+    SendAttempt,
+)
+from casereach.messaging.windows import next_allowed
+from casereach.projects.actions import lock_project
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import ProjectSettings, effective_settings
+
+log = logging.getLogger(__name__)
+
+CIRCUIT_THRESHOLD = 5
+CIRCUIT_BASE_S = 30
+CIRCUIT_MAX_S = 300
+MSG_TABLE = Message._meta.db_table
+PERSISTENT_TYPES = frozenset({"smpp"})
+
+
+@dataclass
+class Job:
+    """One claimed message and what to do with it."""
+
+    row: dict[str, Any]
+    action: str = "send"  # send | fail | postpone
+    error_code: str | None = None
+    until: dt.datetime | None = None
+    gateway: GatewayConfig | None = None
+    sender: str = ""
+    gateway_source: str = ""
+    result: SendResult | None = None
+    error: GatewayError | None = None
+    duration_ms: int = 0
+    request_log: str = ""
+    response_log: str = ""
+
+
+def public_base_url() -> str:
+    return os.environ.get("CASEREACH_PUBLIC_URL", "").rstrip("/")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        batch_size: int = 200,
+        lease_s: int = 120,
+        concurrency: int = 16,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.batch_size = batch_size
+        self.lease_s = lease_s
+        self.concurrency = concurrency
+        self.http = http or httpx.Client(
+            timeout=httpx.Timeout(15.0, connect=5.0),
+            limits=httpx.Limits(
+                max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2
+            ),
+        )
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
+        self._persistent: dict[tuple[int, str], Gateway] = {}
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for gw in self._persistent.values():
+            gw.close()
+        self.http.close()
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Reap expired leases, claim a batch, send it. Returns how many were claimed."""
+        at = now()
+        outbox.reap(at)
+        token = uuid.uuid4().hex
+        ids = outbox.claim(self.batch_size, at + dt.timedelta(seconds=self.lease_s), token, at)
+        if not ids:
+            return 0
+        jobs = self._prepare(ids, token)
+        sending = [j for j in jobs if j.action == "send"]
+        if sending:
+            list(self.pool.map(self._call, sending))
+        self._complete(jobs, token)
+        return len(ids)
+
+    def drain(self, max_seconds: float = 60.0) -> int:
+        """Run batches until nothing is due (tests, demo)."""
+        total = 0
+        deadline = time.monotonic() + max_seconds
+        while time.monotonic() < deadline:
+            done = self.run_once()
+            total += done
+            if done == 0:
+                break
+        return total
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def _prepare(self, ids: list[str], token: str) -> list[Job]:
+        at = now()
+        rows = list(
+            Message.objects.filter(bulk.is_in("id", ids)).values(
+                "id",
+                "project_id",
+                "channel",
+                "contact_id",
+                "phone_number",
+                "email_address",
+                "subject",
+                "text",
+                "segments",
+                "encoding",
+                "gateway_id",
+                "gateway_name",
+                "attempts",
+                "created_on",
+                "allow_opted_out",
+                "event_id",
+                "subevent_id",
+            )
+        )
+        projects = {p.pk: p for p in Project.objects.filter(pk__in={r["project_id"] for r in rows})}
+        settings = {pk: effective_settings(p.settings) for pk, p in projects.items()}
+        contact_ids = [r["contact_id"] for r in rows if r["contact_id"]]
+        contacts = (
+            {
+                c["contact_id"]: c
+                for c in Contact.objects.filter(bulk.is_in("contact_id", contact_ids)).values(
+                    "contact_id", "active", "tz_effective"
+                )
+            }
+            if contact_ids
+            else {}
+        )
+        overrides = (
+            {
+                (e["contact_id"], e["number"]): e["gateway"]
+                for e in PhoneEntry.objects.filter(bulk.is_in("contact_id", contact_ids)).values(
+                    "contact_id", "number", "gateway"
+                )
+            }
+            if contact_ids
+            else {}
+        )
+        numbers = [r["phone_number"] for r in rows if r["phone_number"]]
+        opted = (
+            set(
+                OptOut.objects.filter(
+                    bulk.is_in("phone_number", numbers), opted_out=True
+                ).values_list("phone_number", flat=True)
+            )
+            if numbers
+            else set()
+        )
+        sent_today = {pk: self._sent_today(p, settings[pk], at) for pk, p in projects.items()}
+        routes = global_routes()
+        jobs: list[Job] = []
+        for row in rows:
+            job = Job(dict(row))
+            jobs.append(job)
+            s = settings[row["project_id"]]
+            contact = contacts.get(row["contact_id"]) if row["contact_id"] else None
+            if row["created_on"] < at - dt.timedelta(hours=s.stale_after_hours):
+                job.action, job.error_code = "fail", "MESSAGE_IS_STALE"
+                continue
+            if row["contact_id"] and (contact is None or not contact["active"]):
+                job.action, job.error_code = "fail", "CONTACT_IS_INACTIVE"
+                continue
+            if (
+                row["channel"] == "sms"
+                and not row["allow_opted_out"]
+                and row["phone_number"] in opted
+            ):
+                job.action, job.error_code = "fail", "PHONE_NUMBER_OPTED_OUT"
+                continue
+            if sent_today[row["project_id"]] >= s.daily_limit:
+                job.action, job.error_code = "postpone", "DAILY_LIMIT_REACHED"
+                job.until = at + dt.timedelta(hours=1)
+                continue
+            zone = contact["tz_effective"] if contact else s.time_zone
+            later = next_allowed(at, s.restricted_windows, zone or "UTC")
+            if later is not None:
+                job.action, job.until = "postpone", later
+                continue
+            project = projects[row["project_id"]]
+            if row["channel"] == "sms":
+                override = overrides.get((row["contact_id"] or "", row["phone_number"]), "")
+                chosen = route(project, row["phone_number"], override, routes=routes)
+                job.gateway_source = chosen.source
+                if chosen.gateway is None:
+                    job.action, job.error_code = "fail", chosen.error_code
+                    continue
+                job.gateway = chosen.gateway
+                job.sender = pick_sender(chosen.gateway, row["phone_number"])
+            else:
+                gw = email_gateway(project)
+                if gw is None:
+                    job.action, job.error_code = "fail", "NO_SUITABLE_GATEWAY"
+                    continue
+                job.gateway, job.gateway_source = gw, "email"
+            sent_today[row["project_id"]] += 1
+        self._throttle([j for j in jobs if j.action == "send"], at)
+        return jobs
+
+    def _sent_today(self, project: Project, s: ProjectSettings, at: dt.datetime) -> int:
+        zone = ZoneInfo(s.time_zone)
+        local = at.astimezone(zone)
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+        return Message.objects.filter(project=project, direction="out", sent_on__gte=start).count()
+
+    def _throttle(self, jobs: list[Job], at: dt.datetime) -> None:
+        """Circuit breaker and the segment-weighted token bucket, per gateway, shared by
+        every dispatcher through GatewayState rows."""
+        by_gateway: dict[int, list[Job]] = defaultdict(list)
+        for j in jobs:
+            assert j.gateway is not None
+            by_gateway[j.gateway.pk].append(j)
+        if not by_gateway:
+            return
+        with transaction.atomic():
+            states = {
+                s.pk: s
+                for s in GatewayState.objects.select_for_update().filter(pk__in=list(by_gateway))
+            }
+            for gw_id, group in by_gateway.items():
+                gw = group[0].gateway
+                assert gw is not None
+                state = states.get(gw_id)
+                if state is None:
+                    state = GatewayState(
+                        gateway_id=gw_id, tokens=gw.rate_limit_per_s or 0, refilled_on=at
+                    )
+                if state.open_until is not None and state.open_until > at:
+                    for j in group:
+                        j.action, j.until = "postpone", state.open_until
+                    continue
+                rate = gw.rate_limit_per_s
+                if rate:
+                    elapsed = (at - state.refilled_on).total_seconds() if state.refilled_on else 0
+                    capacity = max(rate, 1.0)
+                    tokens = min(capacity, state.tokens + max(0.0, elapsed) * rate)
+                    for j in group:
+                        cost = max(1, int(j.row["segments"] or 1))
+                        if tokens >= cost:
+                            tokens -= cost
+                        else:
+                            wait = (cost - tokens) / rate
+                            tokens -= cost  # reserve: later messages wait behind this one
+                            j.action, j.until = "postpone", at + dt.timedelta(seconds=wait)
+                    state.tokens, state.refilled_on = tokens, at
+                state.save()
+
+    # -- the gateway call (no database access here) ------------------------------------------
+
+    def _gateway(self, cfg: GatewayConfig) -> Gateway:
+        if cfg.type in PERSISTENT_TYPES:
+            key = (cfg.pk, cfg.updated_on.isoformat())
+            gw = self._persistent.get(key)
+            if gw is None:
+                gw = instantiate(cfg)
+                self._persistent[key] = gw
+            return gw
+        return instantiate(cfg, http=self.http)
+
+    def _call(self, job: Job) -> None:
+        cfg = job.gateway
+        assert cfg is not None
+        row = job.row
+        base = public_base_url()
+        message = OutgoingMessage(
+            message_id=row["id"],
+            channel=row["channel"],
+            text=row["text"],
+            to=row["phone_number"],
+            sender=job.sender,
+            segments=row["segments"] or 1,
+            encoding=row["encoding"] or "GSM",
+            subject=row["subject"],
+            email_to=row["email_address"],
+            status_url=f"{base}/gateways/{cfg.type}/{cfg.inbound_key}/status" if base else "",
+        )
+        started = time.monotonic()
+        try:
+            gateway = self._gateway(cfg)
+            job.result = gateway.send(message)
+        except GatewayError as exc:
+            job.error = exc
+        except Exception as exc:  # a bug or an unexpected library error: retried, logged
+            log.exception("gateway %s failed unexpectedly", cfg.name)
+            job.error = GatewayError(
+                "GATEWAY_ERROR", retryable=True, detail=f"internal: {type(exc).__name__}"
+            )
+            job.error_code = "INTERNAL_SERVER_ERROR"
+        job.duration_ms = int((time.monotonic() - started) * 1000)
+        exchange = getattr(gateway, "last_exchange", None) if "gateway" in locals() else None
+        if exchange is not None:
+            job.request_log = str(getattr(exchange, "request", ""))[:4000]
+            job.response_log = str(getattr(exchange, "response", ""))[:4000]
+
+    # -- completion ----------------------------------------------------------------------------
+
+    def _complete(self, jobs: list[Job], token: str) -> None:
+        at = now()
+        stamp = bulk.adapt_datetime(at)
+        settings_cache: dict[int, ProjectSettings] = {}
+        sent_rows: list[tuple[Any, ...]] = []
+        fail_rows: list[tuple[Any, ...]] = []
+        queue_rows: list[tuple[Any, ...]] = []
+        attempts: list[SendAttempt] = []
+        circuit: dict[int, bool] = {}
+        opt_outs: list[str] = []
+        final_ids: list[str] = []
+        for j in jobs:
+            row = j.row
+            mid = row["id"]
+            gw_name = j.gateway.name if j.gateway else row["gateway_name"]
+            gw_id = j.gateway.pk if j.gateway else row["gateway_id"]
+            if j.action == "fail":
+                fail_rows.append(
+                    (
+                        j.error_code,
+                        "",
+                        "",
+                        stamp,
+                        gw_name,
+                        gw_id,
+                        j.gateway_source,
+                        stamp,
+                        mid,
+                        token,
+                    )
+                )
+                final_ids.append(mid)
+                continue
+            if j.action == "postpone":
+                # Not an attempt: give the attempt back.
+                queue_rows.append(
+                    (bulk.adapt_datetime(j.until), j.error_code, "", -1, 0, stamp, mid, token)
+                )
+                continue
+            assert j.gateway is not None
+            if j.result is not None:
+                sent_rows.append(
+                    (
+                        j.result.provider_id,
+                        stamp,
+                        gw_name,
+                        gw_id,
+                        j.gateway_source,
+                        j.sender,
+                        stamp,
+                        mid,
+                        token,
+                    )
+                )
+                attempts.append(self._attempt(j, "sent", at))
+                circuit[j.gateway.pk] = circuit.get(j.gateway.pk, True)
+                final_ids.append(mid)
+                continue
+            err = j.error
+            assert err is not None
+            code = j.error_code or err.code
+            if err.retryable:
+                circuit[j.gateway.pk] = False
+                s = settings_cache.get(row["project_id"])
+                if s is None:
+                    s = settings_cache[row["project_id"]] = effective_settings(
+                        Project.objects.get(pk=row["project_id"]).settings
+                    )
+                delays = s.retry_delays_minutes
+                if row["attempts"] <= len(delays):
+                    delay = dt.timedelta(minutes=delays[row["attempts"] - 1])
+                    if err.retry_after is not None:
+                        delay = max(delay, dt.timedelta(seconds=err.retry_after))
+                    queue_rows.append(
+                        (
+                            bulk.adapt_datetime(at + delay),
+                            code,
+                            err.provider_code[:64],
+                            0,
+                            1 if err.outcome_unknown else 0,
+                            stamp,
+                            mid,
+                            token,
+                        )
+                    )
+                    attempts.append(
+                        self._attempt(j, "unknown" if err.outcome_unknown else "retry", at)
+                    )
+                    continue
+                attempts.append(self._attempt(j, "unknown" if err.outcome_unknown else "retry", at))
+                fail_rows.append(
+                    (
+                        "TOO_MANY_UNSUCCESSFUL_ATTEMPTS",
+                        err.provider_code[:64],
+                        err.detail[:500],
+                        stamp,
+                        gw_name,
+                        gw_id,
+                        j.gateway_source,
+                        stamp,
+                        mid,
+                        token,
+                    )
+                )
+                final_ids.append(mid)
+                continue
+            attempts.append(self._attempt(j, "failed", at))
+            fail_rows.append(
+                (
+                    code,
+                    err.provider_code[:64],
+                    err.detail[:500],
+                    stamp,
+                    gw_name,
+                    gw_id,
+                    j.gateway_source,
+                    stamp,
+                    mid,
+                    token,
+                )
+            )
+            final_ids.append(mid)
+            if code == "PHONE_NUMBER_OPTED_OUT" and row["phone_number"]:
+                opt_outs.append(row["phone_number"])
+        with transaction.atomic():
+            bulk.execute_many(
+                f"UPDATE {MSG_TABLE} SET provider_id = %s, sent_on = COALESCE(sent_on, %s), "
+                "status = CASE WHEN status = 'sending' THEN 'sent' ELSE status END, "
+                "error_code = NULL, gateway_name = %s, gateway_id = %s, gateway_source = %s, "
+                "sender = %s, lease_until = NULL, lease_token = NULL, updated_on = %s "
+                "WHERE id = %s AND lease_token = %s",
+                sent_rows,
+            )
+            bulk.execute_many(
+                f"UPDATE {MSG_TABLE} SET status = 'failed', error_code = %s, provider_code = %s, "
+                "error_detail = %s, failed_on = %s, gateway_name = %s, gateway_id = %s, "
+                "gateway_source = %s, lease_until = NULL, lease_token = NULL, "
+                "next_attempt_at = NULL, updated_on = %s "
+                "WHERE id = %s AND lease_token = %s AND status = 'sending'",
+                fail_rows,
+            )
+            bulk.execute_many(
+                f"UPDATE {MSG_TABLE} SET status = 'queued', next_attempt_at = %s, error_code = %s, "
+                "provider_code = %s, attempts = attempts + %s, "
+                "unknown_outcomes = unknown_outcomes + %s, lease_until = NULL, lease_token = NULL, "
+                "updated_on = %s WHERE id = %s AND lease_token = %s AND status = 'sending'",
+                queue_rows,
+            )
+            SendAttempt.objects.bulk_create(attempts)
+            for number in opt_outs:
+                OptOut.objects.update_or_create(
+                    phone_number=number,
+                    defaults={"opted_out": True, "changed_on": at, "source": "gateway"},
+                )
+            self._update_circuits(circuit, at)
+            self._finish_log(final_ids)
+
+    def _attempt(self, job: Job, outcome: str, at: dt.datetime) -> SendAttempt:
+        err = job.error
+        return SendAttempt(
+            message_id=job.row["id"],
+            number=job.row["attempts"],
+            gateway_name=job.gateway.name if job.gateway else "",
+            outcome=outcome,
+            error_code=(job.error_code or err.code) if err else None,
+            provider_code=err.provider_code[:64] if err else "",
+            detail=(err.detail if err else (job.result.detail if job.result else ""))[:500],
+            request=job.request_log,
+            response=job.response_log,
+            duration_ms=job.duration_ms,
+            created_on=at,
+        )
+
+    def _update_circuits(self, outcomes: dict[int, bool], at: dt.datetime) -> None:
+        for gw_id, ok in outcomes.items():
+            state, _ = GatewayState.objects.select_for_update().get_or_create(
+                gateway_id=gw_id, defaults={"refilled_on": at}
+            )
+            if ok:
+                if state.consecutive_failures or state.open_until:
+                    state.consecutive_failures, state.open_until = 0, None
+                    state.save(update_fields=["consecutive_failures", "open_until"])
+                continue
+            state.consecutive_failures += 1
+            if state.consecutive_failures >= CIRCUIT_THRESHOLD:
+                extra = state.consecutive_failures - CIRCUIT_THRESHOLD
+                seconds = min(CIRCUIT_MAX_S, CIRCUIT_BASE_S * (2 ** min(extra, 10)))
+                state.open_until = at + dt.timedelta(seconds=seconds)
+            state.save(update_fields=["consecutive_failures", "open_until"])
+
+    def _finish_log(self, final_ids: list[str]) -> None:
+        """Close sub-events and events whose messages are all final."""
+        if not final_ids:
+            return
+        msgs = list(
+            Message.objects.filter(bulk.is_in("id", final_ids)).values(
+                "subevent_id", "event_id", "project_id", "status", "error_code"
+            )
+        )
+        by_project: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for m in msgs:
+            if m["subevent_id"]:
+                by_project[m["project_id"]].append(dict(m))
+        for project_id, group in by_project.items():
+            project = lock_project(project_id)
+            for sub in group:
+                failed = sub["status"] == "failed"
+                MessagingSubEvent.objects.filter(pk=sub["subevent_id"]).update(
+                    status="error" if failed else "completed",
+                    error_code=sub["error_code"] if failed else None,
+                    date_last_activity=_activity_stamp(project),
+                )
+        event_ids = {m["event_id"] for m in msgs if m["event_id"]}
+        open_events = set(
+            Message.objects.filter(
+                event_id__in=event_ids, status__in=("queued", "sending")
+            ).values_list("event_id", flat=True)
+        )
+        done = event_ids - open_events
+        for event_id in done:
+            statuses = set(
+                Message.objects.filter(event_id=event_id).values_list("status", flat=True)
+            )
+            if statuses == {"failed"}:
+                MessagingEvent.objects.filter(pk=event_id).update(
+                    status="error", error_code="SUBEVENT_ERROR"
+                )
+            else:
+                MessagingEvent.objects.filter(pk=event_id).update(status="completed")
