@@ -14,6 +14,9 @@ from casereach.cases.api_settings import router as settings_router
 from casereach.cases.api_v05 import router as cases_v05_router
 from casereach.contacts.api import router as contacts_router
 from casereach.core.errors import CasereachError
+from casereach.gateways.api import router as gateways_router
+from casereach.messaging.api import router as messaging_router
+from casereach.messaging.callbacks import router as callbacks_router
 from casereach.projects.api import router as projects_router
 from casereach.projects.auth import ApiKeyAuth, Throttled
 from casereach.workers.actions import do_resync_project_workers
@@ -80,6 +83,9 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 
 api.add_router("", cases_router)
+api.add_router("", gateways_router)
+api.add_router("", messaging_router)
+api.add_router("", callbacks_router)
 api.add_router("", cases_v05_router)
 api.add_router("", workers_router)
 api.add_router("", projects_router)

@@ -97,7 +97,7 @@ def _serve(host: str, port: int, threads: int, banner: Callable[[str], None] | N
     from casereach.wsgi import application
 
     server = create_server(application, host=host, port=port, threads=threads, ident="casereach")
-    url = f"http://{host}:{server.effective_port}"
+    url = f"http://{host}:{server.effective_port}"  # type: ignore[union-attr]
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)

@@ -9,7 +9,7 @@ project.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,12 +119,29 @@ def resolve_gateway_for_profile(
     return {"name": None, "source": "none", "status": "no_gateway"}, []
 
 
-def _unknown_gateways(project: Project, names: Iterable[str]) -> set[str]:
-    """Which contact gateway overrides name no gateway (set form of the lookup above).
+# Apps above contacts (gateways, messaging) extend the profile without contacts importing
+# them: each hook may amend the profile dict in place (see their AppConfig.ready()).
+ProfileHook = Callable[[Project, Contact, dict[str, Any]], None]
+UnknownGatewaysHook = Callable[[Project, set[str]], set[str]]
+PROFILE_HOOKS: list[ProfileHook] = []
+UNKNOWN_GATEWAYS_HOOK: list[UnknownGatewaysHook] = []
 
-    Placeholder until gateways exist (the gateways issue will replace it): all of them.
-    """
-    return {n for n in names if n}
+
+def register_profile_hook(hook: ProfileHook) -> None:
+    if hook not in PROFILE_HOOKS:
+        PROFILE_HOOKS.append(hook)
+
+
+def register_unknown_gateways_hook(hook: UnknownGatewaysHook) -> None:
+    UNKNOWN_GATEWAYS_HOOK[:] = [hook]
+
+
+def _unknown_gateways(project: Project, names: Iterable[str]) -> set[str]:
+    """Which contact gateway overrides name no gateway available to the project."""
+    wanted = {n for n in names if n}
+    if UNKNOWN_GATEWAYS_HOOK:
+        return UNKNOWN_GATEWAYS_HOOK[0](project, wanted)
+    return wanted
 
 
 def _entry_row(
@@ -204,6 +221,8 @@ def contact_profile(project: Project, contact_id: str) -> dict[str, Any]:
     }
     if contact.contact_type == Contact.WORKER:
         profile["phones"] = [_entry_row(e, project, states[e.number]) for e in entries]
+    for hook in PROFILE_HOOKS:
+        hook(project, contact, profile)
     return profile
 
 

@@ -132,7 +132,8 @@ class Dispatcher:
     def _prepare(self, ids: list[str], token: str) -> list[Job]:
         at = now()
         rows = list(
-            Message.objects.filter(bulk.is_in("id", ids)).values(
+            Message.objects.filter(bulk.is_in("id", ids))
+            .values(
                 "id",
                 "project_id",
                 "channel",
@@ -151,6 +152,7 @@ class Dispatcher:
                 "event_id",
                 "subevent_id",
             )
+            .order_by("created_on", "id")
         )
         projects = {p.pk: p for p in Project.objects.filter(pk__in={r["project_id"] for r in rows})}
         settings = {pk: effective_settings(p.settings) for pk, p in projects.items()}

@@ -448,13 +448,15 @@ def test_gateway_override_is_stored_and_shown(api: Api) -> None:
 
 
 def test_project_default_gateway(api: Api) -> None:
+    # A default naming no existing gateway is skipped by routing: nothing would carry the SMS.
     settings(api, default_gateway="main-sms")
-    p = profile(api, create(api, phone=NUMBER))
-    assert p["gateway"] == {
-        "name": "main-sms",
-        "source": "project_default",
-        "status": "unknown_gateway",
-    }
+    cid = create(api, phone=NUMBER)
+    assert {"name": None, "source": "none", "status": "no_gateway"} == profile(api, cid)["gateway"]
+    r = api.post("/a/{project}/api/messaging/v1/gateways", {"name": "main-sms", "type": "test"})
+    assert 201 == r.status, r.body
+    assert {"name": "main-sms", "source": "project_default", "status": "ok"} == profile(api, cid)[
+        "gateway"
+    ]
 
 
 def test_several_warnings_together(api: Api) -> None:

@@ -1,0 +1,43 @@
+"""The gateway part of a contact's profile: which gateway its SMS would use and why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from casereach.contacts.models import Contact, PhoneEntry
+from casereach.contacts.rules import warning
+from casereach.gateways.models import GatewayConfig
+from casereach.gateways.queries import find_gateway, route, visible_gateways
+from casereach.projects.models import Project
+
+
+def gateway_profile_hook(project: Project, contact: Contact, profile: dict[str, Any]) -> None:
+    entry = (
+        PhoneEntry.objects.filter(contact=contact).order_by("position", "id").first()
+        if contact.active
+        else None
+    )
+    override = entry.gateway if entry else contact.gateway_requested
+    chosen = route(project, contact.phone_number or "", override)
+    warnings = [w for w in profile["warnings"] if w["code"] != "unknown_gateway"]
+    if chosen.gateway is not None:
+        gateway: dict[str, Any] = {
+            "name": chosen.gateway.name,
+            "source": chosen.source,
+            "status": "ok",
+        }
+    elif chosen.error_code == "GATEWAY_NOT_FOUND":
+        gateway = {"name": chosen.requested, "source": "contact", "status": "unknown_gateway"}
+        warnings.append(warning("unknown_gateway", chosen.requested[:64]))
+    else:
+        gateway = {"name": None, "source": "none", "status": "no_gateway"}
+    profile["gateway"] = gateway
+    profile["warnings"] = warnings
+
+
+def unknown_gateways_hook(project: Project, names: set[str]) -> set[str]:
+    known = set(visible_gateways(project).filter(is_active=True).values_list("name_key", flat=True))
+    return {n for n in names if n.strip().lower() not in known}
+
+
+__all__ = ["GatewayConfig", "find_gateway", "gateway_profile_hook", "unknown_gateways_hook"]

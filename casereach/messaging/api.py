@@ -1,0 +1,318 @@
+"""Sending, the message log and error codes under ``/a/{project}/api/messaging/v1/``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from ninja import Router
+
+from casereach.core.errors import BadRequest
+from casereach.core.timeutil import iso
+from casereach.messaging.actions import SendRequest, do_send
+from casereach.messaging.errors import ERRORS, describe
+from casereach.messaging.models import Message
+from casereach.messaging.queries import filter_messages
+from casereach.projects.auth import principal_of, project_for
+
+router = Router(tags=["messaging"])
+BASE = "/a/{project}/api/messaging/v1"
+
+SEND_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "contact_id": {"type": "string"},
+                        "phone_number": {"type": "string"},
+                        "email_address": {"type": "string"},
+                        "channel": {"type": "string", "enum": ["sms", "email"]},
+                        "text": {"type": "string"},
+                        "content": {
+                            "type": "object",
+                            "properties": {
+                                "sms": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                                "email": {
+                                    "type": "object",
+                                    "properties": {
+                                        "subject": {
+                                            "type": "object",
+                                            "additionalProperties": {"type": "string"},
+                                        },
+                                        "body": {
+                                            "type": "object",
+                                            "additionalProperties": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+SEND_FIELDS = frozenset(
+    {"contact_id", "phone_number", "email_address", "channel", "text", "content"}
+)
+CSV_COLUMNS = (
+    "id",
+    "event_id",
+    "direction",
+    "status",
+    "error_code",
+    "phone_number",
+    "email_address",
+    "gateway",
+    "contact_id",
+    "text",
+    "segments",
+    "encoding",
+    "attempts",
+    "created_on",
+    "sent_on",
+    "delivered_on",
+)
+
+
+def _body(request: HttpRequest) -> Any:
+    try:
+        return json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("Payload must be valid JSON") from None
+
+
+def parse_send(data: Any, user: str) -> SendRequest:
+    if not isinstance(data, dict):
+        raise BadRequest("Payload must be a single JSON object")
+    unknown = sorted(set(data) - SEND_FIELDS)
+    if unknown:
+        raise BadRequest(f"'{unknown[0]}' is not a valid field.")
+    for key in ("contact_id", "phone_number", "email_address", "text"):
+        if key in data and not isinstance(data[key], str):
+            raise BadRequest(f"{key} must be a string")
+    targets = [k for k in ("contact_id", "phone_number", "email_address") if data.get(k)]
+    if len(targets) != 1:
+        raise BadRequest("give exactly one of contact_id, phone_number or email_address")
+    content = data.get("content")
+    if content is not None and not isinstance(content, dict):
+        raise BadRequest("content must be an object")
+    if ("text" in data) == (content is not None):
+        raise BadRequest("give either text or content")
+    channel = data.get("channel")
+    if channel is None:
+        channel = (
+            "email" if (data.get("email_address") or (content and "email" in content)) else "sms"
+        )
+    if channel not in ("sms", "email"):
+        raise BadRequest("channel must be 'sms' or 'email'")
+    if channel == "sms" and data.get("email_address"):
+        raise BadRequest("an SMS goes to a contact_id or a phone_number")
+    if channel == "email" and data.get("phone_number"):
+        raise BadRequest("an email goes to a contact_id or an email_address")
+    req = SendRequest(
+        channel="email" if channel == "email" else "sms",
+        contact_id=data.get("contact_id"),
+        phone_number=data.get("phone_number"),
+        email_address=data.get("email_address"),
+        triggered_by=user,
+    )
+    if "text" in data:
+        if channel == "sms":
+            req.sms = {"*": data["text"]}
+        else:
+            req.body = {"*": data["text"]}
+        return req
+    assert content is not None
+    unknown = sorted(set(content) - {"sms", "email"})
+    if unknown:
+        raise BadRequest(f"'content.{unknown[0]}' is not a valid field.")
+    if channel == "sms":
+        if not isinstance(content.get("sms"), dict):
+            raise BadRequest("content.sms must be an object of language → text")
+        req.sms = content["sms"]
+    else:
+        email = content.get("email")
+        if not isinstance(email, dict) or not isinstance(email.get("body"), dict):
+            raise BadRequest("content.email needs body (and subject) objects of language → text")
+        subject = email.get("subject", {})
+        if not isinstance(subject, dict):
+            raise BadRequest("content.email.subject must be an object of language → text")
+        req.subject, req.body = subject, email["body"]
+    return req
+
+
+def serialize_message(m: Message) -> dict[str, Any]:
+    info = describe(m.error_code)
+    return {
+        "id": m.id,
+        "event_id": m.event_id,
+        "direction": m.direction,
+        "channel": m.channel,
+        "status": m.status,
+        "error_code": m.error_code,
+        "error_description": info.description if info else None,
+        "error_hint": info.hint if info else None,
+        "provider_code": m.provider_code or None,
+        "phone_number": m.phone_number or None,
+        "email_address": m.email_address or None,
+        "gateway": m.gateway_name or None,
+        "gateway_source": m.gateway_source or None,
+        "contact_id": m.contact_id,
+        "text": m.text,
+        "subject": m.subject or None,
+        "language": m.language or None,
+        "segments": m.segments,
+        "encoding": m.encoding or None,
+        "attempts": m.attempts,
+        "unknown_outcomes": m.unknown_outcomes,
+        "next_attempt_at": iso(m.next_attempt_at) if m.status == "queued" else None,
+        "created_on": iso(m.created_on),
+        "sent_on": iso(m.sent_on),
+        "delivered_on": iso(m.delivered_on),
+        "failed_on": iso(m.failed_on),
+    }
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/send",
+    operation_id="send",
+    summary="Send an SMS or email now",
+    openapi_extra=SEND_BODY,
+)
+def send(request: HttpRequest, project: str) -> JsonResponse:
+    """Queue one message to a contact or a raw number/address. 202 even when a check failed:
+    the message is recorded with its error code."""
+    proj = project_for(request, project)
+    req = parse_send(_body(request), principal_of(request).username)
+    event, msgs = do_send(proj, req)
+    return JsonResponse(
+        {
+            "event_id": event.pk,
+            "messages": [
+                {
+                    "id": m.id,
+                    "status": m.status,
+                    "error_code": m.error_code,
+                    "gateway": m.gateway_name or None,
+                }
+                for m in msgs
+            ],
+        },
+        status=202,
+    )
+
+
+def _csv(qs: QuerySet[Message]) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CSV_COLUMNS)
+    yield buf.getvalue()
+    for m in qs.iterator(chunk_size=2000):
+        buf.seek(0)
+        buf.truncate()
+        data = serialize_message(m)
+        data["gateway"] = m.gateway_name
+        writer.writerow([_cell(data.get(c)) for c in CSV_COLUMNS])
+        yield buf.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # spreadsheets must not run a message as a formula
+    return "" if value is None else value
+
+
+@router.api_operation(
+    ["GET"], BASE + "/messages", operation_id="messages_list", summary="The message log"
+)
+def messages_list(request: HttpRequest, project: str) -> Any:
+    """Filters: status, error_code, contact_id, phone_number, gateway, alert, direction,
+    since/until (ISO dates); ``format=csv`` or ``Accept: text/csv`` streams CSV."""
+    proj = project_for(request, project)
+    qs = filter_messages(proj, request.GET)
+    if request.GET.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
+        response = StreamingHttpResponse(
+            _csv(qs.order_by("created_on", "id")), content_type="text/csv"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{proj.name}-messages.csv"'
+        return response
+    try:
+        limit = min(1000, max(1, int(request.GET.get("limit", "50"))))
+        offset = max(0, int(request.GET.get("offset", "0")))
+    except ValueError:
+        raise BadRequest("limit and offset must be integers") from None
+    total = qs.count()
+    page = list(qs.order_by("-created_on", "-id")[offset : offset + limit])
+    nxt = None
+    if offset + limit < total:
+        params = request.GET.copy()
+        params["limit"], params["offset"] = str(limit), str(offset + limit)
+        nxt = f"{request.path}?{params.urlencode()}"
+    return JsonResponse(
+        {
+            "objects": [serialize_message(m) for m in page],
+            "meta": {"limit": limit, "offset": offset, "total_count": total, "next": nxt},
+        }
+    )
+
+
+@router.api_operation(
+    ["GET"],
+    BASE + "/messages/{message_id}",
+    operation_id="messages_get",
+    summary="One message with its attempts",
+)
+def messages_get(request: HttpRequest, project: str, message_id: str) -> JsonResponse:
+    proj = project_for(request, project)
+    m = Message.objects.filter(project=proj, id=message_id).first()
+    if m is None:
+        return JsonResponse(
+            {"error": f"message '{message_id}' not found", "detail": None}, status=404
+        )
+    data = serialize_message(m)
+    data["attempt_log"] = [
+        {
+            "number": a.number,
+            "outcome": a.outcome,
+            "error_code": a.error_code,
+            "provider_code": a.provider_code or None,
+            "detail": a.detail,
+            "request": a.request,
+            "response": a.response,
+            "duration_ms": a.duration_ms,
+            "at": iso(a.created_on),
+        }
+        for a in m.send_attempts.order_by("id")
+    ]
+    return JsonResponse(data)
+
+
+@router.api_operation(
+    ["GET"],
+    BASE + "/error-codes",
+    operation_id="error_codes",
+    summary="Every error code with description and hint",
+)
+def error_codes(request: HttpRequest, project: str) -> JsonResponse:
+    project_for(request, project)
+    return JsonResponse(
+        {
+            "objects": [
+                {"code": e.code, "description": e.description, "hint": e.hint} for e in ERRORS
+            ]
+        }
+    )

@@ -1,0 +1,82 @@
+"""Provider callbacks under ``/gateways/{gateway_type}/{inbound_key}/…``.
+
+The inbound key in the URL is the credential: an unknown key gets 401 and nothing is stored.
+Parsing is the gateway type's job; storing the result is ours.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from ninja import Router
+
+from casereach.core.errors import BadRequest, CasereachError
+from casereach.gateways.base import StatusUpdate
+from casereach.gateways.models import GatewayConfig
+from casereach.gateways.queries import instantiate
+from casereach.messaging.actions import do_apply_status, do_record_opt_out
+from casereach.messaging.models import Message
+
+log = logging.getLogger(__name__)
+router = Router(tags=["gateway callbacks"], auth=None)
+MAX_CALLBACK_BYTES = 64 * 1024
+
+
+class PayloadTooLarge(CasereachError):
+    status = 413
+
+
+class UnknownKey(CasereachError):
+    status = 401
+
+
+def gateway_for(gateway_type: str, inbound_key: str) -> GatewayConfig:
+    gw = GatewayConfig.objects.filter(type=gateway_type, inbound_key=inbound_key).first()
+    if gw is None:
+        raise UnknownKey("unknown gateway key")
+    return gw
+
+
+def apply_update(gw: GatewayConfig, update: StatusUpdate) -> bool:
+    """Apply one delivery report; False when no message matches (nothing is stored)."""
+    qs = Message.objects.filter(gateway_id=gw.pk)
+    if update.is_our_id:
+        msg = qs.filter(id=update.provider_id).only("id", "phone_number").first()
+    else:
+        msg = qs.filter(provider_id=update.provider_id).only("id", "phone_number").first()
+    if msg is None:
+        log.info("status callback for unknown message on gateway %s", gw.name)
+        return False
+    changed = do_apply_status(
+        msg.id, update.status, error_code=update.error_code, provider_code=update.provider_code
+    )
+    if changed and update.error_code == "PHONE_NUMBER_OPTED_OUT" and msg.phone_number:
+        do_record_opt_out(msg.phone_number, source=f"gateway:{gw.name}")
+    return changed
+
+
+@router.api_operation(
+    ["POST"],
+    "/gateways/{gateway_type}/{inbound_key}/status",
+    operation_id="gateway_status_callback",
+    summary="Delivery reports from a provider",
+)
+def status_callback(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
+    if len(request.body) > MAX_CALLBACK_BYTES:
+        raise PayloadTooLarge(f"callback bodies are limited to {MAX_CALLBACK_BYTES} bytes")
+    gw = gateway_for(gateway_type, inbound_key)
+    gateway = instantiate(gw)
+    form = (
+        {k: request.POST.get(k, "") for k in request.POST}
+        if request.content_type.startswith("application/x-www-form-urlencoded")
+        or request.content_type.startswith("multipart/")
+        else {}
+    )
+    form.update({k: request.GET.get(k, "") for k in request.GET if k not in form})
+    try:
+        updates = gateway.parse_status(form, request.body, request.content_type or "")
+    except ValueError as exc:
+        raise BadRequest(f"malformed status callback: {exc}") from None
+    applied = sum(1 for u in updates if apply_update(gw, u))
+    return JsonResponse({"received": len(updates), "applied": applied})

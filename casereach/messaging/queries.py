@@ -1,0 +1,76 @@
+"""Read helpers for the message log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from dateutil import parser as dateparser
+from django.db.models import QuerySet
+
+from casereach.contacts.rules import normalize_digits
+from casereach.core.errors import BadRequest
+from casereach.core.timeutil import as_utc
+from casereach.messaging.models import Message
+from casereach.projects.models import Project
+
+STATUSES = ("queued", "sending", "sent", "delivered", "failed")
+
+
+def _date(value: str, name: str, *, end: bool) -> dt.datetime:
+    try:
+        parsed = dateparser.isoparse(value)
+    except (ValueError, OverflowError):
+        raise BadRequest(f"{name}: cannot parse datetime '{value[:50]}'") from None
+    if len(value) == 10 and end:
+        parsed = parsed + dt.timedelta(days=1)
+    return as_utc(parsed)
+
+
+def filter_messages(project: Project, params: Mapping[str, str]) -> QuerySet[Message]:
+    qs = Message.objects.filter(project=project)
+    known = {
+        "status",
+        "error_code",
+        "contact_id",
+        "phone_number",
+        "gateway",
+        "alert",
+        "direction",
+        "since",
+        "until",
+        "limit",
+        "offset",
+        "format",
+        "channel",
+    }
+    for key in params:
+        if key not in known:
+            raise BadRequest(f"'{key}' is not a valid parameter.")
+    if status := params.get("status"):
+        values = status.split(",")
+        bad = [v for v in values if v not in STATUSES]
+        if bad:
+            raise BadRequest(f"status must be among {', '.join(STATUSES)}")
+        qs = qs.filter(status__in=values)
+    if code := params.get("error_code"):
+        qs = qs.filter(error_code__in=code.split(","))
+    if contact := params.get("contact_id"):
+        qs = qs.filter(contact_id=contact)
+    if number := params.get("phone_number"):
+        qs = qs.filter(phone_number=normalize_digits(number))
+    if gateway := params.get("gateway"):
+        qs = qs.filter(gateway_name__iexact=gateway)
+    if alert := params.get("alert"):
+        qs = qs.filter(event__source="alert", event__source_id=alert)
+    if direction := params.get("direction"):
+        if direction not in ("in", "out"):
+            raise BadRequest("direction must be 'in' or 'out'")
+        qs = qs.filter(direction=direction)
+    if channel := params.get("channel"):
+        qs = qs.filter(channel=channel)
+    if since := params.get("since"):
+        qs = qs.filter(created_on__gte=_date(since, "since", end=False))
+    if until := params.get("until"):
+        qs = qs.filter(created_on__lt=_date(until, "until", end=True))
+    return qs
