@@ -67,15 +67,12 @@ def status_callback(request: HttpRequest, gateway_type: str, inbound_key: str) -
         raise PayloadTooLarge(f"callback bodies are limited to {MAX_CALLBACK_BYTES} bytes")
     gw = gateway_for(gateway_type, inbound_key)
     gateway = instantiate(gw)
-    form = (
-        {k: request.POST.get(k, "") for k in request.POST}
-        if request.content_type.startswith("application/x-www-form-urlencoded")
-        or request.content_type.startswith("multipart/")
-        else {}
-    )
+    content_type = request.content_type or ""
+    is_form = content_type.startswith(("application/x-www-form-urlencoded", "multipart/"))
+    form = {k: request.POST.get(k, "") for k in request.POST} if is_form else {}
     form.update({k: request.GET.get(k, "") for k in request.GET if k not in form})
     try:
-        updates = gateway.parse_status(form, request.body, request.content_type or "")
+        updates = gateway.parse_status(form, request.body, content_type)
     except ValueError as exc:
         raise BadRequest(f"malformed status callback: {exc}") from None
     applied = sum(1 for u in updates if apply_update(gw, u))

@@ -254,7 +254,7 @@ def test_gateways_of_other_projects_are_not_usable_unless_shared(api: Api, other
     assert 201 == r.status
     r = api.put(M + "routes", {"default_gateway": "THEIRS", "prefixes": []})
     assert 400 == r.status
-    r = other_api.put(M.replace("{project}", "other") + f"gateways/{r.body and 0 or 0}", {})
+    r = other_api.put(M.replace("{project}", "other") + f"gateways/{(r.body and 0) or 0}", {})
     gw = GatewayConfig.objects.get(name="THEIRS")
     r = other_api.put(
         M.replace("{project}", "other") + f"gateways/{gw.pk}", {"shared_with": ["demo"]}
