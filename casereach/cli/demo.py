@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from casereach.cases.actions import do_apply_case_changes
 from casereach.cases.changes import CaseChange
+from casereach.cases.models import Case
+from casereach.gateways.actions import do_create_gateway, do_set_routes
+from casereach.gateways.models import GatewayConfig
+from casereach.messaging.actions import SendRequest, do_send
+from casereach.messaging.models import Message
 from casereach.projects.actions import do_create_api_key, do_create_project
 from casereach.projects.models import Project
 from casereach.workers.actions import do_create_worker
@@ -119,4 +124,24 @@ def load_demo() -> tuple[str, str]:
                 "time_zone": "Africa/Nairobi",
             },
         )
+    _demo_messaging(project)
     return DEMO_USER, do_create_api_key(project, DEMO_USER)
+
+
+def _demo_messaging(project: Project) -> None:
+    """A test gateway as the project default and a few messages, some of which fail on
+    purpose so the message log shows its explanations."""
+    if not GatewayConfig.objects.filter(project=project, name_key="demo-test").exists():
+        do_create_gateway(project, {"name": "DEMO-TEST", "type": "test"})
+        do_set_routes(project, {"default_gateway": "DEMO-TEST", "prefixes": []}, {"demo-test"})
+        project.refresh_from_db()
+    if Message.objects.filter(project=project).exists():
+        return
+    welcome = {
+        "en": "Welcome to the clinic reminders. Reply STOP to stop.",
+        "sw": "Karibu kwa vikumbusho vya kliniki. Jibu STOP kusitisha.",
+    }
+    for case_id in Case.objects.filter(
+        project=project, external_id__in=["demo-two-way", "demo-one-way", "demo-invalid-number"]
+    ).values_list("case_id", flat=True):
+        do_send(project, SendRequest(contact_id=case_id, sms=welcome, triggered_by=DEMO_USER))

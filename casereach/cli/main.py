@@ -88,12 +88,20 @@ def serve(
 ) -> None:
     """Run the web UI and API (waitress, a production WSGI server). SIGTERM stops it."""
     setup_django()
-    _serve(host, port, threads)
+    _serve(host, port, threads, workers=not no_workers)
 
 
-def _serve(host: str, port: int, threads: int, banner: Callable[[str], None] | None = None) -> None:
+def _serve(
+    host: str,
+    port: int,
+    threads: int,
+    banner: Callable[[str], None] | None = None,
+    *,
+    workers: bool = True,
+) -> None:
     from waitress.server import create_server
 
+    from casereach.messaging.runner import BackgroundLoops
     from casereach.wsgi import application
 
     server = create_server(application, host=host, port=port, threads=threads, ident="casereach")
@@ -107,6 +115,9 @@ def _serve(host: str, port: int, threads: int, banner: Callable[[str], None] | N
         banner(url)
     else:
         typer.echo(f"casereach serving on {url}", err=False)
+    loops = BackgroundLoops()
+    if workers:
+        loops.start()
     sys.stdout.flush()
     try:
         server.run()
@@ -114,6 +125,7 @@ def _serve(host: str, port: int, threads: int, banner: Callable[[str], None] | N
         pass
     finally:
         server.close()
+        loops.stop()
         typer.echo("casereach stopped")
 
 

@@ -1,0 +1,51 @@
+"""Embedded background work for ``casereach serve``: the dispatcher loop in a thread.
+
+The loop only calls ``Dispatcher.run_once()``; in the scale-out mode a Celery task calls the
+same method, so nothing here is needed there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.db import close_old_connections, connection
+
+from casereach.messaging.dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundLoops:
+    def __init__(self, *, idle_s: float = 0.5, concurrency: int = 16) -> None:
+        self.idle_s = idle_s
+        self.concurrency = concurrency
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        t = threading.Thread(target=self._dispatch_loop, name="casereach-dispatch", daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        for t in self.threads:
+            t.join(timeout)
+
+    def _dispatch_loop(self) -> None:
+        dispatcher = Dispatcher(concurrency=self.concurrency)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    close_old_connections()
+                    done = dispatcher.run_once()
+                except Exception:  # keep the loop alive; the error is in the log
+                    log.exception("dispatcher batch failed")
+                    self.stopping.wait(5.0)
+                    continue
+                if done == 0:
+                    self.stopping.wait(self.idle_s)
+        finally:
+            dispatcher.close()
+            connection.close()
