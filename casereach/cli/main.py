@@ -23,6 +23,8 @@ user_app = typer.Typer(help="Manage web users.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(user_app, name="user")
+gateway_app = typer.Typer(help="Manage gateways and routes.", no_args_is_help=True)
+app.add_typer(gateway_app, name="gateway")
 
 T = TypeVar("T")
 
@@ -224,6 +226,110 @@ def user_create(
         assert secret is not None
         do_create_web_user(_project(project), username, secret, admin=admin)
         typer.echo(f"web user {username} can use project {project}" + (" (admin)" if admin else ""))
+
+    guarded(run)
+
+
+def _config_options(config_json: str | None, config: list[str] | None) -> dict[str, Any]:
+    import json
+
+    out: dict[str, Any] = {}
+    if config_json:
+        try:
+            loaded = json.loads(config_json)
+        except ValueError:
+            fail("--config-json is not valid JSON")
+        if not isinstance(loaded, dict):
+            fail("--config-json must be a JSON object")
+        out.update(loaded)
+    for item in config or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--config takes key=value, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+@gateway_app.command("add")
+def gateway_add(
+    name: str,
+    gw_type: Annotated[
+        str, typer.Option("--type", help="test, http, twilio, africastalking, smpp, email")
+    ],
+    project: Annotated[str | None, typer.Option("--project", help="Owning project")] = None,
+    is_global: Annotated[bool, typer.Option("--global", help="A global gateway (admin)")] = False,
+    config_json: Annotated[str | None, typer.Option("--config-json", help="Config as JSON")] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option("--config", help="key=value (repeatable; JSON values allowed)"),
+    ] = None,
+    shared_with: Annotated[
+        str | None, typer.Option("--shared-with", help="Comma-separated projects")
+    ] = None,
+    rate_limit: Annotated[
+        float | None, typer.Option("--rate-limit", help="Segments per second")
+    ] = None,
+    default: Annotated[bool, typer.Option("--default", help="Make it the default route")] = False,
+) -> None:
+    """Add a gateway; prints its id and the callback URLs to give the provider."""
+    if is_global == (project is not None):
+        fail("give exactly one of --project NAME or --global")
+    data: dict[str, Any] = {
+        "name": name,
+        "type": gw_type,
+        "config": _config_options(config_json, config),
+    }
+    if shared_with:
+        data["shared_with"] = [p.strip() for p in shared_with.split(",") if p.strip()]
+    if rate_limit is not None:
+        data["rate_limit_per_s"] = rate_limit
+
+    def run() -> None:
+        from casereach.gateways.actions import (
+            do_create_gateway,
+            do_set_global_routes,
+            do_set_routes,
+        )
+        from casereach.gateways.queries import global_routes, visible_gateways
+        from casereach.messaging.dispatch import public_base_url
+        from casereach.projects.settings_schema import effective_settings
+
+        owner = _project(project) if project else None
+        gw = do_create_gateway(owner, data)
+        if default and owner is not None:
+            s = effective_settings(owner.settings)
+            known = set(visible_gateways(owner).values_list("name_key", flat=True))
+            prefixes = [{"prefix": p, "gateway": g} for p, g in s.prefix_routes.items()]
+            do_set_routes(owner, {"default_gateway": gw.name, "prefixes": prefixes}, known)
+        elif default:
+            routes = global_routes()
+            prefixes = [{"prefix": p, "gateway": g} for p, g in routes.prefixes.items()]
+            do_set_global_routes({"default_gateway": gw.name, "prefixes": prefixes})
+        base = public_base_url()
+        typer.echo(f"gateway {gw.name} ({gw.type}) created with id {gw.pk}")
+        typer.echo(f"  inbound URL: {base}/gateways/{gw.type}/{gw.inbound_key}/inbound")
+        typer.echo(f"  status URL:  {base}/gateways/{gw.type}/{gw.inbound_key}/status")
+
+    guarded(run)
+
+
+@gateway_app.command("list")
+def gateway_list(
+    project: Annotated[str | None, typer.Option("--project", help="Project name")] = None,
+) -> None:
+    """List gateways (a project's visible ones, or all)."""
+
+    def run() -> None:
+        from casereach.gateways.models import GatewayConfig
+        from casereach.gateways.queries import visible_gateways
+
+        qs = visible_gateways(_project(project)) if project else GatewayConfig.objects.all()
+        for gw in qs.select_related("project").order_by("name_key"):
+            owner = gw.project.name if gw.project else "(global)"
+            typer.echo(f"{gw.pk}\t{gw.name}\t{gw.type}\t{owner}")
 
     guarded(run)
 

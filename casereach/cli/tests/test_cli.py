@@ -132,3 +132,28 @@ def test_demo_no_serve_prints_key_and_is_repeatable(env: dict[str, str]) -> None
     assert r.stdout.strip().splitlines()[-1].startswith("API key: ApiKey demo@example.org:")
     r = cli(env, "demo", "--no-serve")
     assert 0 == r.returncode, r.stderr
+
+
+def test_gateway_add_and_list(env: dict[str, str]) -> None:
+    assert 0 == cli(env, "init").returncode
+    assert 0 == cli(env, "project", "create", "clinic").returncode
+    r = cli(env, "gateway", "add", "LOCAL", "--type", "test", "--project", "clinic", "--default")
+    assert 0 == r.returncode, r.stderr
+    assert "/gateways/test/" in r.stdout
+    r = cli(
+        env, "gateway", "add", "G", "--type", "test", "--global", "--config", 'fail_numbers=["1"]'
+    )
+    assert 0 == r.returncode, r.stderr
+    r = cli(
+        env, "gateway", "add", "BAD", "--type", "test", "--project", "clinic", "--config", "nope=1"
+    )
+    assert 1 == r.returncode
+    assert r.stderr.startswith("error: invalid test gateway config")
+    r = cli(env, "gateway", "add", "X", "--type", "test")
+    assert (1, "error: give exactly one of --project NAME or --global") == (
+        r.returncode,
+        r.stderr.strip(),
+    )
+    r = cli(env, "gateway", "list", "--project", "clinic")
+    assert 0 == r.returncode
+    assert ["G", "LOCAL"] == sorted(line.split("\t")[1] for line in r.stdout.strip().splitlines())
