@@ -77,12 +77,14 @@ class Dispatcher:
         self,
         *,
         batch_size: int = 200,
-        lease_s: int = 120,
+        lease_s: int | None = None,
         concurrency: int = 16,
         http: httpx.Client | None = None,
     ) -> None:
         self.batch_size = batch_size
-        self.lease_s = lease_s
+        # A lease must outlive a batch's gateway calls; a crashed dispatcher's messages are
+        # re-claimed once it expires.
+        self.lease_s = lease_s or int(os.environ.get("CASEREACH_LEASE_SECONDS", "120"))
         self.concurrency = concurrency
         self.http = http or httpx.Client(
             timeout=httpx.Timeout(15.0, connect=5.0),
