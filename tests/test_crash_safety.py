@@ -34,7 +34,7 @@ class CountingProvider:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 self.rfile.read(length)
                 key = self.headers.get("Idempotency-Key", "")
