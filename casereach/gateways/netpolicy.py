@@ -1,0 +1,325 @@
+"""How HTTP gateway types talk to providers: which URLs, how long, which failures retry.
+
+Shared by the ``http``, ``twilio`` and ``africastalking`` types so that they agree on:
+
+* **where** a gateway may send: ``http``/``https`` URLs only; private, loopback and link-local
+  addresses are allowed unless the operator sets ``CASEREACH_GATEWAY_ALLOW_PRIVATE`` to
+  ``0``/``false``/``no``/``off`` (checked when the config is validated *and* before each send);
+* **how long** to wait: ``timeout_s`` from the gateway config, applied per request so that an
+  injected client cannot silently wait longer;
+* **which failures retry**::
+
+      transport failure
+      ├── UnsupportedProtocol                            permanent (a config problem)
+      ├── ConnectError / ConnectTimeout / PoolTimeout    retryable, outcome known (never sent)
+      └── ReadTimeout / WriteTimeout / RemoteProtocolError / ReadError
+                                                          retryable, outcome_unknown=True
+      HTTP reply
+      ├── 408, 429, 5xx    retryable GATEWAY_ERROR (429/503 keep ``Retry-After`` as retry_after)
+      └── anything else    the gateway type decides (success or a mapped permanent code)
+
+* **what is logged**: every attempt becomes a masked ``Exchange`` (secrets replaced by ``***``,
+  phone numbers shortened by ``masking.mask_text``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Collection, Iterable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
+
+import httpx
+
+from casereach.gateways.base import GATEWAY_ERROR, Exchange, GatewayError
+from casereach.gateways.masking import mask_text
+
+ALLOW_PRIVATE_ENV = "CASEREACH_GATEWAY_ALLOW_PRIVATE"
+DEFAULT_TIMEOUT_S = 10.0
+MAX_TIMEOUT_S = 120.0
+MAX_LOGGED_BODY = 4000
+
+# Header names whose values are always hidden in the exchange log, whatever the config says.
+ALWAYS_REDACTED_HEADERS = frozenset({"authorization", "proxy-authorization", "apikey", "x-api-key"})
+
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+log = logging.getLogger("casereach.gateways")
+
+
+# --- where -------------------------------------------------------------------------------------
+
+
+class UnresolvableHost(ValueError):
+    """The host did not resolve while private addresses are forbidden (maybe DNS is down)."""
+
+
+def private_addresses_allowed() -> bool:
+    """Whether gateway URLs may point at private/loopback/link-local addresses (default yes)."""
+    return os.environ.get(ALLOW_PRIVATE_ENV, "1").strip().lower() not in _FALSE_WORDS
+
+
+def _is_private(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_multicast
+        or ip.is_unspecified
+    )
+
+
+def _resolve(host: str) -> list[str]:
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def check_url(url: str, *, strict_resolution: bool = False) -> str:
+    """Refuse a gateway URL that is not http(s), or private when the operator forbids that.
+
+    Args:
+        url: the URL to check.
+        strict_resolution: when private addresses are forbidden, also refuse a host that does
+            not resolve (used before a send; at config time an unresolvable host is accepted,
+            because DNS may be briefly down while a config is loaded).
+
+    Returns:
+        ``url`` unchanged, so the function can be used as a pydantic validator body.
+
+    Raises:
+        ValueError: with a message fit to show the person editing the gateway.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        got = f"{parts.scheme}:" if parts.scheme else "no scheme"
+        raise ValueError(f"URL must start with http:// or https:// (got {got})")
+    host = parts.hostname
+    if not host:
+        raise ValueError("URL has no host")
+    try:
+        _ = parts.port  # a malformed port raises ValueError here
+    except ValueError as exc:
+        raise ValueError(f"URL has an invalid port: {exc}") from None
+    if private_addresses_allowed():
+        return url
+    try:
+        addresses = _resolve(host)
+    except (OSError, UnicodeError):
+        if strict_resolution:
+            raise UnresolvableHost(f"host {host} does not resolve") from None
+        return url
+    private = [a for a in addresses if _is_private(a)]
+    if private:
+        raise ValueError(
+            f"host {host} resolves to a private or local address ({private[0]}), which "
+            f"{ALLOW_PRIVATE_ENV} forbids"
+        )
+    return url
+
+
+def check_url_before_send(url: str) -> None:
+    """``check_url`` at send time, nothing sent yet: a refused address is a permanent
+    ``GATEWAY_ERROR``; a host that does not resolve is a retryable one."""
+    try:
+        check_url(url, strict_resolution=True)
+    except UnresolvableHost as exc:
+        raise GatewayError(GATEWAY_ERROR, retryable=True, detail=str(exc)) from None
+    except ValueError as exc:
+        raise GatewayError(GATEWAY_ERROR, retryable=False, detail=str(exc)) from None
+
+
+# --- how long ----------------------------------------------------------------------------------
+
+
+def make_client(timeout_s: float = DEFAULT_TIMEOUT_S) -> httpx.Client:
+    """A client for one gateway: no redirects followed, no proxies from the environment."""
+    return httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False)
+
+
+# --- which failures retry ----------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" dates come back naive; HTTP dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    current = now or datetime.now(UTC)
+    return max(0.0, (when - current).total_seconds())
+
+
+def retryable_http_error(response: httpx.Response, provider_code: str = "") -> GatewayError | None:
+    """The retryable error for 408, 429 and 5xx replies, or None for any other status."""
+    status = response.status_code
+    if status in (408, 429) or 500 <= status <= 599:
+        return GatewayError(
+            GATEWAY_ERROR,
+            retryable=True,
+            provider_code=provider_code or str(status),
+            detail=f"provider replied HTTP {status}",
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    return None
+
+
+def transport_error(exc: httpx.TransportError) -> GatewayError:
+    """Classify an httpx transport failure (see the module docstring)."""
+    name = type(exc).__name__
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return GatewayError(GATEWAY_ERROR, retryable=False, provider_code=name, detail=str(exc))
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return GatewayError(GATEWAY_ERROR, retryable=True, provider_code=name, detail=str(exc))
+    return GatewayError(
+        GATEWAY_ERROR,
+        retryable=True,
+        outcome_unknown=True,
+        provider_code=name,
+        detail=f"no reply after the request was sent ({name})",
+    )
+
+
+# --- what is logged ----------------------------------------------------------------------------
+
+
+def secret_variants(secrets: Iterable[str]) -> list[str]:
+    """Each secret as it may appear on the wire: raw, URL-encoded, JSON-escaped."""
+    out: list[str] = []
+    for secret in secrets:
+        if not secret:
+            continue
+        variants = (
+            secret,
+            quote_plus(secret),
+            quote(secret, safe=""),
+            json.dumps(secret)[1:-1],
+            json.dumps(secret, ensure_ascii=False)[1:-1],
+        )
+        for variant in variants:
+            if variant not in out:
+                out.append(variant)
+    # Longest first, so a secret that contains another is replaced whole.
+    return sorted(out, key=len, reverse=True)
+
+
+def _body_text(content: bytes) -> str:
+    text = content.decode("utf-8", errors="replace")
+    if len(text) > MAX_LOGGED_BODY:
+        text = text[:MAX_LOGGED_BODY] + f"... [{len(text) - MAX_LOGGED_BODY} more characters]"
+    return text
+
+
+def _headers_text(headers: httpx.Headers, redacted: Collection[str]) -> list[str]:
+    lines = []
+    for raw_name, raw_value in headers.raw:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        if name.lower() in ALWAYS_REDACTED_HEADERS or name.lower() in redacted:
+            value = "***"
+        lines.append(f"{name}: {value}")
+    return lines
+
+
+def describe_request(
+    request: httpx.Request, secrets: Iterable[str], redacted_headers: Collection[str] = ()
+) -> str:
+    """The request as masked text: method, URL, headers, body.
+
+    The query string and a form body are shown decoded, so a secret is masked however the
+    client chose to percent-encode it.
+    """
+    redacted = {h.lower() for h in redacted_headers}
+    url = request.url
+    target = f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
+    if url.query:
+        target += "?" + unquote_plus(url.query.decode("ascii"))
+    lines = [f"{request.method} {target}", *_headers_text(request.headers, redacted)]
+    body = _body_text(request.content)
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        body = unquote_plus(body)
+    text = "\n".join(lines) + "\n\n" + body
+    return mask_text(text, secret_variants(secrets))
+
+
+def describe_response(response: httpx.Response, secrets: Iterable[str]) -> str:
+    """The response as masked text: status, headers, body."""
+    lines = [f"HTTP {response.status_code} {response.reason_phrase}"]
+    lines += _headers_text(response.headers, frozenset())
+    text = "\n".join(lines) + "\n\n" + _body_text(response.content)
+    return mask_text(text, secret_variants(secrets))
+
+
+def send_logged(
+    client: httpx.Client,
+    request: httpx.Request,
+    *,
+    secrets: Iterable[str],
+    record: Callable[[Exchange], None],
+    redacted_headers: Collection[str] = (),
+) -> httpx.Response:
+    """Send ``request``, always ``record`` the masked exchange, map transport failures.
+
+    Raises:
+        GatewayError: retryable, for any transport failure (see the module docstring).
+    """
+    secrets = list(secrets)
+    logged_request = describe_request(request, secrets, redacted_headers)
+    started = time.monotonic()
+    try:
+        response = client.send(request)
+        response.read()
+    except httpx.TransportError as exc:
+        error = transport_error(exc)
+        _record(
+            record,
+            Exchange(
+                request=logged_request,
+                response=f"(no reply: {type(exc).__name__})",
+                duration_ms=int((time.monotonic() - started) * 1000),
+                extra={"error": type(exc).__name__, "outcome_unknown": error.outcome_unknown},
+            ),
+        )
+        raise error from None
+    _record(
+        record,
+        Exchange(
+            request=logged_request,
+            response=describe_response(response, secrets),
+            duration_ms=int((time.monotonic() - started) * 1000),
+            extra={"status_code": response.status_code},
+        ),
+    )
+    return response
+
+
+def _record(record: Callable[[Exchange], None], exchange: Exchange) -> None:
+    record(exchange)
+    log.debug(
+        "gateway exchange (%d ms)\n%s\n--\n%s",
+        exchange.duration_ms,
+        exchange.request,
+        exchange.response,
+    )

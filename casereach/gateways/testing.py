@@ -1,0 +1,495 @@
+"""What every gateway type's tests use: a real local server that plays the provider, and tables.
+
+``ProviderServer`` is a real HTTP server (``ThreadingHTTPServer`` on ``127.0.0.1``, a free port,
+a background thread). Each test scripts the replies it wants per path — status, headers, body,
+an optional delay — and the server records every request it receives.
+
+Tests are tables of labelled cases, one dataclass per kind:
+
+* ``OutgoingCase`` + ``run_outgoing_case``: one ``send()``; checks the request the provider
+  received, the result or the error, that every scripted reply was used, that no other host was
+  called, and that no secret nor full phone number reached ``last_exchange``;
+* ``StatusCase`` + ``run_status_case``: one status callback through ``parse_status()``;
+* ``ConfigCase`` + ``run_config_case``: one configuration, accepted or refused with a message.
+
+This module is for tests only (it raises ``AssertionError``), but it imports no test framework
+so that mypy and import-linter see it like the rest of the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from pydantic import ValidationError
+
+from casereach.gateways.base import (
+    Exchange,
+    Gateway,
+    GatewayError,
+    OutgoingMessage,
+    SendResult,
+    StatusUpdate,
+)
+from casereach.gateways.netpolicy import secret_variants
+
+__all__ = [
+    "DEFAULT_MESSAGE",
+    "ConfigCase",
+    "OutgoingCase",
+    "ProviderServer",
+    "RecordedRequest",
+    "Reply",
+    "StatusCase",
+    "run_config_case",
+    "run_outgoing_case",
+    "run_status_case",
+    "secret_values",
+]
+
+DEFAULT_MESSAGE = OutgoingMessage(
+    message_id="0f6c2a9e-msg-1",
+    channel="sms",
+    text="Clinic visit tomorrow at 9",
+    to="254700123456",
+    sender="",
+)
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted provider reply. A dict or list body is sent as JSON.
+
+    A header value may be a function, called when the reply is served (for values relative to
+    the current time, such as an HTTP-date ``Retry-After``).
+    """
+
+    status: int = 200
+    body: str | bytes | Mapping[str, Any] | Sequence[Any] = b""
+    headers: Mapping[str, str | Callable[[], str]] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+    def encoded(self) -> tuple[bytes, dict[str, str]]:
+        headers = {k: v if isinstance(v, str) else v() for k, v in self.headers.items()}
+        if isinstance(self.body, bytes):
+            content = self.body
+        elif isinstance(self.body, str):
+            content = self.body.encode()
+            headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+        else:
+            content = json.dumps(self.body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        return content, headers
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request the server received. Header names are lower-cased."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def form(self) -> dict[str, str]:
+        """The body parsed as a form (last value of each key)."""
+        parsed = parse_qs(self.body.decode(), keep_blank_values=True)
+        return {k: v[-1] for k, v in parsed.items()}
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def query_one(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in self.query.items()}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    provider: ProviderServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parts = urlsplit(self.path)
+        recorded = RecordedRequest(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        reply = self.server.provider._take(recorded)
+        content, headers = reply.encoded()
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        try:
+            self.send_response(reply.status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout case); nothing to answer
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815 (http.server names)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+class ProviderServer:
+    """A real local HTTP server that plays a provider from scripted replies.
+
+    Use as a context manager (or ``start()``/``stop()``); ``url`` is ``http://127.0.0.1:<port>``.
+    """
+
+    UNSCRIPTED: ClassVar[Reply] = Reply(status=418, body="unscripted request")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._replies: dict[str, deque[Reply]] = {}
+        self.requests: list[RecordedRequest] = []
+        self.unexpected: list[RecordedRequest] = []
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ProviderServer:
+        httpd = _Server(("127.0.0.1", 0), _Handler)
+        httpd.provider = self
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, name="provider", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> ProviderServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("server not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def script(self, path: str, *replies: Reply) -> None:
+        """Queue replies for ``path`` (the path only, no query string), used in order."""
+        with self._lock:
+            self._replies.setdefault(path, deque()).extend(replies)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._replies.clear()
+            self.requests.clear()
+            self.unexpected.clear()
+
+    def unused(self) -> dict[str, int]:
+        """Scripted replies nobody asked for, by path."""
+        with self._lock:
+            return {path: len(queue) for path, queue in self._replies.items() if queue}
+
+    def _take(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            queue = self._replies.get(request.path)
+            if queue:
+                return queue.popleft()
+            self.unexpected.append(request)
+            return self.UNSCRIPTED
+
+
+# --- shared checks -----------------------------------------------------------------------------
+
+
+def secret_values(gateway: Gateway) -> list[str]:
+    """The secret values of a configured gateway (its ``secret_values()`` if it has one)."""
+    method = getattr(gateway, "secret_values", None)
+    if callable(method):
+        return [str(v) for v in method() if v]
+    values = []
+    for name in gateway.secret_fields:
+        value = getattr(gateway.config, name, None)
+        if value:
+            values.append(str(value))
+    return values
+
+
+def _exchange_text(exchange: Exchange) -> str:
+    return "\n".join([exchange.request, exchange.response, json.dumps(exchange.extra, default=str)])
+
+
+def _check_exchange_masked(gateway: Gateway, message: OutgoingMessage, label: str) -> None:
+    exchange = getattr(gateway, "last_exchange", None)
+    if exchange is None:
+        return
+    assert isinstance(exchange, Exchange), f"{label}: last_exchange is not an Exchange"
+    text = _exchange_text(exchange)
+    for secret in secret_variants(secret_values(gateway)):
+        assert secret not in text, f"{label}: a secret leaked into the exchange log:\n{text}"
+    if message.to:
+        assert message.to not in text, f"{label}: the full number leaked into the log:\n{text}"
+
+
+@contextmanager
+def _environment(overrides: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+def _check_subset(
+    label: str, what: str, expected: Mapping[str, Any], actual: Mapping[str, Any]
+) -> None:
+    for key, value in expected.items():
+        if value is None:
+            assert key not in actual, (
+                f"{label}: {what} {key!r} should be absent, got {actual[key]!r}"
+            )
+        else:
+            assert key in actual, f"{label}: {what} {key!r} missing; got {dict(actual)!r}"
+            assert value == actual[key], (
+                f"{label}: {what} {key!r}: expected {value!r}, got {actual[key]!r}"
+            )
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutgoingCase:
+    """One row of a send table.
+
+    ``replies`` maps a path on the local server to the replies it plays, in order. Expectations
+    on the request are checked against the first request received; mapping values of ``None``
+    mean "must be absent". State ``expect_result`` or ``expect_error``, not both.
+    """
+
+    label: str
+    replies: Mapping[str, Sequence[Reply]] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)
+    message: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    expect_requests: int | None = None  # default: the number of scripted replies
+    expect_method: str | None = None
+    expect_path: str | None = None
+    expect_query: Mapping[str, str | None] | None = None
+    expect_form: Mapping[str, str | None] | None = None
+    expect_json: Mapping[str, Any] | None = None
+    expect_headers: Mapping[str, str | None] | None = None
+
+    expect_result: SendResult | None = None
+    expect_error: str | None = None
+    expect_retryable: bool | None = None
+    expect_outcome_unknown: bool = False
+    expect_retry_after: float | None = None
+    expect_provider_code: str | None = None
+    expect_in_log: Sequence[str] = ()
+
+
+def _guarded_client(server: ProviderServer) -> httpx.Client:
+    """A client that refuses any host but the local provider server."""
+
+    def guard(request: httpx.Request) -> None:
+        if request.url.host != "127.0.0.1" or request.url.port != server.port:
+            raise AssertionError(f"real network call attempted: {request.url}")
+
+    return httpx.Client(event_hooks={"request": [guard]}, trust_env=False, timeout=30)
+
+
+def run_outgoing_case(
+    gateway_cls: type[Gateway],
+    base_config: Mapping[str, Any],
+    case: OutgoingCase,
+    server: ProviderServer,
+) -> Gateway:
+    """Run one send case against ``server``; raise AssertionError on any mismatch.
+
+    Returns the gateway (closed) so a test can look further at ``last_exchange``.
+    """
+    label = case.label
+    assert (case.expect_result is None) != (case.expect_error is None), (
+        f"{label}: state exactly one of expect_result / expect_error"
+    )
+    server.reset()
+    for path, replies in case.replies.items():
+        server.script(path, *replies)
+    message = replace(DEFAULT_MESSAGE, **dict(case.message))
+    client = _guarded_client(server)
+    gateway = gateway_cls({**base_config, **case.config}, http=client)
+    result: SendResult | None = None
+    error: GatewayError | None = None
+    try:
+        with _environment(case.env):
+            result = gateway.send(message)
+    except GatewayError as exc:
+        error = exc
+    finally:
+        gateway.close()
+        client.close()
+
+    if case.expect_result is not None:
+        assert error is None, f"{label}: expected {case.expect_result!r}, got error {error!r}"
+        assert case.expect_result == result, (
+            f"{label}: expected {case.expect_result!r}, got {result!r}"
+        )
+    else:
+        assert error is not None, f"{label}: expected error {case.expect_error}, got {result!r}"
+        assert case.expect_error == error.code, (
+            f"{label}: expected {case.expect_error}, got {error!r}"
+        )
+        if case.expect_retryable is not None:
+            assert case.expect_retryable == error.retryable, f"{label}: retryable={error.retryable}"
+        assert case.expect_outcome_unknown == error.outcome_unknown, (
+            f"{label}: outcome_unknown={error.outcome_unknown}"
+        )
+        if case.expect_retry_after is None:
+            assert error.retry_after is None, f"{label}: unexpected retry_after {error.retry_after}"
+        else:
+            assert error.retry_after is not None, f"{label}: retry_after missing"
+            assert abs(case.expect_retry_after - error.retry_after) <= 3, (
+                f"{label}: retry_after {error.retry_after}, expected ~{case.expect_retry_after}"
+            )
+        if case.expect_provider_code is not None:
+            assert case.expect_provider_code == error.provider_code, (
+                f"{label}: provider_code {error.provider_code!r}"
+            )
+
+    assert not server.unexpected, f"{label}: unscripted requests: {server.unexpected!r}"
+    assert not server.unused(), f"{label}: scripted replies never requested: {server.unused()!r}"
+    expected_count = case.expect_requests
+    if expected_count is None:
+        expected_count = sum(len(r) for r in case.replies.values())
+    assert expected_count == len(server.requests), (
+        f"{label}: expected {expected_count} requests, got {len(server.requests)}"
+    )
+    if server.requests:
+        first = server.requests[0]
+        if case.expect_method is not None:
+            assert case.expect_method == first.method, f"{label}: method {first.method}"
+        if case.expect_path is not None:
+            assert case.expect_path == first.path, f"{label}: path {first.path}"
+        if case.expect_query is not None:
+            _check_subset(label, "query", case.expect_query, first.query_one())
+        if case.expect_form is not None:
+            _check_subset(label, "form field", case.expect_form, first.form())
+        if case.expect_json is not None:
+            _check_subset(label, "JSON field", case.expect_json, first.json())
+        if case.expect_headers is not None:
+            expected_headers = {k.lower(): v for k, v in case.expect_headers.items()}
+            _check_subset(label, "header", expected_headers, first.headers)
+        exchange = getattr(gateway, "last_exchange", None)
+        assert isinstance(exchange, Exchange), f"{label}: no last_exchange after a request"
+    _check_exchange_masked(gateway, message, label)
+    if case.expect_in_log:
+        exchange = getattr(gateway, "last_exchange", None)
+        assert isinstance(exchange, Exchange), f"{label}: no last_exchange"
+        text = _exchange_text(exchange)
+        for needle in case.expect_in_log:
+            assert needle in text, f"{label}: {needle!r} not in the exchange log:\n{text}"
+    return gateway
+
+
+# --- status callbacks --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusCase:
+    """One row of a status-callback table: a callback in, updates or a ValueError out."""
+
+    label: str
+    form: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    content_type: str = "application/x-www-form-urlencoded"
+    config: Mapping[str, Any] = field(default_factory=dict)
+    expect: Sequence[StatusUpdate] | None = None
+    expect_error: str | None = None  # a substring of the ValueError's message
+
+
+def run_status_case(
+    gateway_cls: type[Gateway], base_config: Mapping[str, Any], case: StatusCase
+) -> None:
+    label = case.label
+    assert (case.expect is None) != (case.expect_error is None), (
+        f"{label}: state exactly one of expect / expect_error"
+    )
+    gateway = gateway_cls({**base_config, **case.config})
+    try:
+        updates = gateway.parse_status(case.form, case.body, case.content_type)
+    except ValueError as exc:
+        assert case.expect_error is not None, f"{label}: unexpected ValueError {exc}"
+        assert case.expect_error in str(exc), f"{label}: message {str(exc)!r}"
+        return
+    finally:
+        gateway.close()
+    assert case.expect is not None, f"{label}: expected ValueError, got {updates!r}"
+    assert list(case.expect) == updates, f"{label}: got {updates!r}"
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigCase:
+    """One row of a config table: overrides/drops on the base config, accepted or refused."""
+
+    label: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    drop: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    expect_error: str | None = None  # a substring of the validation message; None = accepted
+
+
+def run_config_case(
+    gateway_cls: type[Gateway], base_config: Mapping[str, Any], case: ConfigCase
+) -> None:
+    config = {k: v for k, v in {**base_config, **case.config}.items() if k not in case.drop}
+    try:
+        with _environment(case.env):
+            gateway_cls.config_model.model_validate(config)
+    except ValidationError as exc:
+        assert case.expect_error is not None, f"{case.label}: refused: {exc}"
+        assert case.expect_error in str(exc), f"{case.label}: message was {exc}"
+        return
+    assert case.expect_error is None, f"{case.label}: accepted, expected {case.expect_error!r}"

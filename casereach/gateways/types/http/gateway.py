@@ -1,0 +1,432 @@
+"""The ``http`` gateway: any provider reachable with one HTTP request per message.
+
+The request is built from the config: ``url``, ``method`` (GET → query string; POST → a form
+or JSON body, per ``encoding``), ``params`` whose values are templates over ``{to}``
+(E.164 digits), ``{to_plus}``, ``{from}``, ``{text}`` and ``{message_id}`` (see
+``template.py``), static ``headers``, optional basic auth, and an ``Idempotency-Key:
+{message_id}`` header unless ``idempotency_header`` is null (or names another header).
+
+Reading the reply::
+
+    status in success_status (default: any 2xx)
+    ├── success_regex set and not found in the body   GATEWAY_ERROR, not retried
+    └── otherwise                                     SendResult; provider_id read at
+                                                      provider_id_path in a JSON body, or None
+                                                      when there is no such path or no JSON
+    408 / 429 / 5xx                                   GATEWAY_ERROR, retried (Retry-After kept)
+    anything else                                     GATEWAY_ERROR, not retried,
+                                                      provider_code = the HTTP status
+
+A reply that matched the success check is never turned into an error because the body could
+not be read: the provider said yes, and retrying could send the message twice.
+
+Status callbacks (``POST /gateways/http/{inbound_key}/status``) carry ``id`` and ``status``
+(form or JSON; JSON may also be a list of such objects) and optionally ``code``. ``id`` is the
+provider's id when ``provider_id_path`` is configured, otherwise our message id.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from casereach.gateways import netpolicy
+from casereach.gateways.base import (
+    GATEWAY_ERROR,
+    INVALID_DESTINATION_NUMBER,
+    Exchange,
+    Gateway,
+    GatewayError,
+    OutgoingMessage,
+    SendResult,
+    Status,
+    StatusUpdate,
+)
+from casereach.gateways.types.http import template
+
+# Status words providers use in callbacks (compared case-insensitively) → ours; SMPP-style
+# receipt words included. ``status_map`` in the config adds to or overrides these.
+STATUS_WORDS: dict[str, Status] = {
+    "delivered": "delivered",
+    "delivrd": "delivered",
+    "sent": "sent",
+    "accepted": "sent",
+    "acceptd": "sent",
+    "submitted": "sent",
+    "queued": "sent",
+    "enroute": "sent",
+    "buffered": "sent",
+    "failed": "failed",
+    "undelivered": "failed",
+    "undeliv": "failed",
+    "rejected": "failed",
+    "rejectd": "failed",
+    "expired": "failed",
+}
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_MIN_SECRET = 4
+
+
+def _check_header_name(name: str) -> None:
+    if not _HEADER_NAME.match(name):
+        raise ValueError(f"{name!r} is not a valid HTTP header name")
+
+
+class HttpConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="http(s) URL of the provider's send endpoint")
+    method: Literal["GET", "POST"] = "POST"
+    encoding: Literal["form", "json"] = Field(default="form", description="POST body encoding")
+    params: dict[str, str] = Field(
+        description="Request parameters; values may use {to}, {to_plus}, {from}, {text}, "
+        "{message_id}"
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: list[str] = Field(
+        default_factory=list, description="Names of headers whose values are secrets"
+    )
+    secret_params: list[str] = Field(
+        default_factory=list, description="Names of params whose (fixed) values are secrets"
+    )
+    username: str | None = Field(default=None, description="Basic auth user")
+    password: str | None = Field(default=None, description="Basic auth password (secret)")
+    sender: str = Field(default="", description="Default {from} when the message has none")
+    success_status: list[int] | None = Field(
+        default=None, description="Statuses that mean accepted (default: any 2xx)"
+    )
+    success_regex: str | None = Field(
+        default=None, description="If set, the reply body must contain a match"
+    )
+    provider_id_path: str | None = Field(
+        default=None, description="Dotted path to the provider's message id in a JSON reply"
+    )
+    idempotency_header: str | None = Field(
+        default="Idempotency-Key", description="Header carrying our message id; null for none"
+    )
+    status_map: dict[str, Literal["sent", "delivered", "failed"]] = Field(
+        default_factory=dict, description="Extra callback status words"
+    )
+    timeout_s: float = Field(default=netpolicy.DEFAULT_TIMEOUT_S, gt=0, le=netpolicy.MAX_TIMEOUT_S)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return netpolicy.check_url(value.strip())
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, str]) -> dict[str, str]:
+        used: set[str] = set()
+        for name, text in value.items():
+            if not name:
+                raise ValueError("params has an empty name")
+            try:
+                used |= template.placeholders(text)
+            except ValueError as exc:
+                raise ValueError(f"params[{name!r}]: {exc}") from None
+        if "text" not in used:
+            raise ValueError("params must put the message somewhere: use {text} in a value")
+        if "to" not in used and "to_plus" not in used:
+            raise ValueError("params must put the destination somewhere: use {to} or {to_plus}")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            _check_header_name(name)
+            if "\r" in text or "\n" in text:
+                raise ValueError(f"header {name!r} contains a line break")
+        return value
+
+    @field_validator("idempotency_header")
+    @classmethod
+    def _idempotency_header(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_header_name(value)
+        return value
+
+    @field_validator("success_status", mode="before")
+    @classmethod
+    def _success_status_one(cls, value: object) -> object:
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("success_status")
+    @classmethod
+    def _success_status(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("success_status must list at least one status (or be omitted)")
+        for status in value:
+            if not 100 <= status <= 599:
+                raise ValueError(f"success_status {status} is not an HTTP status")
+        return value
+
+    @field_validator("success_regex")
+    @classmethod
+    def _success_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(
+                    f"success_regex is not a valid regular expression: {exc}"
+                ) from None
+        return value
+
+    @field_validator("provider_id_path")
+    @classmethod
+    def _provider_id_path(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(not seg for seg in value.split("."))):
+            raise ValueError("provider_id_path must be dotted names like 'data.message_id'")
+        return value
+
+    @field_validator("status_map")
+    @classmethod
+    def _status_map(cls, value: dict[str, str]) -> dict[str, str]:
+        return {word.strip().lower(): status for word, status in value.items()}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HttpConfig:
+        if self.method == "GET" and self.encoding == "json":
+            raise ValueError("encoding 'json' needs method POST (GET sends params in the URL)")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("basic auth needs both username and password")
+        if self.password is not None and len(self.password) < _MIN_SECRET:
+            raise ValueError(f"password must be at least {_MIN_SECRET} characters")
+        header_names = {h.lower() for h in self.headers}
+        for name in self.secret_headers:
+            if name.lower() not in header_names:
+                raise ValueError(f"secret_headers names {name!r}, which is not in headers")
+            value = next(v for k, v in self.headers.items() if k.lower() == name.lower())
+            if len(value) < _MIN_SECRET:
+                raise ValueError(
+                    f"secret header {name!r} must be at least {_MIN_SECRET} characters"
+                )
+        for name in self.secret_params:
+            if name not in self.params:
+                raise ValueError(f"secret_params names {name!r}, which is not in params")
+            value = self.params[name]
+            if template.placeholders(value):
+                raise ValueError(f"secret param {name!r} must be a fixed value, not a template")
+            if len(template.render(value, {})) < _MIN_SECRET:
+                raise ValueError(f"secret param {name!r} must be at least {_MIN_SECRET} characters")
+        if self.idempotency_header is not None:
+            if self.idempotency_header.lower() in header_names:
+                raise ValueError(
+                    f"{self.idempotency_header} is set both in headers and as idempotency_header"
+                )
+            if self.username is not None and self.idempotency_header.lower() == "authorization":
+                raise ValueError("idempotency_header cannot be Authorization")
+        return self
+
+
+def _dig(data: Any, path: str) -> str | None:
+    """The scalar at a dotted ``path`` in parsed JSON (list items by index), or None."""
+    for segment in path.split("."):
+        if isinstance(data, dict) and segment in data:
+            data = data[segment]
+        elif isinstance(data, list) and segment.isdigit() and int(segment) < len(data):
+            data = data[int(segment)]
+        else:
+            return None
+    if isinstance(data, bool) or not isinstance(data, str | int):
+        return None
+    text = str(data).strip()
+    return text or None
+
+
+def _callback_items(
+    form: Mapping[str, str], body: bytes, content_type: str
+) -> list[Mapping[str, Any]]:
+    if form:
+        return [form]
+    if not body:
+        raise ValueError("empty status callback: send 'id' and 'status'")
+    media = content_type.split(";")[0].strip().lower()
+    if media == "application/json" or body.lstrip()[:1] in (b"{", b"["):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise ValueError("status callback body is not valid JSON") from None
+        items = data if isinstance(data, list) else [data]
+        if not items or not all(isinstance(item, dict) for item in items):
+            raise ValueError("status callback JSON must be an object or a list of objects")
+        return items
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError("status callback body is neither a form nor JSON") from None
+    return [dict(pairs)]
+
+
+class HttpGateway(Gateway):
+    slug = "http"
+    label = "Generic HTTP"
+    config_model = HttpConfig
+    secret_fields = ("password",)
+    # Per config: with idempotency_header null this instance does not honour the key.
+    supports_idempotency = True
+
+    def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
+        super().__init__(config, http)
+        self._owns_http = http is None
+        self.last_exchange: Exchange | None = None
+
+    @property
+    def cfg(self) -> HttpConfig:
+        assert isinstance(self.config, HttpConfig)
+        return self.config
+
+    def secret_values(self) -> list[str]:
+        """Every secret in the config: password, secret header values, secret param values."""
+        cfg = self.cfg
+        values = [cfg.password] if cfg.password else []
+        secret_names = {name.lower() for name in cfg.secret_headers}
+        values += [v for k, v in cfg.headers.items() if k.lower() in secret_names]
+        values += [template.render(cfg.params[name], {}) for name in cfg.secret_params]
+        return values
+
+    def _client(self) -> httpx.Client:
+        if self.http is None:
+            self.http = netpolicy.make_client(self.cfg.timeout_s)
+        return self.http
+
+    def _record(self, exchange: Exchange) -> None:
+        self.last_exchange = exchange
+
+    def close(self) -> None:
+        if self._owns_http and self.http is not None:
+            self.http.close()
+            self.http = None
+
+    def build_request(self, client: httpx.Client, message: OutgoingMessage) -> httpx.Request:
+        """The provider request for ``message`` (no network)."""
+        cfg = self.cfg
+        values = {
+            "to": message.to,
+            "to_plus": message.to_plus,
+            "from": message.sender or cfg.sender,
+            "text": message.text,
+            "message_id": message.message_id,
+        }
+        params = {name: template.render(text, values) for name, text in cfg.params.items()}
+        headers = dict(cfg.headers)
+        if cfg.idempotency_header:
+            headers[cfg.idempotency_header] = message.message_id
+        if cfg.username is not None and cfg.password is not None:
+            pair = f"{cfg.username}:{cfg.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        if cfg.method == "GET":
+            # Merge by hand: httpx's ``params=`` replaces a query already in the URL.
+            url = httpx.URL(cfg.url).copy_merge_params(params)
+            return client.build_request("GET", url, headers=headers, timeout=cfg.timeout_s)
+        if cfg.encoding == "json":
+            return client.build_request(
+                "POST", cfg.url, json=params, headers=headers, timeout=cfg.timeout_s
+            )
+        return client.build_request(
+            "POST", cfg.url, data=params, headers=headers, timeout=cfg.timeout_s
+        )
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        cfg = self.cfg
+        self.last_exchange = None
+        if not message.to.isdigit():
+            raise GatewayError(
+                INVALID_DESTINATION_NUMBER,
+                retryable=False,
+                detail="destination is not E.164 digits",
+            )
+        netpolicy.check_url_before_send(cfg.url)
+        client = self._client()
+        request = self.build_request(client, message)
+        response = netpolicy.send_logged(
+            client,
+            request,
+            secrets=self.secret_values(),
+            record=self._record,
+            redacted_headers=cfg.secret_headers,
+        )
+        return self._interpret(response)
+
+    def _interpret(self, response: httpx.Response) -> SendResult:
+        cfg = self.cfg
+        status = response.status_code
+        accepted = status in cfg.success_status if cfg.success_status else 200 <= status <= 299
+        if not accepted:
+            retry = netpolicy.retryable_http_error(response)
+            if retry is not None:
+                raise retry
+            raise GatewayError(
+                GATEWAY_ERROR,
+                retryable=False,
+                provider_code=str(status),
+                detail=f"provider replied HTTP {status}",
+            )
+        if cfg.success_regex is not None and not re.search(cfg.success_regex, response.text):
+            raise GatewayError(
+                GATEWAY_ERROR,
+                retryable=False,
+                provider_code=str(status),
+                detail="the reply does not match success_regex",
+            )
+        if cfg.provider_id_path is None:
+            return SendResult(provider_id=None, status="sent")
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            return SendResult(provider_id=None, status="sent", detail="reply is not JSON")
+        provider_id = _dig(data, cfg.provider_id_path)
+        if provider_id is None:
+            return SendResult(
+                provider_id=None, status="sent", detail=f"no id at {cfg.provider_id_path}"
+            )
+        return SendResult(provider_id=provider_id, status="sent")
+
+    def parse_status(
+        self, form: Mapping[str, str], body: bytes, content_type: str
+    ) -> list[StatusUpdate]:
+        cfg = self.cfg
+        words: dict[str, Status] = {**STATUS_WORDS, **cfg.status_map}
+        updates = []
+        for item in _callback_items(form, body, content_type):
+            raw_id, raw_status = item.get("id"), item.get("status")
+            if raw_id is None or isinstance(raw_id, bool) or not str(raw_id).strip():
+                raise ValueError("status callback has no 'id'")
+            if not isinstance(raw_status, str) or not raw_status.strip():
+                raise ValueError("status callback has no 'status'")
+            word = raw_status.strip()
+            status = words.get(word.lower())
+            if status is None:
+                raise ValueError(f"unknown status {word!r}; add it to the gateway's status_map")
+            code = item.get("code")
+            provider_code = str(code).strip() if code not in (None, "") else word
+            updates.append(
+                StatusUpdate(
+                    provider_id=str(raw_id).strip(),
+                    status=status,
+                    error_code=GATEWAY_ERROR if status == "failed" else None,
+                    provider_code=provider_code if status == "failed" else "",
+                    is_our_id=cfg.provider_id_path is None,
+                )
+            )
+        return updates
+
+
+GATEWAY = HttpGateway
