@@ -147,6 +147,12 @@ class Gateway(ABC):
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self.config = self.config_model.model_validate(dict(config))
         self.http = http
+        # The masked request/response of the last send, for the message's attempt log.
+        self.last_exchange: Exchange | None = None
+
+    def secret_values(self) -> list[str]:
+        """Values that must never reach a log (types with config-dependent secrets extend)."""
+        return [str(getattr(self.config, f, "") or "") for f in self.secret_fields]
 
     @abstractmethod
     def send(self, message: OutgoingMessage) -> SendResult:

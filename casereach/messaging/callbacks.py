@@ -12,10 +12,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
 from casereach.core.errors import BadRequest, CasereachError
-from casereach.gateways.base import StatusUpdate
+from casereach.gateways.base import Gateway, StatusUpdate
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import instantiate
 from casereach.messaging.actions import do_apply_status, do_record_opt_out
+from casereach.messaging.dispatch import public_base_url
 from casereach.messaging.models import Message
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ class UnknownKey(CasereachError):
     status = 401
 
 
+class BadSignature(CasereachError):
+    status = 403
+
+
 def gateway_for(gateway_type: str, inbound_key: str) -> GatewayConfig:
     gw = GatewayConfig.objects.filter(type=gateway_type, inbound_key=inbound_key).first()
     if gw is None:
@@ -41,10 +46,12 @@ def gateway_for(gateway_type: str, inbound_key: str) -> GatewayConfig:
 def apply_update(gw: GatewayConfig, update: StatusUpdate) -> bool:
     """Apply one delivery report; False when no message matches (nothing is stored)."""
     qs = Message.objects.filter(gateway_id=gw.pk)
-    if update.is_our_id:
-        msg = qs.filter(id=update.provider_id).only("id", "phone_number").first()
-    else:
+    msg = None
+    if not update.is_our_id:
         msg = qs.filter(provider_id=update.provider_id).only("id", "phone_number").first()
+    if msg is None:
+        # Our own id: the type said so, or the provider gave no id of its own at send time.
+        msg = qs.filter(id=update.provider_id).only("id", "phone_number").first()
     if msg is None:
         log.info("status callback for unknown message on gateway %s", gw.name)
         return False
@@ -54,6 +61,27 @@ def apply_update(gw: GatewayConfig, update: StatusUpdate) -> bool:
     if changed and update.error_code == "PHONE_NUMBER_OPTED_OUT" and msg.phone_number:
         do_record_opt_out(msg.phone_number, source=f"gateway:{gw.name}")
     return changed
+
+
+def public_url(request: HttpRequest) -> str:
+    """The URL the provider called: CASEREACH_PUBLIC_URL + path when set (behind a proxy),
+    else what this server saw."""
+    base = public_base_url()
+    if base:
+        query = request.META.get("QUERY_STRING", "")
+        return base + request.path + (f"?{query}" if query else "")
+    return request.build_absolute_uri()
+
+
+def check_signature(request: HttpRequest, gateway: Gateway, form: dict[str, str]) -> None:
+    """Providers that sign their callbacks (Twilio) must sign them right."""
+    validate = getattr(gateway, "valid_callback_signature", None)
+    if validate is None:
+        return
+    signature = request.headers.get("X-Twilio-Signature", "")
+    post_only = {k: request.POST.get(k, "") for k in request.POST}
+    if not signature or not validate(public_url(request), post_only, signature):
+        raise BadSignature("invalid or missing request signature")
 
 
 @router.api_operation(
@@ -71,6 +99,7 @@ def status_callback(request: HttpRequest, gateway_type: str, inbound_key: str) -
     is_form = content_type.startswith(("application/x-www-form-urlencoded", "multipart/"))
     form = {k: request.POST.get(k, "") for k in request.POST} if is_form else {}
     form.update({k: request.GET.get(k, "") for k in request.GET if k not in form})
+    check_signature(request, gateway, form)
     try:
         updates = gateway.parse_status(form, request.body, content_type)
     except ValueError as exc:
