@@ -27,25 +27,39 @@ def owned_gateways(project: Project) -> QuerySet[GatewayConfig]:
     return GatewayConfig.objects.filter(project=project)
 
 
-def find_gateway(project: Project, name: str) -> GatewayConfig | None:
+def _rank(project: Project, g: GatewayConfig) -> tuple[int, int]:
+    if g.project_id == project.pk:
+        return (0, g.pk)
+    if g.project_id is not None:
+        return (1, g.pk)
+    return (2, g.pk)
+
+
+GatewayIndex = dict[str, GatewayConfig]
+
+
+def gateway_index(project: Project) -> GatewayIndex:
+    """Every active gateway the project may use, by lower-case name, the best-ranked one
+    per name (owned, then shared, then global): one query for a whole batch of routing."""
+    index: GatewayIndex = {}
+    for g in visible_gateways(project).filter(is_active=True):
+        best = index.get(g.name_key)
+        if best is None or _rank(project, g) < _rank(project, best):
+            index[g.name_key] = g
+    return index
+
+
+def find_gateway(
+    project: Project, name: str, index: GatewayIndex | None = None
+) -> GatewayConfig | None:
     """By name, case-insensitively: owned by the project, then shared with it, then global."""
     key = name.strip().lower()
     if not key:
         return None
-    candidates = list(
-        visible_gateways(project)
-        .filter(name_key=key, is_active=True)
-        .prefetch_related("shared_with")
-    )
-
-    def rank(g: GatewayConfig) -> int:
-        if g.project_id == project.pk:
-            return 0
-        if g.project_id is not None:
-            return 1
-        return 2
-
-    candidates.sort(key=lambda g: (rank(g), g.pk))
+    if index is not None:
+        return index.get(key)
+    candidates = list(visible_gateways(project).filter(name_key=key, is_active=True))
+    candidates.sort(key=lambda g: _rank(project, g))
     return candidates[0] if candidates else None
 
 
@@ -71,34 +85,39 @@ def global_routes() -> GlobalRoutes:
 
 
 def route(
-    project: Project, number: str, override: str = "", *, routes: GlobalRoutes | None = None
+    project: Project,
+    number: str,
+    override: str = "",
+    *,
+    routes: GlobalRoutes | None = None,
+    index: GatewayIndex | None = None,
 ) -> Route:
     """The gateway for an SMS to ``number``: override → project prefix → project default →
     global prefix → global default. An override naming no usable gateway is an error, not a
     fallback (the contact asked for that gateway)."""
     if override.strip():
-        found = find_gateway(project, override)
+        found = find_gateway(project, override, index)
         if found is None:
             return Route(None, "contact", "GATEWAY_NOT_FOUND", override.strip())
         return Route(found, "contact", None, override.strip())
     settings = effective_settings(project.settings)
     prefix = _longest_prefix(settings.prefix_routes, number)
     if prefix is not None:
-        found = find_gateway(project, settings.prefix_routes[prefix])
+        found = find_gateway(project, settings.prefix_routes[prefix], index)
         if found is not None:
             return Route(found, "route", None)
     if settings.default_gateway:
-        found = find_gateway(project, settings.default_gateway)
+        found = find_gateway(project, settings.default_gateway, index)
         if found is not None:
             return Route(found, "project_default", None)
     glob = routes or global_routes()
     prefix = _longest_prefix(glob.prefixes, number)
     if prefix is not None:
-        found = find_gateway(project, glob.prefixes[prefix])
+        found = find_gateway(project, glob.prefixes[prefix], index)
         if found is not None:
             return Route(found, "global_route", None)
     if glob.default_gateway:
-        found = find_gateway(project, glob.default_gateway)
+        found = find_gateway(project, glob.default_gateway, index)
         if found is not None:
             return Route(found, "global_default", None)
     return Route(None, "none", "NO_SUITABLE_GATEWAY")

@@ -1,0 +1,88 @@
+"""A fast local SMS provider for the dispatch benchmark: a minimal asyncio HTTP/1.1 server,
+several processes on one port (SO_REUSEPORT), answering every POST with a JSON message id.
+
+Run: ``python -m casereach.cli.fastprovider --port N --workers 2``. It counts requests per
+process and prints the totals on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n"
+    b'Connection: keep-alive\r\n\r\n{"id":"p-00001"}'
+)
+
+
+async def _handle(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counter: list[int]
+) -> None:
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:].strip() or b"0")
+            if length:
+                await reader.readexactly(length)
+            counter[0] += 1
+            writer.write(RESPONSE)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        writer.close()
+
+
+def _worker(port: int) -> None:
+    counter = [0]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
+
+    async def main() -> None:
+        server = await asyncio.start_server(lambda r, w: _handle(r, w, counter), sock=sock)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        async with server:
+            await stop.wait()
+
+    asyncio.run(main())
+    sys.stdout.write(f"{counter[0]}\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    procs = [
+        multiprocessing.Process(target=_worker, args=(args.port,)) for _ in range(args.workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def stop(signum: int, frame: object) -> None:
+        for p in procs:
+            if p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    for p in procs:
+        p.join()
+
+
+if __name__ == "__main__":
+    main()

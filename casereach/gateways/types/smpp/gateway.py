@@ -1,0 +1,515 @@
+"""The ``smpp`` gateway: SMPP 3.4 transceiver with delivery receipts matched to messages.
+
+``send()`` submits each part of a message (GSM 03.38 ``data_coding`` 0 or UCS-2 ``data_coding``
+8, long messages with a concatenation UDH) over one persistent session kept by ``client.py``.
+What arrives on the session is collected for the owner, who polls ``drain_events()``::
+
+    deliver_sm with a receipt esm_class ─ parse_receipt() ─ matched to the message ─ StatusUpdate
+    any other deliver_sm (a reply SMS)  ─ reassembled when concatenated ────────── InboundMessage
+
+A receipt names one *part*; the message's provider id is its last part's id. The message is
+``delivered`` once every part is, ``failed`` as soon as one part fails.
+
+command_status mapping (the status is kept verbatim as ``provider_code``, e.g. ``0x0000000B``)::
+
+    ESME_RINVDSTADR 0x0B ──────────────────────── INVALID_DESTINATION_NUMBER   permanent
+    ESME_RINVMSGLEN 0x01 ──────────────────────── MESSAGE_TOO_LONG             permanent
+    ESME_RTHROTTLED 0x58, ESME_RMSGQFUL 0x14,
+    ESME_RSYSERR 0x08, ESME_RSUBMITFAIL 0x45,
+    ESME_RINVBNDSTS 0x04, ESME_RX_T_APPN 0x64 ─── GATEWAY_ERROR                retryable
+    anything else ─────────────────────────────── GATEWAY_ERROR                permanent
+    bind failed / connection down ─────────────── GATEWAY_ERROR                retryable
+    written, no response in response_timeout_s ── GATEWAY_ERROR retryable, outcome_unknown
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import time
+import zlib
+from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from casereach.gateways.base import (
+    GATEWAY_ERROR,
+    INVALID_DESTINATION_NUMBER,
+    MESSAGE_FORMAT_INVALID,
+    MESSAGE_TOO_LONG,
+    Exchange,
+    Gateway,
+    GatewayError,
+    InboundMessage,
+    OutgoingMessage,
+    SendResult,
+    Status,
+    StatusUpdate,
+)
+from casereach.gateways.masking import mask_text
+from casereach.gateways.types.smpp import pdu as pdus
+from casereach.gateways.types.smpp.client import (
+    BindFailed,
+    SessionSettings,
+    SmppClient,
+    SmppError,
+    describe,
+    log,
+)
+from casereach.gateways.types.smpp.codec import (
+    ESM_UDHI,
+    concat_info,
+    decode_text,
+    encode_message,
+    split_udh,
+)
+from casereach.gateways.types.smpp.pdu import Pdu
+
+ESM_MESSAGE_TYPE = 0x3C  # esm_class bits 2-5: 0 = a normal message; 0x04 = SMSC delivery receipt
+ESM_RECEIPT = 0x04
+
+# Receipt "stat:" words → our statuses (SMPP 3.4 Appendix B).
+RECEIPT_STATUS: dict[str, Status] = {
+    "DELIVRD": "delivered",
+    "UNDELIV": "failed",
+    "EXPIRED": "failed",
+    "REJECTD": "failed",
+    "DELETED": "failed",
+    "ACCEPTD": "sent",
+    "ENROUTE": "sent",
+    "UNKNOWN": "sent",
+}
+
+# command_status → (our code, retryable). Anything not listed is a permanent GATEWAY_ERROR.
+STATUS_ERRORS: dict[int, tuple[str, bool]] = {
+    pdus.ESME_RINVDSTADR: (INVALID_DESTINATION_NUMBER, False),
+    pdus.ESME_RINVMSGLEN: (MESSAGE_TOO_LONG, False),
+    pdus.ESME_RTHROTTLED: (GATEWAY_ERROR, True),
+    pdus.ESME_RMSGQFUL: (GATEWAY_ERROR, True),
+    pdus.ESME_RSYSERR: (GATEWAY_ERROR, True),
+    pdus.ESME_RSUBMITFAIL: (GATEWAY_ERROR, True),
+    pdus.ESME_RINVBNDSTS: (GATEWAY_ERROR, True),
+    pdus.ESME_RX_T_APPN: (GATEWAY_ERROR, True),
+}
+
+_ADDRESS = re.compile(r"^[\x20-\x7e]*$")
+_RECEIPT_KEY = re.compile(
+    r"\b(id|sub|dlvrd|submit date|done date|stat|err|text)\s*:", re.IGNORECASE
+)
+_TRACKED_MAX = 100_000  # part ids remembered for matching receipts (oldest forgotten first)
+_EVENTS_MAX = 100_000  # events kept for an owner that does not poll (oldest dropped first)
+_HOLD_MAX_S = 600.0  # an unmatched receipt waits at most this long for its send to finish
+_INBOUND_PARTS_TTL_S = 3600.0
+
+
+class SmppConfig(BaseModel):
+    """Connection and addressing settings of one SMPP account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(description="SMSC host name or IP address")
+    port: int = Field(2775, ge=1, le=65535)
+    system_id: str = Field(description="account name given by the SMSC operator")
+    password: str = ""
+    system_type: str = ""
+    source_addr: str = Field("", description="default sender (number or alphanumeric id)")
+    source_ton: int = Field(1, description="type of number: 1 international, 5 alphanumeric")
+    source_npi: int = Field(1, description="numbering plan: 1 ISDN/E.164, 0 unknown")
+    dest_ton: int = 1
+    dest_npi: int = 1
+    window: int = Field(10, ge=1, le=1000, description="max submit_sm awaiting a response")
+    enquire_link_s: float = Field(30.0, gt=0, le=3600)
+    bind_timeout_s: float = Field(10.0, gt=0, le=300)
+    response_timeout_s: float = Field(10.0, gt=0, le=300)
+    reconnect_delay_s: float = Field(5.0, ge=0, le=3600)
+    registered_delivery: bool = True
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        value = value.strip()
+        if not value or "://" in value or " " in value or "/" in value:
+            raise ValueError("host must be a bare host name or IP address, like smsc.example.org")
+        return value
+
+    @field_validator("system_id")
+    @classmethod
+    def _system_id(cls, value: str) -> str:
+        return _c_string(value, 15, "system_id")
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str) -> str:
+        return _c_string(value, 8, "password")
+
+    @field_validator("system_type")
+    @classmethod
+    def _system_type(cls, value: str) -> str:
+        return _c_string(value, 12, "system_type")
+
+    @field_validator("source_addr")
+    @classmethod
+    def _source_addr(cls, value: str) -> str:
+        return _c_string(value, 20, "source_addr")
+
+    @field_validator("source_ton", "dest_ton")
+    @classmethod
+    def _ton(cls, value: int) -> int:
+        if not 0 <= value <= 6:
+            raise ValueError("type of number (TON) must be 0-6: 1 international, 5 alphanumeric")
+        return value
+
+    @field_validator("source_npi", "dest_npi")
+    @classmethod
+    def _npi(cls, value: int) -> int:
+        if value not in (0, 1, 3, 4, 6, 8, 9, 10, 14, 18):
+            raise ValueError("numbering plan (NPI) must be an SMPP 3.4 value: 0 unknown, 1 E.164")
+        return value
+
+
+def _c_string(value: str, limit: int, name: str) -> str:
+    if name == "system_id" and not value:
+        raise ValueError("system_id is required (the account name given by the SMSC operator)")
+    if not _ADDRESS.match(value):
+        raise ValueError(f"{name} must be printable ASCII")
+    if len(value) > limit:
+        raise ValueError(f"SMPP 3.4 allows at most {limit} characters in {name}")
+    return value
+
+
+def parse_receipt(short_message: bytes) -> StatusUpdate:
+    """Parse an SMSC delivery receipt (``id:… sub:… dlvrd:… stat:DELIVRD err:… text:…``).
+
+    Returns:
+        The update for the *part* named by ``id`` (``provider_id``); failed receipts carry
+        ``GATEWAY_ERROR`` and the ``stat``/``err`` words as ``provider_code``.
+
+    Raises:
+        ValueError: the text has no ``id`` or no ``stat``.
+    """
+    text = short_message.decode("latin-1")
+    keys = list(_RECEIPT_KEY.finditer(text))
+    fields: dict[str, str] = {}
+    for i, match in enumerate(keys):
+        end = keys[i + 1].start() if i + 1 < len(keys) else len(text)
+        fields.setdefault(match.group(1).lower(), text[match.end() : end].strip())
+    receipt_id = fields.get("id", "")
+    stat = fields.get("stat", "").upper()
+    if not receipt_id or not stat:
+        raise ValueError("not a delivery receipt: no id or no stat")
+    status = RECEIPT_STATUS.get(stat, "sent")
+    err = fields.get("err", "")
+    if status == "failed":
+        provider_code = f"{stat} err:{err}" if err else stat
+        return StatusUpdate(
+            receipt_id, status, error_code=GATEWAY_ERROR, provider_code=provider_code
+        )
+    return StatusUpdate(receipt_id, status, provider_code=stat)
+
+
+@dataclasses.dataclass
+class _Tracked:
+    provider_id: str
+    parts: frozenset[str]
+    delivered: set[str] = dataclasses.field(default_factory=set)
+    final: bool = False
+
+
+class ReceiptTracker:
+    """Remembers every part id of recent messages so a receipt for any part finds its message."""
+
+    def __init__(self, capacity: int = _TRACKED_MAX) -> None:
+        self._capacity = capacity
+        self._by_part: OrderedDict[str, _Tracked] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def register(self, part_ids: Sequence[str]) -> None:
+        tracked = _Tracked(provider_id=part_ids[-1], parts=frozenset(part_ids))
+        with self._lock:
+            for part_id in part_ids:
+                self._by_part[part_id] = tracked
+                self._by_part.move_to_end(part_id)
+            while len(self._by_part) > self._capacity:
+                self._by_part.popitem(last=False)
+
+    def resolve(self, update: StatusUpdate) -> tuple[bool, StatusUpdate | None]:
+        """``(matched, message-level update or None when nothing is to be reported yet)``."""
+        with self._lock:
+            tracked = self._by_part.get(update.provider_id)
+            if tracked is None:
+                return False, None
+            if tracked.final:
+                return True, None  # already delivered or failed: later receipts change nothing
+            if update.status == "delivered":
+                tracked.delivered.add(update.provider_id)
+                if tracked.delivered != tracked.parts:
+                    return True, None
+            if update.status in ("delivered", "failed"):
+                tracked.final = True
+        return True, dataclasses.replace(update, provider_id=tracked.provider_id)
+
+
+class _Reassembler:
+    """Joins the parts of a concatenated inbound SMS."""
+
+    def __init__(self) -> None:
+        self._parts: dict[tuple[str, str, int, int], tuple[float, dict[int, str]]] = {}
+
+    def add(self, key: tuple[str, str, int, int], seq: int, text: str) -> str | None:
+        now = time.monotonic()
+        for stale in [k for k, (t, _) in self._parts.items() if now - t > _INBOUND_PARTS_TTL_S]:
+            del self._parts[stale]
+        _, parts = self._parts.setdefault(key, (now, {}))
+        parts[seq] = text
+        total = key[3]
+        if len(parts) < total:
+            return None
+        del self._parts[key]
+        return "".join(parts[i] for i in sorted(parts))
+
+
+Event = StatusUpdate | InboundMessage
+
+
+class SmppGateway(Gateway):
+    """SMPP 3.4 transceiver. One instance = one session; keep it for the life of the process."""
+
+    slug = "smpp"
+    label = "SMPP 3.4 (SMSC)"
+    config_model = SmppConfig
+    secret_fields: ClassVar[tuple[str, ...]] = ("password",)
+
+    def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
+        self._local = threading.local()  # before super(): it sets last_exchange
+        super().__init__(config, http)
+        cfg = self.config
+        assert isinstance(cfg, SmppConfig)
+        self._secrets = tuple(self.secret_values())
+        self._tracker = ReceiptTracker()
+        self._reassembler = _Reassembler()
+        self._events: deque[tuple[float, Event]] = deque(maxlen=_EVENTS_MAX)
+        self._events_lock = threading.Lock()
+        self._inflight: dict[int, float] = {}
+        self._client = SmppClient(
+            SessionSettings(
+                host=cfg.host,
+                port=cfg.port,
+                system_id=cfg.system_id,
+                password=cfg.password,
+                system_type=cfg.system_type,
+                window=cfg.window,
+                enquire_link_s=cfg.enquire_link_s,
+                bind_timeout_s=cfg.bind_timeout_s,
+                response_timeout_s=cfg.response_timeout_s,
+                reconnect_delay_s=cfg.reconnect_delay_s,
+            ),
+            on_deliver=self._on_deliver,
+        )
+
+    @property
+    def last_exchange(self) -> Exchange | None:
+        """The masked exchange of *this thread's* last ``send()`` (sends may run in parallel)."""
+        exchange: Exchange | None = getattr(self._local, "exchange", None)
+        return exchange
+
+    @last_exchange.setter
+    def last_exchange(self, exchange: Exchange | None) -> None:
+        self._local.exchange = exchange
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Bind now (the SMPP worker calls this at start so receipts flow before any send).
+
+        Raises:
+            GatewayError: retryable ``GATEWAY_ERROR`` when the bind fails.
+        """
+        try:
+            self._client.session()
+        except SmppError as exc:
+            raise self._transport_error(exc, accepted=0) from exc
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        cfg = self.config
+        assert isinstance(cfg, SmppConfig)
+        destination = message.to.removeprefix("+")
+        if not destination.isdigit() or len(destination) > 20:
+            raise GatewayError(
+                INVALID_DESTINATION_NUMBER,
+                retryable=False,
+                detail="SMPP needs a destination of 1-20 digits",
+            )
+        source = message.sender or cfg.source_addr
+        if len(source) > 20 or not _ADDRESS.match(source):
+            raise GatewayError(
+                GATEWAY_ERROR, retryable=False, detail="sender must be at most 20 ASCII characters"
+            )
+        if not message.text:
+            raise GatewayError(MESSAGE_FORMAT_INVALID, retryable=False, detail="empty message")
+        try:
+            encoded = encode_message(message.text, ref=zlib.crc32(message.message_id.encode()))
+        except ValueError as exc:
+            raise GatewayError(MESSAGE_TOO_LONG, retryable=False, detail=str(exc)) from exc
+
+        requests: list[str] = []
+        responses: list[str] = []
+        part_ids: list[str] = []
+        started = time.monotonic()
+        token = id(requests)
+        with self._events_lock:
+            self._inflight[token] = started
+        try:
+            for payload in encoded.parts:
+                fields: dict[str, object] = {
+                    "source_addr_ton": cfg.source_ton,
+                    "source_addr_npi": cfg.source_npi,
+                    "source_addr": source,
+                    "dest_addr_ton": cfg.dest_ton,
+                    "dest_addr_npi": cfg.dest_npi,
+                    "destination_addr": destination,
+                    "esm_class": encoded.esm_class,
+                    "registered_delivery": 1 if cfg.registered_delivery else 0,
+                    "data_coding": encoded.data_coding,
+                    "short_message": payload,
+                }
+                requests.append(describe("submit_sm", fields, self._secrets))
+                try:
+                    response = self._client.submit(**fields)
+                except SmppError as exc:
+                    responses.append(self._mask(str(exc)))
+                    raise self._transport_error(exc, accepted=len(part_ids)) from exc
+                responses.append(
+                    describe(response.command, response.fields, self._secrets)
+                    + f" status={pdus.status_name(response.status)}"
+                )
+                if response.status != pdus.ESME_ROK or response.command != "submit_sm_resp":
+                    raise self._status_error(response, accepted=len(part_ids))
+                part_ids.append(response.text("message_id"))
+            if cfg.registered_delivery and all(part_ids):
+                self._tracker.register(part_ids)
+        finally:
+            with self._events_lock:
+                self._inflight.pop(token, None)
+            self.last_exchange = Exchange(
+                request="\n".join(requests),
+                response="\n".join(responses),
+                duration_ms=int((time.monotonic() - started) * 1000),
+                extra={"parts": len(encoded.parts), "part_ids": list(part_ids)},
+            )
+        detail = f"{len(part_ids)} parts: {', '.join(part_ids)}" if len(part_ids) > 1 else ""
+        return SendResult(provider_id=part_ids[-1] or None, status="sent", detail=detail)
+
+    def _mask(self, text: str) -> str:
+        return mask_text(text, self._secrets)
+
+    def _transport_error(self, exc: SmppError, *, accepted: int) -> GatewayError:
+        provider_code = ""
+        if isinstance(exc, BindFailed) and exc.status is not None:
+            provider_code = pdus.status_code(exc.status)
+        detail = self._mask(str(exc))
+        if accepted:
+            detail += f" (after {accepted} part(s) were accepted)"
+        return GatewayError(
+            GATEWAY_ERROR,
+            retryable=True,
+            provider_code=provider_code,
+            detail=detail,
+            # Some part may have reached the SMSC: the PDU was written, or earlier parts were.
+            outcome_unknown=exc.written or accepted > 0,
+        )
+
+    def _status_error(self, response: Pdu, *, accepted: int) -> GatewayError:
+        code, retryable = STATUS_ERRORS.get(response.status, (GATEWAY_ERROR, False))
+        detail = f"{response.command} {pdus.status_name(response.status)}"
+        if accepted:
+            detail += f" (after {accepted} part(s) were accepted)"
+        return GatewayError(
+            code,
+            retryable=retryable,
+            provider_code=pdus.status_code(response.status),
+            detail=detail,
+            outcome_unknown=retryable and accepted > 0,
+        )
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def drain_events(self) -> list[StatusUpdate | InboundMessage]:
+        """Everything received since the last call: receipts (matched to the message's provider
+        id) and inbound SMS, oldest first. Poll it; storing them is the messaging app's job.
+
+        A receipt whose part id is not known yet is held back while a send that started before
+        it arrived is still running (its submit_sm_resp may not have been recorded); receipts for
+        ids this process never sent are returned as they are.
+        """
+        now = time.monotonic()
+        with self._events_lock:
+            pending = list(self._events)
+            self._events.clear()
+            oldest_send = min(self._inflight.values(), default=float("inf"))
+        out: list[StatusUpdate | InboundMessage] = []
+        held: list[tuple[float, Event]] = []
+        for arrived, event in pending:
+            if isinstance(event, InboundMessage):
+                out.append(event)
+                continue
+            matched, update = self._tracker.resolve(event)
+            if matched:
+                if update is not None:
+                    out.append(update)
+            elif oldest_send <= arrived and now - arrived < _HOLD_MAX_S:
+                held.append((arrived, event))
+            else:
+                out.append(event)
+        if held:
+            with self._events_lock:
+                self._events.extendleft(reversed(held))
+        return out
+
+    def _on_deliver(self, pdu: Pdu) -> None:
+        """Runs on the session's reader thread for every deliver_sm."""
+        esm_class = pdu.number("esm_class")
+        message = pdu.octets("short_message") or pdu.octets("message_payload")
+        event: Event | None
+        if esm_class & ESM_MESSAGE_TYPE:
+            event = self._receipt(pdu, message)
+        else:
+            event = self._inbound(pdu, message, esm_class)
+        if event is not None:
+            with self._events_lock:
+                self._events.append((time.monotonic(), event))
+
+    def _receipt(self, pdu: Pdu, message: bytes) -> StatusUpdate | None:
+        try:
+            update = parse_receipt(message)
+        except ValueError:
+            log.warning("smpp: unreadable delivery receipt ignored: %s", self._mask(repr(message)))
+            return None
+        receipted = pdu.text("receipted_message_id")
+        if receipted:  # the TLV is authoritative where the SMSC sends it
+            update = dataclasses.replace(update, provider_id=receipted)
+        return update
+
+    def _inbound(self, pdu: Pdu, message: bytes, esm_class: int) -> InboundMessage | None:
+        sender = pdu.text("source_addr").removeprefix("+")
+        to = pdu.text("destination_addr").removeprefix("+")
+        data_coding = pdu.number("data_coding")
+        if not esm_class & ESM_UDHI:
+            return InboundMessage(sender=sender, to=to, text=decode_text(message, data_coding))
+        udh, payload = split_udh(message)
+        text = decode_text(payload, data_coding)
+        concat = concat_info(udh)
+        if concat is None or concat.total <= 1:
+            return InboundMessage(sender=sender, to=to, text=text)
+        whole = self._reassembler.add((sender, to, concat.ref, concat.total), concat.seq, text)
+        return None if whole is None else InboundMessage(sender=sender, to=to, text=whole)
+
+    def close(self) -> None:
+        """Unbind and stop the session threads; the instance cannot send afterwards."""
+        self._client.close()
+
+
+GATEWAY = SmppGateway
