@@ -9,6 +9,7 @@ error code; one that passes is queued for the dispatcher.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,6 +22,8 @@ from casereach.contacts.rules import ProjectRules, check_email, check_phone
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.segments import analyse
 from casereach.core.timeutil import now
+from casereach.gateways.base import StatusUpdate
+from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import email_gateway, route
 from casereach.messaging.content import pick_translation
 from casereach.messaging.models import (
@@ -33,6 +36,8 @@ from casereach.messaging.models import (
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
+
+log = logging.getLogger(__name__)
 
 MAX_SMS_CHARS = 1600
 MAX_EMAIL_CHARS = 100_000
@@ -295,3 +300,23 @@ def do_apply_status(
 
 def _sub_stamp(project_id: int) -> dt.datetime:
     return _activity_stamp(lock_project(project_id))
+
+
+def do_apply_status_update(gw: GatewayConfig, update: StatusUpdate) -> bool:
+    """Apply one delivery report; False when no message matches (nothing is stored)."""
+    qs = Message.objects.filter(gateway_id=gw.pk)
+    msg = None
+    if not update.is_our_id:
+        msg = qs.filter(provider_id=update.provider_id).only("id", "phone_number").first()
+    if msg is None:
+        # Our own id: the type said so, or the provider gave no id of its own at send time.
+        msg = qs.filter(id=update.provider_id).only("id", "phone_number").first()
+    if msg is None:
+        log.info("status callback for unknown message on gateway %s", gw.name)
+        return False
+    changed = do_apply_status(
+        msg.id, update.status, error_code=update.error_code, provider_code=update.provider_code
+    )
+    if changed and update.error_code == "PHONE_NUMBER_OPTED_OUT" and msg.phone_number:
+        do_record_opt_out(msg.phone_number, source=f"gateway:{gw.name}")
+    return changed

@@ -12,12 +12,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
 from casereach.core.errors import BadRequest, CasereachError
-from casereach.gateways.base import Gateway, StatusUpdate
+from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import instantiate
-from casereach.messaging.actions import do_apply_status, do_record_opt_out
+from casereach.messaging.actions import do_apply_status_update
 from casereach.messaging.dispatch import public_base_url
-from casereach.messaging.models import Message
 
 log = logging.getLogger(__name__)
 router = Router(tags=["gateway callbacks"], auth=None)
@@ -41,26 +40,6 @@ def gateway_for(gateway_type: str, inbound_key: str) -> GatewayConfig:
     if gw is None:
         raise UnknownKey("unknown gateway key")
     return gw
-
-
-def apply_update(gw: GatewayConfig, update: StatusUpdate) -> bool:
-    """Apply one delivery report; False when no message matches (nothing is stored)."""
-    qs = Message.objects.filter(gateway_id=gw.pk)
-    msg = None
-    if not update.is_our_id:
-        msg = qs.filter(provider_id=update.provider_id).only("id", "phone_number").first()
-    if msg is None:
-        # Our own id: the type said so, or the provider gave no id of its own at send time.
-        msg = qs.filter(id=update.provider_id).only("id", "phone_number").first()
-    if msg is None:
-        log.info("status callback for unknown message on gateway %s", gw.name)
-        return False
-    changed = do_apply_status(
-        msg.id, update.status, error_code=update.error_code, provider_code=update.provider_code
-    )
-    if changed and update.error_code == "PHONE_NUMBER_OPTED_OUT" and msg.phone_number:
-        do_record_opt_out(msg.phone_number, source=f"gateway:{gw.name}")
-    return changed
 
 
 def public_url(request: HttpRequest) -> str:
@@ -104,5 +83,5 @@ def status_callback(request: HttpRequest, gateway_type: str, inbound_key: str) -
         updates = gateway.parse_status(form, request.body, content_type)
     except ValueError as exc:
         raise BadRequest(f"malformed status callback: {exc}") from None
-    applied = sum(1 for u in updates if apply_update(gw, u))
+    applied = sum(1 for u in updates if do_apply_status_update(gw, u))
     return JsonResponse({"received": len(updates), "applied": applied})

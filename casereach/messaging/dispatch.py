@@ -25,7 +25,13 @@ from django.db import transaction
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
 from casereach.core.timeutil import now
-from casereach.gateways.base import Gateway, GatewayError, OutgoingMessage, SendResult
+from casereach.gateways.base import (
+    Gateway,
+    GatewayError,
+    OutgoingMessage,
+    SendResult,
+    StatusUpdate,
+)
 from casereach.gateways.models import GatewayConfig, GatewayState
 from casereach.gateways.queries import (
     GatewayIndex,
@@ -37,7 +43,7 @@ from casereach.gateways.queries import (
     route,
 )
 from casereach.messaging import outbox
-from casereach.messaging.actions import _activity_stamp
+from casereach.messaging.actions import _activity_stamp, do_apply_status_update
 from casereach.messaging.models import (
     Message,
     MessagingEvent,
@@ -132,6 +138,7 @@ class Dispatcher:
     def run_once(self) -> int:
         """Reap expired leases, claim a batch, send it. Returns how many were claimed."""
         at = now()
+        self.poll_events()
         outbox.reap(at)
         token = uuid.uuid4().hex
         ids = outbox.claim(self.batch_size, at + dt.timedelta(seconds=self.lease_s), token, at)
@@ -143,6 +150,28 @@ class Dispatcher:
             list(self.pool.map(self._call, sending))
         self._complete(jobs, token)
         return len(ids)
+
+    def poll_events(self) -> int:
+        """Delivery receipts that session-based gateways (SMPP) collected since last time."""
+        applied = 0
+        for (gw_id, _), gateway in list(self._persistent.items()):
+            drain_events = getattr(gateway, "drain_events", None)
+            if drain_events is None:
+                continue
+            events = drain_events()
+            if not events:
+                continue
+            cfg = GatewayConfig.objects.filter(pk=gw_id).first()
+            if cfg is None:
+                continue
+            for event in events:
+                if isinstance(event, StatusUpdate):
+                    applied += int(do_apply_status_update(cfg, event))
+                else:  # inbound SMS over SMPP: stored by the inbound pipeline (not yet built)
+                    log.info(
+                        "inbound SMS on %s not stored: inbound handling is not built yet", cfg.name
+                    )
+        return applied
 
     def drain(self, max_seconds: float = 60.0) -> int:
         """Run batches until nothing is due (tests, demo)."""
