@@ -349,14 +349,27 @@ class Dispatcher:
     # -- the gateway call (no database access here) ------------------------------------------
 
     def _gateway(self, cfg: GatewayConfig) -> Gateway:
+        """A ready gateway object: session types (SMPP) once per process, the others once per
+        dispatch thread (each with that thread's HTTP client), rebuilt when the config
+        changes. Building one validates the config and decrypts credentials, so not per
+        message."""
+        key = (cfg.pk, cfg.updated_on.isoformat())
         if cfg.type in PERSISTENT_TYPES:
-            key = (cfg.pk, cfg.updated_on.isoformat())
             gw = self._persistent.get(key)
             if gw is None:
                 gw = instantiate(cfg)
                 self._persistent[key] = gw
             return gw
-        return instantiate(cfg, http=self.http)
+        cache: dict[tuple[int, str], Gateway] | None = getattr(self._local, "gateways", None)
+        if cache is None:
+            cache = self._local.gateways = {}
+        gw = cache.get(key)
+        if gw is None:
+            for stale in [k for k in cache if k[0] == cfg.pk]:  # the config changed
+                del cache[stale]
+            gw = instantiate(cfg, http=self.http)
+            cache[key] = gw
+        return gw
 
     def _call(self, job: Job) -> None:
         cfg = job.gateway
