@@ -1,0 +1,204 @@
+"""``casereach bench dispatch``: messages/s from queued messages to a fast local ``http``
+gateway server, beside the floor — a bare asyncio HTTP/1.1 client sending the same requests
+to the same server — and the peak RSS while draining a large outbox (SPEC 9).
+
+The provider is ``casereach.cli.fastprovider`` (several processes on one port, so it is not
+the bottleneck). Each measurement of ours runs in a subprocess on a fresh SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CONCURRENCY = 16
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Provider:
+    def __init__(self, workers: int = 2) -> None:
+        self.port = _free_port()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "casereach.cli.fastprovider",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the benchmark provider did not start") from None
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/send"
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        return sum(int(x) for x in out.split() if x.isdigit())
+
+
+async def _floor_httpx(url: str, count: int, concurrency: int) -> float:
+    """The same requests through httpx's async client: the floor of the library we use."""
+    import httpx
+
+    remaining = iter(range(count))
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
+
+        async def worker() -> None:
+            for i in remaining:
+                r = await client.post(
+                    url,
+                    json={"to": f"2547{i:08d}", "text": f"reminder {i}"},
+                    headers={"Idempotency-Key": str(i)},
+                )
+                r.raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        return count / (time.perf_counter() - start)
+
+
+async def _floor(port: int, count: int, concurrency: int) -> float:
+    """A bare keep-alive HTTP/1.1 client: the same JSON POSTs, nothing else."""
+    remaining = iter(range(count))
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for i in remaining:
+                body = json.dumps({"to": f"2547{i:08d}", "text": f"reminder {i}"}).encode()
+                writer.write(
+                    b"POST /send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    + f"Idempotency-Key: {i}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:].strip())
+                await reader.readexactly(length)
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    return count / (time.perf_counter() - start)
+
+
+WORKER = r"""
+import json, os, resource, sys, time
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "casereach.settings")
+django.setup()
+from django.core.management import call_command
+call_command("migrate", interactive=False, verbosity=0)
+from casereach.core.timeutil import now
+from casereach.gateways.actions import do_create_gateway, do_set_routes
+from casereach.messaging.dispatch import Dispatcher
+from casereach.messaging.models import Message
+from casereach.projects.actions import do_create_project
+count = int(os.environ["BENCH_MESSAGES"])
+p = do_create_project("bench")
+gw = do_create_gateway(p, {"name": "FAST", "type": "http", "config": {
+    "url": os.environ["BENCH_URL"], "method": "POST", "encoding": "json",
+    "params": {"to": "{to}", "text": "{text}"}, "provider_id_path": "id"}})
+do_set_routes(p, {"default_gateway": "FAST", "prefixes": []}, {"fast"})
+t = now()
+chunk = 20000
+for start in range(0, count, chunk):
+    Message.objects.bulk_create([
+        Message(project=p, phone_number=f"2547{i:08d}", text=f"reminder {i}", segments=1,
+                encoding="GSM", created_on=t, updated_on=t, next_attempt_at=t,
+                gateway_name="FAST", gateway_id=gw.pk)
+        for i in range(start, min(count, start + chunk))
+    ], batch_size=5000)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+d = Dispatcher(batch_size=500, concurrency=int(os.environ["BENCH_CONCURRENCY"]))
+start = time.perf_counter()
+sent = d.drain(max_seconds=7200)
+elapsed = time.perf_counter() - start
+d.close()
+left = Message.objects.exclude(status="sent").count()
+print(json.dumps({"sent": sent, "seconds": elapsed, "not_sent": left,
+                  "rss_before_mb": before / 1024,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _dispatch_run(url: str, count: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="casereach-bench-") as tmp:
+        env = {
+            **os.environ,
+            "CASEREACH_DATABASE_URL": str(Path(tmp) / "bench.sqlite3"),
+            "BENCH_URL": url,
+            "BENCH_MESSAGES": str(count),
+            "BENCH_CONCURRENCY": str(CONCURRENCY),
+        }
+        out = subprocess.run(
+            [sys.executable, "-c", WORKER],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=4 * 3600,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"dispatch benchmark failed: {out.stderr.strip()[-500:]}")
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
+
+
+def run_dispatch(messages: int, drain_rows: int) -> dict[str, Any]:
+    """Measure; returns the ``results`` map of the JSON report."""
+    provider = Provider()
+    try:
+        floor = asyncio.run(_floor(provider.port, messages, CONCURRENCY))
+        floor_httpx = asyncio.run(_floor_httpx(provider.url, messages, CONCURRENCY))
+        ours = _dispatch_run(provider.url, messages)
+        rate = ours["sent"] / ours["seconds"] if ours["seconds"] else 0.0
+        results: dict[str, Any] = {
+            "messages": messages,
+            "dispatch_msgs_per_s": round(rate, 1),
+            "floor_msgs_per_s": round(floor, 1),
+            "dispatch_floor_ratio": round(rate / floor, 3) if floor else None,
+            "floor_httpx_async_msgs_per_s": round(floor_httpx, 1),
+            "dispatch_httpx_floor_ratio": round(rate / floor_httpx, 3) if floor_httpx else None,
+            "dispatch_not_sent": ours["not_sent"],
+        }
+        if drain_rows:
+            drained = _dispatch_run(provider.url, drain_rows)
+            results["drain_rows"] = drain_rows
+            results["drain_1m_peak_rss_mb"] = round(drained["peak_rss_mb"], 1)
+            results["drain_msgs_per_s"] = round(drained["sent"] / drained["seconds"], 1)
+        return results
+    finally:
+        provider.stop()
