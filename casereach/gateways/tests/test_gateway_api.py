@@ -1,0 +1,128 @@
+"""Gateways and routes over the API: contract shapes, write-only secrets, bad configs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from casereach.gateways.models import GatewayConfig
+from casereach.testing.world import Api
+
+M = "/a/{project}/api/messaging/v1/"
+HTTP_CONFIG = {
+    "url": "https://sms.example.org/send",
+    "params": {"to": "{to}", "text": "{text}", "ref": "{message_id}"},
+    "password": "basic-secret",
+    "username": "casereach",
+}
+
+
+def test_create_returns_contract_shape_without_secrets(api: Api) -> None:
+    r = api.post(
+        M + "gateways",
+        {
+            "name": "KE-HTTP",
+            "type": "http",
+            "config": HTTP_CONFIG,
+            "shared_with": ["other"],
+            "rate_limit_per_s": 10,
+        },
+    )
+    assert 400 == r.status  # "other" does not exist yet
+    r = api.post(
+        M + "gateways",
+        {"name": "KE-HTTP", "type": "http", "config": HTTP_CONFIG, "rate_limit_per_s": 10},
+    )
+    assert 201 == r.status, r.body
+    body = r.body
+    assert {"id", "name", "type", "inbound_url", "status_url", "config"} <= set(body)
+    assert ("KE-HTTP", "http", 10.0) == (body["name"], body["type"], body["rate_limit_per_s"])
+    assert "password" not in body["config"]
+    assert ["password"] == body["secrets_set"]
+    key = GatewayConfig.objects.get(pk=body["id"]).inbound_key
+    assert body["inbound_url"].endswith(f"/gateways/http/{key}/inbound")
+    assert body["status_url"].endswith(f"/gateways/http/{key}/status")
+    assert "basic-secret" not in str(api.get(M + "gateways").raw)
+    assert "basic-secret" not in GatewayConfig.objects.get(pk=body["id"]).secrets
+
+
+def test_update_keeps_secrets_not_sent(api: Api) -> None:
+    gw = api.post(M + "gateways", {"name": "G", "type": "http", "config": HTTP_CONFIG}).body
+    r = api.put(M + f"gateways/{gw['id']}", {"config": {"url": "https://other.example.org/x"}})
+    assert 200 == r.status, r.body
+    assert ("https://other.example.org/x", ["password"]) == (
+        r.body["config"]["url"],
+        r.body["secrets_set"],
+    )
+    assert 400 == api.put(M + f"gateways/{gw['id']}", {"type": "twilio"}).status
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"name": "X", "type": "http", "config": {"params": {"to": "{to}"}}}, "url"),
+        (
+            {"name": "X", "type": "http", "config": {**HTTP_CONFIG, "url": "ftp://example.org"}},
+            "url",
+        ),
+        (
+            {"name": "X", "type": "http", "config": {**HTTP_CONFIG, "params": {"to": "{phone}"}}},
+            "phone",
+        ),
+        ({"name": "X", "type": "twilio", "config": {"auth_token": "abcd"}}, "account_sid"),
+        ({"name": "X", "type": "smpp", "config": {"host": "h"}}, "system_id"),
+        ({"name": "X", "type": "nope"}, "type must be one of"),
+        ({"name": "bad name!", "type": "test"}, "name"),
+        ({"type": "test"}, "name"),
+        ({"name": "X", "type": "test", "colour": "red"}, "'colour' is not a valid field."),
+        ({"name": "X", "type": "test", "rate_limit_per_s": -1}, "rate_limit_per_s"),
+        ({"name": "X", "type": "test", "config": "x"}, "config"),
+        ([], "single JSON object"),
+    ],
+)
+def test_bad_gateway_configs_are_refused(api: Api, body: Any, fragment: str) -> None:
+    r = api.post(M + "gateways", body)
+    assert 400 == r.status, r.body
+    assert fragment in r.body["error"]
+    assert 0 == GatewayConfig.objects.count()
+
+
+def test_duplicate_name_is_409_case_insensitively(api: Api) -> None:
+    assert 201 == api.post(M + "gateways", {"name": "Main", "type": "test"}).status
+    assert 409 == api.post(M + "gateways", {"name": "MAIN", "type": "test"}).status
+
+
+def test_routes_round_trip_and_validation(api: Api) -> None:
+    api.post(M + "gateways", {"name": "A", "type": "test"})
+    body = {"default_gateway": "A", "prefixes": [{"prefix": "254", "gateway": "A"}]}
+    r = api.put(M + "routes", body)
+    assert (200, body) == (r.status, r.body)
+    assert body == api.get(M + "routes").body
+    for bad in (
+        {"default_gateway": "NOPE", "prefixes": []},
+        {"default_gateway": None, "prefixes": [{"prefix": "25x", "gateway": "A"}]},
+        {
+            "default_gateway": None,
+            "prefixes": [{"prefix": "254", "gateway": "A"}, {"prefix": "254", "gateway": "A"}],
+        },
+        {"prefixes": "254"},
+        {"default_gateway": 5},
+    ):
+        assert 400 == api.put(M + "routes", bad).status, bad
+    assert body == api.get(M + "routes").body
+
+
+def test_other_projects_cannot_touch_a_gateway(api: Api, other_api: Api) -> None:
+    gw = api.post(M + "gateways", {"name": "MINE", "type": "test"}).body
+    other = M.replace("{project}", "other")
+    assert 404 == other_api.get(other + f"gateways/{gw['id']}").status
+    assert 404 == other_api.put(other + f"gateways/{gw['id']}", {"is_active": False}).status
+    assert 404 == other_api.delete(other + f"gateways/{gw['id']}").status
+    assert 403 == other_api.get(M.replace("{project}", "demo") + "gateways").status
+    assert 200 == api.delete(M + f"gateways/{gw['id']}").status
+
+
+def test_gateway_types_list_every_type(api: Api) -> None:
+    types = [t["type"] for t in api.get(M + "gateway-types").body["objects"]]
+    assert ["test", "http", "twilio", "africastalking", "smpp", "email"] == types
