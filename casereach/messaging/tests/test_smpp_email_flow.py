@@ -52,7 +52,9 @@ def test_sms_over_smpp_is_sent_and_its_receipt_delivers_it(api: Api, smsc: SmscS
     try:
         d.drain()
         m = Message.objects.get(id=mid)
-        assert ("sent", "UCS2", 2) == (m.status, m.encoding, m.segments)
+        # The receipt may already have been applied by the drain's next batch.
+        assert ("UCS2", 2) == (m.encoding, m.segments)
+        assert m.status in ("sent", "delivered")
         assert 2 == len(smsc.submits)
         deadline = time.monotonic() + 10
         while Message.objects.get(id=mid).status != "delivered":
