@@ -416,7 +416,7 @@ class Dispatcher:
         fail_rows: list[tuple[Any, ...]] = []
         queue_rows: list[tuple[Any, ...]] = []
         attempts: list[SendAttempt] = []
-        circuit: dict[int, bool] = {}
+        circuit: dict[int, list[int]] = {}  # gateway → [successes, retryable failures]
         opt_outs: list[str] = []
         final_ids: list[str] = []
         for j in jobs:
@@ -463,14 +463,14 @@ class Dispatcher:
                     )
                 )
                 attempts.append(self._attempt(j, "sent", at))
-                circuit[j.gateway.pk] = circuit.get(j.gateway.pk, True)
+                circuit.setdefault(j.gateway.pk, [0, 0])[0] += 1
                 final_ids.append(mid)
                 continue
             err = j.error
             assert err is not None
             code = j.error_code or err.code
             if err.retryable:
-                circuit[j.gateway.pk] = False
+                circuit.setdefault(j.gateway.pk, [0, 0])[1] += 1
                 s = settings_cache.get(row["project_id"])
                 if s is None:
                     s = settings_cache[row["project_id"]] = effective_settings(
@@ -581,8 +581,11 @@ class Dispatcher:
             created_on=at,
         )
 
-    def _update_circuits(self, outcomes: dict[int, bool], at: dt.datetime) -> None:
-        for gw_id, ok in outcomes.items():
+    def _update_circuits(self, outcomes: dict[int, list[int]], at: dt.datetime) -> None:
+        """Any success closes a gateway's circuit; otherwise each retryable failure counts,
+        and from CIRCUIT_THRESHOLD in a row the gateway rests (30 s, doubling to 5 min)."""
+        for gw_id, (successes, failures) in outcomes.items():
+            ok = successes > 0
             state, _ = GatewayState.objects.select_for_update().get_or_create(
                 gateway_id=gw_id, defaults={"refilled_on": at}
             )
@@ -591,7 +594,7 @@ class Dispatcher:
                     state.consecutive_failures, state.open_until = 0, None
                     state.save(update_fields=["consecutive_failures", "open_until"])
                 continue
-            state.consecutive_failures += 1
+            state.consecutive_failures += failures
             if state.consecutive_failures >= CIRCUIT_THRESHOLD:
                 extra = state.consecutive_failures - CIRCUIT_THRESHOLD
                 seconds = min(CIRCUIT_MAX_S, CIRCUIT_BASE_S * (2 ** min(extra, 10)))
