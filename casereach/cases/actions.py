@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import uuid
+import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,26 @@ CASE_COLUMNS = (
     "user_id",
 )
 STATE_FIELDS = CASE_COLUMNS[2:]
+
+
+def new_case_id() -> str:
+    """A new case id: a UUIDv7 (RFC 9562), random but ordered by creation time.
+
+    Case ids key the case, contact and phone-entry indexes. Random (v4) ids send every insert
+    to a random leaf of each of those B-trees, so once they outgrow the page cache every batch
+    dirties, writes to the WAL and checkpoints thousands of pages; time-ordered ids append at
+    the right edge. 74 random bits keep collisions negligible; clients see an opaque string.
+    """
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 random bits, 74 used
+    value = (
+        (time.time_ns() // 1_000_000) << 80  # unix_ts_ms
+        | 0x7 << 76  # version 7
+        | (rand >> 68) << 64  # rand_a (12 bits)
+        | 0b10 << 62  # variant
+        | (rand & (2**62 - 1))  # rand_b (62 bits)
+    )
+    h = f"{value:032x}"  # formatted by hand: uuid.UUID() costs another microsecond
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass
@@ -138,11 +159,11 @@ class _Batch:
                 if spec.external_id:
                     exts.add(spec.external_id)
         self.by_id: dict[str, CaseState] = {}
-        for chunk in bulk.chunks(sorted(ids), IN_CHUNK):
+        for chunk in bulk.in_chunks(sorted(ids)):
             for state in _load({}, bulk.is_in("case_id", chunk)):
                 self.by_id[state.case_id] = state
         self.by_ext: dict[str, list[str]] = {}
-        for chunk in bulk.chunks(sorted(exts), IN_CHUNK):
+        for chunk in bulk.in_chunks(sorted(exts)):
             for state in _load(
                 {"project_id": project.pk, "deleted": False}, bulk.is_in("external_id", chunk)
             ):
@@ -174,7 +195,7 @@ class _Batch:
     def new_case(self, change: CaseChange, case_id: str | None = None) -> CaseState:
         require_create_fields(change)
         state = CaseState(
-            case_id=case_id or str(uuid.uuid4()),
+            case_id=case_id or new_case_id(),
             project_id=self.project.pk,
             is_new=True,
             opened_by=change.user,

@@ -34,14 +34,21 @@ from typing import IO, Any
 
 from casereach.cases.actions import do_apply_case_changes
 from casereach.cases.changes import BASE_FIELDS, MAX_FIELD, MAX_VALUE, CaseChange, valid_xml_name
+from casereach.cases.models import Case
+from casereach.contacts.models import Contact, PhoneEntry
+from casereach.core import bulk
 from casereach.core.errors import BadRequest
 from casereach.projects.models import Project
 
 # A CSV line longer than this (bytes) is refused without being held in memory whole.
 MAX_LINE_BYTES = 8 * 1024 * 1024
-# csv's own per-field cap; values between MAX_VALUE and this are refused by our own check.
-CSV_FIELD_LIMIT = 131_072
+# csv's own per-field cap: values up to this are parsed (and refused with their column when
+# longer than MAX_VALUE); longer ones are refused by the csv module without a column.
+CSV_FIELD_LIMIT = 1_048_576
 KEPT_ERRORS = 1000
+# Tables an import grows, and when to refresh their planner statistics (cases written).
+IMPORTED_TABLES = (Case._meta.db_table, Contact._meta.db_table, PhoneEntry._meta.db_table)
+ANALYZE_FIRST = 20_000
 IMPORT_USER = "import"
 
 KEY_COLUMNS = ("case_id", "external_id")
@@ -107,17 +114,25 @@ class RowSource:
         """Release the file."""
 
 
-def open_rows(path: Path) -> RowSource:
-    """A streaming reader for ``path`` chosen by its extension (.csv / .xlsx)."""
+def file_kind(path: Path) -> str:
+    """``csv`` or ``xlsx`` from the file name; BadRequest for anything else."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".txt"):
-        return CsvRows(path)
+        return "csv"
     if suffix in (".xlsx", ".xlsm"):
-        return XlsxRows(path)
+        return "xlsx"
     raise BadRequest(
         f"cannot import {path.name!r}: unknown file type {suffix or '(none)'!r}; "
         "use a .csv or .xlsx file"
     )
+
+
+def open_rows(path: Path) -> RowSource:
+    """A streaming reader for ``path`` chosen by its extension (.csv / .xlsx)."""
+    kind = file_kind(path)
+    if not path.is_file():
+        raise BadRequest(f"no such file: {path}")
+    return CsvRows(path) if kind == "csv" else XlsxRows(path)
 
 
 def iter_rows(path: Path) -> Iterator[SourceRow]:
@@ -185,22 +200,28 @@ class CsvRows(RowSource):
             return _Line(number, text.replace("\x00", ""), "contains a NUL character")
         return _Line(number, text, None)
 
-    def _lines(self) -> Iterator[str]:
-        """What the csv reader consumes; remembers the lines of the current record."""
-        consumed = self._consumed
-        while True:
-            line = self._pending.popleft() if self._pending else self._read_line()
-            if line is None:
-                return
-            consumed.append(line)
-            yield line.text
+    def next_line(self) -> str:
+        """The csv reader's input: the next line, remembered as part of the current record.
+
+        Not a generator on purpose: after the end of the file, lines pushed back by
+        ``_requeue`` must still be served.
+        """
+        line = self._pending.popleft() if self._pending else self._read_line()
+        if line is None:
+            raise StopIteration
+        self._consumed.append(line)
+        return line.text
 
     def __iter__(self) -> Iterator[SourceRow]:
-        reader = csv.reader(self._lines(), strict=True)
+        previous_limit = csv.field_size_limit(CSV_FIELD_LIMIT)
+        try:
+            yield from self._records()
+        finally:
+            csv.field_size_limit(previous_limit)
+
+    def _records(self) -> Iterator[SourceRow]:
+        reader = csv.reader(_Feed(self), strict=True)
         consumed = self._consumed
-        limit = csv.field_size_limit()
-        if limit < CSV_FIELD_LIMIT:
-            csv.field_size_limit(CSV_FIELD_LIMIT)
         while True:
             del consumed[:]
             try:
@@ -212,8 +233,6 @@ class CsvRows(RowSource):
                 values, problem = None, "unexpected end of file inside a quoted value"
             except csv.Error as exc:
                 values, problem = None, _csv_problem(str(exc))
-                if consumed and not consumed[-1].text.endswith(("\n", "\r")):
-                    pass
             if not consumed:
                 return
             first = consumed[0]
@@ -235,8 +254,8 @@ class CsvRows(RowSource):
                 yield SourceRow(first.number, None, problem)
                 continue
             assert values is not None
-            if not values or (len(values) == 1 and not values[0].strip()):
-                continue  # blank line
+            if not any(v.strip() for v in values):
+                continue  # a blank line, or a row of empty cells
             if self.width is None:
                 self.width = len(values)
             elif len(values) != self.width:
@@ -257,9 +276,24 @@ class CsvRows(RowSource):
         self._pending.extendleft(reversed(self._consumed[1:]))
 
 
+class _Feed:
+    """An iterator over a CsvRows' lines (csv.reader needs an object with ``__next__``)."""
+
+    def __init__(self, rows: CsvRows) -> None:
+        self.rows = rows
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        return self.rows.next_line()
+
+
 def _csv_problem(message: str) -> str:
     if "field larger than field limit" in message:
         return f"a value is longer than {MAX_VALUE} characters"
+    if "unexpected end of data" in message:
+        return "broken quotes (a quoted value is never closed)"
     if "expected after" in message or "quote" in message.lower():
         return f"broken quotes ({message})"
     return f"unreadable CSV ({message})"
@@ -300,8 +334,10 @@ class XlsxRows(RowSource):
                 values.extend([""] * (width - len(values)))
             elif len(values) > width:
                 yield SourceRow(
-                    number, None, f"the row has a value in column {len(values)}, "
-                    f"but the header has only {width} columns"
+                    number,
+                    None,
+                    f"the row has a value in column {len(values)}, "
+                    f"but the header has only {width} columns",
                 )
                 continue
             yield SourceRow(number, values)
@@ -359,9 +395,7 @@ def _plan(header: list[str]) -> _Plan:
         elif name in RESERVED:
             bad.append((name, i, f"'{name}' cannot be imported (reserved case field)"))
         elif len(name) > MAX_FIELD or not valid_xml_name(name):
-            bad.append(
-                (name[:100], i, "case property names must be valid XML identifiers")
-            )
+            bad.append((name[:100], i, "case property names must be valid XML identifiers"))
         else:
             properties.append((name, i))
     return _Plan(
@@ -439,6 +473,48 @@ def _error_column(message: str, plan: _Plan) -> str:
     return "case_id" if plan.case_id is not None else "external_id"
 
 
+@dataclass
+class _Chunk:
+    """Up to ``batch_size`` parsed rows: the good ones as changes, the bad ones as errors."""
+
+    changes: list[CaseChange] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    failed_rows: set[int] = field(default_factory=set)
+    rows: int = 0
+    done: int = 0
+
+
+def _chunks(
+    rows: Iterator[SourceRow],
+    source: RowSource,
+    plan: _Plan,
+    case_type: str | None,
+    batch_size: int,
+) -> Iterator[_Chunk]:
+    """The rows after the header, parsed into chunks of at most ``batch_size`` changes (or
+    errors, so a file of bad rows is bounded too)."""
+    chunk = _Chunk()
+    for item in rows:
+        chunk.rows += 1
+        if item.values is None:
+            chunk.errors.append(RowError(item.row, "", item.error or "unreadable row"))
+            chunk.failed_rows.add(item.row)
+        else:
+            change, problems = _row_change(plan, item.row, item.values, case_type)
+            if change is not None:
+                chunk.changes.append(change)
+            else:
+                for column, reason in problems:
+                    chunk.errors.append(RowError(item.row, column, reason))
+                chunk.failed_rows.add(item.row)
+        if len(chunk.changes) >= batch_size or len(chunk.errors) >= batch_size:
+            chunk.done = source.done
+            yield chunk
+            chunk = _Chunk()
+    chunk.done = source.done
+    yield chunk
+
+
 def import_cases(
     project: Project,
     path: Path,
@@ -459,56 +535,47 @@ def import_cases(
         raise BadRequest("batch size must be at least 1")
     report = ImportReport()
     source = open_rows(path)
+    next_analyze = ANALYZE_FIRST
     try:
         rows = iter(source)
-        header = _first_row(rows)
-        plan = _plan(header)
-        changes: list[CaseChange] = []
-        pending: list[RowError] = []
-        failed_rows: set[int] = set()
-
-        def flush() -> None:
-            if changes:
-                result = do_apply_case_changes(project, changes, partial=True)
-                report.written += result.written
-                for row, message in result.errors.items():
-                    pending.append(RowError(row, _error_column(message, plan), message))
-                    failed_rows.add(row)
-            pending.sort(key=lambda e: e.row)
-            for err in pending:
-                report.errors_total += 1
-                if len(report.errors) < KEPT_ERRORS:
-                    report.errors.append(err)
-                if on_error is not None:
-                    on_error(err)
-            report.rows_failed += len(failed_rows)
-            changes.clear()
-            pending.clear()
-            failed_rows.clear()
+        plan = _plan(_first_row(rows))
+        for chunk in _chunks(rows, source, plan, case_type, batch_size):
+            _write_chunk(project, plan, chunk, report, on_error)
+            if report.written >= next_analyze:
+                # Keep planner statistics up with the load, each time it has doubled.
+                bulk.refresh_statistics(IMPORTED_TABLES)
+                next_analyze = report.written * 2
             if on_progress is not None:
-                on_progress(Progress(report.rows_read, source.done, source.total))
-
-        for item in rows:
-            report.rows_read += 1
-            if item.values is None:
-                pending.append(RowError(item.row, "", item.error or "unreadable row"))
-                failed_rows.add(item.row)
-            else:
-                change, problems = _row_change(plan, item.row, item.values, case_type)
-                if change is not None:
-                    changes.append(change)
-                else:
-                    for column, reason in problems:
-                        pending.append(RowError(item.row, column, reason))
-                    failed_rows.add(item.row)
-            if len(changes) >= batch_size or len(pending) >= batch_size:
-                flush()
-            elif on_progress is not None and report.rows_read % 1000 == 0:
-                on_progress(Progress(report.rows_read, source.done, source.total))
-        flush()
+                on_progress(Progress(report.rows_read, chunk.done, source.total))
     finally:
         source.close()
     return report
+
+
+def _write_chunk(
+    project: Project,
+    plan: _Plan,
+    chunk: _Chunk,
+    report: ImportReport,
+    on_error: Callable[[RowError], None] | None,
+) -> None:
+    errors = chunk.errors
+    failed = chunk.failed_rows
+    if chunk.changes:
+        result = do_apply_case_changes(project, chunk.changes, partial=True)
+        report.written += result.written
+        for row, message in result.errors.items():
+            errors.append(RowError(row, _error_column(message, plan), message))
+            failed.add(row)
+    errors.sort(key=lambda e: e.row)
+    for err in errors:
+        report.errors_total += 1
+        if len(report.errors) < KEPT_ERRORS:
+            report.errors.append(err)
+        if on_error is not None:
+            on_error(err)
+    report.rows_read += chunk.rows
+    report.rows_failed += len(failed)
 
 
 def _first_row(rows: Iterator[SourceRow]) -> list[str]:

@@ -78,7 +78,7 @@ class _Entry:
 
 def _existing_versions(ids: Sequence[str]) -> dict[str, dt.datetime]:
     found: dict[str, dt.datetime] = {}
-    for chunk in bulk.chunks(ids, IN_CHUNK):
+    for chunk in bulk.in_chunks(ids):
         found.update(
             Contact.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
                 "contact_id", "source_modified"
@@ -100,7 +100,7 @@ def _existing_entries(ids: Sequence[str]) -> list[_Entry]:
         "holder",
         "pending",
     )
-    for chunk in bulk.chunks(ids, IN_CHUNK):
+    for chunk in bulk.in_chunks(ids):
         rows.extend(
             _Entry(*values)
             for values in PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
@@ -300,7 +300,7 @@ def resolve_ownership(numbers: Iterable[str]) -> None:
     bulk.lock_keys("phone", todo)
     held: set[str] = set()
     best: dict[str, tuple[dt.datetime, int]] = {}
-    for chunk in bulk.chunks(todo, IN_CHUNK):
+    for chunk in bulk.in_chunks(todo):
         rows = PhoneEntry.objects.filter(bulk.is_in("number", chunk)).filter(
             verified_requested=True
         ) | PhoneEntry.objects.filter(bulk.is_in("number", chunk), holder=True)
@@ -313,10 +313,11 @@ def resolve_ownership(numbers: Iterable[str]) -> None:
             key = (requested_on or dt.datetime.max.replace(tzinfo=dt.UTC), entry_id)
             if number not in best or key < best[number]:
                 best[number] = key
-    promote = [(entry_id,) for number, (_, entry_id) in best.items() if number not in held]
-    bulk.execute_many(
-        f"UPDATE {ENTRY_TABLE} SET holder = %s WHERE id = %s", [(True, *p) for p in promote]
-    )
+    promote = [entry_id for number, (_, entry_id) in best.items() if number not in held]
+    with connection.cursor() as cursor:
+        for chunk in bulk.in_chunks(promote):  # one statement per chunk, not one per row
+            where, params = bulk.in_sql("id", chunk)
+            cursor.execute(f"UPDATE {ENTRY_TABLE} SET holder = %s WHERE {where}", [True, *params])
 
 
 def do_transfer_ownership(project: Project, number: str, contact_id: str) -> PhoneEntry:

@@ -1,8 +1,9 @@
 """Set-based writes in one small module, with a SQLite and a PostgreSQL dialect.
 
 The ORM's bulk helpers build a Python object per row and, for updates, a giant CASE
-expression; the ingest path instead sends one parameterised statement per table and lets the
-driver's ``executemany`` stream the rows (SQLite's C loop, psycopg's pipeline mode).
+expression; the ingest path instead writes each table with one statement: SQLite runs a
+parameterised INSERT for every row in ``executemany``'s C loop, PostgreSQL gets the rows by
+COPY and applies them with one INSERT … SELECT.
 Column and table names come only from our own code, never from input.
 """
 
@@ -12,7 +13,7 @@ import datetime as dt
 import functools
 import json
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from django.db import connection
@@ -64,22 +65,6 @@ def adapt_datetime(value: dt.datetime | None) -> Any:
 
 
 _last_adapted: tuple[Any, Any] = (None, None)
-
-
-def is_in(column: str, values: Sequence[Any]) -> RawSQL:
-    """``column IN (…)`` as a filter expression for ``QuerySet.filter``.
-
-    Same SQL as the ORM's ``__in`` lookup, without its per-value preparation (about 2.5 µs a
-    value, several look-ups per imported case). ``values`` must already be of the column's
-    type; ``column`` comes from our code only.
-    """
-    if not values:
-        return RawSQL("1 = 0", [], output_field=BooleanField())
-    marks = ", ".join(["%s"] * len(values))
-    # Values are parameters; the column name comes from our own code.
-    return RawSQL(f"{column} IN ({marks})", list(values), output_field=BooleanField())  # noqa: S611
-
-
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -91,6 +76,33 @@ def adapt_json(value: Any) -> str:
     return _encode_json(value)
 
 
+def in_sql(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """``column IN (…)`` as SQL and parameters; PostgreSQL gets ``column = ANY(array)``.
+
+    One array parameter plans in about half the time of an IN list there and has no length
+    limit. ``values`` must already be of the column's type; ``column`` comes from our code.
+    """
+    if not values:
+        return "1 = 0", []
+    if is_postgres():
+        return f"{column} = ANY(%s)", [list(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+
+
+def is_in(column: str, values: Sequence[Any]) -> RawSQL:
+    """``in_sql`` as a filter expression for ``QuerySet.filter``: the ORM's ``__in`` lookup
+    without its per-value preparation (about 2.5 µs a value; ingest does several look-ups
+    per imported case)."""
+    sql, params = in_sql(column, values)
+    return RawSQL(sql, params, output_field=BooleanField())  # noqa: S611 (our column names)
+
+
+def in_chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    """``items`` in chunks sized for one ``in_sql`` list: 900 bound values on SQLite (under
+    its oldest variable limit), 10,000 on PostgreSQL (one array; each round trip costs)."""
+    return chunks(items, 10_000 if is_postgres() else 900)
+
+
 def upsert(
     table: str,
     columns: Sequence[str],
@@ -99,29 +111,111 @@ def upsert(
     conflict: Sequence[str],
     update: Sequence[str],
 ) -> None:
-    """INSERT … ON CONFLICT (conflict) DO UPDATE SET update (same syntax on both dialects)."""
-    placeholders = ", ".join(["%s"] * len(columns))
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+    """INSERT … ON CONFLICT (conflict) DO UPDATE SET update (same syntax on both dialects).
+
+    Rows apply in order: a later row with the same conflict key wins.
+    """
     if update:
         sets = ", ".join(f"{c} = excluded.{c}" for c in update)
-        sql += f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {sets}"
+        suffix = f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {sets}"
     else:
-        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
-    batch = list(rows)
-    if not batch:
-        return
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, batch)
+        suffix = f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    key = [list(columns).index(c) for c in conflict]
+    _insert(table, columns, rows, suffix, key)
 
 
 def insert(table: str, columns: Sequence[str], rows: Iterable[Row]) -> None:
+    """INSERT the rows, in order."""
+    _insert(table, columns, rows, "", None)
+
+
+def _insert(
+    table: str, columns: Sequence[str], rows: Iterable[Row], suffix: str, key: list[int] | None
+) -> None:
     batch = list(rows)
     if not batch:
         return
+    if is_postgres():
+        _pg_copy_insert(table, columns, batch, suffix, key)
+        return
     placeholders = ", ".join(["%s"] * len(columns))
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}){suffix}"
     with connection.cursor() as cursor:
         cursor.executemany(sql, batch)
+
+
+def _pg_copy_insert(
+    table: str, columns: Sequence[str], batch: list[Row], suffix: str, key: list[int] | None
+) -> None:
+    """PostgreSQL: COPY the rows into a session temp table, then one INSERT … SELECT.
+
+    Django binds parameters client-side and disables prepared statements, so one INSERT per
+    row (even pipelined by ``executemany``) is parsed and planned per row: ~90 µs a row for
+    the contact table. COPY + INSERT … SELECT costs ~13 µs. Rows keep their order (``_ord``);
+    a repeated conflict key starts a new round, since ON CONFLICT DO UPDATE cannot touch a
+    row twice in one statement.
+    """
+    cols = ", ".join(columns)
+    tmp = f"_bulk_{table}_{zlib.crc32(cols.encode()):08x}"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {tmp} ON COMMIT DELETE ROWS AS "
+            f"SELECT 0 AS _ord, {cols} FROM {table} WITH NO DATA"
+        )
+        stamps = [i for i, v in enumerate(batch[0], 1) if isinstance(v, dt.datetime)]
+        for part in _rounds(batch, key):
+            with (
+                connection.wrap_database_errors,
+                cursor.cursor.copy(f"COPY {tmp} (_ord, {cols}) FROM STDIN") as copy,
+            ):
+                for i, row in enumerate(part):
+                    values = [i, *row]
+                    for at in stamps:  # psycopg's datetime dumper costs ~2 µs a value
+                        values[at] = _copy_timestamp(values[at])
+                    copy.write_row(values)
+            cursor.execute(
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} ORDER BY _ord{suffix}"
+            )
+            cursor.execute(f"DELETE FROM {tmp}")
+
+
+_last_copied: tuple[Any, Any] = (None, None)
+
+
+def _copy_timestamp(value: Any) -> Any:
+    """A datetime as COPY text (rows of one batch share stamps: the last one is reused)."""
+    global _last_copied
+    last = _last_copied
+    if last[0] is value:
+        return last[1]
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        return value
+    text = value.isoformat(" ")
+    _last_copied = (value, text)
+    return text
+
+
+def _rounds(batch: list[Row], key: list[int] | None) -> Iterator[list[Row]]:
+    """``batch`` cut, in order, into runs in which no conflict key repeats."""
+    if key is None:
+        yield batch
+        return
+    if len(key) == 1:
+        (only,) = key
+        if len({row[only] for row in batch}) == len(batch):
+            yield batch  # the usual case: no key repeats
+            return
+    part: list[Row] = []
+    seen: set[tuple[Any, ...]] = set()
+    for row in batch:
+        k = tuple(row[i] for i in key)
+        if k in seen:
+            yield part
+            part, seen = [], set()
+        seen.add(k)
+        part.append(row)
+    if part:
+        yield part
 
 
 def execute_many(sql: str, rows: Iterable[Row]) -> None:
@@ -130,6 +224,16 @@ def execute_many(sql: str, rows: Iterable[Row]) -> None:
         return
     with connection.cursor() as cursor:
         cursor.executemany(sql, batch)
+
+
+def refresh_statistics(tables: Sequence[str]) -> None:
+    """PostgreSQL: ANALYZE ``tables`` now (bulk loads outrun autovacuum's analyze, and a
+    planner without statistics probes a 300,000-row case table by project instead of by
+    external id: 145 ms instead of 11 ms a batch look-up). SQLite: nothing (its planner
+    prefers the longest usable index without statistics)."""
+    if tables and is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {', '.join(tables)}")
 
 
 def lock_keys(namespace: str, keys: Iterable[str]) -> None:

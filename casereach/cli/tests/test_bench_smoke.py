@@ -1,0 +1,40 @@
+"""``casereach bench ingest`` end to end at a tiny size: it runs and writes every figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from casereach.cli.bench import run_bench
+
+pytestmark = pytest.mark.slow
+
+KEYS = (
+    "import_cases_per_s",
+    "bulk_api_cases_per_s",
+    "floor_cases_per_s",
+    "import_floor_ratio",
+    "import_1m_peak_rss_mb",
+)
+
+
+def test_bench_ingest_writes_every_result(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+
+    document = run_bench("ingest", cases=300, json_out=out, rss_rows=1000)
+
+    written = json.loads(out.read_text())
+    assert written == json.loads(json.dumps(document))
+    assert written["suite"] == "ingest"
+    for key in KEYS:
+        assert written["results"][key] > 0, key
+    assert set(written["targets"]) >= set(KEYS) - {"floor_cases_per_s"}
+    assert written["results"]["bulk_api_requests"] == 3
+    assert written["machine"]["cpus"] >= 1
+
+
+def test_unknown_suite_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown benchmark suite 'no-such-suite'"):
+        run_bench("no-such-suite", cases=10, json_out=None, rss_rows=0)
