@@ -202,3 +202,37 @@ def run_dispatch(messages: int, drain_rows: int) -> dict[str, Any]:
         return results
     finally:
         provider.stop()
+
+
+TARGETS = {"dispatch_msgs_per_s": 1500.0, "dispatch_floor_ratio": 0.5}
+
+
+def run_dispatch_suite(*, messages: int, drain_rows: int, json_out: Path | None) -> dict[str, Any]:
+    """``casereach bench dispatch``: measure, print a table, optionally write JSON."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if messages < 1:
+        raise ValueError("--cases must be at least 1")
+    results = run_dispatch(messages, drain_rows)
+    table = Table(title=f"dispatch: {messages:,} queued messages → local http gateway")
+    for column in ("measurement", "value", "target"):
+        table.add_column(column)
+    table.add_row("our dispatcher (msgs/s)", f"{results['dispatch_msgs_per_s']:,.0f}", "≥ 1,500")
+    table.add_row("floor: bare asyncio client (msgs/s)", f"{results['floor_msgs_per_s']:,.0f}", "")
+    table.add_row("ratio to floor", f"{results['dispatch_floor_ratio']}", "≥ 0.5")
+    table.add_row(
+        "httpx async client (msgs/s)", f"{results['floor_httpx_async_msgs_per_s']:,.0f}", ""
+    )
+    table.add_row("ratio to httpx async", f"{results['dispatch_httpx_floor_ratio']}", "")
+    if "drain_1m_peak_rss_mb" in results:
+        table.add_row(
+            f"peak RSS draining {results['drain_rows']:,} (MB)",
+            f"{results['drain_1m_peak_rss_mb']:,.0f}",
+            "bounded",
+        )
+    Console().print(table)
+    document = {"suite": "dispatch", "results": results, "targets": TARGETS}
+    if json_out is not None:
+        json_out.write_text(json.dumps(document, indent=2) + "\n")
+    return document

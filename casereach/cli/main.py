@@ -376,17 +376,24 @@ def check(
 
 @app.command()
 def bench(
-    suite: Annotated[str, typer.Argument(help="Benchmark suite: ingest")] = "ingest",
+    suite: Annotated[str, typer.Argument(help="Benchmark suite: ingest or dispatch")] = "ingest",
     cases: Annotated[int, typer.Option("--cases", help="Cases per measurement")] = 100_000,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results here")] = None,
     rss_rows: Annotated[
         int, typer.Option("--rss-rows", help="Rows for the peak-RSS import (0 to skip)")
     ] = 1_000_000,
 ) -> None:
-    """Run a benchmark suite: our path and the raw floor side by side."""
+    """Run a benchmark suite (ingest, dispatch): our path and the raw floor side by side.
+
+    For dispatch, --cases is the number of queued messages and --rss-rows the size of the
+    outbox drained for the peak-RSS measurement."""
     from casereach.cli.bench import run_bench
+    from casereach.cli.bench_dispatch import run_dispatch_suite
 
     try:
+        if suite == "dispatch":
+            run_dispatch_suite(messages=cases, drain_rows=rss_rows, json_out=json_out)
+            return
         run_bench(suite, cases=cases, json_out=json_out, rss_rows=rss_rows)
     except ValueError as exc:
         fail(str(exc))
