@@ -164,6 +164,17 @@ class Gateway(ABC):
         """Turn a status callback into updates (types without callbacks return [])."""
         return []
 
+    def parse_inbound(
+        self, form: Mapping[str, str], body: bytes, content_type: str
+    ) -> list[InboundMessage]:
+        """Turn an inbound-SMS webhook into messages, or raise ValueError (the route answers
+        4xx). Types that receive no webhooks (smpp receives on its session, email) refuse."""
+        raise ValueError(f"the {self.slug} gateway type receives no inbound webhooks")
+
+    def inbound_reply(self, text: str | None) -> tuple[int, str, bytes]:
+        """What the inbound webhook answers the provider: (status, content type, body)."""
+        return 200, "application/json", b'{"status": "received"}'
+
     def close(self) -> None:
         """Release connections (SMPP sessions, SMTP connections); nothing by default."""
         return None

@@ -76,8 +76,11 @@ def status_callback(request: HttpRequest, gateway_type: str, inbound_key: str) -
     gateway = instantiate(gw)
     content_type = request.content_type or ""
     is_form = content_type.startswith(("application/x-www-form-urlencoded", "multipart/"))
-    form = {k: request.POST.get(k, "") for k in request.POST} if is_form else {}
-    form.update({k: request.GET.get(k, "") for k in request.GET if k not in form})
+    try:
+        form = {k: request.POST.get(k, "") for k in request.POST} if is_form else {}
+        form.update({k: request.GET.get(k, "") for k in request.GET if k not in form})
+    except Exception as exc:  # Django's form parsing: bad multipart, too many fields, …
+        raise BadRequest(f"malformed callback body: {type(exc).__name__}") from None
     check_signature(request, gateway, form)
     try:
         updates = gateway.parse_status(form, request.body, content_type)

@@ -112,3 +112,14 @@ def test_same_callback_three_times_concurrently_applies_once(project: object) ->
     m.refresh_from_db()
     assert "delivered" == m.status
     assert 1 == Message.objects.filter(id=m.id, status="delivered").count()
+
+
+def test_broken_multipart_and_too_many_fields_are_400(api: Api) -> None:
+    r = api.post(M + "gateways", {"name": "T2", "type": "test"})
+    path = r.body["status_url"].replace("http://testserver", "")
+    client = Client()
+    resp = client.post(path, "garbage", content_type="multipart/form-data")
+    assert 400 == resp.status_code
+    many = "&".join(f"f{i}=x" for i in range(1200))
+    resp = client.post(path, many, content_type="application/x-www-form-urlencoded")
+    assert 400 == resp.status_code

@@ -19,11 +19,18 @@ The reply lists one recipient per number: ``SMSMessageData.Recipients[0]`` with 
     other HTTP status                   GATEWAY_ERROR, not retried, provider_code = the status
 
 Delivery reports are form posts with ``id``, ``status`` and, on failure, ``failureReason``.
+
+Incoming messages (``POST /gateways/africastalking/{inbound_key}/inbound``) are form posts with
+``from``, ``to`` (the short code or number), ``text``, ``id``, ``date`` and, for premium
+services, ``linkId``. ``date`` and ``linkId`` are not kept (we do not run premium services).
+Africa's Talking does not sign callbacks: the secret inbound key in the URL is the credential.
+The webhook answers ``{"status": "received"}``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl
@@ -39,6 +46,7 @@ from casereach.gateways.base import (
     Exchange,
     Gateway,
     GatewayError,
+    InboundMessage,
     OutgoingMessage,
     SendResult,
     Status,
@@ -47,6 +55,12 @@ from casereach.gateways.base import (
 
 DEFAULT_BASE_URL = "https://api.africastalking.com"
 SANDBOX_BASE_URL = "https://api.sandbox.africastalking.com"
+
+MAX_INBOUND_TEXT = 10_000  # characters
+MAX_PROVIDER_ID = 128  # the message log's provider_id column
+_PHONE_DIGITS = re.compile(r"[0-9]{3,20}")
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
 
 SUCCESS_CODES = frozenset({100, 101, 102})  # Processed, Sent, Queued
 RETRYABLE_CODES = frozenset({500, 501, 502})  # InternalServerError, GatewayError, RejectedByGateway
@@ -165,7 +179,7 @@ def _callback_fields(form: Mapping[str, str], body: bytes, content_type: str) ->
     if content_type.split(";")[0].strip().lower() == "application/json":
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValueError("delivery report body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ValueError("delivery report JSON must be an object")
@@ -307,6 +321,69 @@ class AfricasTalkingGateway(Gateway):
                 provider_code=reason or word,
             )
         ]
+
+    def parse_inbound(
+        self, form: Mapping[str, str], body: bytes, content_type: str
+    ) -> list[InboundMessage]:
+        """An incoming-message callback (a form post); raises ValueError if malformed."""
+        fields = _inbound_form(form, body, content_type)
+        for name in ("from", "to", "text", "id"):
+            if name not in fields:
+                raise ValueError(f"missing field {name!r}")
+        message_id = fields["id"].strip()
+        if not message_id:
+            raise ValueError("'id' is empty")
+        text = fields["text"]
+        if len(text) > MAX_INBOUND_TEXT:
+            raise ValueError(f"'text' is longer than {MAX_INBOUND_TEXT} characters")
+        if "\x00" in text:
+            raise ValueError("'text' contains a NUL character")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("'text' is not valid Unicode (lone surrogate)") from None
+        if len(message_id) > MAX_PROVIDER_ID or not message_id.isprintable():
+            raise ValueError(f"'id' must be at most {MAX_PROVIDER_ID} printable characters")
+        return [
+            InboundMessage(
+                sender=_phone(fields["from"], "from"),
+                to=_phone(fields["to"], "to"),
+                text=text,
+                provider_id=message_id,
+            )
+        ]
+
+    def inbound_reply(self, text: str | None) -> tuple[int, str, bytes]:
+        """``{"status": "received"}``; ``text`` is unused (replies go out through ``send``)."""
+        return 200, "application/json", b'{"status": "received"}'
+
+
+def _inbound_form(form: Mapping[str, str], body: bytes, content_type: str) -> dict[str, str]:
+    """``form`` plus a urlencoded body parsed strictly (UTF-8, name=value pairs)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media not in (_FORM, _MULTIPART):
+        raise ValueError(
+            f"Africa's Talking inbound messages are form posts; got content type {media or '(none)'!r}"
+        )
+    fields = dict(form)
+    if media == _FORM and body:
+        try:
+            text = body.decode("utf-8")
+            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
+        except UnicodeDecodeError:
+            raise ValueError("the form body is not valid UTF-8") from None
+        except ValueError:
+            raise ValueError("the body is not a form (name=value pairs joined by '&')") from None
+        fields.update(pairs)
+    return fields
+
+
+def _phone(value: str, name: str) -> str:
+    """Digits only: ``+``, spaces and dashes dropped; 3 to 20 digits (short codes allowed)."""
+    digits = value.strip().removeprefix("+").replace(" ", "").replace("-", "")
+    if not _PHONE_DIGITS.fullmatch(digits):
+        raise ValueError(f"{name!r} is not a phone number (3 to 20 digits, optional '+')")
+    return digits
 
 
 GATEWAY = AfricasTalkingGateway

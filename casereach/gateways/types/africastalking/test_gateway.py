@@ -392,6 +392,12 @@ STATUS_CASES = [
         content_type="application/json",
         expect_error="must be an object",
     ),
+    StatusCase(
+        label="deeply nested JSON (RecursionError is not a 500)",
+        body=b"[" * 60_000,
+        content_type="application/json",
+        expect_error="not valid JSON",
+    ),
 ]
 
 

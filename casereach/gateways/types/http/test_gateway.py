@@ -687,6 +687,12 @@ STATUS_CASES = [
         content_type="text/plain",
         expect_error="neither a form nor JSON",
     ),
+    StatusCase(
+        label="deeply nested JSON (RecursionError is not a 500)",
+        body=b"[" * 60_000,
+        content_type="application/json",
+        expect_error="not valid JSON",
+    ),
 ]
 
 

@@ -395,6 +395,30 @@ def test_inbound_messages(sim: SmscSimulator, connect: Factory) -> None:
     assert {0} == {p.status for p in sim.deliver_sm_resps}
 
 
+def test_non_receipt_deliver_sm_is_inbound_receipt_is_status(
+    sim: SmscSimulator, connect: Factory
+) -> None:
+    """The SMPP inbound path: a deliver_sm without the receipt bit is an incoming SMS (sender
+    and destination normalised to digits without '+'); one with it is a delivery report."""
+    gateway = connect()
+    gateway.connect()
+    receipt = b"id:77 sub:001 dlvrd:001 submit date:2405021011 done date:2405021012 stat:DELIVRD"
+
+    sim.deliver("+254700000002", "+12345", "STOP")
+    sim.deliver("12345", TO, short_message=receipt + b" err:000 text:", esm_class=0x04)
+    sim.deliver("254700000003", "12345", "id:1 stat:DELIVRD but a person typed it")
+    assert sim.wait_for(lambda: 3 == len(sim.deliver_sm_resps))
+
+    assert [
+        InboundMessage(sender="254700000002", to="12345", text="STOP"),
+        StatusUpdate(provider_id="77", status="delivered", provider_code="DELIVRD"),
+        InboundMessage(
+            sender="254700000003", to="12345", text="id:1 stat:DELIVRD but a person typed it"
+        ),
+    ] == gateway.drain_events()
+    assert [] == gateway.drain_events()
+
+
 # -- session behaviour -----------------------------------------------------------------------
 
 

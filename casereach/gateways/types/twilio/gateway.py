@@ -16,6 +16,11 @@ Replies::
 
 Status callbacks are form posts with ``MessageSid``, ``MessageStatus`` and, on failure,
 ``ErrorCode``; ``valid_signature`` checks their ``X-Twilio-Signature`` header.
+
+Inbound SMS (``POST /gateways/twilio/{inbound_key}/inbound``) are form posts too, signed the
+same way: ``From``, ``To``, ``Body``, ``MessageSid`` (older: ``SmsMessageSid`` / ``SmsSid``) and
+``AccountSid``. Numbers become digits without "+". The webhook answers empty TwiML: replies go
+out through the Messages API like every other message, so they are logged and retried.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -40,6 +46,7 @@ from casereach.gateways.base import (
     Exchange,
     Gateway,
     GatewayError,
+    InboundMessage,
     OutgoingMessage,
     SendResult,
     Status,
@@ -85,6 +92,14 @@ STATUS_WORDS: dict[str, Status] = {
     "failed": "failed",
     "canceled": "failed",
 }
+
+
+MAX_INBOUND_TEXT = 10_000  # characters
+MAX_PROVIDER_ID = 128  # the message log's provider_id column
+_PHONE_DIGITS = re.compile(r"[0-9]{3,20}")
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
+EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 def twilio_signature(url: str, params: Mapping[str, str], auth_token: str) -> str:
@@ -212,7 +227,7 @@ def _callback_fields(form: Mapping[str, str], body: bytes, content_type: str) ->
     if content_type.split(";")[0].strip().lower() == "application/json":
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValueError("status callback body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ValueError("status callback JSON must be an object")
@@ -363,6 +378,83 @@ class TwilioGateway(Gateway):
     def valid_callback_signature(self, url: str, params: Mapping[str, str], signature: str) -> bool:
         """Whether a callback's X-Twilio-Signature matches this gateway's auth token."""
         return valid_signature(url, params, self.cfg.auth_token, signature)
+
+    def parse_inbound(
+        self, form: Mapping[str, str], body: bytes, content_type: str
+    ) -> list[InboundMessage]:
+        """An incoming-message webhook (a form post). The signature is checked by the caller
+        with ``valid_callback_signature``; this only reads and validates the fields."""
+        fields = _inbound_form(form, body, content_type)
+        account = fields.get("AccountSid", "").strip()
+        if account and account != self.cfg.account_sid:
+            raise ValueError("inbound message is for another Twilio account")
+        sid = next(
+            (
+                fields[name].strip()
+                for name in ("MessageSid", "SmsMessageSid", "SmsSid")
+                if fields.get(name, "").strip()
+            ),
+            "",
+        )
+        if not sid:
+            raise ValueError("missing field 'MessageSid'")
+        for name in ("From", "To", "Body"):
+            if name not in fields:
+                raise ValueError(f"missing field {name!r}")
+        return [
+            _inbound_message(
+                sender=fields["From"], to=fields["To"], text=fields["Body"], provider_id=sid
+            )
+        ]
+
+    def inbound_reply(self, text: str | None) -> tuple[int, str, bytes]:
+        """Empty TwiML; ``text`` is unused (replies go out through the Messages API)."""
+        return 200, "text/xml", EMPTY_TWIML
+
+
+def _inbound_form(form: Mapping[str, str], body: bytes, content_type: str) -> dict[str, str]:
+    """``form`` plus a urlencoded body parsed strictly (UTF-8, name=value pairs)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media not in (_FORM, _MULTIPART):
+        raise ValueError(
+            f"Twilio inbound messages are form posts; got content type {media or '(none)'!r}"
+        )
+    fields = dict(form)
+    if media == _FORM and body:
+        try:
+            text = body.decode("utf-8")
+            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
+        except UnicodeDecodeError:
+            raise ValueError("the form body is not valid UTF-8") from None
+        except ValueError:
+            raise ValueError("the body is not a form (name=value pairs joined by '&')") from None
+        fields.update(pairs)
+    return fields
+
+
+def _phone(value: str, name: str) -> str:
+    """Digits only: ``+``, spaces and dashes dropped; 3 to 20 digits (short codes allowed)."""
+    digits = value.strip().removeprefix("+").replace(" ", "").replace("-", "")
+    if not _PHONE_DIGITS.fullmatch(digits):
+        raise ValueError(f"{name!r} is not a phone number (3 to 20 digits, optional '+')")
+    return digits
+
+
+def _inbound_message(sender: str, to: str, text: str, provider_id: str) -> InboundMessage:
+    """Checked and normalised; every failure is a ValueError naming the field."""
+    if len(text) > MAX_INBOUND_TEXT:
+        raise ValueError(f"'Body' is longer than {MAX_INBOUND_TEXT} characters")
+    if "\x00" in text:
+        raise ValueError("'Body' contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("'Body' is not valid Unicode (lone surrogate)") from None
+    if len(provider_id) > MAX_PROVIDER_ID or not provider_id.isprintable():
+        raise ValueError(f"'MessageSid' must be at most {MAX_PROVIDER_ID} printable characters")
+    return InboundMessage(
+        sender=_phone(sender, "From"), to=_phone(to, "To"), text=text, provider_id=provider_id
+    )
 
 
 GATEWAY = TwilioGateway

@@ -485,6 +485,12 @@ STATUS_CASES = [
         expect_error="not valid JSON",
     ),
     StatusCase(label="garbage form", body=b"\xff\xfe", expect_error="not a form"),
+    StatusCase(
+        label="deeply nested JSON (RecursionError is not a 500)",
+        body=b"[" * 60_000,
+        content_type="application/json",
+        expect_error="not valid JSON",
+    ),
 ]
 
 
