@@ -48,7 +48,7 @@ CSV_FIELD_LIMIT = 1_048_576
 KEPT_ERRORS = 1000
 # Tables an import grows, and when to refresh their planner statistics (cases written).
 IMPORTED_TABLES = (Case._meta.db_table, Contact._meta.db_table, PhoneEntry._meta.db_table)
-ANALYZE_FIRST = 20_000
+ANALYZE_FIRST = 50_000
 IMPORT_USER = "import"
 
 KEY_COLUMNS = ("case_id", "external_id")
