@@ -30,7 +30,6 @@ The webhook answers ``{"status": "received"}``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl
@@ -52,15 +51,16 @@ from casereach.gateways.base import (
     Status,
     StatusUpdate,
 )
+from casereach.gateways.inbound import FORM as _FORM
+from casereach.gateways.inbound import MAX_INBOUND_TEXT, MAX_PROVIDER_ID
+from casereach.gateways.inbound import MULTIPART as _MULTIPART
+from casereach.gateways.inbound import (
+    phone_digits as _phone,
+)
 
 DEFAULT_BASE_URL = "https://api.africastalking.com"
 SANDBOX_BASE_URL = "https://api.sandbox.africastalking.com"
 
-MAX_INBOUND_TEXT = 10_000  # characters
-MAX_PROVIDER_ID = 128  # the message log's provider_id column
-_PHONE_DIGITS = re.compile(r"[0-9]{3,20}")
-_FORM = "application/x-www-form-urlencoded"
-_MULTIPART = "multipart/form-data"
 
 SUCCESS_CODES = frozenset({100, 101, 102})  # Processed, Sent, Queued
 RETRYABLE_CODES = frozenset({500, 501, 502})  # InternalServerError, GatewayError, RejectedByGateway
@@ -376,14 +376,6 @@ def _inbound_form(form: Mapping[str, str], body: bytes, content_type: str) -> di
             raise ValueError("the body is not a form (name=value pairs joined by '&')") from None
         fields.update(pairs)
     return fields
-
-
-def _phone(value: str, name: str) -> str:
-    """Digits only: ``+``, spaces and dashes dropped; 3 to 20 digits (short codes allowed)."""
-    digits = value.strip().removeprefix("+").replace(" ", "").replace("-", "")
-    if not _PHONE_DIGITS.fullmatch(digits):
-        raise ValueError(f"{name!r} is not a phone number (3 to 20 digits, optional '+')")
-    return digits
 
 
 GATEWAY = AfricasTalkingGateway

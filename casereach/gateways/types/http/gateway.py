@@ -55,6 +55,18 @@ from casereach.gateways.base import (
     Status,
     StatusUpdate,
 )
+from casereach.gateways.inbound import (
+    checked_inbound as _inbound_message,
+)
+from casereach.gateways.inbound import (
+    inbound_fields as _inbound_fields,
+)
+from casereach.gateways.inbound import (
+    optional_field as _optional,
+)
+from casereach.gateways.inbound import (
+    required_field as _required,
+)
 from casereach.gateways.types.http import template
 
 # Status words providers use in callbacks (compared case-insensitively) → ours; SMPP-style
@@ -77,11 +89,6 @@ STATUS_WORDS: dict[str, Status] = {
     "expired": "failed",
 }
 
-MAX_INBOUND_TEXT = 10_000  # characters
-MAX_PROVIDER_ID = 128  # the message log's provider_id column
-_PHONE_DIGITS = re.compile(r"[0-9]{3,20}")
-_FORM = "application/x-www-form-urlencoded"
-_MULTIPART = "multipart/form-data"
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _MIN_SECRET = 4
@@ -462,85 +469,6 @@ class HttpGateway(Gateway):
 
 
 # --- inbound helpers ---------------------------------------------------------------------------
-
-
-def _inbound_fields(form: Mapping[str, str], body: bytes, content_type: str) -> dict[str, object]:
-    media = content_type.split(";", 1)[0].strip().lower()
-    fields: dict[str, object] = dict(form)
-    if media == _FORM:
-        if body:
-            try:
-                text = body.decode("utf-8")
-                pairs = parse_qsl(
-                    text, keep_blank_values=True, strict_parsing=True, errors="strict"
-                )
-            except UnicodeDecodeError:
-                raise ValueError("the form body is not valid UTF-8") from None
-            except ValueError:
-                raise ValueError(
-                    "the body is not a form (name=value pairs joined by '&')"
-                ) from None
-            fields.update(pairs)
-        return fields
-    if media == _MULTIPART:
-        return fields  # the web layer parsed it into ``form``
-    if media == "application/json" or media.endswith("+json"):
-        try:
-            data = json.loads(body.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise ValueError("the JSON body is not valid UTF-8") from None
-        except (ValueError, RecursionError):
-            raise ValueError("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise ValueError("the JSON body must be an object")
-        fields.update(data)
-        return fields
-    raise ValueError(
-        f"unsupported content type {media or '(none)'!r}: send {_FORM} or application/json"
-    )
-
-
-def _optional(fields: Mapping[str, object], name: str, *, numeric: bool = False) -> str:
-    value = fields.get(name)
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if numeric and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return str(value)
-    raise ValueError(f"{name!r} must be a string" + (" or a number" if numeric else ""))
-
-
-def _required(fields: Mapping[str, object], name: str, *, numeric: bool = False) -> str:
-    if fields.get(name) is None:
-        raise ValueError(f"missing field {name!r}")
-    return _optional(fields, name, numeric=numeric)
-
-
-def _phone(value: str, name: str) -> str:
-    """Digits only: ``+``, spaces and dashes dropped; 3 to 20 digits (short codes allowed)."""
-    digits = value.strip().removeprefix("+").replace(" ", "").replace("-", "")
-    if not _PHONE_DIGITS.fullmatch(digits):
-        raise ValueError(f"{name!r} is not a phone number (3 to 20 digits, optional '+')")
-    return digits
-
-
-def _inbound_message(sender: str, to: str, text: str, provider_id: str) -> InboundMessage:
-    """Checked and normalised; every failure is a ValueError naming the field."""
-    if len(text) > MAX_INBOUND_TEXT:
-        raise ValueError(f"'text' is longer than {MAX_INBOUND_TEXT} characters")
-    if "\x00" in text:
-        raise ValueError("'text' contains a NUL character")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("'text' is not valid Unicode (lone surrogate)") from None
-    provider_id = provider_id.strip()
-    if len(provider_id) > MAX_PROVIDER_ID or not provider_id.isprintable():
-        raise ValueError(f"'id' must be at most {MAX_PROVIDER_ID} printable characters")
-    return InboundMessage(
-        sender=_phone(sender, "from"), to=_phone(to, "to"), text=text, provider_id=provider_id
-    )
 
 
 GATEWAY = HttpGateway

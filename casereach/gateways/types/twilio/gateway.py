@@ -29,7 +29,6 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -51,6 +50,12 @@ from casereach.gateways.base import (
     SendResult,
     Status,
     StatusUpdate,
+)
+from casereach.gateways.inbound import FORM as _FORM
+from casereach.gateways.inbound import MAX_INBOUND_TEXT, MAX_PROVIDER_ID
+from casereach.gateways.inbound import MULTIPART as _MULTIPART
+from casereach.gateways.inbound import (
+    phone_digits as _phone,
 )
 from casereach.gateways.masking import mask_text
 
@@ -94,11 +99,6 @@ STATUS_WORDS: dict[str, Status] = {
 }
 
 
-MAX_INBOUND_TEXT = 10_000  # characters
-MAX_PROVIDER_ID = 128  # the message log's provider_id column
-_PHONE_DIGITS = re.compile(r"[0-9]{3,20}")
-_FORM = "application/x-www-form-urlencoded"
-_MULTIPART = "multipart/form-data"
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -430,14 +430,6 @@ def _inbound_form(form: Mapping[str, str], body: bytes, content_type: str) -> di
             raise ValueError("the body is not a form (name=value pairs joined by '&')") from None
         fields.update(pairs)
     return fields
-
-
-def _phone(value: str, name: str) -> str:
-    """Digits only: ``+``, spaces and dashes dropped; 3 to 20 digits (short codes allowed)."""
-    digits = value.strip().removeprefix("+").replace(" ", "").replace("-", "")
-    if not _PHONE_DIGITS.fullmatch(digits):
-        raise ValueError(f"{name!r} is not a phone number (3 to 20 digits, optional '+')")
-    return digits
 
 
 def _inbound_message(sender: str, to: str, text: str, provider_id: str) -> InboundMessage:
