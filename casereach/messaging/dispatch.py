@@ -62,6 +62,20 @@ CIRCUIT_THRESHOLD = 5
 CIRCUIT_BASE_S = 30
 CIRCUIT_MAX_S = 300
 MSG_TABLE = Message._meta.db_table
+ATTEMPT_TABLE = SendAttempt._meta.db_table
+ATTEMPT_COLUMNS = (
+    "message_id",
+    "number",
+    "gateway_name",
+    "outcome",
+    "error_code",
+    "provider_code",
+    "detail",
+    "request",
+    "response",
+    "duration_ms",
+    "created_on",
+)
 PERSISTENT_TYPES = frozenset({"smpp"})
 
 
@@ -556,7 +570,26 @@ class Dispatcher:
                 "updated_on = %s WHERE id = %s AND lease_token = %s AND status = 'sending'",
                 queue_rows,
             )
-            SendAttempt.objects.bulk_create(attempts)
+            bulk.insert(
+                ATTEMPT_TABLE,
+                ATTEMPT_COLUMNS,
+                [
+                    (
+                        a.message_id,
+                        a.number,
+                        a.gateway_name,
+                        a.outcome,
+                        a.error_code,
+                        a.provider_code,
+                        a.detail,
+                        a.request,
+                        a.response,
+                        a.duration_ms,
+                        stamp,
+                    )
+                    for a in attempts
+                ],
+            )
             for number in opt_outs:
                 OptOut.objects.update_or_create(
                     phone_number=number,
