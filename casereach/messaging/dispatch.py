@@ -43,7 +43,7 @@ from casereach.gateways.queries import (
     route,
 )
 from casereach.messaging import outbox
-from casereach.messaging.actions import _activity_stamp, do_apply_status_update
+from casereach.messaging.actions import do_apply_status_update
 from casereach.messaging.models import (
     Message,
     MessagingEvent,
@@ -63,6 +63,7 @@ CIRCUIT_BASE_S = 30
 CIRCUIT_MAX_S = 300
 MSG_TABLE = Message._meta.db_table
 ATTEMPT_TABLE = SendAttempt._meta.db_table
+SUBEVENT_TABLE = MessagingSubEvent._meta.db_table
 ATTEMPT_COLUMNS = (
     "message_id",
     "number",
@@ -635,7 +636,8 @@ class Dispatcher:
             state.save(update_fields=["consecutive_failures", "open_until"])
 
     def _finish_log(self, final_ids: list[str]) -> None:
-        """Close sub-events and events whose messages are all final."""
+        """Close sub-events and events whose messages are all final: a fixed number of
+        statements per batch (sub-events stamped with strictly increasing activity times)."""
         if not final_ids:
             return
         msgs = list(
@@ -647,29 +649,43 @@ class Dispatcher:
         for m in msgs:
             if m["subevent_id"]:
                 by_project[m["project_id"]].append(dict(m))
+        rows: list[tuple[Any, ...]] = []
         for project_id, group in by_project.items():
             project = lock_project(project_id)
+            tick = now()
+            if project.last_indexed_on is not None:
+                tick = max(tick, project.last_indexed_on + dt.timedelta(microseconds=1))
             for sub in group:
                 failed = sub["status"] == "failed"
-                MessagingSubEvent.objects.filter(pk=sub["subevent_id"]).update(
-                    status="error" if failed else "completed",
-                    error_code=sub["error_code"] if failed else None,
-                    date_last_activity=_activity_stamp(project),
+                rows.append(
+                    (
+                        "error" if failed else "completed",
+                        sub["error_code"] if failed else None,
+                        bulk.adapt_datetime(tick),
+                        sub["subevent_id"],
+                    )
                 )
-        event_ids = {m["event_id"] for m in msgs if m["event_id"]}
-        open_events = set(
-            Message.objects.filter(
-                event_id__in=event_ids, status__in=("queued", "sending")
-            ).values_list("event_id", flat=True)
+                tick += dt.timedelta(microseconds=1)
+            project.last_indexed_on = tick - dt.timedelta(microseconds=1)
+            project.save(update_fields=["last_indexed_on"])
+        bulk.execute_many(
+            f"UPDATE {SUBEVENT_TABLE} SET status = %s, error_code = %s, "
+            "date_last_activity = %s WHERE id = %s",
+            rows,
         )
-        done = event_ids - open_events
-        for event_id in done:
-            statuses = set(
-                Message.objects.filter(event_id=event_id).values_list("status", flat=True)
+        event_ids = sorted({m["event_id"] for m in msgs if m["event_id"]})
+        statuses: dict[int, set[str]] = defaultdict(set)
+        for event_id, status in Message.objects.filter(event_id__in=event_ids).values_list(
+            "event_id", "status"
+        ):
+            statuses[event_id].add(status)
+        failed_events = [e for e, st in statuses.items() if st == {"failed"}]
+        completed = [
+            e for e, st in statuses.items() if st != {"failed"} and not st & {"queued", "sending"}
+        ]
+        if failed_events:
+            MessagingEvent.objects.filter(pk__in=failed_events).update(
+                status="error", error_code="SUBEVENT_ERROR"
             )
-            if statuses == {"failed"}:
-                MessagingEvent.objects.filter(pk=event_id).update(
-                    status="error", error_code="SUBEVENT_ERROR"
-                )
-            else:
-                MessagingEvent.objects.filter(pk=event_id).update(status="completed")
+        if completed:
+            MessagingEvent.objects.filter(pk__in=completed).update(status="completed")
