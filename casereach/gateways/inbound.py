@@ -96,3 +96,25 @@ def checked_inbound(sender: str, to: str, text: str, provider_id: str) -> Inboun
         text=text,
         provider_id=provider_id,
     )
+
+
+def callback_fields(
+    form: Mapping[str, str], body: bytes, content_type: str, *, what: str = "status callback"
+) -> Mapping[str, str]:
+    """A provider callback's fields: the parsed form, a JSON object, or a raw form body."""
+    if form:
+        return form
+    if not body:
+        raise ValueError(f"empty {what}")
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            raise ValueError(f"{what} body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{what} JSON must be an object")
+        return {str(k): str(v) for k, v in data.items() if v is not None}
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True))
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"{what} body is not a form") from None

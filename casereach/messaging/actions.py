@@ -21,7 +21,7 @@ from casereach.contacts.models import Contact, PhoneEntry
 from casereach.contacts.rules import ProjectRules, check_email, check_phone
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.segments import analyse
-from casereach.core.timeutil import now
+from casereach.core.timeutil import ONE_MICROSECOND, now
 from casereach.gateways.base import StatusUpdate
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import email_gateway, route
@@ -82,8 +82,6 @@ def is_opted_out(number: str) -> bool:
 def _activity_stamp(project: Project) -> dt.datetime:
     """A strictly increasing per-project stamp for sub-events (commcare-export pages on it).
     The project row is locked by the caller."""
-    from casereach.core.timeutil import ONE_MICROSECOND
-
     current = now()
     last = project.last_indexed_on
     stamp = max(current, last + ONE_MICROSECOND) if last else current

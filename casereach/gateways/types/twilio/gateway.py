@@ -52,7 +52,7 @@ from casereach.gateways.base import (
     StatusUpdate,
 )
 from casereach.gateways.inbound import FORM as _FORM
-from casereach.gateways.inbound import MAX_INBOUND_TEXT, MAX_PROVIDER_ID
+from casereach.gateways.inbound import MAX_INBOUND_TEXT, MAX_PROVIDER_ID, callback_fields
 from casereach.gateways.inbound import MULTIPART as _MULTIPART
 from casereach.gateways.inbound import (
     phone_digits as _phone,
@@ -219,25 +219,6 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _callback_fields(form: Mapping[str, str], body: bytes, content_type: str) -> Mapping[str, str]:
-    if form:
-        return form
-    if not body:
-        raise ValueError("empty status callback")
-    if content_type.split(";")[0].strip().lower() == "application/json":
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise ValueError("status callback body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise ValueError("status callback JSON must be an object")
-        return {str(k): str(v) for k, v in data.items() if v is not None}
-    try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True))
-    except (UnicodeDecodeError, ValueError):
-        raise ValueError("status callback body is not a form") from None
-
-
 class TwilioGateway(Gateway):
     slug = "twilio"
     label = "Twilio"
@@ -248,7 +229,6 @@ class TwilioGateway(Gateway):
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         super().__init__(config, http)
         self._owns_http = http is None
-        self.last_exchange: Exchange | None = None
 
     @property
     def cfg(self) -> TwilioConfig:
@@ -350,7 +330,7 @@ class TwilioGateway(Gateway):
     def parse_status(
         self, form: Mapping[str, str], body: bytes, content_type: str
     ) -> list[StatusUpdate]:
-        fields = _callback_fields(form, body, content_type)
+        fields = callback_fields(form, body, content_type, what="status callback")
         sid = (fields.get("MessageSid") or fields.get("SmsSid") or "").strip()
         word = (fields.get("MessageStatus") or fields.get("SmsStatus") or "").strip().lower()
         if not sid:
