@@ -86,6 +86,10 @@ from casereach.projects.actions import do_create_project
 from casereach.gateways.actions import do_create_gateway, do_set_routes
 from casereach.messaging.actions import SendRequest, do_send
 p = do_create_project("crash")
+# A retry after a timeout (a loaded machine) should not wait minutes: this test is about
+# crashes, not backoff.
+p.settings = {**p.settings, "retry_delays_minutes": [0, 0]}
+p.save()
 do_create_gateway(p, {"name": "PROVIDER", "type": "http", "config": {
     "url": os.environ["PROVIDER_URL"], "method": "POST", "encoding": "json",
     "params": {"to": "{to}", "text": "{text}", "id": "{message_id}"},

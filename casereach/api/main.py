@@ -17,6 +17,7 @@ from casereach.core.errors import CasereachError
 from casereach.gateways.api import router as gateways_router
 from casereach.messaging.api import router as messaging_router
 from casereach.messaging.api_events import router as events_router
+from casereach.messaging.api_inbound import router as inbound_router
 from casereach.messaging.callbacks import router as callbacks_router
 from casereach.projects.api import router as projects_router
 from casereach.projects.auth import ApiKeyAuth, Throttled
@@ -89,6 +90,7 @@ api.add_router("", messaging_router)
 api.add_router("", callbacks_router)
 api.add_router("", cases_v05_router)
 api.add_router("", events_router)
+api.add_router("", inbound_router)
 api.add_router("", workers_router)
 api.add_router("", projects_router)
 api.add_router("", contacts_router)

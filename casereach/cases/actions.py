@@ -11,7 +11,7 @@ import copy
 import datetime as dt
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,17 @@ CASE_COLUMNS = (
     "user_id",
 )
 STATE_FIELDS = CASE_COLUMNS[2:]
+
+
+CaseChangeHook = Callable[[Project, Sequence["CaseState"]], None]
+CASE_CHANGE_HOOKS: list[CaseChangeHook] = []
+
+
+def register_case_change_hook(hook: CaseChangeHook) -> None:
+    """Called with every batch of written cases, inside the writing transaction (higher
+    layers, such as alert rules, react to case changes without cases importing them)."""
+    if hook not in CASE_CHANGE_HOOKS:
+        CASE_CHANGE_HOOKS.append(hook)
 
 
 def new_case_id() -> str:
@@ -404,6 +415,8 @@ def _persist(project: Project, states: Sequence[CaseState]) -> None:
         ),
     )
     do_sync_contacts([contact_source(s) for s in states], {project.pk: project_rules(project)})
+    for hook in CASE_CHANGE_HOOKS:  # alert rules, in the same transaction
+        hook(project, states)
     for s in states:
         s.is_new = False
         s.dirty = False

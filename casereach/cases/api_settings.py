@@ -107,7 +107,8 @@ def get_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     return effective_settings(proj.settings).model_dump(mode="json")
 
 
-@router.put(
+@router.api_operation(
+    ["PUT"],
     V1 + "/settings",
     operation_id="messaging_settings_put",
     summary="Change some or all project settings",
@@ -117,3 +118,14 @@ def put_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     proj = project_for(request, project)
     settings, _ = do_change_settings(proj, _json_object(request))
     return settings.model_dump(mode="json")
+
+
+@router.api_operation(
+    ["PATCH"],
+    V1 + "/settings",
+    operation_id="messaging_settings_patch",
+    summary="Change some project settings (the same as PUT: both are partial)",
+    openapi_extra=SETTINGS_BODY,
+)
+def patch_settings(request: HttpRequest, project: str) -> dict[str, Any]:
+    return put_settings(request, project)

@@ -6,8 +6,10 @@ from casereach.cases.actions import do_apply_case_changes
 from casereach.cases.changes import CaseChange
 from casereach.cases.models import Case
 from casereach.gateways.actions import do_create_gateway, do_set_routes
+from casereach.gateways.base import InboundMessage
 from casereach.gateways.models import GatewayConfig
 from casereach.messaging.actions import SendRequest, do_send
+from casereach.messaging.inbound import do_receive, do_save_keyword
 from casereach.messaging.models import Message
 from casereach.projects.actions import do_create_api_key, do_create_project
 from casereach.projects.models import Project
@@ -145,3 +147,16 @@ def _demo_messaging(project: Project) -> None:
         project=project, external_id__in=["demo-two-way", "demo-one-way", "demo-invalid-number"]
     ).values_list("case_id", flat=True):
         do_send(project, SendRequest(contact_id=case_id, sms=welcome, triggered_by=DEMO_USER))
+    gw = GatewayConfig.objects.get(project=project, name_key="demo-test")
+    do_save_keyword(
+        project,
+        {
+            "keyword": "WEIGHT",
+            "description": "A mother reports her baby's weight in kg",
+            "reply": {"en": "Weight saved, thank you.", "sw": "Uzito umehifadhiwa, asante."},
+            "fields": [{"property": "baby_weight_kg", "type": "decimal", "required": True}],
+        },
+    )
+    # Amina (two-way) answers; a stranger sends STOP: both show in the message log.
+    do_receive(gw, InboundMessage(sender="254712345678", to="5550000", text="WEIGHT 3.4"))
+    do_receive(gw, InboundMessage(sender="254799999999", to="5550000", text="STOP"))

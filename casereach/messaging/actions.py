@@ -259,9 +259,15 @@ def _finish_event(event: MessagingEvent, msgs: Iterable[Message]) -> None:
 
 
 def do_record_opt_out(number: str, *, source: str, opted_out: bool = True) -> None:
+    """A provider reported the person opted out: only the person may opt back in."""
     OptOut.objects.update_or_create(
         phone_number=number,
-        defaults={"opted_out": opted_out, "changed_on": now(), "source": source},
+        defaults={
+            "opted_out": opted_out,
+            "can_opt_in": not opted_out,
+            "changed_on": now(),
+            "source": source[:30],
+        },
     )
 
 
@@ -288,7 +294,7 @@ def do_apply_status(
             )
         if changed:
             msg = Message.objects.select_related("subevent", "event").get(id=message_id)
-            if msg.subevent is not None:
+            if msg.subevent is not None and msg.project_id is not None:
                 _finish_subevent(msg.subevent, msg)
                 MessagingSubEvent.objects.filter(pk=msg.subevent.pk).update(
                     date_last_activity=_sub_stamp(msg.project_id)

@@ -183,6 +183,8 @@ def serialize_message(m: Message) -> dict[str, Any]:
         "sent_on": iso(m.sent_on),
         "delivered_on": iso(m.delivered_on),
         "failed_on": iso(m.failed_on),
+        "inbound_action": m.inbound_action or None,
+        "detail": m.error_detail or None,
     }
 
 

@@ -83,6 +83,12 @@ SOURCE_SLUGS: dict[str, str] = {
     "scheduled_broadcast": "scheduled-broadcast",
     "immediate_broadcast": "immediate-broadcast",
     "keyword": "keyword",
+    "opt_out": "keyword",
+    "opt_in": "keyword",
+    "help": "keyword",
+    "self_registration": "keyword",
+    "default_response": "unrecognized",
+    "verification": "other",
     "unrecognized": "unrecognized",
     "forwarded": "forwarded-message",
 }

@@ -17,6 +17,7 @@ from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import instantiate
 from casereach.messaging.actions import do_apply_status_update
 from casereach.messaging.dispatch import public_base_url
+from casereach.messaging.inbound import do_receive
 
 log = logging.getLogger(__name__)
 router = Router(tags=["gateway callbacks"], auth=None)
@@ -88,3 +89,49 @@ def status_callback(request: HttpRequest, gateway_type: str, inbound_key: str) -
         raise BadRequest(f"malformed status callback: {exc}") from None
     applied = sum(1 for u in updates if do_apply_status_update(gw, u))
     return JsonResponse({"received": len(updates), "applied": applied})
+
+
+def _form_of(request: HttpRequest) -> dict[str, str]:
+    content_type = request.content_type or ""
+    is_form = content_type.startswith(("application/x-www-form-urlencoded", "multipart/"))
+    try:
+        form = {k: request.POST.get(k, "") for k in request.POST} if is_form else {}
+        form.update({k: request.GET.get(k, "") for k in request.GET if k not in form})
+    except Exception as exc:  # Django's form parsing: bad multipart, too many fields, …
+        raise BadRequest(f"malformed body: {type(exc).__name__}") from None
+    return form
+
+
+@router.api_operation(
+    ["POST"],
+    "/gateways/{gateway_type}/{inbound_key}/inbound",
+    operation_id="gateway_inbound_sms",
+    summary="Inbound SMS from a provider",
+)
+def inbound_sms(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
+    """Each type reads its provider's native format; the message is stored once per
+    provider message id and handled in the same request (SPEC 6)."""
+    if len(request.body) > MAX_CALLBACK_BYTES:
+        raise PayloadTooLarge(f"inbound bodies are limited to {MAX_CALLBACK_BYTES} bytes")
+    gw = gateway_for(gateway_type, inbound_key)
+    gateway = instantiate(gw)
+    form = _form_of(request)
+    check_signature(request, gateway, form)
+    try:
+        messages = gateway.parse_inbound(form, request.body, request.content_type or "")
+    except ValueError as exc:
+        raise BadRequest(f"malformed inbound message: {exc}") from None
+    results = [do_receive(gw, m) for m in messages]
+    status, content_type, body = gateway.inbound_reply(None)
+    if content_type == "application/json":
+        return JsonResponse(
+            {
+                "status": "received",
+                "messages": [
+                    {"id": r.message_id, "duplicate": r.duplicate, "action": r.action}
+                    for r in results
+                ],
+            },
+            status=status,
+        )
+    return HttpResponse(body, status=status, content_type=content_type)

@@ -28,6 +28,7 @@ from casereach.core.timeutil import now
 from casereach.gateways.base import (
     Gateway,
     GatewayError,
+    InboundMessage,
     OutgoingMessage,
     SendResult,
     StatusUpdate,
@@ -44,6 +45,7 @@ from casereach.gateways.queries import (
 )
 from casereach.messaging import outbox
 from casereach.messaging.actions import do_apply_status_update
+from casereach.messaging.inbound import do_receive
 from casereach.messaging.models import (
     Message,
     MessagingEvent,
@@ -78,6 +80,9 @@ ATTEMPT_COLUMNS = (
     "created_on",
 )
 PERSISTENT_TYPES = frozenset({"smpp"})
+
+
+SESSION_CHECK_S = 30.0  # how often the dispatcher makes sure SMPP sessions are bound
 
 
 @dataclass
@@ -124,6 +129,7 @@ class Dispatcher:
         self._clients_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._persistent: dict[tuple[int, str], Gateway] = {}
+        self._sessions_checked = -SESSION_CHECK_S
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -166,8 +172,28 @@ class Dispatcher:
         self._complete(jobs, token)
         return len(ids)
 
+    def open_sessions(self) -> int:
+        """Bind every active session-based gateway (SMPP), so that inbound SMS and receipts
+        arrive even before the first send. Returns how many are bound; a failed bind is
+        logged and tried again at the next check."""
+        self._sessions_checked = time.monotonic()
+        bound = 0
+        for cfg in GatewayConfig.objects.filter(type__in=PERSISTENT_TYPES, is_active=True):
+            gateway = self._gateway(cfg)
+            connect = getattr(gateway, "connect", None)
+            try:
+                if connect is not None:
+                    connect()
+                bound += 1
+            except GatewayError as exc:
+                log.warning("gateway %s: cannot open its session: %s", cfg.name, exc)
+        return bound
+
     def poll_events(self) -> int:
-        """Delivery receipts that session-based gateways (SMPP) collected since last time."""
+        """Receipts and inbound SMS that session-based gateways (SMPP) collected since last
+        time; inbound SMS go through the same handling as webhooks."""
+        if time.monotonic() - self._sessions_checked >= SESSION_CHECK_S:
+            self.open_sessions()
         applied = 0
         for (gw_id, _), gateway in list(self._persistent.items()):
             drain_events = getattr(gateway, "drain_events", None)
@@ -182,10 +208,8 @@ class Dispatcher:
             for event in events:
                 if isinstance(event, StatusUpdate):
                     applied += int(do_apply_status_update(cfg, event))
-                else:  # inbound SMS over SMPP: stored by the inbound pipeline (not yet built)
-                    log.info(
-                        "inbound SMS on %s not stored: inbound handling is not built yet", cfg.name
-                    )
+                elif isinstance(event, InboundMessage):  # deliver_sm that is not a receipt
+                    do_receive(cfg, event)
         return applied
 
     def drain(self, max_seconds: float = 60.0) -> int:
@@ -218,6 +242,7 @@ class Dispatcher:
                 "encoding",
                 "gateway_id",
                 "gateway_name",
+                "gateway_source",
                 "attempts",
                 "created_on",
                 "allow_opted_out",
@@ -227,7 +252,18 @@ class Dispatcher:
             .order_by("created_on", "id")
         )
         projects = {p.pk: p for p in Project.objects.filter(pk__in={r["project_id"] for r in rows})}
-        settings = {pk: effective_settings(p.settings) for pk, p in projects.items()}
+        settings: dict[int | None, ProjectSettings] = {
+            pk: effective_settings(p.settings) for pk, p in projects.items()
+        }
+        settings[None] = ProjectSettings()  # traffic on a global gateway that no project owns
+        pinned_ids = {
+            r["gateway_id"] for r in rows if r["gateway_source"] == "inbound" and r["gateway_id"]
+        }
+        pinned = (
+            {g.pk: g for g in GatewayConfig.objects.filter(pk__in=pinned_ids, is_active=True)}
+            if pinned_ids
+            else {}
+        )
         contact_ids = [r["contact_id"] for r in rows if r["contact_id"]]
         contacts = (
             {
@@ -259,7 +295,10 @@ class Dispatcher:
             if numbers
             else set()
         )
-        sent_today = {pk: self._sent_today(p, settings[pk], at) for pk, p in projects.items()}
+        sent_today: dict[int | None, int] = {
+            pk: self._sent_today(p, settings[pk], at) for pk, p in projects.items()
+        }
+        sent_today[None] = 0
         routes = global_routes()
         indexes: dict[int, GatewayIndex] = {}
         jobs: list[Job] = []
@@ -281,17 +320,29 @@ class Dispatcher:
             ):
                 job.action, job.error_code = "fail", "PHONE_NUMBER_OPTED_OUT"
                 continue
-            if sent_today[row["project_id"]] >= s.daily_limit:
+            reply = row["gateway_source"] == "inbound"  # answers a person who just wrote
+            if not reply and sent_today[row["project_id"]] >= s.daily_limit:
                 job.action, job.error_code = "postpone", "DAILY_LIMIT_REACHED"
                 job.until = at + dt.timedelta(hours=1)
                 continue
             zone = contact["tz_effective"] if contact else s.time_zone
-            later = next_allowed(at, s.restricted_windows, zone or "UTC")
+            later = None if reply else next_allowed(at, s.restricted_windows, zone or "UTC")
             if later is not None:
                 job.action, job.until = "postpone", later
                 continue
-            project = projects[row["project_id"]]
-            if row["channel"] == "sms":
+            project = projects.get(row["project_id"])
+            if row["gateway_source"] == "inbound":
+                # A reply goes out through the gateway that received the message.
+                gw = pinned.get(row["gateway_id"] or 0)
+                if gw is None:
+                    job.action, job.error_code = "fail", "NO_SUITABLE_GATEWAY"
+                    continue
+                job.gateway, job.gateway_source = gw, "inbound"
+                job.sender = pick_sender(gw, row["phone_number"])
+            elif project is None:
+                job.action, job.error_code = "fail", "NO_SUITABLE_GATEWAY"
+                continue
+            elif row["channel"] == "sms":
                 override = overrides.get((row["contact_id"] or "", row["phone_number"]), "")
                 index = indexes.get(project.pk)
                 if index is None:
@@ -426,7 +477,7 @@ class Dispatcher:
     def _complete(self, jobs: list[Job], token: str) -> None:
         at = now()
         stamp = bulk.adapt_datetime(at)
-        settings_cache: dict[int, ProjectSettings] = {}
+        settings_cache: dict[int | None, ProjectSettings] = {}
         sent_rows: list[tuple[Any, ...]] = []
         fail_rows: list[tuple[Any, ...]] = []
         queue_rows: list[tuple[Any, ...]] = []
@@ -488,8 +539,9 @@ class Dispatcher:
                 circuit.setdefault(j.gateway.pk, [0, 0])[1] += 1
                 s = settings_cache.get(row["project_id"])
                 if s is None:
-                    s = settings_cache[row["project_id"]] = effective_settings(
-                        Project.objects.get(pk=row["project_id"]).settings
+                    owner = Project.objects.filter(pk=row["project_id"]).first()
+                    s = settings_cache[row["project_id"]] = (
+                        effective_settings(owner.settings) if owner else ProjectSettings()
                     )
                 delays = s.retry_delays_minutes
                 if row["attempts"] <= len(delays):
@@ -594,7 +646,12 @@ class Dispatcher:
             for number in opt_outs:
                 OptOut.objects.update_or_create(
                     phone_number=number,
-                    defaults={"opted_out": True, "changed_on": at, "source": "gateway"},
+                    defaults={
+                        "opted_out": True,
+                        "can_opt_in": False,  # the person's own STOP, told by the provider
+                        "changed_on": at,
+                        "source": "gateway",
+                    },
                 )
             self._update_circuits(circuit, at)
             self._finish_log(final_ids)

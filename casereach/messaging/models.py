@@ -65,7 +65,10 @@ class Message(models.Model):
     """One SMS or email, inbound or outbound. ``id`` is the gateway idempotency key."""
 
     id = models.CharField(max_length=32, primary_key=True, default=_uuid)
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="messages")
+    # Null only for traffic on a global gateway from or to a number no project knows.
+    project = models.ForeignKey(
+        Project, null=True, on_delete=models.CASCADE, related_name="messages"
+    )
     event = models.ForeignKey(
         MessagingEvent, null=True, on_delete=models.CASCADE, related_name="messages"
     )
@@ -103,8 +106,18 @@ class Message(models.Model):
     delivered_on = models.DateTimeField(null=True)
     failed_on = models.DateTimeField(null=True)
     updated_on = models.DateTimeField()
+    # Inbound only: which handler took the message (opt_out, keyword, default_response, …).
+    inbound_action = models.CharField(max_length=40, default="")
 
     class Meta:
+        constraints = [
+            # A provider re-delivering the same inbound message is stored once.
+            models.UniqueConstraint(
+                fields=["gateway_id", "provider_id"],
+                condition=Q(direction="in", provider_id__isnull=False),
+                name="message_inbound_once",
+            ),
+        ]
         indexes = [
             models.Index(
                 fields=["next_attempt_at"], condition=Q(status="queued"), name="message_due"
@@ -116,6 +129,7 @@ class Message(models.Model):
             models.Index(fields=["project", "status"], name="message_project_status"),
             models.Index(fields=["gateway_id", "provider_id"], name="message_provider_id"),
             models.Index(fields=["project", "contact_id"], name="message_contact"),
+            models.Index(fields=["phone_number", "created_on"], name="message_number_created"),
         ]
 
 
@@ -143,3 +157,22 @@ class OptOut(models.Model):
     can_opt_in = models.BooleanField(default=True)
     changed_on = models.DateTimeField()
     source = models.CharField(max_length=30, default="")
+
+
+class Keyword(models.Model):
+    """A project keyword: the first word of an inbound SMS from an active two-way holder."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="keywords")
+    keyword = models.CharField(max_length=64)  # upper case, one word
+    description = models.CharField(max_length=500, default="")
+    reply = models.JSONField(default=dict)  # language → text
+    # Structured SMS: [{"property", "type", "choices", "required", "label"}]
+    fields = models.JSONField(default=list)
+    error_reply = models.JSONField(default=dict)  # language → prefix before the problem
+    created_on = models.DateTimeField()
+    updated_on = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "keyword"], name="keyword_per_project")
+        ]

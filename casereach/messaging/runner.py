@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 
 from django.db import close_old_connections, connection
 
@@ -17,9 +18,17 @@ log = logging.getLogger(__name__)
 
 
 class BackgroundLoops:
-    def __init__(self, *, idle_s: float = 0.5, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        *,
+        idle_s: float = 0.5,
+        concurrency: int = 16,
+        extra: Sequence[tuple[str, Callable[[], int]]] = (),
+    ) -> None:
         self.idle_s = idle_s
         self.concurrency = concurrency
+        # Other loops (the alert scheduler): each step returns how much work it did.
+        self.extra = list(extra)
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
 
@@ -27,6 +36,12 @@ class BackgroundLoops:
         t = threading.Thread(target=self._dispatch_loop, name="casereach-dispatch", daemon=True)
         t.start()
         self.threads.append(t)
+        for name, step in self.extra:
+            t = threading.Thread(
+                target=self._step_loop, args=(name, step), name=f"casereach-{name}", daemon=True
+            )
+            t.start()
+            self.threads.append(t)
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
@@ -48,4 +63,19 @@ class BackgroundLoops:
                     self.stopping.wait(self.idle_s)
         finally:
             dispatcher.close()
+            connection.close()
+
+    def _step_loop(self, name: str, step: Callable[[], int]) -> None:
+        try:
+            while not self.stopping.is_set():
+                try:
+                    close_old_connections()
+                    done = step()
+                except Exception:  # keep the loop alive; the error is in the log
+                    log.exception("%s step failed", name)
+                    self.stopping.wait(5.0)
+                    continue
+                if done == 0:
+                    self.stopping.wait(self.idle_s)
+        finally:
             connection.close()

@@ -51,6 +51,9 @@ class SelfRegistration(BaseModel):
     enabled: bool = False
     case_type: str = "contact"
     owner_id: str | None = None
+    welcome_text: dict[str, str] = Field(
+        default_factory=dict, description="Language → reply to a JOIN that registered"
+    )
 
 
 class ProjectSettings(BaseModel):
@@ -74,6 +77,27 @@ class ProjectSettings(BaseModel):
     help_keywords: dict[str, list[str]] = Field(default_factory=dict)
     help_text: dict[str, str] = Field(default_factory=dict)
     default_inbound_response: dict[str, str] = Field(default_factory=dict)
+    opt_out_reply: dict[str, str] = Field(
+        default_factory=dict, description="Language → confirmation of an opt-out"
+    )
+    opt_in_reply: dict[str, str] = Field(
+        default_factory=dict, description="Language → confirmation of an opt-in"
+    )
+    verification_text: dict[str, str] = Field(
+        default_factory=dict, description="Language → the text asking a worker to reply 123"
+    )
+    verification_done_text: dict[str, str] = Field(
+        default_factory=dict, description="Language → the confirmation of a verified number"
+    )
+    reply_loop_limit: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="At most this many identical automatic replies to one number …",
+    )
+    reply_loop_minutes: int = Field(
+        default=10, ge=1, le=24 * 60, description="… within this many minutes"
+    )
     self_registration: SelfRegistration = Field(default_factory=SelfRegistration)
 
     @field_validator("time_zone")

@@ -59,7 +59,18 @@ def test_get_returns_every_setting_with_defaults(api: Api) -> None:
         "help_keywords": {},
         "help_text": {},
         "default_inbound_response": {},
-        "self_registration": {"enabled": False, "case_type": "contact", "owner_id": None},
+        "opt_out_reply": {},
+        "opt_in_reply": {},
+        "verification_text": {},
+        "verification_done_text": {},
+        "reply_loop_limit": 5,
+        "reply_loop_minutes": 10,
+        "self_registration": {
+            "enabled": False,
+            "case_type": "contact",
+            "owner_id": None,
+            "welcome_text": {},
+        },
     }
 
 

@@ -117,3 +117,42 @@ def test_email_to_a_contact_over_smtp(api: Api) -> None:
         assert b"Subject: Ziara" in recorder.messages[0].content
     finally:
         controller.stop()
+
+
+def test_sms_from_a_phone_over_smpp_is_received_and_answered(api: Api, smsc: SmscSimulator) -> None:
+    r = api.post(
+        M + "gateways",
+        {
+            "name": "SMSC",
+            "type": "smpp",
+            "config": {
+                "host": smsc.host,
+                "port": smsc.port,
+                "system_id": "casereach",
+                "password": "secretpw",
+                "source_addr": "12345",
+            },
+        },
+    )
+    assert 201 == r.status, r.body
+    cid = api.post(
+        "/a/{project}/api/case/v2/", case_body(phone="254700000001", verified="yes")
+    ).body["case"]["case_id"]
+    d = Dispatcher(concurrency=2)
+    try:
+        assert 1 == d.open_sessions()  # bound before any send: MO traffic flows at once
+        assert smsc.wait_for(lambda: smsc.bound_sessions == 1)
+        smsc.deliver("254700000001", "12345", "STOP")
+        deadline = time.monotonic() + 10
+        while not Message.objects.filter(direction="in").exists():
+            assert time.monotonic() < deadline, "the deliver_sm was not stored"
+            d.poll_events()
+            time.sleep(0.05)
+        m = Message.objects.get(direction="in")
+        assert (cid, "opt_out", "STOP") == (m.contact_id, m.inbound_action, m.text)
+        d.drain()
+        reply = Message.objects.get(direction="out")
+        assert ("sent", "SMSC") == (reply.status, reply.gateway_name)
+        assert ["254700000001"] == [s.destination_addr for s in smsc.submits]
+    finally:
+        d.close()

@@ -1,0 +1,436 @@
+"""Inbound-SMS management under ``/a/{project}/api/messaging/v1/``: the test phone, the
+opt-out list, keywords and worker verification."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from ninja import Router
+
+from casereach.contacts.models import PhoneEntry
+from casereach.contacts.rules import ProjectRules, check_phone
+from casereach.core.errors import BadRequest, NotFound
+from casereach.core.timeutil import iso
+from casereach.gateways.base import InboundMessage
+from casereach.gateways.inbound import checked_inbound
+from casereach.gateways.queries import visible_gateways
+from casereach.messaging.api import serialize_message
+from casereach.messaging.inbound import (
+    do_admin_set_opt_out,
+    do_delete_keyword,
+    do_receive,
+    do_save_keyword,
+    do_start_verification,
+)
+from casereach.messaging.models import Keyword, Message, OptOut
+from casereach.projects.auth import principal_of, project_for
+from casereach.projects.models import Project
+
+router = Router(tags=["inbound SMS"])
+BASE = "/a/{project}/api/messaging/v1"
+
+
+def _body(request: HttpRequest) -> Any:
+    try:
+        data = json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("Payload must be valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("Payload must be a single JSON object")
+    return data
+
+
+def _optional_body(request: HttpRequest) -> Any:
+    """A JSON object, or nothing at all (an empty body or an empty form)."""
+    media = (request.content_type or "").lower()
+    if not request.body.strip():
+        return {}
+    if media.startswith("multipart/"):
+        try:
+            empty = not request.POST
+        except Exception:  # Django's multipart parser: a bad boundary, too many fields, …
+            empty = False
+        if empty:
+            return {}
+        raise BadRequest("send a JSON object (Content-Type: application/json)")
+    return _body(request)
+
+
+def _page(request: HttpRequest) -> tuple[int, int]:
+    try:
+        limit = min(1000, max(1, int(request.GET.get("limit", "100"))))
+        offset = max(0, int(request.GET.get("offset", "0")))
+    except ValueError:
+        raise BadRequest("limit and offset must be integers") from None
+    return limit, offset
+
+
+def _number(value: Any, project: Project, what: str = "phone_number") -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{what} must be a string")
+    check = check_phone(value, ProjectRules(project_id=project.pk))
+    if check.number is None:
+        raise BadRequest(f"{what} is not a usable number ({check.reason})")
+    return check.number
+
+
+# -- test phone ----------------------------------------------------------------------------------
+
+
+def _test_gateway(project: Project, name: str | None) -> Any:
+    qs = visible_gateways(project).filter(type="test", is_active=True)
+    if name:
+        qs = qs.filter(name_key=name.lower())
+    gw = qs.order_by("project_id", "pk").first()  # the project's own before global ones
+    if gw is None:
+        raise BadRequest("the project has no test gateway: add one of type 'test' first")
+    return gw
+
+
+TEST_PHONE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["from", "text"],
+                    "properties": {
+                        "from": {"type": "string"},
+                        "text": {"type": "string"},
+                        "to": {"type": "string"},
+                        "gateway": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/test-phone",
+    operation_id="test_phone_send",
+    summary="Send an inbound SMS as any number through the project's test gateway",
+    openapi_extra=TEST_PHONE_BODY,
+)
+def test_phone_send(request: HttpRequest, project: str) -> JsonResponse:
+    proj = project_for(request, project)
+    data = _body(request)
+    unknown = sorted(set(data) - {"from", "text", "to", "gateway"})
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)}")
+    sender = _number(data.get("from"), proj, "from")
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise BadRequest("text must be a string")
+    gw_name = data.get("gateway")
+    if gw_name is not None and not isinstance(gw_name, str):
+        raise BadRequest("gateway must be a gateway name")
+    gw = _test_gateway(proj, gw_name)
+    to = data.get("to") or (gw.sender_numbers[0] if gw.sender_numbers else "000")
+    try:
+        inbound = checked_inbound(sender, str(to), text, "")
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    result = do_receive(gw, InboundMessage(inbound.sender, inbound.to, inbound.text))
+    replies = [serialize_message(m) for m in Message.objects.filter(id__in=result.replies)]
+    return JsonResponse(
+        {
+            "message_id": result.message_id,
+            "action": result.action,
+            "contact_id": result.contact_id,
+            "detail": result.detail or None,
+            "gateway": gw.name,
+            "replies": replies,
+        },
+        status=201,
+    )
+
+
+@router.api_operation(
+    ["GET"],
+    BASE + "/test-phone",
+    operation_id="test_phone_conversation",
+    summary="The conversation of one number on the test gateways, oldest first",
+)
+def test_phone_conversation(request: HttpRequest, project: str) -> JsonResponse:
+    proj = project_for(request, project)
+    number = _number(request.GET.get("number"), proj, "number")
+    gateway_ids = list(visible_gateways(proj).filter(type="test").values_list("pk", flat=True))
+    limit, _ = _page(request)
+    qs = Message.objects.filter(
+        Q(project=proj) | Q(project__isnull=True),
+        phone_number=number,
+        gateway_id__in=gateway_ids,
+    ).order_by("-created_on", "-id")[:limit]
+    rows = [serialize_message(m) for m in reversed(list(qs))]
+    return JsonResponse({"number": number, "objects": rows})
+
+
+# -- opt-outs ------------------------------------------------------------------------------------
+
+
+def _project_opt_outs(proj: Project) -> QuerySet[OptOut]:
+    """Opt-outs of numbers this project knows: its contacts' and its senders'."""
+    numbers = PhoneEntry.objects.filter(project=proj).values("number")
+    senders = Message.objects.filter(project=proj, direction="in").values("phone_number")
+    return OptOut.objects.filter(Q(phone_number__in=numbers) | Q(phone_number__in=senders))
+
+
+def _serialize_opt_out(row: OptOut) -> dict[str, Any]:
+    return {
+        "phone_number": row.phone_number,
+        "opted_out": row.opted_out,
+        "can_opt_in": row.can_opt_in,
+        "changed_on": iso(row.changed_on),
+        "source": row.source,
+    }
+
+
+def _opt_out_csv(qs: QuerySet[OptOut]) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["phone_number", "opted_out", "can_opt_in", "changed_on", "source"])
+    for row in qs.iterator(chunk_size=2000):
+        data = _serialize_opt_out(row)
+        writer.writerow([data[k] for k in data])
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    yield buf.getvalue()
+
+
+@router.api_operation(
+    ["GET"],
+    BASE + "/opt-outs",
+    operation_id="opt_outs_list",
+    summary="Opted-out numbers of this project's contacts and senders (JSON or CSV)",
+)
+def opt_outs_list(request: HttpRequest, project: str) -> Any:
+    proj = project_for(request, project)
+    qs = _project_opt_outs(proj)
+    state = request.GET.get("opted_out", "true")
+    if state not in ("true", "false", "all"):
+        raise BadRequest("opted_out must be true, false or all")
+    if state != "all":
+        qs = qs.filter(opted_out=state == "true")
+    number = request.GET.get("phone_number")
+    if number:
+        qs = qs.filter(phone_number=_number(number, proj))
+    qs = qs.order_by("-changed_on", "phone_number")
+    if request.GET.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
+        response = StreamingHttpResponse(_opt_out_csv(qs), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="{proj.name}-opt-outs.csv"'
+        return response
+    limit, offset = _page(request)
+    total = qs.count()
+    rows = [_serialize_opt_out(r) for r in qs[offset : offset + limit]]
+    return JsonResponse(
+        {"meta": {"total_count": total, "limit": limit, "offset": offset}, "objects": rows}
+    )
+
+
+OPT_OUT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["phone_number", "opted_out"],
+                    "properties": {
+                        "phone_number": {"type": "string"},
+                        "opted_out": {"type": "boolean"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/opt-outs",
+    operation_id="opt_outs_set",
+    summary="An admin opts a number out, or back in when it may opt in",
+    openapi_extra=OPT_OUT_BODY,
+)
+def opt_outs_set(request: HttpRequest, project: str) -> JsonResponse:
+    proj = project_for(request, project)
+    data = _body(request)
+    unknown = sorted(set(data) - {"phone_number", "opted_out"})
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)}")
+    number = _number(data.get("phone_number"), proj)
+    opted_out = data.get("opted_out")
+    if not isinstance(opted_out, bool):
+        raise BadRequest("opted_out must be true or false")
+    row = do_admin_set_opt_out(number, opted_out, by=principal_of(request).username)
+    return JsonResponse(_serialize_opt_out(row))
+
+
+# -- keywords ------------------------------------------------------------------------------------
+
+
+def _serialize_keyword(kw: Keyword) -> dict[str, Any]:
+    return {
+        "id": kw.pk,
+        "keyword": kw.keyword,
+        "description": kw.description,
+        "reply": kw.reply,
+        "fields": kw.fields,
+        "error_reply": kw.error_reply,
+        "created_on": iso(kw.created_on),
+        "updated_on": iso(kw.updated_on),
+    }
+
+
+KEYWORD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "keyword": {"type": "string"},
+                        "description": {"type": "string"},
+                        "reply": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "error_reply": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                        "fields": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "property": {"type": "string"},
+                                    "type": {
+                                        "type": "string",
+                                        "enum": ["text", "integer", "decimal", "date", "choice"],
+                                    },
+                                    "choices": {"type": "array", "items": {"type": "string"}},
+                                    "required": {"type": "boolean"},
+                                    "label": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.api_operation(
+    ["GET"], BASE + "/keywords", operation_id="keywords_list", summary="The project's keywords"
+)
+def keywords_list(request: HttpRequest, project: str) -> JsonResponse:
+    proj = project_for(request, project)
+    rows = [_serialize_keyword(k) for k in Keyword.objects.filter(project=proj).order_by("keyword")]
+    return JsonResponse({"objects": rows})
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/keywords",
+    operation_id="keywords_create",
+    summary="Add a keyword (reply and/or structured SMS)",
+    openapi_extra=KEYWORD_BODY,
+)
+def keywords_create(request: HttpRequest, project: str) -> JsonResponse:
+    proj = project_for(request, project)
+    kw = do_save_keyword(proj, _body(request))
+    return JsonResponse(_serialize_keyword(kw), status=201)
+
+
+@router.api_operation(
+    ["GET"], BASE + "/keywords/{keyword_id}", operation_id="keywords_get", summary="One keyword"
+)
+def keywords_get(request: HttpRequest, project: str, keyword_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    kw = Keyword.objects.filter(project=proj, pk=keyword_id).first()
+    if kw is None:
+        raise NotFound(f"keyword {keyword_id} not found")
+    return JsonResponse(_serialize_keyword(kw))
+
+
+@router.api_operation(
+    ["PUT"],
+    BASE + "/keywords/{keyword_id}",
+    operation_id="keywords_update",
+    summary="Change a keyword (fields not given stay as they are)",
+    openapi_extra=KEYWORD_BODY,
+)
+def keywords_update(request: HttpRequest, project: str, keyword_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    kw = do_save_keyword(proj, _body(request), keyword_id)
+    return JsonResponse(_serialize_keyword(kw))
+
+
+@router.api_operation(
+    ["PATCH"],
+    BASE + "/keywords/{keyword_id}",
+    operation_id="keywords_patch",
+    summary="Change a keyword (the same as PUT: fields not given stay as they are)",
+    openapi_extra=KEYWORD_BODY,
+)
+def keywords_patch(request: HttpRequest, project: str, keyword_id: int) -> JsonResponse:
+    return keywords_update(request, project, keyword_id)
+
+
+@router.api_operation(
+    ["DELETE"],
+    BASE + "/keywords/{keyword_id}",
+    operation_id="keywords_delete",
+    summary="Delete a keyword",
+)
+def keywords_delete(request: HttpRequest, project: str, keyword_id: int) -> HttpResponse:
+    proj = project_for(request, project)
+    do_delete_keyword(proj, keyword_id)
+    return HttpResponse(status=204)
+
+
+# -- worker verification -------------------------------------------------------------------------
+
+VERIFY_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"phone_number": {"type": "string"}}}
+            }
+        },
+    }
+}
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/workers/{worker_id}/verify",
+    operation_id="worker_verify",
+    summary="Start (or resend) the verification of a worker's phone number",
+    openapi_extra=VERIFY_BODY,
+)
+def worker_verify(request: HttpRequest, project: str, worker_id: str) -> JsonResponse:
+    proj = project_for(request, project)
+    data = _optional_body(request)
+    unknown = sorted(set(data) - {"phone_number"})
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)}")
+    number = data.get("phone_number")
+    if number is not None and not isinstance(number, str):
+        raise BadRequest("phone_number must be a string")
+    result, verified_number = do_start_verification(proj, worker_id, number)
+    return JsonResponse({"result": result, "phone_number": verified_number})
