@@ -5,3 +5,12 @@ class AlertsConfig(AppConfig):
     name = "casereach.alerts"
     label = "alerts"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from casereach.alerts.actions import on_cases_changed
+        from casereach.alerts.profile import upcoming_profile_hook
+        from casereach.cases.actions import register_case_change_hook
+        from casereach.contacts.queries import register_profile_hook
+
+        register_case_change_hook(on_cases_changed)
+        register_profile_hook(upcoming_profile_hook)

@@ -1,1 +1,91 @@
-"""Models of the alerts app (filled in by its own issue)."""
+"""Alerts (broadcasts and conditional alerts), their materialised schedule instances and
+the firings that make every occurrence happen at most once."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from casereach.projects.models import Project
+
+
+class Alert(models.Model):
+    """A broadcast or a conditional alert. ``spec`` is validated by ``alerts.spec``; every
+    edit bumps ``version`` so instances of the old definition are replaced, never mixed."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="alerts")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20)  # broadcast | conditional
+    case_type = models.CharField(max_length=255, default="")  # conditional alerts only
+    active = models.BooleanField(default=False)
+    version = models.IntegerField(default=1)
+    spec = models.JSONField(default=dict)
+    # Re-evaluation progress of the last activation or edit.
+    eval_state = models.CharField(max_length=20, default="idle")  # idle|running|done
+    eval_processed = models.IntegerField(default=0)
+    eval_total = models.IntegerField(default=0)
+    created_on = models.DateTimeField()
+    updated_on = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "case_type", "active"], name="alert_case_type"),
+        ]
+
+
+class ScheduleInstance(models.Model):
+    """One per (alert, alert version, recipient): where its schedule stands.
+
+    ``next_due`` is the next occurrence in UTC; "what is due" is the partial index below.
+    ``period``/``event`` locate that occurrence in the schedule; ``start`` is the local
+    start date (or instant, for alert schedules) it counts from.
+    """
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="instances")
+    alert_version = models.IntegerField()
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    recipient_key = models.CharField(max_length=64)  # case id (conditional) or contact id
+    case_id = models.CharField(max_length=64, null=True)
+    contact_id = models.CharField(max_length=64, null=True)
+    time_zone = models.CharField(max_length=100, default="UTC")
+    start = models.DateTimeField()  # start date at local midnight (timed) or start instant
+    period = models.IntegerField(default=0)
+    event = models.IntegerField(default=0)
+    next_due = models.DateTimeField(null=True)
+    active = models.BooleanField(default=True)
+    # What the schedule was computed from: a change recomputes or restarts it.
+    start_value = models.CharField(max_length=255, default="")
+    time_value = models.CharField(max_length=255, default="")
+    reset_value = models.CharField(max_length=255, default="")
+    stop_value = models.CharField(max_length=255, default="")
+    created_on = models.DateTimeField()
+    updated_on = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["alert", "alert_version", "recipient_key"], name="instance_once"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["next_due"], condition=Q(active=True), name="instance_due"),
+            models.Index(fields=["contact_id"], name="instance_contact"),
+            models.Index(fields=["case_id"], name="instance_case"),
+        ]
+
+
+class Firing(models.Model):
+    """One occurrence of one instance, fired or skipped. The unique ``key`` is what makes a
+    re-run, a crash or two schedulers unable to fire it twice."""
+
+    key = models.CharField(max_length=200, unique=True)
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="firings")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    recipient_key = models.CharField(max_length=64)
+    due = models.DateTimeField()
+    outcome = models.CharField(max_length=20)  # fired | skipped_late | stopped
+    event_id = models.BigIntegerField(null=True)
+    created_on = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["alert", "due"], name="firing_alert_due")]

@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from casereach.alerts.api import router as alerts_router
 from casereach.cases.api import router as cases_router
 from casereach.cases.api_settings import register_settings_resync
 from casereach.cases.api_settings import router as settings_router
@@ -91,6 +92,7 @@ api.add_router("", callbacks_router)
 api.add_router("", cases_v05_router)
 api.add_router("", events_router)
 api.add_router("", inbound_router)
+api.add_router("", alerts_router)
 api.add_router("", workers_router)
 api.add_router("", projects_router)
 api.add_router("", contacts_router)

@@ -103,6 +103,7 @@ def _serve(
 ) -> None:
     from waitress.server import create_server
 
+    from casereach.alerts.scheduler import fire_due
     from casereach.messaging.runner import BackgroundLoops
     from casereach.wsgi import application
 
@@ -117,7 +118,7 @@ def _serve(
         banner(url)
     else:
         typer.echo(f"casereach serving on {url}", err=False)
-    loops = BackgroundLoops()
+    loops = BackgroundLoops(extra=[("scheduler", fire_due)])
     if workers:
         loops.start()
     sys.stdout.flush()
@@ -376,23 +377,35 @@ def check(
 
 @app.command()
 def bench(
-    suite: Annotated[str, typer.Argument(help="Benchmark suite: ingest or dispatch")] = "ingest",
+    suite: Annotated[
+        str, typer.Argument(help="Benchmark suite: ingest, dispatch or inbound")
+    ] = "ingest",
     cases: Annotated[int, typer.Option("--cases", help="Cases per measurement")] = 100_000,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results here")] = None,
     rss_rows: Annotated[
         int, typer.Option("--rss-rows", help="Rows for the peak-RSS import (0 to skip)")
     ] = 1_000_000,
+    requests: Annotated[
+        int, typer.Option("--requests", help="Inbound requests per closed-loop run (inbound)")
+    ] = 5_000,
 ) -> None:
-    """Run a benchmark suite (ingest, dispatch): our path and the raw floor side by side.
+    """Run a benchmark suite (ingest, dispatch, inbound): our path and the raw floor side by
+    side.
 
     For dispatch, --cases is the number of queued messages and --rss-rows the size of the
-    outbox drained for the peak-RSS measurement."""
+    outbox drained for the peak-RSS measurement. For inbound, --requests is the number of
+    inbound SMS (and of floor requests) in the closed-loop runs; --cases and --rss-rows are
+    not used."""
     from casereach.cli.bench import run_bench
     from casereach.cli.bench_dispatch import run_dispatch_suite
+    from casereach.cli.bench_inbound import run_inbound_suite
 
     try:
         if suite == "dispatch":
             run_dispatch_suite(messages=cases, drain_rows=rss_rows, json_out=json_out)
+            return
+        if suite == "inbound":
+            run_inbound_suite(requests=requests, json_out=json_out)
             return
         run_bench(suite, cases=cases, json_out=json_out, rss_rows=rss_rows)
     except ValueError as exc:

@@ -1,0 +1,600 @@
+"""The only writers of alerts and their schedule instances.
+
+Rule evaluation is set-based: a batch of cases is read in a few queries, the criteria run over
+all of it in memory, and the instances it gains, changes or loses are written with one bulk
+statement each. The same function serves activation (every open case of the type, batch by
+batch, with progress) and case changes (the batch just written, inside its transaction).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from pydantic import ValidationError
+
+from casereach.alerts.criteria import CaseView, matches, parse_date
+from casereach.alerts.engine import encode_start_date, next_after
+from casereach.alerts.models import Alert, ScheduleInstance
+from casereach.alerts.spec import (
+    AlertSchedule,
+    AlertSpec,
+    ImmediateSchedule,
+    TimedSchedule,
+    parse_spec,
+)
+from casereach.cases.models import Case
+from casereach.contacts.models import Contact
+from casereach.core import bulk
+from casereach.core.errors import BadRequest, NotFound
+from casereach.core.timeutil import now
+from casereach.projects.models import Project
+from casereach.workers.models import MobileWorker
+
+log = logging.getLogger(__name__)
+
+BATCH = 2000
+GRACE = dt.timedelta(seconds=60)  # an occurrence due within the last minute still fires
+
+
+def spec_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if not str(p).startswith("function"))
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def validated_spec(data: Any) -> AlertSpec:
+    if not isinstance(data, dict):
+        raise BadRequest("Payload must be a single JSON object")
+    try:
+        return parse_spec(data)
+    except ValidationError as exc:
+        raise BadRequest(f"invalid alert: {spec_error(exc)}") from None
+    except ValueError as exc:
+        raise BadRequest(f"invalid alert: {exc}") from None
+
+
+_SPEC_CACHE: dict[tuple[int, int, dt.datetime, dt.datetime], AlertSpec] = {}
+
+
+def spec_of(alert: Alert) -> AlertSpec:
+    """The parsed spec, cached per alert definition (ids may repeat across test databases,
+    so the key includes the timestamps)."""
+    key = (alert.pk, alert.version, alert.created_on, alert.updated_on)
+    spec = _SPEC_CACHE.get(key)
+    if spec is None:
+        if len(_SPEC_CACHE) > 1000:
+            _SPEC_CACHE.clear()
+        spec = _SPEC_CACHE[key] = parse_spec(alert.spec)
+    return spec
+
+
+# -- alert CRUD ----------------------------------------------------------------------------------
+
+
+def do_create_alert(project: Project, data: Any) -> Alert:
+    active = _pop_active(data)
+    spec = validated_spec(data)
+    stamp = now()
+    alert = Alert.objects.create(
+        project=project,
+        name=spec.name,
+        kind=spec.kind,
+        case_type=spec.case_type or "",
+        spec=spec.model_dump(mode="json", by_alias=True),
+        created_on=stamp,
+        updated_on=stamp,
+    )
+    if active:
+        do_activate(alert)
+    return alert
+
+
+def _pop_active(data: Any) -> bool:
+    if isinstance(data, dict) and "active" in data:
+        active = data.pop("active")
+        if not isinstance(active, bool):
+            raise BadRequest("active must be true or false")
+        return active
+    return False
+
+
+def do_update_alert(alert: Alert, data: Any) -> Alert:
+    """An edit is a new version: old instances go, an active alert is re-evaluated."""
+    if isinstance(data, dict):
+        data = {**data}
+        active = _pop_active(data) if "active" in data else alert.active
+        merged = {**alert.spec, **data}
+    else:
+        raise BadRequest("Payload must be a single JSON object")
+    spec = validated_spec(merged)
+    with transaction.atomic():
+        Alert.objects.filter(pk=alert.pk).update(
+            name=spec.name,
+            kind=spec.kind,
+            case_type=spec.case_type or "",
+            spec=spec.model_dump(mode="json", by_alias=True),
+            version=alert.version + 1,
+            updated_on=now(),
+        )
+        ScheduleInstance.objects.filter(alert=alert).delete()
+        alert.refresh_from_db()
+    if active:
+        do_activate(alert)
+    elif alert.active:
+        do_deactivate(alert)
+    return alert
+
+
+def do_delete_alert(alert: Alert) -> None:
+    alert.delete()
+
+
+def do_deactivate(alert: Alert) -> Alert:
+    with transaction.atomic():
+        Alert.objects.filter(pk=alert.pk).update(active=False, updated_on=now())
+        ScheduleInstance.objects.filter(alert=alert).update(active=False, next_due=None)
+    alert.refresh_from_db()
+    return alert
+
+
+def do_activate(alert: Alert) -> Alert:
+    """Mark active and evaluate every candidate recipient in batches (progress on the alert)."""
+    spec = spec_of(alert)
+    Alert.objects.filter(pk=alert.pk).update(
+        active=True, eval_state="running", eval_processed=0, eval_total=0, updated_on=now()
+    )
+    alert.refresh_from_db()
+    if spec.kind == "conditional":
+        _activate_conditional(alert, spec)
+    else:
+        _activate_broadcast(alert, spec)
+    alert.refresh_from_db()
+    return alert
+
+
+def _activate_conditional(alert: Alert, spec: AlertSpec) -> None:
+    open_cases = Case.objects.filter(
+        project_id=alert.project_id,
+        case_type=spec.case_type,
+        closed=False,
+        deleted=False,
+    )
+    total = open_cases.count()
+    Alert.objects.filter(pk=alert.pk).update(eval_total=total)
+    last = ""
+    processed = 0
+    while True:
+        ids = list(
+            open_cases.filter(case_id__gt=last)
+            .order_by("case_id")
+            .values_list("case_id", flat=True)[:BATCH]
+        )
+        if not ids:
+            break
+        with transaction.atomic():
+            views = load_views(alert.project_id, ids)
+            evaluate(alert, spec, views)
+        processed += len(ids)
+        last = ids[-1]
+        Alert.objects.filter(pk=alert.pk).update(eval_processed=processed)
+    Alert.objects.filter(pk=alert.pk).update(
+        eval_state="done", eval_processed=processed, eval_total=max(total, processed)
+    )
+
+
+# -- reading cases in bulk -------------------------------------------------------------------------
+
+
+def _parent_id(indices: dict[str, Any]) -> str | None:
+    parent = indices.get("parent") if isinstance(indices, dict) else None
+    if isinstance(parent, dict):
+        value = parent.get("case_id")
+        return str(value) if value else None
+    return None
+
+
+def load_views(project_id: int, case_ids: Sequence[str], *, parents: bool = True) -> list[CaseView]:
+    """Cases (and their parents) as CaseViews: two queries per chunk."""
+    fields = (
+        "case_id",
+        "case_type",
+        "case_name",
+        "owner_id",
+        "properties",
+        "indices",
+        "closed",
+        "deleted",
+    )
+    rows = []
+    for chunk in bulk.in_chunks(list(case_ids)):
+        rows.extend(Case.objects.filter(bulk.is_in("case_id", chunk)).values(*fields))
+    parent_ids = {pid for r in rows if (pid := _parent_id(r["indices"]))}
+    parent_views: dict[str, CaseView] = {}
+    if parents and parent_ids:
+        for view in load_views(project_id, sorted(parent_ids), parents=False):
+            parent_views[view.case_id] = view
+    out = []
+    for r in rows:
+        pid = _parent_id(r["indices"])
+        out.append(
+            CaseView(
+                case_id=r["case_id"],
+                case_type=r["case_type"],
+                properties=r["properties"] or {},
+                name=r["case_name"],
+                owner_id=r["owner_id"],
+                closed=r["closed"],
+                deleted=r["deleted"],
+                parent_id=pid,
+                parent=parent_views.get(pid) if pid else None,
+            )
+        )
+    return out
+
+
+def _zones(contact_ids: Iterable[str], default: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    ids = list(contact_ids)
+    for chunk in bulk.in_chunks(ids):
+        out.update(
+            Contact.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
+                "contact_id", "tz_effective"
+            )
+        )
+    return {cid: out.get(cid) or default for cid in ids}
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """Where a recipient's schedule starts and what it was computed from."""
+
+    start: dt.datetime
+    start_value: str
+    time_value: str
+    reset_value: str
+    stop_value: str
+
+
+def _value(view: CaseView | None, name: str | None) -> str:
+    if view is None or not name:
+        return ""
+    return (view.get(name) or "")[:255]
+
+
+def _time_property(spec: AlertSpec) -> str | None:
+    sched = spec.schedule
+    if isinstance(sched, TimedSchedule):
+        for event in sched.events:
+            if event.time_property:
+                return event.time_property
+    return None
+
+
+def plan_for(spec: AlertSpec, view: CaseView | None, zone: str, at: dt.datetime) -> Plan | None:
+    """None when the schedule cannot start (a start-date property that holds no date)."""
+    sched = spec.schedule
+    start_value = ""
+    if isinstance(sched, ImmediateSchedule):
+        start = at
+    else:
+        source = sched.start
+        day: dt.date | None
+        if source.source == "property":
+            start_value = _value(view, source.property)
+            day = parse_date(start_value)
+            if day is None:
+                return None
+        elif source.source == "date":
+            day = source.date
+            start_value = day.isoformat() if day else ""
+        else:
+            day = None
+        if isinstance(sched, AlertSchedule):
+            if day is None:
+                start = at
+            else:
+                start = dt.datetime.combine(day, dt.time(0), ZoneInfo(zone)).astimezone(dt.UTC)
+        else:
+            if day is None:
+                day = at.astimezone(ZoneInfo(zone)).date()
+            start = encode_start_date(day)
+    return Plan(
+        start=start,
+        start_value=start_value,
+        time_value=_value(view, _time_property(spec)),
+        reset_value=_value(view, spec.reset_property),
+        stop_value=_value(view, spec.stop_property),
+    )
+
+
+def stop_instant(spec: AlertSpec, stop_value: str, project_zone: str) -> dt.datetime | None:
+    day = parse_date(stop_value) if spec.stop_property else None
+    if day is None:
+        return None
+    return dt.datetime.combine(day, dt.time(0), ZoneInfo(project_zone)).astimezone(dt.UTC)
+
+
+def schedule_next(
+    alert: Alert,
+    spec: AlertSpec,
+    recipient_key: str,
+    plan: Plan,
+    zone: str,
+    after: dt.datetime,
+    project_zone: str,
+) -> dt.datetime | None:
+    occ = next_after(
+        spec,
+        plan.start,
+        zone,
+        after,
+        time_value=plan.time_value or None,
+        key=f"{alert.pk}:{recipient_key}",
+    )
+    if occ is None:
+        return None
+    stop = stop_instant(spec, plan.stop_value, project_zone)
+    if stop is not None and occ.due >= stop:
+        return None
+    return occ.due
+
+
+def evaluate(alert: Alert, spec: AlertSpec, views: Sequence[CaseView]) -> None:
+    """Bring the instances of ``alert`` for these cases in line with the rule: one query to
+    read the existing instances, one bulk write each for new, changed and removed ones."""
+    if not views:
+        return
+    project = Project.objects.get(pk=alert.project_id)
+    project_zone = project.time_zone
+    at = now()
+    today = at.astimezone(ZoneInfo(project_zone)).date()
+    existing = {
+        i.recipient_key: i
+        for chunk in bulk.in_chunks([v.case_id for v in views])
+        for i in ScheduleInstance.objects.filter(
+            alert=alert, alert_version=alert.version, recipient_key__in=chunk
+        )
+    }
+    zones = _zones([v.case_id for v in views], project_zone)
+    create: list[ScheduleInstance] = []
+    change: list[ScheduleInstance] = []
+    remove: list[int] = []
+    for view in views:
+        current = existing.get(view.case_id)
+        if view.case_type != spec.case_type or not matches(spec.criteria, view, today):
+            if current is not None:
+                remove.append(current.pk)
+            continue
+        zone = zones[view.case_id]
+        plan = plan_for(spec, view, zone, at)
+        if plan is None:  # CommCare: no usable start date → no instance
+            if current is not None:
+                remove.append(current.pk)
+            continue
+        if current is None:
+            due = schedule_next(alert, spec, view.case_id, plan, zone, at - GRACE, project_zone)
+            create.append(
+                ScheduleInstance(
+                    alert=alert,
+                    alert_version=alert.version,
+                    project_id=alert.project_id,
+                    recipient_key=view.case_id,
+                    case_id=view.case_id,
+                    contact_id=view.case_id,
+                    time_zone=zone,
+                    start=plan.start,
+                    next_due=due,
+                    active=due is not None,
+                    start_value=plan.start_value,
+                    time_value=plan.time_value,
+                    reset_value=plan.reset_value,
+                    stop_value=plan.stop_value,
+                    created_on=at,
+                    updated_on=at,
+                )
+            )
+            continue
+        _refresh(alert, spec, current, plan, zone, at, project_zone, change)
+    if remove:
+        for chunk in bulk.in_chunks(remove):
+            ScheduleInstance.objects.filter(pk__in=chunk).delete()
+    if create:
+        ScheduleInstance.objects.bulk_create(create, batch_size=500, ignore_conflicts=True)
+    if change:
+        ScheduleInstance.objects.bulk_update(
+            change,
+            [
+                "start",
+                "next_due",
+                "active",
+                "time_zone",
+                "start_value",
+                "time_value",
+                "reset_value",
+                "stop_value",
+                "updated_on",
+            ],
+            batch_size=500,
+        )
+
+
+def _refresh(
+    alert: Alert,
+    spec: AlertSpec,
+    inst: ScheduleInstance,
+    plan: Plan,
+    zone: str,
+    at: dt.datetime,
+    project_zone: str,
+    change: list[ScheduleInstance],
+) -> None:
+    """A matching case that already has an instance: restart, recompute or leave it."""
+    reset = plan.reset_value != inst.reset_value
+    moved = (
+        plan.start_value != inst.start_value
+        or plan.time_value != inst.time_value
+        or zone != inst.time_zone
+        or plan.stop_value != inst.stop_value
+    )
+    if not reset and not moved:
+        return
+    if reset:
+        # CommCare: a reset restarts the schedule — alert schedules from now, timed ones
+        # with today as the new start date (unless the start comes from a property/date).
+        sched = spec.schedule
+        if isinstance(sched, TimedSchedule) and sched.start.source == "match":
+            plan.start = encode_start_date(at.astimezone(ZoneInfo(zone)).date())
+        elif isinstance(sched, AlertSchedule) and sched.start.source == "match":
+            plan.start = at
+        inst.start = plan.start
+    elif plan.start_value != inst.start_value:
+        inst.start = plan.start  # the start-date property changed
+    plan.start = inst.start  # a start "from match" stays where it was
+    # Never re-fire: continue after now (the firing key also refuses a repeat).
+    due = schedule_next(alert, spec, inst.recipient_key, plan, zone, at - GRACE, project_zone)
+    inst.next_due = due
+    inst.active = due is not None
+    inst.time_zone = zone
+    inst.start_value = plan.start_value
+    inst.time_value = plan.time_value
+    inst.reset_value = plan.reset_value
+    inst.stop_value = plan.stop_value
+    inst.updated_on = at
+    change.append(inst)
+
+
+def on_cases_changed(project: Project, states: Sequence[Any]) -> None:
+    """The case-change hook: re-evaluate the active rules of the changed cases' types, in the
+    writing transaction. Closed or deleted cases lose their instances."""
+    types = {s.case_type for s in states}
+    alerts = list(
+        Alert.objects.filter(
+            project_id=project.pk, kind="conditional", active=True, case_type__in=types
+        )
+    )
+    gone = [s.case_id for s in states if s.closed or s.deleted]
+    if gone:
+        for chunk in bulk.in_chunks(gone):
+            ScheduleInstance.objects.filter(
+                project_id=project.pk, case_id__in=chunk, alert__kind="conditional"
+            ).delete()
+    if not alerts:
+        return
+    live = [s.case_id for s in states if not (s.closed or s.deleted)]
+    if not live:
+        return
+    views = load_views(project.pk, live)
+    for alert in alerts:
+        spec = spec_of(alert)
+        evaluate(alert, spec, [v for v in views if v.case_type == alert.case_type])
+
+
+# -- broadcasts ------------------------------------------------------------------------------------
+
+
+def broadcast_contacts(project: Project, spec: AlertSpec) -> list[str]:
+    """The contact ids a broadcast goes to, each once, in the order given."""
+    from casereach.alerts.criteria import matching
+
+    ids: list[str] = []
+    for r in spec.recipients:
+        if r.type == "case":
+            found = Contact.objects.filter(project=project, contact_id=r.id, contact_type="case")
+            if not found.exists():
+                raise BadRequest(f"recipient case '{r.id}' not found")
+            ids.append(str(r.id))
+        elif r.type == "worker":
+            if not MobileWorker.objects.filter(project=project, id=r.id).exists():
+                raise BadRequest(f"recipient worker '{r.id}' not found")
+            ids.append(str(r.id))
+        elif r.type == "user_group":
+            for wid, groups in MobileWorker.objects.filter(
+                project=project, is_active=True
+            ).values_list("id", "groups"):
+                if r.id in (groups or []):
+                    ids.append(wid)
+        elif r.type == "case_group":
+            case_ids = list(
+                Case.objects.filter(
+                    project=project, case_type=r.case_type, closed=False, deleted=False
+                ).values_list("case_id", flat=True)
+            )
+            today = now().astimezone(ZoneInfo(project.time_zone)).date()
+            for start in range(0, len(case_ids), BATCH):
+                views = load_views(project.pk, case_ids[start : start + BATCH])
+                if r.criteria is None:
+                    ids.extend(v.case_id for v in views)
+                    continue
+                ok = matching(r.criteria, views, today)
+                ids.extend(v.case_id for v, yes in zip(views, ok, strict=True) if yes)
+    seen: set[str] = set()
+    return [i for i in ids if not (i in seen or seen.add(i))]  # type: ignore[func-returns-value]
+
+
+def _activate_broadcast(alert: Alert, spec: AlertSpec) -> None:
+    project = Project.objects.get(pk=alert.project_id)
+    contact_ids = broadcast_contacts(project, spec)
+    Alert.objects.filter(pk=alert.pk).update(eval_total=len(contact_ids))
+    at = now()
+    processed = 0
+    for start in range(0, len(contact_ids), BATCH):
+        chunk = contact_ids[start : start + BATCH]
+        zones = _zones(chunk, project.time_zone)
+        kinds = dict(
+            Contact.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
+                "contact_id", "contact_type"
+            )
+        )
+        rows = []
+        for cid in chunk:
+            zone = zones[cid]
+            plan = plan_for(spec, None, zone, at)
+            if plan is None:
+                continue
+            after = at - GRACE if not isinstance(spec.schedule, ImmediateSchedule) else at
+            due = (
+                at
+                if isinstance(spec.schedule, ImmediateSchedule)
+                else schedule_next(alert, spec, cid, plan, zone, after, project.time_zone)
+            )
+            rows.append(
+                ScheduleInstance(
+                    alert=alert,
+                    alert_version=alert.version,
+                    project_id=alert.project_id,
+                    recipient_key=cid,
+                    case_id=cid if kinds.get(cid) == "case" else None,
+                    contact_id=cid,
+                    time_zone=zone,
+                    start=plan.start,
+                    next_due=due,
+                    active=due is not None,
+                    start_value=plan.start_value,
+                    created_on=at,
+                    updated_on=at,
+                )
+            )
+        with transaction.atomic():
+            ScheduleInstance.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+        processed += len(chunk)
+        Alert.objects.filter(pk=alert.pk).update(eval_processed=processed)
+    Alert.objects.filter(pk=alert.pk).update(eval_state="done")
+
+
+def get_alert(project: Project, alert_id: int) -> Alert:
+    alert = Alert.objects.filter(project=project, pk=alert_id).first()
+    if alert is None:
+        raise NotFound(f"alert {alert_id} not found")
+    return alert

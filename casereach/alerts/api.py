@@ -1,0 +1,417 @@
+"""Alerts under ``/a/{project}/api/messaging/v1/``: broadcasts and conditional alerts, their
+dry run and progress, and a contact's upcoming sends."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from ninja import Router
+
+from casereach.alerts.actions import (
+    do_activate,
+    do_create_alert,
+    do_deactivate,
+    do_delete_alert,
+    do_update_alert,
+    get_alert,
+    spec_of,
+)
+from casereach.alerts.models import Alert, ScheduleInstance
+from casereach.alerts.queries import dry_run, upcoming
+from casereach.alerts.templates import estimate
+from casereach.contacts.models import Contact
+from casereach.core.errors import BadRequest, NotFound
+from casereach.core.timeutil import iso
+from casereach.projects.auth import project_for
+
+router = Router(tags=["alerts"])
+BASE = "/a/{project}/api/messaging/v1"
+
+_TEXTS = {"type": "object", "additionalProperties": {"type": "string"}}
+_CRITERIA = {
+    "type": "object",
+    "properties": {
+        "match": {"type": "string", "enum": ["all", "any"]},
+        "rules": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["property", "op"],
+                "properties": {
+                    "property": {"type": "string", "description": "a property, or parent/<name>"},
+                    "op": {
+                        "type": "string",
+                        "enum": [
+                            "equal",
+                            "not_equal",
+                            "has_value",
+                            "has_no_value",
+                            "regex",
+                            "days_after",
+                            "days_before",
+                        ],
+                    },
+                    "value": {"type": "string"},
+                    "days": {"type": "integer"},
+                },
+            },
+        },
+    },
+}
+ALERT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "kind", "content", "schedule", "recipients"],
+    "properties": {
+        "name": {"type": "string"},
+        "kind": {"type": "string", "enum": ["broadcast", "conditional"]},
+        "active": {"type": "boolean", "description": "activate now (default false)"},
+        "channel": {"type": "string", "enum": ["sms", "email"]},
+        "content": {
+            "type": "object",
+            "properties": {
+                "sms": _TEXTS,
+                "email": {
+                    "type": "object",
+                    "properties": {"subject": _TEXTS, "body": _TEXTS},
+                },
+            },
+        },
+        "default_language": {"type": "string"},
+        "case_type": {"type": "string"},
+        "criteria": _CRITERIA,
+        "schedule": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": {"type": "string", "enum": ["immediate", "timed", "alert"]},
+                "events": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "day": {"type": "integer"},
+                            "time": {"type": "string", "description": "HH:MM local"},
+                            "window_start": {"type": "string"},
+                            "window_end": {"type": "string"},
+                            "time_property": {"type": "string"},
+                            "wait_minutes": {"type": "integer"},
+                        },
+                    },
+                },
+                "repeat": {
+                    "type": "object",
+                    "properties": {
+                        "unit": {"type": "string", "enum": ["once", "days", "weeks", "months"]},
+                        "interval": {"type": "integer"},
+                        "weekdays": {"type": "array", "items": {"type": "integer"}},
+                        "day_of_month": {"type": "integer"},
+                        "iterations": {"type": ["integer", "null"]},
+                    },
+                },
+                "iterations": {"type": ["integer", "null"]},
+                "start": {
+                    "type": "object",
+                    "properties": {
+                        "from": {"type": "string", "enum": ["match", "date", "property"]},
+                        "date": {"type": "string", "format": "date"},
+                        "property": {"type": "string"},
+                    },
+                },
+            },
+        },
+        "recipients": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": {
+                        "type": "string",
+                        "enum": [
+                            "case",
+                            "case_group",
+                            "worker",
+                            "user_group",
+                            "self",
+                            "owner",
+                            "parent",
+                            "children",
+                            "user_property",
+                            "email_property",
+                        ],
+                    },
+                    "id": {"type": "string"},
+                    "case_type": {"type": "string"},
+                    "criteria": _CRITERIA,
+                    "property": {"type": "string"},
+                },
+            },
+        },
+        "stop_property": {"type": "string"},
+        "reset_property": {"type": "string"},
+        "late_limit_hours": {"type": "integer"},
+    },
+}
+EXAMPLES = {
+    "immediate broadcast": {
+        "value": {
+            "name": "Clinic closed today",
+            "kind": "broadcast",
+            "active": True,
+            "content": {
+                "sms": {"en": "The clinic is closed today.", "sw": "Kliniki imefungwa leo."}
+            },
+            "schedule": {"type": "immediate"},
+            "recipients": [{"type": "case_group", "case_type": "mother"}],
+        }
+    },
+    "weekly broadcast": {
+        "value": {
+            "name": "Monday and Thursday reminder",
+            "kind": "broadcast",
+            "content": {"sms": {"en": "Hello {recipient.name}, remember your clinic card."}},
+            "schedule": {
+                "type": "timed",
+                "events": [{"day": 0, "time": "08:30"}],
+                "repeat": {"unit": "weeks", "weekdays": [0, 3], "iterations": 8},
+                "start": {"from": "date", "date": "2027-01-04"},
+            },
+            "recipients": [{"type": "user_group", "id": "chw-north"}],
+        }
+    },
+    "conditional alert, daily at 09:00 from a date property": {
+        "value": {
+            "name": "ANC visit reminders",
+            "kind": "conditional",
+            "case_type": "mother",
+            "criteria": {
+                "match": "all",
+                "rules": [{"property": "edd", "op": "has_value"}],
+            },
+            "content": {
+                "sms": {
+                    "en": "{case.name}, your visit is due. Due date {case.edd}.",
+                    "sw": "{case.name}, ziara yako inakaribia.",
+                }
+            },
+            "schedule": {
+                "type": "timed",
+                "events": [{"day": 0, "time": "09:00"}],
+                "repeat": {"unit": "days", "interval": 1, "iterations": 7},
+                "start": {"from": "property", "property": "next_visit"},
+            },
+            "recipients": [{"type": "self"}, {"type": "owner"}],
+            "stop_property": "delivery_date",
+            "reset_property": "next_visit",
+        }
+    },
+    "conditional alert schedule with waits": {
+        "value": {
+            "name": "Missed dose follow-up",
+            "kind": "conditional",
+            "case_type": "patient",
+            "criteria": {"rules": [{"property": "missed_dose", "op": "equal", "value": "yes"}]},
+            "content": {"sms": {"en": "Please take your dose, {case.name}."}},
+            "schedule": {
+                "type": "alert",
+                "events": [{"wait_minutes": 0}, {"wait_minutes": 120}, {"wait_minutes": 1440}],
+                "iterations": 1,
+            },
+            "recipients": [{"type": "self"}],
+        }
+    },
+}
+ALERT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ALERT_SCHEMA, "examples": EXAMPLES}},
+    }
+}
+PATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {**ALERT_SCHEMA, "required": []},
+                "examples": EXAMPLES,
+            }
+        },
+    }
+}
+
+
+def _body(request: HttpRequest) -> Any:
+    try:
+        data = json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("Payload must be valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("Payload must be a single JSON object")
+    return data
+
+
+def serialize_alert(alert: Alert, *, full: bool = True) -> dict[str, Any]:
+    spec = spec_of(alert)
+    out: dict[str, Any] = {
+        "id": alert.pk,
+        "name": alert.name,
+        "kind": alert.kind,
+        "active": alert.active,
+        "version": alert.version,
+        "case_type": alert.case_type or None,
+        "progress": {
+            "state": alert.eval_state,
+            "processed": alert.eval_processed,
+            "total": alert.eval_total,
+        },
+        "created_on": iso(alert.created_on),
+        "updated_on": iso(alert.updated_on),
+    }
+    if full:
+        out.update({k: v for k, v in alert.spec.items() if k not in out})
+        content = spec.content.sms if spec.channel == "sms" else {}
+        if spec.channel == "email" and spec.content.email is not None:
+            content = spec.content.email.body
+        out["estimates"] = [
+            {
+                "language": e.language,
+                "characters": e.characters,
+                "encoding": e.encoding,
+                "segments": e.segments,
+            }
+            for e in estimate(content)
+        ]
+        project_languages = alert.project.languages
+        out["missing_translations"] = [
+            lang for lang in project_languages if not (content.get(lang) or "").strip()
+        ]
+        out["instances"] = ScheduleInstance.objects.filter(
+            alert=alert, alert_version=alert.version, active=True
+        ).count()
+    return out
+
+
+@router.api_operation(["GET"], BASE + "/alerts", operation_id="alerts_list", summary="Alerts")
+def alerts_list(request: HttpRequest, project: str) -> JsonResponse:
+    proj = project_for(request, project)
+    qs = Alert.objects.filter(project=proj).order_by("id")
+    kind = request.GET.get("kind")
+    if kind:
+        if kind not in ("broadcast", "conditional"):
+            raise BadRequest("kind must be broadcast or conditional")
+        qs = qs.filter(kind=kind)
+    return JsonResponse({"objects": [serialize_alert(a, full=False) for a in qs]})
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/alerts",
+    operation_id="alerts_create",
+    summary="Create a broadcast or a conditional alert",
+    openapi_extra=ALERT_BODY,
+)
+def alerts_create(request: HttpRequest, project: str) -> JsonResponse:
+    proj = project_for(request, project)
+    alert = do_create_alert(proj, _body(request))
+    return JsonResponse(serialize_alert(alert), status=201)
+
+
+@router.api_operation(
+    ["GET"], BASE + "/alerts/{alert_id}", operation_id="alerts_get", summary="One alert"
+)
+def alerts_get(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    return JsonResponse(serialize_alert(get_alert(proj, alert_id)))
+
+
+@router.api_operation(
+    ["PUT"],
+    BASE + "/alerts/{alert_id}",
+    operation_id="alerts_update",
+    summary="Edit an alert (a new version; an active alert is re-evaluated)",
+    openapi_extra=PATCH_BODY,
+)
+def alerts_update(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    alert = do_update_alert(get_alert(proj, alert_id), _body(request))
+    return JsonResponse(serialize_alert(alert))
+
+
+@router.api_operation(
+    ["PATCH"],
+    BASE + "/alerts/{alert_id}",
+    operation_id="alerts_patch",
+    summary="Edit an alert (the same as PUT: fields not given stay as they are)",
+    openapi_extra=PATCH_BODY,
+)
+def alerts_patch(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
+    return alerts_update(request, project, alert_id)
+
+
+@router.api_operation(
+    ["DELETE"], BASE + "/alerts/{alert_id}", operation_id="alerts_delete", summary="Delete"
+)
+def alerts_delete(request: HttpRequest, project: str, alert_id: int) -> HttpResponse:
+    proj = project_for(request, project)
+    do_delete_alert(get_alert(proj, alert_id))
+    return HttpResponse(status=204)
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/alerts/{alert_id}/activate",
+    operation_id="alerts_activate",
+    summary="Activate: evaluate every candidate recipient (progress in the alert's progress)",
+)
+def alerts_activate(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    return JsonResponse(serialize_alert(do_activate(get_alert(proj, alert_id))))
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/alerts/{alert_id}/deactivate",
+    operation_id="alerts_deactivate",
+    summary="Deactivate: nothing more is sent",
+)
+def alerts_deactivate(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    return JsonResponse(serialize_alert(do_deactivate(get_alert(proj, alert_id))))
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/alerts/{alert_id}/dry-run",
+    operation_id="alerts_dry_run",
+    summary="What the alert would send over the next N days (?days=N, default 7, max 90)",
+)
+def alerts_dry_run(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    try:
+        days = int(request.GET.get("days", "7"))
+    except ValueError:
+        raise BadRequest("days must be an integer") from None
+    if not 1 <= days <= 90:
+        raise BadRequest("days must be between 1 and 90")
+    return JsonResponse(dry_run(get_alert(proj, alert_id), days))
+
+
+@router.api_operation(
+    ["GET"],
+    BASE + "/contacts/{contact_id}/upcoming",
+    operation_id="contact_upcoming",
+    summary="A contact's next scheduled sends, in time order",
+)
+def contact_upcoming(request: HttpRequest, project: str, contact_id: str) -> JsonResponse:
+    proj = project_for(request, project)
+    try:
+        limit = int(request.GET.get("limit", "10"))
+    except ValueError:
+        raise BadRequest("limit must be an integer") from None
+    if not 1 <= limit <= 100:
+        raise BadRequest("limit must be between 1 and 100")
+    if not Contact.objects.filter(project=proj, contact_id=contact_id).exists():
+        raise NotFound(f"contact '{contact_id}' not found")
+    return JsonResponse({"objects": upcoming(proj, contact_id, limit)})

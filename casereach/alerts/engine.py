@@ -1,0 +1,193 @@
+"""Schedule arithmetic shared by the scheduler, the dry run and "upcoming" (pure: no database).
+
+A timed schedule's occurrences are computed date by date in the recipient's zone (see
+``timing``); an alert schedule's are elapsed minutes from its start instant. Both answer the
+same question: the occurrences strictly after a given instant, in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from casereach.alerts.spec import (
+    AlertSchedule,
+    AlertSpec,
+    ImmediateSchedule,
+    Repeat,
+    TimedSchedule,
+    parse_hhmm,
+)
+from casereach.alerts.timing import (
+    Recurrence,
+    local_to_utc,
+    period_dates,
+    random_time,
+)
+
+MAX_PERIODS = 20_000  # a schedule whose every event is unusable stops here, not never
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    due: dt.datetime  # UTC
+    event: int  # index of the schedule event
+
+
+def recurrence(repeat: Repeat) -> Recurrence:
+    return Recurrence(
+        unit=repeat.unit,
+        interval=repeat.interval,
+        weekdays=tuple(repeat.weekdays),
+        day_of_month=repeat.day_of_month,
+        iterations=repeat.iterations,
+    )
+
+
+def start_date_of(start: dt.datetime) -> dt.date:
+    """Timed instances store their local start date as midnight UTC of that date."""
+    return start.astimezone(dt.UTC).date()
+
+
+def encode_start_date(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0), dt.UTC)
+
+
+def parse_time_value(value: str | None) -> dt.time | None:
+    """A time read from a case property: HH:MM or HH:MM:SS."""
+    if not value:
+        return None
+    text = value.strip()
+    for fmt in ("%H:%M", "%H:%M:%S"):
+        try:
+            return dt.datetime.strptime(text, fmt).time()  # noqa: DTZ007 — a wall time
+        except ValueError:
+            continue
+    return None
+
+
+def timed_occurrences(
+    sched: TimedSchedule,
+    start: dt.date,
+    zone: str,
+    *,
+    after: dt.datetime,
+    time_value: str | None = None,
+    key: str = "",
+    limit: int = 1,
+    until: dt.datetime | None = None,
+) -> list[Occurrence]:
+    rec = recurrence(sched.repeat)
+    found: list[Occurrence] = []
+    prop_time = parse_time_value(time_value)
+    horizon: dt.date | None = None
+    for _, day in period_dates(rec, start, limit=MAX_PERIODS):
+        if horizon is not None and day > horizon:
+            break
+        if until is not None and local_to_utc(day, dt.time(0), zone) > until:
+            break
+        for index, event in enumerate(sched.events):
+            local_day = day + dt.timedelta(days=event.day)
+            if event.time is not None:
+                at = parse_hhmm(event.time)
+            elif event.window_start is not None and event.window_end is not None:
+                at = random_time(
+                    parse_hhmm(event.window_start),
+                    parse_hhmm(event.window_end),
+                    f"{key}:{local_day.isoformat()}:{index}",
+                )
+            elif prop_time is not None:
+                at = prop_time
+            else:
+                continue  # the case property holds no usable time: nothing to send
+            due = local_to_utc(local_day, at, zone)
+            if due > after and (until is None or due <= until):
+                found.append(Occurrence(due, index))
+        if len(found) >= limit:
+            found.sort(key=lambda o: (o.due, o.event))
+            # Later periods start later; an event's day offset can still place it before
+            # one already found, so look until the period passes the limit-th date.
+            horizon = found[limit - 1].due.date() + dt.timedelta(days=2)
+    found.sort(key=lambda o: (o.due, o.event))
+    unique: list[Occurrence] = []
+    for occ in found:
+        if not unique or unique[-1].due != occ.due:
+            unique.append(occ)
+    return unique[:limit]
+
+
+def alert_occurrences(
+    sched: AlertSchedule,
+    start: dt.datetime,
+    *,
+    after: dt.datetime,
+    limit: int = 1,
+    until: dt.datetime | None = None,
+) -> list[Occurrence]:
+    offsets: list[int] = []
+    total = 0
+    for event in sched.events:
+        total += event.wait_minutes
+        offsets.append(total)
+    cycle = total
+    found: list[Occurrence] = []
+    iteration = 0
+    if cycle > 0 and after > start:  # jump close to ``after`` instead of walking to it
+        iteration = max(0, int((after - start).total_seconds() // 60 // cycle) - 1)
+    while sched.iterations is None or iteration < sched.iterations:
+        base = start + dt.timedelta(minutes=iteration * cycle)
+        for index, offset in enumerate(offsets):
+            due = base + dt.timedelta(minutes=offset)
+            if until is not None and due > until:
+                return found
+            if due > after:
+                found.append(Occurrence(due, index))
+                if len(found) >= limit:
+                    return found
+        iteration += 1
+        if cycle == 0 or iteration > MAX_PERIODS * 10:
+            break
+    return found
+
+
+def occurrences_after(
+    spec: AlertSpec,
+    start: dt.datetime,
+    zone: str,
+    *,
+    after: dt.datetime,
+    time_value: str | None = None,
+    key: str = "",
+    limit: int = 1,
+    until: dt.datetime | None = None,
+) -> list[Occurrence]:
+    sched = spec.schedule
+    if isinstance(sched, ImmediateSchedule):
+        return [Occurrence(start, 0)] if start > after and limit > 0 else []
+    if isinstance(sched, AlertSchedule):
+        return alert_occurrences(sched, start, after=after, limit=limit, until=until)
+    return timed_occurrences(
+        sched,
+        start_date_of(start),
+        zone,
+        after=after,
+        time_value=time_value,
+        key=key,
+        limit=limit,
+        until=until,
+    )
+
+
+def next_after(
+    spec: AlertSpec,
+    start: dt.datetime,
+    zone: str,
+    after: dt.datetime,
+    *,
+    time_value: str | None = None,
+    key: str = "",
+) -> Occurrence | None:
+    found = occurrences_after(
+        spec, start, zone, after=after, time_value=time_value, key=key, limit=1
+    )
+    return found[0] if found else None

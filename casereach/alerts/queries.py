@@ -1,0 +1,366 @@
+"""Reading alerts: the dry run and a contact's upcoming sends.
+
+Both use the scheduler's own computation — the same occurrence arithmetic, recipient
+resolution and message building (without writing anything) — so what they predict is what
+the scheduler will do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from casereach.alerts.actions import (
+    BATCH,
+    Plan,
+    broadcast_contacts,
+    load_views,
+    plan_for,
+    spec_of,
+    stop_instant,
+)
+from casereach.alerts.criteria import CaseView, matching
+from casereach.alerts.engine import Occurrence, occurrences_after
+from casereach.alerts.models import Alert, ScheduleInstance
+from casereach.alerts.scheduler import Target, _message, _targets
+from casereach.alerts.spec import AlertSpec, TimedSchedule
+from casereach.alerts.timing import skipped_months
+from casereach.cases.models import Case
+from casereach.contacts.models import Contact, PhoneEntry
+from casereach.core import bulk
+from casereach.core.timeutil import now
+from casereach.messaging.models import OptOut
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import effective_settings
+
+MAX_UNREACHABLE = 1000
+MAX_PER_RECIPIENT = 400  # occurrences per recipient in a dry run (a minutely alert, say)
+
+
+def _occurrences(
+    alert: Alert,
+    spec: AlertSpec,
+    key: str,
+    plan: Plan,
+    zone: str,
+    after: dt.datetime,
+    until: dt.datetime,
+    project_zone: str,
+) -> list[Occurrence]:
+    found = occurrences_after(
+        spec,
+        plan.start,
+        zone,
+        after=after,
+        time_value=plan.time_value or None,
+        key=f"{alert.pk}:{key}",
+        limit=MAX_PER_RECIPIENT,
+        until=until,
+    )
+    stop = stop_instant(spec, plan.stop_value, project_zone)
+    return [o for o in found if stop is None or o.due < stop]
+
+
+def dry_run(alert: Alert, days: int) -> dict[str, Any]:
+    """What the alert would send over the next ``days`` days if it were activated now."""
+    project = Project.objects.get(pk=alert.project_id)
+    settings = effective_settings(project.settings)
+    spec = spec_of(alert)
+    at = now()
+    until = at + dt.timedelta(days=days)
+    project_zone = ZoneInfo(project.time_zone)
+    per_day: Counter[str] = Counter()
+    reached: set[str] = set()
+    unreachable: list[dict[str, Any]] = []
+    reasons: Counter[str] = Counter()
+    candidates = 0
+
+    def consider(keys: Sequence[str], views: dict[str, CaseView], broadcast: bool) -> None:
+        nonlocal candidates
+        zones = dict(
+            Contact.objects.filter(bulk.is_in("contact_id", list(keys))).values_list(
+                "contact_id", "tz_effective"
+            )
+        )
+        fakes: list[ScheduleInstance] = []
+        occ: dict[int, list[Occurrence]] = {}
+        for n, key in enumerate(keys):
+            view = views.get(key)
+            zone = zones.get(key) or project.time_zone
+            plan = plan_for(spec, view, zone, at)
+            if plan is None:
+                reasons["no_start_date"] += 1
+                _note(
+                    unreachable, key, None, "no_start_date", "the start-date property holds no date"
+                )
+                continue
+            fake = ScheduleInstance(
+                pk=n + 1,
+                alert=alert,
+                alert_version=alert.version,
+                project_id=project.pk,
+                recipient_key=key,
+                case_id=None if broadcast and view is None else key,
+                contact_id=key,
+                time_zone=zone,
+                start=plan.start,
+            )
+            fakes.append(fake)
+            occ[n + 1] = _occurrences(alert, spec, key, plan, zone, at, until, project.time_zone)
+        candidates += len(fakes)
+        if not fakes:
+            return
+        targets = _targets(project, fakes, {alert.pk: alert}, views)
+        contact_ids = sorted(
+            {str(t.contact["contact_id"]) for ts in targets.values() for t in ts if t.contact}
+        )
+        phones: dict[str, str] = {}
+        warnings: dict[str, list[Any]] = {}
+        for chunk in bulk.in_chunks(contact_ids):
+            for cid, number in (
+                PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk))
+                .order_by("-position", "-id")
+                .values_list("contact_id", "number")
+            ):
+                phones[cid] = number
+            warnings.update(
+                Contact.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
+                    "contact_id", "warnings"
+                )
+            )
+        numbers = sorted(set(phones.values()))
+        opted = set()
+        for chunk in bulk.in_chunks(numbers):
+            opted |= set(
+                OptOut.objects.filter(
+                    bulk.is_in("phone_number", chunk), opted_out=True
+                ).values_list("phone_number", flat=True)
+            )
+        owner_ids = sorted({v.owner_id for v in views.values() if v.owner_id})
+        names = (
+            dict(
+                Contact.objects.filter(bulk.is_in("contact_id", owner_ids)).values_list(
+                    "contact_id", "name"
+                )
+            )
+            if owner_ids
+            else {}
+        )
+        for fake in fakes:
+            view = views.get(fake.case_id or "")
+            for target in targets.get(fake.pk, []):
+                msg = _message(project, settings, spec, view, target, names, phones, at)
+                who = target.contact["contact_id"] if target.contact else target.email or None
+                name = target.contact["name"] if target.contact else ""
+                error = msg.error_code
+                if error is None and spec.channel == "sms" and msg.phone_number in opted:
+                    error = "PHONE_NUMBER_OPTED_OUT"
+                if error is not None:
+                    reasons[error] += 1
+                    _note(unreachable, who, name, error, _explain(error), fake.recipient_key)
+                    continue
+                codes = {w.get("code") for w in warnings.get(str(who), []) if isinstance(w, dict)}
+                if "unknown_time_zone" in codes:
+                    _note(
+                        unreachable,
+                        who,
+                        name,
+                        "time_zone_fallback",
+                        "reached, but at the project's time zone: the contact's zone is unknown",
+                        fake.recipient_key,
+                        reached=True,
+                    )
+                reached.add(str(who))
+                for o in occ.get(fake.pk, []):
+                    per_day[o.due.astimezone(project_zone).date().isoformat()] += 1
+
+    if spec.kind == "conditional":
+        open_cases = Case.objects.filter(
+            project=project, case_type=spec.case_type, closed=False, deleted=False
+        )
+        last = ""
+        today = at.astimezone(project_zone).date()
+        while True:
+            ids = list(
+                open_cases.filter(case_id__gt=last)
+                .order_by("case_id")
+                .values_list("case_id", flat=True)[:BATCH]
+            )
+            if not ids:
+                break
+            last = ids[-1]
+            views = load_views(project.pk, ids)
+            ok = matching(spec.criteria, views, today)
+            hits = [v for v, yes in zip(views, ok, strict=True) if yes]
+            consider([v.case_id for v in hits], {v.case_id: v for v in hits}, False)
+    else:
+        keys = broadcast_contacts(project, spec)
+        for start in range(0, len(keys), BATCH):
+            chunk = keys[start : start + BATCH]
+            case_keys = list(
+                Contact.objects.filter(
+                    bulk.is_in("contact_id", chunk), contact_type="case"
+                ).values_list("contact_id", flat=True)
+            )
+            by_id = {v.case_id: v for v in load_views(project.pk, case_keys)}
+            consider(chunk, by_id, True)
+    start_day = at.astimezone(project_zone).date()
+    days_list = [
+        {"date": (start_day + dt.timedelta(days=d)).isoformat(), "messages": 0}
+        for d in range(days + 1)
+    ]
+    for entry in days_list:
+        entry["messages"] = per_day.get(str(entry["date"]), 0)
+    notes = []
+    sched = spec.schedule
+    if isinstance(sched, TimedSchedule) and sched.repeat.unit == "months":
+        from casereach.alerts.engine import recurrence
+
+        base = sched.start.date or start_day
+        for month in skipped_months(recurrence(sched.repeat), base, until.date()):
+            if month >= start_day.replace(day=1):
+                notes.append(
+                    f"{month.strftime('%Y-%m')} has no day {sched.repeat.day_of_month}: "
+                    "no message that month"
+                )
+    return {
+        "alert_id": alert.pk,
+        "days": days,
+        "from": at.isoformat(),
+        "until": until.isoformat(),
+        "time_zone": project.time_zone,
+        "recipients": candidates,
+        "contacts": len(reached),
+        "messages": sum(per_day.values()),
+        "per_day": days_list,
+        "unreachable_count": sum(reasons.values()),
+        "unreachable_by_reason": dict(sorted(reasons.items())),
+        "unreachable": unreachable,
+        "notes": notes,
+    }
+
+
+REASONS = {
+    "NO_PHONE_NUMBER": "has no usable phone number",
+    "NO_EMAIL_ADDRESS": "has no email address",
+    "ERROR_INVALID_EMAIL_ADDRESS": "the email address is not valid",
+    "NO_MESSAGE": "no translation in the contact's language (and the fallback finds none)",
+    "NO_RECIPIENT": "the recipient rule finds nobody (no owner, parent, child or user)",
+    "CONTACT_IS_INACTIVE": "the contact is closed, deleted or deactivated",
+    "PHONE_NUMBER_OPTED_OUT": "the number has opted out",
+}
+
+
+def _explain(code: str) -> str:
+    return REASONS.get(code, code)
+
+
+def _note(
+    out: list[dict[str, Any]],
+    who: str | None,
+    name: str | None,
+    reason: str,
+    text: str,
+    case_id: str | None = None,
+    *,
+    reached: bool = False,
+) -> None:
+    if len(out) >= MAX_UNREACHABLE:
+        return
+    out.append(
+        {
+            "contact_id": who,
+            "name": name or None,
+            "case_id": case_id,
+            "reason": reason,
+            "description": text,
+            "gets_messages": reached,
+        }
+    )
+
+
+def upcoming(project: Project, contact_id: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The contact's next scheduled sends, in time order (from its materialised instances)."""
+    settings = effective_settings(project.settings)
+    contact = (
+        Contact.objects.filter(project=project, contact_id=contact_id)
+        .values(
+            "contact_id",
+            "contact_type",
+            "name",
+            "active",
+            "lang_effective",
+            "email",
+            "email_status",
+        )
+        .first()
+    )
+    if contact is None:
+        return []
+    instances = list(
+        ScheduleInstance.objects.filter(
+            project=project, contact_id=contact_id, active=True, next_due__isnull=False
+        ).select_related("alert")
+    )
+    if not instances:
+        return []
+    views = {
+        v.case_id: v
+        for v in load_views(project.pk, sorted({i.case_id for i in instances if i.case_id}))
+    }
+    phones = {}
+    first = PhoneEntry.objects.filter(contact_id=contact_id).order_by("position", "id").first()
+    if first is not None:
+        phones[contact_id] = first.number
+    owner_ids = sorted({v.owner_id for v in views.values() if v.owner_id})
+    names = dict(Contact.objects.filter(contact_id__in=owner_ids).values_list("contact_id", "name"))
+    rows: list[dict[str, Any]] = []
+    for inst in instances:
+        alert = inst.alert
+        spec = spec_of(alert)
+        if not alert.active or alert.version != inst.alert_version or inst.next_due is None:
+            continue
+        plan = Plan(
+            inst.start, inst.start_value, inst.time_value, inst.reset_value, inst.stop_value
+        )
+        found = occurrences_after(
+            spec,
+            plan.start,
+            inst.time_zone,
+            after=inst.next_due - dt.timedelta(microseconds=1),
+            time_value=inst.time_value or None,
+            key=f"{alert.pk}:{inst.recipient_key}",
+            limit=limit,
+        )
+        stop = stop_instant(spec, inst.stop_value, project.time_zone)
+        if spec.kind == "conditional" and not any(r.type == "self" for r in spec.recipients):
+            continue
+        view = views.get(inst.case_id or "")
+        msg = _message(
+            project, settings, spec, view, Target(contact=dict(contact)), names, phones, now()
+        )
+        zone = ZoneInfo(inst.time_zone)
+        for occ in found:
+            if stop is not None and occ.due >= stop:
+                break
+            rows.append(
+                {
+                    "alert_id": alert.pk,
+                    "alert_name": alert.name,
+                    "due_utc": occ.due.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+                    "due_local": occ.due.astimezone(zone).isoformat(),
+                    "time_zone": inst.time_zone,
+                    "language": msg.language or None,
+                    "text": msg.text if spec.channel == "sms" else msg.subject or msg.text,
+                    "channel": spec.channel,
+                    "error_code": msg.error_code,
+                    "_sort": occ.due,
+                }
+            )
+    rows.sort(key=lambda r: (r["_sort"], r["alert_id"]))
+    for r in rows:
+        del r["_sort"]
+    return rows[:limit]

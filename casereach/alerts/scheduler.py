@@ -1,0 +1,477 @@
+"""The scheduler: due schedule instances → firings → messages in the outbox.
+
+One transaction per batch: claim due instances (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
+SQLite's write lock serialises schedulers), record one ``Firing`` per occurrence under a unique
+key (so a re-run, a crash or a second scheduler can never fire it twice), write one messaging
+event per firing, one sub-event and one message per recipient — failed at once with its error
+code when it cannot be sent — and advance each instance to its next occurrence. Everything is
+read in bulk for the whole batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+
+from casereach.alerts.actions import GRACE, Plan, load_views, schedule_next, spec_of
+from casereach.alerts.criteria import CaseView
+from casereach.alerts.models import Alert, Firing, ScheduleInstance
+from casereach.alerts.spec import AlertSpec
+from casereach.alerts.templates import RenderContext, parse_template, render
+from casereach.cases.models import CaseIndex
+from casereach.contacts.models import Contact, PhoneEntry
+from casereach.contacts.rules import check_email
+from casereach.core import bulk
+from casereach.core.segments import analyse
+from casereach.core.timeutil import ONE_MICROSECOND, now
+from casereach.messaging.content import pick_translation
+from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
+from casereach.projects.actions import lock_project
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import ProjectSettings, effective_settings
+from casereach.workers.actions import full_username
+from casereach.workers.models import MobileWorker
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+CONTACT_FIELDS = (
+    "contact_id",
+    "contact_type",
+    "name",
+    "active",
+    "lang_effective",
+    "email",
+    "email_status",
+)
+
+
+@dataclass
+class Target:
+    """One recipient of one firing."""
+
+    contact: dict[str, Any] | None = None
+    email: str = ""  # an address read from a case property
+    error: str | None = None  # NO_RECIPIENT when a recipient rule found nobody
+
+
+def _source(alert: Alert, spec: AlertSpec) -> str:
+    if alert.kind == "conditional":
+        return "conditional_alert"
+    return "immediate_broadcast" if spec.schedule.type == "immediate" else "scheduled_broadcast"
+
+
+def firing_key(inst: ScheduleInstance, due: dt.datetime) -> str:
+    stamp = due.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")
+    return f"{inst.alert_id}:{inst.alert_version}:{inst.recipient_key}:{stamp}"
+
+
+def fire_due(at: dt.datetime | None = None, limit: int = BATCH) -> int:
+    """Fire one batch of due instances; returns how many instances were handled."""
+    at = at or now()
+    with transaction.atomic():
+        qs = ScheduleInstance.objects.filter(active=True, next_due__lte=at).order_by(
+            "next_due", "id"
+        )
+        if connection.vendor == "postgresql":
+            qs = qs.select_for_update(skip_locked=True, of=("self",))
+        instances = list(qs[:limit])
+        if not instances:
+            return 0
+        _fire(instances, at)
+    return len(instances)
+
+
+def run_until_idle(at: dt.datetime | None = None, max_batches: int = 10_000) -> int:
+    total = 0
+    for _ in range(max_batches):
+        done = fire_due(at)
+        total += done
+        if done == 0:
+            break
+    return total
+
+
+def _fire(instances: Sequence[ScheduleInstance], at: dt.datetime) -> None:
+    alerts = {a.pk: a for a in Alert.objects.filter(pk__in={i.alert_id for i in instances})}
+    keys = {i.pk: firing_key(i, i.next_due or at) for i in instances}
+    already = set(Firing.objects.filter(key__in=list(keys.values())).values_list("key", flat=True))
+    by_project: dict[int, list[ScheduleInstance]] = defaultdict(list)
+    stale: list[ScheduleInstance] = []
+    for inst in instances:
+        alert = alerts.get(inst.alert_id)
+        if alert is None or not alert.active or alert.version != inst.alert_version:
+            stale.append(inst)
+            continue
+        by_project[inst.project_id].append(inst)
+    for inst in stale:
+        inst.active, inst.next_due = False, None
+    advanced: list[ScheduleInstance] = list(stale)
+    for project_id, group in by_project.items():
+        project = lock_project(project_id)
+        advanced.extend(_fire_project(project, group, alerts, keys, already, at))
+    ScheduleInstance.objects.bulk_update(
+        advanced, ["next_due", "active", "updated_on"], batch_size=500
+    )
+
+
+def _fire_project(
+    project: Project,
+    group: Sequence[ScheduleInstance],
+    alerts: Mapping[int, Alert],
+    keys: Mapping[int, str],
+    already: set[str],
+    at: dt.datetime,
+) -> list[ScheduleInstance]:
+    settings = effective_settings(project.settings)
+    case_ids = sorted({i.case_id for i in group if i.case_id})
+    views = {v.case_id: v for v in load_views(project.pk, case_ids)} if case_ids else {}
+    targets = _targets(project, group, alerts, views)
+    contact_ids = {str(t.contact["contact_id"]) for ts in targets.values() for t in ts if t.contact}
+    owner_ids = {v.owner_id for v in views.values() if v.owner_id}
+    names = (
+        dict(
+            Contact.objects.filter(bulk.is_in("contact_id", sorted(owner_ids))).values_list(
+                "contact_id", "name"
+            )
+        )
+        if owner_ids
+        else {}
+    )
+    phones: dict[str, str] = {}
+    for chunk in bulk.in_chunks(sorted(contact_ids)):
+        for cid, number in (
+            PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk))
+            .order_by("-position", "-id")
+            .values_list("contact_id", "number")
+        ):
+            phones[cid] = number  # ordered so that the first entry wins
+    firings: list[Firing] = []
+    events: list[MessagingEvent] = []
+    plans: list[tuple[ScheduleInstance, list[tuple[Target, Message]]]] = []
+    advanced: list[ScheduleInstance] = []
+    for inst in group:
+        alert = alerts[inst.alert_id]
+        spec = spec_of(alert)
+        due = inst.next_due or at
+        key = keys[inst.pk]
+        late = at - due > dt.timedelta(hours=spec.late_limit_hours)
+        if key not in already:
+            firings.append(
+                Firing(
+                    key=key,
+                    alert=alert,
+                    project=project,
+                    recipient_key=inst.recipient_key,
+                    due=due,
+                    outcome="skipped_late" if late else "fired",
+                    created_on=at,
+                )
+            )
+            events.append(
+                MessagingEvent(
+                    project=project,
+                    source=_source(alert, spec),
+                    source_id=str(alert.pk),
+                    content_type=spec.channel,
+                    triggered_by=f"alert:{alert.pk}",
+                    created_on=at,
+                )
+            )
+            view = views.get(inst.case_id or "")
+            rows = []
+            for target in targets.get(inst.pk, []):
+                msg = _message(project, settings, spec, view, target, names, phones, at)
+                if late:
+                    hours = (at - due).total_seconds() / 3600
+                    msg.status, msg.error_code, msg.failed_on = "failed", "MESSAGE_IS_STALE", at
+                    msg.next_attempt_at = None
+                    msg.error_detail = (
+                        f"skipped: {hours:.1f} h overdue (the alert's late limit is "
+                        f"{spec.late_limit_hours} h)"
+                    )
+                rows.append((target, msg))
+            plans.append((inst, rows))
+        advanced.append(_advance(alert, spec, inst, due, project, at))
+    if not firings:
+        return advanced
+    Firing.objects.bulk_create(firings)
+    created = MessagingEvent.objects.bulk_create(events)
+    stamp = _stamps(project, sum(len(rows) for _, rows in plans))
+    subs: list[MessagingSubEvent] = []
+    msgs: list[Message] = []
+    for (_, rows), event in zip(plans, created, strict=True):
+        for target, msg in rows:
+            contact = target.contact
+            sub = MessagingSubEvent(
+                event=event,
+                project=project,
+                contact_id=contact["contact_id"] if contact else None,
+                contact_type=contact["contact_type"] if contact else "",
+                recipient_name=(contact["name"] if contact else target.email)[:255],
+                created_on=at,
+                date_last_activity=next(stamp),
+            )
+            if msg.status == "failed":
+                sub.status, sub.error_code = "error", msg.error_code
+            subs.append(sub)
+    subs = MessagingSubEvent.objects.bulk_create(subs)
+    it = iter(subs)
+    for (_, rows), event in zip(plans, created, strict=True):
+        statuses = []
+        for _, msg in rows:
+            sub = next(it)
+            msg.event, msg.subevent = event, sub
+            msgs.append(msg)
+            statuses.append(msg.status)
+        if not rows:
+            event.status, event.error_code = "error", "NO_RECIPIENT"
+        elif all(s == "failed" for s in statuses):
+            event.status, event.error_code = "error", "SUBEVENT_ERROR"
+    Message.objects.bulk_create(msgs, batch_size=500)
+    failed_events = [e for e in created if e.status == "error"]
+    if failed_events:
+        MessagingEvent.objects.bulk_update(failed_events, ["status", "error_code"])
+    ids = {f.key: e.pk for f, e in zip(firings, created, strict=True)}
+    for f in firings:
+        f.event_id = ids[f.key]
+    Firing.objects.bulk_update(firings, ["event_id"])
+    return advanced
+
+
+def _stamps(project: Project, count: int) -> Any:
+    """Strictly increasing sub-event activity stamps for this project (locked by the caller)."""
+    tick = now()
+    if project.last_indexed_on is not None:
+        tick = max(tick, project.last_indexed_on + ONE_MICROSECOND)
+    last = tick + ONE_MICROSECOND * max(count - 1, 0)
+    project.last_indexed_on = last
+    project.save(update_fields=["last_indexed_on"])
+    return (tick + ONE_MICROSECOND * i for i in range(count))
+
+
+def _advance(
+    alert: Alert,
+    spec: AlertSpec,
+    inst: ScheduleInstance,
+    due: dt.datetime,
+    project: Project,
+    at: dt.datetime,
+) -> ScheduleInstance:
+    plan = Plan(inst.start, inst.start_value, inst.time_value, inst.reset_value, inst.stop_value)
+    # After the occurrence just handled; a long outage does not replay every missed one,
+    # only the most recent ones within the grace period are still due next.
+    after = max(due, at - dt.timedelta(hours=spec.late_limit_hours) - GRACE)
+    nxt = schedule_next(
+        alert, spec, inst.recipient_key, plan, inst.time_zone, after, project.time_zone
+    )
+    inst.next_due = nxt
+    inst.active = nxt is not None
+    inst.updated_on = at
+    return inst
+
+
+# -- recipients --------------------------------------------------------------------------------
+
+
+def _targets(
+    project: Project,
+    group: Sequence[ScheduleInstance],
+    alerts: Mapping[int, Alert],
+    views: Mapping[str, CaseView],
+) -> dict[int, list[Target]]:
+    """Every instance's recipients, resolved with a fixed number of queries."""
+    wanted: dict[int, list[tuple[str, str]]] = {}  # instance → [(kind, contact id or email)]
+    children: dict[str, list[str]] = defaultdict(list)
+    need_children = {
+        inst.case_id
+        for inst in group
+        if inst.case_id
+        and any(r.type == "children" for r in spec_of(alerts[inst.alert_id]).recipients)
+    }
+    if need_children:
+        for chunk in bulk.in_chunks(sorted(need_children)):
+            for child, parent in CaseIndex.objects.filter(
+                project_id=project.pk, name="parent", referenced_id__in=chunk
+            ).values_list("case_id", "referenced_id"):
+                children[parent].append(child)
+    user_refs: set[str] = set()
+    for inst in group:
+        alert = alerts[inst.alert_id]
+        spec = spec_of(alert)
+        if alert.kind == "broadcast":
+            wanted[inst.pk] = [("contact", inst.recipient_key)]
+            continue
+        view = views.get(inst.case_id or "")
+        out: list[tuple[str, str]] = []
+        for r in spec.recipients:
+            if view is None:
+                out.append(("none", ""))
+            elif r.type == "self":
+                out.append(("contact", view.case_id))
+            elif r.type == "owner":
+                out.append(("contact", view.owner_id) if view.owner_id else ("none", ""))
+            elif r.type == "parent":
+                out.append(("contact", view.parent_id) if view.parent_id else ("none", ""))
+            elif r.type == "children":
+                kids = children.get(view.case_id, [])
+                out.extend(("contact", k) for k in kids) if kids else out.append(("none", ""))
+            elif r.type == "user_property":
+                ref = (view.get(r.property or "") or "").strip()
+                if ref:
+                    user_refs.add(ref)
+                    out.append(("user", ref))
+                else:
+                    out.append(("none", ""))
+            elif r.type == "email_property":
+                address = (view.get(r.property or "") or "").strip()
+                out.append(("email", address) if address else ("none", ""))
+        wanted[inst.pk] = out
+    users: dict[str, str] = {}
+    if user_refs:
+        refs = sorted(user_refs)
+        for wid in MobileWorker.objects.filter(project=project, id__in=refs).values_list(
+            "id", flat=True
+        ):
+            users[wid] = wid
+        full = {full_username(project, r): r for r in refs if "@" not in r}
+        full.update({r: r for r in refs if "@" in r})
+        for wid, username in MobileWorker.objects.filter(
+            project=project, username__in=list(full)
+        ).values_list("id", "username"):
+            users.setdefault(full[username], wid)
+    ids = {v for pairs in wanted.values() for k, v in pairs if k == "contact"}
+    ids |= set(users.values())
+    contacts: dict[str, dict[str, Any]] = {}
+    for chunk in bulk.in_chunks(sorted(ids)):
+        for row in Contact.objects.filter(bulk.is_in("contact_id", chunk)).values(*CONTACT_FIELDS):
+            contacts[row["contact_id"]] = row
+    result: dict[int, list[Target]] = {}
+    for inst_pk, pairs in wanted.items():
+        targets: list[Target] = []
+        seen: set[str] = set()
+        for kind, value in pairs:
+            if kind == "user":
+                value, kind = users.get(value, ""), "contact"
+            if kind == "contact":
+                contact = contacts.get(value)
+                if contact is None:
+                    targets.append(Target(error="NO_RECIPIENT"))
+                elif value not in seen:
+                    seen.add(value)
+                    targets.append(Target(contact=contact))
+            elif kind == "email":
+                targets.append(Target(email=value))
+            else:
+                targets.append(Target(error="NO_RECIPIENT"))
+        result[inst_pk] = targets
+    return result
+
+
+_PARSED: dict[str, list[Any]] = {}
+
+
+def _render(template: str, ctx: RenderContext) -> str:
+    parsed = _PARSED.get(template)
+    if parsed is None:
+        if len(_PARSED) > 5000:
+            _PARSED.clear()
+        parsed = _PARSED[template] = parse_template(template)
+    return render(parsed, ctx)
+
+
+def _message(
+    project: Project,
+    settings: ProjectSettings,
+    spec: AlertSpec,
+    view: CaseView | None,
+    target: Target,
+    names: Mapping[str, str],
+    phones: Mapping[str, str],
+    at: dt.datetime,
+) -> Message:
+    contact = target.contact
+    msg = Message(
+        project=project,
+        channel=spec.channel,
+        contact_id=contact["contact_id"] if contact else None,
+        contact_type=contact["contact_type"] if contact else "",
+        created_on=at,
+        updated_on=at,
+        next_attempt_at=at,
+    )
+    error = target.error
+    language = contact["lang_effective"] if contact else None
+    if error is None and contact is not None and not contact["active"]:
+        error = "CONTACT_IS_INACTIVE"
+    if spec.channel == "sms":
+        texts = spec.content.sms
+        if error is None:
+            if contact is None:
+                error = "NO_PHONE_NUMBER"
+            else:
+                number = phones.get(contact["contact_id"])
+                if number is None:
+                    error = "NO_PHONE_NUMBER"
+                else:
+                    msg.phone_number = number
+    else:
+        assert spec.content.email is not None
+        texts = spec.content.email.body
+        if error is None:
+            if contact is not None:
+                msg.email_address = contact["email"]
+                if contact["email_status"] == "missing":
+                    error = "NO_EMAIL_ADDRESS"
+                elif contact["email_status"] == "invalid":
+                    error = "ERROR_INVALID_EMAIL_ADDRESS"
+            else:
+                address, status = check_email(target.email)
+                msg.email_address = address or target.email[:320]
+                if status != "ok":
+                    error = "ERROR_INVALID_EMAIL_ADDRESS"
+    template, used = pick_translation(
+        texts,
+        language,
+        project_languages=settings.languages,
+        fallback=settings.language_fallback,
+        alert_default=spec.default_language,
+    )
+    if error is None and template is None:
+        error = "NO_MESSAGE"
+    if template is not None:
+        parent = view.parent if view is not None else None
+        ctx = RenderContext(
+            case_name=view.name if view else None,
+            case_properties=view.properties if view else {},
+            owner_name=names.get(view.owner_id) if view and view.owner_id else None,
+            parent_name=parent.name if parent else None,
+            parent_properties=parent.properties if parent else None,
+            recipient_name=contact["name"] if contact else None,
+        )
+        try:
+            msg.text = _render(template, ctx)
+            if spec.channel == "email" and spec.content.email is not None:
+                subject, _ = pick_translation(
+                    spec.content.email.subject,
+                    used if used != "*" else language,
+                    project_languages=settings.languages,
+                    fallback="untranslated",
+                )
+                msg.subject = _render(subject, ctx)[:998] if subject else ""
+        except Exception:  # a template that passed validation must render; log if not
+            log.exception("alert template failed to render")
+            error = error or "CANNOT_RENDER_MESSAGE"
+        msg.language = "" if used == "*" else used
+    if spec.channel == "sms" and msg.text:
+        info = analyse(msg.text)
+        msg.segments, msg.encoding = info.segments, info.encoding
+    if error is not None:
+        msg.status, msg.error_code, msg.failed_on, msg.next_attempt_at = "failed", error, at, None
+    return msg

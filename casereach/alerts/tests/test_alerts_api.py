@@ -1,0 +1,554 @@
+"""Alerts through the API and the scheduler: rules, schedules, recipients, content, time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from casereach.alerts.models import Firing, ScheduleInstance
+from casereach.alerts.scheduler import fire_due, run_until_idle
+from casereach.core.timeutil import now
+from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
+from casereach.testing.world import Api, case_body
+
+M = "/a/{project}/api/messaging/v1/"
+V2 = "/a/{project}/api/case/v2/"
+NAIROBI = ZoneInfo("Africa/Nairobi")
+
+
+def case(api: Api, **kw: Any) -> str:
+    kw.setdefault("case_type", "mother")
+    r = api.post(V2, case_body(**kw))
+    assert 200 == r.status, r.body
+    cid: str = r.body["case"]["case_id"]
+    return cid
+
+
+def update(api: Api, cid: str, **props: Any) -> None:
+    r = api.put(V2 + cid, {"properties": props})
+    assert 200 == r.status, r.body
+
+
+def conditional(**over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "ANC reminders",
+        "kind": "conditional",
+        "case_type": "mother",
+        "active": True,
+        "criteria": {"match": "all", "rules": [{"property": "edd", "op": "has_value"}]},
+        "content": {"sms": {"en": "Hello {case.name}, due {case.edd}", "sw": "Habari {case.name}"}},
+        "schedule": {
+            "type": "timed",
+            "events": [{"day": 0, "time": "09:00"}],
+            "repeat": {"unit": "days", "iterations": 30},
+            "start": {"from": "match"},
+        },
+        "recipients": [{"type": "self"}],
+    }
+    body.update(over)
+    return body
+
+
+def create(api: Api, body: dict[str, Any]) -> dict[str, Any]:
+    r = api.post(M + "alerts", body)
+    assert 201 == r.status, r.body
+    out: dict[str, Any] = r.body
+    return out
+
+
+def next_local_9(zone: ZoneInfo = NAIROBI) -> dt.datetime:
+    local = now().astimezone(zone)
+    target = local.replace(hour=9, minute=0, second=0, microsecond=0)
+    if target <= local - dt.timedelta(seconds=60):
+        target = (local + dt.timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+    return target.astimezone(dt.UTC)
+
+
+def instance(cid: str) -> ScheduleInstance | None:
+    return ScheduleInstance.objects.filter(case_id=cid).first()
+
+
+def test_matching_case_gets_an_instance_at_9_local_and_fires_once(api: Api) -> None:
+    cid = case(api, phone="254712345678", edd="2027-01-10", language_code="sw")
+    alert = create(api, conditional())
+    assert {"state": "done", "processed": 1, "total": 1} == alert["progress"]
+    inst = instance(cid)
+    assert inst is not None and inst.next_due == next_local_9()
+    due = inst.next_due
+    assert 1 == fire_due(at=due)
+    assert 0 == fire_due(at=due)  # nothing is due twice
+    msgs = list(Message.objects.filter(event__source="conditional_alert"))
+    assert [("Habari Amina", "sw", "254712345678", "queued")] == [
+        (m.text, m.language, m.phone_number, m.status) for m in msgs
+    ]
+    assert 1 == MessagingEvent.objects.filter(source="conditional_alert").count()
+    assert 1 == Firing.objects.count()
+    assert due + dt.timedelta(days=1) == ScheduleInstance.objects.get().next_due
+
+
+def test_a_second_scheduler_cannot_fire_an_occurrence_again(api: Api) -> None:
+    cid = case(api, phone="254712345678", edd="2027-01-10")
+    create(api, conditional())
+    inst = instance(cid)
+    assert inst is not None
+    due = inst.next_due
+    fire_due(at=due)
+    # A scheduler that read the instance before the first one advanced it:
+    ScheduleInstance.objects.filter(pk=inst.pk).update(next_due=due)
+    fire_due(at=due)
+    assert 1 == Message.objects.filter(event__source="conditional_alert").count()
+
+
+def test_case_that_stops_matching_or_closes_loses_its_instance(api: Api) -> None:
+    a = case(api, edd="2027-01-10")
+    b = case(api, edd="2027-01-10")
+    create(api, conditional())
+    assert instance(a) is not None and instance(b) is not None
+    update(api, a, edd="")
+    assert instance(a) is None
+    r = api.put(V2 + b, {"close": True})
+    assert 200 == r.status
+    assert instance(b) is None
+    c = case(api)  # created without edd: no instance, then it starts matching
+    assert instance(c) is None
+    update(api, c, edd="2027-02-01")
+    assert instance(c) is not None
+    r = api.delete(V2 + c)
+    assert instance(c) is None
+
+
+@pytest.mark.parametrize(
+    ("rule", "props", "expected"),
+    [
+        ({"property": "risk", "op": "equal", "value": "high"}, {"risk": "high"}, True),
+        ({"property": "risk", "op": "equal", "value": "high"}, {"risk": "low"}, False),
+        ({"property": "risk", "op": "not_equal", "value": "high"}, {"risk": "low"}, True),
+        ({"property": "risk", "op": "has_value"}, {"risk": "  "}, False),
+        ({"property": "risk", "op": "has_no_value"}, {"risk": ""}, True),
+        ({"property": "code", "op": "regex", "value": "^A[0-9]+"}, {"code": "A12x"}, True),
+        ({"property": "code", "op": "regex", "value": "[0-9]+"}, {"code": "A12"}, False),
+        ({"property": "lmp", "op": "days_after", "days": 10}, {"lmp": "2020-01-01"}, True),
+        ({"property": "lmp", "op": "days_after", "days": 10}, {"lmp": "2999-01-01"}, False),
+        ({"property": "edd", "op": "days_before", "days": 0}, {"edd": "2999-01-01T10:00"}, True),
+        ({"property": "edd", "op": "days_before", "days": 0}, {"edd": "2000-01-01"}, False),
+        ({"property": "edd", "op": "days_after", "days": 0}, {"edd": "not a date"}, False),
+    ],
+)
+def test_each_criterion(
+    api: Api, rule: dict[str, Any], props: dict[str, str], expected: bool
+) -> None:
+    cid = case(api, **props)
+    create(api, conditional(criteria={"rules": [rule]}))
+    assert expected == (instance(cid) is not None)
+
+
+def test_any_and_parent_criteria(api: Api) -> None:
+    parent = case(api, case_type="household", village="north")
+    r = api.post(
+        V2,
+        {
+            **case_body(case_type="child", name="Baby"),
+            "indices": {
+                "parent": {"case_id": parent, "case_type": "household", "relationship": "child"}
+            },
+        },
+    )
+    child = r.body["case"]["case_id"]
+    other = case(api, case_type="child", name="Other", vaccinated="no")
+    create(
+        api,
+        conditional(
+            case_type="child",
+            criteria={
+                "match": "any",
+                "rules": [
+                    {"property": "parent/village", "op": "equal", "value": "north"},
+                    {"property": "vaccinated", "op": "equal", "value": "no"},
+                ],
+            },
+        ),
+    )
+    assert instance(child) is not None and instance(other) is not None
+
+
+def test_start_date_property_stop_and_reset(api: Api) -> None:
+    today = now().astimezone(NAIROBI).date()
+    cid = case(api, edd="x", visit=(today + dt.timedelta(days=3)).isoformat(), stop="")
+    create(
+        api,
+        conditional(
+            schedule={
+                "type": "timed",
+                "events": [{"day": 0, "time": "09:00"}],
+                "repeat": {"unit": "days", "iterations": None},
+                "start": {"from": "property", "property": "visit"},
+            },
+            stop_property="stop",
+            reset_property="round",
+        ),
+    )
+    inst = instance(cid)
+    assert inst is not None
+    first = dt.datetime.combine(today + dt.timedelta(days=3), dt.time(9), NAIROBI)
+    assert first.astimezone(dt.UTC) == inst.next_due
+    update(api, cid, visit=(today + dt.timedelta(days=5)).isoformat())
+    inst = instance(cid)
+    assert inst is not None
+    assert first + dt.timedelta(days=2) == inst.next_due
+    update(api, cid, stop=(today + dt.timedelta(days=5)).isoformat())
+    inst = instance(cid)
+    assert inst is not None and (None, False) == (inst.next_due, inst.active)
+    update(api, cid, stop="", visit="not a date")
+    assert instance(cid) is None  # CommCare: no usable start date → no instance
+
+
+def test_reset_property_restarts_an_alert_schedule(api: Api) -> None:
+    cid = case(api, edd="x", round="1")
+    create(
+        api,
+        conditional(
+            schedule={
+                "type": "alert",
+                "events": [{"wait_minutes": 60}, {"wait_minutes": 120}],
+                "iterations": 1,
+            },
+            reset_property="round",
+        ),
+    )
+    inst = instance(cid)
+    assert inst is not None and inst.next_due is not None
+    first_start = inst.start
+    assert dt.timedelta(minutes=60) == inst.next_due - first_start
+    fire_due(at=inst.next_due)
+    inst.refresh_from_db()
+    assert dt.timedelta(minutes=180) == inst.next_due - first_start  # type: ignore[operator]
+    update(api, cid, round="2")
+    inst.refresh_from_db()
+    assert inst.start > first_start
+    assert dt.timedelta(minutes=60) == inst.next_due - inst.start  # type: ignore[operator]
+
+
+def test_time_from_property_and_random_window(api: Api) -> None:
+    cid = case(api, edd="x", visit_time="14:30")
+    create(
+        api,
+        conditional(
+            schedule={
+                "type": "timed",
+                "events": [{"day": 1, "time_property": "visit_time"}],
+                "repeat": {"unit": "once"},
+            }
+        ),
+    )
+    inst = instance(cid)
+    assert inst is not None and inst.next_due is not None
+    assert dt.time(14, 30) == inst.next_due.astimezone(NAIROBI).time()
+    other = case(api, case_type="kid", edd="x")
+    create(
+        api,
+        conditional(
+            case_type="kid",
+            schedule={
+                "type": "timed",
+                "events": [{"day": 1, "window_start": "10:00", "window_end": "12:00"}],
+            },
+        ),
+    )
+    inst = instance(other)
+    assert inst is not None and inst.next_due is not None
+    local = inst.next_due.astimezone(NAIROBI).time()
+    assert dt.time(10) <= local < dt.time(12)
+
+
+def test_recipients_owner_parent_children_user_and_email(api: Api) -> None:
+    r = api.post(
+        "/a/{project}/api/v0.5/user/",
+        {
+            "username": "nurse",
+            "first_name": "Neema",
+            "password": "pw",
+            "phone_numbers": ["+254700000009"],
+        },
+    )
+    wid = r.body["id"]
+    parent = case(api, case_type="household", name="House", phone="254700000001")
+    r = api.post(
+        V2,
+        {
+            **case_body(case_type="mother", name="Mum", owner_id=wid, phone="254700000002"),
+            "properties": {
+                "edd": "x",
+                "contact_phone_number": "254700000002",
+                "chw": "nurse",
+                "family_email": "fam@example.org",
+            },
+            "indices": {
+                "parent": {"case_id": parent, "case_type": "household", "relationship": "child"}
+            },
+        },
+    )
+    mum = r.body["case"]["case_id"]
+    api.post(
+        V2,
+        {
+            **case_body(case_type="baby", name="Kid", phone="254700000003"),
+            "indices": {"parent": {"case_id": mum, "case_type": "mother", "relationship": "child"}},
+        },
+    )
+    create(
+        api,
+        conditional(
+            content={
+                "sms": {
+                    "en": "For {recipient.name}: {case.name} of {case.parent.name}, CHW {case.owner.name}"
+                }
+            },
+            recipients=[
+                {"type": "self"},
+                {"type": "owner"},
+                {"type": "parent"},
+                {"type": "children"},
+                {"type": "user_property", "property": "chw"},
+            ],
+        ),
+    )
+    inst = instance(mum)
+    assert inst is not None
+    fire_due(at=inst.next_due)
+    got = sorted(
+        (m.phone_number, m.text) for m in Message.objects.filter(event__source="conditional_alert")
+    )
+    assert [
+        ("254700000001", "For House: Mum of House, CHW Neema"),
+        ("254700000002", "For Mum: Mum of House, CHW Neema"),
+        ("254700000003", "For Kid: Mum of House, CHW Neema"),
+        ("254700000009", "For Neema: Mum of House, CHW Neema"),
+    ] == got  # the owner and the user named in "chw" are the same worker: sent once
+    email_alert = create(
+        api,
+        conditional(
+            name="email",
+            channel="email",
+            content={"email": {"subject": {"en": "About {case.name}"}, "body": {"en": "Hi"}}},
+            recipients=[{"type": "email_property", "property": "family_email"}],
+        ),
+    )
+    inst = ScheduleInstance.objects.get(alert_id=email_alert["id"])
+    fire_due(at=inst.next_due)
+    m = Message.objects.get(channel="email")
+    assert ("fam@example.org", "About Mum") == (m.email_address, m.subject)
+
+
+def test_no_recipient_and_no_phone_are_recorded(api: Api) -> None:
+    cid = case(api, edd="x")  # no phone, no parent
+    create(api, conditional(recipients=[{"type": "self"}, {"type": "parent"}]))
+    inst = instance(cid)
+    assert inst is not None
+    fire_due(at=inst.next_due)
+    codes = sorted(m.error_code or "" for m in Message.objects.all())
+    assert ["NO_PHONE_NUMBER", "NO_RECIPIENT"] == codes
+    assert {"error"} == set(MessagingSubEvent.objects.values_list("status", flat=True))
+
+
+@pytest.mark.parametrize(
+    ("fallback", "content", "default", "expected"),
+    [
+        ("none", {"en": "Hello", "sw": " "}, None, (None, "NO_MESSAGE")),
+        ("alert", {"fr": "Bonjour", "en": "Hello"}, "fr", ("Bonjour", None)),
+        ("alert", {"en": "Hello"}, "fr", (None, "NO_MESSAGE")),
+        ("project", {"en": "Hello"}, "fr", ("Hello", None)),
+        ("project", {"*": "Any"}, None, (None, "NO_MESSAGE")),
+        ("untranslated", {"*": "Any"}, None, ("Any", None)),
+    ],
+)
+def test_language_fallback(
+    api: Api,
+    fallback: str,
+    content: dict[str, str],
+    default: str | None,
+    expected: tuple[str | None, str | None],
+) -> None:
+    r = api.put(M + "settings", {"language_fallback": fallback, "languages": ["en", "sw", "fr"]})
+    assert 200 == r.status, r.body
+    cid = case(api, edd="x", phone="254700000001", language_code="sw")
+    create(api, conditional(content={"sms": content}, default_language=default))
+    inst = instance(cid)
+    assert inst is not None
+    fire_due(at=inst.next_due)
+    m = Message.objects.get()
+    assert expected == (m.text or None, m.error_code)
+
+
+def test_late_occurrences_are_skipped_and_recorded(api: Api) -> None:
+    cid = case(api, edd="x", phone="254700000001")
+    create(api, conditional(late_limit_hours=1))
+    inst = instance(cid)
+    assert inst is not None and inst.next_due is not None
+    fire_due(at=inst.next_due + dt.timedelta(hours=3))
+    m = Message.objects.get()
+    assert ("failed", "MESSAGE_IS_STALE") == (m.status, m.error_code)
+    assert "overdue" in m.error_detail
+    assert "skipped_late" == Firing.objects.get().outcome
+
+
+def test_immediate_broadcast_to_a_case_group_and_a_worker(api: Api) -> None:
+    a = case(api, phone="254700000001", village="north")
+    case(api, phone="254700000002", village="south")
+    r = api.post(
+        "/a/{project}/api/v0.5/user/",
+        {"username": "w", "password": "pw", "phone_numbers": ["+254700000009"]},
+    )
+    alert = create(
+        api,
+        {
+            "name": "Closed today",
+            "kind": "broadcast",
+            "active": True,
+            "content": {"sms": {"en": "Clinic closed, {recipient.name}"}},
+            "schedule": {"type": "immediate"},
+            "recipients": [
+                {
+                    "type": "case_group",
+                    "case_type": "mother",
+                    "criteria": {
+                        "rules": [{"property": "village", "op": "equal", "value": "north"}]
+                    },
+                },
+                {"type": "worker", "id": r.body["id"]},
+                {"type": "case", "id": a},
+            ],
+        },
+    )
+    assert {"state": "done", "processed": 2, "total": 2} == alert["progress"]
+    assert 2 == run_until_idle()
+    got = sorted(m.phone_number for m in Message.objects.all())
+    assert ["254700000001", "254700000009"] == got
+    assert 0 == ScheduleInstance.objects.filter(active=True).count()
+
+
+def test_weekly_broadcast_on_chosen_weekdays_in_each_contacts_zone(api: Api) -> None:
+    cid = case(api, phone="254700000001", time_zone="America/New_York")
+    today = now().date()
+    alert = create(
+        api,
+        {
+            "name": "Mon/Thu",
+            "kind": "broadcast",
+            "active": True,
+            "content": {"sms": {"en": "Hi"}},
+            "schedule": {
+                "type": "timed",
+                "events": [{"time": "08:30"}],
+                "repeat": {"unit": "weeks", "weekdays": [0, 3], "iterations": 4},
+                "start": {"from": "date", "date": today.isoformat()},
+            },
+            "recipients": [{"type": "case", "id": cid}],
+        },
+    )
+    r = api.get(M + f"contacts/{cid}/upcoming", limit=8)
+    assert 200 == r.status
+    rows = r.body["objects"]
+    assert 8 >= len(rows) >= 6
+    for row in rows:
+        local = dt.datetime.fromisoformat(row["due_local"])
+        assert (dt.time(8, 30), "America/New_York", alert["id"]) == (
+            local.time().replace(tzinfo=None),
+            row["time_zone"],
+            row["alert_id"],
+        )
+        assert local.weekday() in (0, 3)
+    assert [r["due_utc"] for r in rows] == sorted(r["due_utc"] for r in rows)
+
+
+def test_dry_run_counts_and_unreachable_contacts(api: Api) -> None:
+    api.put(M + "settings", {"language_fallback": "none"})
+    case(api, edd="x", phone="254700000001")
+    case(api, edd="x")  # no phone
+    case(api, edd="x", phone="254700000002", language_code="sw")  # no sw text
+    case(api, edd="x", phone="254700000003", time_zone="Mars/Olympus")
+    body = conditional(active=False, content={"sms": {"en": "Hello"}})
+    alert = create(api, body)
+    assert ["sw"] == alert["missing_translations"]
+    r = api.post(M + f"alerts/{alert['id']}/dry-run?days=3")
+    assert 200 == r.status, r.body
+    out = r.body
+    assert (4, 2) == (out["recipients"], out["contacts"])
+    assert {"NO_MESSAGE": 1, "NO_PHONE_NUMBER": 1} == out["unreachable_by_reason"]
+    assert 6 == out["messages"] == sum(d["messages"] for d in out["per_day"])
+    reasons = {u["reason"] for u in out["unreachable"]}
+    assert {"NO_MESSAGE", "NO_PHONE_NUMBER", "time_zone_fallback"} == reasons
+    assert 0 == ScheduleInstance.objects.count()  # a dry run writes nothing
+
+
+def test_monthly_dry_run_notes_months_without_the_day(api: Api) -> None:
+    cid = case(api, phone="254700000001")
+    alert = create(
+        api,
+        {
+            "name": "monthly",
+            "kind": "broadcast",
+            "content": {"sms": {"en": "Hi"}},
+            "schedule": {
+                "type": "timed",
+                "events": [{"time": "09:00"}],
+                "repeat": {"unit": "months", "day_of_month": 31, "iterations": None},
+                "start": {"from": "date", "date": "2027-01-01"},
+            },
+            "recipients": [{"type": "case", "id": cid}],
+        },
+    )
+    r = api.post(M + f"alerts/{alert['id']}/dry-run?days=90")
+    assert 200 == r.status, r.body
+    assert any("has no day 31" in n for n in r.body["notes"]), r.body["notes"]
+
+
+def test_edit_bumps_version_and_deactivate_stops(api: Api) -> None:
+    cid = case(api, edd="x", phone="254700000001")
+    alert = create(api, conditional())
+    r = api.call("PATCH", M + f"alerts/{alert['id']}", {"content": {"sms": {"en": "New"}}})
+    assert 200 == r.status, r.body
+    assert 2 == r.body["version"]
+    inst = instance(cid)
+    assert inst is not None and 2 == inst.alert_version
+    r = api.post(M + f"alerts/{alert['id']}/deactivate")
+    assert False is r.body["active"]
+    assert 0 == run_until_idle(at=now() + dt.timedelta(days=5))
+    assert 204 == api.delete(M + f"alerts/{alert['id']}").status
+    assert 404 == api.get(M + f"alerts/{alert['id']}").status
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"criteria": {"rules": [{"property": "x", "op": "regex", "value": "("}]}}, "regex"),
+        ({"schedule": {"type": "timed", "events": [{"time": "25:00"}]}}, "25:00"),
+        ({"content": {"sms": {}}}, "content"),
+        ({"content": {"sms": {"en": "x" * 10_001}}}, "long"),
+        (
+            {
+                "schedule": {
+                    "type": "timed",
+                    "events": [{"time": "09:00"}],
+                    "repeat": {"unit": "days", "interval": 0},
+                }
+            },
+            "interval",
+        ),
+        ({"content": {"sms": {"en": "{case.__class__}"}}}, "__class__"),
+        ({"content": {"sms": {"en": "{{7*7}}"}}}, "{"),
+        ({"content": {"sms": {"en": "{0.__globals__}"}}}, "__globals__"),
+        ({"recipients": [{"type": "case", "id": "x"}]}, "conditional alerts send to"),
+        ({"case_type": None}, "case_type"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_alerts_are_refused_and_nothing_is_stored(
+    api: Api, change: dict[str, Any], fragment: str
+) -> None:
+    r = api.post(M + "alerts", conditional(**change))
+    assert 400 == r.status, r.body
+    assert fragment in r.body["error"], r.body
+    assert [] == api.get(M + "alerts").body["objects"]
