@@ -552,3 +552,45 @@ def test_bad_alerts_are_refused_and_nothing_is_stored(
     assert 400 == r.status, r.body
     assert fragment in r.body["error"], r.body
     assert [] == api.get(M + "alerts").body["objects"]
+
+
+@pytest.mark.django_db
+def test_the_readme_tour_alert_works_on_the_demo() -> None:
+    from django.test import Client
+
+    from casereach.cli.demo import load_demo
+
+    user, key = load_demo()
+    auth = {"HTTP_AUTHORIZATION": f"ApiKey {user}:{key}"}
+    base = "/a/demo/api/messaging/v1/"
+    body = {
+        "name": "Daily reminder",
+        "kind": "conditional",
+        "case_type": "patient",
+        "criteria": {"rules": [{"property": "contact_phone_number", "op": "has_value"}]},
+        "content": {
+            "sms": {
+                "en": "Hello {case.name}, take your medicine.",
+                "sw": "Habari {case.name}, meza dawa.",
+            }
+        },
+        "schedule": {
+            "type": "timed",
+            "events": [{"time": "09:00"}],
+            "repeat": {"unit": "days", "iterations": 7},
+        },
+        "recipients": [{"type": "self"}],
+    }
+    c = Client()
+    r = c.post(base + "alerts", body, content_type="application/json", **auth)
+    assert 201 == r.status_code, r.content
+    alert_id = r.json()["id"]
+    r = c.post(base + f"alerts/{alert_id}/dry-run?days=7", **auth)
+    assert 200 == r.status_code, r.content
+    assert r.json()["messages"] > 0
+    r = c.post(base + f"alerts/{alert_id}/activate", **auth)
+    assert r.json()["progress"]["state"] == "done"
+    amina = ScheduleInstance.objects.filter(alert_id=alert_id).first()
+    assert amina is not None
+    r = c.get(base + f"contacts/{amina.contact_id}/upcoming?limit=3", **auth)
+    assert 3 == len(r.json()["objects"])
