@@ -19,7 +19,7 @@ from django.db import transaction
 from pydantic import ValidationError
 
 from casereach.alerts.criteria import CaseView, matches, parse_date
-from casereach.alerts.engine import encode_start_date, next_after
+from casereach.alerts.engine import Last, encode_start_date, next_after
 from casereach.alerts.models import Alert, ScheduleInstance
 from casereach.alerts.spec import (
     AlertSchedule,
@@ -319,6 +319,11 @@ def plan_for(spec: AlertSpec, view: CaseView | None, zone: str, at: dt.datetime)
     )
 
 
+def last_fired(inst: ScheduleInstance) -> Last:
+    """(local date, event) of the last occurrence fired; ``period`` holds the date's ordinal."""
+    return (dt.date.fromordinal(inst.period), inst.event) if inst.period > 0 else None
+
+
 def stop_instant(spec: AlertSpec, stop_value: str, project_zone: str) -> dt.datetime | None:
     day = parse_date(stop_value) if spec.stop_property else None
     if day is None:
@@ -334,6 +339,7 @@ def schedule_next(
     zone: str,
     after: dt.datetime,
     project_zone: str,
+    last: Last = None,
 ) -> dt.datetime | None:
     occ = next_after(
         spec,
@@ -342,6 +348,7 @@ def schedule_next(
         after,
         time_value=plan.time_value or None,
         key=f"{alert.pk}:{recipient_key}",
+        last=last,
     )
     if occ is None:
         return None
@@ -462,8 +469,10 @@ def _refresh(
     elif plan.start_value != inst.start_value:
         inst.start = plan.start  # the start-date property changed
     plan.start = inst.start  # a start "from match" stays where it was
-    # Never re-fire: continue after now (the firing key also refuses a repeat).
-    due = schedule_next(alert, spec, inst.recipient_key, plan, zone, at - GRACE, project_zone)
+    # Never re-fire: continue after now and after the last occurrence fired (a zone or
+    # time change must not send today's occurrence a second time).
+    last = last_fired(inst) if not reset else None
+    due = schedule_next(alert, spec, inst.recipient_key, plan, zone, at - GRACE, project_zone, last)
     inst.next_due = due
     inst.active = due is not None
     inst.time_zone = zone

@@ -32,6 +32,12 @@ MAX_PERIODS = 20_000  # a schedule whose every event is unusable stops here, not
 class Occurrence:
     due: dt.datetime  # UTC
     event: int  # index of the schedule event
+    local_day: dt.date | None = None  # timed schedules: the local date it belongs to
+
+
+# The last occurrence already fired, as (local date, event index): a timed schedule never
+# fires that occurrence or an earlier one again, even after the recipient's zone changed.
+Last = tuple[dt.date, int] | None
 
 
 def recurrence(repeat: Repeat) -> Recurrence:
@@ -76,6 +82,7 @@ def timed_occurrences(
     key: str = "",
     limit: int = 1,
     until: dt.datetime | None = None,
+    last: Last = None,
 ) -> list[Occurrence]:
     rec = recurrence(sched.repeat)
     found: list[Occurrence] = []
@@ -100,9 +107,11 @@ def timed_occurrences(
                 at = prop_time
             else:
                 continue  # the case property holds no usable time: nothing to send
+            if last is not None and (local_day, index) <= last:
+                continue
             due = local_to_utc(local_day, at, zone)
             if due > after and (until is None or due <= until):
-                found.append(Occurrence(due, index))
+                found.append(Occurrence(due, index, local_day))
         if len(found) >= limit:
             found.sort(key=lambda o: (o.due, o.event))
             # Later periods start later; an event's day offset can still place it before
@@ -160,6 +169,7 @@ def occurrences_after(
     key: str = "",
     limit: int = 1,
     until: dt.datetime | None = None,
+    last: Last = None,
 ) -> list[Occurrence]:
     sched = spec.schedule
     if isinstance(sched, ImmediateSchedule):
@@ -175,6 +185,7 @@ def occurrences_after(
         key=key,
         limit=limit,
         until=until,
+        last=last,
     )
 
 
@@ -186,8 +197,9 @@ def next_after(
     *,
     time_value: str | None = None,
     key: str = "",
+    last: Last = None,
 ) -> Occurrence | None:
     found = occurrences_after(
-        spec, start, zone, after=after, time_value=time_value, key=key, limit=1
+        spec, start, zone, after=after, time_value=time_value, key=key, limit=1, last=last
     )
     return found[0] if found else None

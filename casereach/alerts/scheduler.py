@@ -19,8 +19,16 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from casereach.alerts.actions import GRACE, Plan, load_views, schedule_next, spec_of
+from casereach.alerts.actions import (
+    GRACE,
+    Plan,
+    last_fired,
+    load_views,
+    schedule_next,
+    spec_of,
+)
 from casereach.alerts.criteria import CaseView
+from casereach.alerts.engine import next_after
 from casereach.alerts.models import Alert, Firing, ScheduleInstance
 from casereach.alerts.spec import AlertSpec
 from casereach.alerts.templates import RenderContext, parse_template, render
@@ -117,7 +125,7 @@ def _fire(instances: Sequence[ScheduleInstance], at: dt.datetime) -> None:
         project = lock_project(project_id)
         advanced.extend(_fire_project(project, group, alerts, keys, already, at))
     ScheduleInstance.objects.bulk_update(
-        advanced, ["next_due", "active", "updated_on"], batch_size=500
+        advanced, ["next_due", "active", "period", "event", "updated_on"], batch_size=500
     )
 
 
@@ -265,11 +273,30 @@ def _advance(
     at: dt.datetime,
 ) -> ScheduleInstance:
     plan = Plan(inst.start, inst.start_value, inst.time_value, inst.reset_value, inst.stop_value)
+    # Remember which occurrence this was (its local date and event), so that a later zone or
+    # time change cannot make the same occurrence due again.
+    current = next_after(
+        spec,
+        plan.start,
+        inst.time_zone,
+        due - ONE_MICROSECOND,
+        time_value=plan.time_value or None,
+        key=f"{alert.pk}:{inst.recipient_key}",
+    )
+    if current is not None and current.due == due and current.local_day is not None:
+        inst.period, inst.event = current.local_day.toordinal(), current.event
     # After the occurrence just handled; a long outage does not replay every missed one,
     # only the most recent ones within the grace period are still due next.
     after = max(due, at - dt.timedelta(hours=spec.late_limit_hours) - GRACE)
     nxt = schedule_next(
-        alert, spec, inst.recipient_key, plan, inst.time_zone, after, project.time_zone
+        alert,
+        spec,
+        inst.recipient_key,
+        plan,
+        inst.time_zone,
+        after,
+        project.time_zone,
+        last_fired(inst),
     )
     inst.next_due = nxt
     inst.active = nxt is not None

@@ -594,3 +594,18 @@ def test_the_readme_tour_alert_works_on_the_demo() -> None:
     assert amina is not None
     r = c.get(base + f"contacts/{amina.contact_id}/upcoming?limit=3", **auth)
     assert 3 == len(r.json()["objects"])
+
+
+def test_a_zone_change_never_fires_the_same_occurrence_twice(api: Api) -> None:
+    cid = case(api, edd="x", phone="254700000001", time_zone="Asia/Tokyo")
+    create(api, conditional())
+    inst = instance(cid)
+    assert inst is not None and inst.next_due is not None
+    fired_day = inst.next_due.astimezone(ZoneInfo("Asia/Tokyo")).date()
+    fire_due(at=inst.next_due)
+    # Moving west makes 09:00 on the same local date a later instant: it must not fire again.
+    update(api, cid, time_zone="America/Los_Angeles")
+    inst = instance(cid)
+    assert inst is not None and inst.next_due is not None
+    local = inst.next_due.astimezone(ZoneInfo("America/Los_Angeles"))
+    assert (dt.time(9), True) == (local.time(), local.date() > fired_day)
