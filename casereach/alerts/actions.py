@@ -319,6 +319,14 @@ def plan_for(spec: AlertSpec, view: CaseView | None, zone: str, at: dt.datetime)
     )
 
 
+def per_recipient_times(spec: AlertSpec) -> bool:
+    """Whether occurrence times differ per recipient (a random time in a window)."""
+    sched = spec.schedule
+    return isinstance(sched, TimedSchedule) and any(
+        e.window_start is not None for e in sched.events
+    )
+
+
 def last_fired(inst: ScheduleInstance) -> Last:
     """(local date, event) of the last occurrence fired; ``period`` holds the date's ordinal."""
     return (dt.date.fromordinal(inst.period), inst.event) if inst.period > 0 else None
@@ -378,6 +386,8 @@ def evaluate(alert: Alert, spec: AlertSpec, views: Sequence[CaseView]) -> None:
     create: list[ScheduleInstance] = []
     change: list[ScheduleInstance] = []
     remove: list[int] = []
+    memo: dict[tuple[Any, ...], dt.datetime | None] = {}
+    shared = not per_recipient_times(spec)
     for view in views:
         current = existing.get(view.case_id)
         if view.case_type != spec.case_type or not matches(spec.criteria, view, today):
@@ -391,7 +401,14 @@ def evaluate(alert: Alert, spec: AlertSpec, views: Sequence[CaseView]) -> None:
                 remove.append(current.pk)
             continue
         if current is None:
-            due = schedule_next(alert, spec, view.case_id, plan, zone, at - GRACE, project_zone)
+            # Cases with the same start, zone and times share their next occurrence: computed
+            # once per distinct plan (not when a random window makes it per recipient).
+            memo_key = (plan.start, zone, plan.time_value, plan.stop_value)
+            if shared and memo_key in memo:
+                due = memo[memo_key]
+            else:
+                due = schedule_next(alert, spec, view.case_id, plan, zone, at - GRACE, project_zone)
+                memo[memo_key] = due
             create.append(
                 ScheduleInstance(
                     alert=alert,
@@ -417,24 +434,46 @@ def evaluate(alert: Alert, spec: AlertSpec, views: Sequence[CaseView]) -> None:
     if remove:
         for chunk in bulk.in_chunks(remove):
             ScheduleInstance.objects.filter(pk__in=chunk).delete()
-    if create:
-        ScheduleInstance.objects.bulk_create(create, batch_size=500, ignore_conflicts=True)
+    insert_instances(create)
     if change:
-        ScheduleInstance.objects.bulk_update(
-            change,
+        adapt = bulk.adapt_datetime
+        bulk.execute_many(
+            f"UPDATE {INSTANCE_TABLE} SET start = %s, next_due = %s, active = %s, "
+            "time_zone = %s, start_value = %s, time_value = %s, reset_value = %s, "
+            "stop_value = %s, updated_on = %s WHERE id = %s",
             [
-                "start",
-                "next_due",
-                "active",
-                "time_zone",
-                "start_value",
-                "time_value",
-                "reset_value",
-                "stop_value",
-                "updated_on",
+                (
+                    adapt(i.start),
+                    adapt(i.next_due),
+                    i.active,
+                    i.time_zone,
+                    i.start_value,
+                    i.time_value,
+                    i.reset_value,
+                    i.stop_value,
+                    adapt(i.updated_on),
+                    i.pk,
+                )
+                for i in change
             ],
-            batch_size=500,
         )
+
+
+INSTANCE_TABLE = ScheduleInstance._meta.db_table
+
+
+def insert_instances(rows: Sequence[ScheduleInstance]) -> None:
+    """New instances in one statement per batch; one that exists already is left alone."""
+    if not rows:
+        return
+    table, columns, values = bulk.model_rows(rows)
+    bulk.upsert(
+        table,
+        columns,
+        values,
+        conflict=("alert_id", "alert_version", "recipient_key"),
+        update=(),
+    )
 
 
 def _refresh(
@@ -596,7 +635,7 @@ def _activate_broadcast(alert: Alert, spec: AlertSpec) -> None:
                 )
             )
         with transaction.atomic():
-            ScheduleInstance.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+            insert_instances(rows)
         processed += len(chunk)
         Alert.objects.filter(pk=alert.pk).update(eval_processed=processed)
     Alert.objects.filter(pk=alert.pk).update(eval_state="done")

@@ -24,6 +24,7 @@ from casereach.alerts.actions import (
     Plan,
     last_fired,
     load_views,
+    per_recipient_times,
     schedule_next,
     spec_of,
 )
@@ -49,6 +50,8 @@ from casereach.workers.models import MobileWorker
 log = logging.getLogger(__name__)
 
 BATCH = 500
+INSTANCE_TABLE = ScheduleInstance._meta.db_table
+EVENT_TABLE = MessagingEvent._meta.db_table
 CONTACT_FIELDS = (
     "contact_id",
     "contact_type",
@@ -124,8 +127,14 @@ def _fire(instances: Sequence[ScheduleInstance], at: dt.datetime) -> None:
     for project_id, group in by_project.items():
         project = lock_project(project_id)
         advanced.extend(_fire_project(project, group, alerts, keys, already, at))
-    ScheduleInstance.objects.bulk_update(
-        advanced, ["next_due", "active", "period", "event", "updated_on"], batch_size=500
+    adapt = bulk.adapt_datetime
+    bulk.execute_many(
+        f"UPDATE {INSTANCE_TABLE} SET next_due = %s, active = %s, period = %s, event = %s, "
+        "updated_on = %s WHERE id = %s",
+        [
+            (adapt(i.next_due), i.active, i.period, i.event, adapt(i.updated_on), i.pk)
+            for i in advanced
+        ],
     )
 
 
@@ -162,6 +171,7 @@ def _fire_project(
             phones[cid] = number  # ordered so that the first entry wins
     firings: list[Firing] = []
     events: list[MessagingEvent] = []
+    memo: dict[tuple[Any, ...], tuple[int, int, dt.datetime | None]] = {}
     plans: list[tuple[ScheduleInstance, list[tuple[Target, Message]]]] = []
     advanced: list[ScheduleInstance] = []
     for inst in group:
@@ -174,8 +184,8 @@ def _fire_project(
             firings.append(
                 Firing(
                     key=key,
-                    alert=alert,
-                    project=project,
+                    alert_id=alert.pk,
+                    project_id=project.pk,
                     recipient_key=inst.recipient_key,
                     due=due,
                     outcome="skipped_late" if late else "fired",
@@ -184,7 +194,7 @@ def _fire_project(
             )
             events.append(
                 MessagingEvent(
-                    project=project,
+                    project_id=project.pk,
                     source=_source(alert, spec),
                     source_id=str(alert.pk),
                     content_type=spec.channel,
@@ -206,11 +216,15 @@ def _fire_project(
                     )
                 rows.append((target, msg))
             plans.append((inst, rows))
-        advanced.append(_advance(alert, spec, inst, due, project, at))
+        advanced.append(_advance(alert, spec, inst, due, project, at, memo))
     if not firings:
         return advanced
-    Firing.objects.bulk_create(firings)
-    created = MessagingEvent.objects.bulk_create(events)
+    bulk.insert_returning_ids(events)
+    created = events
+    for f, e in zip(firings, created, strict=True):
+        f.event_id = e.pk
+    # The unique key is the last guard: a firing recorded twice fails the whole batch.
+    bulk.insert_models(firings)
     stamp = _stamps(project, sum(len(rows) for _, rows in plans))
     subs: list[MessagingSubEvent] = []
     msgs: list[Message] = []
@@ -218,8 +232,8 @@ def _fire_project(
         for target, msg in rows:
             contact = target.contact
             sub = MessagingSubEvent(
-                event=event,
-                project=project,
+                event_id=event.pk,
+                project_id=project.pk,
                 contact_id=contact["contact_id"] if contact else None,
                 contact_type=contact["contact_type"] if contact else "",
                 recipient_name=(contact["name"] if contact else target.email)[:255],
@@ -229,27 +243,24 @@ def _fire_project(
             if msg.status == "failed":
                 sub.status, sub.error_code = "error", msg.error_code
             subs.append(sub)
-    subs = MessagingSubEvent.objects.bulk_create(subs)
+    bulk.insert_returning_ids(subs)
     it = iter(subs)
     for (_, rows), event in zip(plans, created, strict=True):
         statuses = []
         for _, msg in rows:
             sub = next(it)
-            msg.event, msg.subevent = event, sub
+            msg.event_id, msg.subevent_id = event.pk, sub.pk
             msgs.append(msg)
             statuses.append(msg.status)
         if not rows:
             event.status, event.error_code = "error", "NO_RECIPIENT"
         elif all(s == "failed" for s in statuses):
             event.status, event.error_code = "error", "SUBEVENT_ERROR"
-    Message.objects.bulk_create(msgs, batch_size=500)
-    failed_events = [e for e in created if e.status == "error"]
-    if failed_events:
-        MessagingEvent.objects.bulk_update(failed_events, ["status", "error_code"])
-    ids = {f.key: e.pk for f, e in zip(firings, created, strict=True)}
-    for f in firings:
-        f.event_id = ids[f.key]
-    Firing.objects.bulk_update(firings, ["event_id"])
+    bulk.insert_models(msgs, skip=())
+    failed = [(e.status, e.error_code, e.pk) for e in created if e.status == "error"]
+    bulk.execute_many(
+        f"UPDATE {EVENT_TABLE} SET status = %s, error_code = %s WHERE id = %s", failed
+    )
     return advanced
 
 
@@ -271,7 +282,19 @@ def _advance(
     due: dt.datetime,
     project: Project,
     at: dt.datetime,
+    memo: dict[tuple[Any, ...], tuple[int, int, dt.datetime | None]],
 ) -> ScheduleInstance:
+    memo_key = (
+        (alert.pk, inst.start, inst.time_zone, inst.time_value, inst.stop_value, due)
+        + (last_fired(inst) or ())
+        if not per_recipient_times(spec)
+        else None
+    )
+    if memo_key is not None and memo_key in memo:
+        inst.period, inst.event, inst.next_due = memo[memo_key]
+        inst.active = inst.next_due is not None
+        inst.updated_on = at
+        return inst
     plan = Plan(inst.start, inst.start_value, inst.time_value, inst.reset_value, inst.stop_value)
     # Remember which occurrence this was (its local date and event), so that a later zone or
     # time change cannot make the same occurrence due again.
@@ -301,6 +324,8 @@ def _advance(
     inst.next_due = nxt
     inst.active = nxt is not None
     inst.updated_on = at
+    if memo_key is not None:
+        memo[memo_key] = (inst.period, inst.event, nxt)
     return inst
 
 
@@ -425,7 +450,7 @@ def _message(
 ) -> Message:
     contact = target.contact
     msg = Message(
-        project=project,
+        project_id=project.pk,
         channel=spec.channel,
         contact_id=contact["contact_id"] if contact else None,
         contact_type=contact["contact_type"] if contact else "",

@@ -378,7 +378,7 @@ def check(
 @app.command()
 def bench(
     suite: Annotated[
-        str, typer.Argument(help="Benchmark suite: ingest, dispatch or inbound")
+        str, typer.Argument(help="Benchmark suite: ingest, dispatch, inbound or alerts")
     ] = "ingest",
     cases: Annotated[int, typer.Option("--cases", help="Cases per measurement")] = 100_000,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results here")] = None,
@@ -389,18 +389,23 @@ def bench(
         int, typer.Option("--requests", help="Inbound requests per closed-loop run (inbound)")
     ] = 5_000,
 ) -> None:
-    """Run a benchmark suite (ingest, dispatch, inbound): our path and the raw floor side by
-    side.
+    """Run a benchmark suite (ingest, dispatch, inbound, alerts): our path and the raw floor
+    side by side.
 
     For dispatch, --cases is the number of queued messages and --rss-rows the size of the
     outbox drained for the peak-RSS measurement. For inbound, --requests is the number of
     inbound SMS (and of floor requests) in the closed-loop runs; --cases and --rss-rows are
-    not used."""
+    not used. For alerts, --cases is the number of cases a conditional alert is activated
+    over (and of instances the scheduler fires); --rss-rows is not used."""
     from casereach.cli.bench import run_bench
+    from casereach.cli.bench_alerts import run_alerts_suite
     from casereach.cli.bench_dispatch import run_dispatch_suite
     from casereach.cli.bench_inbound import run_inbound_suite
 
     try:
+        if suite == "alerts":
+            run_alerts_suite(cases=cases, json_out=json_out)
+            return
         if suite == "dispatch":
             run_dispatch_suite(messages=cases, drain_rows=rss_rows, json_out=json_out)
             return
