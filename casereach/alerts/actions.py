@@ -383,7 +383,7 @@ def evaluate(alert: Alert, spec: AlertSpec, views: Sequence[CaseView]) -> None:
         )
     }
     zones = _zones([v.case_id for v in views], project_zone)
-    create: list[ScheduleInstance] = []
+    create: list[tuple[Any, ...]] = []
     change: list[ScheduleInstance] = []
     remove: list[int] = []
     memo: dict[tuple[Any, ...], dt.datetime | None] = {}
@@ -410,23 +410,14 @@ def evaluate(alert: Alert, spec: AlertSpec, views: Sequence[CaseView]) -> None:
                 due = schedule_next(alert, spec, view.case_id, plan, zone, at - GRACE, project_zone)
                 memo[memo_key] = due
             create.append(
-                ScheduleInstance(
-                    alert=alert,
-                    alert_version=alert.version,
-                    project_id=alert.project_id,
-                    recipient_key=view.case_id,
-                    case_id=view.case_id,
-                    contact_id=view.case_id,
-                    time_zone=zone,
-                    start=plan.start,
-                    next_due=due,
-                    active=due is not None,
-                    start_value=plan.start_value,
-                    time_value=plan.time_value,
-                    reset_value=plan.reset_value,
-                    stop_value=plan.stop_value,
-                    created_on=at,
-                    updated_on=at,
+                instance_row(
+                    alert,
+                    view.case_id,
+                    view.case_id,
+                    zone,
+                    plan,
+                    due,
+                    at,
                 )
             )
             continue
@@ -462,15 +453,68 @@ def evaluate(alert: Alert, spec: AlertSpec, views: Sequence[CaseView]) -> None:
 INSTANCE_TABLE = ScheduleInstance._meta.db_table
 
 
-def insert_instances(rows: Sequence[ScheduleInstance]) -> None:
+INSTANCE_COLUMNS = (
+    "alert_id",
+    "alert_version",
+    "project_id",
+    "recipient_key",
+    "case_id",
+    "contact_id",
+    "time_zone",
+    "start",
+    "period",
+    "event",
+    "next_due",
+    "active",
+    "start_value",
+    "time_value",
+    "reset_value",
+    "stop_value",
+    "created_on",
+    "updated_on",
+)
+
+
+def instance_row(
+    alert: Alert,
+    recipient_key: str,
+    case_id: str | None,
+    zone: str,
+    plan: Plan,
+    due: dt.datetime | None,
+    at: dt.datetime,
+) -> tuple[Any, ...]:
+    """A new instance as a row of INSTANCE_COLUMNS (no model object on the hot path)."""
+    adapt = bulk.adapt_datetime
+    stamp = adapt(at)
+    return (
+        alert.pk,
+        alert.version,
+        alert.project_id,
+        recipient_key,
+        case_id,
+        recipient_key,
+        zone,
+        adapt(plan.start),
+        0,
+        0,
+        adapt(due),
+        due is not None,
+        plan.start_value,
+        plan.time_value,
+        plan.reset_value,
+        plan.stop_value,
+        stamp,
+        stamp,
+    )
+
+
+def insert_instances(rows: Sequence[tuple[Any, ...]]) -> None:
     """New instances in one statement per batch; one that exists already is left alone."""
-    if not rows:
-        return
-    table, columns, values = bulk.model_rows(rows)
     bulk.upsert(
-        table,
-        columns,
-        values,
+        INSTANCE_TABLE,
+        INSTANCE_COLUMNS,
+        rows,
         conflict=("alert_id", "alert_version", "recipient_key"),
         update=(),
     )
@@ -605,7 +649,7 @@ def _activate_broadcast(alert: Alert, spec: AlertSpec) -> None:
                 "contact_id", "contact_type"
             )
         )
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for cid in chunk:
             zone = zones[cid]
             plan = plan_for(spec, None, zone, at)
@@ -618,20 +662,8 @@ def _activate_broadcast(alert: Alert, spec: AlertSpec) -> None:
                 else schedule_next(alert, spec, cid, plan, zone, after, project.time_zone)
             )
             rows.append(
-                ScheduleInstance(
-                    alert=alert,
-                    alert_version=alert.version,
-                    project_id=alert.project_id,
-                    recipient_key=cid,
-                    case_id=cid if kinds.get(cid) == "case" else None,
-                    contact_id=cid,
-                    time_zone=zone,
-                    start=plan.start,
-                    next_due=due,
-                    active=due is not None,
-                    start_value=plan.start_value,
-                    created_on=at,
-                    updated_on=at,
+                instance_row(
+                    alert, cid, cid if kinds.get(cid) == "case" else None, zone, plan, due, at
                 )
             )
         with transaction.atomic():
