@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import connection, transaction
+from django.db.models import Model
 
 from casereach.alerts.actions import (
     GRACE,
@@ -169,10 +171,10 @@ def _fire_project(
             .values_list("contact_id", "number")
         ):
             phones[cid] = number  # ordered so that the first entry wins
-    firings: list[Firing] = []
-    events: list[MessagingEvent] = []
+    firings: list[FiringDraft] = []
+    events: list[EventDraft] = []
     memo: dict[tuple[Any, ...], tuple[int, int, dt.datetime | None]] = {}
-    plans: list[tuple[ScheduleInstance, list[tuple[Target, Message]]]] = []
+    plans: list[tuple[ScheduleInstance, list[tuple[Target, MessageDraft]]]] = []
     advanced: list[ScheduleInstance] = []
     for inst in group:
         alert = alerts[inst.alert_id]
@@ -182,7 +184,7 @@ def _fire_project(
         late = at - due > dt.timedelta(hours=spec.late_limit_hours)
         if key not in already:
             firings.append(
-                Firing(
+                FiringDraft(
                     key=key,
                     alert_id=alert.pk,
                     project_id=project.pk,
@@ -193,7 +195,7 @@ def _fire_project(
                 )
             )
             events.append(
-                MessagingEvent(
+                EventDraft(
                     project_id=project.pk,
                     source=_source(alert, spec),
                     source_id=str(alert.pk),
@@ -219,19 +221,19 @@ def _fire_project(
         advanced.append(_advance(alert, spec, inst, due, project, at, memo))
     if not firings:
         return advanced
-    bulk.insert_returning_ids(events)
+    EventDraft.insert(events)
     created = events
     for f, e in zip(firings, created, strict=True):
         f.event_id = e.pk
     # The unique key is the last guard: a firing recorded twice fails the whole batch.
-    bulk.insert_models(firings)
+    FiringDraft.insert(firings)
     stamp = _stamps(project, sum(len(rows) for _, rows in plans))
-    subs: list[MessagingSubEvent] = []
-    msgs: list[Message] = []
+    subs: list[SubEventDraft] = []
+    msgs: list[MessageDraft] = []
     for (_, rows), event in zip(plans, created, strict=True):
         for target, msg in rows:
             contact = target.contact
-            sub = MessagingSubEvent(
+            sub = SubEventDraft(
                 event_id=event.pk,
                 project_id=project.pk,
                 contact_id=contact["contact_id"] if contact else None,
@@ -243,7 +245,7 @@ def _fire_project(
             if msg.status == "failed":
                 sub.status, sub.error_code = "error", msg.error_code
             subs.append(sub)
-    bulk.insert_returning_ids(subs)
+    SubEventDraft.insert(subs)
     it = iter(subs)
     for (_, rows), event in zip(plans, created, strict=True):
         statuses = []
@@ -256,7 +258,7 @@ def _fire_project(
             event.status, event.error_code = "error", "NO_RECIPIENT"
         elif all(s == "failed" for s in statuses):
             event.status, event.error_code = "error", "SUBEVENT_ERROR"
-    bulk.insert_models(msgs, skip=())
+    MessageDraft.insert(msgs)
     failed = [(e.status, e.error_code, e.pk) for e in created if e.status == "error"]
     bulk.execute_many(
         f"UPDATE {EVENT_TABLE} SET status = %s, error_code = %s WHERE id = %s", failed
@@ -438,6 +440,79 @@ def _render(template: str, ctx: RenderContext) -> str:
     return render(parsed, ctx)
 
 
+class Draft:
+    """A row to write, without the cost of a model instance (the due scan builds several per
+    recipient). Attribute names are the model's; ``row()`` lays them out as its columns."""
+
+    model: ClassVar[type[Model]]
+    _columns: ClassVar[list[str]]
+    _attnames: ClassVar[list[str]]
+    _stamps: ClassVar[set[str]]
+    _defaults: ClassVar[dict[str, Any]]
+    _auto_id: ClassVar[bool]
+
+    def __init_subclass__(cls) -> None:
+        fields = list(cls.model._meta.concrete_fields)
+        cls._auto_id = fields[0].get_internal_type() in ("AutoField", "BigAutoField")
+        if cls._auto_id:
+            fields = fields[1:]
+        cls._columns = [str(f.column) for f in fields]
+        cls._attnames = [f.attname for f in fields]
+        cls._stamps = {f.attname for f in fields if f.get_internal_type() == "DateTimeField"}
+        cls._defaults = {f.attname: (None if f.primary_key else f.get_default()) for f in fields}
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(self._defaults)
+        self.__dict__.update(values)
+
+    def __getattr__(self, name: str) -> Any:  # only reached for a name the model lacks
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__[name] = value
+
+    def row(self) -> tuple[Any, ...]:
+        adapt = bulk.adapt_datetime
+        values = self.__dict__
+        stamps = self._stamps
+        return tuple(adapt(values[n]) if n in stamps else values[n] for n in self._attnames)
+
+    @classmethod
+    def insert(cls, drafts: Sequence[Draft]) -> None:
+        """One batch write; with an auto id, each draft gets its ``pk`` back (RETURNING)."""
+        if not drafts:
+            return
+        table = cls.model._meta.db_table
+        rows = [d.row() for d in drafts]
+        if not cls._auto_id:
+            bulk.insert(table, cls._columns, rows)
+            return
+        ids = bulk.insert_rows_returning_ids(table, cls._columns, rows)
+        for d, new_id in zip(drafts, ids, strict=True):
+            d.pk = new_id
+
+
+class MessageDraft(Draft):
+    model = Message
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        if self.__dict__.get("id") is None:
+            self.__dict__["id"] = uuid.uuid4().hex
+
+
+class EventDraft(Draft):
+    model = MessagingEvent
+
+
+class SubEventDraft(Draft):
+    model = MessagingSubEvent
+
+
+class FiringDraft(Draft):
+    model = Firing
+
+
 def _message(
     project: Project,
     settings: ProjectSettings,
@@ -447,9 +522,10 @@ def _message(
     names: Mapping[str, str],
     phones: Mapping[str, str],
     at: dt.datetime,
-) -> Message:
+) -> Any:
+    """The message for one recipient (a Draft): queued, or failed with the reason."""
     contact = target.contact
-    msg = Message(
+    msg = MessageDraft(
         project_id=project.pk,
         channel=spec.channel,
         contact_id=contact["contact_id"] if contact else None,

@@ -263,52 +263,18 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def model_rows(
-    objs: Sequence[Any], *, skip: Sequence[str] = ("id",)
-) -> tuple[str, list[str], list[Row]]:
-    """(table, columns, rows) for unsaved model instances, adapted without the ORM's
-    per-value preparation (datetimes and JSON as the ORM writes them; everything else as is).
-    ``skip`` names columns the database fills (an auto id)."""
-    meta = objs[0]._meta
-    fields = [f for f in meta.concrete_fields if f.column not in skip]
-    json_cols = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
-    rows: list[Row] = []
-    for obj in objs:
-        row = []
-        for f in fields:
-            value = getattr(obj, f.attname)
-            if isinstance(value, dt.datetime):
-                value = adapt_datetime(value)
-            elif f.attname in json_cols:
-                value = adapt_json(value)
-            row.append(value)
-        rows.append(tuple(row))
-    return meta.db_table, [f.column for f in fields], rows
-
-
-def insert_models(objs: Sequence[Any], *, skip: Sequence[str] = ("id",)) -> None:
-    """INSERT unsaved model instances in one executemany (SQLite) or COPY (PostgreSQL)."""
-    if objs:
-        table, columns, rows = model_rows(objs, skip=skip)
-        insert(table, columns, rows)
-
-
-def insert_returning_ids(objs: Sequence[Any]) -> None:
-    """INSERT unsaved model instances with an auto id and set each one's ``pk``: multi-row
-    ``INSERT … RETURNING id`` in chunks (both dialects return the rows in VALUES order — the
-    ORM's own bulk_create relies on the same)."""
-    if not objs:
-        return
-    table, columns, rows = model_rows(objs)
+def insert_rows_returning_ids(table: str, columns: Sequence[str], rows: Sequence[Row]) -> list[Any]:
+    """INSERT rows into a table with an auto id and return the new ids in row order:
+    multi-row ``INSERT … RETURNING id`` in chunks (both dialects return the rows in VALUES
+    order — the ORM's own bulk_create relies on the same)."""
     per = max(1, (900 if not is_postgres() else 20_000) // len(columns))
     marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
     cols = ", ".join(columns)
-    position = 0
+    ids: list[Any] = []
     with connection.cursor() as cursor:
         for part in chunks(rows, per):
             values = ", ".join([marks] * len(part))
             params = [v for row in part for v in row]
             cursor.execute(f"INSERT INTO {table} ({cols}) VALUES {values} RETURNING id", params)
-            for (new_id,) in cursor.fetchall():
-                objs[position].pk = new_id
-                position += 1
+            ids.extend(r[0] for r in cursor.fetchall())
+    return ids
