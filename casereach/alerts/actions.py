@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
@@ -327,7 +327,12 @@ def per_recipient_times(spec: AlertSpec) -> bool:
     )
 
 
-def last_fired(inst: ScheduleInstance) -> Last:
+class HasPosition(Protocol):
+    period: int
+    event: int
+
+
+def last_fired(inst: HasPosition) -> Last:
     """(local date, event) of the last occurrence fired; ``period`` holds the date's ordinal."""
     return (dt.date.fromordinal(inst.period), inst.event) if inst.period > 0 else None
 

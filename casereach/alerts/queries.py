@@ -25,7 +25,7 @@ from casereach.alerts.actions import (
 from casereach.alerts.criteria import CaseView, matching
 from casereach.alerts.engine import Occurrence, occurrences_after
 from casereach.alerts.models import Alert, ScheduleInstance
-from casereach.alerts.scheduler import Target, _message, _targets
+from casereach.alerts.scheduler import Claimed, Target, _message, _targets
 from casereach.alerts.spec import AlertSpec, TimedSchedule
 from casereach.alerts.timing import skipped_months
 from casereach.cases.models import Case
@@ -85,7 +85,7 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
                 "contact_id", "tz_effective"
             )
         )
-        fakes: list[ScheduleInstance] = []
+        fakes: list[Claimed] = []
         occ: dict[int, list[Occurrence]] = {}
         for n, key in enumerate(keys):
             view = views.get(key)
@@ -97,9 +97,9 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
                     unreachable, key, None, "no_start_date", "the start-date property holds no date"
                 )
                 continue
-            fake = ScheduleInstance(
+            fake = Claimed(
                 pk=n + 1,
-                alert=alert,
+                alert_id=alert.pk,
                 alert_version=alert.version,
                 project_id=project.pk,
                 recipient_key=key,

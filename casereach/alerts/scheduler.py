@@ -80,7 +80,68 @@ def _source(alert: Alert, spec: AlertSpec) -> str:
     return "immediate_broadcast" if spec.schedule.type == "immediate" else "scheduled_broadcast"
 
 
-def firing_key(inst: ScheduleInstance, due: dt.datetime) -> str:
+CLAIM_FIELDS = (
+    "id",
+    "alert_id",
+    "alert_version",
+    "project_id",
+    "recipient_key",
+    "case_id",
+    "contact_id",
+    "time_zone",
+    "start",
+    "period",
+    "event",
+    "next_due",
+    "active",
+    "start_value",
+    "time_value",
+    "reset_value",
+    "stop_value",
+)
+
+
+class Claimed:
+    """A claimed schedule instance: the columns the scheduler reads and writes, without a
+    model object (cheaper by far at 500 a batch)."""
+
+    __slots__ = (*CLAIM_FIELDS, "updated_on")
+    id: int
+    alert_id: int
+    alert_version: int
+    project_id: int
+    recipient_key: str
+    case_id: str | None
+    contact_id: str | None
+    time_zone: str
+    start: dt.datetime
+    period: int
+    event: int
+    next_due: dt.datetime | None
+    active: bool
+    start_value: str
+    time_value: str
+    reset_value: str
+    stop_value: str
+    updated_on: dt.datetime | None
+
+    def __init__(self, **values: Any) -> None:
+        self.updated_on = None
+        self.period = 0
+        self.event = 0
+        self.next_due = None
+        self.active = True
+        self.start_value = self.time_value = self.reset_value = self.stop_value = ""
+        self.case_id = self.contact_id = None
+        for name, value in values.items():
+            setattr(self, "id" if name == "pk" else name, value)
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+
+def firing_key(inst: Claimed, due: dt.datetime) -> str:
     stamp = due.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")
     return f"{inst.alert_id}:{inst.alert_version}:{inst.recipient_key}:{stamp}"
 
@@ -94,7 +155,7 @@ def fire_due(at: dt.datetime | None = None, limit: int = BATCH) -> int:
         )
         if connection.vendor == "postgresql":
             qs = qs.select_for_update(skip_locked=True, of=("self",))
-        instances = list(qs[:limit])
+        instances = [Claimed(**row) for row in qs.values(*CLAIM_FIELDS)[:limit]]
         if not instances:
             return 0
         _fire(instances, at)
@@ -111,12 +172,12 @@ def run_until_idle(at: dt.datetime | None = None, max_batches: int = 10_000) -> 
     return total
 
 
-def _fire(instances: Sequence[ScheduleInstance], at: dt.datetime) -> None:
+def _fire(instances: Sequence[Claimed], at: dt.datetime) -> None:
     alerts = {a.pk: a for a in Alert.objects.filter(pk__in={i.alert_id for i in instances})}
     keys = {i.pk: firing_key(i, i.next_due or at) for i in instances}
     already = set(Firing.objects.filter(key__in=list(keys.values())).values_list("key", flat=True))
-    by_project: dict[int, list[ScheduleInstance]] = defaultdict(list)
-    stale: list[ScheduleInstance] = []
+    by_project: dict[int, list[Claimed]] = defaultdict(list)
+    stale: list[Claimed] = []
     for inst in instances:
         alert = alerts.get(inst.alert_id)
         if alert is None or not alert.active or alert.version != inst.alert_version:
@@ -124,8 +185,8 @@ def _fire(instances: Sequence[ScheduleInstance], at: dt.datetime) -> None:
             continue
         by_project[inst.project_id].append(inst)
     for inst in stale:
-        inst.active, inst.next_due = False, None
-    advanced: list[ScheduleInstance] = list(stale)
+        inst.active, inst.next_due, inst.updated_on = False, None, at
+    advanced: list[Claimed] = list(stale)
     for project_id, group in by_project.items():
         project = lock_project(project_id)
         advanced.extend(_fire_project(project, group, alerts, keys, already, at))
@@ -142,12 +203,12 @@ def _fire(instances: Sequence[ScheduleInstance], at: dt.datetime) -> None:
 
 def _fire_project(
     project: Project,
-    group: Sequence[ScheduleInstance],
+    group: Sequence[Claimed],
     alerts: Mapping[int, Alert],
     keys: Mapping[int, str],
     already: set[str],
     at: dt.datetime,
-) -> list[ScheduleInstance]:
+) -> list[Claimed]:
     settings = effective_settings(project.settings)
     case_ids = sorted({i.case_id for i in group if i.case_id})
     views = {v.case_id: v for v in load_views(project.pk, case_ids)} if case_ids else {}
@@ -174,8 +235,8 @@ def _fire_project(
     firings: list[FiringDraft] = []
     events: list[EventDraft] = []
     memo: dict[tuple[Any, ...], tuple[int, int, dt.datetime | None]] = {}
-    plans: list[tuple[ScheduleInstance, list[tuple[Target, MessageDraft]]]] = []
-    advanced: list[ScheduleInstance] = []
+    plans: list[tuple[Claimed, list[tuple[Target, MessageDraft]]]] = []
+    advanced: list[Claimed] = []
     for inst in group:
         alert = alerts[inst.alert_id]
         spec = spec_of(alert)
@@ -280,12 +341,12 @@ def _stamps(project: Project, count: int) -> Any:
 def _advance(
     alert: Alert,
     spec: AlertSpec,
-    inst: ScheduleInstance,
+    inst: Claimed,
     due: dt.datetime,
     project: Project,
     at: dt.datetime,
     memo: dict[tuple[Any, ...], tuple[int, int, dt.datetime | None]],
-) -> ScheduleInstance:
+) -> Claimed:
     memo_key = (
         (alert.pk, inst.start, inst.time_zone, inst.time_value, inst.stop_value, due)
         + (last_fired(inst) or ())
@@ -336,7 +397,7 @@ def _advance(
 
 def _targets(
     project: Project,
-    group: Sequence[ScheduleInstance],
+    group: Sequence[Claimed],
     alerts: Mapping[int, Alert],
     views: Mapping[str, CaseView],
 ) -> dict[int, list[Target]]:

@@ -609,3 +609,16 @@ def test_a_zone_change_never_fires_the_same_occurrence_twice(api: Api) -> None:
     assert inst is not None and inst.next_due is not None
     local = inst.next_due.astimezone(ZoneInfo("America/Los_Angeles"))
     assert (dt.time(9), True) == (local.time(), local.date() > fired_day)
+
+
+def test_instances_of_an_inactive_or_older_alert_are_retired_not_fired(api: Api) -> None:
+    from casereach.alerts.models import Alert
+
+    cid = case(api, edd="x", phone="254700000001")
+    alert = create(api, conditional())
+    inst = instance(cid)
+    assert inst is not None and inst.next_due is not None
+    Alert.objects.filter(pk=alert["id"]).update(active=False)  # e.g. a race with deactivate
+    assert 1 == fire_due(at=inst.next_due)
+    inst.refresh_from_db()
+    assert (False, None, 0) == (inst.active, inst.next_due, Message.objects.count())
