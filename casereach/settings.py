@@ -148,3 +148,32 @@ LOGGING = {
         "level": os.environ.get("CASEREACH_LOG_LEVEL", "WARNING").upper(),
     },
 }
+
+
+# The server's own SMTP server (SPEC 4.1: email "with the project's SMTP settings or the
+# server's"): CASEREACH_SMTP_URL=smtp://user:pass@host:587?starttls=1 (smtps:// = implicit
+# TLS). `casereach init` and `casereach serve` turn it into the global gateway SERVER-EMAIL.
+def _smtp_settings(url: str) -> dict[str, object]:
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("CASEREACH_SMTP_URL must look like smtp://user:pass@host:587?starttls=1")
+    query = parse_qs(parts.query)
+    ssl = parts.scheme == "smtps"
+    starttls = query.get("starttls", ["0"])[0].lower() in {"1", "true", "yes", "on"}
+    return {
+        "EMAIL_HOST": parts.hostname,
+        "EMAIL_PORT": parts.port or (465 if ssl else 587 if starttls else 25),
+        "EMAIL_HOST_USER": unquote(parts.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+        "EMAIL_USE_SSL": ssl,
+        "EMAIL_USE_TLS": starttls,
+    }
+
+
+EMAIL_HOST = ""
+_SMTP_URL = os.environ.get("CASEREACH_SMTP_URL", "").strip()
+if _SMTP_URL:
+    globals().update(_smtp_settings(_SMTP_URL))
+DEFAULT_FROM_EMAIL = os.environ.get("CASEREACH_EMAIL_FROM", "").strip() or "casereach@localhost"

@@ -72,7 +72,11 @@ def init() -> None:
         from django.conf import settings
         from django.core.management import call_command
 
+        from casereach.gateways.actions import do_sync_server_email_gateway
+
         call_command("migrate", interactive=False, verbosity=0)
+        if do_sync_server_email_gateway() is not None:
+            typer.echo("server SMTP settings: global email gateway SERVER-EMAIL ready")
         db = settings.DATABASES["default"]
         typer.echo(f"database ready: {db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']}")
 
@@ -120,6 +124,12 @@ def _serve(
         typer.echo(f"casereach serving on {url}", err=False)
     loops = BackgroundLoops(extra=[("scheduler", fire_due)])
     if workers:
+        from casereach.gateways.actions import do_sync_server_email_gateway
+
+        try:
+            do_sync_server_email_gateway()
+        except Exception as exc:  # a bad CASEREACH_SMTP_URL must not stop SMS
+            typer.echo(f"server SMTP settings ignored: {exc}", err=True)
         loops.start()
     sys.stdout.flush()
     try:

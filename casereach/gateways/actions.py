@@ -195,3 +195,33 @@ def do_set_global_routes(data: Any) -> GlobalRoutes:
         row.prefixes = prefixes
         row.save()
     return row
+
+
+SERVER_EMAIL_GATEWAY = "SERVER-EMAIL"
+
+
+def do_sync_server_email_gateway() -> GatewayConfig | None:
+    """Keep the global SERVER-EMAIL gateway in line with the server's SMTP settings
+    (CASEREACH_SMTP_URL): created or updated when set, deactivated when not. Projects without
+    an email gateway of their own send through it."""
+    from django.conf import settings
+
+    from casereach.gateways.types.email.gateway import config_from_settings
+
+    existing = GatewayConfig.objects.filter(
+        project__isnull=True, name_key=SERVER_EMAIL_GATEWAY.lower()
+    ).first()
+    if not getattr(settings, "EMAIL_HOST", ""):
+        if existing is not None and existing.is_active:
+            existing.is_active = False
+            existing.save(update_fields=["is_active", "updated_on"])
+        return None
+    public, secret = _validate_config("email", config_from_settings(settings), {})
+    if existing is None:
+        return do_create_gateway(
+            None,
+            {"name": SERVER_EMAIL_GATEWAY, "type": "email", "config": {**public, **secret}},
+        )
+    existing.config, existing.secrets, existing.is_active = public, encrypt_json(secret), True
+    existing.save(update_fields=["config", "secrets", "is_active", "updated_on"])
+    return existing
