@@ -1,6 +1,7 @@
 """Inbound SMS (SPEC 6): the writer that stores a received message and acts on it.
 
-One transaction per message, in this order, the first that applies taking it:
+One transaction per message (or per batch of messages received together by the SQLite webhook
+worker, see ``batched``), in this order, the first that applies taking it:
 
 1. the reserved words — opt-out, opt-in, help — for every gateway and every sender;
    ``YES`` opts in silently and lets the message go on;
@@ -16,24 +17,28 @@ often to one number within a few minutes is suppressed (a loop with another bot)
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
+import json
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 
 from casereach.cases.actions import do_apply_case_changes
 from casereach.cases.changes import CaseChange
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
 from casereach.core.errors import BadRequest, CasereachError, Conflict, NotFound
-from casereach.core.segments import analyse
-from casereach.core.timeutil import now
+from casereach.core.segments import SegmentInfo, analyse
+from casereach.core.timeutil import ONE_MICROSECOND, now
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import route
-from casereach.messaging.actions import _activity_stamp
 from casereach.messaging.content import pick_translation
 from casereach.messaging.keywords import (
     DEFAULT_HELP_REPLY,
@@ -82,6 +87,9 @@ class InboundResult:
     detail: str = ""
 
 
+_NOT_LOADED: Any = object()  # _Ctx.keyword: the keyword was not looked up in advance
+
+
 @dataclass
 class _Ctx:
     """What one inbound message is being handled with."""
@@ -96,10 +104,266 @@ class _Ctx:
     subevent: MessagingSubEvent | None = None
     replies: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # (status, error_code) of each reply queued in this event, to close it without a query.
+    reply_states: list[tuple[str, str | None]] = field(default_factory=list)
+    # The project keyword named by the first word, looked up with the sender (None: there is
+    # none); _NOT_LOADED when it was not.
+    keyword: Keyword | None = _NOT_LOADED
 
     @property
     def language(self) -> str | None:
         return self.contact.lang_effective if self.contact else None
+
+
+# -- raw rows and inserts ------------------------------------------------------------------------
+#
+# Inbound SMS is the hot webhook: building ORM queries costs more than running them. The few
+# statements of the common path are written once as SQL; rows come back as the same model
+# instances a queryset would give (the ORM's own converters are applied), and new rows are
+# written with the values ``save(force_insert=True)`` would write.
+
+M = TypeVar("M", bound=models.Model)
+
+
+class RawRows(Generic[M]):
+    """``model`` instances from raw SQL rows holding ``attnames`` (all concrete fields when
+    none are named; the others are deferred and load on first access, as with ``only()``)."""
+
+    def __init__(self, model: type[M], *attnames: str) -> None:
+        wanted = set(attnames)
+        fields = [f for f in model._meta.concrete_fields if not wanted or f.attname in wanted]
+        if wanted and len(fields) != len(wanted):
+            raise ValueError(f"unknown fields of {model.__name__}: {sorted(wanted)}")
+        self.model = model
+        self.fields = fields
+        self.attnames = [f.attname for f in fields]
+        self._local = threading.local()
+
+    def columns(self, alias: str) -> str:
+        """The select list, in the order ``build`` takes the values."""
+        return ", ".join(f'{alias}."{f.column}"' for f in self.fields)
+
+    def _converters(self) -> list[tuple[int, list[tuple[Any, Any]]]]:
+        """The ORM's converters per column, for this thread's connection."""
+        conn = connections[DEFAULT_DB_ALIAS]
+        local = self._local
+        if getattr(local, "conn", None) is not conn:
+            table = self.model._meta.db_table
+            convs = []
+            for i, f in enumerate(self.fields):
+                col = f.get_col(table)
+                funcs = conn.ops.get_db_converters(col) + col.get_db_converters(conn)
+                if funcs:
+                    convs.append((i, [(func, col) for func in funcs]))
+            local.conn, local.convs = conn, convs
+        converters: list[tuple[int, list[tuple[Any, Any]]]] = local.convs
+        return converters
+
+    def build(self, values: Sequence[Any]) -> M:
+        row = list(values)
+        conn = connections[DEFAULT_DB_ALIAS]
+        for i, funcs in self._converters():
+            for func, col in funcs:
+                row[i] = func(row[i], col, conn)
+        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, row)
+
+
+# How ``_insert`` turns an attribute into a parameter: "str", "int", "bool" (values of that exact
+# type pass as they are: what the field's get_db_prep_save returns for them), "datetime" (UTC
+# values through bulk.adapt_datetime, the ORM's result without its per-value overhead), or
+# "orm" (get_db_prep_save itself; also for any value of an unexpected type).
+_Prep = tuple[str, Any, str]  # (attname, field, kind)
+
+
+_STR_FIELDS = (models.CharField, models.TextField, models.SlugField)
+_INT_FIELDS = (
+    models.IntegerField,
+    models.BigIntegerField,
+    models.PositiveIntegerField,
+    models.AutoField,
+    models.BigAutoField,
+)
+
+
+def _prep_kind(f: models.Field[Any, Any]) -> str:
+    """Plain field classes only: a subclass may prepare its values its own way."""
+    if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+        return "orm"  # pre_save sets the value
+    if f.is_relation:
+        target = getattr(f, "target_field", None)
+        return "int" if type(target) in _INT_FIELDS else "orm"
+    if type(f) is models.BooleanField:
+        return "bool"
+    if type(f) in _INT_FIELDS:
+        return "int"
+    if type(f) in _STR_FIELDS:
+        return "str"
+    if type(f) is models.DateTimeField:
+        return "datetime"
+    return "orm"
+
+
+@functools.cache
+def _insert_plan(
+    model: type[models.Model], with_pk: bool, suffix: str, vendor: str
+) -> tuple[str, bool, list[_Prep]]:
+    meta = model._meta
+    fields = [f for f in meta.local_concrete_fields if with_pk or f is not meta.pk]
+    names = ", ".join(f'"{f.column}"' for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    # SQLite gives the new id as lastrowid; PostgreSQL needs RETURNING.
+    returning = not with_pk and vendor == "postgresql"
+    sql = f'INSERT INTO "{meta.db_table}" ({names}) VALUES ({marks}){suffix}'
+    if returning:
+        sql += f' RETURNING "{meta.pk.column}"'
+    return sql, returning, [(f.attname, f, _prep_kind(f)) for f in fields]
+
+
+_FAST_TYPES = {"str": str, "int": int, "bool": bool}
+
+
+def _insert(obj: models.Model, suffix: str = "") -> bool:
+    """INSERT ``obj`` with the values ``save(force_insert=True)`` would write (no signals: none
+    are connected to these models); sets an auto primary key. False when ``suffix``
+    (ON CONFLICT … DO NOTHING) skipped the row."""
+    with_pk = obj.pk is not None
+    sql, returning, plan = _insert_plan(type(obj), with_pk, suffix, connection.vendor)
+    values = []
+    for attname, f, kind in plan:
+        value = getattr(obj, attname)
+        if value is None and kind != "orm":
+            pass
+        elif kind == "datetime" and isinstance(value, dt.datetime) and value.tzinfo is dt.UTC:
+            value = bulk.adapt_datetime(value)
+        elif type(value) is not _FAST_TYPES.get(kind):
+            value = f.get_db_prep_save(f.pre_save(obj, True), connection)
+        values.append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        if returning:
+            row = cursor.fetchone()
+            if row is None:
+                return False
+            obj.pk = row[0]
+        else:
+            if cursor.rowcount == 0:
+                return False
+            if not with_pk:
+                obj.pk = cursor.lastrowid
+    obj._state.adding = False
+    obj._state.db = DEFAULT_DB_ALIAS
+    return True
+
+
+def _execute(sql: str, params: Sequence[Any]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+# -- the sender, the project, the settings --------------------------------------------------------
+
+_ENTRY = RawRows(
+    PhoneEntry, "id", "number", "contact_id", "project_id", "gateway", "holder", "pending"
+)
+_CONTACT = RawRows(
+    Contact, "contact_id", "contact_type", "project_id", "name", "active", "lang_effective"
+)
+_KEYWORD = RawRows(Keyword)
+_PROJECT = RawRows(Project)
+_SETTINGS_COLUMN = _PROJECT.attnames.index("settings")
+
+
+@functools.cache
+def _sender_sql(with_project: bool) -> str:
+    """The sender's two-way holder entry, its contact, the project keyword named by the first
+    word, an earlier copy of this message and (``with_project``) the entry's project, in one
+    statement: one row, found or not (one holder per number, one keyword per word and
+    project)."""
+    project = f", {_PROJECT.columns('p')}" if with_project else ""
+    join = " LEFT JOIN projects_project p ON p.id = pe.project_id" if with_project else ""
+    return (
+        "SELECT (SELECT m.id FROM messaging_message m WHERE m.gateway_id = %s"
+        " AND m.provider_id = %s AND m.direction = 'in' LIMIT 1), "
+        f"{_ENTRY.columns('pe')}, {_CONTACT.columns('c')}, {_KEYWORD.columns('k')}{project} "
+        "FROM (SELECT 1 AS one) AS x "
+        "LEFT JOIN contacts_phoneentry pe ON pe.number = %s AND pe.holder "
+        "LEFT JOIN contacts_contact c ON c.contact_id = pe.contact_id "
+        f"LEFT JOIN messaging_keyword k ON k.project_id = pe.project_id AND k.keyword = %s{join}"
+    )
+
+
+@dataclass
+class _Sender:
+    entry: PhoneEntry | None
+    contact: Contact | None
+    keyword: Keyword | None
+    earlier_id: str | None  # an inbound message already stored with this provider id
+    # The entry's project and its settings, when read with it.
+    project: tuple[Project, ProjectSettings] | None = None
+
+
+def _find_sender(number: str, gw: GatewayConfig, provider_id: str | None, word: str) -> _Sender:
+    """Inside the message's transaction. SQLite reads the project row here too: its write
+    transaction already excludes every other writer, as the row lock does on PostgreSQL
+    (which takes it in ``_lock_project``)."""
+    with_project = not connection.features.has_select_for_update
+    with connection.cursor() as cursor:
+        cursor.execute(_sender_sql(with_project), [gw.pk, provider_id, number, word])
+        row = cursor.fetchone()
+    assert row is not None
+    earlier_id = row[0]
+    e_end = 1 + len(_ENTRY.fields)
+    c_end = e_end + len(_CONTACT.fields)
+    k_end = c_end + len(_KEYWORD.fields)
+    if row[1] is None:
+        return _Sender(None, None, None, earlier_id)
+    entry = _ENTRY.build(row[1:e_end])
+    if not _in_scope(gw, entry.project_id):
+        return _Sender(None, None, None, earlier_id)
+    contact = _CONTACT.build(row[e_end:c_end]) if row[e_end] is not None else None
+    keyword = _KEYWORD.build(row[c_end:k_end]) if row[c_end] is not None else None
+    project = _project_of(row[k_end:]) if with_project and row[k_end] is not None else None
+    return _Sender(entry, contact, keyword, earlier_id, project)
+
+
+def _in_scope(gw: GatewayConfig, project_id: int) -> bool:
+    """Whether the gateway may match contacts of ``project_id`` (see ``_scope``)."""
+    if gw.project_id is None or gw.project_id == project_id:
+        return True
+    scope = _scope(gw)
+    return scope is None or project_id in scope
+
+
+def _lock_project(project_id: int) -> tuple[Project, ProjectSettings]:
+    """``lock_project`` and the project's effective settings."""
+    sql = f"SELECT {_PROJECT.columns('p')} FROM projects_project p WHERE p.id = %s"
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [project_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Project.DoesNotExist("Project matching query does not exist.")
+    return _project_of(row)
+
+
+def _project_of(row: Sequence[Any]) -> tuple[Project, ProjectSettings]:
+    raw = row[_SETTINGS_COLUMN]
+    project = _PROJECT.build(row)
+    if isinstance(raw, str):
+        return project, _settings_of(raw)
+    return project, effective_settings(project.settings)
+
+
+@functools.lru_cache(maxsize=256)
+def _settings_of(raw: str) -> ProjectSettings:
+    """Parsed once per distinct stored value (read-only: shared by every request)."""
+    value = json.loads(raw)
+    return effective_settings(value if isinstance(value, dict) else {})
+
+
+def _no_project_settings() -> ProjectSettings:
+    return _settings_of("{}")
 
 
 def _scope(gw: GatewayConfig) -> set[int] | None:
@@ -109,71 +373,139 @@ def _scope(gw: GatewayConfig) -> set[int] | None:
     return {gw.project_id, *gw.shared_with.values_list("pk", flat=True)}
 
 
-def holder_entry(number: str, gw: GatewayConfig) -> PhoneEntry | None:
-    entry = PhoneEntry.objects.filter(number=number, holder=True).first()
-    if entry is None:
-        return None
-    scope = _scope(gw)
-    if scope is not None and entry.project_id not in scope:
-        return None
-    return entry
+# SQLite has one writer at a time. A transaction that finds the write lock taken waits in
+# SQLite's busy handler, which sleeps 1, 2, 5, … up to 100 ms between tries: the lock sits idle
+# while every waiter sleeps, and under a burst of webhooks throughput collapses and latency grows
+# to seconds. The inbound writers of this process queue on a mutex instead, and the next one
+# starts the moment the last one commits.
+_sqlite_writer = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_writer() -> Iterator[None]:
+    """Hold the process's SQLite writer mutex for an outermost transaction (nothing to do on
+    PostgreSQL, or inside a transaction that already holds the write lock)."""
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        yield
+        return
+    with _sqlite_writer:
+        yield
+
+
+class _Duplicate(Exception):
+    """The message was stored already (raised: roll back whatever this delivery did)."""
+
+    def __init__(self, project_id: int | None) -> None:
+        super().__init__(project_id)
+        self.project_id = project_id
+
+
+_batch = threading.local()
+
+
+@contextlib.contextmanager
+def batched() -> Iterator[None]:
+    """One transaction for every message received inside, without a savepoint each (one
+    commit for all). A failure in one leaves the whole transaction to roll back
+    (``connection.needs_rollback``): the caller then receives each message again on its own."""
+    with _one_writer(), transaction.atomic():
+        _batch.on = True
+        try:
+            yield
+        finally:
+            _batch.on = False
+
+
+def _in_batch() -> bool:
+    return bool(getattr(_batch, "on", False)) and connection.in_atomic_block
+
+
+_INBOUND_ONCE = (
+    " ON CONFLICT (gateway_id, provider_id)"
+    " WHERE direction = 'in' AND provider_id IS NOT NULL DO NOTHING"
+)
 
 
 def do_receive(gw: GatewayConfig, inbound: InboundMessage) -> InboundResult:
-    """Store one inbound SMS once and act on it; re-deliveries return ``duplicate``."""
+    """Store one inbound SMS once and act on it; re-deliveries return ``duplicate``.
+
+    One transaction: the sender, its contact, the keyword and an earlier copy of the message
+    in one statement, then the project row lock, the handler, and the writes (the message
+    last, so it is written once with its outcome). A re-delivery is found before anything is
+    done; concurrent ones are serialised on their provider id (PostgreSQL: an advisory lock;
+    SQLite: the write transaction), and the unique constraint is the last guard."""
     stamp = now()
-    with transaction.atomic():
-        entry = holder_entry(inbound.sender, gw)
-        project_id = entry.project_id if entry is not None else gw.project_id
-        project = lock_project(project_id) if project_id is not None else None
-        contact = Contact.objects.filter(contact_id=entry.contact_id).first() if entry else None
-        msg = Message(
-            project=project,
-            direction="in",
-            channel="sms",
-            contact_id=contact.contact_id if contact else None,
-            contact_type=contact.contact_type if contact else "",
-            phone_number=inbound.sender,
-            sender=inbound.to,
-            text=inbound.text,
-            language=(contact.lang_effective or "") if contact else "",
-            gateway_id=gw.pk,
-            gateway_name=gw.name,
-            gateway_source="inbound",
-            provider_id=inbound.provider_id or None,
-            status="received",
-            created_on=stamp,
-            updated_on=stamp,
-            next_attempt_at=None,
-        )
-        if inbound.text:
-            info = analyse(inbound.text)
-            msg.segments, msg.encoding = info.segments, info.encoding
-        try:
-            with transaction.atomic():
-                msg.save(force_insert=True)
-        except IntegrityError:
-            first = Message.objects.filter(
-                gateway_id=gw.pk, direction="in", provider_id=inbound.provider_id
-            ).first()
-            return InboundResult(
-                message_id=first.id if first else "",
-                duplicate=True,
-                action=first.inbound_action if first else "",
-                project=project.name if project else None,
-            )
-        settings = effective_settings(project.settings) if project else ProjectSettings()
-        ctx = _Ctx(gw, msg, project, settings, entry, contact)
-        action = _handle(ctx)
-        # Every message a project sees is in its messaging-event log, replied to or not.
-        _ensure_event(ctx, "keyword" if "keyword" in action else "unrecognized", "")
-        msg.inbound_action = action
-        msg.error_detail = "; ".join(ctx.notes)[:500]
-        msg.event = ctx.event
-        msg.subevent = ctx.subevent
-        msg.save(update_fields=["inbound_action", "error_detail", "event", "subevent"])
-        if ctx.event is not None:
-            _close_event(ctx)
+    provider_id = inbound.provider_id or None
+    word, _ = first_word(inbound.text)
+    info = analyse(inbound.text) if inbound.text else None
+    try:
+        with _one_writer(), transaction.atomic(savepoint=not _in_batch()):
+            outcome = _receive(gw, inbound, stamp, provider_id, word, info)
+    except _Duplicate as late:  # everything this delivery did is rolled back
+        outcome = late
+    if isinstance(outcome, _Duplicate):
+        return _duplicate(gw, provider_id, outcome.project_id)
+    return outcome
+
+
+def _receive(
+    gw: GatewayConfig,
+    inbound: InboundMessage,
+    stamp: dt.datetime,
+    provider_id: str | None,
+    word: str,
+    info: SegmentInfo | None,
+) -> InboundResult | _Duplicate:
+    """``do_receive`` inside its transaction: the result, or the earlier copy found (nothing
+    written)."""
+    if provider_id is not None:
+        bulk.lock_keys("inbound", [f"{gw.pk}:{provider_id}"])
+    sender = _find_sender(inbound.sender, gw, provider_id, word)
+    entry, contact = sender.entry, sender.contact
+    project_id = entry.project_id if entry is not None else gw.project_id
+    if sender.earlier_id is not None:
+        return _Duplicate(project_id)
+    if project_id is None:
+        project, settings = None, _no_project_settings()
+    elif entry is not None and sender.project is not None:
+        project, settings = sender.project
+    else:
+        project, settings = _lock_project(project_id)
+    msg = Message(
+        project=project,
+        direction="in",
+        channel="sms",
+        contact_id=contact.contact_id if contact else None,
+        contact_type=contact.contact_type if contact else "",
+        phone_number=inbound.sender,
+        sender=inbound.to,
+        text=inbound.text,
+        language=(contact.lang_effective or "") if contact else "",
+        gateway_id=gw.pk,
+        gateway_name=gw.name,
+        gateway_source="inbound",
+        provider_id=provider_id,
+        status="received",
+        created_on=stamp,
+        updated_on=stamp,
+        next_attempt_at=None,
+    )
+    if info is not None:
+        msg.segments, msg.encoding = info.segments, info.encoding
+    ctx = _Ctx(gw, msg, project, settings, entry, contact, keyword=sender.keyword)
+    action = _handle(ctx)
+    # Every message a project sees is in its messaging-event log, replied to or not.
+    # An event created only now has no replies: it is complete as it is written.
+    closed = ctx.event is None
+    _ensure_event(ctx, "keyword" if "keyword" in action else "unrecognized", "", closed)
+    msg.inbound_action = action
+    msg.error_detail = "; ".join(ctx.notes)[:500]
+    msg.event = ctx.event
+    msg.subevent = ctx.subevent
+    if not _insert(msg, _INBOUND_ONCE if provider_id is not None else ""):
+        raise _Duplicate(project_id)
+    if not closed:
+        _close_event(ctx)
     return InboundResult(
         message_id=msg.id,
         action=action,
@@ -181,6 +513,25 @@ def do_receive(gw: GatewayConfig, inbound: InboundMessage) -> InboundResult:
         contact_id=contact.contact_id if contact else None,
         replies=ctx.replies,
         detail=msg.error_detail,
+    )
+
+
+def _duplicate(gw: GatewayConfig, provider_id: str | None, project_id: int | None) -> InboundResult:
+    first = (
+        Message.objects.filter(gateway_id=gw.pk, direction="in", provider_id=provider_id)
+        .only("id", "inbound_action")
+        .first()
+    )
+    name = (
+        Project.objects.filter(pk=project_id).values_list("name", flat=True).first()
+        if project_id is not None
+        else None
+    )
+    return InboundResult(
+        message_id=first.id if first else "",
+        duplicate=True,
+        action=first.inbound_action if first else "",
+        project=name,
     )
 
 
@@ -232,7 +583,10 @@ def _handle(ctx: _Ctx) -> str:
         and ctx.project is not None
         and keyword
     ):
-        kw = Keyword.objects.filter(project=ctx.project, keyword=keyword).first()
+        if ctx.keyword is not _NOT_LOADED and ctx.project.pk == entry.project_id:
+            kw = ctx.keyword  # looked up with the sender
+        else:
+            kw = Keyword.objects.filter(project=ctx.project, keyword=keyword).first()
         if kw is not None:
             return prefix + _run_keyword(ctx, kw, rest)
     if ctx.project is not None and any(t.strip() for t in s.default_inbound_response.values()):
@@ -339,9 +693,8 @@ def _self_register(ctx: _Ctx, rest: str) -> bool:
     ctx.msg.project = ctx.project
     if case is not None:
         ctx.contact = Contact.objects.filter(contact_id=case.case_id).first()
-        if ctx.contact is not None:
+        if ctx.contact is not None:  # the message is written at the end, with these
             ctx.msg.contact_id, ctx.msg.contact_type = ctx.contact.contact_id, "case"
-            ctx.msg.save(update_fields=["project", "contact_id", "contact_type"])
     _reply(ctx, "self_registration", reg.welcome_text, DEFAULT_JOIN_REPLY)
     return True
 
@@ -435,32 +788,61 @@ def _translated(ctx: _Ctx, texts: Mapping[str, str]) -> str | None:
     return text
 
 
+_LAST_INDEXED = Project._meta.get_field("last_indexed_on")
+
+
+def _activity_stamp(project: Project) -> dt.datetime:
+    """``messaging.actions._activity_stamp`` (strictly increasing per project; the caller
+    holds the project row lock) with one raw UPDATE."""
+    current = now()
+    last = project.last_indexed_on
+    stamp = max(current, last + ONE_MICROSECOND) if last else current
+    project.last_indexed_on = stamp
+    _execute(
+        "UPDATE projects_project SET last_indexed_on = %s WHERE id = %s",
+        [_LAST_INDEXED.get_db_prep_save(stamp, connection), project.pk],
+    )
+    return stamp
+
+
 def _subevent(
-    project: Project, event: MessagingEvent, contact: Contact | None
+    project: Project,
+    event: MessagingEvent,
+    contact: Contact | None,
+    status: str = "in_progress",
 ) -> MessagingSubEvent:
-    return MessagingSubEvent.objects.create(
+    sub = MessagingSubEvent(
         event=event,
         project=project,
         contact_id=contact.contact_id if contact else None,
         contact_type=contact.contact_type if contact else "",
         recipient_name=contact.name if contact else "",
+        status=status,
         created_on=now(),
         date_last_activity=_activity_stamp(project),
     )
+    _insert(sub)
+    return sub
 
 
-def _ensure_event(ctx: _Ctx, source: str, source_id: str) -> None:
+def _ensure_event(ctx: _Ctx, source: str, source_id: str, completed: bool = False) -> None:
+    """The event and sub-event of this message (``completed``: it has no replies and gets
+    none, so it is written closed)."""
     if ctx.event is not None or ctx.project is None:
         return
-    ctx.event = MessagingEvent.objects.create(
+    status = "completed" if completed else "in_progress"
+    event = MessagingEvent(
         project=ctx.project,
         source=source,
         source_id=source_id,
         content_type="sms",
+        status=status,
         triggered_by=f"sms:{ctx.msg.phone_number}",
         created_on=now(),
     )
-    ctx.subevent = _subevent(ctx.project, ctx.event, ctx.contact)
+    _insert(event)
+    ctx.event = event
+    ctx.subevent = _subevent(ctx.project, event, ctx.contact, status)
 
 
 def _reply(
@@ -501,13 +883,7 @@ def _queue(
     s = ctx.settings
     since = stamp - dt.timedelta(minutes=s.reply_loop_minutes)
     if pinned:
-        repeats = Message.objects.filter(
-            phone_number=number,
-            direction="out",
-            gateway_source="inbound",
-            text=text,
-            created_on__gte=since,
-        ).count()
+        repeats = _recent_replies(number, text, since)
         if repeats >= s.reply_loop_limit:
             ctx.notes.append(
                 f"reply suppressed: {repeats} identical replies to this number in the last "
@@ -547,15 +923,38 @@ def _queue(
             msg.gateway_name, msg.next_attempt_at = chosen.requested, None
         else:
             msg.gateway_id, msg.gateway_name = chosen.gateway.pk, chosen.gateway.name
-    if (
-        msg.status == "queued"
-        and not allow_opted_out
-        and OptOut.objects.filter(phone_number=number, opted_out=True).exists()
-    ):
+    if msg.status == "queued" and not allow_opted_out and _opted_out(number):
         msg.status, msg.error_code, msg.failed_on = "failed", "PHONE_NUMBER_OPTED_OUT", stamp
         msg.next_attempt_at = None
-    msg.save(force_insert=True)
+    _insert(msg)
     ctx.replies.append(msg.id)
+    ctx.reply_states.append((msg.status, msg.error_code))
+
+
+_CREATED_ON = Message._meta.get_field("created_on")
+
+
+def _recent_replies(number: str, text: str, since: dt.datetime) -> int:
+    """Automatic replies of this text to this number since ``since``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM messaging_message WHERE phone_number = %s"
+            " AND direction = 'out' AND gateway_source = 'inbound' AND text = %s"
+            " AND created_on >= %s",
+            [number, text, _CREATED_ON.get_db_prep_value(since, connection)],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _opted_out(number: str) -> bool:
+    """``actions.is_opted_out`` without the ORM."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM messaging_optout WHERE phone_number = %s AND opted_out LIMIT 1",
+            [number],
+        )
+        return cursor.fetchone() is not None
 
 
 def _close_event(ctx: _Ctx) -> None:
@@ -564,9 +963,7 @@ def _close_event(ctx: _Ctx) -> None:
     event, sub = ctx.event, ctx.subevent
     if event is None or sub is None:
         return
-    statuses = list(
-        Message.objects.filter(event=event, direction="out").values_list("status", "error_code")
-    )
+    statuses = ctx.reply_states  # every outbound message of this event
     if not statuses:
         MessagingSubEvent.objects.filter(pk=sub.pk).update(status="completed")
         MessagingEvent.objects.filter(pk=event.pk).update(status="completed")
