@@ -9,13 +9,14 @@ batch, with progress) and case changes (the batch just written, inside its trans
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from django.db import transaction
+from django.db import connection, transaction
 from pydantic import ValidationError
 
 from casereach.alerts.criteria import CaseView, matches, parse_date
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 2000
 GRACE = dt.timedelta(seconds=60)  # an occurrence due within the last minute still fires
+CASE_TABLE = Case._meta.db_table
+CONTACT_TABLE = Contact._meta.db_table
 
 
 def spec_error(exc: ValidationError) -> str:
@@ -162,30 +165,17 @@ def do_activate(alert: Alert) -> Alert:
 
 
 def _activate_conditional(alert: Alert, spec: AlertSpec) -> None:
-    open_cases = Case.objects.filter(
-        project_id=alert.project_id,
-        case_type=spec.case_type,
-        closed=False,
-        deleted=False,
-    )
-    total = open_cases.count()
+    pks = open_case_ids(alert.project_id, spec.case_type or "")
+    total = len(pks)
     Alert.objects.filter(pk=alert.pk).update(eval_total=total)
-    last = ""
     processed = 0
-    while True:
-        ids = list(
-            open_cases.filter(case_id__gt=last)
-            .order_by("case_id")
-            .values_list("case_id", flat=True)[:BATCH]
-        )
-        if not ids:
-            break
+    for start in range(0, total, BATCH):
+        chunk = pks[start : start + BATCH]
         with transaction.atomic():
-            views = load_views(alert.project_id, ids)
-            evaluate(alert, spec, views)
-        processed += len(ids)
-        last = ids[-1]
-        Alert.objects.filter(pk=alert.pk).update(eval_processed=processed)
+            views, zones = load_open_views(chunk)
+            evaluate(alert, spec, views, zones=zones)
+            processed += len(chunk)
+            Alert.objects.filter(pk=alert.pk).update(eval_processed=processed)
     Alert.objects.filter(pk=alert.pk).update(
         eval_state="done", eval_processed=processed, eval_total=max(total, processed)
     )
@@ -202,43 +192,91 @@ def _parent_id(indices: dict[str, Any]) -> str | None:
     return None
 
 
-def load_views(project_id: int, case_ids: Sequence[str], *, parents: bool = True) -> list[CaseView]:
-    """Cases (and their parents) as CaseViews: two queries per chunk."""
-    fields = (
-        "case_id",
-        "case_type",
-        "case_name",
-        "owner_id",
-        "properties",
-        "indices",
-        "closed",
-        "deleted",
+def open_case_ids(project_id: int, case_type: str) -> list[str]:
+    """Ids of the project's open cases of one type, read in one index scan (paging through
+    them by case id would sort every matching case again for every page)."""
+    return list(
+        Case.objects.filter(
+            project_id=project_id, case_type=case_type, closed=False, deleted=False
+        ).values_list("case_id", flat=True)
     )
-    rows = []
-    for chunk in bulk.in_chunks(list(case_ids)):
-        rows.extend(Case.objects.filter(bulk.is_in("case_id", chunk)).values(*fields))
-    parent_ids = {pid for r in rows if (pid := _parent_id(r["indices"]))}
-    parent_views: dict[str, CaseView] = {}
-    if parents and parent_ids:
-        for view in load_views(project_id, sorted(parent_ids), parents=False):
-            parent_views[view.case_id] = view
+
+
+CASE_COLUMNS = (
+    "c.case_id, c.case_type, c.case_name, c.owner_id, c.properties, c.indices, c.closed, c.deleted"
+)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _views(rows: Iterable[Sequence[Any]], parents: dict[str, CaseView]) -> list[CaseView]:
     out = []
-    for r in rows:
-        pid = _parent_id(r["indices"])
+    for case_id, case_type, name, owner_id, properties, indices, closed, deleted in rows:
+        pid = _parent_id(_json(indices) or {}) if indices not in (None, "{}", "[]") else None
         out.append(
             CaseView(
-                case_id=r["case_id"],
-                case_type=r["case_type"],
-                properties=r["properties"] or {},
-                name=r["case_name"],
-                owner_id=r["owner_id"],
-                closed=r["closed"],
-                deleted=r["deleted"],
+                case_id=case_id,
+                case_type=case_type,
+                properties=_json(properties) or {},
+                name=name,
+                owner_id=owner_id,
+                closed=bool(closed),
+                deleted=bool(deleted),
                 parent_id=pid,
-                parent=parent_views.get(pid) if pid else None,
+                parent=parents.get(pid) if pid else None,
             )
         )
     return out
+
+
+def _with_parents(rows: list[Sequence[Any]], project_id: int | None) -> list[CaseView]:
+    parent_ids = {
+        pid
+        for r in rows
+        if r[5] not in (None, "{}", "[]") and (pid := _parent_id(_json(r[5]) or {}))
+    }
+    parents: dict[str, CaseView] = {}
+    if parent_ids:
+        parents = {v.case_id: v for v in load_views(project_id, sorted(parent_ids), parents=False)}
+    return _views(rows, parents)
+
+
+def load_views(
+    project_id: int | None, case_ids: Sequence[str], *, parents: bool = True
+) -> list[CaseView]:
+    """Cases (and their parents) as CaseViews: two queries per chunk, no model objects."""
+    rows: list[Sequence[Any]] = []
+    with connection.cursor() as cursor:
+        for chunk in bulk.in_chunks(list(case_ids)):
+            where, params = bulk.in_sql("c.case_id", chunk)
+            cursor.execute(f"SELECT {CASE_COLUMNS} FROM {CASE_TABLE} c WHERE {where}", params)
+            rows.extend(cursor.fetchall())
+    if not parents:
+        return _views(rows, {})
+    return _with_parents(rows, project_id)
+
+
+def load_open_views(case_ids: Sequence[str]) -> tuple[list[CaseView], dict[str, str]]:
+    """The open cases among ``case_ids`` as CaseViews (with parents), and the effective time
+    zone of each one's contact (absent when it has none), read together."""
+    rows: list[Sequence[Any]] = []
+    zones: dict[str, str] = {}
+    with connection.cursor() as cursor:
+        for chunk in bulk.in_chunks(list(case_ids)):
+            where, params = bulk.in_sql("c.case_id", chunk)
+            cursor.execute(
+                f"SELECT {CASE_COLUMNS}, k.tz_effective FROM {CASE_TABLE} c "
+                f"LEFT JOIN {CONTACT_TABLE} k ON k.contact_id = c.case_id "
+                f"WHERE {where} AND NOT c.closed AND NOT c.deleted",
+                params,
+            )
+            for row in cursor.fetchall():
+                rows.append(row[:8])
+                if row[8]:
+                    zones[row[0]] = row[8]
+    return _with_parents(rows, None), zones
 
 
 def _zones(contact_ids: Iterable[str], default: str) -> dict[str, str]:
@@ -371,7 +409,13 @@ def schedule_next(
     return occ.due
 
 
-def evaluate(alert: Alert, spec: AlertSpec, views: Sequence[CaseView]) -> None:
+def evaluate(
+    alert: Alert,
+    spec: AlertSpec,
+    views: Sequence[CaseView],
+    *,
+    zones: dict[str, str] | None = None,
+) -> None:
     """Bring the instances of ``alert`` for these cases in line with the rule: one query to
     read the existing instances, one bulk write each for new, changed and removed ones."""
     if not views:
@@ -380,14 +424,20 @@ def evaluate(alert: Alert, spec: AlertSpec, views: Sequence[CaseView]) -> None:
     project_zone = project.time_zone
     at = now()
     today = at.astimezone(ZoneInfo(project_zone)).date()
-    existing = {
-        i.recipient_key: i
-        for chunk in bulk.in_chunks([v.case_id for v in views])
-        for i in ScheduleInstance.objects.filter(
-            alert=alert, alert_version=alert.version, recipient_key__in=chunk
-        )
-    }
-    zones = _zones([v.case_id for v in views], project_zone)
+    mine = ScheduleInstance.objects.filter(alert=alert, alert_version=alert.version)
+    existing = (
+        {
+            i.recipient_key: i
+            for chunk in bulk.in_chunks([v.case_id for v in views])
+            for i in mine.filter(recipient_key__in=chunk)
+        }
+        if mine.exists()  # a first activation has none: skip the look-up
+        else {}
+    )
+    if zones is None:
+        zones = _zones([v.case_id for v in views], project_zone)
+    else:
+        zones = {v.case_id: zones.get(v.case_id) or project_zone for v in views}
     create: list[tuple[Any, ...]] = []
     change: list[ScheduleInstance] = []
     remove: list[int] = []

@@ -17,7 +17,9 @@ from casereach.alerts.actions import (
     BATCH,
     Plan,
     broadcast_contacts,
+    load_open_views,
     load_views,
+    open_case_ids,
     plan_for,
     spec_of,
     stop_instant,
@@ -28,7 +30,6 @@ from casereach.alerts.models import Alert, ScheduleInstance
 from casereach.alerts.scheduler import Claimed, Target, _message, _targets
 from casereach.alerts.spec import AlertSpec, TimedSchedule
 from casereach.alerts.timing import skipped_months
-from casereach.cases.models import Case
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
 from casereach.core.timeutil import now
@@ -178,21 +179,10 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
                     per_day[o.due.astimezone(project_zone).date().isoformat()] += 1
 
     if spec.kind == "conditional":
-        open_cases = Case.objects.filter(
-            project=project, case_type=spec.case_type, closed=False, deleted=False
-        )
-        last = ""
+        pks = open_case_ids(project.pk, spec.case_type or "")
         today = at.astimezone(project_zone).date()
-        while True:
-            ids = list(
-                open_cases.filter(case_id__gt=last)
-                .order_by("case_id")
-                .values_list("case_id", flat=True)[:BATCH]
-            )
-            if not ids:
-                break
-            last = ids[-1]
-            views = load_views(project.pk, ids)
+        for start in range(0, len(pks), BATCH):
+            views, _ = load_open_views(pks[start : start + BATCH])
             ok = matching(spec.criteria, views, today)
             hits = [v for v, yes in zip(views, ok, strict=True) if yes]
             consider([v.case_id for v in hits], {v.case_id: v for v in hits}, False)

@@ -43,28 +43,29 @@ def adapt_datetime(value: dt.datetime | None) -> Any:
 
     The ORM's adapter costs several microseconds per value (settings and connection look-ups);
     ingest adapts ~7 values per case, so UTC values (all of ours) take a fast path that gives
-    the same result.
+    the same result, remembered for the few distinct stamps a batch writes.
     """
-    global _last_adapted
     if value is None:
         return None
-    last = _last_adapted  # one batch stamps several columns with the same datetime object
-    if last[0] is value:
-        return last[1]
     if value.tzinfo is dt.UTC:
+        adapted = _adapted.get(value)
+        if adapted is not None:
+            return adapted
         form = _utc_datetime_form()
         if form == "text":
-            adapted: Any = str(value.replace(tzinfo=None))
+            adapted = str(value.replace(tzinfo=None))
         elif form == "native":
             adapted = value
         else:
             adapted = connection.ops.adapt_datetimefield_value(value)
-        _last_adapted = (value, adapted)
+        if len(_adapted) >= 4096:
+            _adapted.clear()
+        _adapted[value] = adapted
         return adapted
     return connection.ops.adapt_datetimefield_value(value)
 
 
-_last_adapted: tuple[Any, Any] = (None, None)
+_adapted: dict[dt.datetime, Any] = {}
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
