@@ -265,13 +265,32 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 def insert_rows_returning_ids(table: str, columns: Sequence[str], rows: Sequence[Row]) -> list[Any]:
-    """INSERT rows into a table with an auto id and return the new ids in row order:
+    """INSERT rows into a table with an auto id and return the new ids in row order.
+
+    SQLite inside a transaction: the write lock is ours (IMMEDIATE), so the next ids are
+    known — they are given explicitly and the rows go through ``executemany`` (a multi-row
+    VALUES statement of 900 parameters costs more to prepare than it saves). Otherwise:
     multi-row ``INSERT … RETURNING id`` in chunks (both dialects return the rows in VALUES
     order — the ORM's own bulk_create relies on the same)."""
+    if not rows:
+        return []
+    if not is_postgres() and connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
+            (top,) = cursor.fetchone()
+            seq = _sqlite_sequence(cursor, table)
+            first = max(int(top), seq) + 1
+            ids = list(range(first, first + len(rows)))
+            marks = ", ".join(["%s"] * (len(columns) + 1))
+            cursor.executemany(
+                f"INSERT INTO {table} (id, {', '.join(columns)}) VALUES ({marks})",
+                [(new_id, *row) for new_id, row in zip(ids, rows, strict=True)],
+            )
+        return ids
     per = max(1, (900 if not is_postgres() else 20_000) // len(columns))
     marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
     cols = ", ".join(columns)
-    ids: list[Any] = []
+    ids = []
     with connection.cursor() as cursor:
         for part in chunks(rows, per):
             values = ", ".join([marks] * len(part))
@@ -279,3 +298,10 @@ def insert_rows_returning_ids(table: str, columns: Sequence[str], rows: Sequence
             cursor.execute(f"INSERT INTO {table} ({cols}) VALUES {values} RETURNING id", params)
             ids.extend(r[0] for r in cursor.fetchall())
     return ids
+
+
+def _sqlite_sequence(cursor: Any, table: str) -> int:
+    """The AUTOINCREMENT high-water mark of ``table`` (ids are never reused below it)."""
+    cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+    found = cursor.fetchone()
+    return int(found[0]) if found else 0

@@ -152,7 +152,8 @@ def test_sms_from_a_phone_over_smpp_is_received_and_answered(api: Api, smsc: Sms
         assert (cid, "opt_out", "STOP") == (m.contact_id, m.inbound_action, m.text)
         d.drain()
         reply = Message.objects.get(direction="out")
-        assert ("sent", "SMSC") == (reply.status, reply.gateway_name)
+        # The simulator's delivery receipt may already have been read by drain().
+        assert ("SMSC", True) == (reply.gateway_name, reply.status in ("sent", "delivered"))
         assert ["254700000001"] == [s.destination_addr for s in smsc.submits]
     finally:
         d.close()
