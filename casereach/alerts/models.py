@@ -41,7 +41,11 @@ class ScheduleInstance(models.Model):
     start date (or instant, for alert schedules) it counts from.
     """
 
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="instances")
+    # Indexed by the unique (alert, alert_version, recipient_key) constraint, which starts
+    # with it: a second index would only slow every write.
+    alert = models.ForeignKey(
+        Alert, on_delete=models.CASCADE, related_name="instances", db_index=False
+    )
     alert_version = models.IntegerField()
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     recipient_key = models.CharField(max_length=64)  # case id (conditional) or contact id
@@ -79,7 +83,10 @@ class Firing(models.Model):
     re-run, a crash or two schedulers unable to fire it twice."""
 
     key = models.CharField(max_length=200, unique=True)
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="firings")
+    # Indexed by firing_alert_due (alert, due), which starts with it.
+    alert = models.ForeignKey(
+        Alert, on_delete=models.CASCADE, related_name="firings", db_index=False
+    )
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     recipient_key = models.CharField(max_length=64)
     due = models.DateTimeField()
