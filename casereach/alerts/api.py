@@ -3,7 +3,6 @@ dry run and progress, and a contact's upcoming sends."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -23,6 +22,7 @@ from casereach.alerts.queries import dry_run, upcoming
 from casereach.alerts.templates import estimate
 from casereach.contacts.models import Contact
 from casereach.core.errors import BadRequest, NotFound
+from casereach.core.requests import json_object
 from casereach.core.timeutil import iso
 from casereach.projects.auth import project_for
 
@@ -242,16 +242,6 @@ PATCH_BODY = {
 }
 
 
-def _body(request: HttpRequest) -> Any:
-    try:
-        data = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("Payload must be valid JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequest("Payload must be a single JSON object")
-    return data
-
-
 def serialize_alert(alert: Alert, *, full: bool = True) -> dict[str, Any]:
     spec = spec_of(alert)
     out: dict[str, Any] = {
@@ -314,7 +304,7 @@ def alerts_list(request: HttpRequest, project: str) -> JsonResponse:
 )
 def alerts_create(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
-    alert = do_create_alert(proj, _body(request))
+    alert = do_create_alert(proj, json_object(request))
     return JsonResponse(serialize_alert(alert), status=201)
 
 
@@ -335,7 +325,7 @@ def alerts_get(request: HttpRequest, project: str, alert_id: int) -> JsonRespons
 )
 def alerts_update(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     proj = project_for(request, project)
-    alert = do_update_alert(get_alert(proj, alert_id), _body(request))
+    alert = do_update_alert(get_alert(proj, alert_id), json_object(request))
     return JsonResponse(serialize_alert(alert))
 
 

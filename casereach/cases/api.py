@@ -5,7 +5,6 @@ Bodies are parsed by hand (not by ninja schemas) so every error carries CommCare
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -28,6 +27,7 @@ from casereach.cases.queries import (
 )
 from casereach.cases.serializers import filter_fields, serialize_v2
 from casereach.core.errors import BadRequest, NotFound
+from casereach.core.requests import json_body
 from casereach.core.timeutil import json_z
 from casereach.projects.auth import principal_of, project_for
 
@@ -77,13 +77,6 @@ OBJECT_BODY = {
         "content": {"application/json": {"schema": CASE_WRITE_SCHEMA}},
     }
 }
-
-
-def _json_body(request: HttpRequest) -> Any:
-    try:
-        return json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Payload must be valid JSON") from None
 
 
 def _field_args(request: HttpRequest) -> tuple[list[str] | None, list[str] | None]:
@@ -223,7 +216,7 @@ def case_list(request: HttpRequest, project: str) -> JsonResponse:
     openapi_extra=OBJECT_OR_ARRAY,
 )
 def case_create(request: HttpRequest, project: str) -> JsonResponse:
-    return _write(request, project, _json_body(request))
+    return _write(request, project, json_body(request))
 
 
 @router.api_operation(
@@ -234,7 +227,7 @@ def case_create(request: HttpRequest, project: str) -> JsonResponse:
     openapi_extra=OBJECT_OR_ARRAY,
 )
 def case_put_root(request: HttpRequest, project: str) -> JsonResponse:
-    return _write(request, project, _json_body(request))
+    return _write(request, project, json_body(request))
 
 
 @router.api_operation(
@@ -261,7 +254,7 @@ def case_put_root(request: HttpRequest, project: str) -> JsonResponse:
 )
 def case_bulk_fetch(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
-    body = _json_body(request)
+    body = json_body(request)
     if not isinstance(body, dict):
         raise BadRequest("Payload must include 'case_ids' or 'external_ids' fields")
     case_ids = body.get("case_ids", body.get("case_id"))
@@ -302,7 +295,7 @@ def case_get_ext(request: HttpRequest, project: str, external_id: str) -> JsonRe
     openapi_extra=OBJECT_BODY,
 )
 def case_upsert_ext(request: HttpRequest, project: str, external_id: str) -> JsonResponse:
-    return _write(request, project, _json_body(request), ext_upsert=external_id)
+    return _write(request, project, json_body(request), ext_upsert=external_id)
 
 
 def _get_one_or_many(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
@@ -344,7 +337,7 @@ def case_get(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     openapi_extra=OBJECT_BODY,
 )
 def case_update(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
-    return _write(request, project, _json_body(request), path_case_id=case_id)
+    return _write(request, project, json_body(request), path_case_id=case_id)
 
 
 @router.api_operation(
@@ -364,7 +357,7 @@ def case_get_slash(request: HttpRequest, project: str, case_id: str) -> JsonResp
 
 @router.api_operation(["PUT"], V2 + "/{case_id}/", include_in_schema=False)
 def case_update_slash(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
-    return _write(request, project, _json_body(request), path_case_id=case_id)
+    return _write(request, project, json_body(request), path_case_id=case_id)
 
 
 @router.api_operation(["DELETE"], V2 + "/{case_id}/", include_in_schema=False)

@@ -60,7 +60,7 @@ def do_change_settings(project: Project, changes: dict[str, Any]) -> tuple[Proje
 def _json_object(request: HttpRequest) -> dict[str, Any]:
     try:
         body = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest(
             "Payload must be valid JSON", "send a JSON object of settings to change"
         ) from None

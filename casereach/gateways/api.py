@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
 from casereach.core.crypto import decrypt_json
-from casereach.core.errors import BadRequest, NotFound
+from casereach.core.errors import NotFound
+from casereach.core.requests import json_body
 from casereach.gateways.actions import (
     do_create_gateway,
     do_delete_gateway,
@@ -77,13 +77,6 @@ ROUTES_BODY = {
 }
 
 
-def _body(request: HttpRequest) -> Any:
-    try:
-        return json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Payload must be valid JSON") from None
-
-
 def gateway_urls(request: HttpRequest, gw: GatewayConfig) -> dict[str, str]:
     base = request.build_absolute_uri(f"/gateways/{gw.type}/{gw.inbound_key}/")
     return {"inbound_url": base + "inbound", "status_url": base + "status"}
@@ -142,7 +135,7 @@ def gateways_list(request: HttpRequest, project: str) -> JsonResponse:
 )
 def gateways_create(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
-    gw = do_create_gateway(proj, _body(request))
+    gw = do_create_gateway(proj, json_body(request))
     return JsonResponse(serialize_gateway(request, gw, proj), status=201)
 
 
@@ -166,7 +159,7 @@ def gateways_get(request: HttpRequest, project: str, gateway_id: int) -> JsonRes
 )
 def gateways_update(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
-    gw = do_update_gateway(_own(proj, gateway_id), _body(request))
+    gw = do_update_gateway(_own(proj, gateway_id), json_body(request))
     return JsonResponse(serialize_gateway(request, gw, proj))
 
 
@@ -235,6 +228,6 @@ def routes_get(request: HttpRequest, project: str) -> JsonResponse:
 def routes_put(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     known = set(visible_gateways(proj).values_list("name_key", flat=True))
-    do_set_routes(proj, _body(request), known)
+    do_set_routes(proj, json_body(request), known)
     proj.refresh_from_db()
     return JsonResponse(_routes_body(proj))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Router
 
 from casereach.core.errors import BadRequest
+from casereach.core.requests import json_body
 from casereach.core.timeutil import iso
 from casereach.messaging.actions import SendRequest, do_send
 from casereach.messaging.errors import ERRORS, describe
@@ -85,13 +85,6 @@ CSV_COLUMNS = (
     "sent_on",
     "delivered_on",
 )
-
-
-def _body(request: HttpRequest) -> Any:
-    try:
-        return json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Payload must be valid JSON") from None
 
 
 def parse_send(data: Any, user: str) -> SendRequest:
@@ -199,7 +192,7 @@ def send(request: HttpRequest, project: str) -> JsonResponse:
     """Queue one message to a contact or a raw number/address. 202 even when a check failed:
     the message is recorded with its error code."""
     proj = project_for(request, project)
-    req = parse_send(_body(request), principal_of(request).username)
+    req = parse_send(json_body(request), principal_of(request).username)
     event, msgs = do_send(proj, req)
     return JsonResponse(
         {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from ninja import Router
 from casereach.contacts.models import PhoneEntry
 from casereach.contacts.rules import ProjectRules, check_phone
 from casereach.core.errors import BadRequest, NotFound
+from casereach.core.requests import json_object, page_args
 from casereach.core.timeutil import iso
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.inbound import checked_inbound
@@ -36,16 +36,6 @@ router = Router(tags=["inbound SMS"])
 BASE = "/a/{project}/api/messaging/v1"
 
 
-def _body(request: HttpRequest) -> Any:
-    try:
-        data = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("Payload must be valid JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequest("Payload must be a single JSON object")
-    return data
-
-
 def _optional_body(request: HttpRequest) -> Any:
     """A JSON object, or nothing at all (an empty body or an empty form)."""
     media = (request.content_type or "").lower()
@@ -59,16 +49,7 @@ def _optional_body(request: HttpRequest) -> Any:
         if empty:
             return {}
         raise BadRequest("send a JSON object (Content-Type: application/json)")
-    return _body(request)
-
-
-def _page(request: HttpRequest) -> tuple[int, int]:
-    try:
-        limit = min(1000, max(1, int(request.GET.get("limit", "100"))))
-        offset = max(0, int(request.GET.get("offset", "0")))
-    except ValueError:
-        raise BadRequest("limit and offset must be integers") from None
-    return limit, offset
+    return json_object(request)
 
 
 def _number(value: Any, project: Project, what: str = "phone_number") -> str:
@@ -123,7 +104,7 @@ TEST_PHONE_BODY = {
 )
 def test_phone_send(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
-    data = _body(request)
+    data = json_object(request)
     unknown = sorted(set(data) - {"from", "text", "to", "gateway"})
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(unknown)}")
@@ -165,7 +146,7 @@ def test_phone_conversation(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     number = _number(request.GET.get("number"), proj, "number")
     gateway_ids = list(visible_gateways(proj).filter(type="test").values_list("pk", flat=True))
-    limit, _ = _page(request)
+    limit, _ = page_args(request)
     qs = Message.objects.filter(
         Q(project=proj) | Q(project__isnull=True),
         phone_number=number,
@@ -230,7 +211,7 @@ def opt_outs_list(request: HttpRequest, project: str) -> Any:
         response = StreamingHttpResponse(_opt_out_csv(qs), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{proj.name}-opt-outs.csv"'
         return response
-    limit, offset = _page(request)
+    limit, offset = page_args(request)
     total = qs.count()
     rows = [_serialize_opt_out(r) for r in qs[offset : offset + limit]]
     return JsonResponse(
@@ -266,7 +247,7 @@ OPT_OUT_BODY = {
 )
 def opt_outs_set(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
-    data = _body(request)
+    data = json_object(request)
     unknown = sorted(set(data) - {"phone_number", "opted_out"})
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(unknown)}")
@@ -351,7 +332,7 @@ def keywords_list(request: HttpRequest, project: str) -> JsonResponse:
 )
 def keywords_create(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
-    kw = do_save_keyword(proj, _body(request))
+    kw = do_save_keyword(proj, json_object(request))
     return JsonResponse(_serialize_keyword(kw), status=201)
 
 
@@ -375,7 +356,7 @@ def keywords_get(request: HttpRequest, project: str, keyword_id: int) -> JsonRes
 )
 def keywords_update(request: HttpRequest, project: str, keyword_id: int) -> JsonResponse:
     proj = project_for(request, project)
-    kw = do_save_keyword(proj, _body(request), keyword_id)
+    kw = do_save_keyword(proj, json_object(request), keyword_id)
     return JsonResponse(_serialize_keyword(kw))
 
 

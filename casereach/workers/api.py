@@ -8,7 +8,6 @@ worker's messaging contact in the same transaction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -20,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router, Schema
 
 from casereach.core.errors import BadRequest, NotFound
+from casereach.core.requests import json_object
 from casereach.projects.auth import project_for
 from casereach.projects.models import Project
 from casereach.workers.actions import (
@@ -213,12 +213,7 @@ def serialize_worker(worker: MobileWorker, project_name: str) -> dict[str, Any]:
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Payload must be valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("Payload must be a single JSON object")
+    body = json_object(request)
     user_data = body.get("user_data")
     if isinstance(user_data, dict):
         # A GET-modify-PUT round trip sends HQ's system keys back; they are not custom data.

@@ -1,0 +1,41 @@
+"""Reading a request's JSON body and paging arguments, the same way for every API.
+
+Bad input is a ``BadRequest`` (a 400 with a JSON error body), never a 500: that covers bytes
+that are not UTF-8, text that is not JSON, and JSON nested deeper than the parser's recursion
+limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest
+
+from casereach.core.errors import BadRequest
+
+
+def json_body(request: HttpRequest) -> Any:
+    """The body as JSON of any shape (an empty body reads as invalid JSON)."""
+    try:
+        return json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("Payload must be valid JSON") from None
+
+
+def json_object(request: HttpRequest) -> dict[str, Any]:
+    """The body as one JSON object."""
+    data = json_body(request)
+    if not isinstance(data, dict):
+        raise BadRequest("Payload must be a single JSON object")
+    return data
+
+
+def page_args(request: HttpRequest, *, default: int = 100, most: int = 1000) -> tuple[int, int]:
+    """``limit`` (clamped to 1..most) and ``offset`` (≥ 0) from the query string."""
+    try:
+        limit = min(most, max(1, int(request.GET.get("limit", str(default)))))
+        offset = max(0, int(request.GET.get("offset", "0")))
+    except ValueError:
+        raise BadRequest("limit and offset must be integers") from None
+    return limit, offset
