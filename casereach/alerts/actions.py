@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 BATCH = 2000
 GRACE = dt.timedelta(seconds=60)  # an occurrence due within the last minute still fires
 CASE_TABLE = Case._meta.db_table
+INSTANCE_TABLE = ScheduleInstance._meta.db_table
 CONTACT_TABLE = Contact._meta.db_table
 
 
@@ -503,9 +504,6 @@ def evaluate(
                 for i in change
             ],
         )
-
-
-INSTANCE_TABLE = ScheduleInstance._meta.db_table
 
 
 INSTANCE_COLUMNS = (

@@ -23,6 +23,7 @@ from django.db.models import Model
 
 from casereach.alerts.actions import (
     GRACE,
+    INSTANCE_TABLE,
     Plan,
     last_fired,
     load_views,
@@ -32,7 +33,7 @@ from casereach.alerts.actions import (
 )
 from casereach.alerts.criteria import CaseView
 from casereach.alerts.engine import next_after
-from casereach.alerts.models import Alert, Firing, ScheduleInstance
+from casereach.alerts.models import Alert, Firing
 from casereach.alerts.spec import AlertSpec
 from casereach.alerts.templates import RenderContext, parse_template, render
 from casereach.cases.models import CaseIndex
@@ -52,7 +53,6 @@ from casereach.workers.models import MobileWorker
 log = logging.getLogger(__name__)
 
 BATCH = 500
-INSTANCE_TABLE = ScheduleInstance._meta.db_table
 EVENT_TABLE = MessagingEvent._meta.db_table
 CONTACT_FIELDS = (
     "contact_id",
