@@ -38,15 +38,14 @@ class Chart:
 
 
 def _nice_max(value: int) -> int:
-    if value <= 5:
-        return 5
+    """The smallest 4 x (1, 2 or 5) x 10^k at or above ``value``, so four grid steps are
+    whole numbers."""
     step = 1
-    while step * 10 < value:
+    while True:
+        for mult in (1, 2, 5):
+            if 4 * step * mult >= value:
+                return 4 * step * mult
         step *= 10
-    for mult in (1, 2, 5, 10):
-        if step * mult >= value:
-            return step * mult
-    return value
 
 
 def stacked_bars(

@@ -123,6 +123,13 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
         )
     quality = data_quality(project)
     conflicts, conflict_total = phone_entries(project, status="conflict", limit=20)
+    names = dict(
+        Contact.objects.filter(
+            project=project, contact_id__in=[c["contact_id"] for c in conflicts]
+        ).values_list("contact_id", "name")
+    )
+    for c in conflicts:
+        c["name"] = names.get(c["contact_id"]) or c["contact_id"]
     opted = list(_project_opt_outs(project).filter(opted_out=True)[:20])
     return render(
         request,
@@ -194,16 +201,14 @@ def cases(request: HttpRequest, project: Project) -> HttpResponse:
 
 
 TZ_SOURCES = {
-    "case": "from the case's time_zone property",
-    "worker": "from the mobile worker's settings",
-    "default": "the project's time zone (the contact sets none)",
-    "fallback": "the project's time zone, because the contact's zone is unknown",
+    "contact": "set by the contact (time_zone property or the worker's settings)",
+    "project": "the project's time zone",
+    "default": "UTC, because neither the contact nor the project sets a zone",
 }
 LANG_SOURCES = {
-    "case": "from the case's language_code property",
-    "worker": "from the mobile worker's settings",
-    "default": "the project's first language (the contact sets none)",
-    "fallback": "the project's first language, because the contact's is not a project language",
+    "contact": "set by the contact (language_code property or the worker's settings)",
+    "project": "the project's first language",
+    "default": "none: the project has no languages",
 }
 PHONE_STATUS = {
     "two_way": "two-way: can receive messages and reply by SMS",
@@ -215,9 +220,9 @@ PHONE_STATUS = {
 }
 GATEWAY_SOURCES = {
     "contact": "named by the contact (contact_backend_id)",
-    "prefix": "chosen by the project's prefix route for this number",
-    "default": "the project's default gateway",
-    "global_prefix": "chosen by a server-wide prefix route",
+    "route": "chosen by the project's prefix route for this number",
+    "project_default": "the project's default gateway",
+    "global_route": "chosen by a server-wide prefix route",
     "global_default": "the server's default gateway",
     "none": "no gateway can carry this contact's SMS",
 }

@@ -412,7 +412,7 @@ def alert_estimate(request: HttpRequest, project: Project) -> HttpResponse:
     return render(
         request,
         "web/alert_estimates.html",
-        {"estimates": estimates, "template_error": template_error},
+        {"estimates": estimates, "template_error": template_error, "oob": True},
     )
 
 
