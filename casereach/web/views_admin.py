@@ -93,6 +93,8 @@ def _parse_settings(post: QueryDict) -> tuple[dict[str, Any], dict[str, str]]:
         if name in ROUTE_SETTINGS:
             continue
         kind = _kind(name, schema["properties"].get(name, {}))
+        if kind != "checkbox" and name not in post:
+            continue  # not on the form: unchanged
         raw = post.get(name, "")
         if kind == "checkbox":
             changes[name] = bool(post.get(name))
