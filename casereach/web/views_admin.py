@@ -47,8 +47,37 @@ def _kind(name: str, prop: dict[str, Any]) -> str:
     return "json"
 
 
+HELP = {
+    "time_zone": "IANA name, e.g. Africa/Nairobi: used for contacts without a valid zone.",
+    "languages": 'SMS languages, first is the default, e.g. ["en", "sw"].',
+    "language_fallback": "When a contact's language has no text: none = do not send, "
+    "alert = the alert's default language, project = the project's first language, "
+    "untranslated = any text there is.",
+    "restricted_windows": "SMS are sent only inside these windows of the contact's local "
+    'time, e.g. [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}] '
+    "(0 = Monday); empty = any time.",
+    "daily_limit": "At most this many outgoing messages per day (replies are not counted).",
+    "stale_after_hours": "A queued message older than this is not sent (it fails as stale).",
+    "retry_delays_minutes": "Waits between retries of a failed send, e.g. [5, 10].",
+    "strict_phone_validation": "Refuse numbers not stored in international format "
+    "(e.g. 0712…) instead of only warning about them.",
+    "default_country": "Two-letter country (e.g. KE) used to convert national numbers "
+    "that start with 0.",
+    "opt_out_keywords": 'Extra STOP words per language, e.g. {"sw": ["ACHA"]}.',
+    "opt_in_keywords": 'Extra START words per language, e.g. {"sw": ["ANZA"]}.',
+    "help_keywords": 'Extra HELP words per language, e.g. {"sw": ["MSAADA"]}.',
+    "help_text": "Language → the reply to HELP.",
+    "default_inbound_response": "Language → the reply to an SMS no keyword matches "
+    "(empty: no reply).",
+    "self_registration": "Whether unknown numbers may register by SMS, and as what.",
+}
+
+
 def _shown(value: Any, kind: str) -> str:
     if kind == "json":
+        compact = json.dumps(value, ensure_ascii=False)
+        if len(compact) <= 70:
+            return compact
         return json.dumps(value, ensure_ascii=False, indent=1)
     if value is None:
         return ""
@@ -78,7 +107,7 @@ def _settings_fields(
                 "kind": kind,
                 "value": value,
                 "choices": prop.get("enum", []),
-                "help": info.description or prop.get("description") or "",
+                "help": HELP.get(name) or info.description or prop.get("description") or "",
                 "error": errors.get(name),
             }
         )
