@@ -416,9 +416,76 @@ def alert_estimate(request: HttpRequest, project: Project) -> HttpResponse:
     )
 
 
+def preview(project: Project, alert: Alert, case_id: str) -> dict[str, Any] | None:
+    """The alert's message for one case as the scheduler would build it now."""
+    from casereach.alerts.actions import load_views, spec_of
+    from casereach.alerts.scheduler import Target, _message
+    from casereach.contacts.models import Contact, PhoneEntry
+    from casereach.core.timeutil import now
+    from casereach.messaging.errors import describe
+    from casereach.projects.settings_schema import effective_settings
+
+    contact = (
+        Contact.objects.filter(project=project, contact_id=case_id)
+        .values(
+            "contact_id",
+            "contact_type",
+            "name",
+            "active",
+            "lang_effective",
+            "email",
+            "email_status",
+        )
+        .first()
+    )
+    if contact is None:
+        return None
+    views = load_views(project.pk, [case_id])
+    view = views[0] if views else None
+    phones = {}
+    first = PhoneEntry.objects.filter(contact_id=case_id).order_by("position", "id").first()
+    if first is not None:
+        phones[case_id] = first.number
+    names = {}
+    if view is not None and view.owner_id:
+        names = dict(
+            Contact.objects.filter(project=project, contact_id=view.owner_id).values_list(
+                "contact_id", "name"
+            )
+        )
+    msg = _message(
+        project,
+        effective_settings(project.settings),
+        spec_of(alert),
+        view,
+        Target(contact=dict(contact)),
+        names,
+        phones,
+        now(),
+    )
+    info = describe(msg.error_code) if msg.error_code else None
+    return {
+        "name": contact["name"],
+        "language": msg.language or None,
+        "text": msg.text,
+        "subject": getattr(msg, "subject", ""),
+        "error_code": msg.error_code,
+        "error_description": info.description if info else "",
+        "error_hint": info.hint if info else "",
+        "segments": msg.segments,
+        "encoding": msg.encoding,
+    }
+
+
 @project_page
 def alert_detail(request: HttpRequest, project: Project, alert_id: int) -> HttpResponse:
     alert = _alert(project, alert_id)
+    chosen = request.GET.get("preview", "")
+    shown = preview(project, alert, chosen) if chosen else None
+    cases = Case.objects.filter(project=project, deleted=False, closed=False)
+    if alert.case_type:
+        cases = cases.filter(case_type=alert.case_type)
+    choices = list(cases.order_by("case_name").values_list("case_id", "case_name")[:200])
     try:
         days = min(90, max(1, int(request.GET.get("days", "14"))))
     except ValueError:
@@ -439,6 +506,9 @@ def alert_detail(request: HttpRequest, project: Project, alert_id: int) -> HttpR
             "dry": result,
             "days": days,
             "chart": chart,
+            "preview": shown,
+            "preview_id": chosen,
+            "preview_choices": choices,
             "nav": "alerts",
         },
     )

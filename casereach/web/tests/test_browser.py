@@ -83,6 +83,10 @@ def test_conditional_alert_in_two_languages_shows_its_dry_run(page: Page) -> Non
     expect(unreachable).to_contain_text("Dalia (invalid number)")
     expect(unreachable).to_contain_text("NO_PHONE_NUMBER")
     page.shot("alert-dry-run")
+    p.get_by_label("Case", exact=True).select_option(label="Amina (two-way)")
+    p.get_by_role("button", name="Preview").click()
+    # Amina's language is Swahili: the preview is her text, with her name filled in.
+    expect(p.locator("#preview-text")).to_have_text("Habari Amina (two-way), ziara yako ni kesho.")
     p.get_by_role("button", name="Activate").click()
     expect(p.locator("#alert-state")).to_have_text("active")
     p.get_by_role("button", name="Deactivate").click()
