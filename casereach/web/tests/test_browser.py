@@ -47,6 +47,21 @@ def test_login_then_every_page_renders(page: Page) -> None:
     page.shot("contact")
 
 
+def test_keyboard_only_login_and_skip_link(page: Page) -> None:
+    page.goto("/login")
+    p = page.page
+    expect(p.get_by_label("Username")).to_be_focused()
+    p.keyboard.type("pm")
+    p.keyboard.press("Tab")
+    p.keyboard.type("pm-password-1")
+    p.keyboard.press("Enter")
+    expect(p.get_by_role("heading", name="Dashboard")).to_be_visible()
+    p.keyboard.press("Tab")
+    expect(p.get_by_role("link", name="Skip to content")).to_be_focused()
+    p.keyboard.press("Enter")
+    expect(p.locator("main")).to_be_focused()
+
+
 def test_wrong_password_is_refused(page: Page) -> None:
     page.login(password="not-the-password")
     expect(page.page.get_by_role("alert")).to_contain_text("did not match")

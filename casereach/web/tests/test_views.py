@@ -162,3 +162,28 @@ def test_gateway_credentials_are_write_only(web: Client) -> None:
     assert "very-secret-token" not in page
     assert "stored — leave empty to keep" in page
     assert "/gateways/twilio/" in page  # the callback URLs to give the provider
+
+
+def test_dashboard_and_log_explain_a_skipped_message(web: Client, api: Api) -> None:
+    from casereach.messaging.errors import describe
+
+    case = api.post("/a/{project}/api/case/v2/", case_body(name="No phone")).body["case"]
+    sent = api.post(
+        "/a/{project}/api/messaging/v1/send", {"contact_id": case["case_id"], "text": "hi"}
+    )
+    assert 202 == sent.status
+    info = describe("NO_PHONE_NUMBER")
+    assert info is not None
+    dashboard = web.get("/a/demo/").content.decode()
+    assert "skipped: 1" in dashboard
+    assert 'class="s-skipped"' in dashboard  # a bar of the chart
+    assert info.description in dashboard
+    log = web.get("/a/demo/messages", {"error_code": "NO_PHONE_NUMBER"}).content.decode()
+    assert info.hint in log
+    export = web.get("/a/demo/messages", {"error_code": "NO_PHONE_NUMBER", "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert [("NO_PHONE_NUMBER", case["case_id"])] == [
+        (r["error_code"], r["contact_id"]) for r in rows
+    ]
+    empty = web.get("/a/demo/messages", {"error_code": "NO_MESSAGE", "format": "csv"})
+    assert 1 == len(b"".join(empty.streaming_content).decode().splitlines())
