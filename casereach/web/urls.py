@@ -26,6 +26,7 @@ urlpatterns = [
     path(P + "test-phone/conversation", views.test_phone_conversation, name="conversation"),
     path(P + "import", views.import_cases_page, name="import"),
     path(P + "import/errors.csv", views.import_errors_csv, name="import_errors"),
+    path(P + "import/progress", views.import_progress, name="import_progress"),
     path(P + "alerts", views_alerts.alerts, name="alerts"),
     path(P + "alerts/new", views_alerts.alert_new, name="alert_new"),
     path(P + "alerts/estimate", views_alerts.alert_estimate, name="alert_estimate"),

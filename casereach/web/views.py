@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.http import (
@@ -503,47 +504,71 @@ def test_phone_conversation(request: HttpRequest, project: Project) -> HttpRespo
 # -- import --------------------------------------------------------------------------------------
 
 
+def _progress_key(request: HttpRequest, project: Project) -> str:
+    return f"casereach-import-{project.pk}-{request.user.pk}"
+
+
 @project_page
 def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
-    from casereach.cases.importer import import_cases
+    from casereach.cases.importer import Progress, import_cases
 
     report = None
     errors: list[Any] = []
     error = None
+    key = _progress_key(request, project)
     if request.method == "POST":
         upload = request.FILES.get("file")
         case_type = request.POST.get("case_type", "").strip() or None
         if upload is None:
             error = "choose a CSV or Excel (.xlsx) file"
         else:
+
+            def on_progress(p: Progress) -> None:
+                percent = min(100, p.done * 100 // p.total) if p.total else None
+                cache.set(key, {"running": True, "rows": p.rows, "percent": percent}, 3600)
+
+            cache.set(key, {"running": True, "rows": 0, "percent": 0}, 3600)
             suffix = Path(upload.name or "upload.csv").suffix.lower() or ".csv"
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / f"upload{suffix}"
-                with path.open("wb") as out:
-                    for part in upload.chunks():
-                        out.write(part)
-                try:
-                    report = import_cases(
-                        project, path, case_type=case_type, on_error=errors.append
-                    )
-                except CasereachError as exc:
-                    error = exc.message
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / f"upload{suffix}"
+                    with path.open("wb") as out:
+                        for part in upload.chunks():
+                            out.write(part)
+                    try:
+                        report = import_cases(
+                            project,
+                            path,
+                            case_type=case_type,
+                            on_progress=on_progress,
+                            on_error=errors.append,
+                        )
+                    except CasereachError as exc:
+                        error = exc.message
+            finally:
+                cache.delete(key)
             if report is not None:
                 request.session["import_errors"] = [
                     [e.row, e.column, e.reason] for e in errors[:10000]
                 ]
-    return render(
-        request,
-        "web/import.html",
-        {
-            "project": project,
-            "report": report,
-            "errors": errors[:50],
-            "error_count": len(errors),
-            "error": error,
-            "nav": "import",
-        },
-    )
+    context = {
+        "project": project,
+        "report": report,
+        "errors": errors[:50],
+        "error_count": len(errors),
+        "error": error,
+        "nav": "import",
+    }
+    if request.headers.get("HX-Request") and request.method == "POST":
+        return render(request, "web/import_result.html", context)
+    return render(request, "web/import.html", context)
+
+
+@project_page
+def import_progress(request: HttpRequest, project: Project) -> HttpResponse:
+    """How far the user's running import has got (an htmx partial, polled every second)."""
+    state = cache.get(_progress_key(request, project))
+    return render(request, "web/import_progress.html", {"state": state})
 
 
 @project_page

@@ -216,3 +216,29 @@ def test_a_user_of_one_project_gets_404_for_every_page_and_object_of_another(pag
     assert response.status in (403, 404)  # no CSRF token: refused before anything happens
     page.goto("/?pick=1")
     expect(page.page.locator("ul.picker")).not_to_contain_text("other")
+
+
+def test_import_shows_the_result_and_the_error_report(page: Page, tmp_path: Path) -> None:
+    page.login()
+    page.goto("/a/demo/import")
+    p = page.page
+    p.get_by_label("File").set_input_files(
+        files=[
+            {
+                "name": "cases.csv",
+                "mimeType": "text/csv",
+                "buffer": b"external_id,case_type,case_name,owner_id\n"
+                b"IMP-1,patient,Neema,clinic\n,patient,,clinic\n",
+            }
+        ]
+    )
+    p.get_by_role("button", name="Import").click()
+    expect(p.locator("#import-result")).to_contain_text("1 case written, 1 row error")
+    page.shot("import-result")
+    with p.expect_download() as info:
+        p.get_by_role("link", name="Download the error report (CSV)").click()
+    target = tmp_path / "errors.csv"
+    info.value.save_as(target)
+    rows = list(csv.reader(target.open(newline="")))
+    assert ["row", "column", "reason"] == rows[0]
+    assert 2 == len(rows)
