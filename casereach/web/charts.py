@@ -30,6 +30,7 @@ class Chart:
     ticks: list[tuple[float, str]] = field(default_factory=list)  # (y, text)
     labels: list[tuple[float, str]] = field(default_factory=list)  # (x, text) under the axis
     series: list[str] = field(default_factory=list)
+    rows: list[tuple[str, list[int]]] = field(default_factory=list)  # days with messages
     total: int = 0
     width: int = WIDTH
     height: int = HEIGHT
@@ -61,6 +62,11 @@ def stacked_bars(
     top = _nice_max(max(totals, default=0))
     plot_h = HEIGHT - BOTTOM - TOP
     chart.total = sum(totals)
+    chart.rows = [
+        (day, [values.get(s, [0] * count)[i] for s in series])
+        for i, day in enumerate(days)
+        if totals[i]
+    ]
     for i, day in enumerate(days):
         x = LEFT + i * slot + (slot - bar_w) / 2
         y = float(HEIGHT - BOTTOM)
