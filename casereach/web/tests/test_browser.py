@@ -60,6 +60,10 @@ def test_keyboard_only_login_and_skip_link(page: Page) -> None:
     expect(p.get_by_role("link", name="Skip to content")).to_be_focused()
     p.keyboard.press("Enter")
     expect(p.locator("main")).to_be_focused()
+    p.get_by_role("button", name="Log out").click()
+    expect(p.get_by_role("heading", name="Log in")).to_be_visible()
+    page.goto("/a/demo/messages")
+    expect(p).to_have_url(re.compile(r"/login\?next=/a/demo/messages$"))
 
 
 def test_wrong_password_is_refused(page: Page) -> None:
@@ -242,3 +246,10 @@ def test_import_shows_the_result_and_the_error_report(page: Page, tmp_path: Path
     rows = list(csv.reader(target.open(newline="")))
     assert ["row", "column", "reason"] == rows[0]
     assert 2 == len(rows)
+
+
+def test_the_guard_blocks_and_records_requests_to_other_hosts(page: Page) -> None:
+    page.login()
+    page.page.evaluate("() => fetch('http://example.org/tracker.js').catch(() => null)")
+    assert ["http://example.org/tracker.js"] == page.foreign
+    page.foreign.clear()  # this test checks the guard itself; the others must never trip it
