@@ -137,6 +137,35 @@ WHITENOISE_AUTOREFRESH = False
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = 12 * 3600
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:home"
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    return raw in {"1", "true", "yes", "on"}
+
+
+# Production behind HTTPS (SPEC 7.2): CASEREACH_HTTPS=1 makes the session and CSRF cookies
+# secure, sends HSTS and redirects plain HTTP to HTTPS. Behind a proxy that terminates TLS,
+# CASEREACH_PROXY_SSL_HEADER=1 trusts its X-Forwarded-Proto; CASEREACH_SSL_REDIRECT=0 leaves
+# the redirect to the proxy. The demo and tests run on plain http://127.0.0.1 without it.
+HTTPS = _flag("CASEREACH_HTTPS")
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS and _flag("CASEREACH_SSL_REDIRECT", True)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = int(os.environ.get("CASEREACH_HSTS_SECONDS", "31536000")) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and _flag("CASEREACH_HSTS_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = HTTPS and _flag("CASEREACH_HSTS_PRELOAD", True)
+if _flag("CASEREACH_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("CASEREACH_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 LOGGING = {

@@ -1,10 +1,10 @@
-"""URL map: the API (one OpenAPI document), health, and later the UI and gateway callbacks."""
+"""URL map: health, the API (one OpenAPI document) and the web UI."""
 
 from __future__ import annotations
 
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 from casereach.api.main import api
 
@@ -22,5 +22,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("healthz", healthz),
+    path("", include("casereach.web.urls")),  # the UI's paths never start with a/<p>/api/
     path("", api.urls),
 ]

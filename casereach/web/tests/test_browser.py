@@ -1,0 +1,255 @@
+"""End-to-end tests of the web UI in headless Chromium against a real ``casereach serve``.
+
+Select them with ``-m browser``; each test also fails on any request to another host.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from casereach.web.tests.conftest import Page
+
+pytestmark = pytest.mark.browser
+
+PAGES = [
+    ("dashboard", "/a/demo/"),
+    ("cases", "/a/demo/cases"),
+    ("phone-numbers", "/a/demo/phone-numbers"),
+    ("alerts", "/a/demo/alerts"),
+    ("alert-new", "/a/demo/alerts/new"),
+    ("messages", "/a/demo/messages"),
+    ("test-phone", "/a/demo/test-phone"),
+    ("gateways", "/a/demo/gateways"),
+    ("gateway-new", "/a/demo/gateways/new?type=twilio"),
+    ("import", "/a/demo/import"),
+    ("settings", "/a/demo/settings"),
+]
+
+
+def test_login_then_every_page_renders(page: Page) -> None:
+    page.goto("/a/demo/")
+    expect(page.page).to_have_url(re.compile(r"/login\?next="))
+    page.shot("login")
+    page.login()
+    expect(page.page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    for name, path in PAGES:
+        response = page.goto(path)
+        assert 200 == response.status, path
+        page.shot(name)
+    page.goto(f"/a/demo/alerts/{page.server.ids['demo_alert']}")
+    page.shot("alert-detail")
+    page.goto(f"/a/demo/contacts/{page.server.ids['demo_contact']}")
+    page.shot("contact")
+
+
+def test_keyboard_only_login_and_skip_link(page: Page) -> None:
+    page.goto("/login")
+    p = page.page
+    expect(p.get_by_label("Username")).to_be_focused()
+    p.keyboard.type("pm")
+    p.keyboard.press("Tab")
+    p.keyboard.type("pm-password-1")
+    p.keyboard.press("Enter")
+    expect(p.get_by_role("heading", name="Dashboard")).to_be_visible()
+    p.keyboard.press("Tab")
+    expect(p.get_by_role("link", name="Skip to content")).to_be_focused()
+    p.keyboard.press("Enter")
+    expect(p.locator("main")).to_be_focused()
+    p.get_by_role("button", name="Log out").click()
+    expect(p.get_by_role("heading", name="Log in")).to_be_visible()
+    page.goto("/a/demo/messages")
+    expect(p).to_have_url(re.compile(r"/login\?next=/a/demo/messages$"))
+
+
+def test_wrong_password_is_refused(page: Page) -> None:
+    page.login(password="not-the-password")
+    expect(page.page.get_by_role("alert")).to_contain_text("did not match")
+    assert "/login" in page.page.url
+
+
+def test_conditional_alert_in_two_languages_shows_its_dry_run(page: Page) -> None:
+    page.login()
+    page.goto("/a/demo/alerts/new?kind=conditional")
+    p = page.page
+    p.get_by_label("Name").fill("Antenatal visit reminder")
+    p.locator("#case_type").fill("patient")
+    p.locator("#rule-0-property").fill("contact_phone_number")
+    p.locator("#rule-0-op").select_option("has_value")
+    p.get_by_label("at a time of day in each contact's zone").check()
+    p.locator("#time").fill("08:30")
+    p.locator("#repeat_unit").select_option("days")
+    p.locator("#iterations").fill("3")
+    p.locator("#sms-en").fill("Hello {case.name}, your visit is tomorrow.")
+    # Until Swahili is written, the editor marks it missing.
+    expect(p.locator("#estimates")).to_contain_text("sw: missing translation")
+    expect(p.locator("#missing-sw .badge")).to_have_count(1)
+    p.locator("#sms-sw").fill("Habari {case.name}, ziara yako ni kesho.")
+    expect(p.locator("#estimates")).to_contain_text("1 SMS segment")
+    expect(p.locator("#estimates")).not_to_contain_text("missing translation")
+    expect(p.locator("#missing-sw .badge")).to_have_count(0)
+    page.shot("alert-form-filled")
+    p.get_by_role("button", name="Save and see the dry run").click()
+    expect(p.get_by_role("heading", name="Antenatal visit reminder")).to_be_visible()
+    expect(p.locator("#dry-run svg rect").first).to_be_visible()
+    summary = p.locator("#dry-summary").inner_text()
+    assert re.search(r"[1-9]\d* messages? to [1-9]\d* contacts?", summary), summary
+    unreachable = p.locator("#unreachable")
+    expect(unreachable).to_contain_text("Dalia (invalid number)")
+    expect(unreachable).to_contain_text("NO_PHONE_NUMBER")
+    page.shot("alert-dry-run")
+    p.get_by_label("Case", exact=True).select_option(label="Amina (two-way)")
+    p.get_by_role("button", name="Preview").click()
+    # Amina's language is Swahili: the preview is her text, with her name filled in.
+    expect(p.locator("#preview-text")).to_have_text("Habari Amina (two-way), ziara yako ni kesho.")
+    p.get_by_role("button", name="Activate").click()
+    expect(p.locator("#alert-state")).to_have_text("active")
+    p.get_by_role("button", name="Deactivate").click()
+    expect(p.locator("#alert-state")).to_have_text("inactive")
+
+
+def test_alert_form_keeps_input_and_explains_an_error(page: Page) -> None:
+    page.login()
+    page.goto("/a/demo/alerts/new?kind=conditional")
+    p = page.page
+    p.get_by_label("Name").fill("Broken time")
+    p.locator("#case_type").fill("patient")
+    p.locator("#time").fill("25:99")
+    p.locator("#sms-en").fill("Hi")
+    p.get_by_role("button", name="Save and see the dry run").click()
+    expect(p.locator("#form-error")).to_contain_text("time")
+    expect(p.get_by_label("Name")).to_have_value("Broken time")
+    expect(p.locator("#sms-en")).to_have_value("Hi")
+
+
+def test_contact_shows_upcoming_sends_in_local_time(page: Page) -> None:
+    page.login()
+    page.goto(f"/a/demo/contacts/{page.server.ids['demo_contact']}")
+    p = page.page
+    expect(p.get_by_role("heading", name="Amina (two-way)")).to_be_visible()
+    expect(p.locator("dl.profile")).to_contain_text("two-way")
+    upcoming = p.locator("#upcoming")
+    expect(upcoming).to_contain_text("Daily clinic reminder")
+    # 09:00 in the contact's zone (Africa/Nairobi), not 06:00 UTC.
+    expect(upcoming.locator("tbody tr").first).to_contain_text("09:00")
+    expect(upcoming.locator("tbody tr").first).to_contain_text("Africa/Nairobi")
+
+
+def test_stop_from_the_test_phone_opts_the_number_out(page: Page) -> None:
+    page.login()
+    page.goto("/a/demo/test-phone")
+    p = page.page
+    p.get_by_label("Send as number").fill("+254 722 000 111")
+    p.get_by_label("Message").fill("STOP")
+    p.get_by_role("button", name="Send SMS").click()
+    conversation = p.locator("#conversation")
+    expect(conversation.locator(".from-phone")).to_contain_text("STOP")
+    expect(conversation.locator(".to-phone").last).to_contain_text("unsubscribed")
+    expect(p.locator("#opt-state")).to_have_text("yes")
+    page.shot("test-phone-stop")
+    p.locator("#conversation a").first.click()
+    expect(p.locator("#opted-out")).to_contain_text("Yes")
+
+
+def test_message_log_filters_by_error_code_and_exports_csv(page: Page, tmp_path: Path) -> None:
+    page.login()
+    page.goto("/a/demo/messages")
+    p = page.page
+    p.get_by_label("Error code").select_option("NO_PHONE_NUMBER")
+    p.get_by_role("button", name="Filter").click()
+    expect(p).to_have_url(re.compile(r"error_code=NO_PHONE_NUMBER"))
+    rows = p.locator("table.messages tbody tr")
+    expect(rows.first).to_contain_text("NO_PHONE_NUMBER")
+    expect(rows.first).to_contain_text("What to do:")
+    page.shot("messages-filtered")
+    with p.expect_download() as info:
+        p.get_by_role("link", name="Download these messages as CSV").click()
+    target = tmp_path / "log.csv"
+    info.value.save_as(target)
+    with target.open(newline="") as fh:
+        data = list(csv.DictReader(fh))
+    assert data, "the CSV has no rows"
+    assert {"NO_PHONE_NUMBER"} == {row["error_code"] for row in data}
+    assert len(data) == rows.count()
+
+
+def test_a_user_of_one_project_gets_404_for_every_page_and_object_of_another(page: Page) -> None:
+    ids = page.server.ids
+    page.login()
+    paths = [
+        "/a/other/",
+        "/a/other/cases",
+        f"/a/other/contacts/{ids['other_contact']}",
+        "/a/other/phone-numbers",
+        "/a/other/phone-numbers/254733000111/transfer",
+        "/a/other/alerts",
+        "/a/other/alerts/new",
+        f"/a/other/alerts/{ids['other_alert']}",
+        f"/a/other/alerts/{ids['other_alert']}/edit",
+        f"/a/other/alerts/{ids['other_alert']}/status",
+        "/a/other/messages",
+        "/a/other/messages?format=csv",
+        "/a/other/test-phone",
+        "/a/other/test-phone/conversation?number=254733000111",
+        "/a/other/gateways",
+        f"/a/other/gateways/{ids['other_gateway']}",
+        "/a/other/import",
+        "/a/other/import/errors.csv",
+        "/a/other/settings",
+        "/a/nonexistent/",
+        # the other project's objects through this project's pages
+        f"/a/demo/contacts/{ids['other_contact']}",
+        f"/a/demo/alerts/{ids['other_alert']}",
+        f"/a/demo/alerts/{ids['other_alert']}/edit",
+        f"/a/demo/gateways/{ids['other_gateway']}",
+        "/a/demo/phone-numbers/254733000111/transfer",
+    ]
+    statuses = {}
+    for path in paths:
+        response = page.page.request.get(page.server.url + path)
+        statuses[path] = response.status
+    assert {path: 404 for path in paths} == statuses
+    response = page.page.request.post(
+        page.server.url + f"/a/other/alerts/{ids['other_alert']}/status",
+        form={"action": "activate"},
+    )
+    assert response.status in (403, 404)  # no CSRF token: refused before anything happens
+    page.goto("/?pick=1")
+    expect(page.page.locator("ul.picker")).not_to_contain_text("other")
+
+
+def test_import_shows_the_result_and_the_error_report(page: Page, tmp_path: Path) -> None:
+    page.login()
+    page.goto("/a/demo/import")
+    p = page.page
+    p.get_by_label("File").set_input_files(
+        files=[
+            {
+                "name": "cases.csv",
+                "mimeType": "text/csv",
+                "buffer": b"external_id,case_type,case_name,owner_id\n"
+                b"IMP-1,patient,Neema,clinic\n,patient,,clinic\n",
+            }
+        ]
+    )
+    p.get_by_role("button", name="Import").click()
+    expect(p.locator("#import-result")).to_contain_text("1 case written, 1 row error")
+    page.shot("import-result")
+    with p.expect_download() as info:
+        p.get_by_role("link", name="Download the error report (CSV)").click()
+    target = tmp_path / "errors.csv"
+    info.value.save_as(target)
+    rows = list(csv.reader(target.open(newline="")))
+    assert ["row", "column", "reason"] == rows[0]
+    assert 2 == len(rows)
+
+
+def test_the_guard_blocks_and_records_requests_to_other_hosts(page: Page) -> None:
+    page.login()
+    page.page.evaluate("() => fetch('http://example.org/tracker.js').catch(() => null)")
+    assert ["http://example.org/tracker.js"] == page.foreign
+    page.foreign.clear()  # this test checks the guard itself; the others must never trip it

@@ -1,0 +1,189 @@
+"""The UI pages through Django's test client: access, forms that keep their input and show
+the same validation as the API, and the writes that go through the shared actions."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from casereach.projects.actions import do_create_web_user
+from casereach.projects.models import Project
+from casereach.testing.world import Api, case_body
+
+
+@pytest.fixture
+def web(project: Project) -> Client:
+    do_create_web_user(project, "pm", "pm-password-1", admin=False)
+    client = Client()
+    assert client.login(username="pm", password="pm-password-1")
+    return client
+
+
+def test_pages_need_a_login(project: Project) -> None:
+    response = Client().get("/a/demo/messages")
+    assert 302 == response.status_code
+    assert "/login?next=/a/demo/messages" == response["Location"]
+
+
+def test_a_non_member_gets_404_for_the_project_and_its_objects(
+    web: Client, other_api: Api, other_project: Project
+) -> None:
+    case = other_api.post("/a/{project}/api/case/v2/", case_body(phone="254700111222")).body["case"]
+    alert = other_api.post(
+        "/a/{project}/api/messaging/v1/alerts",
+        {
+            "name": "B",
+            "kind": "broadcast",
+            "content": {"sms": {"en": "x"}},
+            "schedule": {"type": "immediate"},
+            "recipients": [{"type": "case_group", "case_type": "patient"}],
+        },
+    ).body
+    paths = [
+        "/a/other/",
+        "/a/other/settings",
+        f"/a/other/contacts/{case['case_id']}",
+        f"/a/demo/contacts/{case['case_id']}",
+        f"/a/demo/alerts/{alert['id']}",
+        f"/a/demo/alerts/{alert['id']}/edit",
+    ]
+    assert {p: 404 for p in paths} == {p: web.get(p).status_code for p in paths}
+
+
+def test_settings_error_is_shown_next_to_the_field_and_nothing_is_saved(
+    web: Client, api: Api
+) -> None:
+    page = web.get("/a/demo/settings").content.decode()
+    assert 'name="time_zone" value="Africa/Nairobi"' in page
+    form = {
+        "time_zone": "Mars/Base",
+        "languages": '["en", "sw"]',
+        "language_fallback": "untranslated",
+        "daily_limit": "123",
+    }
+    response = web.post("/a/demo/settings", form)
+    html = response.content.decode()
+    assert 400 == response.status_code
+    assert 'id="e-time_zone"' in html
+    assert "unknown time zone" in html
+    assert 'value="Mars/Base"' in html  # the user's input is kept
+    assert 'value="123"' in html
+    settings = api.get("/a/{project}/api/messaging/v1/settings").body
+    assert ("Africa/Nairobi", 50_000) == (settings["time_zone"], settings["daily_limit"])
+
+
+def test_alert_form_saves_through_the_api_rules(web: Client, api: Api) -> None:
+    form = {
+        "name": "Visit reminder",
+        "kind": "conditional",
+        "channel": "sms",
+        "case_type": "patient",
+        "match": "all",
+        "rule_count": "1",
+        "rule-0-property": "edd",
+        "rule-0-op": "has_value",
+        "sched_type": "timed",
+        "time": "09:00",
+        "day": "0",
+        "repeat_unit": "days",
+        "repeat_interval": "1",
+        "iterations": "3",
+        "start_from": "match",
+        "relative": ["self"],
+        "sms-en": "Hello {case.name}",
+        "sms-sw": "Habari {case.name}",
+        "late_limit_hours": "48",
+    }
+    response = web.post("/a/demo/alerts/new", form)
+    assert 302 == response.status_code
+    alerts = api.get("/a/{project}/api/messaging/v1/alerts").body["objects"]
+    assert ["Visit reminder"] == [a["name"] for a in alerts]
+    saved = api.get(f"/a/{{project}}/api/messaging/v1/alerts/{alerts[0]['id']}").body
+    assert {"en": "Hello {case.name}", "sw": "Habari {case.name}"} == saved["content"]["sms"]
+    assert [{"property": "edd", "op": "has_value", "value": None, "days": None}] == saved[
+        "criteria"
+    ]["rules"]
+    bad = web.post("/a/demo/alerts/new", {**form, "name": "Bad", "sms-en": "Hi {case.}"})
+    assert 400 == bad.status_code
+    assert 'value="Bad"' in bad.content.decode()
+    assert 1 == len(api.get("/a/{project}/api/messaging/v1/alerts").body["objects"])
+
+
+def test_transfer_needs_the_confirmation(web: Client, api: Api) -> None:
+    first = api.post(
+        "/a/{project}/api/case/v2/", case_body(name="A", phone="254700111222", verified="1")
+    ).body["case"]
+    second = api.post(
+        "/a/{project}/api/case/v2/", case_body(name="B", phone="254700111222", verified="1")
+    ).body["case"]
+
+    def holder() -> str:
+        rows = api.get("/a/{project}/api/messaging/v1/phone-numbers", number="254700111222")
+        return next(r["contact_id"] for r in rows.body["objects"] if r["two_way"])
+
+    assert first["case_id"] == holder()
+    url = "/a/demo/phone-numbers/254700111222/transfer"
+    web.post(url, {"contact_id": second["case_id"]})
+    assert first["case_id"] == holder()
+    response = web.post(url, {"contact_id": second["case_id"], "confirm": "yes"})
+    assert 302 == response.status_code
+    assert second["case_id"] == holder()
+
+
+def test_import_reports_bad_rows_and_offers_the_error_csv(web: Client, api: Api) -> None:
+    data = b"external_id,case_type,case_name,owner_id\nP-1,patient,Neema,o1\n,patient,,o1\n"
+    response = web.post(
+        "/a/demo/import", {"file": SimpleUploadedFile("cases.csv", data, "text/csv")}
+    )
+    assert 200 == response.status_code
+    assert "1 case written" in response.content.decode()
+    report = web.get("/a/demo/import/errors.csv").content.decode()
+    rows = list(csv.reader(io.StringIO(report)))
+    assert ["row", "column", "reason"] == rows[0]
+    assert 2 == len(rows)
+    assert 200 == api.get("/a/{project}/api/case/v2/ext/P-1/").status
+
+
+def test_gateway_credentials_are_write_only(web: Client) -> None:
+    form = {
+        "type": "twilio",
+        "name": "TW",
+        "config-account_sid": "AC" + "0" * 32,
+        "config-auth_token": "very-secret-token",
+        "is_active": "on",
+    }
+    response = web.post("/a/demo/gateways/new", form)
+    assert 302 == response.status_code, response.content.decode()[:2000]
+    page = web.get(response["Location"]).content.decode()
+    assert "very-secret-token" not in page
+    assert "stored — leave empty to keep" in page
+    assert "/gateways/twilio/" in page  # the callback URLs to give the provider
+
+
+def test_dashboard_and_log_explain_a_skipped_message(web: Client, api: Api) -> None:
+    from casereach.messaging.errors import describe
+
+    case = api.post("/a/{project}/api/case/v2/", case_body(name="No phone")).body["case"]
+    sent = api.post(
+        "/a/{project}/api/messaging/v1/send", {"contact_id": case["case_id"], "text": "hi"}
+    )
+    assert 202 == sent.status
+    info = describe("NO_PHONE_NUMBER")
+    assert info is not None
+    dashboard = web.get("/a/demo/").content.decode()
+    assert "skipped: 1" in dashboard
+    assert 'class="s-skipped"' in dashboard  # a bar of the chart
+    assert info.description in dashboard
+    log = web.get("/a/demo/messages", {"error_code": "NO_PHONE_NUMBER"}).content.decode()
+    assert info.hint in log
+    export = web.get("/a/demo/messages", {"error_code": "NO_PHONE_NUMBER", "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert [("NO_PHONE_NUMBER", case["case_id"])] == [
+        (r["error_code"], r["contact_id"]) for r in rows
+    ]
+    empty = web.get("/a/demo/messages", {"error_code": "NO_MESSAGE", "format": "csv"})
+    assert 1 == len(b"".join(empty.streaming_content).decode().splitlines())

@@ -1,0 +1,40 @@
+"""URLs of the web UI: ``/`` picks a project, ``/a/<project>/…`` are its pages (the API
+lives under ``/a/<project>/api/``)."""
+
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from casereach.web import views, views_admin, views_alerts
+
+app_name = "web"
+
+P = "a/<str:project>/"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login", views.LoginView.as_view(), name="login"),
+    path("logout", auth_views.LogoutView.as_view(next_page="web:login"), name="logout"),
+    path(P, views.dashboard, name="dashboard"),
+    path(P + "cases", views.cases, name="cases"),
+    path(P + "contacts/<str:contact_id>", views.contact, name="contact"),
+    path(P + "phone-numbers", views.phone_numbers, name="phone_numbers"),
+    path(P + "phone-numbers/<str:number>/transfer", views.transfer, name="transfer"),
+    path(P + "messages", views.messages, name="messages"),
+    path(P + "test-phone", views.test_phone, name="test_phone"),
+    path(P + "test-phone/conversation", views.test_phone_conversation, name="conversation"),
+    path(P + "import", views.import_cases_page, name="import"),
+    path(P + "import/errors.csv", views.import_errors_csv, name="import_errors"),
+    path(P + "import/progress", views.import_progress, name="import_progress"),
+    path(P + "alerts", views_alerts.alerts, name="alerts"),
+    path(P + "alerts/new", views_alerts.alert_new, name="alert_new"),
+    path(P + "alerts/estimate", views_alerts.alert_estimate, name="alert_estimate"),
+    path(P + "alerts/<int:alert_id>", views_alerts.alert_detail, name="alert"),
+    path(P + "alerts/<int:alert_id>/edit", views_alerts.alert_edit, name="alert_edit"),
+    path(P + "alerts/<int:alert_id>/status", views_alerts.alert_status, name="alert_status"),
+    path(P + "settings", views_admin.settings_page, name="settings"),
+    path(P + "gateways", views_admin.gateways, name="gateways"),
+    path(P + "gateways/new", views_admin.gateway_new, name="gateway_new"),
+    path(P + "gateways/<int:gateway_id>", views_admin.gateway_edit, name="gateway"),
+]

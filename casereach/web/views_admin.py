@@ -1,0 +1,392 @@
+"""Project settings and gateways & routes pages.
+
+Settings are validated by the same ``ProjectSettings`` model as the API (errors are shown
+next to the field they are about); gateways are saved through ``gateways.actions``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import render
+from django.urls import reverse
+from pydantic import ValidationError
+
+from casereach.cases.api_settings import do_change_settings
+from casereach.core.errors import CasereachError
+from casereach.gateways.actions import do_create_gateway, do_set_routes, do_update_gateway
+from casereach.gateways.api import serialize_gateway
+from casereach.gateways.models import GatewayConfig
+from casereach.gateways.queries import owned_gateways, visible_gateways
+from casereach.gateways.registry import available_types, gateway_class
+from casereach.messaging.actions import SendRequest, do_send
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import ProjectSettings, effective_settings
+from casereach.web.access import project_page
+
+# -- settings ------------------------------------------------------------------------------------
+
+ROUTE_SETTINGS = {"default_gateway", "prefix_routes"}  # edited on the gateways page
+
+
+def _kind(name: str, prop: dict[str, Any]) -> str:
+    if "enum" in prop:
+        return "select"
+    kind = prop.get("type")
+    if kind == "boolean":
+        return "checkbox"
+    if kind == "integer":
+        return "number"
+    if kind == "string":
+        return "text"
+    any_of = [p.get("type") for p in prop.get("anyOf", [])]
+    if any_of and set(any_of) <= {"string", "null"}:
+        return "text"
+    return "json"
+
+
+HELP = {
+    "time_zone": "IANA name, e.g. Africa/Nairobi: used for contacts without a valid zone.",
+    "languages": 'SMS languages, first is the default, e.g. ["en", "sw"].',
+    "language_fallback": "When a contact's language has no text: none = do not send, "
+    "alert = the alert's default language, project = the project's first language, "
+    "untranslated = any text there is.",
+    "restricted_windows": "SMS are sent only inside these windows of the contact's local "
+    'time, e.g. [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}] '
+    "(0 = Monday); empty = any time.",
+    "daily_limit": "At most this many outgoing messages per day (replies are not counted).",
+    "stale_after_hours": "A queued message older than this is not sent (it fails as stale).",
+    "retry_delays_minutes": "Waits between retries of a failed send, e.g. [5, 10].",
+    "strict_phone_validation": "Refuse numbers not stored in international format "
+    "(e.g. 0712…) instead of only warning about them.",
+    "default_country": "Two-letter country (e.g. KE) used to convert national numbers "
+    "that start with 0.",
+    "opt_out_keywords": 'Extra STOP words per language, e.g. {"sw": ["ACHA"]}.',
+    "opt_in_keywords": 'Extra START words per language, e.g. {"sw": ["ANZA"]}.',
+    "help_keywords": 'Extra HELP words per language, e.g. {"sw": ["MSAADA"]}.',
+    "help_text": "Language → the reply to HELP.",
+    "default_inbound_response": "Language → the reply to an SMS no keyword matches "
+    "(empty: no reply).",
+    "self_registration": "Whether unknown numbers may register by SMS, and as what.",
+}
+
+
+def _shown(value: Any, kind: str) -> str:
+    if kind == "json":
+        compact = json.dumps(value, ensure_ascii=False)
+        if len(compact) <= 70:
+            return compact
+        return json.dumps(value, ensure_ascii=False, indent=1)
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _settings_fields(
+    current: dict[str, Any], typed: QueryDict | None, errors: dict[str, str]
+) -> list[dict[str, Any]]:
+    schema = ProjectSettings.model_json_schema()
+    fields = []
+    for name, info in ProjectSettings.model_fields.items():
+        if name in ROUTE_SETTINGS:
+            continue
+        prop = schema["properties"].get(name, {})
+        kind = _kind(name, prop)
+        if typed is not None:
+            value = "on" if kind == "checkbox" and typed.get(name) else typed.get(name, "")
+        else:
+            value = _shown(current.get(name), kind)
+            if kind == "checkbox":
+                value = "on" if current.get(name) else ""
+        fields.append(
+            {
+                "name": name,
+                "label": name.replace("_", " ").capitalize(),
+                "kind": kind,
+                "value": value,
+                "choices": prop.get("enum", []),
+                "help": HELP.get(name) or info.description or prop.get("description") or "",
+                "error": errors.get(name),
+            }
+        )
+    return fields
+
+
+def _parse_settings(post: QueryDict) -> tuple[dict[str, Any], dict[str, str]]:
+    schema = ProjectSettings.model_json_schema()
+    changes: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name in ProjectSettings.model_fields:
+        if name in ROUTE_SETTINGS:
+            continue
+        kind = _kind(name, schema["properties"].get(name, {}))
+        if kind != "checkbox" and name not in post:
+            continue  # not on the form: unchanged
+        raw = post.get(name, "")
+        if kind == "checkbox":
+            changes[name] = bool(post.get(name))
+        elif kind == "json":
+            try:
+                changes[name] = json.loads(raw or "null")
+            except json.JSONDecodeError as exc:
+                errors[name] = f"not valid JSON: {exc.msg} (line {exc.lineno})"
+        elif kind == "number":
+            try:
+                changes[name] = int(raw)
+            except ValueError:
+                errors[name] = "enter a whole number"
+        elif kind == "text" and raw.strip() == "":
+            changes[name] = None if "anyOf" in schema["properties"].get(name, {}) else ""
+        else:
+            changes[name] = raw.strip()
+    return changes, errors
+
+
+@project_page
+def settings_page(request: HttpRequest, project: Project) -> HttpResponse:
+    errors: dict[str, str] = {}
+    saved = None
+    typed = None
+    form_error = None
+    if request.method == "POST":
+        typed = request.POST
+        changes, errors = _parse_settings(request.POST)
+        if not errors:
+            try:
+                _, resynced = do_change_settings(project, changes)
+            except CasereachError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, ValidationError):
+                    for err in cause.errors():
+                        loc = err.get("loc") or ("",)
+                        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+                        errors.setdefault(str(loc[0]), msg)
+                if not errors:
+                    form_error = exc.message
+            else:
+                project.refresh_from_db()
+                saved = resynced
+                typed = None
+    current = effective_settings(project.settings).model_dump(mode="json")
+    return render(
+        request,
+        "web/settings.html",
+        {
+            "project": project,
+            "fields": _settings_fields(current, typed, errors),
+            "errors": errors,
+            "form_error": form_error,
+            "saved": saved,
+            "nav": "settings",
+        },
+        status=400 if errors or form_error else 200,
+    )
+
+
+# -- gateways ------------------------------------------------------------------------------------
+
+
+def _type_fields(
+    slug: str, config: dict[str, Any], typed: QueryDict | None
+) -> list[dict[str, Any]]:
+    cls = gateway_class(slug)
+    schema = cls.config_model.model_json_schema()
+    required = set(schema.get("required", []))
+    fields = []
+    for name, prop in schema.get("properties", {}).items():
+        secret = name in cls.secret_fields
+        kind = "password" if secret else _kind(name, prop)
+        if typed is not None:
+            value = "" if secret else typed.get(f"config-{name}", "")
+        else:
+            value = "" if secret else _shown(config.get(name, prop.get("default")), kind)
+        fields.append(
+            {
+                "name": name,
+                "label": prop.get("title") or name.replace("_", " "),
+                "kind": kind,
+                "value": value,
+                "choices": prop.get("enum", []),
+                "help": prop.get("description", ""),
+                "required": name in required,
+                "secret": secret,
+            }
+        )
+    return fields
+
+
+def _config_from_post(slug: str, post: QueryDict) -> dict[str, Any]:
+    cls = gateway_class(slug)
+    schema = cls.config_model.model_json_schema()
+    config: dict[str, Any] = {}
+    for name, prop in schema.get("properties", {}).items():
+        raw = post.get(f"config-{name}", "")
+        kind = _kind(name, prop)
+        if name in cls.secret_fields:
+            if raw:
+                config[name] = raw  # blank = keep the stored credential
+            continue
+        if kind == "checkbox":
+            config[name] = bool(raw)
+        elif raw == "":
+            continue
+        elif kind == "number":
+            try:
+                config[name] = int(raw)
+            except ValueError:
+                raise CasereachError(f"{name}: enter a whole number") from None
+        elif kind == "json":
+            try:
+                config[name] = json.loads(raw)
+            except ValueError:
+                raise CasereachError(f"{name}: not valid JSON") from None
+        else:
+            config[name] = raw
+    return config
+
+
+@project_page
+def gateways(request: HttpRequest, project: Project) -> HttpResponse:
+    rows = [
+        serialize_gateway(request, gw, project) for gw in visible_gateways(project).order_by("name")
+    ]
+    settings = effective_settings(project.settings)
+    routes_text = "\n".join(f"{p} {g}" for p, g in sorted(settings.prefix_routes.items()))
+    error = None
+    test_result = None
+    if request.method == "POST" and request.POST.get("form") == "routes":
+        routes_text = request.POST.get("prefixes", "")
+        prefixes = []
+        for line in routes_text.splitlines():
+            parts = line.split()
+            if parts:
+                prefixes.append({"prefix": parts[0], "gateway": " ".join(parts[1:])})
+        known = set(visible_gateways(project).values_list("name_key", flat=True))
+        try:
+            do_set_routes(
+                project,
+                {
+                    "default_gateway": request.POST.get("default_gateway") or None,
+                    "prefixes": prefixes,
+                },
+                known,
+            )
+        except CasereachError as exc:
+            error = exc.message
+        else:
+            return HttpResponseRedirect(reverse("web:gateways", args=[project.name]))
+    if request.method == "POST" and request.POST.get("form") == "test":
+        number = request.POST.get("number", "")
+        text = request.POST.get("text", "") or "casereach test message"
+        try:
+            _, msgs = do_send(
+                project,
+                SendRequest(
+                    phone_number=number, sms={"*": text}, triggered_by=request.user.get_username()
+                ),
+            )
+            test_result = msgs
+        except CasereachError as exc:
+            error = exc.message
+    return render(
+        request,
+        "web/gateways.html",
+        {
+            "project": project,
+            "rows": rows,
+            "types": [(c.slug, c.label) for c in available_types()],
+            "default_gateway": request.POST.get("default_gateway", settings.default_gateway or ""),
+            "routes_text": routes_text,
+            "error": error,
+            "test_result": test_result,
+            "nav": "gateways",
+        },
+        status=400 if error else 200,
+    )
+
+
+def _gateway_form(
+    request: HttpRequest,
+    project: Project,
+    gw: GatewayConfig | None,
+    slug: str,
+    error: str | None,
+) -> HttpResponse:
+    typed = request.POST if request.method == "POST" else None
+    cls = gateway_class(slug)
+    secrets_set: list[str] = []
+    if gw is not None:
+        secrets_set = serialize_gateway(request, gw, project).get("secrets_set", [])
+    return render(
+        request,
+        "web/gateway_form.html",
+        {
+            "project": project,
+            "gw": gw,
+            "urls": serialize_gateway(request, gw, project) if gw is not None else None,
+            "slug": slug,
+            "label": cls.label,
+            "fields": _type_fields(slug, gw.config if gw else {}, typed),
+            "secrets_set": secrets_set,
+            "name": typed.get("name", "") if typed else (gw.name if gw else ""),
+            "senders": typed.get("sender_numbers", "")
+            if typed
+            else ", ".join(gw.sender_numbers if gw else []),
+            "rate": typed.get("rate_limit_per_s", "")
+            if typed
+            else ("" if gw is None or gw.rate_limit_per_s is None else str(gw.rate_limit_per_s)),
+            "is_active": (
+                bool(typed.get("is_active")) if typed else (gw.is_active if gw else True)
+            ),
+            "error": error,
+            "nav": "gateways",
+        },
+        status=400 if error else 200,
+    )
+
+
+def _gateway_body(slug: str, post: QueryDict) -> dict[str, Any]:
+    rate = post.get("rate_limit_per_s", "").strip()
+    return {
+        "name": post.get("name", "").strip(),
+        "config": _config_from_post(slug, post),
+        "sender_numbers": [
+            s.strip() for s in post.get("sender_numbers", "").split(",") if s.strip()
+        ],
+        "rate_limit_per_s": float(rate) if rate.replace(".", "", 1).isdigit() else None,
+        "is_active": bool(post.get("is_active")),
+    }
+
+
+@project_page
+def gateway_new(request: HttpRequest, project: Project) -> HttpResponse:
+    slug = request.POST.get("type") or request.GET.get("type", "test")
+    try:
+        gateway_class(slug)
+    except KeyError:
+        raise Http404("no such gateway type") from None
+    if request.method == "POST":
+        try:
+            body = _gateway_body(slug, request.POST)
+            body["type"] = slug
+            gw = do_create_gateway(project, body)
+        except CasereachError as exc:
+            return _gateway_form(request, project, None, slug, exc.message)
+        return HttpResponseRedirect(reverse("web:gateway", args=[project.name, gw.pk]))
+    return _gateway_form(request, project, None, slug, None)
+
+
+@project_page
+def gateway_edit(request: HttpRequest, project: Project, gateway_id: int) -> HttpResponse:
+    gw = owned_gateways(project).filter(pk=gateway_id).first()
+    if gw is None:
+        raise Http404("no such gateway")
+    if request.method == "POST":
+        try:
+            do_update_gateway(gw, _gateway_body(gw.type, request.POST))
+        except CasereachError as exc:
+            return _gateway_form(request, project, gw, gw.type, exc.message)
+        return HttpResponseRedirect(reverse("web:gateways", args=[project.name]))
+    return _gateway_form(request, project, gw, gw.type, None)
