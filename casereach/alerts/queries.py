@@ -27,7 +27,7 @@ from casereach.alerts.actions import (
 from casereach.alerts.criteria import CaseView, matching
 from casereach.alerts.engine import Occurrence, occurrences_after
 from casereach.alerts.models import Alert, ScheduleInstance
-from casereach.alerts.scheduler import Claimed, Target, _message, _targets
+from casereach.alerts.scheduler import Claimed, Target, _targets, message_for
 from casereach.alerts.spec import AlertSpec, TimedSchedule
 from casereach.alerts.timing import skipped_months
 from casereach.contacts.models import Contact, PhoneEntry
@@ -153,7 +153,7 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
         for fake in fakes:
             view = views.get(fake.case_id or "")
             for target in targets.get(fake.pk, []):
-                msg = _message(project, settings, spec, view, target, names, phones, at)
+                msg = message_for(project, settings, spec, view, target, names, phones, at)
                 who = target.contact["contact_id"] if target.contact else target.email or None
                 name = target.contact["name"] if target.contact else ""
                 error = msg.error_code
@@ -329,7 +329,7 @@ def upcoming(project: Project, contact_id: str, limit: int = 10) -> list[dict[st
         if spec.kind == "conditional" and not any(r.type == "self" for r in spec.recipients):
             continue
         view = views.get(inst.case_id or "")
-        msg = _message(
+        msg = message_for(
             project, settings, spec, view, Target(contact=dict(contact)), names, phones, now()
         )
         zone = ZoneInfo(inst.time_zone)

@@ -297,7 +297,7 @@ def _fire_project(
             view = views.get(inst.case_id or "")
             rows = []
             for target in targets.get(inst.pk, []):
-                msg = _message(project, settings, spec, view, target, names, phones, at)
+                msg = message_for(project, settings, spec, view, target, names, phones, at)
                 if late:
                     hours = (at - due).total_seconds() / 3600
                     msg.status, msg.error_code, msg.failed_on = "failed", "MESSAGE_IS_STALE", at
@@ -620,7 +620,7 @@ class FiringDraft(Draft):
     model = Firing
 
 
-def _message(
+def message_for(
     project: Project,
     settings: ProjectSettings,
     spec: AlertSpec,

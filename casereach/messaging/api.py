@@ -211,7 +211,7 @@ def send(request: HttpRequest, project: str) -> JsonResponse:
     )
 
 
-def _csv(qs: QuerySet[Message]) -> Iterator[str]:
+def message_csv_rows(qs: QuerySet[Message]) -> Iterator[str]:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
@@ -241,7 +241,7 @@ def messages_list(request: HttpRequest, project: str) -> Any:
     qs = filter_messages(proj, request.GET)
     if request.GET.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
         response = StreamingHttpResponse(
-            _csv(qs.order_by("created_on", "id")), content_type="text/csv"
+            message_csv_rows(qs.order_by("created_on", "id")), content_type="text/csv"
         )
         response["Content-Disposition"] = f'attachment; filename="{proj.name}-messages.csv"'
         return response

@@ -8,29 +8,28 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from ninja import Router
 
-from casereach.contacts.models import PhoneEntry
-from casereach.contacts.rules import ProjectRules, check_phone
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.requests import json_object, page_args
 from casereach.core.timeutil import iso
-from casereach.gateways.base import InboundMessage
-from casereach.gateways.inbound import checked_inbound
-from casereach.gateways.queries import visible_gateways
 from casereach.messaging.api import serialize_message
 from casereach.messaging.inbound import (
     do_admin_set_opt_out,
     do_delete_keyword,
-    do_receive,
     do_save_keyword,
     do_start_verification,
 )
 from casereach.messaging.models import Keyword, Message, OptOut
+from casereach.messaging.testphone import (
+    conversation,
+    do_test_phone_receive,
+    project_opt_outs,
+    usable_number,
+)
 from casereach.projects.auth import principal_of, project_for
-from casereach.projects.models import Project
 
 router = Router(tags=["inbound SMS"])
 BASE = "/a/{project}/api/messaging/v1"
@@ -52,26 +51,7 @@ def _optional_body(request: HttpRequest) -> Any:
     return json_object(request)
 
 
-def _number(value: Any, project: Project, what: str = "phone_number") -> str:
-    if not isinstance(value, str):
-        raise BadRequest(f"{what} must be a string")
-    check = check_phone(value, ProjectRules(project_id=project.pk))
-    if check.number is None:
-        raise BadRequest(f"{what} is not a usable number ({check.reason})")
-    return check.number
-
-
 # -- test phone ----------------------------------------------------------------------------------
-
-
-def _test_gateway(project: Project, name: str | None) -> Any:
-    qs = visible_gateways(project).filter(type="test", is_active=True)
-    if name:
-        qs = qs.filter(name_key=name.lower())
-    gw = qs.order_by("project_id", "pk").first()  # the project's own before global ones
-    if gw is None:
-        raise BadRequest("the project has no test gateway: add one of type 'test' first")
-    return gw
 
 
 TEST_PHONE_BODY = {
@@ -108,20 +88,12 @@ def test_phone_send(request: HttpRequest, project: str) -> JsonResponse:
     unknown = sorted(set(data) - {"from", "text", "to", "gateway"})
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(unknown)}")
-    sender = _number(data.get("from"), proj, "from")
-    text = data.get("text")
-    if not isinstance(text, str):
-        raise BadRequest("text must be a string")
     gw_name = data.get("gateway")
     if gw_name is not None and not isinstance(gw_name, str):
         raise BadRequest("gateway must be a gateway name")
-    gw = _test_gateway(proj, gw_name)
-    to = data.get("to") or (gw.sender_numbers[0] if gw.sender_numbers else "000")
-    try:
-        inbound = checked_inbound(sender, str(to), text, "")
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
-    result = do_receive(gw, InboundMessage(inbound.sender, inbound.to, inbound.text))
+    gw, result = do_test_phone_receive(
+        proj, data.get("from"), data.get("text"), to=data.get("to"), gateway=gw_name
+    )
     replies = [serialize_message(m) for m in Message.objects.filter(id__in=result.replies)]
     return JsonResponse(
         {
@@ -144,26 +116,13 @@ def test_phone_send(request: HttpRequest, project: str) -> JsonResponse:
 )
 def test_phone_conversation(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
-    number = _number(request.GET.get("number"), proj, "number")
-    gateway_ids = list(visible_gateways(proj).filter(type="test").values_list("pk", flat=True))
+    number = usable_number(request.GET.get("number"), proj, "number")
     limit, _ = page_args(request)
-    qs = Message.objects.filter(
-        Q(project=proj) | Q(project__isnull=True),
-        phone_number=number,
-        gateway_id__in=gateway_ids,
-    ).order_by("-created_on", "-id")[:limit]
-    rows = [serialize_message(m) for m in reversed(list(qs))]
+    rows = [serialize_message(m) for m in conversation(proj, number, limit)]
     return JsonResponse({"number": number, "objects": rows})
 
 
 # -- opt-outs ------------------------------------------------------------------------------------
-
-
-def _project_opt_outs(proj: Project) -> QuerySet[OptOut]:
-    """Opt-outs of numbers this project knows: its contacts' and its senders'."""
-    numbers = PhoneEntry.objects.filter(project=proj).values("number")
-    senders = Message.objects.filter(project=proj, direction="in").values("phone_number")
-    return OptOut.objects.filter(Q(phone_number__in=numbers) | Q(phone_number__in=senders))
 
 
 def _serialize_opt_out(row: OptOut) -> dict[str, Any]:
@@ -197,7 +156,7 @@ def _opt_out_csv(qs: QuerySet[OptOut]) -> Iterator[str]:
 )
 def opt_outs_list(request: HttpRequest, project: str) -> Any:
     proj = project_for(request, project)
-    qs = _project_opt_outs(proj)
+    qs = project_opt_outs(proj)
     state = request.GET.get("opted_out", "true")
     if state not in ("true", "false", "all"):
         raise BadRequest("opted_out must be true, false or all")
@@ -205,7 +164,7 @@ def opt_outs_list(request: HttpRequest, project: str) -> Any:
         qs = qs.filter(opted_out=state == "true")
     number = request.GET.get("phone_number")
     if number:
-        qs = qs.filter(phone_number=_number(number, proj))
+        qs = qs.filter(phone_number=usable_number(number, proj))
     qs = qs.order_by("-changed_on", "phone_number")
     if request.GET.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
         response = StreamingHttpResponse(_opt_out_csv(qs), content_type="text/csv")
@@ -251,7 +210,7 @@ def opt_outs_set(request: HttpRequest, project: str) -> JsonResponse:
     unknown = sorted(set(data) - {"phone_number", "opted_out"})
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(unknown)}")
-    number = _number(data.get("phone_number"), proj)
+    number = usable_number(data.get("phone_number"), proj)
     opted_out = data.get("opted_out")
     if not isinstance(opted_out, bool):
         raise BadRequest("opted_out must be true or false")

@@ -39,16 +39,18 @@ from casereach.contacts.queries import (
     phone_entries,
 )
 from casereach.core.errors import CasereachError
-from casereach.gateways.base import InboundMessage
-from casereach.gateways.inbound import checked_inbound
 from casereach.gateways.queries import visible_gateways
-from casereach.messaging.api import _csv as messages_csv
+from casereach.messaging.api import message_csv_rows as messages_csv
 from casereach.messaging.api import serialize_message
-from casereach.messaging.api_inbound import _number, _project_opt_outs, _test_gateway
 from casereach.messaging.errors import ERRORS, describe
-from casereach.messaging.inbound import do_receive
 from casereach.messaging.models import Message
 from casereach.messaging.queries import STATUSES, filter_messages
+from casereach.messaging.testphone import (
+    conversation,
+    do_test_phone_receive,
+    project_opt_outs,
+    usable_number,
+)
 from casereach.projects.models import Project
 from casereach.web.access import project_page, user_projects
 from casereach.web.charts import stacked_bars
@@ -131,7 +133,7 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
     )
     for c in conflicts:
         c["name"] = names.get(c["contact_id"]) or c["contact_id"]
-    opted = list(_project_opt_outs(project).filter(opted_out=True)[:20])
+    opted = list(project_opt_outs(project).filter(opted_out=True)[:20])
     return render(
         request,
         "web/dashboard.html",
@@ -441,14 +443,8 @@ def test_phone(request: HttpRequest, project: Project) -> HttpResponse:
     if request.method == "POST":
         text = request.POST.get("text", "")
         try:
-            sender = _number(number, project, "from")
-            gw = _test_gateway(project, None)
-            to = gw.sender_numbers[0] if gw.sender_numbers else "000"
-            try:
-                inbound = checked_inbound(sender, str(to), text, "")
-            except ValueError as exc:
-                raise CasereachError(str(exc)) from None
-            result = do_receive(gw, InboundMessage(inbound.sender, inbound.to, inbound.text))
+            sender = usable_number(number, project, "from")
+            _, result = do_test_phone_receive(project, sender, text)
             number = sender
         except CasereachError as exc:
             error = exc.message
@@ -469,19 +465,12 @@ def _conversation(project: Project, raw: str) -> dict[str, Any]:
     if not raw:
         return {"conversation": [], "opted_out": None, "contact_id": None}
     try:
-        number = _number(raw, project, "number")
+        number = usable_number(raw, project, "number")
     except CasereachError:
         return {"conversation": [], "opted_out": None, "contact_id": None}
-    gateway_ids = list(visible_gateways(project).filter(type="test").values_list("pk", flat=True))
-    msgs = list(
-        Message.objects.filter(
-            Q(project=project) | Q(project__isnull=True),
-            phone_number=number,
-            gateway_id__in=gateway_ids,
-        ).order_by("-created_on", "-id")[:100]
-    )
-    rows = [_message_row(m, project.time_zone) for m in reversed(msgs)]
-    opt = _project_opt_outs(project).filter(phone_number=number).first()
+    msgs = conversation(project, number)
+    rows = [_message_row(m, project.time_zone) for m in msgs]
+    opt = project_opt_outs(project).filter(phone_number=number).first()
     holder = Contact.objects.filter(project=project, phone_number=number).first()
     return {
         "conversation": rows,

@@ -419,7 +419,7 @@ def alert_estimate(request: HttpRequest, project: Project) -> HttpResponse:
 def preview(project: Project, alert: Alert, case_id: str) -> dict[str, Any] | None:
     """The alert's message for one case as the scheduler would build it now."""
     from casereach.alerts.actions import load_views, spec_of
-    from casereach.alerts.scheduler import Target, _message
+    from casereach.alerts.scheduler import Target, message_for
     from casereach.contacts.models import Contact, PhoneEntry
     from casereach.core.timeutil import now
     from casereach.messaging.errors import describe
@@ -453,7 +453,7 @@ def preview(project: Project, alert: Alert, case_id: str) -> dict[str, Any] | No
                 "contact_id", "name"
             )
         )
-    msg = _message(
+    msg = message_for(
         project,
         effective_settings(project.settings),
         spec_of(alert),
