@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from django.db import transaction
+from django.db.models import Q
 
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
@@ -86,6 +87,7 @@ ATTEMPT_COLUMNS = (
 PERSISTENT_TYPES = frozenset({"smpp"})
 
 
+SENT_COUNT_TTL_S = 5.0  # how long a project's sent-today count is trusted (see _sent_today)
 SESSION_CHECK_S = 30.0  # how often the dispatcher makes sure SMPP sessions are bound
 
 
@@ -142,6 +144,8 @@ class Dispatcher:
         self._wire: WirePool | None = None
         self._wire_gateways: dict[tuple[int, str], Gateway | None] = {}
         self._base_url = ""  # CASEREACH_PUBLIC_URL, read once per batch
+        # project → (start of its day, when counted, messages sent that day): see _sent_today
+        self._sent_counts: dict[int, tuple[dt.datetime, float, int]] = {}
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -181,16 +185,18 @@ class Dispatcher:
         self.poll_events()
         outbox.reap(at)
         token = uuid.uuid4().hex
-        ids = outbox.claim(self.batch_size, at + dt.timedelta(seconds=self.lease_s), token, at)
-        if not ids:
+        claimed = outbox.claim_rows(
+            self.batch_size, at + dt.timedelta(seconds=self.lease_s), token, at
+        )
+        if not claimed:
             return 0
-        jobs = self._prepare(ids, token)
+        jobs = self._prepare(claimed)
         sending = [j for j in jobs if j.action == "send"]
         if sending:
             self._base_url = public_base_url()
             self._send(sending)
         self._complete(jobs, token)
-        return len(ids)
+        return len(claimed)
 
     def open_sessions(self) -> int:
         """Bind every active session-based gateway (SMPP), so that inbound SMS and receipts
@@ -245,32 +251,9 @@ class Dispatcher:
 
     # -- checks ------------------------------------------------------------------------------
 
-    def _prepare(self, ids: list[str], token: str) -> list[Job]:
+    def _prepare(self, rows: list[dict[str, Any]]) -> list[Job]:
+        """The checks of SPEC 4.3 before the gateway call, for a batch of claimed rows."""
         at = now()
-        rows = list(
-            Message.objects.filter(bulk.is_in("id", ids))
-            .values(
-                "id",
-                "project_id",
-                "channel",
-                "contact_id",
-                "phone_number",
-                "email_address",
-                "subject",
-                "text",
-                "segments",
-                "encoding",
-                "gateway_id",
-                "gateway_name",
-                "gateway_source",
-                "attempts",
-                "created_on",
-                "allow_opted_out",
-                "event_id",
-                "subevent_id",
-            )
-            .order_by("created_on", "id")
-        )
         projects = {p.pk: p for p in Project.objects.filter(pk__in={r["project_id"] for r in rows})}
         settings: dict[int | None, ProjectSettings] = {
             pk: effective_settings(p.settings) for pk, p in projects.items()
@@ -315,19 +298,20 @@ class Dispatcher:
             if numbers
             else set()
         )
+        batch = len(rows)
         sent_today: dict[int | None, int] = {
-            pk: self._sent_today(p, settings[pk], at) for pk, p in projects.items()
+            pk: self._sent_today(p, settings[pk], at, batch) for pk, p in projects.items()
         }
         sent_today[None] = 0
         routes = global_routes()
         indexes: dict[int, GatewayIndex] = {}
         jobs: list[Job] = []
         for row in rows:
-            job = Job(dict(row))
+            job = Job(row)
             jobs.append(job)
             s = settings[row["project_id"]]
             contact = contacts.get(row["contact_id"]) if row["contact_id"] else None
-            if row["created_on"] < at - dt.timedelta(hours=s.stale_after_hours):
+            if outbox.raw_before(row["created_on"], at - dt.timedelta(hours=s.stale_after_hours)):
                 job.action, job.error_code = "fail", "MESSAGE_IS_STALE"
                 continue
             if row["contact_id"] and (contact is None or not contact["active"]):
@@ -383,14 +367,37 @@ class Dispatcher:
                     continue
                 job.gateway, job.gateway_source = gw, "email"
             sent_today[row["project_id"]] += 1
+        for pk, count in sent_today.items():
+            cached = self._sent_counts.get(pk) if pk is not None else None
+            if (
+                pk is not None and cached is not None
+            ):  # what this batch is about to send counts from now on
+                self._sent_counts[pk] = (cached[0], cached[1], count)
         self._throttle([j for j in jobs if j.action == "send"], at)
         return jobs
 
-    def _sent_today(self, project: Project, s: ProjectSettings, at: dt.datetime) -> int:
+    def _sent_today(self, project: Project, s: ProjectSettings, at: dt.datetime, batch: int) -> int:
+        """Messages the project sent since its local midnight, for the daily limit.
+
+        Counting scans the project's messages of the day, so the count is kept for
+        SENT_COUNT_TTL_S and this dispatcher's own sends are added to it; it is counted
+        afresh once it is that old, when the day changes, and whenever the limit is within
+        two batches (so near the limit it is exact, as other dispatchers send too)."""
         zone = ZoneInfo(s.time_zone)
         local = at.astimezone(zone)
         start = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
-        return Message.objects.filter(project=project, direction="out", sent_on__gte=start).count()
+        cached = self._sent_counts.get(project.pk)
+        mono = time.monotonic()
+        if (
+            cached is not None
+            and cached[0] == start
+            and mono - cached[1] < SENT_COUNT_TTL_S
+            and cached[2] + 2 * batch < s.daily_limit
+        ):
+            return cached[2]
+        count = Message.objects.filter(project=project, direction="out", sent_on__gte=start).count()
+        self._sent_counts[project.pk] = (start, mono, count)
+        return count
 
     def _throttle(self, jobs: list[Job], at: dt.datetime) -> None:
         """Circuit breaker and the segment-weighted token bucket, per gateway, shared by
@@ -740,7 +747,7 @@ class Dispatcher:
                     },
                 )
             self._update_circuits(circuit, at)
-            self._finish_log(final_ids)
+            self._finish_log(final_ids, jobs)
 
     def _attempt(self, job: Job, outcome: str, stamp: Any) -> tuple[Any, ...]:
         """One SendAttempt row, in ATTEMPT_COLUMNS order (a plain row: no model object)."""
@@ -763,15 +770,14 @@ class Dispatcher:
         """Any success closes a gateway's circuit; otherwise each retryable failure counts,
         and from CIRCUIT_THRESHOLD in a row the gateway rests (30 s, doubling to 5 min)."""
         for gw_id, (successes, failures) in outcomes.items():
-            ok = successes > 0
+            if successes > 0:  # one statement, and no write at all when already closed
+                GatewayState.objects.filter(
+                    Q(consecutive_failures__gt=0) | Q(open_until__isnull=False), gateway_id=gw_id
+                ).update(consecutive_failures=0, open_until=None)
+                continue
             state, _ = GatewayState.objects.select_for_update().get_or_create(
                 gateway_id=gw_id, defaults={"refilled_on": at}
             )
-            if ok:
-                if state.consecutive_failures or state.open_until:
-                    state.consecutive_failures, state.open_until = 0, None
-                    state.save(update_fields=["consecutive_failures", "open_until"])
-                continue
             state.consecutive_failures += failures
             if state.consecutive_failures >= CIRCUIT_THRESHOLD:
                 extra = state.consecutive_failures - CIRCUIT_THRESHOLD
@@ -779,11 +785,13 @@ class Dispatcher:
                 state.open_until = at + dt.timedelta(seconds=seconds)
             state.save(update_fields=["consecutive_failures", "open_until"])
 
-    def _finish_log(self, final_ids: list[str]) -> None:
+    def _finish_log(self, final_ids: list[str], jobs: list[Job]) -> None:
         """Close sub-events and events whose messages are all final: a fixed number of
         statements per batch (sub-events stamped with strictly increasing activity times)."""
         if not final_ids:
             return
+        if not any(j.row["event_id"] or j.row["subevent_id"] for j in jobs):
+            return  # messages outside the event log (none of the API's sends)
         msgs = list(
             Message.objects.filter(bulk.is_in("id", final_ids)).values(
                 "subevent_id", "event_id", "project_id", "status", "error_code"
