@@ -98,6 +98,8 @@ STATUS_WORDS: dict[str, Status] = {
 # As httpx encodes a ``json=`` body; one encoder object, not one per request.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}  # as httpx logs them
+
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _MIN_SECRET = 4
 
@@ -546,10 +548,7 @@ class HttpGateway(Gateway):
                 ),
             )
             raise error from None
-        try:
-            reason = HTTPStatus(response.status).phrase
-        except ValueError:
-            reason = response.reason
+        reason = _PHRASES.get(response.status, response.reason)
         logged_response = "\n".join(
             [f"HTTP {response.status} {reason}", *netpolicy.header_lines(response.headers, ())]
         )
