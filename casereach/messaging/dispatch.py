@@ -523,7 +523,6 @@ class Dispatcher:
     async def _call_wire(self, job: Job, gateway: Gateway, pool: WirePool) -> None:
         cfg = job.gateway
         assert cfg is not None
-        message = self._message(job)
 
         def record(exchange: Exchange) -> None:
             job.request_log = exchange.request[:4000]
@@ -531,6 +530,7 @@ class Dispatcher:
 
         started = time.monotonic()
         try:
+            message = self._message(job)
             job.result = await gateway.send_async(message, pool, record)  # type: ignore[attr-defined]
         except GatewayError as exc:
             job.error = exc
