@@ -33,6 +33,7 @@ webhook answers ``{"status": "received"}``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import time
@@ -40,7 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -98,6 +99,8 @@ STATUS_WORDS: dict[str, Status] = {
 # As httpx encodes a ``json=`` body; one encoder object, not one per request.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}  # as httpx logs them
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -434,11 +437,18 @@ class HttpGateway(Gateway):
         parts = urlsplit(cfg.url)
         scheme = parts.scheme.lower()
         host = parts.hostname or ""
+        # An internationalised name goes on the wire as its ASCII (IDNA) form; one that
+        # cannot be encoded is left as typed, and connecting fails and says why.
+        with contextlib.suppress(UnicodeError):
+            host = host.encode("idna").decode("ascii")
         port = parts.port or (443 if scheme == "https" else 80)
         netloc = f"[{host}]" if ":" in host else host
         if parts.port is not None and port != (443 if scheme == "https" else 80):
             netloc += f":{port}"
-        path = parts.path or "/"
+        # As httpx does: characters that may not appear in a request line are %-escaped,
+        # existing escapes are kept.
+        path = quote(parts.path or "/", safe=_PATH_SAFE)
+        url_query = quote(parts.query, safe=_QUERY_SAFE)
         headers: list[tuple[str, str]] = [
             ("Host", netloc),
             ("Accept", "*/*"),
@@ -459,8 +469,8 @@ class HttpGateway(Gateway):
         self._plan = WirePlan(
             origin=(scheme, host, port),
             method=cfg.method,
-            path=path + (f"?{parts.query}" if parts.query and cfg.method == "POST" else ""),
-            base_query=parts.query if cfg.method == "GET" else "",
+            path=path + (f"?{url_query}" if url_query and cfg.method == "POST" else ""),
+            base_query=url_query if cfg.method == "GET" else "",
             log_target=f"{scheme}://{netloc}{path}",
             head=b"".join(f"{k}: {v}\r\n".encode() for k, v in headers),
             log_headers=[
