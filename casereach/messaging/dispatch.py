@@ -367,11 +367,10 @@ class Dispatcher:
                     continue
                 job.gateway, job.gateway_source = gw, "email"
             sent_today[row["project_id"]] += 1
+        # What this batch is about to send counts toward the kept daily counts from now on.
         for pk, count in sent_today.items():
             cached = self._sent_counts.get(pk) if pk is not None else None
-            if (
-                pk is not None and cached is not None
-            ):  # what this batch is about to send counts from now on
+            if pk is not None and cached is not None:
                 self._sent_counts[pk] = (cached[0], cached[1], count)
         self._throttle([j for j in jobs if j.action == "send"], at)
         return jobs
