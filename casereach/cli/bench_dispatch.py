@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 CONCURRENCY = 16
+HTTPX_SAMPLE = 10_000  # requests sent through httpx's async client for comparison
 
 
 def _free_port() -> int:
@@ -66,7 +67,8 @@ class Provider:
 
 
 async def _floor_httpx(url: str, count: int, concurrency: int) -> float:
-    """The same requests through httpx's async client: the floor of the library we use."""
+    """The same requests through httpx's async client (what the dispatcher used before its
+    lean client), for comparison."""
     import httpx
 
     remaining = iter(range(count))
@@ -128,6 +130,9 @@ from casereach.messaging.models import Message
 from casereach.projects.actions import do_create_project
 count = int(os.environ["BENCH_MESSAGES"])
 p = do_create_project("bench")
+# The default daily limit (50,000) would postpone the rest of a larger outbox by an hour.
+p.settings = {**p.settings, "daily_limit": max(count, 50000)}
+p.save()
 gw = do_create_gateway(p, {"name": "FAST", "type": "http", "config": {
     "url": os.environ["BENCH_URL"], "method": "POST", "encoding": "json",
     "params": {"to": "{to}", "text": "{text}"}, "provider_id_path": "id"}})
@@ -148,7 +153,7 @@ sent = d.drain(max_seconds=7200)
 elapsed = time.perf_counter() - start
 d.close()
 left = Message.objects.exclude(status="sent").count()
-print(json.dumps({"sent": sent, "seconds": elapsed, "not_sent": left,
+print(json.dumps({"claimed": sent, "sent": count - left, "seconds": elapsed, "not_sent": left,
                   "rss_before_mb": before / 1024,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -182,7 +187,11 @@ def run_dispatch(messages: int, drain_rows: int) -> dict[str, Any]:
     provider = Provider()
     try:
         floor = asyncio.run(_floor(provider.port, messages, CONCURRENCY))
-        floor_httpx = asyncio.run(_floor_httpx(provider.url, messages, CONCURRENCY))
+        # httpx is no longer on the dispatch path (it runs under 1,000 requests/s): a sample
+        # is enough to show what the lean client saves.
+        floor_httpx = asyncio.run(
+            _floor_httpx(provider.url, min(messages, HTTPX_SAMPLE), CONCURRENCY)
+        )
         ours = _dispatch_run(provider.url, messages)
         rate = ours["sent"] / ours["seconds"] if ours["seconds"] else 0.0
         results: dict[str, Any] = {
@@ -221,6 +230,7 @@ def run_dispatch_suite(*, messages: int, drain_rows: int, json_out: Path | None)
     table.add_row("our dispatcher (msgs/s)", f"{results['dispatch_msgs_per_s']:,.0f}", "≥ 1,500")
     table.add_row("floor: bare asyncio client (msgs/s)", f"{results['floor_msgs_per_s']:,.0f}", "")
     table.add_row("ratio to floor", f"{results['dispatch_floor_ratio']}", "≥ 0.5")
+    table.add_row("messages left unsent", f"{results['dispatch_not_sent']:,}", "0")
     table.add_row(
         "httpx async client (msgs/s)", f"{results['floor_httpx_async_msgs_per_s']:,.0f}", ""
     )

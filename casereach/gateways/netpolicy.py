@@ -39,6 +39,7 @@ import httpx
 
 from casereach.gateways.base import GATEWAY_ERROR, Exchange, GatewayError
 from casereach.gateways.masking import mask_text
+from casereach.gateways.wire import WireError
 
 ALLOW_PRIVATE_ENV = "CASEREACH_GATEWAY_ALLOW_PRIVATE"
 DEFAULT_TIMEOUT_S = 10.0
@@ -174,14 +175,22 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 def retryable_http_error(response: httpx.Response, provider_code: str = "") -> GatewayError | None:
     """The retryable error for 408, 429 and 5xx replies, or None for any other status."""
-    status = response.status_code
+    return retryable_status(
+        response.status_code, response.headers.get("retry-after"), provider_code
+    )
+
+
+def retryable_status(
+    status: int, retry_after: str | None, provider_code: str = ""
+) -> GatewayError | None:
+    """``retryable_http_error`` from a status and a ``Retry-After`` value (any client)."""
     if status in (408, 429) or 500 <= status <= 599:
         return GatewayError(
             GATEWAY_ERROR,
             retryable=True,
             provider_code=provider_code or str(status),
             detail=f"provider replied HTTP {status}",
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=parse_retry_after(retry_after),
         )
     return None
 
@@ -199,6 +208,21 @@ def transport_error(exc: httpx.TransportError) -> GatewayError:
         outcome_unknown=True,
         provider_code=name,
         detail=f"no reply after the request was sent ({name})",
+    )
+
+
+def wire_error(exc: WireError) -> GatewayError:
+    """Classify a lean-client transport failure exactly as ``transport_error`` does."""
+    if not exc.sent:
+        return GatewayError(
+            GATEWAY_ERROR, retryable=True, provider_code=exc.name, detail=exc.detail or exc.name
+        )
+    return GatewayError(
+        GATEWAY_ERROR,
+        retryable=True,
+        outcome_unknown=True,
+        provider_code=exc.name,
+        detail=f"no reply after the request was sent ({exc.name})",
     )
 
 
@@ -233,14 +257,25 @@ def _body_text(content: bytes) -> str:
 
 
 def _headers_text(headers: httpx.Headers, redacted: Collection[str]) -> list[str]:
+    return header_lines(
+        [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers.raw], redacted
+    )
+
+
+def header_lines(headers: Iterable[tuple[str, str]], redacted: Collection[str]) -> list[str]:
+    """``Name: value`` lines with secret header values replaced by ``***``
+    (``redacted``: lower-case names, on top of ``ALWAYS_REDACTED_HEADERS``)."""
     lines = []
-    for raw_name, raw_value in headers.raw:
-        name = raw_name.decode("latin-1")
-        value = raw_value.decode("latin-1")
+    for name, value in headers:
         if name.lower() in ALWAYS_REDACTED_HEADERS or name.lower() in redacted:
             value = "***"
         lines.append(f"{name}: {value}")
     return lines
+
+
+def body_text(content: bytes) -> str:
+    """A body as logged: UTF-8 (replacing what is not), cut at ``MAX_LOGGED_BODY``."""
+    return _body_text(content)
 
 
 def describe_request(
@@ -316,6 +351,11 @@ def send_logged(
 
 
 def _record(record: Callable[[Exchange], None], exchange: Exchange) -> None:
+    record_exchange(record, exchange)
+
+
+def record_exchange(record: Callable[[Exchange], None], exchange: Exchange) -> None:
+    """Hand a masked exchange to ``record`` and to the debug log."""
     record(exchange)
     log.debug(
         "gateway exchange (%d ms)\n%s\n--\n%s",

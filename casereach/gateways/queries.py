@@ -13,7 +13,7 @@ from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig, GlobalRoutes
 from casereach.gateways.registry import gateway_class
 from casereach.projects.models import Project
-from casereach.projects.settings_schema import effective_settings
+from casereach.projects.settings_schema import ProjectSettings, effective_settings
 
 
 def visible_gateways(project: Project) -> QuerySet[GatewayConfig]:
@@ -91,6 +91,7 @@ def route(
     *,
     routes: GlobalRoutes | None = None,
     index: GatewayIndex | None = None,
+    settings: ProjectSettings | None = None,
 ) -> Route:
     """The gateway for an SMS to ``number``: override → project prefix → project default →
     global prefix → global default. An override naming no usable gateway is an error, not a
@@ -100,7 +101,8 @@ def route(
         if found is None:
             return Route(None, "contact", "GATEWAY_NOT_FOUND", override.strip())
         return Route(found, "contact", None, override.strip())
-    settings = effective_settings(project.settings)
+    if settings is None:  # a batch passes the project's settings, validated once
+        settings = effective_settings(project.settings)
     prefix = _longest_prefix(settings.prefix_routes, number)
     if prefix is not None:
         found = find_gateway(project, settings.prefix_routes[prefix], index)

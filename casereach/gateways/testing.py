@@ -18,6 +18,7 @@ so that mypy and import-linter see it like the rest of the package.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -42,6 +43,7 @@ from casereach.gateways.base import (
     StatusUpdate,
 )
 from casereach.gateways.netpolicy import secret_variants
+from casereach.gateways.wire import WirePool
 
 __all__ = [
     "DEFAULT_MESSAGE",
@@ -338,15 +340,40 @@ def _guarded_client(server: ProviderServer) -> httpx.Client:
     return httpx.Client(event_hooks={"request": [guard]}, trust_env=False, timeout=30)
 
 
+def _send_through_wire(gateway: Gateway, message: OutgoingMessage) -> SendResult:
+    """``gateway.send_async`` through a fresh lean-client pool, the exchange kept as
+    ``last_exchange`` (as ``send`` keeps it)."""
+    send_async = getattr(gateway, "send_async", None)
+    assert send_async is not None, f"{gateway.slug} has no lean-client path"
+
+    def record(exchange: Exchange) -> None:
+        gateway.last_exchange = exchange
+
+    async def go() -> SendResult:
+        pool = WirePool()
+        try:
+            result: SendResult = await send_async(message, pool, record)
+            return result
+        finally:
+            pool.close()
+
+    gateway.last_exchange = None
+    return asyncio.run(go())
+
+
 def run_outgoing_case(
     gateway_cls: type[Gateway],
     base_config: Mapping[str, Any],
     case: OutgoingCase,
     server: ProviderServer,
+    *,
+    wire: bool = False,
 ) -> Gateway:
     """Run one send case against ``server``; raise AssertionError on any mismatch.
 
-    Returns the gateway (closed) so a test can look further at ``last_exchange``.
+    ``wire``: send through the type's lean-client path (``send_async``, what the dispatcher
+    uses) instead of ``send``. Returns the gateway (closed) so a test can look further at
+    ``last_exchange``.
     """
     label = case.label
     assert (case.expect_result is None) != (case.expect_error is None), (
@@ -362,7 +389,7 @@ def run_outgoing_case(
     error: GatewayError | None = None
     try:
         with _environment(case.env):
-            result = gateway.send(message)
+            result = _send_through_wire(gateway, message) if wire else gateway.send(message)
     except GatewayError as exc:
         error = exc
     finally:

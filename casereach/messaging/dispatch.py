@@ -7,6 +7,7 @@ can call it just the same (it holds no state that needs a thread of its own).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
@@ -21,11 +22,13 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from django.db import transaction
+from django.db.models import Q
 
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
 from casereach.core.timeutil import now
 from casereach.gateways.base import (
+    Exchange,
     Gateway,
     GatewayError,
     InboundMessage,
@@ -43,6 +46,8 @@ from casereach.gateways.queries import (
     pick_sender,
     route,
 )
+from casereach.gateways.registry import gateway_class
+from casereach.gateways.wire import WirePool
 from casereach.messaging import outbox
 from casereach.messaging.actions import do_apply_status_update
 from casereach.messaging.inbound import do_receive
@@ -82,6 +87,7 @@ ATTEMPT_COLUMNS = (
 PERSISTENT_TYPES = frozenset({"smpp"})
 
 
+SENT_COUNT_TTL_S = 5.0  # how long a project's sent-today count is trusted (see _sent_today)
 SESSION_CHECK_S = 30.0  # how often the dispatcher makes sure SMPP sessions are bound
 
 
@@ -130,6 +136,16 @@ class Dispatcher:
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._persistent: dict[tuple[int, str], Gateway] = {}
         self._sessions_checked = -SESSION_CHECK_S
+        # Gateway types with a lean-client path (``send_async``: the ``http`` type) are sent
+        # from an event loop that this object owns and runs in whichever thread calls
+        # ``run_once``, one batch at a time; keep-alive connections live in ``_wire``
+        # between batches. Other types go through the thread pool as before.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wire: WirePool | None = None
+        self._wire_gateways: dict[tuple[int, str], Gateway | None] = {}
+        self._base_url = ""  # CASEREACH_PUBLIC_URL, read once per batch
+        # project → (start of its day, when counted, messages sent that day): see _sent_today
+        self._sent_counts: dict[int, tuple[dt.datetime, float, int]] = {}
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -137,6 +153,13 @@ class Dispatcher:
             gw.close()
         for client in self._clients:
             client.close()
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
+        if self._loop is not None:
+            self._loop.run_until_complete(asyncio.sleep(0))  # let transports finish closing
+            self._loop.close()
+            self._loop = None
 
     @property
     def http(self) -> httpx.Client:
@@ -162,15 +185,18 @@ class Dispatcher:
         self.poll_events()
         outbox.reap(at)
         token = uuid.uuid4().hex
-        ids = outbox.claim(self.batch_size, at + dt.timedelta(seconds=self.lease_s), token, at)
-        if not ids:
+        claimed = outbox.claim_rows(
+            self.batch_size, at + dt.timedelta(seconds=self.lease_s), token, at
+        )
+        if not claimed:
             return 0
-        jobs = self._prepare(ids, token)
+        jobs = self._prepare(claimed)
         sending = [j for j in jobs if j.action == "send"]
         if sending:
-            list(self.pool.map(self._call, sending))
+            self._base_url = public_base_url()
+            self._send(sending)
         self._complete(jobs, token)
-        return len(ids)
+        return len(claimed)
 
     def open_sessions(self) -> int:
         """Bind every active session-based gateway (SMPP), so that inbound SMS and receipts
@@ -225,32 +251,9 @@ class Dispatcher:
 
     # -- checks ------------------------------------------------------------------------------
 
-    def _prepare(self, ids: list[str], token: str) -> list[Job]:
+    def _prepare(self, rows: list[dict[str, Any]]) -> list[Job]:
+        """The checks of SPEC 4.3 before the gateway call, for a batch of claimed rows."""
         at = now()
-        rows = list(
-            Message.objects.filter(bulk.is_in("id", ids))
-            .values(
-                "id",
-                "project_id",
-                "channel",
-                "contact_id",
-                "phone_number",
-                "email_address",
-                "subject",
-                "text",
-                "segments",
-                "encoding",
-                "gateway_id",
-                "gateway_name",
-                "gateway_source",
-                "attempts",
-                "created_on",
-                "allow_opted_out",
-                "event_id",
-                "subevent_id",
-            )
-            .order_by("created_on", "id")
-        )
         projects = {p.pk: p for p in Project.objects.filter(pk__in={r["project_id"] for r in rows})}
         settings: dict[int | None, ProjectSettings] = {
             pk: effective_settings(p.settings) for pk, p in projects.items()
@@ -295,19 +298,20 @@ class Dispatcher:
             if numbers
             else set()
         )
+        batch = len(rows)
         sent_today: dict[int | None, int] = {
-            pk: self._sent_today(p, settings[pk], at) for pk, p in projects.items()
+            pk: self._sent_today(p, settings[pk], at, batch) for pk, p in projects.items()
         }
         sent_today[None] = 0
         routes = global_routes()
         indexes: dict[int, GatewayIndex] = {}
         jobs: list[Job] = []
         for row in rows:
-            job = Job(dict(row))
+            job = Job(row)
             jobs.append(job)
             s = settings[row["project_id"]]
             contact = contacts.get(row["contact_id"]) if row["contact_id"] else None
-            if row["created_on"] < at - dt.timedelta(hours=s.stale_after_hours):
+            if outbox.raw_before(row["created_on"], at - dt.timedelta(hours=s.stale_after_hours)):
                 job.action, job.error_code = "fail", "MESSAGE_IS_STALE"
                 continue
             if row["contact_id"] and (contact is None or not contact["active"]):
@@ -347,7 +351,9 @@ class Dispatcher:
                 index = indexes.get(project.pk)
                 if index is None:
                     index = indexes[project.pk] = gateway_index(project)
-                chosen = route(project, row["phone_number"], override, routes=routes, index=index)
+                chosen = route(
+                    project, row["phone_number"], override, routes=routes, index=index, settings=s
+                )
                 job.gateway_source = chosen.source
                 if chosen.gateway is None:
                     job.action, job.error_code = "fail", chosen.error_code
@@ -361,14 +367,36 @@ class Dispatcher:
                     continue
                 job.gateway, job.gateway_source = gw, "email"
             sent_today[row["project_id"]] += 1
+        # What this batch is about to send counts toward the kept daily counts from now on.
+        for pk, count in sent_today.items():
+            cached = self._sent_counts.get(pk) if pk is not None else None
+            if pk is not None and cached is not None:
+                self._sent_counts[pk] = (cached[0], cached[1], count)
         self._throttle([j for j in jobs if j.action == "send"], at)
         return jobs
 
-    def _sent_today(self, project: Project, s: ProjectSettings, at: dt.datetime) -> int:
+    def _sent_today(self, project: Project, s: ProjectSettings, at: dt.datetime, batch: int) -> int:
+        """Messages the project sent since its local midnight, for the daily limit.
+
+        Counting scans the project's messages of the day, so the count is kept for
+        SENT_COUNT_TTL_S and this dispatcher's own sends are added to it; it is counted
+        afresh once it is that old, when the day changes, and whenever the limit is within
+        two batches (so near the limit it is exact, as other dispatchers send too)."""
         zone = ZoneInfo(s.time_zone)
         local = at.astimezone(zone)
         start = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
-        return Message.objects.filter(project=project, direction="out", sent_on__gte=start).count()
+        cached = self._sent_counts.get(project.pk)
+        mono = time.monotonic()
+        if (
+            cached is not None
+            and cached[0] == start
+            and mono - cached[1] < SENT_COUNT_TTL_S
+            and cached[2] + 2 * batch < s.daily_limit
+        ):
+            return cached[2]
+        count = Message.objects.filter(project=project, direction="out", sent_on__gte=start).count()
+        self._sent_counts[project.pk] = (start, mono, count)
+        return count
 
     def _throttle(self, jobs: list[Job], at: dt.datetime) -> None:
         """Circuit breaker and the segment-weighted token bucket, per gateway, shared by
@@ -437,12 +465,88 @@ class Dispatcher:
             cache[key] = gw
         return gw
 
-    def _call(self, job: Job) -> None:
+    def _send(self, jobs: list[Job]) -> None:
+        """Every gateway call of a batch: lean-client types on the event loop, the others on
+        the thread pool, all at once (at most ``concurrency`` of each kind in flight)."""
+        wire: list[tuple[Job, Gateway]] = []
+        other: list[Job] = []
+        for job in jobs:
+            gw = self._wire_gateway(job.gateway) if self._shared_http is None else None
+            if gw is None:
+                other.append(job)
+            else:
+                wire.append((job, gw))
+        if not wire:
+            list(self.pool.map(self._call, other))
+            return
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._send_async(wire, other))
+
+    def _wire_gateway(self, cfg: GatewayConfig | None) -> Gateway | None:
+        """The gateway object for ``cfg`` when its type has a lean-client path, else None
+        (also when it cannot be built: ``_call`` then reports why, as for any type)."""
+        if cfg is None or cfg.type in PERSISTENT_TYPES:
+            return None
+        key = (cfg.pk, cfg.updated_on.isoformat())
+        if key in self._wire_gateways:
+            return self._wire_gateways[key]
+        gw: Gateway | None = None
+        try:
+            if getattr(gateway_class(cfg.type), "send_async", None) is not None:
+                gw = instantiate(cfg)
+        except Exception:  # a bad config: the thread path logs and classifies it
+            gw = None
+        for stale in [k for k in self._wire_gateways if k[0] == cfg.pk]:  # the config changed
+            old = self._wire_gateways.pop(stale)
+            if old is not None:
+                old.close()
+        self._wire_gateways[key] = gw
+        return gw
+
+    async def _send_async(self, wire: list[tuple[Job, Gateway]], other: list[Job]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._wire is None:
+            self._wire = WirePool(max_idle_per_origin=max(self.concurrency, 1))
+        pool = self._wire
+        threaded = [loop.run_in_executor(self.pool, self._call, job) for job in other]
+        pending = iter(wire)
+
+        async def worker() -> None:
+            for job, gw in pending:
+                await self._call_wire(job, gw, pool)
+
+        workers = [worker() for _ in range(min(max(self.concurrency, 1), len(wire)))]
+        await asyncio.gather(*workers, *threaded)
+
+    async def _call_wire(self, job: Job, gateway: Gateway, pool: WirePool) -> None:
+        cfg = job.gateway
+        assert cfg is not None
+
+        def record(exchange: Exchange) -> None:
+            job.request_log = exchange.request[:4000]
+            job.response_log = exchange.response[:4000]
+
+        started = time.monotonic()
+        try:
+            message = self._message(job)
+            job.result = await gateway.send_async(message, pool, record)  # type: ignore[attr-defined]
+        except GatewayError as exc:
+            job.error = exc
+        except Exception as exc:  # a bug or an unexpected library error: retried, logged
+            log.exception("gateway %s failed unexpectedly", cfg.name)
+            job.error = GatewayError(
+                "GATEWAY_ERROR", retryable=True, detail=f"internal: {type(exc).__name__}"
+            )
+            job.error_code = "INTERNAL_SERVER_ERROR"
+        job.duration_ms = int((time.monotonic() - started) * 1000)
+
+    def _message(self, job: Job) -> OutgoingMessage:
         cfg = job.gateway
         assert cfg is not None
         row = job.row
-        base = public_base_url()
-        message = OutgoingMessage(
+        base = self._base_url
+        return OutgoingMessage(
             message_id=row["id"],
             channel=row["channel"],
             text=row["text"],
@@ -454,6 +558,11 @@ class Dispatcher:
             email_to=row["email_address"],
             status_url=f"{base}/gateways/{cfg.type}/{cfg.inbound_key}/status" if base else "",
         )
+
+    def _call(self, job: Job) -> None:
+        cfg = job.gateway
+        assert cfg is not None
+        message = self._message(job)
         started = time.monotonic()
         try:
             gateway = self._gateway(cfg)
@@ -481,7 +590,7 @@ class Dispatcher:
         sent_rows: list[tuple[Any, ...]] = []
         fail_rows: list[tuple[Any, ...]] = []
         queue_rows: list[tuple[Any, ...]] = []
-        attempts: list[SendAttempt] = []
+        attempts: list[tuple[Any, ...]] = []
         circuit: dict[int, list[int]] = {}  # gateway → [successes, retryable failures]
         opt_outs: list[str] = []
         final_ids: list[str] = []
@@ -528,7 +637,7 @@ class Dispatcher:
                         token,
                     )
                 )
-                attempts.append(self._attempt(j, "sent", at))
+                attempts.append(self._attempt(j, "sent", stamp))
                 circuit.setdefault(j.gateway.pk, [0, 0])[0] += 1
                 final_ids.append(mid)
                 continue
@@ -561,10 +670,12 @@ class Dispatcher:
                         )
                     )
                     attempts.append(
-                        self._attempt(j, "unknown" if err.outcome_unknown else "retry", at)
+                        self._attempt(j, "unknown" if err.outcome_unknown else "retry", stamp)
                     )
                     continue
-                attempts.append(self._attempt(j, "unknown" if err.outcome_unknown else "retry", at))
+                attempts.append(
+                    self._attempt(j, "unknown" if err.outcome_unknown else "retry", stamp)
+                )
                 fail_rows.append(
                     (
                         "TOO_MANY_UNSUCCESSFUL_ATTEMPTS",
@@ -581,7 +692,7 @@ class Dispatcher:
                 )
                 final_ids.append(mid)
                 continue
-            attempts.append(self._attempt(j, "failed", at))
+            attempts.append(self._attempt(j, "failed", stamp))
             fail_rows.append(
                 (
                     code,
@@ -623,26 +734,7 @@ class Dispatcher:
                 "updated_on = %s WHERE id = %s AND lease_token = %s AND status = 'sending'",
                 queue_rows,
             )
-            bulk.insert(
-                ATTEMPT_TABLE,
-                ATTEMPT_COLUMNS,
-                [
-                    (
-                        a.message_id,
-                        a.number,
-                        a.gateway_name,
-                        a.outcome,
-                        a.error_code,
-                        a.provider_code,
-                        a.detail,
-                        a.request,
-                        a.response,
-                        a.duration_ms,
-                        stamp,
-                    )
-                    for a in attempts
-                ],
-            )
+            bulk.insert(ATTEMPT_TABLE, ATTEMPT_COLUMNS, attempts)
             for number in opt_outs:
                 OptOut.objects.update_or_create(
                     phone_number=number,
@@ -654,37 +746,37 @@ class Dispatcher:
                     },
                 )
             self._update_circuits(circuit, at)
-            self._finish_log(final_ids)
+            self._finish_log(final_ids, jobs)
 
-    def _attempt(self, job: Job, outcome: str, at: dt.datetime) -> SendAttempt:
+    def _attempt(self, job: Job, outcome: str, stamp: Any) -> tuple[Any, ...]:
+        """One SendAttempt row, in ATTEMPT_COLUMNS order (a plain row: no model object)."""
         err = job.error
-        return SendAttempt(
-            message_id=job.row["id"],
-            number=job.row["attempts"],
-            gateway_name=job.gateway.name if job.gateway else "",
-            outcome=outcome,
-            error_code=(job.error_code or err.code) if err else None,
-            provider_code=err.provider_code[:64] if err else "",
-            detail=(err.detail if err else (job.result.detail if job.result else ""))[:500],
-            request=job.request_log,
-            response=job.response_log,
-            duration_ms=job.duration_ms,
-            created_on=at,
+        return (
+            job.row["id"],
+            job.row["attempts"],
+            job.gateway.name if job.gateway else "",
+            outcome,
+            (job.error_code or err.code) if err else None,
+            err.provider_code[:64] if err else "",
+            (err.detail if err else (job.result.detail if job.result else ""))[:500],
+            job.request_log,
+            job.response_log,
+            job.duration_ms,
+            stamp,
         )
 
     def _update_circuits(self, outcomes: dict[int, list[int]], at: dt.datetime) -> None:
         """Any success closes a gateway's circuit; otherwise each retryable failure counts,
         and from CIRCUIT_THRESHOLD in a row the gateway rests (30 s, doubling to 5 min)."""
         for gw_id, (successes, failures) in outcomes.items():
-            ok = successes > 0
+            if successes > 0:  # one statement, and no write at all when already closed
+                GatewayState.objects.filter(
+                    Q(consecutive_failures__gt=0) | Q(open_until__isnull=False), gateway_id=gw_id
+                ).update(consecutive_failures=0, open_until=None)
+                continue
             state, _ = GatewayState.objects.select_for_update().get_or_create(
                 gateway_id=gw_id, defaults={"refilled_on": at}
             )
-            if ok:
-                if state.consecutive_failures or state.open_until:
-                    state.consecutive_failures, state.open_until = 0, None
-                    state.save(update_fields=["consecutive_failures", "open_until"])
-                continue
             state.consecutive_failures += failures
             if state.consecutive_failures >= CIRCUIT_THRESHOLD:
                 extra = state.consecutive_failures - CIRCUIT_THRESHOLD
@@ -692,11 +784,13 @@ class Dispatcher:
                 state.open_until = at + dt.timedelta(seconds=seconds)
             state.save(update_fields=["consecutive_failures", "open_until"])
 
-    def _finish_log(self, final_ids: list[str]) -> None:
+    def _finish_log(self, final_ids: list[str], jobs: list[Job]) -> None:
         """Close sub-events and events whose messages are all final: a fixed number of
         statements per batch (sub-events stamped with strictly increasing activity times)."""
         if not final_ids:
             return
+        if not any(j.row["event_id"] or j.row["subevent_id"] for j in jobs):
+            return  # messages outside the event log (none of the API's sends)
         msgs = list(
             Message.objects.filter(bulk.is_in("id", final_ids)).values(
                 "subevent_id", "event_id", "project_id", "status", "error_code"

@@ -7,8 +7,10 @@ batches. SQLite: the IMMEDIATE write transaction already excludes other writers.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.db import connection, transaction
+from django.utils.dateparse import parse_datetime
 
 from casereach.core import bulk
 from casereach.messaging.models import Message, SendAttempt
@@ -38,6 +40,70 @@ def claim(limit: int, lease_until: dt.datetime, token: str, at: dt.datetime) -> 
             ],
         )
         return [row[0] for row in cursor.fetchall()]
+
+
+# What the dispatcher needs of each claimed message, returned by the claiming statement itself.
+CLAIM_COLUMNS = (
+    "id",
+    "project_id",
+    "channel",
+    "contact_id",
+    "phone_number",
+    "email_address",
+    "subject",
+    "text",
+    "segments",
+    "encoding",
+    "gateway_id",
+    "gateway_name",
+    "gateway_source",
+    "attempts",
+    "created_on",
+    "allow_opted_out",
+    "event_id",
+    "subevent_id",
+)
+
+
+def claim_rows(
+    limit: int, lease_until: dt.datetime, token: str, at: dt.datetime
+) -> list[dict[str, Any]]:
+    """``claim``, returning each claimed message's ``CLAIM_COLUMNS`` (``attempts`` already
+    counting this one) in one statement, oldest first. ``created_on`` is the driver's value
+    (a naive UTC datetime on SQLite, an aware one on PostgreSQL): see ``raw_before``."""
+    lock = " FOR UPDATE SKIP LOCKED" if bulk.is_postgres() else ""
+    sql = (
+        f"UPDATE {TABLE} SET status = 'sending', lease_until = %s, lease_token = %s, "
+        f"attempts = attempts + 1, updated_on = %s "
+        f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'queued' AND next_attempt_at <= %s "
+        f"ORDER BY next_attempt_at LIMIT %s{lock}) AND status = 'queued' "
+        f"RETURNING {', '.join(CLAIM_COLUMNS)}"
+    )
+    stamp = bulk.adapt_datetime(at)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, [bulk.adapt_datetime(lease_until), token, stamp, stamp, limit])
+        rows = [dict(zip(CLAIM_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+    for row in rows:
+        row["allow_opted_out"] = bool(row["allow_opted_out"])  # SQLite returns 0/1
+    rows.sort(key=lambda r: (r["created_on"], r["id"]))
+    return rows
+
+
+def raw_before(raw: Any, when: dt.datetime) -> bool:
+    """Whether a raw ``created_on`` from ``claim_rows`` is earlier than ``when``."""
+    if isinstance(raw, dt.datetime):  # PostgreSQL; SQLite through Django's converter (naive UTC)
+        return (raw if raw.tzinfo is not None else raw.replace(tzinfo=dt.UTC)) < when
+    adapted = bulk.adapt_datetime(when)
+    if isinstance(raw, str) and isinstance(adapted, str):
+        # Both are str() of a naive UTC datetime: "YYYY-MM-DD HH:MM:SS[.ffffff]"; the optional
+        # fraction only follows an equal prefix, so text order is time order.
+        return raw < adapted
+    parsed = parse_datetime(str(raw))
+    if parsed is None:
+        raise ValueError(f"unreadable created_on {raw!r}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed < when
 
 
 def reap(at: dt.datetime, limit: int = 1000) -> list[str]:

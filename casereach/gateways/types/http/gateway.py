@@ -33,11 +33,15 @@ webhook answers ``{"status": "received"}``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -67,7 +71,9 @@ from casereach.gateways.inbound import (
 from casereach.gateways.inbound import (
     required_field as _required,
 )
+from casereach.gateways.masking import mask_text
 from casereach.gateways.types.http import template
+from casereach.gateways.wire import Origin, WireError, WirePool
 
 # Status words providers use in callbacks (compared case-insensitively) → ours; SMPP-style
 # receipt words included. ``status_map`` in the config adds to or overrides these.
@@ -89,6 +95,13 @@ STATUS_WORDS: dict[str, Status] = {
     "expired": "failed",
 }
 
+
+# As httpx encodes a ``json=`` body; one encoder object, not one per request.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}  # as httpx logs them
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _MIN_SECRET = 4
@@ -294,6 +307,26 @@ def _callback_items(
     return [dict(pairs)]
 
 
+Params = tuple[tuple[str, tuple[template.Part, ...]], ...]
+
+
+@dataclass(frozen=True)
+class WirePlan:
+    """Everything about a request that does not depend on the message, worked out once per
+    gateway object for the lean client: per message only the parameters are rendered."""
+
+    origin: Origin
+    method: str
+    path: str  # the URL's path, with the URL's own query for POST
+    base_query: str  # the URL's own query (GET merges the params into it)
+    log_target: str  # scheme://host[:port]/path, as the exchange log shows it
+    head: bytes  # the header lines that never change (after the request line)
+    log_headers: list[str]  # the same, as logged (secret values masked)
+    idempotency_header: str | None
+    variants: list[str]  # secrets as they may appear on the wire, longest first
+    is_form: bool
+
+
 class HttpGateway(Gateway):
     slug = "http"
     label = "Generic HTTP"
@@ -306,6 +339,10 @@ class HttpGateway(Gateway):
         super().__init__(config, http)
         self._owns_http = http is None
         self.last_exchange: Exchange | None = None
+        self._params: Params = tuple(
+            (name, tuple(template.parse(text))) for name, text in self.cfg.params.items()
+        )
+        self._plan: WirePlan | None = None
 
     @property
     def cfg(self) -> HttpConfig:
@@ -334,17 +371,23 @@ class HttpGateway(Gateway):
             self.http.close()
             self.http = None
 
-    def build_request(self, client: httpx.Client, message: OutgoingMessage) -> httpx.Request:
-        """The provider request for ``message`` (no network)."""
-        cfg = self.cfg
+    def _render_params(self, message: OutgoingMessage) -> dict[str, str]:
         values = {
             "to": message.to,
-            "to_plus": message.to_plus,
-            "from": message.sender or cfg.sender,
+            "to_plus": "+" + message.to if message.to else "",
+            "from": message.sender or self.cfg.sender,
             "text": message.text,
             "message_id": message.message_id,
         }
-        params = {name: template.render(text, values) for name, text in cfg.params.items()}
+        return {
+            name: "".join(part if isinstance(part, str) else values[part.name] for part in parts)
+            for name, parts in self._params
+        }
+
+    def build_request(self, client: httpx.Client, message: OutgoingMessage) -> httpx.Request:
+        """The provider request for ``message`` (no network)."""
+        cfg = self.cfg
+        params = self._render_params(message)
         headers = dict(cfg.headers)
         if cfg.idempotency_header:
             headers[cfg.idempotency_header] = message.message_id
@@ -384,12 +427,171 @@ class HttpGateway(Gateway):
         )
         return self._interpret(response)
 
-    def _interpret(self, response: httpx.Response) -> SendResult:
+    # -- the lean client (the dispatcher's path) -----------------------------------------------
+
+    def wire_plan(self) -> WirePlan:
+        """The message-independent part of every request, built on first use."""
+        if self._plan is not None:
+            return self._plan
         cfg = self.cfg
-        status = response.status_code
+        parts = urlsplit(cfg.url)
+        scheme = parts.scheme.lower()
+        host = parts.hostname or ""
+        # An internationalised name goes on the wire as its ASCII (IDNA) form; one that
+        # cannot be encoded is left as typed, and connecting fails and says why.
+        with contextlib.suppress(UnicodeError):
+            host = host.encode("idna").decode("ascii")
+        port = parts.port or (443 if scheme == "https" else 80)
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None and port != (443 if scheme == "https" else 80):
+            netloc += f":{port}"
+        # As httpx does: characters that may not appear in a request line are %-escaped,
+        # existing escapes are kept.
+        path = quote(parts.path or "/", safe=_PATH_SAFE)
+        url_query = quote(parts.query, safe=_QUERY_SAFE)
+        headers: list[tuple[str, str]] = [
+            ("Host", netloc),
+            ("Accept", "*/*"),
+            ("User-Agent", "casereach"),
+        ]
+        headers += list(cfg.headers.items())
+        username, password = cfg.username, cfg.password
+        if username is None and parts.username is not None:  # user:pass@ in the URL
+            username, password = unquote(parts.username), unquote(parts.password or "")
+        if username is not None and password is not None:
+            pair = f"{username}:{password}".encode()
+            headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode("ascii")))
+        is_form = cfg.method == "POST" and cfg.encoding == "form"
+        if cfg.method == "POST":
+            content_type = "application/x-www-form-urlencoded" if is_form else "application/json"
+            headers.append(("Content-Type", content_type))
+        redacted = {h.lower() for h in cfg.secret_headers}
+        self._plan = WirePlan(
+            origin=(scheme, host, port),
+            method=cfg.method,
+            path=path + (f"?{url_query}" if url_query and cfg.method == "POST" else ""),
+            base_query=url_query if cfg.method == "GET" else "",
+            log_target=f"{scheme}://{netloc}{path}",
+            head=b"".join(f"{k}: {v}\r\n".encode() for k, v in headers),
+            log_headers=[
+                mask_text(line, netpolicy.secret_variants(self.secret_values()))
+                for line in netpolicy.header_lines(headers, redacted)
+            ],
+            idempotency_header=cfg.idempotency_header,
+            variants=netpolicy.secret_variants(self.secret_values()),
+            is_form=is_form,
+        )
+        return self._plan
+
+    def wire_request(self, message: OutgoingMessage) -> tuple[bytes, str]:
+        """The request bytes for ``message`` and its masked text for the exchange log."""
+        plan = self.wire_plan()
+        params = self._render_params(message)
+        if plan.method == "GET":
+            query = urlencode(params)
+            if plan.base_query:
+                query = f"{plan.base_query}&{query}" if query else plan.base_query
+            target = f"{plan.path}?{query}" if query else plan.path
+            logged_target = plan.log_target + (f"?{unquote_plus(query)}" if query else "")
+            body = b""
+        else:
+            target = plan.path
+            logged_target = plan.log_target
+            if "?" in plan.path:
+                logged_target += "?" + unquote_plus(plan.path.split("?", 1)[1])
+            if plan.is_form:
+                body = urlencode(params).encode("ascii")
+            else:
+                body = _JSON.encode(params).encode()
+        extra: list[str] = []
+        if plan.idempotency_header:
+            extra.append(f"{plan.idempotency_header}: {message.message_id}")
+        if plan.method == "POST":
+            extra.append(f"Content-Length: {len(body)}")
+        data = b"".join(
+            (
+                f"{plan.method} {target} HTTP/1.1\r\n".encode(),
+                plan.head,
+                "".join(line + "\r\n" for line in extra).encode(),
+                b"\r\n",
+                body,
+            )
+        )
+        logged_body = netpolicy.body_text(body)
+        if plan.is_form:
+            logged_body = unquote_plus(logged_body)
+        # The fixed header lines were masked once in the plan (secrets can only be in
+        # redacted headers or in the params); mask what varies per message.
+        first = mask_text(f"{plan.method} {logged_target}", plan.variants)
+        rest = mask_text("\n".join([*extra, "", logged_body]), plan.variants)
+        return data, "\n".join([first, *plan.log_headers, rest])
+
+    async def send_async(
+        self, message: OutgoingMessage, pool: WirePool, record: Callable[[Exchange], None]
+    ) -> SendResult:
+        """``send`` through the lean client: the same request, checks, classification and
+        masked exchange (handed to ``record``, since one object serves many sends at once).
+        """
+        cfg = self.cfg
+        if not message.to.isdigit():
+            raise GatewayError(
+                INVALID_DESTINATION_NUMBER,
+                retryable=False,
+                detail="destination is not E.164 digits",
+            )
+        if not netpolicy.private_addresses_allowed():
+            netpolicy.check_url_before_send(cfg.url)
+        plan = self.wire_plan()
+        data, logged_request = self.wire_request(message)
+        started = time.monotonic()
+        try:
+            response = await pool.request(plan.origin, data, cfg.timeout_s)
+        except WireError as exc:
+            error = netpolicy.wire_error(exc)
+            netpolicy.record_exchange(
+                record,
+                Exchange(
+                    request=logged_request,
+                    response=f"(no reply: {exc.name})",
+                    duration_ms=int((time.monotonic() - started) * 1000),
+                    extra={"error": exc.name, "outcome_unknown": error.outcome_unknown},
+                ),
+            )
+            raise error from None
+        reason = _PHRASES.get(response.status, response.reason)
+        logged_response = "\n".join(
+            [f"HTTP {response.status} {reason}", *netpolicy.header_lines(response.headers, ())]
+        )
+        logged_response += "\n\n" + netpolicy.body_text(response.body)
+        netpolicy.record_exchange(
+            record,
+            Exchange(
+                request=logged_request,
+                response=mask_text(logged_response, plan.variants),
+                duration_ms=int((time.monotonic() - started) * 1000),
+                extra={"status_code": response.status},
+            ),
+        )
+        return self._judge(
+            response.status, response.header("retry-after"), response.body, response.text
+        )
+
+    def _interpret(self, response: httpx.Response) -> SendResult:
+        return self._judge(
+            response.status_code,
+            response.headers.get("retry-after"),
+            response.content,
+            lambda: response.text,
+        )
+
+    def _judge(
+        self, status: int, retry_after: str | None, content: bytes, text: Callable[[], str]
+    ) -> SendResult:
+        """Read a reply (status, ``Retry-After``, body) per the module docstring."""
+        cfg = self.cfg
         accepted = status in cfg.success_status if cfg.success_status else 200 <= status <= 299
         if not accepted:
-            retry = netpolicy.retryable_http_error(response)
+            retry = netpolicy.retryable_status(status, retry_after)
             if retry is not None:
                 raise retry
             raise GatewayError(
@@ -398,7 +600,7 @@ class HttpGateway(Gateway):
                 provider_code=str(status),
                 detail=f"provider replied HTTP {status}",
             )
-        if cfg.success_regex is not None and not re.search(cfg.success_regex, response.text):
+        if cfg.success_regex is not None and not re.search(cfg.success_regex, text()):
             raise GatewayError(
                 GATEWAY_ERROR,
                 retryable=False,
@@ -408,7 +610,7 @@ class HttpGateway(Gateway):
         if cfg.provider_id_path is None:
             return SendResult(provider_id=None, status="sent")
         try:
-            data = json.loads(response.content)
+            data = json.loads(content)
         except ValueError:
             return SendResult(provider_id=None, status="sent", detail="reply is not JSON")
         provider_id = _dig(data, cfg.provider_id_path)

@@ -336,6 +336,17 @@ def test_send(case: OutgoingCase, config: dict[str, Any], server: ProviderServer
     run_outgoing_case(HttpGateway, config, case, server)
 
 
+@pytest.mark.parametrize("case", SEND_CASES, ids=lambda c: c.label)
+def test_send_through_lean_client(
+    case: OutgoingCase, config: dict[str, Any], server: ProviderServer
+) -> None:
+    """The dispatcher's path (``send_async`` over the lean client) behaves as ``send``."""
+    if "url" in case.config:
+        url = case.config["url"].replace("{server}", server.url)
+        case = replace(case, config={**case.config, "url": url})
+    run_outgoing_case(HttpGateway, config, case, server, wire=True)
+
+
 def test_send_with_own_client(config: dict[str, Any], server: ProviderServer) -> None:
     server.reset()
     server.script("/send", Reply(200, {"id": "own-1"}))
