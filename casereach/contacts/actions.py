@@ -268,6 +268,7 @@ def _write_entries(derived: Sequence[DerivedContact], stamp: dt.datetime) -> set
         "requested_on = %s, holder = %s WHERE id = %s",
         updates,
     )
+    _claim_free_numbers(inserts, touched)
     bulk.insert(
         ENTRY_TABLE,
         (
@@ -286,6 +287,39 @@ def _write_entries(derived: Sequence[DerivedContact], stamp: dt.datetime) -> set
         inserts,
     )
     return touched
+
+
+def _claim_free_numbers(inserts: list[tuple[object, ...]], touched: set[str]) -> None:
+    """Make new entries holders at once where ``resolve_ownership`` would promote them.
+
+    A number that, after this batch's deletes and updates, has no holder and no requester
+    goes to its earliest new requester: all new entries share one ``requested_on`` and ids
+    follow insertion order, so that is the first requesting row here. Those rows are written
+    as holders (saving a second write of each) and their numbers leave ``touched``; every
+    other number is still resolved afterwards. Call with the numbers' locks held.
+    """
+    wanted = {str(row[0]) for row in inserts if row[6]}  # number, verified_requested
+    if not wanted:
+        return
+    taken: set[str] = set()
+    with connection.cursor() as cursor:
+        for chunk in bulk.in_chunks(sorted(wanted)):
+            where, params = bulk.in_sql("number", chunk)
+            cursor.execute(
+                f"SELECT DISTINCT number FROM {ENTRY_TABLE} "
+                f"WHERE {where} AND (holder = %s OR verified_requested = %s)",
+                [*params, True, True],
+            )
+            taken.update(number for (number,) in cursor.fetchall())
+    free = wanted - taken
+    if not free:
+        return
+    for i, row in enumerate(inserts):
+        number = row[0]
+        if row[6] and number in free:
+            free.discard(number)  # later rows for the same number stay requesters
+            touched.discard(number)
+            inserts[i] = (*row[:8], True, *row[9:])
 
 
 def resolve_ownership(numbers: Iterable[str]) -> None:
