@@ -193,7 +193,10 @@ def _write_entries(derived: Sequence[DerivedContact], stamp: dt.datetime) -> set
         contested.update(e.number for e in existing if e.holder or e.verified_requested)
         if contested:
             bulk.lock_keys("phone", contested)
-            existing = _existing_entries(ids)
+            if existing:
+                # (With none, there is nothing to re-read: only a writer holding this
+                # project's lock, as we do, adds entries to these contacts.)
+                existing = _existing_entries(ids)
             stamp = now()
     by_contact: dict[str, dict[str, _Entry]] = defaultdict(dict)
     for e in existing:
