@@ -117,6 +117,7 @@ class CaseState:
     opened_by: str = ""
     user_id: str = ""
     is_new: bool = False
+    id_generated: bool = False  # created here with a new_case_id(): no contact can exist yet
     dirty: bool = False
     indices_dirty: bool = False
     client_modified: dt.datetime | None = None
@@ -209,6 +210,7 @@ class _Batch:
             case_id=case_id or new_case_id(),
             project_id=self.project.pk,
             is_new=True,
+            id_generated=case_id is None,
             opened_by=change.user,
         )
         self.by_id[state.case_id] = state
@@ -438,6 +440,7 @@ def contact_source(state: CaseState) -> ContactSource:
         time_zone=props.get(ZONE_PROP),
         language=props.get(LANG_PROP),
         gateway=props.get(GATEWAY_PROP),
+        new=state.is_new and state.id_generated,
     )
 
 

@@ -125,8 +125,7 @@ def do_sync_contacts(sources: Sequence[ContactSource], rules: dict[int, ProjectR
         prior = latest.get(source.contact_id)
         if prior is None or source.modified >= prior.modified:
             latest[source.contact_id] = source
-    ids = list(latest)
-    versions = _existing_versions(ids)
+    versions = _existing_versions([cid for cid, s in latest.items() if not s.new])
     derived = [
         derive(s, rules[s.project_id])
         for s in latest.values()
@@ -181,7 +180,7 @@ def _write_contacts(derived: Sequence[DerivedContact], stamp: dt.datetime) -> No
 def _write_entries(derived: Sequence[DerivedContact], stamp: dt.datetime) -> set[str]:
     """Bring phone entries in line with ``derived``; returns the numbers whose two-way
     ownership may have changed."""
-    ids = [d.source.contact_id for d in derived]
+    ids = [d.source.contact_id for d in derived if not d.source.new]
     existing = _existing_entries(ids)
     if bulk.is_postgres():
         # Take the per-number locks of every number whose ownership this batch may change

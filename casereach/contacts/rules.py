@@ -199,6 +199,9 @@ class ContactSource:
     time_zone: str | None = None
     language: str | None = None
     gateway: str | None = None
+    # True when the contact cannot exist yet (a case just created under a freshly generated
+    # id): the sync then does not look for its current version and phone entries.
+    new: bool = False
 
 
 @dataclass
