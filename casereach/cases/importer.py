@@ -543,14 +543,16 @@ def import_cases(
             rows = iter(source)
             plan = _plan(_first_row(rows))
             for chunk in _chunks(rows, source, plan, case_type, batch_size):
+                if chunk.changes and report.written >= next_analyze:
+                    # Keep planner statistics up with the load, each time it has doubled
+                    # (checked before a batch, so an import never ends with an ANALYZE that
+                    # no batch of it uses).
+                    bulk.refresh_statistics(IMPORTED_TABLES)
+                    next_analyze = report.written * 2
                 _write_chunk(project, plan, chunk, report, on_error)
                 done = chunk.done
                 del chunk  # the batch's objects go before the collection, not after
                 collect()
-                if report.written >= next_analyze:
-                    # Keep planner statistics up with the load, each time it has doubled.
-                    bulk.refresh_statistics(IMPORTED_TABLES)
-                    next_analyze = report.written * 2
                 if on_progress is not None:
                     on_progress(Progress(report.rows_read, done, source.total))
     finally:
