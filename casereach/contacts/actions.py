@@ -168,10 +168,17 @@ def _write_contacts(derived: Sequence[DerivedContact], stamp: dt.datetime) -> No
         )
         for d in derived
     ]
+    # Contacts that cannot exist yet are plainly inserted: on SQLite with foreign keys on, an
+    # upsert costs about a third more per row than an INSERT, even when nothing conflicts.
+    bulk.insert(
+        CONTACT_TABLE,
+        CONTACT_COLUMNS,
+        [r for r, d in zip(rows, derived, strict=True) if d.source.new],
+    )
     bulk.upsert(
         CONTACT_TABLE,
         CONTACT_COLUMNS,
-        rows,
+        [r for r, d in zip(rows, derived, strict=True) if not d.source.new],
         conflict=("contact_id",),
         update=CONTACT_COLUMNS[1:],
     )
