@@ -54,7 +54,9 @@ def adapt_datetime(value: dt.datetime | None) -> Any:
     if value.tzinfo is dt.UTC:
         form = _utc_datetime_form()
         if form == "text":
-            adapted: Any = str(value.replace(tzinfo=None))
+            # == str(value.replace(tzinfo=None)) without building that datetime: the UTC
+            # isoformat is the naive one plus "+00:00".
+            adapted: Any = value.isoformat(" ")[:-6]
         elif form == "native":
             adapted = value
         else:
