@@ -24,10 +24,12 @@ on, for XLSX the sheet row. Bad rows never stop the import: each becomes one or 
 from __future__ import annotations
 
 import csv
+import gc
 import itertools
 import re
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -537,19 +539,47 @@ def import_cases(
     source = open_rows(path)
     next_analyze = ANALYZE_FIRST
     try:
-        rows = iter(source)
-        plan = _plan(_first_row(rows))
-        for chunk in _chunks(rows, source, plan, case_type, batch_size):
-            _write_chunk(project, plan, chunk, report, on_error)
-            if report.written >= next_analyze:
-                # Keep planner statistics up with the load, each time it has doubled.
-                bulk.refresh_statistics(IMPORTED_TABLES)
-                next_analyze = report.written * 2
-            if on_progress is not None:
-                on_progress(Progress(report.rows_read, chunk.done, source.total))
+        with _collect_per_batch() as collect:
+            rows = iter(source)
+            plan = _plan(_first_row(rows))
+            for chunk in _chunks(rows, source, plan, case_type, batch_size):
+                if chunk.changes and report.written >= next_analyze:
+                    # Keep planner statistics up with the load, each time it has doubled
+                    # (checked before a batch, so an import never ends with an ANALYZE that
+                    # no batch of it uses).
+                    bulk.refresh_statistics(IMPORTED_TABLES)
+                    next_analyze = report.written * 2
+                _write_chunk(project, plan, chunk, report, on_error)
+                done = chunk.done
+                del chunk  # the batch's objects go before the collection, not after
+                collect()
+                if on_progress is not None:
+                    on_progress(Progress(report.rows_read, done, source.total))
     finally:
         source.close()
     return report
+
+
+@contextmanager
+def _collect_per_batch() -> Iterator[Callable[[], object]]:
+    """Run the cyclic garbage collector once per batch instead of by allocation count.
+
+    A batch allocates a few hundred thousand objects that mostly live until it is written,
+    so the automatic collector runs hundreds of times a batch, each older-generation pass
+    scanning every object of the process (Django's included): about a sixth of an import's
+    CPU time. Instead, what exists before the import is frozen (never scanned), automatic
+    collection is off, and one full collection after each batch frees any cycles, so memory
+    stays bounded as before.
+    """
+    was_enabled = gc.isenabled()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield gc.collect
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.unfreeze()
 
 
 def _write_chunk(

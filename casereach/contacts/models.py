@@ -20,7 +20,10 @@ class Contact(models.Model):
 
     contact_id = models.CharField(max_length=64, primary_key=True)
     contact_type = models.CharField(max_length=10)
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="contacts")
+    # Indexed by contact_project_type, which starts with it.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="contacts", db_index=False
+    )
     name = models.CharField(max_length=255, default="")
     active = models.BooleanField(default=True)
     # Version of the source (case server_last_modified / worker modified) this was derived from.
@@ -61,10 +64,18 @@ class PhoneEntry(models.Model):
     """
 
     number = models.CharField(max_length=32)
+    # Neither key has an index of its own: phone_entry_unique starts with the contact and
+    # phone_project_number with the project (each index costs every imported number).
     contact = models.ForeignKey(
-        Contact, on_delete=models.CASCADE, related_name="phone_entries", db_column="contact_id"
+        Contact,
+        on_delete=models.CASCADE,
+        related_name="phone_entries",
+        db_column="contact_id",
+        db_index=False,
     )
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="phone_entries")
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="phone_entries", db_index=False
+    )
     contact_type = models.CharField(max_length=10)
     position = models.PositiveIntegerField(default=0)
     gateway = models.CharField(max_length=100, default="")

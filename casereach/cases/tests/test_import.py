@@ -128,6 +128,48 @@ def test_contacts_are_derived_for_imported_cases(project: Project, tmp_path: Pat
     assert Contact.objects.get(contact_id=cases["c3"]).phone_reason == "missing"
 
 
+def test_imported_numbers_go_to_the_first_requester_in_file_order(
+    project: Project, tmp_path: Path
+) -> None:
+    header = [
+        "external_id",
+        "case_type",
+        "case_name",
+        "owner_id",
+        "contact_phone_number",
+        "contact_phone_number_is_verified",
+    ]
+    first = write_csv(
+        tmp_path / "first.csv", header, [["held", "patient", "Held", "o1", "254700000001", "1"]]
+    )
+    assert run_cli("import-cases", str(first), "--project", project.name)[0] == 0
+    second = write_csv(
+        tmp_path / "second.csv",
+        header,
+        [
+            ["a", "patient", "A", "o1", "254700000002", "0"],  # one-way only: never holds
+            ["b", "patient", "B", "o1", "254700000002", "1"],  # first requester: holds
+            ["c", "patient", "C", "o1", "254700000002", "yes"],  # later requester: waits
+            ["d", "patient", "D", "o1", "254700000001", "1"],  # held by an earlier case
+        ],
+    )
+
+    code, output = run_cli("import-cases", str(second), "--project", project.name)
+
+    assert code == 0, output
+    ids = dict(Case.objects.filter(project=project).values_list("case_id", "external_id"))
+    holders = {
+        (ids[e.contact_id], e.number, e.verified_requested)
+        for e in PhoneEntry.objects.filter(project=project, holder=True)
+    }
+    assert {("held", "254700000001", True), ("b", "254700000002", True)} == holders
+    requesters = sorted(
+        ids[e.contact_id]
+        for e in PhoneEntry.objects.filter(project=project, verified_requested=True)
+    )
+    assert ["b", "c", "d", "held"] == requesters
+
+
 def test_reimport_upserts_by_external_id_and_close_closes(project: Project, tmp_path: Path) -> None:
     header = ["external_id", "case_type", "case_name", "owner_id", "contact_phone_number"]
     first = write_csv(

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from casereach.contacts.rules import (
     ContactSource,
     ProjectRules,
+    _possible,
+    _possible_slow,
     check_email,
     check_phone,
     derive,
@@ -179,3 +184,42 @@ def test_worker_numbers_keep_order_and_drop_duplicates() -> None:
 def test_invalid_email_warns() -> None:
     d = derive(_source(email="bad@"), RULES)
     assert ("invalid", ["invalid_email"]) == (d.email_status, [w["code"] for w in d.warnings])
+
+
+# --- the cached possible-number check agrees with libphonenumber ---------------------------
+
+_COUNTRY_CODE_TEXT = sorted(
+    str(c) for c in phonenumbers.phonenumberutil.COUNTRY_CODE_TO_REGION_CODE
+)
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(
+    code=st.sampled_from(_COUNTRY_CODE_TEXT) | st.text("0123456789", min_size=1, max_size=3),
+    rest=st.text("0123456789", min_size=0, max_size=20),
+)
+def test_possible_number_cache_agrees_with_libphonenumber(code: str, rest: str) -> None:
+    digits = code + rest
+    expected = _possible_slow(digits)
+    # Asked twice: the first answer may fill the cache, the second comes from it.
+    assert (expected, expected) == (_possible(digits), _possible(digits))
+
+
+@pytest.mark.parametrize(
+    "digits",
+    [
+        "254712345678",  # Kenya, no national prefix in the number
+        "2540712345678",  # Kenya with its national prefix 0 kept after the country code
+        "11555123456",  # NANP, national prefix 1 after the country code
+        "15551234567",
+        "4402079460000",  # UK with a trunk 0
+        "390612345678",  # Italy (leading zero is significant)
+        "80012345678",  # non-geographic toll-free
+        "99912345",  # no such country code
+        "8821234",
+        "5491112345678",  # Argentina (national prefix transform rule)
+    ],
+)
+def test_possible_number_cache_agrees_on_tricky_shapes(digits: str) -> None:
+    expected = _possible_slow(digits)
+    assert (expected, expected) == (_possible(digits), _possible(digits))
