@@ -92,8 +92,20 @@ def serve(
         bool, typer.Option("--no-workers", help="Web only (scale-out replicas).")
     ] = False,
 ) -> None:
-    """Run the web UI and API (waitress, a production WSGI server). SIGTERM stops it."""
+    """Run the web UI and API (waitress, a production WSGI server). SIGTERM stops it.
+
+    With CASEREACH_BROKER_URL set, background work belongs to 'casereach worker' and
+    'casereach beat', so serve is web-only whether or not --no-workers is given."""
     setup_django()
+    from casereach.scaleout import config
+
+    if config.broker_mode() and not no_workers:
+        typer.echo(
+            f"{config.BROKER_ENV} is set: serving web only; schedules, dispatch and lease "
+            "reaping run in 'casereach worker' + 'casereach beat' (check with 'casereach doctor')",
+            err=True,
+        )
+        no_workers = True
     _serve(host, port, threads, workers=not no_workers)
 
 
@@ -174,6 +186,74 @@ def demo(
         typer.echo(f"API key: ApiKey {username}:{key}")
 
     _serve(host, port, 8, banner)
+
+
+def _need_broker() -> None:
+    from casereach.scaleout import config
+
+    url = config.broker_url()
+    if not url:
+        fail(f"{config.BROKER_ENV} is not set: set it to redis://… or amqp://… (scale-out mode)")
+    try:
+        config.check_broker_url(url)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option("--queues", help="Comma-separated: dispatch, schedule, bulk")
+    ] = "dispatch,schedule,bulk",
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Tasks run at once (threads)")
+    ] = 4,
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "WARNING",
+) -> None:
+    """A Celery worker (scale-out mode): claims and sends due messages, fires due schedules,
+    reaps expired leases, runs bulk alert evaluations and imports. Run any number."""
+    setup_django()
+    _need_broker()
+    from casereach.scaleout.processes import run_worker, worker_argv
+
+    try:
+        worker_argv(queues, concurrency, loglevel)
+    except ValueError as exc:
+        fail(str(exc))
+    run_worker(queues, concurrency, loglevel)
+
+
+@app.command()
+def beat(loglevel: Annotated[str, typer.Option("--loglevel")] = "WARNING") -> None:
+    """Celery beat (scale-out mode): the periodic kicks. Run one; a second one by mistake
+    only sends duplicate kicks, which the database claims make harmless."""
+    setup_django()
+    _need_broker()
+    from casereach.scaleout.processes import run_beat
+
+    run_beat(loglevel)
+
+
+@app.command()
+def doctor() -> None:
+    """Check the database, migrations, clock, broker and workers; exit 1 on any problem."""
+    setup_django()
+    from casereach.scaleout.health import doctor as run_checks
+
+    problems = 0
+    for check in run_checks():
+        if check.ok:
+            mark = "ok  "
+        elif check.warning:
+            mark = "WARN"
+        else:
+            mark = "FAIL"
+            problems += 1
+        typer.echo(f"{mark} {check.name:<10} {check.detail}")
+    if problems:
+        typer.echo(f"{problems} problem(s) found", err=True)
+        raise typer.Exit(1)
+    typer.echo("everything looks right")
 
 
 @project_app.command("create")
