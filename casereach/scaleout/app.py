@@ -50,7 +50,8 @@ def _dispatcher() -> Any:
     d = getattr(_local, "dispatcher", None)
     if d is None:
         threads = int(os.environ.get("CASEREACH_DISPATCH_THREADS", "16"))
-        d = _local.dispatcher = Dispatcher(concurrency=threads)
+        batch = int(os.environ.get("CASEREACH_DISPATCH_BATCH", "200"))
+        d = _local.dispatcher = Dispatcher(batch_size=batch, concurrency=threads)
     return d
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -99,6 +101,7 @@ class CountingProvider:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.server.request_queue_size = 256
+        self.server.handle_error = lambda *args: None  # type: ignore[method-assign]  # resets from killed workers
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -349,3 +352,142 @@ def make_project(cluster: Cluster, name: str) -> Client:
     key = out.strip().splitlines()[-1]
     assert re.fullmatch(r"\S+", key)
     return Client(cluster.web_url, name, f"ApiKey {name}@example.org:{key}")
+
+
+# -- private servers the fault tests may stop (never the machine's shared ones) ----------------
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a free port: stopping it harms nobody else."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        require_redis_soon(self.url)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+
+def require_redis_soon(url: str) -> None:
+    import redis
+
+    def up() -> bool:
+        try:
+            return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+        except Exception:
+            return False
+
+    wait_for(f"redis at {url}", up, 30)
+
+
+PG_BIN = Path(os.environ.get("CASEREACH_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of this test's own (initdb in a temporary directory, a free
+    port, its socket in the same directory), run as the ``postgres`` user when we are root."""
+
+    def __init__(self) -> None:
+        # Not under pytest's tmp_path: its parents are private to root, and the postgres
+        # user must reach its data directory and socket.
+        workdir = Path(tempfile.mkdtemp(prefix="casereach-pg-"))
+        self.workdir = workdir
+        if not (PG_BIN / "initdb").exists():
+            loud(f"{PG_BIN}/initdb not found: set CASEREACH_TEST_PG_BIN to PostgreSQL's bin dir")
+        self.port = free_port()
+        self.dir = workdir / "pgdata"
+        self.sock = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(workdir, "postgres", "postgres")
+        subprocess.run(
+            [
+                *self.as_user,
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.dir),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *self.as_user,
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(self.dir),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.sock),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def up() -> bool:
+            try:
+                psycopg.connect(self.admin_url, connect_timeout=1).close()
+                return True
+            except Exception:
+                return False
+
+        wait_for("the private PostgreSQL", up, 60)
+
+    def stop(self) -> None:
+        """A fast shutdown (SIGINT): sessions are cut, committed data is kept."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        pid_file = self.dir / "postmaster.pid"
+        pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else self.proc.pid
+        os.kill(pid, signal.SIGINT)
+        self.proc.wait(60)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
