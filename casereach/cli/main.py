@@ -437,8 +437,35 @@ def import_cases(
         Path | None, typer.Option("--errors", help="Where to write the error report (CSV)")
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 5000,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue",
+            help="Scale-out mode: hand the import to a worker (the file must be on storage "
+            "every worker can read); prints the task id and returns",
+        ),
+    ] = False,
 ) -> None:
     """Import cases in bulk (streaming); bad rows go to an error report, good rows land."""
+    if queue:
+
+        def enqueue() -> str:
+            from casereach.scaleout import config
+            from casereach.scaleout.app import get_app
+
+            if not config.broker_mode():
+                fail(f"--queue needs {config.BROKER_ENV} (the scale-out mode)")
+            if not file.is_file():
+                fail(f"no such file: {file}")
+            owner = _project(project)
+            result = get_app().send_task(
+                "casereach.import_cases", args=(str(file.resolve()), owner.pk, case_type)
+            )
+            return str(result.id)
+
+        task_id = guarded(enqueue)
+        typer.echo(f"import queued for a worker: task {task_id}")
+        return
 
     def run() -> int:
         from casereach.cli.importing import run_import

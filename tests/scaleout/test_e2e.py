@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -195,6 +196,24 @@ def test_rate_limit_holds_across_both_workers(world: World) -> None:
         assert {"sent"} == {message(api, m)["status"] for m in ids}
     finally:
         api.put(M + "routes", {"default_gateway": "PROVIDER", "prefixes": []})
+
+
+def test_import_runs_on_a_worker(world: World, tmp_path: Path) -> None:
+    data = tmp_path / "more.csv"
+    data.write_text(
+        "external_id,case_type,case_name,owner_id,contact_phone_number\n"
+        "Q-1,mother,Queued One,clinic-2,254744000001\n"
+        "Q-2,mother,Queued Two,clinic-2,254744000002\n"
+    )
+    out = world.cluster.cli("import-cases", str(data), "--project", world.api.project, "--queue")
+    assert out.startswith("import queued for a worker: task ")
+
+    def landed() -> list[str]:
+        cases = world.api.get(CASES, limit=100).json()["cases"]
+        return sorted(c["case_name"] for c in cases if c["owner_id"] == "clinic-2")
+
+    wait_for("the queued import", lambda: len(landed()) == 2, 60)
+    assert ["Queued One", "Queued Two"] == landed()
 
 
 def test_everything_ended_and_metrics_agree(world: World) -> None:
