@@ -1,27 +1,42 @@
-"""URL map: health, the API (one OpenAPI document) and the web UI."""
+"""URL map: health, metrics, the web UI and the API (one OpenAPI document, with the gateway
+callbacks)."""
 
 from __future__ import annotations
 
-from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 
 from casereach.api.main import api
+from casereach.scaleout import config, health, metrics
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers, 503 otherwise."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    except Exception as exc:  # any driver error means "not healthy"
-        return JsonResponse({"status": "error", "database": str(exc)[:200]}, status=503)
-    return JsonResponse({"status": "ok", "database": connection.vendor})
+    """200 when the database (and the broker, when one is configured) answers, 503 otherwise."""
+    db = health.database()
+    body: dict[str, str] = {"status": "ok"}
+    if db.ok:
+        from django.db import connection
+
+        body["database"] = connection.vendor
+    else:
+        body["database"] = db.detail[:200]
+    ok = db.ok
+    if config.broker_mode():
+        broker = health.broker(timeout_s=2.0)
+        body["broker"] = "ok" if broker.ok else broker.detail[:200]
+        ok = ok and broker.ok
+    if not ok:
+        body["status"] = "error"
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+def prometheus(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 urlpatterns = [
     path("healthz", healthz),
+    path("metrics", prometheus),
     path("", include("casereach.web.urls")),  # the UI's paths never start with a/<p>/api/
     path("", api.urls),
 ]

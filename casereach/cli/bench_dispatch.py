@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 
 class Provider:
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, latency_ms: float = 0.0) -> None:
         self.port = _free_port()
         self.proc = subprocess.Popen(
             [
@@ -42,6 +42,8 @@ class Provider:
                 str(self.port),
                 "--workers",
                 str(workers),
+                "--latency-ms",
+                str(latency_ms),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -182,9 +184,9 @@ def _dispatch_run(url: str, count: int) -> dict[str, Any]:
         return result
 
 
-def run_dispatch(messages: int, drain_rows: int) -> dict[str, Any]:
+def run_dispatch(messages: int, drain_rows: int, latency_ms: float = 0.0) -> dict[str, Any]:
     """Measure; returns the ``results`` map of the JSON report."""
-    provider = Provider()
+    provider = Provider(latency_ms=latency_ms)
     try:
         floor = asyncio.run(_floor(provider.port, messages, CONCURRENCY))
         # httpx is no longer on the dispatch path (it runs under 1,000 requests/s): a sample
@@ -216,14 +218,16 @@ def run_dispatch(messages: int, drain_rows: int) -> dict[str, Any]:
 TARGETS = {"dispatch_msgs_per_s": 1500.0, "dispatch_floor_ratio": 0.5}
 
 
-def run_dispatch_suite(*, messages: int, drain_rows: int, json_out: Path | None) -> dict[str, Any]:
+def run_dispatch_suite(
+    *, messages: int, drain_rows: int, json_out: Path | None, latency_ms: float = 0.0
+) -> dict[str, Any]:
     """``casereach bench dispatch``: measure, print a table, optionally write JSON."""
     from rich.console import Console
     from rich.table import Table
 
     if messages < 1:
         raise ValueError("--cases must be at least 1")
-    results = run_dispatch(messages, drain_rows)
+    results = run_dispatch(messages, drain_rows, latency_ms)
     table = Table(title=f"dispatch: {messages:,} queued messages → local http gateway")
     for column in ("measurement", "value", "target"):
         table.add_column(column)

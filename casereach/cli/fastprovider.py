@@ -22,7 +22,10 @@ RESPONSE = (
 
 
 async def _handle(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counter: list[int]
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    counter: list[int],
+    latency_s: float = 0.0,
 ) -> None:
     try:
         while True:
@@ -34,6 +37,8 @@ async def _handle(
             if length:
                 await reader.readexactly(length)
             counter[0] += 1
+            if latency_s:
+                await asyncio.sleep(latency_s)  # a provider that answers slowly
             writer.write(RESPONSE)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
@@ -42,7 +47,7 @@ async def _handle(
         writer.close()
 
 
-def _worker(port: int) -> None:
+def _worker(port: int, latency_s: float = 0.0) -> None:
     counter = [0]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -51,7 +56,9 @@ def _worker(port: int) -> None:
     sock.listen(1024)
 
     async def main() -> None:
-        server = await asyncio.start_server(lambda r, w: _handle(r, w, counter), sock=sock)
+        server = await asyncio.start_server(
+            lambda r, w: _handle(r, w, counter, latency_s), sock=sock
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -67,9 +74,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
     args = parser.parse_args()
     procs = [
-        multiprocessing.Process(target=_worker, args=(args.port,)) for _ in range(args.workers)
+        multiprocessing.Process(target=_worker, args=(args.port, args.latency_ms / 1000))
+        for _ in range(args.workers)
     ]
     for p in procs:
         p.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -92,8 +93,20 @@ def serve(
         bool, typer.Option("--no-workers", help="Web only (scale-out replicas).")
     ] = False,
 ) -> None:
-    """Run the web UI and API (waitress, a production WSGI server). SIGTERM stops it."""
+    """Run the web UI and API (waitress, a production WSGI server). SIGTERM stops it.
+
+    With CASEREACH_BROKER_URL set, background work belongs to 'casereach worker' and
+    'casereach beat', so serve is web-only whether or not --no-workers is given."""
     setup_django()
+    from casereach.scaleout import config
+
+    if config.broker_mode() and not no_workers:
+        typer.echo(
+            f"{config.BROKER_ENV} is set: serving web only; schedules, dispatch and lease "
+            "reaping run in 'casereach worker' + 'casereach beat' (check with 'casereach doctor')",
+            err=True,
+        )
+        no_workers = True
     _serve(host, port, threads, workers=not no_workers)
 
 
@@ -174,6 +187,74 @@ def demo(
         typer.echo(f"API key: ApiKey {username}:{key}")
 
     _serve(host, port, 8, banner)
+
+
+def _need_broker() -> None:
+    from casereach.scaleout import config
+
+    url = config.broker_url()
+    if not url:
+        fail(f"{config.BROKER_ENV} is not set: set it to redis://… or amqp://… (scale-out mode)")
+    try:
+        config.check_broker_url(url)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option("--queues", help="Comma-separated: dispatch, schedule, bulk")
+    ] = "dispatch,schedule,bulk",
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Tasks run at once (threads)")
+    ] = 4,
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "WARNING",
+) -> None:
+    """A Celery worker (scale-out mode): claims and sends due messages, fires due schedules,
+    reaps expired leases, runs bulk alert evaluations and imports. Run any number."""
+    setup_django()
+    _need_broker()
+    from casereach.scaleout.processes import run_worker, worker_argv
+
+    try:
+        worker_argv(queues, concurrency, loglevel)
+    except ValueError as exc:
+        fail(str(exc))
+    run_worker(queues, concurrency, loglevel)
+
+
+@app.command()
+def beat(loglevel: Annotated[str, typer.Option("--loglevel")] = "WARNING") -> None:
+    """Celery beat (scale-out mode): the periodic kicks. Run one; a second one by mistake
+    only sends duplicate kicks, which the database claims make harmless."""
+    setup_django()
+    _need_broker()
+    from casereach.scaleout.processes import run_beat
+
+    run_beat(loglevel)
+
+
+@app.command()
+def doctor() -> None:
+    """Check the database, migrations, clock, broker and workers; exit 1 on any problem."""
+    setup_django()
+    from casereach.scaleout.health import doctor as run_checks
+
+    problems = 0
+    for check in run_checks():
+        if check.ok:
+            mark = "ok  "
+        elif check.warning:
+            mark = "WARN"
+        else:
+            mark = "FAIL"
+            problems += 1
+        typer.echo(f"{mark} {check.name:<10} {check.detail}")
+    if problems:
+        typer.echo(f"{problems} problem(s) found", err=True)
+        raise typer.Exit(1)
+    typer.echo("everything looks right")
 
 
 @project_app.command("create")
@@ -356,8 +437,35 @@ def import_cases(
         Path | None, typer.Option("--errors", help="Where to write the error report (CSV)")
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 5000,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue",
+            help="Scale-out mode: hand the import to a worker (the file must be on storage "
+            "every worker can read); prints the task id and returns",
+        ),
+    ] = False,
 ) -> None:
     """Import cases in bulk (streaming); bad rows go to an error report, good rows land."""
+    if queue:
+
+        def enqueue() -> str:
+            from casereach.scaleout import config
+            from casereach.scaleout.app import get_app
+
+            if not config.broker_mode():
+                fail(f"--queue needs {config.BROKER_ENV} (the scale-out mode)")
+            if not file.is_file():
+                fail(f"no such file: {file}")
+            owner = _project(project)
+            result = get_app().send_task(
+                "casereach.import_cases", args=(str(file.resolve()), owner.pk, case_type)
+            )
+            return str(result.id)
+
+        task_id = guarded(enqueue)
+        typer.echo(f"import queued for a worker: task {task_id}")
+        return
 
     def run() -> int:
         from casereach.cli.importing import run_import
@@ -398,6 +506,14 @@ def bench(
     requests: Annotated[
         int, typer.Option("--requests", help="Inbound requests per closed-loop run (inbound)")
     ] = 5_000,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Celery workers to start (scale-out mode; dispatch)"),
+    ] = None,
+    latency_ms: Annotated[
+        float,
+        typer.Option("--gateway-latency-ms", help="The local gateway answers this slowly"),
+    ] = 0.0,
 ) -> None:
     """Run a benchmark suite (ingest, dispatch, inbound, alerts): our path and the raw floor
     side by side.
@@ -406,25 +522,66 @@ def bench(
     outbox drained for the peak-RSS measurement. For inbound, --requests is the number of
     inbound SMS (and of floor requests) in the closed-loop runs; --cases and --rss-rows are
     not used. For alerts, --cases is the number of cases a conditional alert is activated
-    over (and of instances the scheduler fires); --rss-rows is not used."""
+    over (and of instances the scheduler fires); --rss-rows is not used.
+
+    The mode comes from the environment: CASEREACH_BROKER_URL plus a PostgreSQL
+    CASEREACH_DATABASE_URL run dispatch through --workers N Celery workers (default 1).
+    'all' runs dispatch embedded (SQLite), with 1 and with 2 workers, and the floor, in one
+    table (it needs the scale-out environment)."""
+    from casereach.cli.bench_scale import (
+        mode_of_environment,
+        run_all,
+        run_dispatch_scaleout_suite,
+    )
+    from casereach.scaleout import config
+
+    if latency_ms < 0:
+        fail("--gateway-latency-ms must be 0 or more")
+    if workers is not None and suite not in ("dispatch", "all"):
+        fail("--workers applies to 'dispatch' and 'all' only")
+    try:
+        if suite == "all":
+            run_all(messages=cases, latency_ms=latency_ms or 20.0, json_out=json_out)
+            return
+        if suite == "dispatch" and (config.broker_mode() or workers is not None):
+            run_dispatch_scaleout_suite(
+                messages=cases, workers=workers or 1, latency_ms=latency_ms, json_out=json_out
+            )
+            return
+        _run_suite(suite, cases, json_out, rss_rows, requests, latency_ms)
+        if json_out is not None and json_out.exists():
+            document = json.loads(json_out.read_text())
+            document.update({"mode": mode_of_environment(), "workers": 0})
+            json_out.write_text(json.dumps(document, indent=2) + "\n")
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _run_suite(
+    suite: str,
+    cases: int,
+    json_out: Path | None,
+    rss_rows: int,
+    requests: int,
+    latency_ms: float,
+) -> None:
     from casereach.cli.bench import run_bench
     from casereach.cli.bench_alerts import run_alerts_suite
     from casereach.cli.bench_dispatch import run_dispatch_suite
     from casereach.cli.bench_inbound import run_inbound_suite
 
-    try:
-        if suite == "alerts":
-            run_alerts_suite(cases=cases, json_out=json_out)
-            return
-        if suite == "dispatch":
-            run_dispatch_suite(messages=cases, drain_rows=rss_rows, json_out=json_out)
-            return
-        if suite == "inbound":
-            run_inbound_suite(requests=requests, json_out=json_out)
-            return
-        run_bench(suite, cases=cases, json_out=json_out, rss_rows=rss_rows)
-    except ValueError as exc:
-        fail(str(exc))
+    if suite == "alerts":
+        run_alerts_suite(cases=cases, json_out=json_out)
+        return
+    if suite == "dispatch":
+        run_dispatch_suite(
+            messages=cases, drain_rows=rss_rows, json_out=json_out, latency_ms=latency_ms
+        )
+        return
+    if suite == "inbound":
+        run_inbound_suite(requests=requests, json_out=json_out)
+        return
+    run_bench(suite, cases=cases, json_out=json_out, rss_rows=rss_rows)
 
 
 def run() -> None:

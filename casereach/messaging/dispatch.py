@@ -429,13 +429,18 @@ class Dispatcher:
                     elapsed = (at - state.refilled_on).total_seconds() if state.refilled_on else 0
                     capacity = max(rate, 1.0)
                     tokens = min(capacity, state.tokens + max(0.0, elapsed) * rate)
+                    # Postponed messages queue behind each other (spread over their future
+                    # slots) but take no tokens: when they come back they pay then. Taking
+                    # tokens for them as well made every re-claim push the whole backlog
+                    # further out, and a backlog larger than a batch never drained.
+                    ahead = 0.0
                     for j in group:
                         cost = max(1, int(j.row["segments"] or 1))
-                        if tokens >= cost:
+                        if not ahead and tokens >= cost:
                             tokens -= cost
                         else:
-                            wait = (cost - tokens) / rate
-                            tokens -= cost  # reserve: later messages wait behind this one
+                            ahead += cost
+                            wait = (ahead - max(tokens, 0.0)) / rate
                             j.action, j.until = "postpone", at + dt.timedelta(seconds=wait)
                     state.tokens, state.refilled_on = tokens, at
                 state.save()

@@ -21,24 +21,32 @@ ATTEMPTS = SendAttempt._meta.db_table
 
 def claim(limit: int, lease_until: dt.datetime, token: str, at: dt.datetime) -> list[str]:
     """Mark up to ``limit`` due queued messages as ``sending`` under ``token``; their ids."""
-    lock = " FOR UPDATE SKIP LOCKED" if bulk.is_postgres() else ""
-    sql = (
-        f"UPDATE {TABLE} SET status = 'sending', lease_until = %s, lease_token = %s, "
-        f"attempts = attempts + 1, updated_on = %s "
-        f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'queued' AND next_attempt_at <= %s "
-        f"ORDER BY next_attempt_at LIMIT %s{lock}) AND status = 'queued' RETURNING id"
-    )
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                bulk.adapt_datetime(lease_until),
-                token,
-                bulk.adapt_datetime(at),
-                bulk.adapt_datetime(at),
-                limit,
-            ],
+    lease, stamp = bulk.adapt_datetime(lease_until), bulk.adapt_datetime(at)
+    if bulk.is_postgres():
+        # The locked rows are picked once, in a materialised CTE. Inside ``WHERE id IN
+        # (subquery)`` PostgreSQL may rescan the subquery, and every rescan skips the rows
+        # the previous one locked and returns new ones: under contention one claim took the
+        # whole outbox instead of ``limit`` rows.
+        sql = (
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {TABLE} WHERE status = 'queued' "
+            f"AND next_attempt_at <= %s ORDER BY next_attempt_at LIMIT %s "
+            f"FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {TABLE} AS m SET status = 'sending', lease_until = %s, lease_token = %s, "
+            f"attempts = m.attempts + 1, updated_on = %s FROM picked WHERE m.id = picked.id "
+            f"RETURNING m.id"
         )
+        params = [stamp, limit, lease, token, stamp]
+    else:
+        sql = (
+            f"UPDATE {TABLE} SET status = 'sending', lease_until = %s, lease_token = %s, "
+            f"attempts = attempts + 1, updated_on = %s "
+            f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'queued' "
+            f"AND next_attempt_at <= %s ORDER BY next_attempt_at LIMIT %s) "
+            f"AND status = 'queued' RETURNING id"
+        )
+        params = [lease, token, stamp, stamp, limit]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -112,16 +120,26 @@ def reap(at: dt.datetime, limit: int = 1000) -> list[str]:
     Their gateway call may or may not have happened: the attempt is recorded as ``unknown``
     and the retry reuses the message id as idempotency key.
     """
-    lock = " FOR UPDATE SKIP LOCKED" if bulk.is_postgres() else ""
-    sql = (
-        f"UPDATE {TABLE} SET status = 'queued', lease_until = NULL, lease_token = NULL, "
-        f"unknown_outcomes = unknown_outcomes + 1, next_attempt_at = %s, updated_on = %s "
-        f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'sending' AND lease_until < %s "
-        f"LIMIT %s{lock}) AND status = 'sending' RETURNING id, attempts, gateway_name"
-    )
+    stamp = bulk.adapt_datetime(at)
+    if bulk.is_postgres():  # picked once, as in claim()
+        sql = (
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {TABLE} WHERE status = 'sending' "
+            f"AND lease_until < %s LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {TABLE} AS m SET status = 'queued', lease_until = NULL, lease_token = NULL, "
+            f"unknown_outcomes = m.unknown_outcomes + 1, next_attempt_at = %s, updated_on = %s "
+            f"FROM picked WHERE m.id = picked.id RETURNING m.id, m.attempts, m.gateway_name"
+        )
+        params = [stamp, limit, stamp, stamp]
+    else:
+        sql = (
+            f"UPDATE {TABLE} SET status = 'queued', lease_until = NULL, lease_token = NULL, "
+            f"unknown_outcomes = unknown_outcomes + 1, next_attempt_at = %s, updated_on = %s "
+            f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'sending' AND lease_until < %s "
+            f"LIMIT %s) AND status = 'sending' RETURNING id, attempts, gateway_name"
+        )
+        params = [stamp, stamp, stamp, limit]
     with transaction.atomic(), connection.cursor() as cursor:
-        stamp = bulk.adapt_datetime(at)
-        cursor.execute(sql, [stamp, stamp, stamp, limit])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
         bulk.insert(
             ATTEMPTS,

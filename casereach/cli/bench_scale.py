@@ -1,0 +1,268 @@
+"""``casereach bench dispatch`` in the scale-out mode, and ``casereach bench all``.
+
+With ``CASEREACH_BROKER_URL`` set and ``CASEREACH_DATABASE_URL`` naming PostgreSQL, the
+dispatch benchmark runs the real thing: a fresh temporary database on that server, N
+``casereach worker`` processes, one ``casereach beat``, and the fast local provider
+(optionally answering after ``--gateway-latency-ms``). Throughput is messages over the span
+between the first and the last ``sent_on`` the workers recorded, so process start-up is not
+counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from casereach.cli.bench_dispatch import Provider, _dispatch_run, _floor
+
+WORKER_CONCURRENCY = 4
+FLOOR_CONNECTIONS = 64  # as many calls in flight as one worker can have
+
+SETUP = r"""
+import os
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "casereach.settings")
+django.setup()
+from casereach.core.timeutil import now
+from casereach.gateways.actions import do_create_gateway, do_set_routes
+from casereach.messaging.models import Message
+from casereach.projects.actions import do_create_project
+count = int(os.environ["BENCH_MESSAGES"])
+p = do_create_project("bench")
+gw = do_create_gateway(p, {"name": "FAST", "type": "http", "config": {
+    "url": os.environ["BENCH_URL"], "method": "POST", "encoding": "json",
+    "params": {"to": "{to}", "text": "{text}"}, "provider_id_path": "id"}})
+do_set_routes(p, {"default_gateway": "FAST", "prefixes": []}, {"fast"})
+t = now()
+for start in range(0, count, 20000):
+    Message.objects.bulk_create([
+        Message(project=p, phone_number=f"2547{i:08d}", text=f"reminder {i}", segments=1,
+                encoding="GSM", created_on=t, updated_on=t, next_attempt_at=t,
+                gateway_name="FAST", gateway_id=gw.pk)
+        for i in range(start, min(count, start + 20000))
+    ], batch_size=5000)
+"""
+
+
+def mode_of_environment() -> str:
+    from casereach.scaleout import config
+
+    db = os.environ.get("CASEREACH_DATABASE_URL", "")
+    engine = "postgresql" if db.startswith(("postgres://", "postgresql://")) else "sqlite"
+    return f"scale-out ({engine})" if config.broker_mode() else f"embedded ({engine})"
+
+
+def _require_cluster_env() -> tuple[str, str]:
+    from casereach.scaleout import config
+
+    db = os.environ.get("CASEREACH_DATABASE_URL", "")
+    broker = config.broker_url()
+    if not broker or not db.startswith(("postgres://", "postgresql://")):
+        raise ValueError(
+            "--workers needs the scale-out mode: set CASEREACH_BROKER_URL (redis:// or amqp://) "
+            "and CASEREACH_DATABASE_URL=postgres://…"
+        )
+    return db, broker
+
+
+def _psql(admin: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(statement)  # our own fixed statements
+
+
+def run_dispatch_cluster(messages: int, workers: int, latency_ms: float) -> dict[str, Any]:
+    """N Celery workers draining ``messages`` queued messages; msgs/s over the send span."""
+    import psycopg
+
+    db, broker = _require_cluster_env()
+    base = db.rsplit("/", 1)[0]
+    name = f"casereach_bench_{uuid.uuid4().hex[:8]}"
+    admin = f"{base}/postgres"
+    _psql(admin, f"CREATE DATABASE {name}")
+    url = f"{base}/{name}"
+    provider = Provider(latency_ms=latency_ms)
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = Path(tempfile.mkdtemp(prefix="casereach-bench-logs-"))
+    env = {
+        **os.environ,
+        "CASEREACH_DATABASE_URL": url,
+        "CASEREACH_BROKER_URL": broker,
+        "CASEREACH_KICK_SECONDS": "0.25",
+        "BENCH_URL": provider.url,
+        "BENCH_MESSAGES": str(messages),
+    }
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "casereach", "init"], env=env, check=True, capture_output=True
+        )
+        subprocess.run([sys.executable, "-c", SETUP], env=env, check=True, timeout=3600)
+
+        def start(tag: str, *args: str) -> None:
+            out = (logs / f"{tag}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "casereach", *args],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+        for i in range(workers):
+            start(
+                f"worker-{i}",
+                "worker",
+                "--queues",
+                "dispatch",
+                "--concurrency",
+                str(WORKER_CONCURRENCY),
+                "--loglevel",
+                "INFO",
+            )
+        deadline = time.monotonic() + 120
+        while (
+            sum(
+                (logs / f"worker-{i}.log").read_text(errors="replace").count(" ready.")
+                for i in range(workers)
+            )
+            < workers
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the benchmark workers did not start (logs in {logs})")
+            time.sleep(0.2)
+        start("beat", "beat")
+        deadline = time.monotonic() + 4 * 3600
+        with psycopg.connect(url, autocommit=True) as con:
+            while True:
+                row = con.execute(
+                    "SELECT COUNT(*) FILTER (WHERE status IN ('queued', 'sending')), "
+                    "MIN(sent_on), MAX(sent_on) FROM messaging_message"
+                ).fetchone()
+                assert row is not None
+                if row[0] == 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the benchmark did not finish")
+                time.sleep(0.25)
+            not_sent = con.execute(
+                "SELECT COUNT(*) FROM messaging_message WHERE status <> 'sent'"
+            ).fetchone()
+        span = (row[2] - row[1]).total_seconds() if row[1] and row[2] else 0.0
+        return {
+            "messages": messages,
+            "workers": workers,
+            "seconds": round(span, 3),
+            "msgs_per_s": round(messages / span, 1) if span else None,
+            "not_sent": not_sent[0] if not_sent else None,
+        }
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        provider.stop()
+        _psql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def run_dispatch_scaleout_suite(
+    *, messages: int, workers: int, latency_ms: float, json_out: Path | None
+) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.table import Table
+
+    result = run_dispatch_cluster(messages, workers, latency_ms)
+    table = Table(
+        title=f"dispatch, scale-out: {messages:,} messages, {workers} worker(s), gateway {latency_ms:g} ms"
+    )
+    table.add_column("measurement")
+    table.add_column("value")
+    table.add_row("msgs/s", f"{result['msgs_per_s']:,.0f}")
+    table.add_row("not sent", str(result["not_sent"]))
+    Console().print(table)
+    document = {
+        "suite": "dispatch",
+        "mode": "scale-out",
+        "workers": workers,
+        "gateway_latency_ms": latency_ms,
+        "results": result,
+    }
+    if json_out is not None:
+        json_out.write_text(json.dumps(document, indent=2) + "\n")
+    return document
+
+
+def run_all(*, messages: int, latency_ms: float, json_out: Path | None) -> dict[str, Any]:
+    """Dispatch in every mode side by side: embedded SQLite, PostgreSQL + 1 and + 2 Celery
+    workers, and the floor, with ratios (SPEC 9; issue 7)."""
+    import asyncio
+
+    from rich.console import Console
+    from rich.table import Table
+
+    _require_cluster_env()
+    say = Console(stderr=True).print
+    provider = Provider(latency_ms=latency_ms)
+    try:
+        say("floor: bare asyncio client")
+        floor = asyncio.run(_floor(provider.port, messages, FLOOR_CONNECTIONS))
+        say("embedded SQLite")
+        embedded = _dispatch_run(provider.url, messages)
+    finally:
+        provider.stop()
+    embedded_rate = embedded["sent"] / embedded["seconds"]
+    say("PostgreSQL + 1 worker")
+    one = run_dispatch_cluster(messages, 1, latency_ms)
+    say("PostgreSQL + 2 workers")
+    two = run_dispatch_cluster(messages, 2, latency_ms)
+    rows = [
+        ("embedded SQLite (serve)", embedded_rate),
+        ("PostgreSQL + 1 Celery worker", float(one["msgs_per_s"] or 0)),
+        ("PostgreSQL + 2 Celery workers", float(two["msgs_per_s"] or 0)),
+        (f"floor: bare asyncio client, {FLOOR_CONNECTIONS} connections", floor),
+    ]
+    table = Table(
+        title=f"dispatch: {messages:,} messages to a local http gateway answering in {latency_ms:g} ms"
+    )
+    for column in ("mode", "msgs/s", "ratio to floor", "ratio to 1 worker"):
+        table.add_column(column)
+    base = rows[1][1]
+    for label, rate in rows:
+        table.add_row(
+            label,
+            f"{rate:,.0f}",
+            f"{rate / floor:.2f}" if floor else "",
+            f"{rate / base:.2f}" if base else "",
+        )
+    Console().print(table)
+    document = {
+        "suite": "all",
+        "mode": "embedded + scale-out",
+        "workers": [0, 1, 2],
+        "gateway_latency_ms": latency_ms,
+        "results": {
+            "messages": messages,
+            "embedded_sqlite_msgs_per_s": round(embedded_rate, 1),
+            "pg_1_worker_msgs_per_s": one["msgs_per_s"],
+            "pg_2_workers_msgs_per_s": two["msgs_per_s"],
+            "floor_msgs_per_s": round(floor, 1),
+            "two_to_one_worker_ratio": round(float(two["msgs_per_s"] or 0) / base, 3)
+            if base
+            else None,
+        },
+        "targets": {"two_to_one_worker_ratio": 1.3},
+    }
+    if json_out is not None:
+        json_out.write_text(json.dumps(document, indent=2) + "\n")
+    return document

@@ -1,0 +1,136 @@
+"""The Celery application and its tasks.
+
+Every task is a claim request or an id: ``dispatch`` and ``fire_due`` claim due rows with
+leases and act through the embedded mode's own code (``Dispatcher.run_once``,
+``scheduler.fire_due``); ``reap_leases`` puts rows whose lease expired back in the queue;
+``reevaluate_alert`` and ``import_cases`` take an alert id or a file path on shared storage.
+A duplicate, redelivered or lost task can delay work but never repeat it: the claim in the
+database decides who acts.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from casereach.scaleout import config
+
+log = logging.getLogger(__name__)
+
+_local = threading.local()
+
+
+@functools.cache
+def get_app() -> Any:
+    """The Celery app for ``CASEREACH_BROKER_URL`` (Django is set up first)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "casereach.settings")
+    import django
+    from celery import Celery
+
+    django.setup()
+    url = config.broker_url()
+    if not url:
+        raise RuntimeError(f"{config.BROKER_ENV} is not set: there is no broker to use")
+    app = Celery("casereach")
+    app.conf.update(config.celery_settings(url))
+    for name, fn in TASKS.items():
+        app.task(name=name, bind=False)(fn)
+    return app
+
+
+def _dispatcher() -> Any:
+    """One dispatcher per worker thread (its HTTP clients and gateway objects are reused)."""
+    from casereach.messaging.dispatch import Dispatcher
+
+    d = getattr(_local, "dispatcher", None)
+    if d is None:
+        threads = int(os.environ.get("CASEREACH_DISPATCH_THREADS", "16"))
+        batch = int(os.environ.get("CASEREACH_DISPATCH_BATCH", "200"))
+        d = _local.dispatcher = Dispatcher(batch_size=batch, concurrency=threads)
+    return d
+
+
+def _loop(step: Callable[[], int], budget_s: float) -> int:
+    """Run ``step`` until it finds nothing to do or the budget is spent."""
+    from django.db import close_old_connections
+
+    total = 0
+    deadline = time.monotonic() + budget_s
+    close_old_connections()
+    try:
+        while True:
+            done = step()
+            total += done
+            if done == 0 or time.monotonic() >= deadline:
+                return total
+    finally:
+        close_old_connections()
+
+
+def dispatch(budget_s: float | None = None) -> int:
+    """Claim and send batches of due messages (``FOR UPDATE SKIP LOCKED``)."""
+    d = _dispatcher()
+    return _loop(d.run_once, config.TASK_BUDGET_S if budget_s is None else budget_s)
+
+
+def fire_due(budget_s: float | None = None) -> int:
+    """Fire due schedule instances; the unique firing key makes a second firing impossible."""
+    from casereach.alerts.scheduler import fire_due as step
+
+    return _loop(step, config.TASK_BUDGET_S if budget_s is None else budget_s)
+
+
+def reap_leases() -> int:
+    """Re-queue messages whose lease expired (their dispatcher died mid-send)."""
+    from django.db import close_old_connections
+
+    from casereach.core.timeutil import now
+    from casereach.messaging import outbox
+
+    close_old_connections()
+    try:
+        return len(outbox.reap(now()))
+    finally:
+        close_old_connections()
+
+
+def reevaluate_alert(alert_id: int) -> str:
+    """Evaluate a (re)activated alert over every candidate recipient, in batches."""
+    from casereach.alerts.actions import do_activate
+    from casereach.alerts.models import Alert
+
+    alert = Alert.objects.filter(pk=alert_id).first()
+    if alert is None:
+        return "gone"
+    return str(do_activate(alert).eval_state)
+
+
+def import_cases(path: str, project_id: int, case_type: str | None = None) -> dict[str, int]:
+    """Import a CSV/XLSX file that every worker can read (shared storage); set-based."""
+    from pathlib import Path
+
+    from casereach.cases.importer import import_cases as run
+    from casereach.projects.models import Project
+
+    project = Project.objects.get(pk=project_id)
+    report = run(project, Path(path), case_type=case_type)
+    return {"rows": report.rows_read, "written": report.written, "failed": report.rows_failed}
+
+
+TASKS: dict[str, Callable[..., Any]] = {
+    "casereach.dispatch": dispatch,
+    "casereach.fire_due": fire_due,
+    "casereach.reap_leases": reap_leases,
+    "casereach.reevaluate_alert": reevaluate_alert,
+    "casereach.import_cases": import_cases,
+}
+
+
+def send(name: str, *args: Any, **options: Any) -> None:
+    """Publish one task by name (``expires`` and other Celery options as keywords)."""
+    get_app().send_task(name, args=args, **options)

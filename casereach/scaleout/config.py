@@ -1,0 +1,95 @@
+"""Which runtime mode the environment selects, and the Celery settings for the scale-out one."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+BROKER_ENV = "CASEREACH_BROKER_URL"
+QUEUE_PREFIX = "casereach."
+# Short names for ``casereach worker --queues`` → the broker's queue names.
+QUEUES = ("dispatch", "schedule", "bulk")
+KICK_INTERVAL_S = float(os.environ.get("CASEREACH_KICK_SECONDS", "1.0"))
+REAP_INTERVAL_S = 15.0
+# How long one dispatch or scheduler task keeps claiming batches before it hands its slot
+# back (other queues' tasks wait behind it at most this long).
+TASK_BUDGET_S = float(os.environ.get("CASEREACH_TASK_BUDGET_SECONDS", "4.0"))
+
+
+def broker_url() -> str:
+    return os.environ.get(BROKER_ENV, "").strip()
+
+
+def broker_mode() -> bool:
+    """True when background work runs in Celery workers rather than inside ``serve``."""
+    return bool(broker_url())
+
+
+def check_broker_url(url: str) -> None:
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss", "amqp", "amqps", "pyamqp"):
+        raise ValueError(f"{BROKER_ENV} must start with redis:// or amqp:// (got {scheme}://)")
+
+
+def masked(url: str) -> str:
+    """The broker URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        netloc = f"{parts.username or ''}:***@{host}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def queue_name(short: str) -> str:
+    return short if short.startswith(QUEUE_PREFIX) else QUEUE_PREFIX + short
+
+
+def celery_settings(url: str) -> dict[str, Any]:
+    check_broker_url(url)
+    return {
+        "broker_url": url,
+        # No result backend: tasks return nothing worth keeping; the database is the record.
+        "task_ignore_result": True,
+        "result_backend": None,
+        # Kicks are acknowledged early: a kick lost with a killed worker costs nothing (the
+        # next one comes within a second, and the reaper re-claims the rows it had leased).
+        "task_acks_late": False,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": queue_name("dispatch"),
+        "task_routes": {
+            "casereach.dispatch": {"queue": queue_name("dispatch")},
+            "casereach.reap_leases": {"queue": queue_name("dispatch")},
+            "casereach.fire_due": {"queue": queue_name("schedule")},
+            "casereach.reevaluate_alert": {"queue": queue_name("bulk")},
+            "casereach.import_cases": {"queue": queue_name("bulk")},
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # a broker outage is waited out, forever
+        "broker_transport_options": {"visibility_timeout": 3600},
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_schedule": {
+            "dispatch": {
+                "task": "casereach.dispatch",
+                "schedule": KICK_INTERVAL_S,
+                "options": {"expires": KICK_INTERVAL_S * 3},
+            },
+            "fire-due": {
+                "task": "casereach.fire_due",
+                "schedule": KICK_INTERVAL_S,
+                "options": {"expires": KICK_INTERVAL_S * 3},
+            },
+            "reap-leases": {
+                "task": "casereach.reap_leases",
+                "schedule": REAP_INTERVAL_S,
+                "options": {"expires": REAP_INTERVAL_S * 2},
+            },
+        },
+    }
