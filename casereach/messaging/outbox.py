@@ -19,34 +19,39 @@ TABLE = Message._meta.db_table
 ATTEMPTS = SendAttempt._meta.db_table
 
 
-def claim(limit: int, lease_until: dt.datetime, token: str, at: dt.datetime) -> list[str]:
-    """Mark up to ``limit`` due queued messages as ``sending`` under ``token``; their ids."""
-    lease, stamp = bulk.adapt_datetime(lease_until), bulk.adapt_datetime(at)
+def _claim_statement(returning: str) -> str:
+    """The claiming UPDATE: due queued messages become ``sending`` under a lease.
+
+    Parameters: at, limit, lease_until, token, at.
+    """
     if bulk.is_postgres():
         # The locked rows are picked once, in a materialised CTE. Inside ``WHERE id IN
         # (subquery)`` PostgreSQL may rescan the subquery, and every rescan skips the rows
         # the previous one locked and returns new ones: under contention one claim took the
         # whole outbox instead of ``limit`` rows.
-        sql = (
+        return (
             f"WITH picked AS MATERIALIZED (SELECT id FROM {TABLE} WHERE status = 'queued' "
             f"AND next_attempt_at <= %s ORDER BY next_attempt_at LIMIT %s "
             f"FOR UPDATE SKIP LOCKED) "
             f"UPDATE {TABLE} AS m SET status = 'sending', lease_until = %s, lease_token = %s, "
             f"attempts = m.attempts + 1, updated_on = %s FROM picked WHERE m.id = picked.id "
-            f"RETURNING m.id"
+            f"RETURNING {', '.join('m.' + c for c in returning.split(', '))}"
         )
-        params = [stamp, limit, lease, token, stamp]
-    else:
-        sql = (
-            f"UPDATE {TABLE} SET status = 'sending', lease_until = %s, lease_token = %s, "
-            f"attempts = attempts + 1, updated_on = %s "
-            f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'queued' "
-            f"AND next_attempt_at <= %s ORDER BY next_attempt_at LIMIT %s) "
-            f"AND status = 'queued' RETURNING id"
-        )
-        params = [lease, token, stamp, stamp, limit]
+    # SQLite: the IMMEDIATE write transaction excludes every other claimer.
+    return (
+        f"WITH picked AS (SELECT id FROM {TABLE} WHERE status = 'queued' "
+        f"AND next_attempt_at <= %s ORDER BY next_attempt_at LIMIT %s) "
+        f"UPDATE {TABLE} SET status = 'sending', lease_until = %s, lease_token = %s, "
+        f"attempts = attempts + 1, updated_on = %s "
+        f"WHERE id IN (SELECT id FROM picked) AND status = 'queued' RETURNING {returning}"
+    )
+
+
+def claim(limit: int, lease_until: dt.datetime, token: str, at: dt.datetime) -> list[str]:
+    """Mark up to ``limit`` due queued messages as ``sending`` under ``token``; their ids."""
+    lease, stamp = bulk.adapt_datetime(lease_until), bulk.adapt_datetime(at)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_claim_statement("id"), [stamp, limit, lease, token, stamp])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -79,17 +84,10 @@ def claim_rows(
     """``claim``, returning each claimed message's ``CLAIM_COLUMNS`` (``attempts`` already
     counting this one) in one statement, oldest first. ``created_on`` is the driver's value
     (a naive UTC datetime on SQLite, an aware one on PostgreSQL): see ``raw_before``."""
-    lock = " FOR UPDATE SKIP LOCKED" if bulk.is_postgres() else ""
-    sql = (
-        f"UPDATE {TABLE} SET status = 'sending', lease_until = %s, lease_token = %s, "
-        f"attempts = attempts + 1, updated_on = %s "
-        f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'queued' AND next_attempt_at <= %s "
-        f"ORDER BY next_attempt_at LIMIT %s{lock}) AND status = 'queued' "
-        f"RETURNING {', '.join(CLAIM_COLUMNS)}"
-    )
     stamp = bulk.adapt_datetime(at)
+    sql = _claim_statement(", ".join(CLAIM_COLUMNS))
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, [bulk.adapt_datetime(lease_until), token, stamp, stamp, limit])
+        cursor.execute(sql, [stamp, limit, bulk.adapt_datetime(lease_until), token, stamp])
         rows = [dict(zip(CLAIM_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
     for row in rows:
         row["allow_opted_out"] = bool(row["allow_opted_out"])  # SQLite returns 0/1
