@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "casereach.messaging",
     "casereach.alerts",
     "casereach.web",
+    "casereach.scaleout",
 ]
 
 MIDDLEWARE = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -150,13 +150,45 @@ def do_deactivate(alert: Alert) -> Alert:
     return alert
 
 
+# Where the bulk evaluation of an activated alert runs: here, in the caller's process, unless a
+# runner is registered (the scale-out mode hands it to a worker by alert id).
+EvaluationRunner = Callable[[int], None]
+_evaluation_runner: EvaluationRunner | None = None
+
+
+def register_evaluation_runner(runner: EvaluationRunner | None) -> None:
+    global _evaluation_runner
+    _evaluation_runner = runner
+
+
 def do_activate(alert: Alert) -> Alert:
-    """Mark active and evaluate every candidate recipient in batches (progress on the alert)."""
-    spec = spec_of(alert)
+    """Mark active and evaluate every candidate recipient in batches (progress on the alert):
+    at once, or — with an evaluation runner — by a worker, the alert showing ``queued``."""
+    runner = _evaluation_runner
     Alert.objects.filter(pk=alert.pk).update(
-        active=True, eval_state="running", eval_processed=0, eval_total=0, updated_on=now()
+        active=True,
+        eval_state="queued" if runner else "running",
+        eval_processed=0,
+        eval_total=0,
+        updated_on=now(),
     )
     alert.refresh_from_db()
+    if runner is not None:
+        try:
+            runner(alert.pk)
+            return alert
+        except Exception:  # the broker is unreachable: evaluating here is late but not lost
+            log.exception("could not hand alert %s to a worker; evaluating it here", alert.pk)
+    return evaluate_alert(alert)
+
+
+def evaluate_alert(alert: Alert) -> Alert:
+    """Bring every candidate recipient's instances in line with an active alert."""
+    alert.refresh_from_db()
+    if not alert.active:
+        return alert
+    spec = spec_of(alert)
+    Alert.objects.filter(pk=alert.pk).update(eval_state="running", eval_processed=0)
     if spec.kind == "conditional":
         _activate_conditional(alert, spec)
     else:

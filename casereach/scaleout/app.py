@@ -101,13 +101,13 @@ def reap_leases() -> int:
 
 def reevaluate_alert(alert_id: int) -> str:
     """Evaluate a (re)activated alert over every candidate recipient, in batches."""
-    from casereach.alerts.actions import do_activate
+    from casereach.alerts.actions import evaluate_alert
     from casereach.alerts.models import Alert
 
     alert = Alert.objects.filter(pk=alert_id).first()
     if alert is None:
         return "gone"
-    return str(do_activate(alert).eval_state)
+    return str(evaluate_alert(alert).eval_state)
 
 
 def import_cases(path: str, project_id: int, case_type: str | None = None) -> dict[str, int]:

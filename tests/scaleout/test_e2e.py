@@ -141,6 +141,8 @@ def test_conditional_alert_fires_once_per_case_with_two_beats(world: World) -> N
     }
     r = api.post(M + "alerts", alert)
     assert 201 == r.status_code, r.text
+    # The bulk evaluation is a worker's task: the API answers before it ran.
+    assert "queued" == r.json()["progress"]["state"]
     wait_for("the alert's messages", lambda: len(world.provider.to(NUMBERS[1])) >= 1, 60)
     wait_for("the alert's messages", lambda: len(world.provider.to(NUMBERS[0])) >= 1, 60)
     time.sleep(3)  # both beats keep kicking: nothing more may go out
@@ -149,6 +151,8 @@ def test_conditional_alert_fires_once_per_case_with_two_beats(world: World) -> N
     ]
     firings = sql(world.cluster.db_url, "SELECT COUNT(*), COUNT(DISTINCT key) FROM alerts_firing")
     assert [(2, 2)] == firings
+    progress = api.get(M + f"alerts/{r.json()['id']}").json()["progress"]
+    assert ("done", progress["total"]) == (progress["state"], progress["processed"])
 
 
 def test_inbound_reply_is_sent_by_a_worker(world: World) -> None:

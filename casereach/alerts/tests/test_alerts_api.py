@@ -622,3 +622,38 @@ def test_instances_of_an_inactive_or_older_alert_are_retired_not_fired(api: Api)
     assert 1 == fire_due(at=inst.next_due)
     inst.refresh_from_db()
     assert (False, None, 0) == (inst.active, inst.next_due, Message.objects.count())
+
+
+def test_an_evaluation_runner_takes_the_bulk_evaluation_out_of_the_request(api: Api) -> None:
+    from casereach.alerts.actions import evaluate_alert, register_evaluation_runner
+    from casereach.alerts.models import Alert
+
+    cid = case(api, edd="2027-01-01")
+    handed: list[int] = []
+    register_evaluation_runner(handed.append)
+    try:
+        body = create(api, conditional())
+    finally:
+        register_evaluation_runner(None)
+    assert ([body["id"]], "queued", None) == (handed, body["progress"]["state"], instance(cid))
+    evaluate_alert(Alert.objects.get(pk=body["id"]))
+    progress = api.get(M + f"alerts/{body['id']}").body["progress"]
+    assert ("done", 1, 1) == (progress["state"], progress["processed"], progress["total"])
+    assert instance(cid) is not None
+
+
+def test_an_unreachable_runner_falls_back_to_evaluating_at_once(api: Api) -> None:
+    from casereach.alerts.actions import register_evaluation_runner
+
+    cid = case(api, edd="2027-01-01")
+
+    def broker_down(alert_id: int) -> None:
+        raise ConnectionError("broker unreachable")
+
+    register_evaluation_runner(broker_down)
+    try:
+        body = create(api, conditional())
+    finally:
+        register_evaluation_runner(None)
+    assert "done" == body["progress"]["state"]
+    assert instance(cid) is not None
