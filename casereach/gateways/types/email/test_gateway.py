@@ -297,7 +297,9 @@ ERROR_CASES = [
 @pytest.mark.parametrize("case", ERROR_CASES, ids=lambda c: c.label)
 def test_send_errors(handler: Recorder, connect: Factory, case: ErrorCase) -> None:
     case.script(handler)
-    gateway = connect(timeout_s=0.5)
+    # Short enough for the 3 s silence after DATA, long enough that a loaded machine does not
+    # time out earlier in the conversation (which would be a different, known outcome).
+    gateway = connect(timeout_s=1.5)
 
     with pytest.raises(GatewayError) as raised:
         gateway.send(msg())
