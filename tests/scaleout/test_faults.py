@@ -211,8 +211,9 @@ ALERT = """
 import django, os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "casereach.settings")
 django.setup()
-from casereach.alerts.actions import do_create_alert
+from casereach.alerts.actions import do_create_alert, register_evaluation_runner
 from casereach.projects.queries import get_project_by_name
+register_evaluation_runner(None)  # set-up: the instances exist before any worker runs
 p = get_project_by_name("beats")
 do_create_alert(p, {
     "name": "Due now", "kind": "conditional", "case_type": "mother",
