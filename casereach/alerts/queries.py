@@ -27,12 +27,13 @@ from casereach.alerts.actions import (
 from casereach.alerts.criteria import CaseView, matching
 from casereach.alerts.engine import Occurrence, occurrences_after
 from casereach.alerts.models import Alert, ScheduleInstance
-from casereach.alerts.scheduler import Claimed, Target, _targets, message_for
+from casereach.alerts.scheduler import CONTACT_FIELDS, Claimed, Target, _targets, message_for
 from casereach.alerts.spec import AlertSpec, TimedSchedule
 from casereach.alerts.timing import skipped_months
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
 from casereach.core.timeutil import now
+from casereach.messaging.errors import describe
 from casereach.messaging.models import OptOut
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
@@ -272,22 +273,63 @@ def _note(
     )
 
 
+def _contact_row(project: Project, contact_id: str) -> dict[str, Any] | None:
+    """The contact's fields that building a message reads (the scheduler's CONTACT_FIELDS)."""
+    row: dict[str, Any] | None = (
+        Contact.objects.filter(project=project, contact_id=contact_id)
+        .values(*CONTACT_FIELDS)
+        .first()
+    )
+    return row
+
+
+def preview(project: Project, alert: Alert, case_id: str) -> dict[str, Any] | None:
+    """The alert's message for one case as the scheduler would build it now; None when the
+    case has no contact in the project."""
+    contact = _contact_row(project, case_id)
+    if contact is None:
+        return None
+    views = load_views(project.pk, [case_id])
+    view = views[0] if views else None
+    phones = {}
+    first = PhoneEntry.objects.filter(contact_id=case_id).order_by("position", "id").first()
+    if first is not None:
+        phones[case_id] = first.number
+    names: dict[str, str] = {}
+    if view is not None and view.owner_id:
+        names = dict(
+            Contact.objects.filter(project=project, contact_id=view.owner_id).values_list(
+                "contact_id", "name"
+            )
+        )
+    msg = message_for(
+        project,
+        effective_settings(project.settings),
+        spec_of(alert),
+        view,
+        Target(contact=contact),
+        names,
+        phones,
+        now(),
+    )
+    info = describe(msg.error_code) if msg.error_code else None
+    return {
+        "name": contact["name"],
+        "language": msg.language or None,
+        "text": msg.text,
+        "subject": getattr(msg, "subject", ""),
+        "error_code": msg.error_code,
+        "error_description": info.description if info else "",
+        "error_hint": info.hint if info else "",
+        "segments": msg.segments,
+        "encoding": msg.encoding,
+    }
+
+
 def upcoming(project: Project, contact_id: str, limit: int = 10) -> list[dict[str, Any]]:
     """The contact's next scheduled sends, in time order (from its materialised instances)."""
     settings = effective_settings(project.settings)
-    contact = (
-        Contact.objects.filter(project=project, contact_id=contact_id)
-        .values(
-            "contact_id",
-            "contact_type",
-            "name",
-            "active",
-            "lang_effective",
-            "email",
-            "email_status",
-        )
-        .first()
-    )
+    contact = _contact_row(project, contact_id)
     if contact is None:
         return []
     instances = list(

@@ -22,7 +22,7 @@ from casereach.alerts.actions import (
 )
 from casereach.alerts.api import serialize_alert
 from casereach.alerts.models import Alert
-from casereach.alerts.queries import dry_run
+from casereach.alerts.queries import dry_run, preview
 from casereach.alerts.templates import TemplateError, estimate
 from casereach.cases.models import Case
 from casereach.core.errors import CasereachError
@@ -414,67 +414,6 @@ def alert_estimate(request: HttpRequest, project: Project) -> HttpResponse:
         "web/alert_estimates.html",
         {"estimates": estimates, "template_error": template_error, "oob": True},
     )
-
-
-def preview(project: Project, alert: Alert, case_id: str) -> dict[str, Any] | None:
-    """The alert's message for one case as the scheduler would build it now."""
-    from casereach.alerts.actions import load_views, spec_of
-    from casereach.alerts.scheduler import Target, message_for
-    from casereach.contacts.models import Contact, PhoneEntry
-    from casereach.core.timeutil import now
-    from casereach.messaging.errors import describe
-    from casereach.projects.settings_schema import effective_settings
-
-    contact = (
-        Contact.objects.filter(project=project, contact_id=case_id)
-        .values(
-            "contact_id",
-            "contact_type",
-            "name",
-            "active",
-            "lang_effective",
-            "email",
-            "email_status",
-        )
-        .first()
-    )
-    if contact is None:
-        return None
-    views = load_views(project.pk, [case_id])
-    view = views[0] if views else None
-    phones = {}
-    first = PhoneEntry.objects.filter(contact_id=case_id).order_by("position", "id").first()
-    if first is not None:
-        phones[case_id] = first.number
-    names = {}
-    if view is not None and view.owner_id:
-        names = dict(
-            Contact.objects.filter(project=project, contact_id=view.owner_id).values_list(
-                "contact_id", "name"
-            )
-        )
-    msg = message_for(
-        project,
-        effective_settings(project.settings),
-        spec_of(alert),
-        view,
-        Target(contact=dict(contact)),
-        names,
-        phones,
-        now(),
-    )
-    info = describe(msg.error_code) if msg.error_code else None
-    return {
-        "name": contact["name"],
-        "language": msg.language or None,
-        "text": msg.text,
-        "subject": getattr(msg, "subject", ""),
-        "error_code": msg.error_code,
-        "error_description": info.description if info else "",
-        "error_hint": info.hint if info else "",
-        "segments": msg.segments,
-        "encoding": msg.encoding,
-    }
 
 
 @project_page
