@@ -26,6 +26,7 @@ from casereach.gateways.queries import instantiate
 from casereach.messaging.actions import do_apply_status_update
 from casereach.messaging.dispatch import public_base_url
 from casereach.messaging.inbound import InboundResult, RawRows, batched, do_receive
+from casereach.messaging.inbound_queue import do_queue_inbound, queues_inbound
 
 log = logging.getLogger(__name__)
 router = Router(tags=["gateway callbacks"], auth=None)
@@ -284,6 +285,8 @@ def inbound_sms(request: HttpRequest, gateway_type: str, inbound_key: str) -> Ht
             messages = gateway.parse_inbound(form, request.body, request.content_type or "")
         except ValueError as exc:
             raise BadRequest(f"malformed inbound message: {exc}") from None
+        if queues_inbound():  # scale-out: a worker handles them (messaging/inbound_queue.py)
+            return gateway, do_queue_inbound(gw, messages)
         return gateway, [do_receive(gw, m) for m in messages]
 
     gateway, results = on_db_thread(receive)
@@ -293,7 +296,7 @@ def inbound_sms(request: HttpRequest, gateway_type: str, inbound_key: str) -> Ht
             {
                 "status": "received",
                 "messages": [
-                    {"id": r.message_id, "duplicate": r.duplicate, "action": r.action}
+                    {"id": r.message_id or None, "duplicate": r.duplicate, "action": r.action}
                     for r in results
                 ],
             },

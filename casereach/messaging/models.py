@@ -176,3 +176,19 @@ class Keyword(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "keyword"], name="keyword_per_project")
         ]
+
+
+class InboundQueue(models.Model):
+    """Scale-out mode: an inbound SMS a web replica accepted and a worker has yet to handle.
+
+    The webhook answers the provider once the row is committed; a worker claims rows (``FOR
+    UPDATE SKIP LOCKED``), handles each with ``do_receive`` and deletes it in the same
+    transaction, so a crash leaves the row for the next claim and nothing is handled twice.
+    """
+
+    gateway_id = models.BigIntegerField()
+    sender = models.CharField(max_length=64)
+    to = models.CharField(max_length=64, default="")
+    text = models.TextField(default="")
+    provider_id = models.CharField(max_length=128, default="")
+    received_on = models.DateTimeField()

@@ -85,6 +85,17 @@ def fire_due(budget_s: float | None = None) -> int:
     return _loop(step, config.TASK_BUDGET_S if budget_s is None else budget_s)
 
 
+def handle_inbound(budget_s: float | None = None) -> int:
+    """Handle inbound SMS the webhooks queued (claimed ``FOR UPDATE SKIP LOCKED``); their
+    replies go out with the next dispatch, kicked at once."""
+    from casereach.messaging.inbound_queue import handle_queued
+
+    handled = _loop(handle_queued, config.TASK_BUDGET_S if budget_s is None else budget_s)
+    if handled:
+        send("casereach.dispatch", expires=config.KICK_INTERVAL_S * 3)
+    return handled
+
+
 def reap_leases() -> int:
     """Re-queue messages whose lease expired (their dispatcher died mid-send)."""
     from django.db import close_old_connections
@@ -126,6 +137,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "casereach.dispatch": dispatch,
     "casereach.fire_due": fire_due,
     "casereach.reap_leases": reap_leases,
+    "casereach.handle_inbound": handle_inbound,
     "casereach.reevaluate_alert": reevaluate_alert,
     "casereach.import_cases": import_cases,
 }

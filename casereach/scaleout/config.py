@@ -63,6 +63,7 @@ def celery_settings(url: str) -> dict[str, Any]:
         "task_routes": {
             "casereach.dispatch": {"queue": queue_name("dispatch")},
             "casereach.reap_leases": {"queue": queue_name("dispatch")},
+            "casereach.handle_inbound": {"queue": queue_name("dispatch")},
             "casereach.fire_due": {"queue": queue_name("schedule")},
             "casereach.reevaluate_alert": {"queue": queue_name("bulk")},
             "casereach.import_cases": {"queue": queue_name("bulk")},
@@ -83,6 +84,11 @@ def celery_settings(url: str) -> dict[str, Any]:
             },
             "fire-due": {
                 "task": "casereach.fire_due",
+                "schedule": KICK_INTERVAL_S,
+                "options": {"expires": KICK_INTERVAL_S * 3},
+            },
+            "handle-inbound": {
+                "task": "casereach.handle_inbound",
                 "schedule": KICK_INTERVAL_S,
                 "options": {"expires": KICK_INTERVAL_S * 3},
             },

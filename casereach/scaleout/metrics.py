@@ -15,7 +15,7 @@ from django.db import connection
 from casereach.alerts.models import ScheduleInstance
 from casereach.core import bulk
 from casereach.core.timeutil import now
-from casereach.messaging.models import Message, SendAttempt
+from casereach.messaging.models import InboundQueue, Message, SendAttempt
 
 BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 LEASE_DETAIL = "lease expired%"
@@ -70,6 +70,12 @@ def render() -> str:
         "# HELP casereach_schedule_due Active schedule instances that are due.",
         "# TYPE casereach_schedule_due gauge",
         f"casereach_schedule_due {instances}",
+    ]
+    (queued,) = _rows(f"SELECT COUNT(*) FROM {InboundQueue._meta.db_table}")[0]
+    out += [
+        "# HELP casereach_inbound_queued Inbound SMS accepted and waiting for a worker.",
+        "# TYPE casereach_inbound_queued gauge",
+        f"casereach_inbound_queued {queued}",
     ]
 
     buckets = ", ".join(f"SUM(CASE WHEN duration_ms <= {b} THEN 1 ELSE 0 END)" for b in BUCKETS_MS)

@@ -92,6 +92,7 @@ def test_metrics_count_the_outbox_and_gateway_calls(api: Api) -> None:
     )
     assert "casereach_lease_reclaims_total 0" in text
     assert "casereach_schedule_due 0" in text
+    assert "casereach_inbound_queued 0" in text
 
 
 def test_doctor_names_missing_migrations_then_passes(tmp_path: Path) -> None:

@@ -1,0 +1,94 @@
+"""Inbound SMS handled by workers (the scale-out mode).
+
+In the embedded mode the webhook handles each message in its own request. With a broker, the
+scale-out app registers a *kick* here: the webhook then only stores the messages it accepted
+(``do_queue_inbound``), answers the provider, and kicks a worker once the rows are committed.
+Workers claim rows with ``FOR UPDATE SKIP LOCKED`` and handle each one with ``do_receive`` in
+the transaction that deletes it, so a crash leaves the row for the next claim and a message
+is never handled twice. Beat kicks too, so a lost kick only delays a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from django.db import connection, transaction
+
+from casereach.core.timeutil import now
+from casereach.gateways.base import InboundMessage
+from casereach.gateways.models import GatewayConfig
+from casereach.messaging.inbound import InboundResult, do_receive
+from casereach.messaging.models import InboundQueue
+
+Kick = Callable[[], None]
+_kick: Kick | None = None
+
+
+def register_inbound_kick(kick: Kick | None) -> None:
+    """With a kick registered, webhooks queue inbound SMS for workers instead of handling
+    them in the request."""
+    global _kick
+    _kick = kick
+
+
+def queues_inbound() -> bool:
+    return _kick is not None
+
+
+def do_queue_inbound(gw: GatewayConfig, messages: Sequence[InboundMessage]) -> list[InboundResult]:
+    """Store the messages for a worker; the kick goes out once they are committed."""
+    stamp = now()
+    with transaction.atomic():
+        InboundQueue.objects.bulk_create(
+            [
+                InboundQueue(
+                    gateway_id=gw.pk,
+                    sender=m.sender,
+                    to=m.to,
+                    text=m.text,
+                    provider_id=m.provider_id,
+                    received_on=stamp,
+                )
+                for m in messages
+            ]
+        )
+        kick = _kick
+        if kick is not None:
+            transaction.on_commit(_safe(kick))
+    return [InboundResult(message_id="", action="queued") for _ in messages]
+
+
+def _safe(kick: Kick) -> Kick:
+    def run() -> None:
+        try:
+            kick()
+        except Exception:  # the broker is away: beat's next kick (or the next message) will do
+            import logging
+
+            logging.getLogger(__name__).warning("could not kick a worker for inbound SMS")
+
+    return run
+
+
+def handle_queued(limit: int = 50) -> int:
+    """Claim up to ``limit`` queued messages, oldest first, and handle each one in the
+    transaction that removes it; how many were handled."""
+    handled = 0
+    for _ in range(limit):
+        with transaction.atomic():
+            qs = InboundQueue.objects.order_by("received_on", "id")
+            if connection.vendor == "postgresql":
+                qs = qs.select_for_update(skip_locked=True)
+            row = qs.first()
+            if row is None:
+                break
+            gw = GatewayConfig.objects.filter(pk=row.gateway_id).first()
+            if gw is not None:  # a gateway deleted meanwhile: nothing to answer through
+                do_receive(gw, InboundMessage(row.sender, row.to, row.text, row.provider_id))
+            row.delete()
+        handled += 1
+    return handled
+
+
+def pending_inbound() -> int:
+    return InboundQueue.objects.count()
