@@ -10,15 +10,19 @@ is never handled twice. Beat kicks too, so a lost kick only delays a message.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 from django.db import connection, transaction
+from django.db.models import F
 
 from casereach.core.timeutil import now
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.models import GatewayConfig
 from casereach.messaging.inbound import InboundResult, do_receive
 from casereach.messaging.models import InboundQueue
+
+log = logging.getLogger(__name__)
 
 Kick = Callable[[], None]
 _kick: Kick | None = None
@@ -63,32 +67,48 @@ def _safe(kick: Kick) -> Kick:
         try:
             kick()
         except Exception:  # the broker is away: beat's next kick (or the next message) will do
-            import logging
-
-            logging.getLogger(__name__).warning("could not kick a worker for inbound SMS")
+            log.warning("could not kick a worker for inbound SMS")
 
     return run
 
 
+MAX_INBOUND_ATTEMPTS = 5
+
+
 def handle_queued(limit: int = 50) -> int:
     """Claim up to ``limit`` queued messages, oldest first, and handle each one in the
-    transaction that removes it; how many were handled."""
+    transaction that removes it; how many were handled. One whose handling raises is rolled
+    back, counted and retried on a later claim, and left aside after MAX_INBOUND_ATTEMPTS."""
     handled = 0
     for _ in range(limit):
+        failed: tuple[int, str] | None = None
         with transaction.atomic():
-            qs = InboundQueue.objects.order_by("received_on", "id")
+            qs = InboundQueue.objects.filter(attempts__lt=MAX_INBOUND_ATTEMPTS).order_by(
+                "received_on", "id"
+            )
             if connection.vendor == "postgresql":
                 qs = qs.select_for_update(skip_locked=True)
             row = qs.first()
             if row is None:
                 break
             gw = GatewayConfig.objects.filter(pk=row.gateway_id).first()
-            if gw is not None:  # a gateway deleted meanwhile: nothing to answer through
-                do_receive(gw, InboundMessage(row.sender, row.to, row.text, row.provider_id))
-            row.delete()
+            try:
+                with transaction.atomic():
+                    if gw is not None:  # a gateway deleted meanwhile: nothing to answer through
+                        message = InboundMessage(row.sender, row.to, row.text, row.provider_id)
+                        do_receive(gw, message)
+                    row.delete()
+            except Exception as exc:
+                log.exception("inbound SMS %s could not be handled", row.pk)
+                failed = (row.pk, f"{type(exc).__name__}: {exc}"[:500])
+            if failed is not None:
+                InboundQueue.objects.filter(pk=failed[0]).update(
+                    attempts=F("attempts") + 1, last_error=failed[1]
+                )
+                continue
         handled += 1
     return handled
 
 
 def pending_inbound() -> int:
-    return InboundQueue.objects.count()
+    return InboundQueue.objects.filter(attempts__lt=MAX_INBOUND_ATTEMPTS).count()

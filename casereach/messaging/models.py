@@ -192,3 +192,7 @@ class InboundQueue(models.Model):
     text = models.TextField(default="")
     provider_id = models.CharField(max_length=128, default="")
     received_on = models.DateTimeField()
+    # Handling that failed (a bug, not bad input: that is answered in the message log) is
+    # retried; after MAX_INBOUND_ATTEMPTS the row stays as a dead letter with its error.
+    attempts = models.IntegerField(default=0)
+    last_error = models.CharField(max_length=500, default="")

@@ -15,6 +15,7 @@ from django.db import connection
 from casereach.alerts.models import ScheduleInstance
 from casereach.core import bulk
 from casereach.core.timeutil import now
+from casereach.messaging.inbound_queue import MAX_INBOUND_ATTEMPTS
 from casereach.messaging.models import InboundQueue, Message, SendAttempt
 
 BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -71,11 +72,18 @@ def render() -> str:
         "# TYPE casereach_schedule_due gauge",
         f"casereach_schedule_due {instances}",
     ]
-    (queued,) = _rows(f"SELECT COUNT(*) FROM {InboundQueue._meta.db_table}")[0]
+    queued, dead = _rows(
+        "SELECT COUNT(*) - COUNT(CASE WHEN attempts >= %s THEN 1 END), "
+        f"COUNT(CASE WHEN attempts >= %s THEN 1 END) FROM {InboundQueue._meta.db_table}",
+        [MAX_INBOUND_ATTEMPTS, MAX_INBOUND_ATTEMPTS],
+    )[0]
     out += [
         "# HELP casereach_inbound_queued Inbound SMS accepted and waiting for a worker.",
         "# TYPE casereach_inbound_queued gauge",
         f"casereach_inbound_queued {queued}",
+        "# HELP casereach_inbound_dead Inbound SMS whose handling failed every attempt.",
+        "# TYPE casereach_inbound_dead gauge",
+        f"casereach_inbound_dead {dead}",
     ]
 
     buckets = ", ".join(f"SUM(CASE WHEN duration_ms <= {b} THEN 1 ELSE 0 END)" for b in BUCKETS_MS)

@@ -83,3 +83,29 @@ def test_without_a_kick_the_request_handles_it(api: Api, gw: dict[str, Any]) -> 
         InboundQueue.objects.count(),
         Message.objects.filter(direction="in").count(),
     )
+
+
+def test_a_message_whose_handling_fails_is_retried_then_left_aside(
+    api: Api, gw: dict[str, Any], kicks: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from casereach.messaging import inbound_queue
+
+    case(api, phone=NUMBER, verified="yes")
+    assert 200 == post(gw, "STOP", id="prov-bad").status_code
+    assert 200 == post(gw, "HELP", id="prov-good").status_code
+    real = inbound_queue.do_receive
+
+    def broken_for_stop(gw_obj: Any, message: Any) -> Any:
+        if message.text == "STOP":
+            raise RuntimeError("handler bug")
+        return real(gw_obj, message)
+
+    monkeypatch.setattr(inbound_queue, "do_receive", broken_for_stop)
+    assert 1 == handle_queued()  # the HELP behind it is not held up
+    dead = InboundQueue.objects.get()
+    assert (inbound_queue.MAX_INBOUND_ATTEMPTS, "RuntimeError: handler bug") == (
+        dead.attempts,
+        dead.last_error,
+    )
+    assert ["help"] == [m.inbound_action for m in Message.objects.filter(direction="in")]
+    assert 0 == handle_queued()
