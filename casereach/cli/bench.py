@@ -653,6 +653,13 @@ def print_table(results: dict[str, Any], targets: dict[str, float], console: Con
     console.print(table)
 
 
+def postgres_base_url() -> str | None:
+    """The PostgreSQL server ``CASEREACH_DATABASE_URL`` names (each run makes its own
+    temporary database there), or None for the embedded SQLite default."""
+    url = os.environ.get("CASEREACH_DATABASE_URL", "").strip()
+    return url if url.startswith(("postgres://", "postgresql://")) else None
+
+
 def run_bench(suite: str, *, cases: int, json_out: Path | None, rss_rows: int) -> dict[str, Any]:
     """Run ``suite``; prints the table, writes ``json_out``; returns the JSON document."""
     if suite not in SUITES:
@@ -661,8 +668,7 @@ def run_bench(suite: str, *, cases: int, json_out: Path | None, rss_rows: int) -
         raise ValueError("--cases must be at least 1")
     if rss_rows < 0:
         raise ValueError("--rss-rows must be 0 (skip) or more")
-    url = os.environ.get("CASEREACH_DATABASE_URL", "").strip()
-    base_url = url if url.startswith(("postgres://", "postgresql://")) else None
+    base_url = postgres_base_url()
     ws = Workspace(Path(tempfile.mkdtemp(prefix="casereach-bench-")), base_url)
     machine = machine_info(ws.vendor)
     try:

@@ -48,6 +48,7 @@ from casereach.cli.bench import (
     Workspace,
     case_id,
     machine_info,
+    postgres_base_url,
 )
 
 CASE_TYPE = "mother"
@@ -398,7 +399,12 @@ def measure(ws: Workspace, cases: int) -> dict[str, Any]:
     results.update(ours)
 
     say(f"floor: sqlite3 executemany of {cases:,} schedule-instance rows")
-    floor_s = measure_floor(ws, Path(target.url), cases)
+    # The floor is plain sqlite3 in both modes, on the real table's shape.
+    shape = Path(target.url)
+    if ws.vendor != "sqlite":
+        shape = ws.root / "shape.sqlite3"
+        ws.cli(Target(str(shape), "sqlite"), "init")
+    floor_s = measure_floor(ws, shape, cases)
     floor = _rate(cases, floor_s)
     results["floor_seconds"] = round(floor_s, 3)
     results["floor_instances_per_s"] = floor
@@ -490,7 +496,7 @@ def run_alerts_suite(*, cases: int, json_out: Path | None) -> dict[str, Any]:
     ValueError (after printing) when a check failed."""
     if cases < 1:
         raise ValueError("--cases must be at least 1")
-    ws = Workspace(Path(tempfile.mkdtemp(prefix="casereach-bench-")), None)
+    ws = Workspace(Path(tempfile.mkdtemp(prefix="casereach-bench-")), postgres_base_url())
     machine = machine_info(ws.vendor)
     try:
         results = measure(ws, cases)

@@ -50,6 +50,7 @@ from casereach.cli.bench import (
     BenchError,
     Workspace,
     machine_info,
+    postgres_base_url,
     serving,
 )
 from casereach.cli.bench_dispatch import Provider
@@ -517,7 +518,7 @@ def run_inbound_suite(*, requests: int, json_out: Path | None) -> dict[str, Any]
     ValueError (after printing) when a request failed or a message went missing."""
     if requests < 1:
         raise ValueError("--requests must be at least 1")
-    ws = Workspace(Path(tempfile.mkdtemp(prefix="casereach-bench-")), None)
+    ws = Workspace(Path(tempfile.mkdtemp(prefix="casereach-bench-")), postgres_base_url())
     machine = machine_info(ws.vendor)
     try:
         results = measure(ws, requests)

@@ -263,6 +263,74 @@ def run_all(*, messages: int, latency_ms: float, json_out: Path | None) -> dict[
         },
         "targets": {"two_to_one_worker_ratio": 1.3},
     }
+    document["suites"] = run_other_suites(messages)
     if json_out is not None:
         json_out.write_text(json.dumps(document, indent=2) + "\n")
     return document
+
+
+# (suite, label, result key, floor key or None) for the combined table of ``bench all``.
+SUITE_ROWS = (
+    ("ingest", "import-cases (cases/s)", "import_cases_per_s", "floor_cases_per_s"),
+    ("ingest", "bulk Case API (cases/s)", "bulk_api_cases_per_s", "floor_cases_per_s"),
+    ("alerts", "alert activation (cases/s)", "activation_cases_per_s", "floor_instances_per_s"),
+    ("alerts", "due scan (instances/s)", "due_scan_instances_per_s", "floor_instances_per_s"),
+    ("inbound", "inbound webhook (req/s)", "inbound_req_per_s", "floor_req_per_s"),
+    ("inbound", "inbound p99 at 200 req/s (ms)", "p99_ms_at_200rps", None),
+)
+
+
+def run_other_suites(cases: int) -> dict[str, Any]:
+    """Ingest, alerts and inbound on the embedded SQLite default and on the PostgreSQL server
+    of ``CASEREACH_DATABASE_URL`` (Celery workers take no part in them), each suite in its own
+    ``casereach bench`` process; prints one table and returns the figures per mode."""
+    import os
+    import tempfile
+
+    from rich.console import Console
+    from rich.table import Table
+
+    say = Console(stderr=True).print
+    pg_url = os.environ.get("CASEREACH_DATABASE_URL", "")
+    figures: dict[str, dict[str, Any]] = {"sqlite": {}, "postgresql": {}}
+    out_dir = Path(tempfile.mkdtemp(prefix="casereach-bench-all-"))
+    for suite in ("ingest", "alerts", "inbound"):
+        for mode in ("sqlite", "postgresql"):
+            env = {k: v for k, v in os.environ.items() if k != "CASEREACH_BROKER_URL"}
+            env.pop("CASEREACH_DATABASE_URL", None)
+            if mode == "postgresql":
+                env["CASEREACH_DATABASE_URL"] = pg_url
+            out = out_dir / f"{suite}-{mode}.json"
+            size = ["--requests", "5000"] if suite == "inbound" else ["--cases", str(cases)]
+            argv = [sys.executable, "-m", "casereach", "bench", suite, *size, "--json", str(out)]
+            if suite == "ingest":
+                argv += ["--rss-rows", "0"]
+            say(f"{suite} on {mode}")
+            proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+            if out.exists():
+                figures[mode][suite] = json.loads(out.read_text())["results"]
+            if proc.returncode != 0:
+                detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+                say(f"[red]{suite} on {mode} failed: {detail[-1] if detail else '?'}[/red]")
+    table = Table(title="every other suite, embedded SQLite and PostgreSQL (no workers)")
+    for column in ("measurement", "SQLite", "ratio", "PostgreSQL", "ratio", "floor (sqlite3)"):
+        table.add_column(column, justify="left" if column == "measurement" else "right")
+
+    def cell(mode: str, suite: str, key: str | None) -> float | None:
+        value = figures[mode].get(suite, {}).get(key) if key else None
+        return float(value) if isinstance(value, int | float) else None
+
+    for suite, label, key, floor_key in SUITE_ROWS:
+        lite, pg = cell("sqlite", suite, key), cell("postgresql", suite, key)
+        floor = cell("sqlite", suite, floor_key)
+        pg_floor = cell("postgresql", suite, floor_key)
+        table.add_row(
+            label,
+            f"{lite:,.1f}" if lite is not None else "—",
+            f"{lite / floor:.2f}" if lite is not None and floor else "",
+            f"{pg:,.1f}" if pg is not None else "—",
+            f"{pg / pg_floor:.2f}" if pg is not None and pg_floor else "",
+            f"{floor:,.0f}" if floor else "",
+        )
+    Console().print(table)
+    return figures
