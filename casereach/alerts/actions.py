@@ -247,7 +247,7 @@ def _json(value: Any) -> Any:
 def _views(rows: Iterable[Sequence[Any]], parents: dict[str, CaseView]) -> list[CaseView]:
     out = []
     for case_id, case_type, name, owner_id, properties, indices, closed, deleted in rows:
-        pid = _parent_id(_json(indices) or {}) if indices not in (None, "{}", "[]") else None
+        pid = _row_parent_id(indices)
         out.append(
             CaseView(
                 case_id=case_id,
@@ -264,12 +264,15 @@ def _views(rows: Iterable[Sequence[Any]], parents: dict[str, CaseView]) -> list[
     return out
 
 
+def _row_parent_id(indices: Any) -> str | None:
+    """The parent case id of a raw ``indices`` value (most cases have none: no decoding)."""
+    if indices in (None, "{}", "[]"):
+        return None
+    return _parent_id(_json(indices) or {})
+
+
 def _with_parents(rows: list[Sequence[Any]], project_id: int | None) -> list[CaseView]:
-    parent_ids = {
-        pid
-        for r in rows
-        if r[5] not in (None, "{}", "[]") and (pid := _parent_id(_json(r[5]) or {}))
-    }
+    parent_ids = {pid for r in rows if (pid := _row_parent_id(r[5]))}
     parents: dict[str, CaseView] = {}
     if parent_ids:
         parents = {v.case_id: v for v in load_views(project_id, sorted(parent_ids), parents=False)}

@@ -26,6 +26,13 @@ def live_cases(project: Project) -> QuerySet[Case]:
     return Case.objects.filter(project=project, deleted=False)
 
 
+def case_types(project: Project) -> list[str]:
+    """The case types the project's live cases use, in name order."""
+    return list(
+        live_cases(project).order_by("case_type").values_list("case_type", flat=True).distinct()
+    )
+
+
 def get_case(project: Project, case_id: str) -> Case:
     case = live_cases(project).filter(case_id=case_id).first()
     if case is None:

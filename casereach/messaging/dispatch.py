@@ -539,11 +539,7 @@ class Dispatcher:
         except GatewayError as exc:
             job.error = exc
         except Exception as exc:  # a bug or an unexpected library error: retried, logged
-            log.exception("gateway %s failed unexpectedly", cfg.name)
-            job.error = GatewayError(
-                "GATEWAY_ERROR", retryable=True, detail=f"internal: {type(exc).__name__}"
-            )
-            job.error_code = "INTERNAL_SERVER_ERROR"
+            _unexpected(job, cfg, exc)
         job.duration_ms = int((time.monotonic() - started) * 1000)
 
     def _message(self, job: Job) -> OutgoingMessage:
@@ -575,11 +571,7 @@ class Dispatcher:
         except GatewayError as exc:
             job.error = exc
         except Exception as exc:  # a bug or an unexpected library error: retried, logged
-            log.exception("gateway %s failed unexpectedly", cfg.name)
-            job.error = GatewayError(
-                "GATEWAY_ERROR", retryable=True, detail=f"internal: {type(exc).__name__}"
-            )
-            job.error_code = "INTERNAL_SERVER_ERROR"
+            _unexpected(job, cfg, exc)
         job.duration_ms = int((time.monotonic() - started) * 1000)
         exchange = getattr(gateway, "last_exchange", None) if "gateway" in locals() else None
         if exchange is not None:
@@ -845,3 +837,13 @@ class Dispatcher:
             )
         if completed:
             MessagingEvent.objects.filter(pk__in=completed).update(status="completed")
+
+
+def _unexpected(job: Job, cfg: GatewayConfig, exc: Exception) -> None:
+    """A gateway call that failed with something other than a GatewayError (a bug or an
+    unexpected library error): logged, and recorded as a retryable internal error."""
+    log.exception("gateway %s failed unexpectedly", cfg.name)
+    job.error = GatewayError(
+        "GATEWAY_ERROR", retryable=True, detail=f"internal: {type(exc).__name__}"
+    )
+    job.error_code = "INTERNAL_SERVER_ERROR"

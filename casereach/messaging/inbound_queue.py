@@ -80,6 +80,7 @@ def handle_queued(limit: int = 50) -> int:
     transaction that removes it; how many were handled. One whose handling raises is rolled
     back, counted and retried on a later claim, and left aside after MAX_INBOUND_ATTEMPTS."""
     handled = 0
+    gateways: dict[int, GatewayConfig | None] = {}
     for _ in range(limit):
         failed: tuple[int, str] | None = None
         with transaction.atomic():
@@ -91,7 +92,9 @@ def handle_queued(limit: int = 50) -> int:
             row = qs.first()
             if row is None:
                 break
-            gw = GatewayConfig.objects.filter(pk=row.gateway_id).first()
+            if row.gateway_id not in gateways:
+                gateways[row.gateway_id] = GatewayConfig.objects.filter(pk=row.gateway_id).first()
+            gw = gateways[row.gateway_id]
             try:
                 with transaction.atomic():
                     if gw is not None:  # a gateway deleted meanwhile: nothing to answer through

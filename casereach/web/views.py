@@ -30,6 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from casereach.cases.models import Case
+from casereach.cases.queries import case_types
 from casereach.contacts.actions import do_transfer_ownership
 from casereach.contacts.models import Contact
 from casereach.contacts.queries import (
@@ -182,12 +183,7 @@ def cases(request: HttpRequest, project: Project) -> HttpResponse:
         for c in Contact.objects.filter(project=project, contact_id__in=[c.case_id for c in page])
     }
     rows = [{"case": c, "contact": contacts.get(c.case_id)} for c in page]
-    types = list(
-        Case.objects.filter(project=project, deleted=False)
-        .order_by("case_type")
-        .values_list("case_type", flat=True)
-        .distinct()
-    )
+    types = case_types(project)
     return render(
         request,
         "web/cases.html",

@@ -25,6 +25,7 @@ from casereach.alerts.models import Alert
 from casereach.alerts.queries import dry_run, preview
 from casereach.alerts.templates import TemplateError, estimate
 from casereach.cases.models import Case
+from casereach.cases.queries import case_types
 from casereach.core.errors import CasereachError
 from casereach.projects.models import Project
 from casereach.web.access import project_page
@@ -310,12 +311,7 @@ def _form_page(
     rules = list(v["rules"]) + [
         {"property": "", "op": "equal", "value": "", "days": ""} for _ in range(RULE_ROWS)
     ]
-    case_types = list(
-        Case.objects.filter(project=project, deleted=False)
-        .order_by("case_type")
-        .values_list("case_type", flat=True)
-        .distinct()
-    )
+    types = case_types(project)
     return render(
         request,
         "web/alert_form.html",
@@ -340,7 +336,7 @@ def _form_page(
             "relative": RELATIVE,
             "weekdays": list(enumerate(WEEKDAYS)),
             "units": UNITS,
-            "case_types": case_types,
+            "case_types": types,
             "estimates": estimates,
             "template_error": template_error,
             "error": error,

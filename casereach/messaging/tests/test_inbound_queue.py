@@ -12,10 +12,11 @@ from django.test import Client
 
 from casereach.messaging.inbound_queue import handle_queued, register_inbound_kick
 from casereach.messaging.models import InboundQueue, Message, OptOut
-from casereach.messaging.tests.test_inbound import NUMBER, case, gateway, path_of
+from casereach.messaging.tests import test_inbound
+from casereach.messaging.tests.test_inbound import NUMBER, case, path_of
 from casereach.testing.world import Api
 
-M = "/a/{project}/api/messaging/v1/"
+gw = test_inbound.gw  # the inbound tests' routed test gateway
 
 
 @pytest.fixture
@@ -26,14 +27,6 @@ def kicks() -> Iterator[list[int]]:
         yield sent
     finally:
         register_inbound_kick(None)
-
-
-@pytest.fixture
-def gw(api: Api) -> dict[str, Any]:
-    g = gateway(api)
-    r = api.put(M + "routes", {"default_gateway": "TEST", "prefixes": []})
-    assert 200 == r.status
-    return g
 
 
 def post(gw: dict[str, Any], text: str, **extra: str) -> Any:
