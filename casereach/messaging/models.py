@@ -10,11 +10,10 @@ Message status moves forward only::
 
 from __future__ import annotations
 
-import uuid
-
 from django.db import models
 from django.db.models import Q
 
+from casereach.core.ids import time_ordered_id
 from casereach.projects.models import Project
 
 STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3}
@@ -22,13 +21,17 @@ FINAL = ("delivered", "failed")
 
 
 def _uuid() -> str:
-    return uuid.uuid4().hex
+    """A message's id: time-ordered (see ``core.ids``); the name is the migrations'."""
+    return time_ordered_id()
 
 
 class MessagingEvent(models.Model):
     """One action: an ad-hoc send, an alert firing, a keyword reply, a broadcast."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="events")
+    # Indexed first in ``event_project_created``; a separate index would only cost writes.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     source = models.CharField(max_length=20, default="send")  # send|alert|keyword|broadcast
     source_id = models.CharField(max_length=64, default="")
     content_type = models.CharField(max_length=10, default="sms")  # sms|email
@@ -45,7 +48,8 @@ class MessagingSubEvent(models.Model):
     """The event for one recipient."""
 
     event = models.ForeignKey(MessagingEvent, on_delete=models.CASCADE, related_name="subevents")
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    # Indexed first in ``subevent_activity``.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
     contact_id = models.CharField(max_length=64, null=True)
     contact_type = models.CharField(max_length=10, default="")
     recipient_name = models.CharField(max_length=255, default="")
@@ -66,8 +70,10 @@ class Message(models.Model):
 
     id = models.CharField(max_length=32, primary_key=True, default=_uuid)
     # Null only for traffic on a global gateway from or to a number no project knows.
+    # Indexed first in ``message_project_created`` (and two more); every message written
+    # paid for a separate index too.
     project = models.ForeignKey(
-        Project, null=True, on_delete=models.CASCADE, related_name="messages"
+        Project, null=True, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     event = models.ForeignKey(
         MessagingEvent, null=True, on_delete=models.CASCADE, related_name="messages"
