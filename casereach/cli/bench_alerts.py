@@ -50,6 +50,7 @@ from casereach.cli.bench import (
     machine_info,
     postgres_base_url,
 )
+from casereach.core.ids import time_ordered_id
 
 CASE_TYPE = "mother"
 INSTANCE_TABLE = "alerts_scheduleinstance"
@@ -332,6 +333,148 @@ def measure_floor(ws: Workspace, shape: Path, count: int) -> float:
     return seconds
 
 
+# --- what the due scan must write, in plain sqlite3 ------------------------------------------
+
+WRITE_BATCH = 500  # the scheduler's batch
+EVENT_TABLE = "messaging_messagingevent"
+SUBEVENT_TABLE = "messaging_messagingsubevent"
+MESSAGE_TABLE = "messaging_message"
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})") if row[1] != "id"]
+
+
+def write_floor_rows(
+    conn: sqlite3.Connection, count: int
+) -> dict[str, tuple[str, list[tuple[Any, ...]]]]:
+    """The rows one due scan of ``count`` instances writes at the least — per instance a
+    messaging event, a sub-event, an outbox message and the instance moved to its next
+    occurrence — as (statement, rows), built before any clock starts."""
+    stamp = "2025-01-01 06:00:00.000000"
+    later = "2025-01-02 06:00:00.000000"
+    base: dict[str, Any] = {
+        "project_id": 1,
+        "created_on": stamp,
+        "updated_on": stamp,
+        "status": "completed",
+        "error_code": None,
+    }
+    event = {
+        **base,
+        "source": "conditional_alert",
+        "source_id": "1",
+        "content_type": "sms",
+        "triggered_by": "",
+    }
+    subevent = {
+        **base,
+        "contact_type": "case",
+        "recipient_name": "Mother",
+        "date_last_activity": stamp,
+    }
+    message = {
+        **base,
+        "status": "queued",
+        "direction": "out",
+        "channel": "sms",
+        "contact_type": "case",
+        "email_address": "",
+        "subject": "",
+        "language": "en",
+        "segments": 1,
+        "encoding": "GSM",
+        "gateway_name": "",
+        "gateway_id": None,
+        "gateway_source": "",
+        "sender": "",
+        "provider_code": "",
+        "error_detail": "",
+        "provider_id": None,
+        "attempts": 0,
+        "unknown_outcomes": 0,
+        "allow_opted_out": False,
+        "next_attempt_at": stamp,
+        "lease_until": None,
+        "lease_token": None,
+        "sent_on": None,
+        "delivered_on": None,
+        "failed_on": None,
+        "inbound_action": "",
+    }
+    shapes = {t: _columns(conn, t) for t in (EVENT_TABLE, SUBEVENT_TABLE, MESSAGE_TABLE)}
+    rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in shapes}
+    try:
+        for i in range(count):
+            key = f"case{i:012d}"
+            rows[EVENT_TABLE].append(tuple(event[c] for c in shapes[EVENT_TABLE]))
+            values = {**subevent, "contact_id": key, "event_id": i + 1}
+            rows[SUBEVENT_TABLE].append(tuple(values[c] for c in shapes[SUBEVENT_TABLE]))
+            values = {
+                **message,
+                "contact_id": key,
+                "phone_number": f"2547{i:08d}",
+                "text": f"Hello Mother {i}, due 2025-03-01",
+                "event_id": i + 1,
+                "subevent_id": i + 1,
+            }
+            row = [values[c] for c in shapes[MESSAGE_TABLE]]
+            rows[MESSAGE_TABLE].append((time_ordered_id(), *row))  # as our messages' ids
+    except KeyError as exc:
+        raise BenchError(f"the write floor has no value for column {exc}") from None
+    statements: dict[str, tuple[str, list[tuple[Any, ...]]]] = {}
+    for table, columns in shapes.items():
+        names = (["id"] if table == MESSAGE_TABLE else []) + columns
+        statements[table] = (
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+            rows[table],
+        )
+    statements[INSTANCE_TABLE] = (
+        f"UPDATE {INSTANCE_TABLE} SET next_due = ?, event = 0, period = period + 1, "
+        "updated_on = ? WHERE id = ?",
+        [(later, stamp, i + 1) for i in range(count)],
+    )
+    return statements
+
+
+def measure_write_floor(ws: Workspace, count: int) -> float:
+    """Seconds for plain sqlite3 to write what a due scan of ``count`` instances must write
+    (``write_floor_rows``) on the real tables and indexes, foreign keys off, one transaction
+    per scheduler batch, into a fresh file whose instance table already holds the
+    ``count`` instances. No reading, rendering or checking: the best any due scan that keeps
+    the message log can do."""
+    db = ws.root / "alerts-writes.sqlite3"
+    ws.cli(Target(str(db), "sqlite"), "init")
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        for pragma in FLOOR_PRAGMAS:
+            conn.execute(pragma)
+        conn.execute("PRAGMA foreign_keys = OFF")
+        columns = _columns(conn, INSTANCE_TABLE)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            f"INSERT INTO {INSTANCE_TABLE} (id, {', '.join(columns)}) "
+            f"VALUES (?, {', '.join('?' for _ in columns)})",
+            [(i + 1, *row) for i, row in enumerate(floor_rows(columns, count))],
+        )
+        conn.execute("COMMIT")
+        statements = write_floor_rows(conn, count)
+        started = time.perf_counter()
+        for start in range(0, count, WRITE_BATCH):
+            conn.execute("BEGIN IMMEDIATE")
+            for sql, rows in statements.values():
+                conn.executemany(sql, rows[start : start + WRITE_BATCH])
+            conn.execute("COMMIT")
+        seconds = time.perf_counter() - started
+        (written,) = conn.execute(f"SELECT count(*) FROM {MESSAGE_TABLE}").fetchone()
+    finally:
+        conn.close()
+    db.unlink(missing_ok=True)
+    if written != count:
+        raise BenchError(f"the write floor wrote {written} of {count} messages")
+    return seconds
+
+
 # --- the suite --------------------------------------------------------------------------------
 
 
@@ -410,6 +553,15 @@ def measure(ws: Workspace, cases: int) -> dict[str, Any]:
     results["floor_instances_per_s"] = floor
     results["activation_floor_ratio"] = _ratio(results["activation_cases_per_s"], floor)
     results["due_scan_floor_ratio"] = _ratio(results["due_scan_instances_per_s"], floor)
+    say(f"write floor: sqlite3 writing what a due scan of {cases:,} instances must write")
+    writes_s = measure_write_floor(ws, cases)
+    results["due_scan_write_floor_per_s"] = _rate(cases, writes_s)
+    # The best due-scan ratio any scheduler that keeps one event, one sub-event and one
+    # message per firing could reach on this machine: its writes alone, against the floor.
+    results["due_scan_write_floor_ratio"] = _ratio(results["due_scan_write_floor_per_s"], floor)
+    results["due_scan_share_of_write_floor"] = _ratio(
+        results["due_scan_instances_per_s"], results["due_scan_write_floor_per_s"]
+    )
     results["problems"] = problems_of(results)
     return results
 
@@ -466,6 +618,21 @@ def print_table(results: dict[str, Any], console: Console) -> None:
         "",
         "",
     )
+    if "due_scan_write_floor_per_s" in results:
+        table.add_row(
+            "write floor: sqlite3 writing event + sub-event + message + advance",
+            f"{results['due_scan_write_floor_per_s']:,.0f}",
+            f"{results['due_scan_write_floor_ratio']:.2f}",
+            "",
+            "",
+        )
+        table.add_row(
+            "due scan ÷ write floor",
+            "",
+            f"{results['due_scan_share_of_write_floor']:.2f}",
+            "",
+            "",
+        )
     cases = results["cases"]
     table.add_row(
         "schedule instances / cases",
