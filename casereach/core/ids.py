@@ -17,6 +17,10 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 def time_ordered_id() -> str:
     """A version 7 UUID, as ``uuid.UUID(...).hex`` prints it: 48 bits of Unix time in
     milliseconds, the version, then random bits around the variant."""
-    ms = time.time_ns() // 1_000_000
-    r = os.urandom(10).hex()
+    return uuid7_hex(time.time_ns() // 1_000_000, os.urandom(10))
+
+
+def uuid7_hex(ms: int, noise: bytes) -> str:
+    """The version 7 UUID of millisecond ``ms`` with random bits from ``noise`` (10 bytes)."""
+    r = noise.hex()
     return f"{ms:012x}7{r[:3]}{_VARIANT[r[3]]}{r[4:19]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import pytest
@@ -415,3 +416,19 @@ def test_error_codes_and_csv(api: Api) -> None:
     assert lines[0].startswith("id,event_id,direction,status,error_code")
     assert "'=cmd()" in lines[1]
     assert 2 == len(lines)
+
+
+def test_message_ids_are_time_ordered_uuids_used_as_idempotency_keys(api: Api) -> None:
+    gateway(api)
+    routes(api, "TEST")
+    ids = []
+    for i in range(3):
+        ids.append(send(api, phone_number=NUMBER, text=f"reminder {i}")["id"])
+    parsed = [uuid.UUID(i) for i in ids]
+    assert [(7, uuid.RFC_4122)] * 3 == [(u.version, u.variant) for u in parsed]
+    assert ids == [u.hex for u in parsed]  # 32 lowercase hex digits, as before
+    stamps = [int(i[:12], 16) for i in ids]  # milliseconds since the epoch, first
+    assert stamps == sorted(stamps)
+    assert abs(now().timestamp() * 1000 - stamps[-1]) < 60_000
+    assert 3 == drain()
+    assert sorted(ids) == sorted(o.message_id for o in OUTBOX)
