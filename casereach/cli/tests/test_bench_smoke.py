@@ -44,3 +44,47 @@ def test_bench_ingest_writes_every_result(tmp_path: Path) -> None:
 def test_unknown_suite_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown benchmark suite 'no-such-suite'"):
         run_bench("no-such-suite", cases=10, json_out=None, rss_rows=0)
+
+
+def test_bench_dispatch_writes_its_figures_and_the_gateway_bound(tmp_path: Path) -> None:
+    from casereach.cli.bench_dispatch import run_dispatch_suite
+
+    out = tmp_path / "dispatch.json"
+
+    document = run_dispatch_suite(messages=400, drain_rows=0, json_out=out)
+
+    results = json.loads(out.read_text())["results"]
+    assert document["results"] == results
+    assert 0 == results["dispatch_not_sent"]
+    for key in (
+        "dispatch_msgs_per_s",
+        "floor_msgs_per_s",
+        "dispatch_floor_ratio",
+        "gateway_path_msgs_per_s",
+        "gateway_path_floor_ratio",
+    ):
+        assert results[key] > 0, key
+    before, after = results["floor_runs_msgs_per_s"]
+    assert round((before + after) / 2, 1) == pytest.approx(results["floor_msgs_per_s"], abs=0.2)
+
+
+def test_bench_alerts_writes_its_figures_and_the_write_floor(tmp_path: Path) -> None:
+    from casereach.cli.bench_alerts import run_alerts_suite
+
+    out = tmp_path / "alerts.json"
+
+    run_alerts_suite(cases=300, json_out=out)
+
+    results = json.loads(out.read_text())["results"]
+    assert [] == results["problems"]
+    assert (300, 300) == (results["messages"], results["firings"])
+    for key in (
+        "activation_cases_per_s",
+        "due_scan_instances_per_s",
+        "activation_floor_ratio",
+        "due_scan_floor_ratio",
+        "due_scan_write_floor_per_s",
+        "due_scan_write_floor_ratio",
+        "due_scan_share_of_write_floor",
+    ):
+        assert results[key] > 0, key
