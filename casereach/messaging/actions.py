@@ -24,7 +24,7 @@ from casereach.core.segments import analyse
 from casereach.core.timeutil import ONE_MICROSECOND, now
 from casereach.gateways.base import StatusUpdate
 from casereach.gateways.models import GatewayConfig
-from casereach.gateways.queries import email_gateway, route
+from casereach.gateways.queries import email_gateway, find_gateway, route
 from casereach.messaging.content import pick_translation
 from casereach.messaging.models import (
     STATUS_RANK,
@@ -36,6 +36,9 @@ from casereach.messaging.models import (
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
+
+# ``Message.gateway_source`` of a message whose sender named its gateway.
+CHOSEN = "chosen"
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,9 @@ class SendRequest:
     triggered_by: str = ""
     allow_opted_out: bool = False
     alert_default_language: str | None = None
+    # A gateway named by the sender (a test send from the gateways page, or an API caller):
+    # it replaces routing; every other check still applies.
+    gateway: str | None = None
 
 
 def _validate_texts(texts: Mapping[str, Any], what: str, limit: int) -> dict[str, str]:
@@ -97,6 +103,7 @@ def do_send(project: Project, req: SendRequest) -> tuple[MessagingEvent, list[Me
     subject = _validate_texts(req.subject, "content.email.subject", 998)
     body = _validate_texts(req.body, "content.email.body", limit)
     settings = effective_settings(project.settings)
+    chosen = _chosen_gateway(project, req)
     stamp = now()
     with transaction.atomic():
         locked = lock_project(project.pk)
@@ -170,7 +177,7 @@ def do_send(project: Project, req: SendRequest) -> tuple[MessagingEvent, list[Me
             updated_on=stamp,
             next_attempt_at=stamp,
         )
-        error = _precheck(locked, msg, contact, pick, text)
+        error = _precheck(locked, msg, contact, pick, text, chosen)
         if msg.channel == "sms" and msg.text:
             info = analyse(msg.text)
             msg.segments, msg.encoding = info.segments, info.encoding
@@ -189,6 +196,7 @@ def _precheck(
     contact: Contact | None,
     texts: Mapping[str, str],
     text: str | None,
+    chosen: GatewayConfig | None = None,
 ) -> str | None:
     """The checks that can fail before a message is queued; None when it may be queued."""
     if contact is not None and not contact.active:
@@ -212,12 +220,15 @@ def _precheck(
             return "NO_MESSAGE"
         if not msg.allow_opted_out and is_opted_out(msg.phone_number):
             return "PHONE_NUMBER_OPTED_OUT"
-        chosen = route(project, msg.phone_number, override)
-        msg.gateway_source = chosen.source
-        if chosen.gateway is None:
-            msg.gateway_name = chosen.requested
-            return chosen.error_code
-        msg.gateway_name, msg.gateway_id = chosen.gateway.name, chosen.gateway.pk
+        if chosen is not None:
+            msg.gateway_name, msg.gateway_id, msg.gateway_source = chosen.name, chosen.pk, CHOSEN
+            return None
+        found = route(project, msg.phone_number, override)
+        msg.gateway_source = found.source
+        if found.gateway is None:
+            msg.gateway_name = found.requested
+            return found.error_code
+        msg.gateway_name, msg.gateway_id = found.gateway.name, found.gateway.pk
         return None
     if contact is not None:
         msg.email_address = contact.email
@@ -229,11 +240,26 @@ def _precheck(
         return "MESSAGE_BLANK"
     if text is None:
         return "NO_MESSAGE"
-    gw = email_gateway(project)
+    gw = chosen or email_gateway(project)
     if gw is None:
         return "NO_SUITABLE_GATEWAY"
-    msg.gateway_name, msg.gateway_id, msg.gateway_source = gw.name, gw.pk, "email"
+    msg.gateway_name, msg.gateway_id = gw.name, gw.pk
+    msg.gateway_source = CHOSEN if chosen is not None else "email"
     return None
+
+
+def _chosen_gateway(project: Project, req: SendRequest) -> GatewayConfig | None:
+    """The gateway the request names, if any: one the project may use (its own, shared with
+    it, or global), active, and of the request's channel. A wrong name is bad input."""
+    if req.gateway is None:
+        return None
+    gw = find_gateway(project, req.gateway)
+    if gw is None:
+        raise BadRequest(f"gateway '{req.gateway}' not found (or not active) for this project")
+    if (gw.type == "email") != (req.channel == "email"):
+        kind = "an email" if gw.type == "email" else "an SMS"
+        raise BadRequest(f"gateway '{gw.name}' is {kind} gateway; this send is {req.channel}")
+    return gw
 
 
 def _finish_subevent(sub: MessagingSubEvent, msg: Message) -> None:

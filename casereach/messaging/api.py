@@ -35,6 +35,14 @@ SEND_BODY = {
                         "phone_number": {"type": "string"},
                         "email_address": {"type": "string"},
                         "channel": {"type": "string", "enum": ["sms", "email"]},
+                        "gateway": {
+                            "type": "string",
+                            "description": (
+                                "Send through this gateway (by name) instead of routing: one "
+                                "the project owns, is shared with, or a global one, active and "
+                                "of the message's channel. Every other check still applies."
+                            ),
+                        },
                         "text": {"type": "string"},
                         "content": {
                             "type": "object",
@@ -65,7 +73,7 @@ SEND_BODY = {
     }
 }
 SEND_FIELDS = frozenset(
-    {"contact_id", "phone_number", "email_address", "channel", "text", "content"}
+    {"contact_id", "phone_number", "email_address", "channel", "text", "content", "gateway"}
 )
 CSV_COLUMNS = (
     "id",
@@ -93,9 +101,11 @@ def parse_send(data: Any, user: str) -> SendRequest:
     unknown = sorted(set(data) - SEND_FIELDS)
     if unknown:
         raise BadRequest(f"'{unknown[0]}' is not a valid field.")
-    for key in ("contact_id", "phone_number", "email_address", "text"):
+    for key in ("contact_id", "phone_number", "email_address", "text", "gateway"):
         if key in data and not isinstance(data[key], str):
             raise BadRequest(f"{key} must be a string")
+    if "gateway" in data and not data["gateway"].strip():
+        raise BadRequest("gateway must name a gateway (leave it out to route the message)")
     targets = [k for k in ("contact_id", "phone_number", "email_address") if data.get(k)]
     if len(targets) != 1:
         raise BadRequest("give exactly one of contact_id, phone_number or email_address")
@@ -121,6 +131,7 @@ def parse_send(data: Any, user: str) -> SendRequest:
         phone_number=data.get("phone_number"),
         email_address=data.get("email_address"),
         triggered_by=user,
+        gateway=data.get("gateway"),
     )
     if "text" in data:
         if channel == "sms":

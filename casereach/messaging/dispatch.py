@@ -49,7 +49,7 @@ from casereach.gateways.queries import (
 from casereach.gateways.registry import gateway_class
 from casereach.gateways.wire import WirePool
 from casereach.messaging import outbox
-from casereach.messaging.actions import do_apply_status_update
+from casereach.messaging.actions import CHOSEN, do_apply_status_update
 from casereach.messaging.inbound import do_receive
 from casereach.messaging.models import (
     Message,
@@ -85,6 +85,9 @@ ATTEMPT_COLUMNS = (
     "created_on",
 )
 PERSISTENT_TYPES = frozenset({"smpp"})
+# Messages that go out through the gateway they name (a reply through the gateway that
+# received the message; a send whose sender chose the gateway), not through routing.
+PINNED_SOURCES = frozenset({"inbound", CHOSEN})
 
 
 SENT_COUNT_TTL_S = 5.0  # how long a project's sent-today count is trusted (see _sent_today)
@@ -260,7 +263,9 @@ class Dispatcher:
         }
         settings[None] = ProjectSettings()  # traffic on a global gateway that no project owns
         pinned_ids = {
-            r["gateway_id"] for r in rows if r["gateway_source"] == "inbound" and r["gateway_id"]
+            r["gateway_id"]
+            for r in rows
+            if r["gateway_source"] in PINNED_SOURCES and r["gateway_id"]
         }
         pinned = (
             {g.pk: g for g in GatewayConfig.objects.filter(pk__in=pinned_ids, is_active=True)}
@@ -343,6 +348,15 @@ class Dispatcher:
                     continue
                 job.gateway, job.gateway_source = gw, "inbound"
                 job.sender = pick_sender(gw, row["phone_number"])
+            elif row["gateway_source"] == CHOSEN:
+                # The sender named the gateway; it must still exist and be active.
+                gw = pinned.get(row["gateway_id"] or 0)
+                if gw is None:
+                    job.action, job.error_code = "fail", "GATEWAY_NOT_FOUND"
+                    continue
+                job.gateway, job.gateway_source = gw, CHOSEN
+                if row["channel"] == "sms":
+                    job.sender = pick_sender(gw, row["phone_number"])
             elif project is None:
                 job.action, job.error_code = "fail", "NO_SUITABLE_GATEWAY"
                 continue

@@ -284,7 +284,10 @@ def gateways(request: HttpRequest, project: Project) -> HttpResponse:
             _, msgs = do_send(
                 project,
                 SendRequest(
-                    phone_number=number, sms={"*": text}, triggered_by=request.user.get_username()
+                    phone_number=number,
+                    sms={"*": text},
+                    triggered_by=request.user.get_username(),
+                    gateway=request.POST.get("gateway", "").strip() or None,
                 ),
             )
             test_result = msgs
@@ -301,6 +304,7 @@ def gateways(request: HttpRequest, project: Project) -> HttpResponse:
             "routes_text": routes_text,
             "error": error,
             "test_result": test_result,
+            "test_gateway": request.POST.get("gateway", ""),
             "nav": "gateways",
         },
         status=400 if error else 200,

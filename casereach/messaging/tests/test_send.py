@@ -13,7 +13,7 @@ from casereach.gateways.models import GatewayConfig
 from casereach.gateways.types.test.gateway import OUTBOX
 from casereach.messaging.actions import do_record_opt_out
 from casereach.messaging.dispatch import Dispatcher
-from casereach.messaging.models import Message, SendAttempt
+from casereach.messaging.models import Message, MessagingEvent, SendAttempt
 from casereach.testing.world import Api, case_body
 
 V2 = "/a/{project}/api/case/v2/"
@@ -432,3 +432,70 @@ def test_message_ids_are_time_ordered_uuids_used_as_idempotency_keys(api: Api) -
     assert abs(now().timestamp() * 1000 - stamps[-1]) < 60_000
     assert 3 == drain()
     assert sorted(ids) == sorted(o.message_id for o in OUTBOX)
+
+
+def test_a_chosen_gateway_replaces_routing(api: Api) -> None:
+    gateway(api, "TEST")
+    new = gateway(api, "NEW")
+    routes(api, "TEST")
+
+    msg = send(api, phone_number=NUMBER, text="trying the new gateway", gateway="new")
+
+    assert ("queued", None, "NEW") == (msg["status"], msg["error_code"], msg["gateway"])
+    assert 1 == drain()
+    m = message(msg["id"])
+    assert ("sent", "NEW", new["id"], "chosen") == (
+        m.status,
+        m.gateway_name,
+        m.gateway_id,
+        m.gateway_source,
+    )
+    assert ["NEW"] == list(SendAttempt.objects.values_list("gateway_name", flat=True))
+    listed = api.get(M + "messages").body["objects"]
+    assert [("NEW", "chosen")] == [(o["gateway"], o["gateway_source"]) for o in listed]
+
+
+def test_a_chosen_gateway_still_takes_every_other_check(api: Api) -> None:
+    gateway(api, "TEST")
+    new = gateway(api, "NEW")
+    routes(api, "TEST")
+    do_record_opt_out(NUMBER, source="test")
+    opted = send(api, phone_number=NUMBER, text="x", gateway="NEW")
+    later = send(api, phone_number="254700000001", text="y", gateway="NEW")
+    r = api.put(M + f"gateways/{new['id']}", {"is_active": False})
+    assert 200 == r.status, r.body
+
+    drain()
+
+    assert ("failed", "PHONE_NUMBER_OPTED_OUT") == (opted["status"], opted["error_code"])
+    m = message(later["id"])
+    assert ("failed", "GATEWAY_NOT_FOUND") == (m.status, m.error_code)
+    assert [] == list(OUTBOX)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("NOPE", "gateway 'NOPE' not found"),
+        ("THEIRS", "gateway 'THEIRS' not found"),  # another project's, not shared
+        ("OFF", "gateway 'OFF' not found"),  # inactive
+        ("  ", "gateway must name a gateway"),
+        (7, "gateway must be a string"),
+    ],
+)
+def test_a_bad_chosen_gateway_is_400_and_stores_nothing(
+    api: Api, other_api: Api, name: Any, reason: str
+) -> None:
+    r = other_api.post(
+        M.replace("{project}", "other") + "gateways", {"name": "THEIRS", "type": "test"}
+    )
+    assert 201 == r.status
+    gateway(api, "TEST")
+    gateway(api, "OFF", is_active=False)
+    routes(api, "TEST")
+
+    r = api.post(M + "send", {"phone_number": NUMBER, "text": "x", "gateway": name})
+
+    assert 400 == r.status, r.body
+    assert reason in r.body["error"]
+    assert (0, 0) == (Message.objects.count(), MessagingEvent.objects.count())

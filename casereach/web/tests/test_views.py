@@ -187,3 +187,30 @@ def test_dashboard_and_log_explain_a_skipped_message(web: Client, api: Api) -> N
     ]
     empty = web.get("/a/demo/messages", {"error_code": "NO_MESSAGE", "format": "csv"})
     assert 1 == len(b"".join(empty.streaming_content).decode().splitlines())
+
+
+def test_test_send_goes_by_the_route_or_through_the_picked_gateway(web: Client, api: Api) -> None:
+    from casereach.messaging.models import Message
+
+    m = "/a/{project}/api/messaging/v1/"
+    for name in ("ROUTED", "NEW"):
+        assert 201 == api.post(m + "gateways", {"name": name, "type": "test"}).status
+    assert 200 == api.put(m + "routes", {"default_gateway": "ROUTED", "prefixes": []}).status
+    page = web.get("/a/demo/gateways").content.decode()
+    assert '<option value="NEW" >NEW</option>' in page
+
+    routed = web.post("/a/demo/gateways", {"form": "test", "number": "254700000001"})
+    picked = web.post(
+        "/a/demo/gateways", {"form": "test", "number": "254700000002", "gateway": "NEW"}
+    )
+    unknown = web.post(
+        "/a/demo/gateways", {"form": "test", "number": "254700000003", "gateway": "GONE"}
+    )
+
+    assert (200, 200, 400) == (routed.status_code, picked.status_code, unknown.status_code)
+    assert "queued via ROUTED" in routed.content.decode()
+    assert "queued via NEW" in picked.content.decode()
+    assert "gateway &#x27;GONE&#x27; not found" in unknown.content.decode()
+    assert [("254700000001", "ROUTED"), ("254700000002", "NEW")] == list(
+        Message.objects.order_by("phone_number").values_list("phone_number", "gateway_name")
+    )
