@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.http import (
@@ -54,7 +53,9 @@ from casereach.messaging.testphone import (
 )
 from casereach.projects.models import Project
 from casereach.web.access import project_page, user_projects
+from casereach.web.actions import do_clear_import_progress, do_set_import_progress
 from casereach.web.charts import stacked_bars
+from casereach.web.queries import running_import
 
 DAY_SERIES = ("delivered", "sent", "queued", "skipped", "failed")
 LOG_FILTERS = ("since", "until", "status", "error_code", "contact_id", "phone_number", "gateway")
@@ -489,10 +490,6 @@ def test_phone_conversation(request: HttpRequest, project: Project) -> HttpRespo
 # -- import --------------------------------------------------------------------------------------
 
 
-def _progress_key(request: HttpRequest, project: Project) -> str:
-    return f"casereach-import-{project.pk}-{request.user.pk}"
-
-
 @project_page
 def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
     from casereach.cases.importer import Progress, import_cases
@@ -500,7 +497,6 @@ def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
     report = None
     errors: list[Any] = []
     error = None
-    key = _progress_key(request, project)
     if request.method == "POST":
         upload = request.FILES.get("file")
         case_type = request.POST.get("case_type", "").strip() or None
@@ -510,9 +506,9 @@ def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
 
             def on_progress(p: Progress) -> None:
                 percent = min(100, p.done * 100 // p.total) if p.total else None
-                cache.set(key, {"running": True, "rows": p.rows, "percent": percent}, 3600)
+                do_set_import_progress(project, _user_id(request), p.rows, percent)
 
-            cache.set(key, {"running": True, "rows": 0, "percent": 0}, 3600)
+            do_set_import_progress(project, _user_id(request), 0, 0)
             suffix = Path(upload.name or "upload.csv").suffix.lower() or ".csv"
             try:
                 with tempfile.TemporaryDirectory() as tmp:
@@ -531,7 +527,7 @@ def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
                     except CasereachError as exc:
                         error = exc.message
             finally:
-                cache.delete(key)
+                do_clear_import_progress(project, _user_id(request))
             if report is not None:
                 request.session["import_errors"] = [
                     [e.row, e.column, e.reason] for e in errors[:10000]
@@ -552,7 +548,7 @@ def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
 @project_page
 def import_progress(request: HttpRequest, project: Project) -> HttpResponse:
     """How far the user's running import has got (an htmx partial, polled every second)."""
-    state = cache.get(_progress_key(request, project))
+    state = running_import(project, _user_id(request))
     return render(request, "web/import_progress.html", {"state": state})
 
 
@@ -572,6 +568,13 @@ def import_errors_csv(request: HttpRequest, project: Project) -> HttpResponse:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _user_id(request: HttpRequest) -> int:
+    """The signed-in user's id (every project page requires a signed-in user)."""
+    pk = request.user.pk
+    assert isinstance(pk, int)
+    return pk
 
 
 def _offset(request: HttpRequest) -> int:

@@ -214,3 +214,28 @@ def test_test_send_goes_by_the_route_or_through_the_picked_gateway(web: Client, 
     assert [("254700000001", "ROUTED"), ("254700000002", "NEW")] == list(
         Message.objects.order_by("phone_number").values_list("phone_number", "gateway_name")
     )
+
+
+def test_import_progress_is_shared_by_every_web_process(web: Client, project: Project) -> None:
+    """The upload runs in one process and the polls may reach another: the progress is read
+    from the database, and the row is gone once the import ends."""
+    from django.contrib.auth import get_user_model
+
+    from casereach.web.actions import do_set_import_progress
+    from casereach.web.models import ImportProgress
+
+    user = get_user_model().objects.get(username__endswith="pm")
+    assert "" == web.get("/a/demo/import/progress").content.decode().strip()
+
+    do_set_import_progress(project, user.pk, 12345, 40)  # as the importing process would
+
+    page = web.get("/a/demo/import/progress").content.decode()
+    assert "12345 rows read" in page
+    assert '<progress max="100" value="40">' in page
+
+    data = b"external_id,case_type,case_name,owner_id\nP-1,patient,Neema,o1\n"
+    response = web.post(
+        "/a/demo/import", {"file": SimpleUploadedFile("cases.csv", data, "text/csv")}
+    )
+    assert 200 == response.status_code
+    assert 0 == ImportProgress.objects.count()
