@@ -124,6 +124,10 @@ def _serve(
     from casereach.messaging.runner import BackgroundLoops
     from casereach.wsgi import application
 
+    try:
+        loops = BackgroundLoops(extra=[("scheduler", fire_due)])
+    except ValueError as exc:  # a bad CASEREACH_DISPATCH_* value
+        fail(str(exc))
     server = create_server(application, host=host, port=port, threads=threads, ident="casereach")
     url = f"http://{host}:{server.effective_port}"  # type: ignore[union-attr]
 
@@ -135,7 +139,6 @@ def _serve(
         banner(url)
     else:
         typer.echo(f"casereach serving on {url}", err=False)
-    loops = BackgroundLoops(extra=[("scheduler", fire_due)])
     if workers:
         from casereach.gateways.actions import do_sync_server_email_gateway
 
@@ -215,10 +218,12 @@ def worker(
     reaps expired leases, runs bulk alert evaluations and imports. Run any number."""
     setup_django()
     _need_broker()
+    from casereach.messaging.dispatch import dispatch_sizes
     from casereach.scaleout.processes import run_worker, worker_argv
 
     try:
         worker_argv(queues, concurrency, loglevel)
+        dispatch_sizes()  # a bad CASEREACH_DISPATCH_* value stops here, not in every task
     except ValueError as exc:
         fail(str(exc))
     run_worker(queues, concurrency, loglevel)

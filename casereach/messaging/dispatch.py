@@ -112,6 +112,31 @@ class Job:
     response_log: str = ""
 
 
+BATCH_ENV, THREADS_ENV = "CASEREACH_DISPATCH_BATCH", "CASEREACH_DISPATCH_THREADS"
+DEFAULT_BATCH, DEFAULT_THREADS = 200, 16
+
+
+def dispatch_sizes() -> tuple[int, int]:
+    """(messages per claim, gateway calls in flight) for every dispatcher of this process,
+    from CASEREACH_DISPATCH_BATCH and CASEREACH_DISPATCH_THREADS (200 and 16). A slow
+    provider needs more calls in flight: 16 calls of 300 ms each send 53 messages a second.
+    ValueError names the variable when a value is not a whole number in range."""
+
+    def read(name: str, default: int, top: int) -> int:
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= top:
+            raise ValueError(f"{name} must be a whole number from 1 to {top}, not {raw!r}")
+        return value
+
+    return read(BATCH_ENV, DEFAULT_BATCH, 5000), read(THREADS_ENV, DEFAULT_THREADS, 1024)
+
+
 def public_base_url() -> str:
     return os.environ.get("CASEREACH_PUBLIC_URL", "").rstrip("/")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from django.db import close_old_connections, connection
 
-from casereach.messaging.dispatch import Dispatcher
+from casereach.messaging.dispatch import Dispatcher, dispatch_sizes
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +22,15 @@ class BackgroundLoops:
         self,
         *,
         idle_s: float = 0.5,
-        concurrency: int = 16,
+        batch_size: int | None = None,
+        concurrency: int | None = None,
         extra: Sequence[tuple[str, Callable[[], int]]] = (),
     ) -> None:
         self.idle_s = idle_s
-        self.concurrency = concurrency
+        # Unless given, the sizes come from the environment, as in the scale-out workers.
+        env_batch, env_threads = dispatch_sizes()
+        self.batch_size = batch_size or env_batch
+        self.concurrency = concurrency or env_threads
         # Other loops (the alert scheduler): each step returns how much work it did.
         self.extra = list(extra)
         self.stopping = threading.Event()
@@ -49,7 +53,7 @@ class BackgroundLoops:
             t.join(timeout)
 
     def _dispatch_loop(self) -> None:
-        dispatcher = Dispatcher(concurrency=self.concurrency)
+        dispatcher = Dispatcher(batch_size=self.batch_size, concurrency=self.concurrency)
         try:
             while not self.stopping.is_set():
                 try:

@@ -45,12 +45,11 @@ def get_app() -> Any:
 
 def _dispatcher() -> Any:
     """One dispatcher per worker thread (its HTTP clients and gateway objects are reused)."""
-    from casereach.messaging.dispatch import Dispatcher
+    from casereach.messaging.dispatch import Dispatcher, dispatch_sizes
 
     d = getattr(_local, "dispatcher", None)
     if d is None:
-        threads = int(os.environ.get("CASEREACH_DISPATCH_THREADS", "16"))
-        batch = int(os.environ.get("CASEREACH_DISPATCH_BATCH", "200"))
+        batch, threads = dispatch_sizes()
         d = _local.dispatcher = Dispatcher(batch_size=batch, concurrency=threads)
     return d
 

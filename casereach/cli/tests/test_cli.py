@@ -157,3 +157,26 @@ def test_gateway_add_and_list(env: dict[str, str]) -> None:
     r = cli(env, "gateway", "list", "--project", "clinic")
     assert 0 == r.returncode
     assert ["G", "LOCAL"] == sorted(line.split("\t")[1] for line in r.stdout.strip().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CASEREACH_DISPATCH_THREADS", "lots"),
+        ("CASEREACH_DISPATCH_THREADS", "0"),
+        ("CASEREACH_DISPATCH_BATCH", "-5"),
+        ("CASEREACH_DISPATCH_BATCH", "100000"),
+    ],
+)
+def test_serve_refuses_a_bad_dispatch_size_in_one_line(
+    env: dict[str, str], name: str, value: str
+) -> None:
+    assert 0 == cli(env, "init").returncode
+    env[name] = value
+
+    r = cli(env, "serve", "--port", str(free_port()))
+
+    assert 1 == r.returncode
+    assert [f"error: {name} must be a whole number from 1 to"] == [
+        line[: len(name) + 40] for line in r.stderr.strip().splitlines()
+    ]

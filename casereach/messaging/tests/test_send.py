@@ -499,3 +499,20 @@ def test_a_bad_chosen_gateway_is_400_and_stores_nothing(
     assert 400 == r.status, r.body
     assert reason in r.body["error"]
     assert (0, 0) == (Message.objects.count(), MessagingEvent.objects.count())
+
+
+def test_dispatch_sizes_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from casereach.messaging.dispatch import dispatch_sizes
+    from casereach.messaging.runner import BackgroundLoops
+
+    monkeypatch.delenv("CASEREACH_DISPATCH_BATCH", raising=False)
+    monkeypatch.delenv("CASEREACH_DISPATCH_THREADS", raising=False)
+    assert (200, 16) == dispatch_sizes()
+    monkeypatch.setenv("CASEREACH_DISPATCH_BATCH", " 500 ")
+    monkeypatch.setenv("CASEREACH_DISPATCH_THREADS", "64")
+    assert (500, 64) == dispatch_sizes()
+    loops = BackgroundLoops()  # what serve runs: the same sizes as the scale-out workers
+    assert (500, 64) == (loops.batch_size, loops.concurrency)
+    monkeypatch.setenv("CASEREACH_DISPATCH_THREADS", "2000")
+    with pytest.raises(ValueError, match="CASEREACH_DISPATCH_THREADS must be a whole number"):
+        dispatch_sizes()
