@@ -196,7 +196,7 @@ for start in range(0, count, chunk):
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 d = Dispatcher(batch_size=500, concurrency=int(os.environ["BENCH_CONCURRENCY"]))
 start = time.perf_counter()
-sent = d.drain(max_seconds=7200)
+sent = d.stream(until_idle=True, max_seconds=7200)  # what serve runs
 elapsed = time.perf_counter() - start
 d.close()
 left = Message.objects.exclude(status="sent").count()

@@ -1,20 +1,23 @@
 """The dispatcher: claim due messages with a lease, re-check them, call gateways outside any
 transaction, complete them with conditional updates.
 
-One ``Dispatcher.run_once()`` is one batch; ``serve`` calls it in a loop, and a Celery task
-can call it just the same (it holds no state that needs a thread of its own).
+One ``Dispatcher.run_once()`` is one batch, which a Celery task runs (it holds no state that
+needs a thread of its own). ``serve`` runs ``Dispatcher.stream()``: the same claim, checks,
+calls and completion, with a new call started as soon as one ends, so that a slow provider
+request holds one slot instead of the whole batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +93,7 @@ PERSISTENT_TYPES = frozenset({"smpp"})
 PINNED_SOURCES = frozenset({"inbound", CHOSEN})
 
 
+STREAM_FLUSH_S = 0.05  # how often ``stream`` completes the messages whose calls ended
 SENT_COUNT_TTL_S = 5.0  # how long a project's sent-today count is trusted (see _sent_today)
 SESSION_CHECK_S = 30.0  # how often the dispatcher makes sure SMPP sessions are bound
 
@@ -110,6 +114,7 @@ class Job:
     duration_ms: int = 0
     request_log: str = ""
     response_log: str = ""
+    unsent: bool = False  # counted in Dispatcher._unsent until completed
 
 
 BATCH_ENV, THREADS_ENV = "CASEREACH_DISPATCH_BATCH", "CASEREACH_DISPATCH_THREADS"
@@ -174,6 +179,9 @@ class Dispatcher:
         self._base_url = ""  # CASEREACH_PUBLIC_URL, read once per batch
         # project → (start of its day, when counted, messages sent that day): see _sent_today
         self._sent_counts: dict[int, tuple[dt.datetime, float, int]] = {}
+        # project → messages this dispatcher prepared to send and has not completed yet: a
+        # fresh daily count cannot see them (``stream`` prepares while earlier sends run)
+        self._unsent: dict[int, int] = defaultdict(int)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -209,6 +217,18 @@ class Dispatcher:
 
     def run_once(self) -> int:
         """Reap expired leases, claim a batch, send it. Returns how many were claimed."""
+        token, jobs = self._claim_batch()
+        if not jobs:
+            return 0
+        sending = [j for j in jobs if j.action == "send"]
+        if sending:
+            self._send(sending)
+        self._complete(jobs, token)
+        return len(jobs)
+
+    def _claim_batch(self) -> tuple[str, list[Job]]:
+        """Session events, the reaper, then a claimed and checked batch (empty when nothing is
+        due) under a new lease token."""
         at = now()
         self.poll_events()
         outbox.reap(at)
@@ -217,14 +237,126 @@ class Dispatcher:
             self.batch_size, at + dt.timedelta(seconds=self.lease_s), token, at
         )
         if not claimed:
-            return 0
-        jobs = self._prepare(claimed)
-        sending = [j for j in jobs if j.action == "send"]
-        if sending:
-            self._base_url = public_base_url()
-            self._send(sending)
-        self._complete(jobs, token)
-        return len(claimed)
+            return token, []
+        self._base_url = public_base_url()
+        return token, self._prepare(claimed)
+
+    # -- streaming: the embedded loop ----------------------------------------------------------
+
+    def stream(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        idle_s: float = 0.5,
+        until_idle: bool = False,
+        max_seconds: float | None = None,
+    ) -> int:
+        """Send continuously with ``concurrency`` gateway calls in flight: a new call starts
+        as soon as one ends, and finished messages are completed every ``STREAM_FLUSH_S``.
+
+        ``run_once`` waits for the slowest call of its batch before it claims the next one, so
+        one provider request that hangs until its timeout stalls everything behind it; here
+        it holds one slot. The steps are those of ``run_once`` (claim under a lease, the
+        checks, the call, the conditional completion), all in the calling thread; a batch is
+        claimed whenever fewer than ``concurrency`` claimed messages wait for a slot.
+
+        Returns how many messages were claimed. Stops when ``stop`` is set or after
+        ``max_seconds`` (claimed messages not yet sent go back to the queue, without an
+        attempt), or with ``until_idle`` once nothing is due; otherwise waits ``idle_s``
+        between empty claims."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        loop = self._loop
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        window = max(self.concurrency, 1)
+        if self._wire is None:
+            self._wire = WirePool(max_idle_per_origin=window)
+        # The database work runs here, between turns of the event loop, never inside it
+        # (Django refuses database calls from a running loop); the calls in flight wait in
+        # their sockets meanwhile.
+        waiting: deque[tuple[Job, str]] = deque()
+        running: dict[asyncio.Future[None], tuple[Job, str]] = {}
+        finished: list[tuple[Job, str]] = []
+        flushed = time.monotonic()
+        next_claim = 0.0  # monotonic time of the next claim (later after an empty one)
+        drained = False  # the last claim found nothing due
+        total = 0
+
+        def stopping() -> bool:
+            return (stop is not None and stop.is_set()) or (
+                deadline is not None and time.monotonic() >= deadline
+            )
+
+        try:
+            while True:
+                if stopping():
+                    while waiting:  # claimed, never sent: back to the queue
+                        job, token = waiting.popleft()
+                        job.action, job.until, job.error_code = "postpone", now(), None
+                        finished.append((job, token))
+                elif len(waiting) < window and time.monotonic() >= next_claim:
+                    token, jobs = self._claim_batch()
+                    drained = not jobs
+                    if drained:
+                        next_claim = time.monotonic() + idle_s
+                    total += len(jobs)
+                    for job in jobs:
+                        (waiting if job.action == "send" else finished).append((job, token))
+                while waiting and len(running) < window:
+                    job, token = waiting.popleft()
+                    running[self._start_call(loop, job)] = (job, token)
+                age = time.monotonic() - flushed
+                if finished and (
+                    not running or age >= STREAM_FLUSH_S or len(finished) >= self.batch_size
+                ):
+                    self._complete_finished(finished)
+                    finished = []
+                    flushed = time.monotonic()
+                if running:
+                    done, _ = loop.run_until_complete(
+                        asyncio.wait(
+                            set(running),
+                            timeout=STREAM_FLUSH_S,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                    )
+                    for fut in done:
+                        finished.append(running.pop(fut))
+                    continue
+                if waiting or finished:
+                    continue
+                if stopping() or (until_idle and drained):
+                    return total
+                pause = max(0.0, next_claim - time.monotonic())
+                if stop is not None:
+                    stop.wait(pause)
+                else:
+                    time.sleep(pause)
+        finally:
+            # After an error (a failed claim or completion) the calls in flight still finish
+            # and what can be completed is; the rest is reaped when its lease ends.
+            if running:
+                loop.run_until_complete(asyncio.gather(*running, return_exceptions=True))
+                finished.extend(running.values())
+                running.clear()
+            if finished:
+                with contextlib.suppress(Exception):
+                    self._complete_finished(finished)
+
+    def _start_call(self, loop: asyncio.AbstractEventLoop, job: Job) -> asyncio.Future[None]:
+        gw = self._wire_gateway(job.gateway) if self._shared_http is None else None
+        if gw is None:
+            return loop.run_in_executor(self.pool, self._call, job)
+        assert self._wire is not None
+        return loop.create_task(self._call_wire(job, gw, self._wire))
+
+    def _complete_finished(self, finished: list[tuple[Job, str]]) -> None:
+        """Complete finished messages, one conditional update per claim (lease token)."""
+        by_token: dict[str, list[Job]] = defaultdict(list)
+        for job, token in finished:
+            by_token[token].append(job)
+        for token, jobs in by_token.items():
+            self._complete(jobs, token)
 
     def open_sessions(self) -> int:
         """Bind every active session-based gateway (SMPP), so that inbound SMS and receipts
@@ -412,6 +544,10 @@ class Dispatcher:
             if pk is not None and cached is not None:
                 self._sent_counts[pk] = (cached[0], cached[1], count)
         self._throttle([j for j in jobs if j.action == "send"], at)
+        for j in jobs:
+            if j.action == "send" and j.row["project_id"] is not None:
+                j.unsent = True
+                self._unsent[j.row["project_id"]] += 1
         return jobs
 
     def _sent_today(self, project: Project, s: ProjectSettings, at: dt.datetime, batch: int) -> int:
@@ -434,6 +570,7 @@ class Dispatcher:
         ):
             return cached[2]
         count = Message.objects.filter(project=project, direction="out", sent_on__gte=start).count()
+        count += self._unsent.get(project.pk, 0)
         self._sent_counts[project.pk] = (start, mono, count)
         return count
 
@@ -631,6 +768,9 @@ class Dispatcher:
         opt_outs: list[str] = []
         final_ids: list[str] = []
         for j in jobs:
+            if j.unsent:
+                j.unsent = False
+                self._unsent[j.row["project_id"]] -= 1
             row = j.row
             mid = row["id"]
             gw_name = j.gateway.name if j.gateway else row["gateway_name"]

@@ -1,7 +1,8 @@
-"""Embedded background work for ``casereach serve``: the dispatcher loop in a thread.
+"""Embedded background work for ``casereach serve``: the dispatcher in a thread.
 
-The loop only calls ``Dispatcher.run_once()``; in the scale-out mode a Celery task calls the
-same method, so nothing here is needed there.
+The thread runs ``Dispatcher.stream()``, which keeps the gateway calls in flight back to back;
+in the scale-out mode a Celery task runs ``Dispatcher.run_once()`` instead (one claimed batch
+per task), the same claim, checks and completion, so nothing here is needed there.
 """
 
 from __future__ import annotations
@@ -58,13 +59,10 @@ class BackgroundLoops:
             while not self.stopping.is_set():
                 try:
                     close_old_connections()
-                    done = dispatcher.run_once()
+                    dispatcher.stream(stop=self.stopping, idle_s=self.idle_s)
                 except Exception:  # keep the loop alive; the error is in the log
-                    log.exception("dispatcher batch failed")
+                    log.exception("dispatcher failed")
                     self.stopping.wait(5.0)
-                    continue
-                if done == 0:
-                    self.stopping.wait(self.idle_s)
         finally:
             dispatcher.close()
             connection.close()

@@ -117,3 +117,78 @@ def test_circuit_opens_after_repeated_failures(api: Api, provider: ProviderServe
     assert m.next_attempt_at == state.open_until
     assert 5 == len(provider.requests)
     assert all(Message.objects.get(id=i).status == "queued" for i in ids)
+
+
+def _sent_stamps(ids: list[str]) -> list[dt.datetime]:
+    stamps = [m.sent_on for m in Message.objects.filter(id__in=ids)]
+    assert all(s is not None for s in stamps)
+    return sorted(s for s in stamps if s is not None)
+
+
+@pytest.mark.parametrize("mode", ["stream", "run_once"])
+def test_one_slow_call_holds_one_slot_when_streaming(
+    api: Api, provider: ProviderServer, mode: str
+) -> None:
+    """``stream`` (what serve runs) completes the fast messages while a slow call is still in
+    flight; ``run_once`` (one batch per Celery task) completes its batch together."""
+    http_gateway(api, provider, timeout_s=5)
+    provider.script("/send", Reply(200, {"id": "slow"}, delay_s=2.0))
+    provider.script("/send", *[Reply(200, {"id": f"p-{i}"}) for i in range(9)])
+    ids = [send(api, f"2547000000{i:02d}") for i in range(10)]
+    d = Dispatcher(concurrency=4)
+    try:
+        handled = d.stream(until_idle=True) if mode == "stream" else d.run_once()
+    finally:
+        d.close()
+
+    assert 10 == handled
+    stamps = _sent_stamps(ids)
+    assert 10 == len(stamps)
+    slow_lead = stamps[-1] - stamps[-2]  # how long the last fast one finished before the slow
+    if mode == "stream":
+        assert slow_lead > dt.timedelta(seconds=1.5)
+    else:
+        assert dt.timedelta(0) == slow_lead
+
+
+def test_stopping_a_stream_puts_unsent_claims_back_without_an_attempt(
+    api: Api, provider: ProviderServer
+) -> None:
+    http_gateway(api, provider, timeout_s=5)
+    provider.script("/send", *[Reply(200, {"id": f"p-{i}"}, delay_s=0.3) for i in range(5)])
+    ids = [send(api, f"2547000000{i:02d}") for i in range(5)]
+    d = Dispatcher(concurrency=1)
+    try:
+        claimed = d.stream(max_seconds=0.1)
+    finally:
+        d.close()
+
+    assert 5 == claimed
+    rows = list(Message.objects.filter(id__in=ids).values("status", "attempts", "lease_token"))
+    assert [("sent", 1, None)] + [("queued", 0, None)] * 4 == sorted(
+        ((r["status"], r["attempts"], r["lease_token"]) for r in rows), reverse=True
+    )
+    assert 1 == len(provider.requests)
+
+
+def test_a_stream_keeps_the_daily_limit_with_sends_in_flight(
+    api: Api, provider: ProviderServer
+) -> None:
+    """The next batch is claimed while the previous one's calls are in flight, so the daily
+    count must include what this dispatcher is still sending."""
+    http_gateway(api, provider, timeout_s=5)
+    assert 200 == api.put(M + "settings", {"daily_limit": 3}).status
+    provider.script("/send", *[Reply(200, {"id": f"p-{i}"}, delay_s=0.3) for i in range(6)])
+    ids = [send(api, f"2547000000{i:02d}") for i in range(6)]
+    d = Dispatcher(batch_size=2, concurrency=4)
+    try:
+        d.stream(until_idle=True)
+    finally:
+        d.close()
+
+    outcomes = sorted(
+        Message.objects.filter(id__in=ids).values_list("status", "error_code"),
+        key=lambda r: (r[0], r[1] or ""),
+    )
+    assert [("queued", "DAILY_LIMIT_REACHED")] * 3 + [("sent", None)] * 3 == outcomes
+    assert 3 == len(provider.requests)
