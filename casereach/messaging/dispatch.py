@@ -93,7 +93,7 @@ PERSISTENT_TYPES = frozenset({"smpp"})
 PINNED_SOURCES = frozenset({"inbound", CHOSEN})
 
 
-STREAM_FLUSH_S = 0.05  # how often ``stream`` completes the messages whose calls ended
+STREAM_FLUSH_S = 0.1  # how often ``stream`` completes the messages whose calls ended
 SENT_COUNT_TTL_S = 5.0  # how long a project's sent-today count is trusted (see _sent_today)
 SESSION_CHECK_S = 30.0  # how often the dispatcher makes sure SMPP sessions are bound
 
@@ -271,12 +271,14 @@ class Dispatcher:
         window = max(self.concurrency, 1)
         if self._wire is None:
             self._wire = WirePool(max_idle_per_origin=window)
-        # The database work runs here, between turns of the event loop, never inside it
-        # (Django refuses database calls from a running loop); the calls in flight wait in
-        # their sockets meanwhile.
+        # The database work (claims, completions) runs here, between turns of the event loop,
+        # never inside it: Django refuses database calls from a running loop. Inside the loop
+        # up to ``window`` workers take claimed messages one after the other; the loop hands
+        # back when claimed messages run low, every worker is done, or it is time to complete.
         waiting: deque[tuple[Job, str]] = deque()
-        running: dict[asyncio.Future[None], tuple[Job, str]] = {}
+        workers: set[asyncio.Task[None]] = set()
         finished: list[tuple[Job, str]] = []
+        waker: list[asyncio.Future[None]] = []  # what the loop runs until, while it runs
         flushed = time.monotonic()
         next_claim = 0.0  # monotonic time of the next claim (later after an empty one)
         drained = False  # the last claim found nothing due
@@ -286,6 +288,29 @@ class Dispatcher:
             return (stop is not None and stop.is_set()) or (
                 deadline is not None and time.monotonic() >= deadline
             )
+
+        def wake() -> None:
+            if waker:
+                _wake(waker[0])
+
+        async def work() -> None:
+            while waiting:
+                job, token = waiting.popleft()
+                await self._call_job(loop, job)
+                finished.append((job, token))
+                if len(waiting) < window and not drained:
+                    wake()  # time to claim more
+
+        def start_workers() -> None:
+            while waiting and len(workers) < window:
+                task = loop.create_task(work())
+                workers.add(task)
+                task.add_done_callback(worker_done)
+
+        def worker_done(task: asyncio.Task[None]) -> None:
+            workers.discard(task)
+            if not workers:
+                wake()
 
         try:
             while True:
@@ -302,26 +327,24 @@ class Dispatcher:
                     total += len(jobs)
                     for job in jobs:
                         (waiting if job.action == "send" else finished).append((job, token))
-                while waiting and len(running) < window:
-                    job, token = waiting.popleft()
-                    running[self._start_call(loop, job)] = (job, token)
-                age = time.monotonic() - flushed
+                start_workers()
                 if finished and (
-                    not running or age >= STREAM_FLUSH_S or len(finished) >= self.batch_size
+                    not workers
+                    or time.monotonic() - flushed >= STREAM_FLUSH_S
+                    or len(finished) >= self.batch_size
                 ):
-                    self._complete_finished(finished)
-                    finished = []
+                    done, finished[:] = list(finished), []
+                    self._complete_finished(done)
                     flushed = time.monotonic()
-                if running:
-                    done, _ = loop.run_until_complete(
-                        asyncio.wait(
-                            set(running),
-                            timeout=STREAM_FLUSH_S,
-                            return_when=asyncio.FIRST_COMPLETED,
-                        )
-                    )
-                    for fut in done:
-                        finished.append(running.pop(fut))
+                if workers:
+                    pending = loop.create_future()
+                    waker[:] = [pending]
+                    timer = loop.call_later(STREAM_FLUSH_S, _wake, pending)
+                    try:
+                        loop.run_until_complete(pending)
+                    finally:
+                        timer.cancel()
+                        waker.clear()
                     continue
                 if waiting or finished:
                     continue
@@ -333,22 +356,28 @@ class Dispatcher:
                 else:
                     time.sleep(pause)
         finally:
-            # After an error (a failed claim or completion) the calls in flight still finish
-            # and what can be completed is; the rest is reaped when its lease ends.
-            if running:
-                loop.run_until_complete(asyncio.gather(*running, return_exceptions=True))
-                finished.extend(running.values())
-                running.clear()
+            # After an error (a failed claim or completion) the calls in flight still finish,
+            # claimed messages not yet sent go back to the queue, and what can be completed
+            # is; the rest is reaped when its lease ends.
+            while waiting:
+                job, token = waiting.popleft()
+                job.action, job.until, job.error_code = "postpone", now(), None
+                finished.append((job, token))
+            if workers:
+                loop.run_until_complete(asyncio.gather(*workers, return_exceptions=True))
             if finished:
                 with contextlib.suppress(Exception):
-                    self._complete_finished(finished)
+                    self._complete_finished(list(finished))
 
-    def _start_call(self, loop: asyncio.AbstractEventLoop, job: Job) -> asyncio.Future[None]:
+    async def _call_job(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
+        """One gateway call: the lean client for types that have one, else the thread pool."""
         gw = self._wire_gateway(job.gateway) if self._shared_http is None else None
         if gw is None:
-            return loop.run_in_executor(self.pool, self._call, job)
-        assert self._wire is not None
-        return loop.create_task(self._call_wire(job, gw, self._wire))
+            await loop.run_in_executor(self.pool, self._call, job)
+            return
+        if self._wire is None:
+            self._wire = WirePool(max_idle_per_origin=max(self.concurrency, 1))
+        await self._call_wire(job, gw, self._wire)
 
     def _complete_finished(self, finished: list[tuple[Job, str]]) -> None:
         """Complete finished messages, one conditional update per claim (lease token)."""
@@ -1016,6 +1045,11 @@ class Dispatcher:
             )
         if completed:
             MessagingEvent.objects.filter(pk__in=completed).update(status="completed")
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _unexpected(job: Job, cfg: GatewayConfig, exc: Exception) -> None:
