@@ -31,7 +31,13 @@ def _free_port() -> int:
 
 
 class Provider:
-    def __init__(self, workers: int = 2, latency_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        workers: int = 2,
+        latency_ms: float = 0.0,
+        slow_every: int = 0,
+        slow_ms: float = 0.0,
+    ) -> None:
         self.port = _free_port()
         self.proc = subprocess.Popen(
             [
@@ -44,6 +50,10 @@ class Provider:
                 str(workers),
                 "--latency-ms",
                 str(latency_ms),
+                "--slow-every",
+                str(slow_every),
+                "--slow-ms",
+                str(slow_ms),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -194,9 +204,13 @@ for start in range(0, count, chunk):
         for i in range(start, min(count, start + chunk))
     ], batch_size=5000)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-d = Dispatcher(batch_size=500, concurrency=int(os.environ["BENCH_CONCURRENCY"]))
+d = Dispatcher(batch_size=int(os.environ.get("BENCH_BATCH", "500")),
+               concurrency=int(os.environ["BENCH_CONCURRENCY"]))
 start = time.perf_counter()
-sent = d.stream(until_idle=True, max_seconds=7200)  # what serve runs
+if os.environ.get("BENCH_MODE") == "batches":  # run_once, as each Celery task runs it
+    sent = d.drain(max_seconds=7200)
+else:  # what serve runs
+    sent = d.stream(until_idle=True, max_seconds=7200)
 elapsed = time.perf_counter() - start
 d.close()
 left = Message.objects.exclude(status="sent").count()
@@ -206,7 +220,9 @@ print(json.dumps({"claimed": sent, "sent": count - left, "seconds": elapsed, "no
 """
 
 
-def _dispatch_run(url: str, count: int) -> dict[str, Any]:
+def _dispatch_run(
+    url: str, count: int, *, mode: str = "stream", batch: int = 500
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="casereach-bench-") as tmp:
         env = {
             **os.environ,
@@ -214,6 +230,8 @@ def _dispatch_run(url: str, count: int) -> dict[str, Any]:
             "BENCH_URL": url,
             "BENCH_MESSAGES": str(count),
             "BENCH_CONCURRENCY": str(CONCURRENCY),
+            "BENCH_MODE": mode,
+            "BENCH_BATCH": str(batch),
         }
         out = subprocess.run(
             [sys.executable, "-c", WORKER],
@@ -260,6 +278,7 @@ def run_dispatch(messages: int, drain_rows: int, latency_ms: float = 0.0) -> dic
             "gateway_path_msgs_per_s": round(gateway_path, 1),
             "gateway_path_floor_ratio": round(gateway_path / floor, 3) if floor else None,
         }
+        results.update(_slow_tail(messages))
         if drain_rows:
             drained = _dispatch_run(provider.url, drain_rows)
             results["drain_rows"] = drain_rows
@@ -270,6 +289,25 @@ def run_dispatch(messages: int, drain_rows: int, latency_ms: float = 0.0) -> dic
         provider.stop()
 
 
+def _slow_tail(messages: int) -> dict[str, Any]:
+    """A provider answering in 20 ms, every hundredth reply in 2 s: ``serve``'s streaming
+    dispatcher against sending batch by batch (``run_once``, 200 a batch, as the scale-out
+    tasks do), on a few thousand messages."""
+    count = max(1, min(messages, SLOW_TAIL_MESSAGES))
+    provider = Provider(latency_ms=20.0, slow_every=100, slow_ms=2000.0)
+    try:
+        stream = _dispatch_run(provider.url, count, mode="stream", batch=200)
+        batches = _dispatch_run(provider.url, count, mode="batches", batch=200)
+    finally:
+        provider.stop()
+    return {
+        "slow_tail_messages": count,
+        "slow_tail_stream_msgs_per_s": round(stream["sent"] / stream["seconds"], 1),
+        "slow_tail_batches_msgs_per_s": round(batches["sent"] / batches["seconds"], 1),
+    }
+
+
+SLOW_TAIL_MESSAGES = 3000
 TARGETS = {"dispatch_msgs_per_s": 1500.0, "dispatch_floor_ratio": 0.5}
 
 
@@ -305,6 +343,17 @@ def run_dispatch_suite(
         "httpx async client (msgs/s)", f"{results['floor_httpx_async_msgs_per_s']:,.0f}", ""
     )
     table.add_row("ratio to httpx async", f"{results['dispatch_httpx_floor_ratio']}", "")
+    table.add_row(
+        f"slow tail (1 reply in 100 takes 2 s), {results['slow_tail_messages']:,} msgs: "
+        "streaming, as serve (msgs/s)",
+        f"{results['slow_tail_stream_msgs_per_s']:,.0f}",
+        "",
+    )
+    table.add_row(
+        "slow tail: batch by batch, as each Celery task (msgs/s)",
+        f"{results['slow_tail_batches_msgs_per_s']:,.0f}",
+        "",
+    )
     if "drain_1m_peak_rss_mb" in results:
         table.add_row(
             f"peak RSS draining {results['drain_rows']:,} (MB)",

@@ -26,6 +26,8 @@ async def _handle(
     writer: asyncio.StreamWriter,
     counter: list[int],
     latency_s: float = 0.0,
+    slow_every: int = 0,
+    slow_s: float = 0.0,
 ) -> None:
     try:
         while True:
@@ -37,7 +39,9 @@ async def _handle(
             if length:
                 await reader.readexactly(length)
             counter[0] += 1
-            if latency_s:
+            if slow_every and counter[0] % slow_every == 0:
+                await asyncio.sleep(slow_s)  # now and then a reply takes long (a slow tail)
+            elif latency_s:
                 await asyncio.sleep(latency_s)  # a provider that answers slowly
             writer.write(RESPONSE)
             await writer.drain()
@@ -47,7 +51,7 @@ async def _handle(
         writer.close()
 
 
-def _worker(port: int, latency_s: float = 0.0) -> None:
+def _worker(port: int, latency_s: float = 0.0, slow_every: int = 0, slow_s: float = 0.0) -> None:
     counter = [0]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -57,7 +61,7 @@ def _worker(port: int, latency_s: float = 0.0) -> None:
 
     async def main() -> None:
         server = await asyncio.start_server(
-            lambda r, w: _handle(r, w, counter, latency_s), sock=sock
+            lambda r, w: _handle(r, w, counter, latency_s, slow_every, slow_s), sock=sock
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -75,9 +79,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--slow-every", type=int, default=0, help="every Nth reply is slow")
+    parser.add_argument("--slow-ms", type=float, default=0.0, help="how slow that reply is")
     args = parser.parse_args()
     procs = [
-        multiprocessing.Process(target=_worker, args=(args.port, args.latency_ms / 1000))
+        multiprocessing.Process(
+            target=_worker,
+            args=(args.port, args.latency_ms / 1000, args.slow_every, args.slow_ms / 1000),
+        )
         for _ in range(args.workers)
     ]
     for p in procs:

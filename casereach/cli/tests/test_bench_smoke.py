@@ -62,8 +62,11 @@ def test_bench_dispatch_writes_its_figures_and_the_gateway_bound(tmp_path: Path)
         "dispatch_floor_ratio",
         "gateway_path_msgs_per_s",
         "gateway_path_floor_ratio",
+        "slow_tail_stream_msgs_per_s",
+        "slow_tail_batches_msgs_per_s",
     ):
         assert results[key] > 0, key
+    assert 400 == results["slow_tail_messages"]
     before, after = results["floor_runs_msgs_per_s"]
     assert round((before + after) / 2, 1) == pytest.approx(results["floor_msgs_per_s"], abs=0.2)
 
