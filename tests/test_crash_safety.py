@@ -8,74 +8,19 @@ slowly so that the kill lands mid-dispatch.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.scaleout.harness import CountingProvider, free_port
+
 MESSAGES = 2000
-
-
-class CountingProvider:
-    def __init__(self, delay_s: float) -> None:
-        self.keys: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        delay = delay_s
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                self.rfile.read(length)
-                key = self.headers.get("Idempotency-Key", "")
-                time.sleep(delay)
-                with owner.lock:
-                    owner.keys[key] += 1
-                body = json.dumps({"id": f"p-{key}"}).encode()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass  # the dispatcher was killed mid-request
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/send"
-
-    def total(self) -> int:
-        with self.lock:
-            return sum(self.keys.values())
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 SETUP = """
