@@ -263,6 +263,15 @@ def entry_row(entry: PhoneEntry, project: Project) -> dict[str, Any]:
     }
 
 
+def contact_names(project: Project, contact_ids: Iterable[str]) -> dict[str, str]:
+    """The names of these contacts of ``project`` (ids it does not have are left out)."""
+    return dict(
+        Contact.objects.filter(project=project, contact_id__in=list(contact_ids)).values_list(
+            "contact_id", "name"
+        )
+    )
+
+
 def phone_entries(
     project: Project,
     number: str | None = None,

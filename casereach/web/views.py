@@ -33,6 +33,7 @@ from casereach.cases.queries import case_types
 from casereach.contacts.actions import do_transfer_ownership
 from casereach.contacts.models import Contact
 from casereach.contacts.queries import (
+    contact_names,
     contact_profile,
     data_quality,
     normalise_number_filter,
@@ -128,11 +129,7 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
         )
     quality = data_quality(project)
     conflicts, conflict_total = phone_entries(project, status="conflict", limit=20)
-    names = dict(
-        Contact.objects.filter(
-            project=project, contact_id__in=[c["contact_id"] for c in conflicts]
-        ).values_list("contact_id", "name")
-    )
+    names = contact_names(project, (c["contact_id"] for c in conflicts))
     for c in conflicts:
         c["name"] = names.get(c["contact_id"]) or c["contact_id"]
     opted = list(project_opt_outs(project).filter(opted_out=True)[:20])
@@ -304,11 +301,7 @@ def phone_numbers(request: HttpRequest, project: Project) -> HttpResponse:
         )
     except CasereachError as exc:
         error = exc.message
-    names = dict(
-        Contact.objects.filter(
-            project=project, contact_id__in=[r["contact_id"] for r in rows]
-        ).values_list("contact_id", "name")
-    )
+    names = contact_names(project, (r["contact_id"] for r in rows))
     for r in rows:
         r["name"] = names.get(r["contact_id"], "")
     return render(
@@ -353,11 +346,7 @@ def transfer(request: HttpRequest, project: Project, number: str) -> HttpRespons
             return HttpResponseRedirect(
                 reverse("web:phone_numbers", args=[project.name]) + f"?number={digits}"
             )
-    names = dict(
-        Contact.objects.filter(
-            project=project, contact_id__in=[r["contact_id"] for r in holders]
-        ).values_list("contact_id", "name")
-    )
+    names = contact_names(project, (r["contact_id"] for r in holders))
     for r in holders:
         r["name"] = names.get(r["contact_id"], "")
     return render(
