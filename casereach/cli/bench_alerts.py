@@ -257,11 +257,7 @@ def instance_schema(db: Path) -> tuple[list[str], list[str]]:
                 (INSTANCE_TABLE,),
             )
         ]
-        columns = [
-            str(row[1])
-            for row in conn.execute(f"PRAGMA table_info({INSTANCE_TABLE})")
-            if row[1] != "id"
-        ]
+        columns = _columns(conn, INSTANCE_TABLE)
     finally:
         conn.close()
     if not statements or not columns:

@@ -289,6 +289,13 @@ class Dispatcher:
                 deadline is not None and time.monotonic() >= deadline
             )
 
+        def give_back() -> None:
+            """Claimed messages not yet sent go back to the queue, without an attempt."""
+            while waiting:
+                job, token = waiting.popleft()
+                job.action, job.until, job.error_code = "postpone", now(), None
+                finished.append((job, token))
+
         def wake() -> None:
             if waker:
                 _wake(waker[0])
@@ -315,10 +322,7 @@ class Dispatcher:
         try:
             while True:
                 if stopping():
-                    while waiting:  # claimed, never sent: back to the queue
-                        job, token = waiting.popleft()
-                        job.action, job.until, job.error_code = "postpone", now(), None
-                        finished.append((job, token))
+                    give_back()
                 elif len(waiting) < window and time.monotonic() >= next_claim:
                     token, jobs = self._claim_batch()
                     drained = not jobs
@@ -359,10 +363,7 @@ class Dispatcher:
             # After an error (a failed claim or completion) the calls in flight still finish,
             # claimed messages not yet sent go back to the queue, and what can be completed
             # is; the rest is reaped when its lease ends.
-            while waiting:
-                job, token = waiting.popleft()
-                job.action, job.until, job.error_code = "postpone", now(), None
-                finished.append((job, token))
+            give_back()
             if workers:
                 loop.run_until_complete(asyncio.gather(*workers, return_exceptions=True))
             if finished:
