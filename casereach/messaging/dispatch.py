@@ -217,6 +217,7 @@ class Dispatcher:
 
     def run_once(self) -> int:
         """Reap expired leases, claim a batch, send it. Returns how many were claimed."""
+        self._unsent.clear()  # nothing of ours is in flight between batches, even after an error
         token, jobs = self._claim_batch()
         if not jobs:
             return 0
@@ -267,6 +268,7 @@ class Dispatcher:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
         loop = self._loop
+        self._unsent.clear()  # nothing of ours is in flight yet
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         window = max(self.concurrency, 1)
         if self._wire is None:
