@@ -680,21 +680,17 @@ class Dispatcher:
 
     def _send(self, jobs: list[Job]) -> None:
         """Every gateway call of a batch: lean-client types on the event loop, the others on
-        the thread pool, all at once (at most ``concurrency`` of each kind in flight)."""
-        wire: list[tuple[Job, Gateway]] = []
-        other: list[Job] = []
-        for job in jobs:
-            gw = self._wire_gateway(job.gateway) if self._shared_http is None else None
-            if gw is None:
-                other.append(job)
-            else:
-                wire.append((job, gw))
-        if not wire:
-            list(self.pool.map(self._call, other))
+        the thread pool, at most ``concurrency`` calls in flight in all (the window
+        ``CASEREACH_DISPATCH_THREADS`` sets, whatever mix of gateway types a batch holds)."""
+        lean = [
+            self._wire_gateway(job.gateway) if self._shared_http is None else None for job in jobs
+        ]
+        if not any(lean):
+            list(self.pool.map(self._call, jobs))  # the pool has ``concurrency`` threads
             return
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._send_async(wire, other))
+        self._loop.run_until_complete(self._send_async(list(zip(jobs, lean, strict=True))))
 
     def _wire_gateway(self, cfg: GatewayConfig | None) -> Gateway | None:
         """The gateway object for ``cfg`` when its type has a lean-client path, else None
@@ -717,20 +713,21 @@ class Dispatcher:
         self._wire_gateways[key] = gw
         return gw
 
-    async def _send_async(self, wire: list[tuple[Job, Gateway]], other: list[Job]) -> None:
+    async def _send_async(self, jobs: list[tuple[Job, Gateway | None]]) -> None:
         loop = asyncio.get_running_loop()
         if self._wire is None:
             self._wire = WirePool(max_idle_per_origin=max(self.concurrency, 1))
         pool = self._wire
-        threaded = [loop.run_in_executor(self.pool, self._call, job) for job in other]
-        pending = iter(wire)
+        pending = iter(jobs)
 
         async def worker() -> None:
             for job, gw in pending:
-                await self._call_wire(job, gw, pool)
+                if gw is None:
+                    await loop.run_in_executor(self.pool, self._call, job)
+                else:
+                    await self._call_wire(job, gw, pool)
 
-        workers = [worker() for _ in range(min(max(self.concurrency, 1), len(wire)))]
-        await asyncio.gather(*workers, *threaded)
+        await asyncio.gather(*[worker() for _ in range(min(max(self.concurrency, 1), len(jobs)))])
 
     async def _call_wire(self, job: Job, gateway: Gateway, pool: WirePool) -> None:
         cfg = job.gateway
