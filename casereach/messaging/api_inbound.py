@@ -26,6 +26,7 @@ from casereach.messaging.models import Keyword, Message, OptOut
 from casereach.messaging.testphone import (
     conversation,
     do_test_phone_receive,
+    knows_number,
     project_opt_outs,
     usable_number,
 )
@@ -214,6 +215,13 @@ def opt_outs_set(request: HttpRequest, project: str) -> JsonResponse:
     opted_out = data.get("opted_out")
     if not isinstance(opted_out, bool):
         raise BadRequest("opted_out must be true or false")
+    if not knows_number(proj, number):
+        # The list is global (SPEC 2): a project changes it only for numbers it knows, never
+        # for another project's alone (SPEC 10).
+        raise NotFound(
+            f"{number} is not a number of this project's contacts, nor one it has sent to or "
+            "received from"
+        )
     row = do_admin_set_opt_out(number, opted_out, by=principal_of(request).username)
     return JsonResponse(_serialize_opt_out(row))
 

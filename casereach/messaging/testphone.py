@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from casereach.contacts.models import PhoneEntry
 from casereach.contacts.rules import ProjectRules, check_phone
@@ -74,7 +74,17 @@ def conversation(project: Project, number: str, limit: int = 100) -> list[Messag
 
 
 def project_opt_outs(project: Project) -> QuerySet[OptOut]:
-    """Opt-outs of numbers this project knows: its contacts' and its senders'."""
+    """Opt-outs of numbers this project knows: its contacts', and those it has sent to or
+    received from (ad-hoc sends included). Numbers are looked up through the message log's
+    number index, one opt-out at a time, not by reading the project's whole log."""
     numbers = PhoneEntry.objects.filter(project=project).values("number")
-    senders = Message.objects.filter(project=project, direction="in").values("phone_number")
-    return OptOut.objects.filter(Q(phone_number__in=numbers) | Q(phone_number__in=senders))
+    traffic = Message.objects.filter(phone_number=OuterRef("phone_number"), project=project)
+    return OptOut.objects.filter(Q(phone_number__in=numbers) | Q(Exists(traffic)))
+
+
+def knows_number(project: Project, number: str) -> bool:
+    """Whether ``number`` is one of the project's contacts' or has traffic with it."""
+    return (
+        PhoneEntry.objects.filter(project=project, number=number).exists()
+        or Message.objects.filter(phone_number=number, project=project).exists()
+    )

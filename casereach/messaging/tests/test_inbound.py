@@ -367,6 +367,33 @@ def test_opt_out_list_and_admin_opt_in_rules(api: Api, gw: dict[str, Any]) -> No
     assert csv.startswith("phone_number,opted_out") and NUMBER in csv
 
 
+def test_a_project_changes_opt_outs_only_for_numbers_it_knows(
+    api: Api, other_api: Api, gw: dict[str, Any]
+) -> None:
+    case(api, phone="254700000005")
+    r = other_api.post(M + "opt-outs", {"phone_number": "254700000005", "opted_out": True})
+    assert 404 == r.status, r.body
+    assert "error" in r.body
+    assert not OptOut.objects.filter(phone_number="254700000005").exists()
+    r = api.post(M + "opt-outs", {"phone_number": "254700000005", "opted_out": True})
+    assert 200 == r.status, r.body
+    r = other_api.post(M + "opt-outs", {"phone_number": "254700000005", "opted_out": False})
+    assert 404 == r.status, r.body
+    assert OptOut.objects.get(phone_number="254700000005").opted_out
+    assert [] == other_api.get(M + "opt-outs").body["objects"]
+
+
+def test_numbers_a_project_sent_to_are_in_its_opt_out_list(
+    api: Api, other_api: Api, gw: dict[str, Any]
+) -> None:
+    r = api.post(M + "send", {"phone_number": "254700000006", "text": "Ad hoc"})
+    assert 202 == r.status, r.body
+    r = api.post(M + "opt-outs", {"phone_number": "254700000006", "opted_out": True})
+    assert 200 == r.status, r.body
+    assert ["254700000006"] == [o["phone_number"] for o in api.get(M + "opt-outs").body["objects"]]
+    assert [] == other_api.get(M + "opt-outs").body["objects"]
+
+
 def test_self_registration_with_join(api: Api, gw: dict[str, Any]) -> None:
     inbound(gw, "JOIN demo", sender="254700000003")
     assert "unhandled" == last_inbound().inbound_action  # not allowed yet
