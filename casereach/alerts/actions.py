@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from django.db import connection, transaction
 from pydantic import ValidationError
 
-from casereach.alerts.criteria import CaseView, matches, parse_date
+from casereach.alerts.criteria import CaseView, matches, parse_schedule_date
 from casereach.alerts.engine import Last, encode_start_date, next_after
 from casereach.alerts.models import Alert, ScheduleInstance
 from casereach.alerts.spec import (
@@ -367,7 +367,7 @@ def plan_for(spec: AlertSpec, view: CaseView | None, zone: str, at: dt.datetime)
         day: dt.date | None
         if source.source == "property":
             start_value = _value(view, source.property)
-            day = parse_date(start_value)
+            day = parse_schedule_date(start_value)
             if day is None:
                 return None
         elif source.source == "date":
@@ -412,7 +412,7 @@ def last_fired(inst: HasPosition) -> Last:
 
 
 def stop_instant(spec: AlertSpec, stop_value: str, project_zone: str) -> dt.datetime | None:
-    day = parse_date(stop_value) if spec.stop_property else None
+    day = parse_schedule_date(stop_value) if spec.stop_property else None
     if day is None:
         return None
     return dt.datetime.combine(day, dt.time(0), ZoneInfo(project_zone)).astimezone(dt.UTC)

@@ -33,6 +33,20 @@ def parse_date(value: str | None) -> dt.date | None:
         return None
 
 
+# The dates a schedule computes with: far enough either way for any program, and far from
+# the ends of Python's calendar, where adding a day offset or converting to UTC overflows.
+SCHEDULE_DATES = (dt.date(1900, 1, 1), dt.date(2199, 12, 31))
+
+
+def parse_schedule_date(value: str | None) -> dt.date | None:
+    """A start or stop date read from a case property; one outside SCHEDULE_DATES is not a
+    usable date (as an unreadable one: no schedule from it)."""
+    day = parse_date(value)
+    if day is None or not SCHEDULE_DATES[0] <= day <= SCHEDULE_DATES[1]:
+        return None
+    return day
+
+
 @dataclass(frozen=True)
 class CaseView:
     """What criteria and schedules read from one case."""
@@ -78,10 +92,11 @@ def _one(rule: Criterion, case: CaseView, today: dt.date) -> bool:
     date = parse_date(value)
     if date is None:
         return False
-    shifted = date + dt.timedelta(days=rule.days or 0)
+    # Compared as a difference: ``date + days`` overflows for dates near 0001 or 9999.
+    elapsed = (today - date).days
     if rule.op == "days_after":
-        return today >= shifted
-    return today < shifted  # days_before
+        return elapsed >= (rule.days or 0)
+    return elapsed < (rule.days or 0)  # days_before
 
 
 def matches(criteria: Criteria, case: CaseView, today: dt.date) -> bool:
