@@ -87,6 +87,7 @@ def spec_of(alert: Alert) -> AlertSpec:
 def do_create_alert(project: Project, data: Any) -> Alert:
     active = _pop_active(data)
     spec = validated_spec(data)
+    check_recipients(project, spec)
     stamp = now()
     alert = Alert.objects.create(
         project=project,
@@ -120,6 +121,7 @@ def do_update_alert(alert: Alert, data: Any) -> Alert:
     else:
         raise BadRequest("Payload must be a single JSON object")
     spec = validated_spec(merged)
+    check_recipients(alert.project, spec)
     with transaction.atomic():
         Alert.objects.filter(pk=alert.pk).update(
             name=spec.name,
@@ -165,6 +167,7 @@ def do_activate(alert: Alert) -> Alert:
     """Mark active and evaluate every candidate recipient in batches (progress on the alert):
     at once, or — with an evaluation runner — by a worker, the alert showing ``queued``."""
     runner = _evaluation_runner
+    check_recipients(alert.project, spec_of(alert))  # before anything changes
     Alert.objects.filter(pk=alert.pk).update(
         active=True,
         eval_state="queued" if runner else "running",
@@ -682,6 +685,30 @@ def on_cases_changed(project: Project, states: Sequence[Any]) -> None:
 
 
 # -- broadcasts ------------------------------------------------------------------------------------
+
+
+def check_recipients(project: Project, spec: AlertSpec) -> None:
+    """A broadcast's listed cases and workers must exist: BadRequest naming the first that
+    does not (checked when an alert is saved and again when it is activated)."""
+    if spec.kind != "broadcast":
+        return
+    cases = {str(r.id) for r in spec.recipients if r.type == "case"}
+    workers = {str(r.id) for r in spec.recipients if r.type == "worker"}
+    known_cases = set(
+        Contact.objects.filter(
+            project=project, contact_type="case", contact_id__in=sorted(cases)
+        ).values_list("contact_id", flat=True)
+    )
+    known_workers = set(
+        MobileWorker.objects.filter(project=project, id__in=sorted(workers)).values_list(
+            "id", flat=True
+        )
+    )
+    for r in spec.recipients:
+        if r.type == "case" and str(r.id) not in known_cases:
+            raise BadRequest(f"recipient case '{r.id}' not found")
+        if r.type == "worker" and str(r.id) not in known_workers:
+            raise BadRequest(f"recipient worker '{r.id}' not found")
 
 
 def broadcast_contacts(project: Project, spec: AlertSpec) -> list[str]:
