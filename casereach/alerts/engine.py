@@ -143,13 +143,17 @@ def alert_occurrences(
     iteration = 0
     if cycle > 0 and after > start:  # jump close to ``after`` instead of walking to it
         iteration = max(0, int((after - start).total_seconds() // 60 // cycle) - 1)
+    previous: dt.datetime | None = None
     while sched.iterations is None or iteration < sched.iterations:
         base = start + dt.timedelta(minutes=iteration * cycle)
         for index, offset in enumerate(offsets):
             due = base + dt.timedelta(minutes=offset)
             if until is not None and due > until:
                 return found
-            if due > after:
+            # A wait of 0 puts two sends at one instant (a repeated round that starts with
+            # "at once" meets the previous round's last send): that is one occurrence.
+            same, previous = due == previous, due
+            if due > after and not same:
                 found.append(Occurrence(due, index))
                 if len(found) >= limit:
                     return found

@@ -32,7 +32,7 @@ from casereach.alerts.spec import AlertSpec, TimedSchedule
 from casereach.alerts.timing import skipped_months
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
-from casereach.core.timeutil import now
+from casereach.core.timeutil import ONE_MICROSECOND, now
 from casereach.messaging.errors import describe
 from casereach.messaging.models import OptOut
 from casereach.projects.models import Project
@@ -111,7 +111,10 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
                 start=plan.start,
             )
             fakes.append(fake)
-            occ[n + 1] = _occurrences(alert, spec, key, plan, zone, at, until, project.time_zone)
+            # From this very instant: an immediate send, or an alert schedule's first event
+            # after a wait of 0, is due now and belongs to the dry run.
+            since = at - ONE_MICROSECOND
+            occ[n + 1] = _occurrences(alert, spec, key, plan, zone, since, until, project.time_zone)
         candidates += len(fakes)
         if not fakes:
             return
