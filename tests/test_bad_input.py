@@ -36,3 +36,34 @@ def test_property_names_are_never_orm_lookups(api: Api) -> None:
     assert (200, ["A"]) == (r.status, [c["case_name"] for c in r.body["cases"]])
     r = api.get(V2, query='a__contains="x"')
     assert 200 == r.status
+
+
+CASE_ID = "00000000-0000-4000-8000-000000000001"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", V2, {**case_body(), "case_name": "\ud800"}),
+        ("POST", V2, {**case_body(), "properties": {"a": "x\udfff"}}),
+        ("POST", V2, [case_body(), {**case_body(), "case_name": "\udbff"}]),
+        ("PUT", V2 + CASE_ID, {"external_id": "\udfff"}),
+        ("POST", V2 + "bulk-fetch/", {"case_ids": ["\ud800"]}),
+        ("POST", "/a/{project}/api/v0.5/user/", {"username": "\ud800", "password": "pw12345678"}),
+        ("POST", "/a/{project}/api/messaging/v1/send", {"phone_number": "\ud800", "text": "x"}),
+        ("PUT", "/a/{project}/api/messaging/v1/settings", {"default_time_zone": "\ud800"}),
+    ],
+)
+def test_an_unpaired_surrogate_is_refused_with_400(
+    api: Api, method: str, path: str, body: object
+) -> None:
+    r = api.call(method, path, body)
+    assert 400 == r.status, r.body
+    assert "error" in r.body
+    assert 0 == Case.objects.count()
+
+
+def test_a_paired_surrogate_is_text(api: Api) -> None:
+    r = api.post(V2, {**case_body(), "case_name": "Amina \U0001f600"})
+    assert 200 == r.status, r.body
+    assert "Amina \U0001f600" == r.body["case"]["case_name"]

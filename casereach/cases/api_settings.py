@@ -9,7 +9,6 @@ is plugged in by the composition root (casereach.api.main) with ``register_setti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from ninja import Router
 
 from casereach.cases.actions import do_resync_project_contacts
 from casereach.core.errors import BadRequest
+from casereach.core.requests import parse_json
 from casereach.projects.actions import do_update_settings
 from casereach.projects.auth import project_for
 from casereach.projects.models import Project
@@ -59,10 +59,10 @@ def do_change_settings(project: Project, changes: dict[str, Any]) -> tuple[Proje
 
 def _json_object(request: HttpRequest) -> dict[str, Any]:
     try:
-        body = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        body = parse_json(request.body)
+    except BadRequest as exc:
         raise BadRequest(
-            "Payload must be valid JSON", "send a JSON object of settings to change"
+            "Payload must be valid JSON", exc.detail or "send a JSON object of settings to change"
         ) from None
     if not isinstance(body, dict):
         raise BadRequest("Payload must be a JSON object of settings", type(body).__name__)

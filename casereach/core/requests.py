@@ -8,19 +8,41 @@ limit.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from django.http import HttpRequest
 
 from casereach.core.errors import BadRequest
 
+# A ``\uD800``-``\uDFFF`` escape: JSON allows it, but alone (not as half of a pair) it decodes
+# to a string no database or encoder accepts.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` as JSON; BadRequest for bytes that are not UTF-8, text that is not JSON, JSON
+    nested too deep, and strings holding an unpaired surrogate."""
+    try:
+        data = json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("Payload must be valid JSON") from None
+    if _SURROGATE_ESCAPE.search(raw):  # rare: only then pay for the check
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(
+                "Payload must be valid JSON",
+                "a string holds an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is not text",
+            ) from None
+        except RecursionError:
+            raise BadRequest("Payload must be valid JSON") from None
+    return data
+
 
 def json_body(request: HttpRequest) -> Any:
     """The body as JSON of any shape (an empty body reads as invalid JSON)."""
-    try:
-        return json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("Payload must be valid JSON") from None
+    return parse_json(request.body)
 
 
 def json_object(request: HttpRequest) -> dict[str, Any]:
