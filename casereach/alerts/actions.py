@@ -27,6 +27,7 @@ from casereach.alerts.spec import (
     AlertSpec,
     ImmediateSchedule,
     TimedSchedule,
+    load_stored_spec,
     parse_spec,
 )
 from casereach.cases.models import Case
@@ -77,7 +78,7 @@ def spec_of(alert: Alert) -> AlertSpec:
     if spec is None:
         if len(_SPEC_CACHE) > 1000:
             _SPEC_CACHE.clear()
-        spec = _SPEC_CACHE[key] = parse_spec(alert.spec)
+        spec = _SPEC_CACHE[key] = load_stored_spec(alert.spec)
     return spec
 
 

@@ -19,6 +19,7 @@ from casereach.alerts.spec import (
     parse_hhmm,
 )
 from casereach.alerts.timing import (
+    LAST_DATE,
     Recurrence,
     local_to_utc,
     period_dates,
@@ -145,7 +146,12 @@ def alert_occurrences(
         iteration = max(0, int((after - start).total_seconds() // 60 // cycle) - 1)
     previous: dt.datetime | None = None
     while sched.iterations is None or iteration < sched.iterations:
-        base = start + dt.timedelta(minutes=iteration * cycle)
+        try:
+            base = start + dt.timedelta(minutes=iteration * cycle)
+        except OverflowError:
+            break
+        if base.date() > LAST_DATE:
+            break  # a forever schedule ends there, as timed ones do
         for index, offset in enumerate(offsets):
             due = base + dt.timedelta(minutes=offset)
             if until is not None and due > until:

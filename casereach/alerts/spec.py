@@ -7,16 +7,149 @@ get wrong is refused here with a message naming the field, before anything is st
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from casereach.alerts.templates import TemplateError, validate_content
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _PROP = re.compile(r"^(parent/)?[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 MAX_REGEX = 500
+# Fixed dates (a schedule's start date) must lie in this range, and so must the last day a
+# finite schedule starting on one reaches; a schedule lasts at most MAX_SPAN_DAYS.
+MIN_DATE = dt.date(1900, 1, 1)
+MAX_DATE = dt.date(2199, 12, 31)
+MAX_SPAN_DAYS = 36_525  # 100 years
+_SPAN_REFERENCE = dt.date(2000, 1, 1)  # for a start that is only known per case
+
+# Python's own regex parser: the parse tree is walked to refuse patterns that can backtrack
+# exponentially. Imported by name because it is private (``sre_parse`` is its deprecated alias).
+_re_parser: Any = importlib.import_module("re._parser")
+_REPEATS = frozenset({"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"})
+REGEX_NESTED = (
+    "regex: nested repetition like (a+)+ can take exponential time; rewrite it without a "
+    "repeat inside a repeat (a fixed count such as {4} inside is fine)"
+)
+REGEX_ALTERNATION = (
+    "regex: a repeated alternation with a repeat in one of its branches, like (a|b+)*, can "
+    "take exponential time; rewrite it without a repeat inside the repeated group"
+)
+REGEX_BACKREF = (
+    "regex: a backreference (\\1, (?P=name), (?(1)...)) inside a repeat can take exponential "
+    "time; rewrite it without one"
+)
+
+
+def _op(op: Any) -> str:
+    return str(getattr(op, "name", op))
+
+
+def _has_repeat(items: Any) -> bool:
+    """Whether the parsed pattern ``items`` contains, at any depth, a repeat of more than one."""
+    stack = [items]
+    while stack:
+        for op, av in stack.pop():
+            name = _op(op)
+            if name in _REPEATS:
+                if av[1] > 1:
+                    return True
+                stack.append(av[2])
+            else:
+                stack.extend(_children(name, av))
+    return False
+
+
+def _children(name: str, av: Any) -> list[Any]:
+    """The sub-patterns of one parse-tree node that is not a repeat."""
+    if name == "SUBPATTERN":
+        return [av[3]]
+    if name == "ATOMIC_GROUP":
+        return [av]
+    if name in ("ASSERT", "ASSERT_NOT"):
+        return [av[1]]
+    if name == "BRANCH":
+        return list(av[1])
+    if name == "GROUPREF_EXISTS":
+        return [part for part in av[1:] if part is not None]
+    return []
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why ``pattern`` (a valid regex) may take exponential time, or ``None``.
+
+    Deterministic and conservative, on Python's parse tree. Inside a repeat that can match
+    its body more than once (``+``, ``*``, ``{2,}``, ``{3}``...) there must be no:
+
+    * repeat of a variable count above one (``(a+)+``, ``(a*)*``, ``(\\d{1,3}\\.){3}``); a
+      fixed count such as ``(\\d{2}-)+`` is fine, it matches one way only;
+    * alternation with a repeat in a branch (``(a|b+)*``, ``(x|\\d{2})+``);
+    * backreference or group condition (``(a)\\1*``, ``((a)\\2)+``, ``((?(1)a|b))+``).
+
+    Alternations of plain strings such as ``(a|aa)+`` are not detected.
+    """
+    stack: list[tuple[Any, bool]] = [(_re_parser.parse(pattern), False)]
+    while stack:
+        items, repeated = stack.pop()
+        for op, av in items:
+            name = _op(op)
+            if name in _REPEATS:
+                low, high, body = av
+                many = high > 1
+                if repeated and many and low != high:
+                    return REGEX_NESTED
+                stack.append((body, repeated or many))
+                continue
+            if repeated and name in ("GROUPREF", "GROUPREF_EXISTS"):
+                return REGEX_BACKREF
+            if repeated and name == "BRANCH" and any(_has_repeat(alt) for alt in av[1]):
+                return REGEX_ALTERNATION
+            stack.extend((child, repeated) for child in _children(name, av))
+    return None
+
+
+def _saving(info: ValidationInfo) -> bool:
+    """Whether a spec is being saved (every check) rather than loaded from the database: a
+    stored alert was valid when saved and must still load after a check is added."""
+    return not (isinstance(info.context, dict) and info.context.get("stored"))
+
+
+def _fixed_date(value: dt.date | None, what: str) -> dt.date | None:
+    if value is not None and not MIN_DATE <= value <= MAX_DATE:
+        raise ValueError(
+            f"{what} {value.isoformat()} is out of range: use a date from "
+            f"{MIN_DATE.isoformat()} to {MAX_DATE.isoformat()}"
+        )
+    return value
+
+
+def _check_span(span: int | None, start: Start) -> None:
+    """Refuse a finite schedule lasting over MAX_SPAN_DAYS, or running past MAX_DATE."""
+    if span is None:
+        return  # forever: computed lazily, one period at a time
+    if span > MAX_SPAN_DAYS:
+        raise ValueError(
+            f"the schedule would last up to {span:,} days (about {span // 365:,} years); at "
+            f"most {MAX_SPAN_DAYS:,} days (100 years) are allowed: use fewer iterations, a "
+            "shorter interval or shorter waits, or iterations null to repeat forever"
+        )
+    if start.source == "date" and start.date is not None:
+        last = start.date + dt.timedelta(days=span)
+        if last > MAX_DATE:
+            raise ValueError(
+                f"starting on {start.date.isoformat()} the schedule would run until "
+                f"{last.isoformat()}, past {MAX_DATE.isoformat()}: start earlier or use "
+                "fewer iterations"
+            )
 
 
 def parse_hhmm(value: str) -> dt.time:
@@ -54,7 +187,7 @@ class Criterion(_Strict):
         return _prop(value)
 
     @model_validator(mode="after")
-    def _complete(self) -> Criterion:
+    def _complete(self, info: ValidationInfo) -> Criterion:
         if self.op in ("equal", "not_equal") and self.value is None:
             raise ValueError(f"{self.op} needs a value")
         if self.op == "regex":
@@ -66,6 +199,9 @@ class Criterion(_Strict):
                 re.compile(self.value)
             except re.error as exc:
                 raise ValueError(f"invalid regex {self.value!r}: {exc}") from None
+            problem = regex_problem(self.value) if _saving(info) else None
+            if problem is not None:
+                raise ValueError(f"{problem} (pattern {self.value!r})")
         if self.op in ("days_after", "days_before") and self.days is None:
             raise ValueError(f"{self.op} needs days")
         return self
@@ -117,6 +253,11 @@ class Start(_Strict):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    @field_validator("date")
+    @classmethod
+    def _date(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        return _fixed_date(value, "start date") if _saving(info) else value
+
     @model_validator(mode="after")
     def _complete(self) -> Start:
         if self.source == "date" and self.date is None:
@@ -167,6 +308,31 @@ class TimedSchedule(_Strict):
     repeat: Repeat = Field(default_factory=Repeat)
     start: Start = Field(default_factory=Start)
 
+    def span_days(self, start: dt.date) -> int | None:
+        """At most how many days after ``start`` the last event falls; ``None``: forever."""
+        rep = self.repeat
+        if rep.iterations is None:
+            return None
+        steps = (rep.iterations - 1) * rep.interval
+        last_offset = max(event.day for event in self.events)
+        if rep.unit in ("once", "days"):
+            base = 0 if rep.unit == "once" else steps
+        elif rep.unit == "weeks":
+            base = steps * 7 + 6
+        else:  # months: up to the last day of the last month
+            index = start.year * 12 + start.month - 1 + steps + 1
+            if index // 12 > MAX_DATE.year:
+                base = steps * 31
+            else:
+                base = (dt.date(index // 12, index % 12 + 1, 1) - start).days - 1
+        return base + last_offset
+
+    @model_validator(mode="after")
+    def _bounded(self, info: ValidationInfo) -> TimedSchedule:
+        if _saving(info):
+            _check_span(self.span_days(self.start.date or _SPAN_REFERENCE), self.start)
+        return self
+
 
 class AlertEvent(_Strict):
     wait_minutes: int = Field(ge=0, le=525_600)
@@ -180,10 +346,19 @@ class AlertSchedule(_Strict):
     iterations: int | None = Field(default=1, ge=1, le=100_000, description="null = forever")
     start: Start = Field(default_factory=Start)
 
+    def span_days(self) -> int | None:
+        """At most how many days after the start the last event falls; ``None``: forever."""
+        if self.iterations is None:
+            return None
+        minutes = self.iterations * sum(e.wait_minutes for e in self.events)
+        return -(-minutes // (24 * 60))
+
     @model_validator(mode="after")
-    def _repeatable(self) -> AlertSchedule:
+    def _repeatable(self, info: ValidationInfo) -> AlertSchedule:
         if self.iterations != 1 and sum(e.wait_minutes for e in self.events) == 0:
             raise ValueError("a repeating alert schedule needs a wait above 0")
+        if _saving(info):
+            _check_span(self.span_days(), self.start)
         return self
 
 
@@ -256,7 +431,7 @@ class AlertSpec(_Strict):
     late_limit_hours: int = Field(default=48, ge=1, le=24 * 365)
 
     @model_validator(mode="after")
-    def _consistent(self) -> AlertSpec:
+    def _consistent(self, info: ValidationInfo) -> AlertSpec:
         if self.kind == "conditional":
             if not self.case_type:
                 raise ValueError("a conditional alert needs case_type")
@@ -291,20 +466,39 @@ class AlertSpec(_Strict):
         for name in (self.stop_property, self.reset_property):
             if name is not None:
                 _prop(name)
+        # Every template present is checked, in every language, whichever channel is used:
+        # the other channel's texts are stored too, and may be sent after an edit.
+        email = self.content.email
         try:
-            if self.channel == "sms":
-                validate_content(self.content.sms, what="content.sms")
-            else:
-                if self.content.email is None:
+            saving = _saving(info)
+            if saving or self.channel == "sms":
+                validate_content(
+                    self.content.sms, what="content.sms", required=self.channel == "sms"
+                )
+            if email is None:
+                if self.channel == "email":
                     raise TemplateError("content.email needs subject and body")
-                validate_content(self.content.email.body, what="content.email.body")
-                if self.content.email.subject:
-                    validate_content(self.content.email.subject, what="content.email.subject")
+            elif saving or self.channel == "email":
+                used = self.channel == "email"
+                validate_content(email.body, what="content.email.body", required=used)
+                validate_content(
+                    email.subject,
+                    what="content.email.subject",
+                    required=used and bool(email.subject),
+                )
         except TemplateError as exc:
             raise ValueError(str(exc)) from None
         return self
 
 
 def parse_spec(data: Any) -> AlertSpec:
-    """ValueError (pydantic's ValidationError is one) names every problem."""
+    """A spec being saved, with every check; ValueError (pydantic's ValidationError is one)
+    names every problem."""
     return AlertSpec.model_validate(data)
+
+
+def load_stored_spec(data: Any) -> AlertSpec:
+    """A spec read back from the database. Checks added since it was saved (slow regexes,
+    date ranges, schedule length, the unused channel's templates) are not applied again:
+    refusing to load a saved alert would stop its schedules and the scheduler's batch."""
+    return AlertSpec.model_validate(data, context={"stored": True})

@@ -270,15 +270,21 @@ def validate_template(text: str) -> list[Placeholder]:
     return [part for part in _parse_cached(text) if isinstance(part, Placeholder)]
 
 
-def validate_content(content: Mapping[str, str], *, what: str) -> dict[str, list[Placeholder]]:
+def validate_content(
+    content: Mapping[str, str], *, what: str, required: bool = True
+) -> dict[str, list[Placeholder]]:
     """Every language's template checked; TemplateError messages are prefixed by what[lang].
 
     E.g. ``content.sms[sw]: unknown placeholder {case.__class__} at 12: ...``. Raises
     TemplateError when the map is empty or every text is blank (a single blank language
     among others is allowed; see :func:`blank_languages`). Languages are checked in the
     map's order and the first error is raised.
+
+    ``required=False`` is for content that is stored but not sent (e.g. the SMS texts of an
+    email alert): an empty or all-blank map is then allowed, but every text present is still
+    checked exactly as above.
     """
-    if not content:
+    if not content and required:
         raise TemplateError(f"{what}: at least one language's text is required")
     checked: dict[str, list[Placeholder]] = {}
     for lang, text in content.items():
@@ -289,7 +295,7 @@ def validate_content(content: Mapping[str, str], *, what: str) -> dict[str, list
             checked[lang] = validate_template(value)
         except TemplateError as exc:
             raise exc.prefixed(f"{what}[{lang}]") from None
-    if not any(text.strip() for text in content.values()):
+    if required and not any(text.strip() for text in content.values()):
         raise TemplateError(f"{what}: every language's text is blank")
     return checked
 

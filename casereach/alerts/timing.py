@@ -259,13 +259,23 @@ def period_dates(
     return _limited(_iter_periods(rec, start, from_period), limit)
 
 
+# No schedule runs past this date, forever ones included: far beyond any program, and far
+# enough from Python's year 9999 that a day offset or a UTC conversion cannot overflow.
+LAST_DATE = date(2199, 12, 31)
+
+
 def _limited(items: Iterator[tuple[int, date]], limit: int) -> Iterator[tuple[int, date]]:
     if limit == 0:
         return
-    for count, item in enumerate(items, start=1):
-        yield item
-        if count >= limit:
-            return
+    try:
+        for count, item in enumerate(items, start=1):
+            if item[1] > LAST_DATE:
+                return
+            yield item
+            if count >= limit:
+                return
+    except OverflowError:  # a long interval stepped off the calendar: past LAST_DATE anyway
+        return
 
 
 def skipped_months(rec: Recurrence, start: date, until: date) -> list[date]:

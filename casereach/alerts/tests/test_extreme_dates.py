@@ -91,3 +91,53 @@ def test_activating_over_cases_with_extreme_dates_finishes(api: Api) -> None:
     assert {"state": "done", "processed": 5, "total": 5} == r.body["progress"]
     assert [ok] == list(ScheduleInstance.objects.values_list("case_id", flat=True))
     assert set(ids).isdisjoint(ScheduleInstance.objects.values_list("case_id", flat=True))
+
+
+def test_a_forever_schedule_whose_events_never_happen_ends_without_overflow(api: Api) -> None:
+    """Every period is walked looking for a usable time; the walk stops at the last date a
+    schedule may reach instead of stepping off the calendar."""
+    write_case(api, visit="2030-01-01")  # no "slot" property: no event ever has a time
+    body = alert(
+        api,
+        active=False,
+        stop_property=None,
+        schedule={
+            "type": "timed",
+            "events": [{"day": 3650, "time_property": "slot"}],
+            "repeat": {"unit": "days", "interval": 1000, "iterations": None},
+            "start": {"from": "match"},
+        },
+    )
+    assert 200 == api.post(M + f"alerts/{body['id']}/dry-run?days=30").status
+    r = api.post(M + f"alerts/{body['id']}/activate")
+    assert 200 == r.status, r.body
+    assert 0 == ScheduleInstance.objects.filter(next_due__isnull=False).count()
+
+
+def test_a_forever_alert_schedule_of_year_long_waits_lists_its_sends(api: Api) -> None:
+    case = write_case(api, visit="2030-01-01")
+    alert(
+        api,
+        stop_property=None,
+        schedule={"type": "alert", "events": [{"wait_minutes": 525_600}], "iterations": None},
+    )
+    r = api.get(M + f"contacts/{case['case_id']}/upcoming?limit=50")
+    assert 200 == r.status, r.body
+    assert 50 == len(r.body["objects"])
+
+
+def test_an_alert_saved_before_a_check_was_added_still_loads_and_runs(api: Api) -> None:
+    from casereach.alerts.models import Alert
+
+    body = alert(api, criteria={"rules": [{"property": "code", "op": "regex", "value": "a"}]})
+    stored = Alert.objects.get(pk=body["id"])
+    spec = dict(stored.spec)
+    spec["criteria"] = {
+        "match": "all",
+        "rules": [{"property": "code", "op": "regex", "value": "(a+)+$"}],
+    }
+    spec["schedule"] = {**spec["schedule"], "start": {"from": "date", "date": "2300-01-01"}}
+    Alert.objects.filter(pk=stored.pk).update(spec=spec, version=stored.version + 1)
+    case = write_case(api, visit="2030-01-01", code="aaa")
+    assert "aaa" == case["properties"]["code"]
+    assert 200 == api.get(M + f"alerts/{body['id']}").status

@@ -442,10 +442,14 @@ def test_monthly_rule_that_can_never_fire_yields_nothing() -> None:
     )
 
 
-def test_daily_forever_stops_at_the_end_of_the_calendar() -> None:
+def test_daily_forever_stops_at_the_last_schedule_date() -> None:
     rec = Recurrence("days")
-    assert [(0, date(9999, 12, 30)), (1, date(9999, 12, 31))] == list(
-        period_dates(rec, date(9999, 12, 30))
+    assert [(0, date(2199, 12, 30)), (1, date(2199, 12, 31))] == list(
+        period_dates(rec, date(2199, 12, 30))
+    )
+    assert [] == list(period_dates(rec, date(9999, 12, 30)))
+    assert [(0, date(2000, 1, 1))] == list(
+        period_dates(Recurrence("days", interval=1_000_000), date(2000, 1, 1))
     )
 
 
