@@ -385,13 +385,13 @@ def gateway_add(
         data["rate_limit_per_s"] = rate_limit
 
     def run() -> None:
+        from casereach.core.requests import public_base_url
         from casereach.gateways.actions import (
             do_create_gateway,
             do_set_global_routes,
             do_set_routes,
         )
         from casereach.gateways.queries import global_routes, visible_gateways
-        from casereach.messaging.dispatch import public_base_url
         from casereach.projects.settings_schema import effective_settings
 
         owner = _project(project) if project else None

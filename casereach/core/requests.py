@@ -8,6 +8,7 @@ limit.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -61,3 +62,16 @@ def page_args(request: HttpRequest, *, default: int = 100, most: int = 1000) -> 
     except ValueError:
         raise BadRequest("limit and offset must be integers") from None
     return limit, offset
+
+
+def public_base_url() -> str:
+    """CASEREACH_PUBLIC_URL without its trailing slash: the address providers and people reach
+    this server at (behind a proxy), or "" when unset."""
+    return os.environ.get("CASEREACH_PUBLIC_URL", "").strip().rstrip("/")
+
+
+def absolute_url(request: HttpRequest, path: str) -> str:
+    """``path`` on this server as the outside world reaches it: CASEREACH_PUBLIC_URL when set,
+    else the host the request came to."""
+    base = public_base_url()
+    return base + path if base else request.build_absolute_uri(path)

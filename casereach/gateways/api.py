@@ -9,7 +9,7 @@ from ninja import Router
 
 from casereach.core.crypto import decrypt_json
 from casereach.core.errors import NotFound
-from casereach.core.requests import json_body
+from casereach.core.requests import absolute_url, json_body
 from casereach.gateways.actions import (
     do_create_gateway,
     do_delete_gateway,
@@ -78,7 +78,9 @@ ROUTES_BODY = {
 
 
 def gateway_urls(request: HttpRequest, gw: GatewayConfig) -> dict[str, str]:
-    base = request.build_absolute_uri(f"/gateways/{gw.type}/{gw.inbound_key}/")
+    # What the admin pastes into the provider's console: the address the provider must call,
+    # the same one signatures are checked against.
+    base = absolute_url(request, f"/gateways/{gw.type}/{gw.inbound_key}/")
     return {"inbound_url": base + "inbound", "status_url": base + "status"}
 
 

@@ -20,11 +20,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
 from casereach.core.errors import BadRequest, CasereachError
+from casereach.core.requests import public_base_url
 from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import instantiate
 from casereach.messaging.actions import do_apply_status_update
-from casereach.messaging.dispatch import public_base_url
 from casereach.messaging.inbound import InboundResult, RawRows, batched, do_receive
 from casereach.messaging.inbound_queue import do_queue_inbound, queues_inbound
 

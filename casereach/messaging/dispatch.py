@@ -29,6 +29,7 @@ from django.db.models import Q
 
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
+from casereach.core.requests import public_base_url
 from casereach.core.timeutil import now
 from casereach.gateways.base import (
     Exchange,
@@ -140,10 +141,6 @@ def dispatch_sizes() -> tuple[int, int]:
         return value
 
     return read(BATCH_ENV, DEFAULT_BATCH, 5000), read(THREADS_ENV, DEFAULT_THREADS, 1024)
-
-
-def public_base_url() -> str:
-    return os.environ.get("CASEREACH_PUBLIC_URL", "").rstrip("/")
 
 
 class Dispatcher:

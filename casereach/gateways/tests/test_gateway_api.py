@@ -126,3 +126,20 @@ def test_other_projects_cannot_touch_a_gateway(api: Api, other_api: Api) -> None
 def test_gateway_types_list_every_type(api: Api) -> None:
     types = [t["type"] for t in api.get(M + "gateway-types").body["objects"]]
     assert ["test", "http", "twilio", "africastalking", "smpp", "email"] == types
+
+
+def test_webhook_urls_are_on_the_public_url_when_it_is_set(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The URLs an admin pastes into the provider's console are the ones signatures are
+    checked against: CASEREACH_PUBLIC_URL's, not the host the API call came to."""
+    monkeypatch.setenv("CASEREACH_PUBLIC_URL", "https://sms.example.org/")
+    r = api.post(M + "gateways", {"name": "KE", "type": "http", "config": HTTP_CONFIG})
+    assert 201 == r.status, r.body
+    key = GatewayConfig.objects.get(pk=r.body["id"]).inbound_key
+    assert (
+        f"https://sms.example.org/gateways/http/{key}/inbound",
+        f"https://sms.example.org/gateways/http/{key}/status",
+    ) == (r.body["inbound_url"], r.body["status_url"])
+    listed = api.get(M + "gateways").body["objects"]
+    assert [r.body["inbound_url"]] == [g["inbound_url"] for g in listed]
