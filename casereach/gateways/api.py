@@ -16,6 +16,7 @@ from casereach.gateways.actions import (
     do_set_routes,
     do_update_gateway,
 )
+from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import visible_gateways
 from casereach.gateways.registry import available_types, gateway_class
@@ -77,11 +78,18 @@ ROUTES_BODY = {
 }
 
 
-def gateway_urls(request: HttpRequest, gw: GatewayConfig) -> dict[str, str]:
-    # What the admin pastes into the provider's console: the address the provider must call,
-    # the same one signatures are checked against.
+def gateway_urls(request: HttpRequest, gw: GatewayConfig) -> dict[str, str | None]:
+    """What the admin pastes into the provider's console: the address the provider must call,
+    the same one signatures are checked against. ``None`` for a webhook the type does not
+    take (SMPP receives on its session; email takes none)."""
     base = absolute_url(request, f"/gateways/{gw.type}/{gw.inbound_key}/")
-    return {"inbound_url": base + "inbound", "status_url": base + "status"}
+    cls = gateway_class(gw.type)
+    takes_inbound = cls.parse_inbound is not Gateway.parse_inbound
+    takes_status = cls.parse_status is not Gateway.parse_status
+    return {
+        "inbound_url": base + "inbound" if takes_inbound else None,
+        "status_url": base + "status" if takes_status else None,
+    }
 
 
 def serialize_gateway(request: HttpRequest, gw: GatewayConfig, project: Project) -> dict[str, Any]:

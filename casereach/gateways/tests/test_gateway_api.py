@@ -143,3 +143,13 @@ def test_webhook_urls_are_on_the_public_url_when_it_is_set(
     ) == (r.body["inbound_url"], r.body["status_url"])
     listed = api.get(M + "gateways").body["objects"]
     assert [r.body["inbound_url"]] == [g["inbound_url"] for g in listed]
+
+
+def test_a_type_without_webhooks_shows_no_webhook_urls(api: Api) -> None:
+    """SMPP receives messages and receipts on its session: no URL to paste anywhere."""
+    smpp = {"host": "smsc.example.org", "system_id": "casereach"}
+    r = api.post(M + "gateways", {"name": "SMSC", "type": "smpp", "config": smpp})
+    assert 201 == r.status, r.body
+    assert (None, None) == (r.body["inbound_url"], r.body["status_url"])
+    r = api.post(M + "gateways", {"name": "KE", "type": "http", "config": HTTP_CONFIG})
+    assert None not in (r.body["inbound_url"], r.body["status_url"])
