@@ -509,8 +509,9 @@ def _receive(
     return InboundResult(
         message_id=msg.id,
         action=action,
-        project=project.name if project else None,
-        contact_id=contact.contact_id if contact else None,
+        # The handlers may have found them (self-registration creates the contact).
+        project=ctx.project.name if ctx.project else None,
+        contact_id=ctx.contact.contact_id if ctx.contact else None,
         replies=ctx.replies,
         detail=msg.error_detail,
     )

@@ -408,6 +408,15 @@ def test_self_registration_with_join(api: Api, gw: dict[str, Any]) -> None:
         assert "two_way" in str(profile.body)
 
 
+def test_test_phone_join_answers_with_the_new_contact(api: Api, gw: dict[str, Any]) -> None:
+    settings(api, self_registration={"enabled": True, "case_type": "mother", "owner_id": "o1"})
+    r = api.post(M + "test-phone", {"from": "+254700000007", "text": "join demo"})
+    assert 201 == r.status, r.body
+    assert "self_registration" == r.body["action"]
+    assert last_inbound().contact_id == r.body["contact_id"]
+    assert "mother" == Case.objects.get(case_id=r.body["contact_id"]).case_type
+
+
 def test_test_phone_conversation(api: Api, gw: dict[str, Any]) -> None:
     settings(api, help_text={"en": "Help is here"})
     r = api.post(M + "test-phone", {"from": "+254700000004", "text": "HELP"})
