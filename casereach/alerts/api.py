@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from ninja import Router
+from ninja import Router, Schema
+from pydantic import ConfigDict, Field
 
 from casereach.alerts.actions import (
     do_activate,
@@ -242,6 +243,168 @@ PATCH_BODY = {
 }
 
 
+# Response documents. The views answer JsonResponse, which ninja passes through untouched, so
+# these schemas only document (they never filter a field out); every one allows more fields.
+class _Open(Schema):
+    model_config = ConfigDict(extra="allow")
+
+
+class AlertApiError(_Open):
+    """Every error: a message and, for some, details."""
+
+    error: str
+    detail: Any = None
+
+
+ERRORS: dict[int, Any] = {
+    400: AlertApiError,
+    401: AlertApiError,
+    403: AlertApiError,
+    429: AlertApiError,
+}
+NOT_FOUND: dict[int, Any] = {404: AlertApiError}
+
+
+class AlertProgress(_Open):
+    state: str = Field(description="evaluation of candidate recipients: its state")
+    processed: int
+    total: int
+
+
+class AlertSummary(_Open):
+    id: int
+    name: str
+    kind: str = Field(json_schema_extra={"enum": ["broadcast", "conditional"]})
+    active: bool
+    version: int
+    case_type: str | None
+    progress: AlertProgress
+    created_on: str = Field(json_schema_extra={"format": "date-time"})
+    updated_on: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class AlertList(_Open):
+    objects: list[AlertSummary]
+
+
+class SegmentEstimate(_Open):
+    language: str
+    characters: int
+    encoding: str
+    segments: int
+
+
+_AS_STORED = "as in the request body, with defaults filled in (null where not set)"
+
+
+class AlertOut(AlertSummary):
+    """An alert: its summary, the definition as stored (the request body's fields, with
+    defaults filled in), a segment estimate per language and its active instance count."""
+
+    channel: str = Field(json_schema_extra={"enum": ["sms", "email"]})
+    content: dict[str, Any] = Field(description=_AS_STORED)
+    default_language: str | None = None
+    schedule: dict[str, Any] = Field(description=_AS_STORED)
+    recipients: list[dict[str, Any]] = Field(description=_AS_STORED)
+    criteria: dict[str, Any] = Field(description=_AS_STORED)
+    stop_property: str | None = None
+    reset_property: str | None = None
+    late_limit_hours: int
+    estimates: list[SegmentEstimate]
+    missing_translations: list[str] = Field(
+        description="project languages the content has no (or an empty) translation for"
+    )
+    instances: int = Field(description="active schedule instances of the current version")
+
+
+class DryRunDay(_Open):
+    date: str = Field(json_schema_extra={"format": "date"})
+    messages: int
+
+
+class DryRunUnreachable(_Open):
+    contact_id: str | None
+    name: str | None
+    case_id: str | None
+    reason: str = Field(description="an error code such as NO_PHONE_NUMBER or NO_MESSAGE")
+    description: str
+    gets_messages: bool = Field(description="the contact still gets other messages")
+
+
+class DryRunOut(_Open):
+    alert_id: int
+    days: int
+    from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
+    until: str = Field(json_schema_extra={"format": "date-time"})
+    time_zone: str = Field(description="the project's time zone, which per_day dates are in")
+    recipients: int = Field(description="candidate recipients considered")
+    contacts: int = Field(description="contacts that would get at least one message")
+    messages: int
+    per_day: list[DryRunDay]
+    unreachable_count: int
+    unreachable_by_reason: dict[str, int]
+    unreachable: list[DryRunUnreachable] = Field(description="the first few, with the reason")
+    notes: list[str] = Field(description="e.g. months that lack the monthly day")
+
+
+class UpcomingSend(_Open):
+    alert_id: int
+    alert_name: str
+    due_utc: str = Field(json_schema_extra={"format": "date-time"})
+    due_local: str = Field(
+        description="in the contact's zone, with its UTC offset",
+        json_schema_extra={"format": "date-time"},
+    )
+    time_zone: str
+    language: str | None
+    text: str = Field(description="the SMS text, or the email's subject")
+    channel: str = Field(json_schema_extra={"enum": ["sms", "email"]})
+    error_code: str | None = Field(description="why this send would fail, when it would")
+
+
+class UpcomingList(_Open):
+    objects: list[UpcomingSend]
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "in": "query",
+        "name": name,
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+LIST_QUERY = {
+    "parameters": [
+        _query(
+            "kind",
+            "only this kind",
+            {"type": "string", "enum": ["broadcast", "conditional"]},
+        )
+    ]
+}
+DRY_RUN_QUERY = {
+    "parameters": [
+        _query(
+            "days",
+            "how many days ahead (default 7)",
+            {"type": "integer", "minimum": 1, "maximum": 90, "default": 7},
+        )
+    ]
+}
+UPCOMING_QUERY = {
+    "parameters": [
+        _query(
+            "limit",
+            "at most this many sends (default 10)",
+            {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+        )
+    ]
+}
+
+
 def serialize_alert(alert: Alert, *, full: bool = True) -> dict[str, Any]:
     spec = spec_of(alert)
     out: dict[str, Any] = {
@@ -283,7 +446,14 @@ def serialize_alert(alert: Alert, *, full: bool = True) -> dict[str, Any]:
     return out
 
 
-@router.api_operation(["GET"], BASE + "/alerts", operation_id="alerts_list", summary="Alerts")
+@router.api_operation(
+    ["GET"],
+    BASE + "/alerts",
+    operation_id="alerts_list",
+    summary="Alerts",
+    response={200: AlertList, **ERRORS},
+    openapi_extra=LIST_QUERY,
+)
 def alerts_list(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     qs = Alert.objects.filter(project=proj).order_by("id")
@@ -300,6 +470,7 @@ def alerts_list(request: HttpRequest, project: str) -> JsonResponse:
     BASE + "/alerts",
     operation_id="alerts_create",
     summary="Create a broadcast or a conditional alert",
+    response={201: AlertOut, **ERRORS},
     openapi_extra=ALERT_BODY,
 )
 def alerts_create(request: HttpRequest, project: str) -> JsonResponse:
@@ -309,7 +480,11 @@ def alerts_create(request: HttpRequest, project: str) -> JsonResponse:
 
 
 @router.api_operation(
-    ["GET"], BASE + "/alerts/{alert_id}", operation_id="alerts_get", summary="One alert"
+    ["GET"],
+    BASE + "/alerts/{alert_id}",
+    operation_id="alerts_get",
+    summary="One alert",
+    response={200: AlertOut, **ERRORS, **NOT_FOUND},
 )
 def alerts_get(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     proj = project_for(request, project)
@@ -321,6 +496,7 @@ def alerts_get(request: HttpRequest, project: str, alert_id: int) -> JsonRespons
     BASE + "/alerts/{alert_id}",
     operation_id="alerts_update",
     summary="Edit an alert (a new version; an active alert is re-evaluated)",
+    response={200: AlertOut, **ERRORS, **NOT_FOUND},
     openapi_extra=PATCH_BODY,
 )
 def alerts_update(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
@@ -334,6 +510,7 @@ def alerts_update(request: HttpRequest, project: str, alert_id: int) -> JsonResp
     BASE + "/alerts/{alert_id}",
     operation_id="alerts_patch",
     summary="Edit an alert (the same as PUT: fields not given stay as they are)",
+    response={200: AlertOut, **ERRORS, **NOT_FOUND},
     openapi_extra=PATCH_BODY,
 )
 def alerts_patch(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
@@ -341,7 +518,11 @@ def alerts_patch(request: HttpRequest, project: str, alert_id: int) -> JsonRespo
 
 
 @router.api_operation(
-    ["DELETE"], BASE + "/alerts/{alert_id}", operation_id="alerts_delete", summary="Delete"
+    ["DELETE"],
+    BASE + "/alerts/{alert_id}",
+    operation_id="alerts_delete",
+    summary="Delete",
+    response={204: None, **ERRORS, **NOT_FOUND},
 )
 def alerts_delete(request: HttpRequest, project: str, alert_id: int) -> HttpResponse:
     proj = project_for(request, project)
@@ -354,6 +535,7 @@ def alerts_delete(request: HttpRequest, project: str, alert_id: int) -> HttpResp
     BASE + "/alerts/{alert_id}/activate",
     operation_id="alerts_activate",
     summary="Activate: evaluate every candidate recipient (progress in the alert's progress)",
+    response={200: AlertOut, **ERRORS, **NOT_FOUND},
 )
 def alerts_activate(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     proj = project_for(request, project)
@@ -365,6 +547,7 @@ def alerts_activate(request: HttpRequest, project: str, alert_id: int) -> JsonRe
     BASE + "/alerts/{alert_id}/deactivate",
     operation_id="alerts_deactivate",
     summary="Deactivate: nothing more is sent",
+    response={200: AlertOut, **ERRORS, **NOT_FOUND},
 )
 def alerts_deactivate(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     proj = project_for(request, project)
@@ -376,6 +559,9 @@ def alerts_deactivate(request: HttpRequest, project: str, alert_id: int) -> Json
     BASE + "/alerts/{alert_id}/dry-run",
     operation_id="alerts_dry_run",
     summary="What the alert would send over the next N days (?days=N, default 7, max 90)",
+    response={200: DryRunOut, **ERRORS, **NOT_FOUND},
+    openapi_extra=DRY_RUN_QUERY,
+    by_alias=True,
 )
 def alerts_dry_run(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     proj = project_for(request, project)
@@ -393,6 +579,8 @@ def alerts_dry_run(request: HttpRequest, project: str, alert_id: int) -> JsonRes
     BASE + "/contacts/{contact_id}/upcoming",
     operation_id="contact_upcoming",
     summary="A contact's next scheduled sends, in time order",
+    response={200: UpcomingList, **ERRORS, **NOT_FOUND},
+    openapi_extra=UPCOMING_QUERY,
 )
 def contact_upcoming(request: HttpRequest, project: str, contact_id: str) -> JsonResponse:
     proj = project_for(request, project)

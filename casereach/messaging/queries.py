@@ -17,6 +17,11 @@ from casereach.projects.models import Project
 STATUSES = ("queued", "sending", "sent", "delivered", "failed")
 
 
+# The event sources the alert scheduler writes, each with source_id = the alert's id: what the
+# message log's ``alert`` filter (API and web UI) matches.
+ALERT_SOURCES = ("conditional_alert", "immediate_broadcast", "scheduled_broadcast")
+
+
 def _date(value: str, name: str, *, end: bool) -> dt.datetime:
     try:
         parsed = dateparser.isoparse(value)
@@ -62,7 +67,7 @@ def filter_messages(project: Project, params: Mapping[str, str]) -> QuerySet[Mes
     if gateway := params.get("gateway"):
         qs = qs.filter(gateway_name__iexact=gateway)
     if alert := params.get("alert"):
-        qs = qs.filter(event__source="alert", event__source_id=alert)
+        qs = qs.filter(event__source__in=ALERT_SOURCES, event__source_id=alert)
     if direction := params.get("direction"):
         if direction not in ("in", "out"):
             raise BadRequest("direction must be 'in' or 'out'")
