@@ -3,8 +3,11 @@ callbacks)."""
 
 from __future__ import annotations
 
+import re
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
+from django.views import defaults
 
 from casereach.api.main import api
 from casereach.scaleout import config, health, metrics
@@ -40,3 +43,18 @@ urlpatterns = [
     path("", include("casereach.web.urls")),  # the UI's paths never start with a/<p>/api/
     path("", api.urls),
 ]
+
+# Paths of the API and the provider callbacks: a 404 there is JSON like every API error; the
+# web UI keeps its HTML page.
+_API_PATH = re.compile(r"^/(a/[^/]+/api/|api/|gateways/)")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _API_PATH.match(request.path):
+        return JsonResponse(
+            {"error": "no such API path", "detail": {"path": request.path[:300]}}, status=404
+        )
+    return defaults.page_not_found(request, exception)
+
+
+handler404 = not_found

@@ -67,3 +67,40 @@ def test_a_paired_surrogate_is_text(api: Api) -> None:
     r = api.post(V2, {**case_body(), "case_name": "Amina \U0001f600"})
     assert 200 == r.status, r.body
     assert "Amina \U0001f600" == r.body["case"]["case_name"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PATCH", V2),
+        ("DELETE", V2),
+        ("GET", V2 + "bulk-fetch/"),
+        ("PUT", "/gateways/test/some-key/inbound"),
+        ("GET", "/gateways/twilio/some-key/status"),
+    ],
+)
+def test_a_method_a_path_does_not_take_is_a_405_json_error(
+    api: Api, method: str, path: str
+) -> None:
+    r = api.call(method, path)
+    assert 405 == r.status, r.raw[:200]
+    assert "application/json" == r.headers["Content-Type"].split(";")[0]
+    assert f"method {method} not allowed" == r.body["error"]
+    assert r.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/a/{project}/api/nonexistent/", "/gateways/test/some-key/inbound/extra", "/api/nothing"],
+)
+def test_an_unknown_api_path_is_a_404_json_error(api: Api, path: str) -> None:
+    r = api.get(path)
+    assert 404 == r.status, r.raw[:200]
+    assert "application/json" == r.headers["Content-Type"].split(";")[0]
+    assert "no such API path" == r.body["error"]
+
+
+def test_an_unknown_ui_path_keeps_the_html_page(api: Api) -> None:
+    r = api.get("/no-such-page")
+    assert 404 == r.status
+    assert "text/html" == r.headers["Content-Type"].split(";")[0]

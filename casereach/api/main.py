@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.urls import URLPattern, URLResolver
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -27,7 +31,37 @@ from casereach.workers.api import router as workers_router
 
 log = logging.getLogger(__name__)
 
-api = NinjaAPI(
+
+class CasereachApi(NinjaAPI):
+    """ninja answers a method a path does not take with a text/html "Method not allowed"
+    (PathView._not_allowed, before any exception handler); ours is 405 JSON with Allow."""
+
+    @property
+    def urls(self) -> tuple[list[URLResolver | URLPattern], str, str]:
+        patterns, app_name, namespace = super().urls
+        for pattern in patterns:
+            if isinstance(pattern, URLPattern):
+                pattern.callback = _json_not_allowed(pattern.callback)
+        return patterns, app_name, namespace
+
+
+def _json_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)  # keeps csrf_exempt
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        response = view(request, *args, **kwargs)
+        if not isinstance(response, HttpResponseNotAllowed):
+            return response
+        allowed = sorted(m.strip() for m in response.get("Allow", "").split(",") if m.strip())
+        answer = error_response(
+            request, 405, f"method {request.method} not allowed", {"allowed": allowed}
+        )
+        answer["Allow"] = ", ".join(allowed)
+        return answer
+
+    return wrapped
+
+
+api = CasereachApi(
     title="casereach API",
     version="1",
     description=(
