@@ -36,6 +36,7 @@ from casereach.core import bulk
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.timeutil import now
 from casereach.projects.models import Project
+from casereach.workers.actions import full_username
 from casereach.workers.models import MobileWorker
 
 log = logging.getLogger(__name__)
@@ -331,6 +332,61 @@ def _zones(contact_ids: Iterable[str], default: str) -> dict[str, str]:
     return {cid: out.get(cid) or default for cid in ids}
 
 
+def resolve_user_refs(project: Project, refs: Iterable[str]) -> dict[str, str]:
+    """Mobile-worker references read from case properties → worker ids: a worker id, a full
+    username, or a username without the project's domain."""
+    wanted = sorted(set(refs))
+    users: dict[str, str] = {}
+    if not wanted:
+        return users
+    for wid in MobileWorker.objects.filter(project=project, id__in=wanted).values_list(
+        "id", flat=True
+    ):
+        users[wid] = wid
+    full = {full_username(project, r): r for r in wanted if "@" not in r}
+    full.update({r: r for r in wanted if "@" in r})
+    for wid, username in MobileWorker.objects.filter(
+        project=project, username__in=list(full)
+    ).values_list("id", "username"):
+        users.setdefault(full[username], wid)
+    return users
+
+
+# Recipient rules naming one person other than the case: an alert with exactly one such rule
+# computes its occurrences in that person's zone (SPEC 5: the recipient's time zone).
+ZONE_FROM_RECIPIENT = frozenset({"owner", "parent", "user_property"})
+
+
+def sole_recipient_rule(spec: AlertSpec) -> Any:
+    """The recipient rule whose person's zone a conditional alert's times follow, or None when
+    they follow the case's zone (the case itself, several rules, children, an email)."""
+    if spec.kind != "conditional" or len(spec.recipients) != 1:
+        return None
+    rule = spec.recipients[0]
+    return rule if rule.type in ZONE_FROM_RECIPIENT else None
+
+
+def recipient_zones(
+    project: Project, spec: AlertSpec, views: Sequence[CaseView], case_zones: dict[str, str]
+) -> dict[str, str]:
+    """Each case's schedule zone: its sole recipient's (owner, parent case or named user) when
+    the alert has one such rule, the project's when that person is unknown; else the case's."""
+    rule = sole_recipient_rule(spec)
+    if rule is None:
+        return case_zones
+    person: dict[str, str | None] = {}
+    if rule.type == "owner":
+        person = {v.case_id: v.owner_id for v in views}
+    elif rule.type == "parent":
+        person = {v.case_id: v.parent_id for v in views}
+    else:
+        refs = {v.case_id: (v.get(rule.property or "") or "").strip() for v in views}
+        users = resolve_user_refs(project, [r for r in refs.values() if r])
+        person = {cid: users.get(ref) for cid, ref in refs.items()}
+    zones = _zones(sorted({p for p in person.values() if p}), project.time_zone)
+    return {v.case_id: zones.get(person.get(v.case_id) or "", project.time_zone) for v in views}
+
+
 # -- evaluation ------------------------------------------------------------------------------------
 
 
@@ -478,6 +534,7 @@ def evaluate(
         zones = _zones([v.case_id for v in views], project_zone)
     else:
         zones = {v.case_id: zones.get(v.case_id) or project_zone for v in views}
+    zones = recipient_zones(project, spec, views, zones)
     create: list[tuple[Any, ...]] = []
     change: list[ScheduleInstance] = []
     remove: list[int] = []

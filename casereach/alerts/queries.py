@@ -21,6 +21,7 @@ from casereach.alerts.actions import (
     load_views,
     open_case_ids,
     plan_for,
+    recipient_zones,
     spec_of,
     stop_instant,
 )
@@ -30,6 +31,7 @@ from casereach.alerts.models import Alert, ScheduleInstance
 from casereach.alerts.scheduler import CONTACT_FIELDS, Claimed, Target, _targets, message_for
 from casereach.alerts.spec import AlertSpec, TimedSchedule
 from casereach.alerts.timing import skipped_months
+from casereach.cases.models import Case, CaseIndex
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
 from casereach.core.timeutil import ONE_MICROSECOND, now
@@ -37,6 +39,7 @@ from casereach.messaging.errors import describe
 from casereach.messaging.models import OptOut
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
+from casereach.workers.models import MobileWorker
 
 MAX_UNREACHABLE = 1000
 MAX_PER_RECIPIENT = 400  # occurrences per recipient in a dry run (a minutely alert, say)
@@ -87,6 +90,13 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
                 "contact_id", "tz_effective"
             )
         )
+        # As activation will: a sole owner, parent or named user's zone, else the case's.
+        zones = recipient_zones(
+            project,
+            spec,
+            [views[k] for k in keys if k in views],
+            {k: zones.get(k) or project.time_zone for k in keys},
+        ) | {k: zones.get(k) or project.time_zone for k in keys if k not in views}
         fakes: list[Claimed] = []
         occ: dict[int, list[Occurrence]] = {}
         for n, key in enumerate(keys):
@@ -329,17 +339,68 @@ def preview(project: Project, alert: Alert, case_id: str) -> dict[str, Any] | No
     }
 
 
+def _instances_reaching(project: Project, contact_id: str, limit: int) -> list[ScheduleInstance]:
+    """The live instances whose sends reach the contact: its own (a broadcast to it, a
+    conditional alert to the case itself), and those of cases it is the owner, the parent, a
+    child of, or the user named in a property of, for alerts with that recipient rule.
+
+    Each source contributes its ``limit`` instances due first: an instance's occurrences are
+    never earlier than its next due time, so the contact's first ``limit`` sends are among
+    them."""
+    live = ScheduleInstance.objects.filter(
+        project=project, active=True, next_due__isnull=False, alert__active=True
+    ).select_related("alert")
+    rules: dict[str, list[int]] = {}
+    named: dict[str, list[int]] = {}  # user_property: property name → alert ids
+    for alert in Alert.objects.filter(project=project, kind="conditional", active=True):
+        for rule in spec_of(alert).recipients:
+            rules.setdefault(rule.type, []).append(alert.pk)
+            if rule.type == "user_property" and rule.property:
+                named.setdefault(rule.property, []).append(alert.pk)
+    broadcasts = Alert.objects.filter(project=project, kind="broadcast").values("pk")
+    sources = [
+        live.filter(contact_id=contact_id, alert_id__in=broadcasts),
+        live.filter(contact_id=contact_id, alert_id__in=rules.get("self", [])),
+    ]
+    open_cases = Case.objects.filter(project=project, closed=False, deleted=False)
+    parent_links = CaseIndex.objects.filter(project=project, name="parent")
+    if rules.get("owner"):
+        owned = open_cases.filter(owner_id=contact_id).values("case_id")
+        sources.append(live.filter(alert_id__in=rules["owner"], case_id__in=owned))
+    if rules.get("parent"):
+        children = parent_links.filter(referenced_id=contact_id).values("case_id")
+        sources.append(live.filter(alert_id__in=rules["parent"], case_id__in=children))
+    if rules.get("children"):
+        parents = parent_links.filter(case_id=contact_id).values("referenced_id")
+        sources.append(live.filter(alert_id__in=rules["children"], case_id__in=parents))
+    if named:
+        refs = [contact_id]
+        username = (
+            MobileWorker.objects.filter(project=project, id=contact_id)
+            .values_list("username", flat=True)
+            .first()
+        )
+        if username:
+            refs += [username, username.split("@", 1)[0]]
+        for prop, alert_ids in named.items():
+            if "/" in prop:  # a parent's property: not looked up in reverse
+                continue
+            naming = open_cases.filter(**{f"properties__{prop}__in": refs}).values("case_id")
+            sources.append(live.filter(alert_id__in=alert_ids, case_id__in=naming))
+    found: dict[int, ScheduleInstance] = {}
+    for qs in sources:
+        for inst in qs.order_by("next_due", "id")[:limit]:
+            found.setdefault(inst.pk, inst)
+    return sorted(found.values(), key=lambda i: (i.next_due, i.pk))
+
+
 def upcoming(project: Project, contact_id: str, limit: int = 10) -> list[dict[str, Any]]:
     """The contact's next scheduled sends, in time order (from its materialised instances)."""
     settings = effective_settings(project.settings)
     contact = _contact_row(project, contact_id)
     if contact is None:
         return []
-    instances = list(
-        ScheduleInstance.objects.filter(
-            project=project, contact_id=contact_id, active=True, next_due__isnull=False
-        ).select_related("alert")
-    )
+    instances = _instances_reaching(project, contact_id, limit)
     if not instances:
         return []
     views = {
@@ -371,8 +432,6 @@ def upcoming(project: Project, contact_id: str, limit: int = 10) -> list[dict[st
             limit=limit,
         )
         stop = stop_instant(spec, inst.stop_value, project.time_zone)
-        if spec.kind == "conditional" and not any(r.type == "self" for r in spec.recipients):
-            continue
         view = views.get(inst.case_id or "")
         msg = message_for(
             project, settings, spec, view, Target(contact=dict(contact)), names, phones, now()

@@ -27,6 +27,7 @@ from casereach.alerts.actions import (
     last_fired,
     load_views,
     per_recipient_times,
+    resolve_user_refs,
     schedule_next,
     spec_of,
 )
@@ -47,8 +48,6 @@ from casereach.messaging.models import Message, MessagingEvent, MessagingSubEven
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
-from casereach.workers.actions import full_username
-from casereach.workers.models import MobileWorker
 
 log = logging.getLogger(__name__)
 
@@ -477,19 +476,7 @@ def _targets(
                 address = (view.get(r.property or "") or "").strip()
                 out.append(("email", address) if address else ("none", ""))
         wanted[inst.pk] = out
-    users: dict[str, str] = {}
-    if user_refs:
-        refs = sorted(user_refs)
-        for wid in MobileWorker.objects.filter(project=project, id__in=refs).values_list(
-            "id", flat=True
-        ):
-            users[wid] = wid
-        full = {full_username(project, r): r for r in refs if "@" not in r}
-        full.update({r: r for r in refs if "@" in r})
-        for wid, username in MobileWorker.objects.filter(
-            project=project, username__in=list(full)
-        ).values_list("id", "username"):
-            users.setdefault(full[username], wid)
+    users = resolve_user_refs(project, user_refs)
     ids = {v for pairs in wanted.values() for k, v in pairs if k == "contact"}
     ids |= set(users.values())
     contacts: dict[str, dict[str, Any]] = {}
