@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -87,8 +88,8 @@ def init() -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    threads: Annotated[int, typer.Option(help="Request threads.")] = 8,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    threads: Annotated[int, typer.Option(help="Request threads.", min=1, max=256)] = 8,
     no_workers: Annotated[
         bool, typer.Option("--no-workers", help="Web only (scale-out replicas).")
     ] = False,
@@ -161,7 +162,7 @@ def _serve(
 @app.command()
 def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     no_serve: Annotated[
         bool, typer.Option("--no-serve", help="Set up the demo data and exit.")
     ] = False,
@@ -589,8 +590,39 @@ def _run_suite(
     run_bench(suite, cases=cases, json_out=json_out, rss_rows=rss_rows)
 
 
+def _usage_errors() -> tuple[type[Exception], type[Exception] | None, type[Exception]]:
+    """(usage error, "run bare, show help", abort) of the click that typer runs on: its own
+    copy in recent typer, click itself before."""
+    try:
+        mod = importlib.import_module("typer._click.exceptions")
+    except ImportError:  # older typer on click
+        mod = importlib.import_module("click.exceptions")
+    abort = getattr(mod, "Abort", typer.Abort)
+    return mod.UsageError, getattr(mod, "NoArgsIsHelpError", None), abort
+
+
 def run() -> None:
-    app()
+    """The ``casereach`` command. A usage error (a missing or unknown option, a bad value) is
+    one ``error:`` line naming the command's help, exit code 2; other errors are one line
+    with exit code 1."""
+    usage, bare, abort = _usage_errors()
+    try:
+        code = app(standalone_mode=False)
+    except usage as exc:
+        ctx: Any = getattr(exc, "ctx", None)
+        if bare is not None and isinstance(exc, bare):  # a group run bare: its help
+            if ctx is not None:
+                print(ctx.get_help())
+            sys.exit(0)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        fmt = getattr(exc, "format_message", None)
+        message = fmt() if callable(fmt) else str(exc)
+        print(f"error: {message}{where}", file=sys.stderr)
+        sys.exit(2)
+    except (abort, typer.Abort):
+        print("error: aborted", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

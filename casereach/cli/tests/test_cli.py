@@ -180,3 +180,29 @@ def test_serve_refuses_a_bad_dispatch_size_in_one_line(
     assert [f"error: {name} must be a whole number from 1 to"] == [
         line[: len(name) + 40] for line in r.stderr.strip().splitlines()
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("serve", "--port", "99999"), "Invalid value for '--port'"),
+        (("serve", "--port", "notaport"), "Invalid value for '--port'"),
+        (("import-cases", "cases.csv"), "Missing option '--project'"),
+        (("bogus",), "No such command 'bogus'"),
+    ],
+)
+def test_a_usage_error_is_one_error_line(
+    env: dict[str, str], args: tuple[str, ...], message: str
+) -> None:
+    r = cli(env, *args)
+    assert 2 == r.returncode
+    lines = r.stderr.strip().splitlines()
+    assert 1 == len(lines), r.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_a_command_group_run_bare_shows_its_help(env: dict[str, str]) -> None:
+    r = cli(env, "project")
+    assert (0, "") == (r.returncode, r.stderr)
+    assert "casereach project [OPTIONS] COMMAND" in r.stdout
