@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-# SPEC 6.3: the whole trimmed message, case-insensitive.
-OPT_OUT_WORDS = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+from casereach.projects.settings_schema import (
+    HELP_WORDS,
+    OPT_IN_WORDS,
+    OPT_OUT_WORDS,
+    SILENT_OPT_IN_WORDS,
 )
-OPT_IN_WORDS = frozenset({"START", "UNSTOP"})
-SILENT_OPT_IN_WORDS = frozenset({"YES"})
-HELP_WORDS = frozenset({"HELP", "INFO"})
+
+# SPEC 6.3: the whole trimmed message, case-insensitive (the words: projects.settings_schema).
+__all__ = ["HELP_WORDS", "OPT_IN_WORDS", "OPT_OUT_WORDS", "SILENT_OPT_IN_WORDS"]
 
 Reserved = Literal["opt_out", "opt_in", "opt_in_silent", "help"]
 

@@ -6,7 +6,15 @@ import re
 from typing import Any, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from casereach.core.zones import canonical_zone
 
@@ -48,12 +56,27 @@ class RestrictedWindow(BaseModel):
 
 class SelfRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    enabled: bool = False
+    enabled: StrictBool = False
     case_type: str = "contact"
     owner_id: str | None = None
     welcome_text: dict[str, str] = Field(
         default_factory=dict, description="Language → reply to a JOIN that registered"
     )
+
+
+# SPEC 6.3: the built-in reserved words, whatever a project adds (read by messaging.keywords).
+OPT_OUT_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_WORDS = frozenset({"START", "UNSTOP"})
+SILENT_OPT_IN_WORDS = frozenset({"YES"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+JOIN_WORD = "JOIN"  # self-registration
+_BUILT_IN = {
+    "opt_out_keywords": OPT_OUT_WORDS,
+    "opt_in_keywords": OPT_IN_WORDS | SILENT_OPT_IN_WORDS,
+    "help_keywords": HELP_WORDS,
+}
 
 
 class ProjectSettings(BaseModel):
@@ -70,7 +93,7 @@ class ProjectSettings(BaseModel):
     daily_limit: int = Field(default=50_000, ge=0, le=100_000_000)
     stale_after_hours: int = Field(default=168, ge=1, le=24 * 365)
     retry_delays_minutes: list[int] = Field(default_factory=lambda: [5, 10])
-    strict_phone_validation: bool = False
+    strict_phone_validation: StrictBool = False
     default_country: str | None = None
     opt_out_keywords: dict[str, list[str]] = Field(default_factory=dict)
     opt_in_keywords: dict[str, list[str]] = Field(default_factory=dict)
@@ -158,7 +181,34 @@ class ProjectSettings(BaseModel):
             out[lang] = cleaned
         return out
 
+    @model_validator(mode="after")
+    def _keywords_agree(self, info: ValidationInfo) -> ProjectSettings:
+        """On save: a word means one thing (opt out, opt in or help, never a built-in word of
+        another kind, never JOIN), in a language of the project."""
+        if isinstance(info.context, dict) and info.context.get("stored"):
+            return self  # saved before this check: still loads
+        owner: dict[str, str] = {}
+        for kind, built_in in _BUILT_IN.items():
+            for word in built_in:
+                owner[word] = kind
+        for kind in _BUILT_IN:
+            lists: dict[str, list[str]] = getattr(self, kind)
+            for lang, words in lists.items():
+                if lang not in self.languages:
+                    raise ValueError(
+                        f"{kind}: {lang!r} is not one of the project's languages "
+                        f"({', '.join(self.languages)})"
+                    )
+                for word in words:
+                    if word == JOIN_WORD:
+                        raise ValueError(f"{kind}: JOIN is reserved for self-registration")
+                    other = owner.setdefault(word, kind)
+                    if other != kind:
+                        raise ValueError(f"{kind}: {word} is already one of the {other}")
+        return self
+
 
 def effective_settings(raw: dict[str, Any]) -> ProjectSettings:
-    """The stored settings with defaults filled in (stored values were validated on write)."""
-    return ProjectSettings.model_validate(raw)
+    """The stored settings with defaults filled in (stored values were validated on write;
+    checks added since are not applied again, so old settings always load)."""
+    return ProjectSettings.model_validate(raw, context={"stored": True})

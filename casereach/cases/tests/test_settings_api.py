@@ -259,3 +259,43 @@ def test_resync_does_not_touch_other_projects(api: Api, other_api: Api) -> None:
     assert profile(other_api, theirs)["time_zone"]["effective"] == "UTC"
     assert put(api, {"time_zone": "Asia/Tokyo"}).status == 200
     assert profile(other_api, theirs)["time_zone"]["effective"] == "UTC"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"opt_in_keywords": {"en": ["STOP"]}}, "STOP is already one of the opt_out_keywords"),
+        ({"help_keywords": {"en": ["STOP"]}}, "STOP is already one of the opt_out_keywords"),
+        ({"opt_out_keywords": {"en": ["START"]}}, "START is already one of the opt_in_keywords"),
+        ({"opt_out_keywords": {"en": ["JOIN"]}}, "JOIN is reserved"),
+        (
+            {"opt_out_keywords": {"en": ["ACHA"]}, "help_keywords": {"en": ["ACHA"]}},
+            "ACHA is already one of the opt_out_keywords",
+        ),
+        ({"opt_out_keywords": {"xx": ["FOO"]}}, "'xx' is not one of the project's languages"),
+        ({"strict_phone_validation": "yes"}, "strict_phone_validation"),
+        ({"self_registration": {"enabled": 1}}, "enabled"),
+    ],
+)
+def test_settings_that_contradict_themselves_are_refused(
+    api: Api, body: dict[str, Any], message: str
+) -> None:
+    before = api.get(SETTINGS).body
+    r = put(api, body)
+    assert 400 == r.status, r.body
+    assert message in str(r.body)
+    assert before == api.get(SETTINGS).body
+
+
+def test_keywords_of_their_own_in_each_language_are_kept(api: Api) -> None:
+    r = put(
+        api,
+        {
+            "languages": ["en", "sw"],
+            "opt_out_keywords": {"sw": ["ACHA"]},
+            "opt_in_keywords": {"sw": ["ANZA"]},
+            "help_keywords": {"en": ["AID"], "sw": ["MSAADA"]},
+        },
+    )
+    assert 200 == r.status, r.body
+    assert {"sw": ["ANZA"]} == api.get(SETTINGS).body["opt_in_keywords"]
