@@ -385,6 +385,14 @@ def do_transfer_ownership(project: Project, number: str, contact_id: str) -> Pho
             raise Conflict("the holder's verification is pending; wait for it or cancel it")
         if not Contact.objects.filter(contact_id=contact_id, active=True).exists():
             raise BadRequest("the contact is inactive and cannot hold a number")
+        if not target.verified_requested:
+            # SPEC 3.2: only a verified contact requests two-way, and clearing the flag
+            # releases it; an unverified holder would contradict its own case.
+            raise Conflict(
+                "the contact has not verified this number (a case: set "
+                "contact_phone_number_is_verified; a worker: complete verification), so it "
+                "cannot hold it for two-way"
+            )
         if current is not None:
             PhoneEntry.objects.filter(pk=current.pk).update(holder=False)
         PhoneEntry.objects.filter(pk=target.pk).update(

@@ -137,7 +137,7 @@ def test_closed_case_has_no_entry(api: Api) -> None:
 
 def test_transfer_moves_ownership(api: Api) -> None:
     a = create(api, phone=NUMBER, verified="1")
-    b = create(api, phone=NUMBER)
+    b = create(api, phone=NUMBER, verified="yes")  # waiting: a holds it
     r = transfer(api, "+254 712-345-678", {"contact_id": b})
     assert r.status == 200, r.body
     assert r.body["contact_id"] == b
@@ -149,6 +149,15 @@ def test_transfer_moves_ownership(api: Api) -> None:
     again = transfer(api, NUMBER, {"contact_id": b})
     assert again.status == 200
     assert again.body["two_way"] is True
+
+
+def test_transfer_to_an_unverified_contact_is_refused(api: Api) -> None:
+    a = create(api, phone=NUMBER, verified="1")
+    b = create(api, phone=NUMBER, verified="no")
+    r = transfer(api, NUMBER, {"contact_id": b})
+    assert 409 == r.status, r.body
+    assert "not verified" in r.body["error"]
+    assert {a} == {x["contact_id"] for x in numbers(api, status="two_way")["objects"]}
 
 
 def test_transfer_to_contact_without_entry_is_404(api: Api) -> None:
