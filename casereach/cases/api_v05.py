@@ -65,8 +65,9 @@ _DATE_FORMATS = (
 
 RESERVED = frozenset({"limit", "offset", "order_by", "q", "api_key", "username", "format"})
 
-# Built-in filters: parameter → (model field, case-insensitive?)
-FIELD_FILTERS: dict[str, tuple[str, bool]] = {
+# Built-in filters: parameter → (model field, how: True case-insensitive, False exact,
+# "lowered" the value as given or lower-cased)
+FIELD_FILTERS: dict[str, tuple[str, bool | str]] = {
     "type": ("case_type", True),
     "case_type": ("case_type", True),
     "type.exact": ("case_type", False),
@@ -77,11 +78,11 @@ FIELD_FILTERS: dict[str, tuple[str, bool]] = {
     "case_name.exact": ("case_name", False),
     "external_id": ("external_id", True),
     "external_id.exact": ("external_id", False),
-    # HQ lower-cases these values before an exact term match on a keyword field; ids are
-    # compared exactly here, which is what that amounts to for HQ's lower-case ids and lets
-    # the (project, owner_id) index serve the query.
-    "owner_id": ("owner_id", False),
-    "user_id": ("user_id", False),
+    # HQ lower-cases these values before an exact term match on a keyword field, so
+    # ``owner_id=O2`` finds owner "o2". Here the value matches as given or lower-cased: HQ's
+    # matches and an exact one, both served by the (project, owner_id) index.
+    "owner_id": ("owner_id", "lowered"),
+    "user_id": ("user_id", "lowered"),
 }
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t"})
 FALSE_WORDS = frozenset({"false", "0", "no", "n", "f"})
@@ -172,7 +173,10 @@ def v05_filter(qs: QuerySet[Case], request: HttpRequest) -> QuerySet[Case]:
             field, insensitive = FIELD_FILTERS[name]
             cond = Q()
             for value in values:
-                cond |= Q(**{f"{field}__iexact" if insensitive else field: value})
+                if insensitive == "lowered":
+                    cond |= Q(**{f"{field}__in": sorted({value, value.lower()})})
+                else:
+                    cond |= Q(**{f"{field}__iexact" if insensitive else field: value})
             qs = qs.filter(cond)
         else:
             # ``contact_phone_number`` and any other name: an exact match on the custom
@@ -249,6 +253,55 @@ def _query_param(name: str, description: str, **schema: Any) -> dict[str, Any]:
     }
 
 
+# Response documents (OpenAPI only; the views answer JsonResponse / HttpResponse themselves).
+# Keys are ints, like the 200 ninja writes, so each merges into one entry.
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "detail": {}},
+}
+_HQ_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+
+
+def _json_error(description: str, schema: dict[str, Any] = _ERROR) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_AUTH_RESPONSES: dict[int, Any] = {
+    401: _json_error("Missing or invalid credentials."),
+    403: _json_error("The key is not valid for this project."),
+    429: _json_error("Too many requests; see Retry-After."),
+}
+_V05_CASE: dict[str, Any] = {
+    "type": "object",
+    "description": "A case in CommCare's v0.5 shape (built-in fields inside properties).",
+    "properties": {
+        "id": {"type": "string"},
+        "case_id": {"type": "string"},
+        "domain": {"type": "string"},
+        "properties": {"type": "object"},
+        "indices": {"type": "object"},
+        "closed": {"type": "boolean"},
+        "resource_uri": {"type": "string"},
+    },
+}
+_V05_LIST: dict[str, Any] = {
+    "type": "object",
+    "required": ["meta", "objects"],
+    "properties": {
+        "meta": {
+            "type": "object",
+            "properties": {
+                "limit": {"type": "integer"},
+                "next": {"type": ["string", "null"]},
+                "offset": {"type": "integer"},
+                "previous": {"type": ["string", "null"]},
+                "total_count": {"type": "integer"},
+            },
+        },
+        "objects": {"type": "array", "items": _V05_CASE},
+    },
+}
 _DATE_DOC = "Inclusive bound; YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS[.ffffff] or YYYY-MM-DDTHH:MMZ (UTC)."
 LIST_DOC: dict[str, Any] = {
     "parameters": [
@@ -269,16 +322,16 @@ LIST_DOC: dict[str, Any] = {
         _query_param("contact_phone_number", "Exact phone number property."),
     ],
     "responses": {
-        "400": {"description": 'Bad query parameter, e.g. {"error": "Invalid limit …"}'},
-        "401": {"description": "Missing or invalid credentials."},
-        "403": {"description": "The key is not valid for this project."},
+        200: {"content": {"application/json": {"schema": _V05_LIST}}},
+        400: _json_error('Bad query parameter, e.g. {"error": "Invalid limit …"}', _HQ_ERROR),
+        **_AUTH_RESPONSES,
     },
 }
 DETAIL_DOC: dict[str, Any] = {
     "responses": {
-        "404": {"description": "No such case (empty body)."},
-        "401": {"description": "Missing or invalid credentials."},
-        "403": {"description": "The key is not valid for this project."},
+        200: {"content": {"application/json": {"schema": _V05_CASE}}},
+        404: {"description": "No such case (empty body)."},
+        **_AUTH_RESPONSES,
     },
 }
 

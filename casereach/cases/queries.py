@@ -87,8 +87,8 @@ def parse_date_bound(value: str, qualifier: str) -> tuple[str, dt.datetime]:
     try:
         if _DATE_ONLY.match(value):
             day = dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
-            if qualifier in ("lte", "gt"):
-                return qualifier, day + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+            if qualifier in ("lte", "gt"):  # the day's last instant (no overflow on 9999-12-31)
+                return qualifier, day.replace(hour=23, minute=59, second=59, microsecond=999_999)
             return qualifier, day
         return qualifier, as_utc(dateparser.parse(value))
     except (ValueError, OverflowError):

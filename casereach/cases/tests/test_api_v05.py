@@ -365,7 +365,9 @@ def test_name_external_id_owner_and_user_filters(api: Api) -> None:
     assert [] == ids(api.get(LIST, **{"external_id.exact": "ext-1"}))
     assert [amina] == ids(api.get(LIST, **{"external_id.exact": "EXT-1"}))
     assert [amina] == ids(api.get(LIST, owner_id="o-1"))
+    assert [amina] == ids(api.get(LIST, owner_id="O-1"))  # HQ lower-cases the value
     assert 2 == api.get(LIST, user_id=api.username).body["meta"]["total_count"]
+    assert 2 == api.get(LIST, user_id=api.username.upper()).body["meta"]["total_count"]
     assert 0 == api.get(LIST, user_id="nobody").body["meta"]["total_count"]
 
 

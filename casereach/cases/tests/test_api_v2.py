@@ -361,6 +361,8 @@ def test_list_property_and_date_filters(api: Api) -> None:
     ]
     assert 3 == api.get(V2, **{"date_opened.gte": "2000-01-01"}).body["matching_records"]
     assert 0 == api.get(V2, **{"date_opened.lte": "2000-01-01"}).body["matching_records"]
+    assert 3 == api.get(V2, **{"date_opened.lte": "9999-12-31"}).body["matching_records"]
+    assert 0 == api.get(V2, **{"date_opened.gt": "9999-12-31"}).body["matching_records"]
     assert 3 == api.get(V2, closed="false").body["matching_records"]
     assert 0 == api.get(V2, closed="yes").body["matching_records"]
 
