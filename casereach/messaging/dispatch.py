@@ -96,7 +96,7 @@ PINNED_SOURCES = frozenset({"inbound", CHOSEN})
 
 STREAM_FLUSH_S = 0.1  # how often ``stream`` completes the messages whose calls ended
 SENT_COUNT_TTL_S = 5.0  # how long a project's sent-today count is trusted (see _sent_today)
-SESSION_CHECK_S = 30.0  # how often the dispatcher makes sure SMPP sessions are bound
+SESSION_CHECK_S = 10.0  # how often the dispatcher makes sure SMPP sessions are bound
 
 
 @dataclass
