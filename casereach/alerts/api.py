@@ -20,7 +20,7 @@ from casereach.alerts.actions import (
 )
 from casereach.alerts.models import Alert, ScheduleInstance
 from casereach.alerts.queries import dry_run, upcoming
-from casereach.alerts.templates import estimate
+from casereach.alerts.templates import UNKNOWN, estimate, unknown_placeholders
 from casereach.contacts.models import Contact
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.requests import json_object
@@ -287,6 +287,12 @@ class AlertList(_Open):
     objects: list[AlertSummary]
 
 
+class UnknownPlaceholder(_Open):
+    placeholder: str = Field(description="as written, e.g. {case.host.village}")
+    renders: str = Field(description="always (?)")
+    hint: str = Field(description="what is available instead")
+
+
 class SegmentEstimate(_Open):
     language: str
     characters: int
@@ -313,6 +319,9 @@ class AlertOut(AlertSummary):
     estimates: list[SegmentEstimate]
     missing_translations: list[str] = Field(
         description="project languages the content has no (or an empty) translation for"
+    )
+    unknown_placeholders: list[UnknownPlaceholder] = Field(
+        description="placeholders that name nothing known: each renders (?)"
     )
     instances: int = Field(description="active schedule instances of the current version")
 
@@ -439,6 +448,13 @@ def serialize_alert(alert: Alert, *, full: bool = True) -> dict[str, Any]:
         project_languages = alert.project.languages
         out["missing_translations"] = [
             lang for lang in project_languages if not (content.get(lang) or "").strip()
+        ]
+        texts = dict(content)
+        if spec.channel == "email" and spec.content.email is not None:
+            texts.update({f"subject:{k}": v for k, v in spec.content.email.subject.items()})
+        out["unknown_placeholders"] = [
+            {"placeholder": p.text, "renders": UNKNOWN, "hint": p.hint}
+            for p in unknown_placeholders(texts)
         ]
         out["instances"] = ScheduleInstance.objects.filter(
             alert=alert, alert_version=alert.version, active=True

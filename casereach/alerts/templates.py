@@ -10,10 +10,13 @@ Pure: no Django, no database. A template is plain text with placeholders, and no
     {recipient.name}            the name of the person the message goes to
 
 A ``<property>`` is 1-64 ASCII letters, digits, ``_`` and ``-``, starting with a letter or
-``_`` (case properties are XML-name-like). Names are case-sensitive. ``owner`` and ``parent``
-are reserved words, never property names, so ``{case.owner}`` and ``{case.parent}`` are
-refused (with a hint to write ``{case.owner.name}`` / ``{case.parent.name}``). Any name
-starting with ``__`` is refused outright, whatever follows.
+``_`` (case properties are XML-name-like). Names are case-sensitive. Any name starting with
+``__`` is refused outright, whatever follows.
+
+A placeholder made of such names and dots that names nothing above (``{case.host.x}``,
+``{recipient.phone_number}``, ``{case.owner}``) is an *unknown* placeholder: it is accepted,
+renders ``(?)`` as CommCare's do (SPEC 5), and carries a hint on what is available
+(:func:`unknown_placeholders` lists them for the API).
 
 **Braces: there is no escaping.** Every ``{`` must open one of the placeholders above and the
 next brace after it must be the ``}`` that closes it; every ``}`` must close one. A lone brace,
@@ -52,7 +55,7 @@ MAX_NAME_CHARS = 64
 UNKNOWN = "(?)"
 SAMPLE_VALUE = "x" * 10  # how a placeholder is counted by estimate()
 
-Scope = Literal["case", "parent", "owner", "recipient"]
+Scope = Literal["case", "parent", "owner", "recipient", "unknown"]
 
 ALLOWED = (
     "{case.name}, {case.<property>}, {case.owner.name}, {case.parent.name}, "
@@ -107,10 +110,15 @@ class Placeholder:
 
     scope: Scope
     name: str
+    hint: str = ""  # for an unknown placeholder: what is available instead
 
     def __post_init__(self) -> None:
         scope: object = self.scope
         name: object = self.name
+        if scope == "unknown":  # a well-formed name we have no value for: renders (?)
+            if not isinstance(name, str) or not _BODY_CHARS.fullmatch(name):
+                raise TemplateError("an unknown placeholder is a dotted name")
+            return
         if scope not in ("case", "parent", "owner", "recipient"):
             raise TemplateError(f"unknown placeholder scope {scope!r}")
         if not isinstance(name, str):
@@ -136,6 +144,8 @@ class Placeholder:
     @property
     def text(self) -> str:
         """The placeholder as written in a template, e.g. ``{case.parent.village}``."""
+        if self.scope == "unknown":
+            return f"{{{self.name}}}"
         return f"{{{self._prefix()}.{self.name}}}"
 
     def __str__(self) -> str:
@@ -172,6 +182,14 @@ def _body_problem(body: str) -> str | Placeholder:
         problem = _name_problem(part)
         if problem is not None:
             return problem
+    # Well-formed from here on: a name we do not know renders (?), as in CommCare (SPEC 5),
+    # with a hint on what is available.
+    known = _known_placeholder(parts)
+    return Placeholder("unknown", body, hint=known) if isinstance(known, str) else known
+
+
+def _known_placeholder(parts: list[str]) -> str | Placeholder:
+    """The placeholder that well-formed dotted ``parts`` name, or what is available instead."""
     head, rest = parts[0], parts[1:]
     if head == "recipient":
         if rest == ["name"]:
@@ -300,6 +318,17 @@ def validate_content(
     return checked
 
 
+def unknown_placeholders(content: Mapping[str, str]) -> list[Placeholder]:
+    """The placeholders across languages that name nothing we know (each renders ``(?)``),
+    each once, in order of appearance; raises TemplateError for an invalid template."""
+    seen: dict[str, Placeholder] = {}
+    for text in content.values():
+        for part in validate_template(text):
+            if part.scope == "unknown":
+                seen.setdefault(part.name, part)
+    return list(seen.values())
+
+
 def blank_languages(content: Mapping[str, str]) -> list[str]:
     """The languages whose text is empty or whitespace-only, in the map's order."""
     return [lang for lang, text in content.items() if not text.strip()]
@@ -345,7 +374,9 @@ def _value(part: Placeholder, ctx: RenderContext) -> str:
         return _shown(ctx.parent_properties.get(name))
     if scope == "owner":
         return _shown(ctx.owner_name)
-    return _shown(ctx.recipient_name)
+    if scope == "recipient":
+        return _shown(ctx.recipient_name)
+    return UNKNOWN  # a name we have no value for
 
 
 def render(template: str | Sequence[str | Placeholder], ctx: RenderContext) -> str:

@@ -657,3 +657,21 @@ def test_an_unreachable_runner_falls_back_to_evaluating_at_once(api: Api) -> Non
         register_evaluation_runner(None)
     assert "done" == body["progress"]["state"]
     assert instance(cid) is not None
+
+
+def test_an_unknown_placeholder_is_saved_listed_and_renders_a_question_mark(api: Api) -> None:
+    cid = case(api, phone="254712345678", edd="2027-01-10")
+    body = conditional(content={"sms": {"en": "Hi {case.name}, your CHW is {case.owner.phone}"}})
+    alert = create(api, body)
+    assert [
+        {
+            "placeholder": "{case.owner.phone}",
+            "renders": "(?)",
+            "hint": "only {case.owner.name} is available for the owner",
+        }
+    ] == alert["unknown_placeholders"]
+    rows = api.get(M + f"contacts/{cid}/upcoming?limit=1").body["objects"]
+    assert ["Hi Amina, your CHW is (?)"] == [r["text"] for r in rows]
+    for bad in ("{case.__class__}", "{{7*7}}", "{0.__globals__}"):
+        r = api.post(M + "alerts", conditional(content={"sms": {"en": f"Hi {bad}"}}))
+        assert 400 == r.status, bad

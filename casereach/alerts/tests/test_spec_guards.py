@@ -165,7 +165,7 @@ def email_content(**over: Any) -> dict[str, Any]:
         ({"sms": {"en": "ok", "sw": "{case.__class__}"}, "email": email_content()}, "[sw]"),
         ({"sms": {"en": "x" * 10_001}, "email": email_content()}, "too long"),
         ({"email": email_content(subject={"en": "ok", "sw": "{0.__globals__}"})}, "subject[sw]"),
-        ({"email": email_content(body={"en": "Hi {case.owner}"})}, "content.email.body[en]"),
+        ({"email": email_content(body={"en": "Hi {case.__dict__}"})}, "content.email.body[en]"),
     ],
 )
 def test_every_template_of_an_email_alert_is_checked(
@@ -184,7 +184,7 @@ def test_every_template_of_an_email_alert_is_checked(
     [
         (email_content(body={"en": "{{7*7}}"}), "content.email.body[en]"),
         (email_content(subject={"en": "{case.__class__}"}), "content.email.subject[en]"),
-        (email_content(subject={"fr": "ok", "sw": "{recipient.phone}"}), "subject[sw]"),
+        (email_content(subject={"fr": "ok", "sw": "{recipient.name!r}"}), "subject[sw]"),
     ],
 )
 def test_every_template_of_an_sms_alert_is_checked(
