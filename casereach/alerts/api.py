@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from ninja import Router, Schema
-from pydantic import ConfigDict, Field
+from ninja import Router
+from pydantic import Field
 
 from casereach.alerts.actions import (
     do_activate,
@@ -23,6 +23,7 @@ from casereach.alerts.queries import dry_run, upcoming
 from casereach.alerts.templates import UNKNOWN, estimate, unknown_placeholders
 from casereach.contacts.models import Contact
 from casereach.core.errors import BadRequest, NotFound
+from casereach.core.openapi import ApiError, OpenSchema, query_param
 from casereach.core.requests import json_object
 from casereach.core.timeutil import iso
 from casereach.projects.auth import project_for
@@ -245,33 +246,24 @@ PATCH_BODY = {
 
 # Response documents. The views answer JsonResponse, which ninja passes through untouched, so
 # these schemas only document (they never filter a field out); every one allows more fields.
-class _Open(Schema):
-    model_config = ConfigDict(extra="allow")
-
-
-class AlertApiError(_Open):
-    """Every error: a message and, for some, details."""
-
-    error: str
-    detail: Any = None
 
 
 ERRORS: dict[int, Any] = {
-    400: AlertApiError,
-    401: AlertApiError,
-    403: AlertApiError,
-    429: AlertApiError,
+    400: ApiError,
+    401: ApiError,
+    403: ApiError,
+    429: ApiError,
 }
-NOT_FOUND: dict[int, Any] = {404: AlertApiError}
+NOT_FOUND: dict[int, Any] = {404: ApiError}
 
 
-class AlertProgress(_Open):
+class AlertProgress(OpenSchema):
     state: str = Field(description="evaluation of candidate recipients: its state")
     processed: int
     total: int
 
 
-class AlertSummary(_Open):
+class AlertSummary(OpenSchema):
     id: int
     name: str
     kind: str = Field(json_schema_extra={"enum": ["broadcast", "conditional"]})
@@ -283,17 +275,17 @@ class AlertSummary(_Open):
     updated_on: str = Field(json_schema_extra={"format": "date-time"})
 
 
-class AlertList(_Open):
+class AlertList(OpenSchema):
     objects: list[AlertSummary]
 
 
-class UnknownPlaceholder(_Open):
+class UnknownPlaceholder(OpenSchema):
     placeholder: str = Field(description="as written, e.g. {case.host.village}")
     renders: str = Field(description="always (?)")
     hint: str = Field(description="what is available instead")
 
 
-class SegmentEstimate(_Open):
+class SegmentEstimate(OpenSchema):
     language: str
     characters: int
     encoding: str
@@ -326,12 +318,12 @@ class AlertOut(AlertSummary):
     instances: int = Field(description="active schedule instances of the current version")
 
 
-class DryRunDay(_Open):
+class DryRunDay(OpenSchema):
     date: str = Field(json_schema_extra={"format": "date"})
     messages: int
 
 
-class DryRunUnreachable(_Open):
+class DryRunUnreachable(OpenSchema):
     contact_id: str | None
     name: str | None
     case_id: str | None
@@ -340,7 +332,7 @@ class DryRunUnreachable(_Open):
     gets_messages: bool = Field(description="the contact still gets other messages")
 
 
-class DryRunOut(_Open):
+class DryRunOut(OpenSchema):
     alert_id: int
     days: int
     from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
@@ -356,7 +348,7 @@ class DryRunOut(_Open):
     notes: list[str] = Field(description="e.g. months that lack the monthly day")
 
 
-class UpcomingSend(_Open):
+class UpcomingSend(OpenSchema):
     alert_id: int
     alert_name: str
     due_utc: str = Field(json_schema_extra={"format": "date-time"})
@@ -371,23 +363,13 @@ class UpcomingSend(_Open):
     error_code: str | None = Field(description="why this send would fail, when it would")
 
 
-class UpcomingList(_Open):
+class UpcomingList(OpenSchema):
     objects: list[UpcomingSend]
-
-
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "in": "query",
-        "name": name,
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
 
 
 LIST_QUERY = {
     "parameters": [
-        _query(
+        query_param(
             "kind",
             "only this kind",
             {"type": "string", "enum": ["broadcast", "conditional"]},
@@ -396,7 +378,7 @@ LIST_QUERY = {
 }
 DRY_RUN_QUERY = {
     "parameters": [
-        _query(
+        query_param(
             "days",
             "how many days ahead (default 7)",
             {"type": "integer", "minimum": 1, "maximum": 90, "default": 7},
@@ -405,7 +387,7 @@ DRY_RUN_QUERY = {
 }
 UPCOMING_QUERY = {
     "parameters": [
-        _query(
+        query_param(
             "limit",
             "at most this many sends (default 10)",
             {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},

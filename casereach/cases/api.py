@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
+from pydantic import Field
 
 from casereach.cases.actions import do_apply_case_changes, do_delete_case
 from casereach.cases.changes import ChangeError, parse_bulk, parse_change
@@ -27,6 +28,7 @@ from casereach.cases.queries import (
 )
 from casereach.cases.serializers import filter_fields, serialize_v2
 from casereach.core.errors import BadRequest, NotFound
+from casereach.core.openapi import DATE_TIME, ApiError, OpenSchema
 from casereach.core.requests import json_body
 from casereach.core.timeutil import json_z
 from casereach.projects.auth import principal_of, project_for
@@ -77,6 +79,60 @@ OBJECT_BODY = {
         "content": {"application/json": {"schema": CASE_WRITE_SCHEMA}},
     }
 }
+
+
+# Response documents. The views answer JsonResponse, which ninja passes through untouched, so
+# these schemas only document (they never filter a field out); every one allows more fields.
+
+
+AUTH_ERRORS: dict[int, Any] = {401: ApiError, 403: ApiError, 429: ApiError}
+ERRORS: dict[int, Any] = {400: ApiError, **AUTH_ERRORS}
+NOT_FOUND: dict[int, Any] = {404: ApiError}
+
+
+class CaseV2(OpenSchema):
+    """A case in Case API v2's shape; ``fields`` / ``exclude`` may leave keys out."""
+
+    domain: str | None = None
+    case_id: str | None = None
+    case_type: str | None = None
+    case_name: str | None = None
+    external_id: str | None = None
+    owner_id: str | None = None
+    date_opened: str | None = Field(None, json_schema_extra=DATE_TIME)
+    last_modified: str | None = Field(None, json_schema_extra=DATE_TIME)
+    server_last_modified: str | None = Field(None, json_schema_extra=DATE_TIME)
+    indexed_on: str | None = Field(None, json_schema_extra=DATE_TIME)
+    closed: bool | None = None
+    date_closed: str | None = Field(None, json_schema_extra=DATE_TIME)
+    properties: dict[str, Any] | None = None
+    indices: dict[str, Any] | None = None
+
+
+class CaseListOut(OpenSchema):
+    matching_records: int
+    cases: list[CaseV2]
+    next: str | None = Field(None, description="the next page's URL; absent on the last page")
+
+
+class CaseWriteOut(OpenSchema):
+    """One case written (``case``) or, for a bulk request, every case in order (``cases``)."""
+
+    form_id: str
+    xform_id: str
+    case: CaseV2 | None = None
+    cases: list[CaseV2] | None = None
+
+
+class CaseBulkOut(OpenSchema):
+    matching_records: int
+    missing_records: int
+    cases: list[CaseV2] = Field(description="in request order; a missing id has an error entry")
+
+
+class CaseDeleted(OpenSchema):
+    case_id: str
+    deleted: bool
 
 
 def _field_args(request: HttpRequest) -> tuple[list[str] | None, list[str] | None]:
@@ -160,7 +216,13 @@ def _write(
     )
 
 
-@router.api_operation(["GET"], V2 + "/", operation_id="case_v2_list", summary="List cases")
+@router.api_operation(
+    ["GET"],
+    V2 + "/",
+    operation_id="case_v2_list",
+    summary="List cases",
+    response={200: CaseListOut, **ERRORS},
+)
 def case_list(request: HttpRequest, project: str) -> JsonResponse:
     """Cursor-paged list, ordered by ``indexed_on`` then ``case_id``."""
     proj = project_for(request, project)
@@ -213,6 +275,7 @@ def case_list(request: HttpRequest, project: str) -> JsonResponse:
     V2 + "/",
     operation_id="case_v2_create",
     summary="Create one case or bulk create/update",
+    response={200: CaseWriteOut, **ERRORS},
     openapi_extra=OBJECT_OR_ARRAY,
 )
 def case_create(request: HttpRequest, project: str) -> JsonResponse:
@@ -224,6 +287,7 @@ def case_create(request: HttpRequest, project: str) -> JsonResponse:
     V2 + "/",
     operation_id="case_v2_put_root",
     summary="Update by case_id/external_id, or bulk",
+    response={200: CaseWriteOut, **ERRORS},
     openapi_extra=OBJECT_OR_ARRAY,
 )
 def case_put_root(request: HttpRequest, project: str) -> JsonResponse:
@@ -235,6 +299,7 @@ def case_put_root(request: HttpRequest, project: str) -> JsonResponse:
     V2 + "/bulk-fetch/",
     operation_id="case_v2_bulk_fetch",
     summary="Fetch many cases",
+    response={200: CaseBulkOut, **ERRORS},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -281,6 +346,7 @@ def case_bulk_fetch(request: HttpRequest, project: str) -> JsonResponse:
     V2 + "/ext/{path:external_id}/",
     operation_id="case_v2_get_ext",
     summary="Get a case by external id",
+    response={200: CaseV2, **ERRORS, **NOT_FOUND},
 )
 def case_get_ext(request: HttpRequest, project: str, external_id: str) -> JsonResponse:
     proj = project_for(request, project)
@@ -292,6 +358,7 @@ def case_get_ext(request: HttpRequest, project: str, external_id: str) -> JsonRe
     V2 + "/ext/{path:external_id}/",
     operation_id="case_v2_upsert_ext",
     summary="Upsert a case by external id",
+    response={200: CaseWriteOut, **ERRORS},
     openapi_extra=OBJECT_BODY,
 )
 def case_upsert_ext(request: HttpRequest, project: str, external_id: str) -> JsonResponse:
@@ -324,6 +391,7 @@ def _delete(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     V2 + "/{case_id}",
     operation_id="case_v2_get",
     summary="Get one case, or several by comma-separated ids",
+    response={200: CaseV2 | CaseBulkOut, **ERRORS, **NOT_FOUND},
 )
 def case_get(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return _get_one_or_many(request, project, case_id)
@@ -334,6 +402,7 @@ def case_get(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     V2 + "/{case_id}",
     operation_id="case_v2_update",
     summary="Update one case",
+    response={200: CaseWriteOut, **ERRORS},
     openapi_extra=OBJECT_BODY,
 )
 def case_update(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
@@ -345,6 +414,7 @@ def case_update(request: HttpRequest, project: str, case_id: str) -> JsonRespons
     V2 + "/{case_id}",
     operation_id="case_v2_delete",
     summary="Soft-delete one case (casereach extension)",
+    response={200: CaseDeleted, **AUTH_ERRORS, **NOT_FOUND},
 )
 def case_delete(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return _delete(request, project, case_id)

@@ -97,10 +97,52 @@ SETTINGS_BODY = {
 }
 
 
+# Response documents. The views return a dict that ninja serialises as it is (no response
+# schema, which would filter fields), so the answers are documented here. Keys are ints, like
+# the 200 ninja writes, so each merges into one entry.
+def _settings_out_schema() -> dict[str, Any]:
+    schema = ProjectSettings.model_json_schema(mode="serialization")
+    defs = schema.pop("$defs", {})
+    inlined: dict[str, Any] = _inline_refs(schema, defs)
+    inlined.pop("additionalProperties", None)
+    inlined.pop("required", None)
+    inlined["description"] = "Every setting, with defaults filled in."
+    return inlined
+
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "detail": {}},
+}
+
+
+def _json_error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+_SETTINGS_OK = {"content": {"application/json": {"schema": _settings_out_schema()}}}
+_AUTH_RESPONSES: dict[int, Any] = {
+    401: _json_error("Missing or invalid credentials."),
+    403: _json_error("The key is not valid for this project."),
+    429: _json_error("Too many requests; see Retry-After."),
+}
+GET_DOC: dict[str, Any] = {"responses": {200: _SETTINGS_OK, **_AUTH_RESPONSES}}
+CHANGE_DOC: dict[str, Any] = {
+    **SETTINGS_BODY,
+    "responses": {
+        200: _SETTINGS_OK,
+        400: _json_error("Not a JSON object, an unknown setting or an invalid value."),
+        **_AUTH_RESPONSES,
+    },
+}
+
+
 @router.get(
     V1 + "/settings",
     operation_id="messaging_settings_get",
     summary="Every project setting, with defaults filled in",
+    openapi_extra=GET_DOC,
 )
 def get_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     proj = project_for(request, project)
@@ -112,7 +154,7 @@ def get_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     V1 + "/settings",
     operation_id="messaging_settings_put",
     summary="Change some or all project settings",
-    openapi_extra=SETTINGS_BODY,
+    openapi_extra=CHANGE_DOC,
 )
 def put_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     proj = project_for(request, project)
@@ -125,7 +167,7 @@ def put_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     V1 + "/settings",
     operation_id="messaging_settings_patch",
     summary="Change some project settings (the same as PUT: both are partial)",
-    openapi_extra=SETTINGS_BODY,
+    openapi_extra=CHANGE_DOC,
 )
 def patch_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     return put_settings(request, project)

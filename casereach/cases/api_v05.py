@@ -23,6 +23,7 @@ from casereach.cases.models import Case
 from casereach.cases.queries import MAX_LIST, live_cases
 from casereach.cases.serializers import serialize_v05
 from casereach.core.errors import BadRequest
+from casereach.core.openapi import query_param
 from casereach.projects.auth import project_for
 from casereach.projects.models import Project
 
@@ -243,16 +244,6 @@ def _detail(request: HttpRequest, project: str, case_id: str) -> HttpResponse:
     return JsonResponse(serialize_v05(case, proj.name))
 
 
-def _query_param(name: str, description: str, **schema: Any) -> dict[str, Any]:
-    return {
-        "in": "query",
-        "name": name,
-        "required": False,
-        "description": description,
-        "schema": schema or {"type": "string"},
-    }
-
-
 # Response documents (OpenAPI only; the views answer JsonResponse / HttpResponse themselves).
 # Keys are ints, like the 200 ninja writes, so each merges into one entry.
 _ERROR = {
@@ -305,21 +296,21 @@ _V05_LIST: dict[str, Any] = {
 _DATE_DOC = "Inclusive bound; YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS[.ffffff] or YYYY-MM-DDTHH:MMZ (UTC)."
 LIST_DOC: dict[str, Any] = {
     "parameters": [
-        _query_param("limit", "Page size, default 20; 0 or more than 5000 means 5000."),
-        _query_param("offset", "Number of cases to skip, default 0."),
-        _query_param(
+        query_param("limit", "Page size, default 20; 0 or more than 5000 means 5000."),
+        query_param("offset", "Number of cases to skip, default 0."),
+        query_param(
             "order_by",
             "indexed_on, server_date_modified or date_modified, '-' for descending; "
             "repeatable. Default server_date_modified.",
         ),
-        *(_query_param(name, _DATE_DOC) for name in DATE_PARAMS),
-        _query_param("type", "Case type (case-insensitive); also case_type, type.exact."),
-        _query_param("name", "Case name (case-insensitive); also case_name, name.exact."),
-        _query_param("external_id", "External id (case-insensitive); also external_id.exact."),
-        _query_param("owner_id", "Owner id."),
-        _query_param("user_id", "Id of the last user to modify the case."),
-        _query_param("closed", "true or false."),
-        _query_param("contact_phone_number", "Exact phone number property."),
+        *(query_param(name, _DATE_DOC) for name in DATE_PARAMS),
+        query_param("type", "Case type (case-insensitive); also case_type, type.exact."),
+        query_param("name", "Case name (case-insensitive); also case_name, name.exact."),
+        query_param("external_id", "External id (case-insensitive); also external_id.exact."),
+        query_param("owner_id", "Owner id."),
+        query_param("user_id", "Id of the last user to modify the case."),
+        query_param("closed", "true or false."),
+        query_param("contact_phone_number", "Exact phone number property."),
     ],
     "responses": {
         200: {"content": {"application/json": {"schema": _V05_LIST}}},

@@ -28,6 +28,120 @@ router = Router(tags=["contacts (messaging v1)"])
 V1 = "/a/{project}/api/messaging/v1"
 
 
+# Response documents. The views return dicts that ninja serialises as they are (no response
+# schema, which would filter fields), so the answers are documented here. Keys are ints, like
+# the 200 ninja writes, so each merges into one entry.
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "detail": {}},
+}
+
+
+def _json_error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+def _ok(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+_AUTH_RESPONSES: dict[int, Any] = {
+    401: _json_error("Missing or invalid credentials."),
+    403: _json_error("The key is not valid for this project."),
+    429: _json_error("Too many requests; see Retry-After."),
+}
+_BAD = {400: _json_error("Invalid input.")}
+_PHONE_ENTRY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "number": {"type": "string"},
+        "contact_id": {"type": "string"},
+        "contact_type": {"type": "string"},
+        "project": {"type": "string"},
+        "two_way": {"type": "boolean"},
+        "pending": {"type": "boolean"},
+        "verified_requested": {"type": "boolean"},
+        "registered_on": {"type": ["string", "null"], "format": "date-time"},
+        "gateway": {"type": ["string", "null"]},
+    },
+}
+PROFILE_DOC: dict[str, Any] = {
+    "responses": {
+        200: _ok(
+            {
+                "type": "object",
+                "properties": {
+                    "contact_id": {"type": "string"},
+                    "contact_type": {"type": "string"},
+                    "phone": {"type": "object"},
+                    "warnings": {"type": "array", "items": {"type": "object"}},
+                },
+            }
+        ),
+        404: _json_error("No such contact in this project."),
+        **_AUTH_RESPONSES,
+    }
+}
+PHONE_NUMBERS_DOC: dict[str, Any] = {
+    "responses": {
+        200: _ok(
+            {
+                "type": "object",
+                "required": ["objects", "meta"],
+                "properties": {
+                    "objects": {"type": "array", "items": _PHONE_ENTRY},
+                    "meta": {
+                        "type": "object",
+                        "properties": {
+                            "limit": {"type": "integer"},
+                            "offset": {"type": "integer"},
+                            "total_count": {"type": "integer"},
+                            "next": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+            }
+        ),
+        **_BAD,
+        **_AUTH_RESPONSES,
+    }
+}
+TRANSFER_DOC: dict[str, Any] = {
+    "responses": {
+        200: _ok(_PHONE_ENTRY),
+        **_BAD,
+        404: _json_error("The contact has no phone entry for this number."),
+        409: _json_error("Another project's contact holds the number, or a verification waits."),
+        **_AUTH_RESPONSES,
+    }
+}
+DATA_QUALITY_DOC: dict[str, Any] = {
+    "responses": {
+        200: {
+            "content": {
+                **_ok(
+                    {
+                        "type": "object",
+                        "required": ["objects", "meta"],
+                        "properties": {
+                            "objects": {"type": "array", "items": {"type": "object"}},
+                            "meta": {
+                                "type": "object",
+                                "properties": {"total_count": {"type": "integer"}},
+                            },
+                        },
+                    }
+                )["content"],
+                "text/csv": {"schema": {"type": "string"}},
+            }
+        },
+        **_BAD,
+        **_AUTH_RESPONSES,
+    }
+}
+
+
 class PhoneNumberFilters(Schema):
     number: str | None = Field(
         None, description="A number in any common format (+, spaces, dashes)"
@@ -45,6 +159,7 @@ class TransferIn(Schema):
     V1 + "/contacts/{contact_id}",
     operation_id="messaging_contact_profile",
     summary="The effective messaging profile of a case or mobile worker",
+    openapi_extra=PROFILE_DOC,
 )
 def get_contact(request: HttpRequest, project: str, contact_id: str) -> dict[str, Any]:
     proj = project_for(request, project)
@@ -55,6 +170,7 @@ def get_contact(request: HttpRequest, project: str, contact_id: str) -> dict[str
     V1 + "/phone-numbers",
     operation_id="messaging_phone_numbers",
     summary="This project's phone entries, filtered by number and two-way status",
+    openapi_extra=PHONE_NUMBERS_DOC,
 )
 def list_phone_numbers(
     request: HttpRequest, project: str, filters: Query[PhoneNumberFilters]
@@ -97,6 +213,7 @@ def list_phone_numbers(
     V1 + "/phone-numbers/{number}/transfer",
     operation_id="messaging_phone_number_transfer",
     summary="Move two-way ownership of a number to one of this project's contacts",
+    openapi_extra=TRANSFER_DOC,
 )
 def transfer_phone_number(
     request: HttpRequest, project: str, number: str, body: TransferIn
@@ -122,6 +239,7 @@ def _wants_csv(request: HttpRequest) -> bool:
     V1 + "/data-quality",
     operation_id="messaging_data_quality",
     summary="Every contact with a warning (JSON, or CSV with ?format=csv / Accept: text/csv)",
+    openapi_extra=DATA_QUALITY_DOC,
 )
 def get_data_quality(request: HttpRequest, project: str) -> Any:
     proj = project_for(request, project)

@@ -6,9 +6,11 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
+from pydantic import Field
 
 from casereach.core.crypto import decrypt_json
 from casereach.core.errors import NotFound
+from casereach.core.openapi import ApiError, OpenSchema
 from casereach.core.requests import absolute_url, json_body
 from casereach.gateways.actions import (
     do_create_gateway,
@@ -78,6 +80,67 @@ ROUTES_BODY = {
 }
 
 
+# Response documents. The views answer JsonResponse, which ninja passes through untouched, so
+# these schemas only document (they never filter a field out); every one allows more fields.
+
+
+AUTH_ERRORS: dict[int, Any] = {401: ApiError, 403: ApiError, 429: ApiError}
+ERRORS: dict[int, Any] = {400: ApiError, **AUTH_ERRORS}
+NOT_FOUND: dict[int, Any] = {404: ApiError}
+CONFLICT: dict[int, Any] = {409: ApiError}
+
+
+class GatewayOut(OpenSchema):
+    """A gateway; config, secrets_set and the callback URLs only for the project's own."""
+
+    id: int
+    name: str
+    type: str
+    scope: str = Field(json_schema_extra={"enum": ["project", "shared", "global"]})
+    project: str | None
+    shared_with: list[str]
+    rate_limit_per_s: float | None
+    sender_numbers: list[str]
+    is_active: bool
+    config: dict[str, Any] | None = None
+    secrets_set: list[str] | None = Field(
+        None, description="names of the secret fields that are set (never their values)"
+    )
+    inbound_url: str | None = Field(None, description="null when the type takes no webhook")
+    status_url: str | None = Field(None, description="null when the type takes no webhook")
+
+
+class GatewayList(OpenSchema):
+    objects: list[GatewayOut]
+
+
+class GatewayDeleted(OpenSchema):
+    id: int
+    deleted: bool
+
+
+class GatewayTypeOut(OpenSchema):
+    type: str
+    label: str
+    channel: str = Field(json_schema_extra={"enum": ["sms", "email"]})
+    secret_fields: list[str]
+    config_schema: dict[str, Any] = Field(description="JSON Schema of the type's config")
+
+
+class GatewayTypeList(OpenSchema):
+    objects: list[GatewayTypeOut]
+
+
+class PrefixRoute(OpenSchema):
+    prefix: str
+    gateway: str
+
+
+class RoutesOut(OpenSchema):
+    default_gateway: str | None
+    prefixes: list[PrefixRoute]
+
+
 def gateway_urls(request: HttpRequest, gw: GatewayConfig) -> dict[str, str | None]:
     """What the admin pastes into the provider's console: the address the provider must call,
     the same one signatures are checked against. ``None`` for a webhook the type does not
@@ -122,7 +185,11 @@ def _own(project: Project, gateway_id: int) -> GatewayConfig:
 
 
 @router.api_operation(
-    ["GET"], BASE + "/gateways", operation_id="gateways_list", summary="List gateways"
+    ["GET"],
+    BASE + "/gateways",
+    operation_id="gateways_list",
+    summary="List gateways",
+    response={200: GatewayList, **AUTH_ERRORS},
 )
 def gateways_list(request: HttpRequest, project: str) -> JsonResponse:
     """Gateways this project may use: its own (with config and callback URLs), shared, global."""
@@ -141,6 +208,7 @@ def gateways_list(request: HttpRequest, project: str) -> JsonResponse:
     BASE + "/gateways",
     operation_id="gateways_create",
     summary="Create a gateway",
+    response={201: GatewayOut, **ERRORS, **CONFLICT},
     openapi_extra=GATEWAY_BODY,
 )
 def gateways_create(request: HttpRequest, project: str) -> JsonResponse:
@@ -150,7 +218,11 @@ def gateways_create(request: HttpRequest, project: str) -> JsonResponse:
 
 
 @router.api_operation(
-    ["GET"], BASE + "/gateways/{gateway_id}", operation_id="gateways_get", summary="Get a gateway"
+    ["GET"],
+    BASE + "/gateways/{gateway_id}",
+    operation_id="gateways_get",
+    summary="Get a gateway",
+    response={200: GatewayOut, **ERRORS, **NOT_FOUND},
 )
 def gateways_get(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
@@ -165,6 +237,7 @@ def gateways_get(request: HttpRequest, project: str, gateway_id: int) -> JsonRes
     BASE + "/gateways/{gateway_id}",
     operation_id="gateways_update",
     summary="Update a gateway (credentials not sent are kept)",
+    response={200: GatewayOut, **ERRORS, **NOT_FOUND, **CONFLICT},
     openapi_extra=GATEWAY_BODY,
 )
 def gateways_update(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
@@ -178,6 +251,7 @@ def gateways_update(request: HttpRequest, project: str, gateway_id: int) -> Json
     BASE + "/gateways/{gateway_id}",
     operation_id="gateways_delete",
     summary="Delete a gateway",
+    response={200: GatewayDeleted, **ERRORS, **NOT_FOUND},
 )
 def gateways_delete(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
@@ -191,6 +265,7 @@ def gateways_delete(request: HttpRequest, project: str, gateway_id: int) -> Json
     BASE + "/gateway-types",
     operation_id="gateway_types",
     summary="Gateway types and their config fields",
+    response={200: GatewayTypeList, **AUTH_ERRORS},
 )
 def gateway_types(request: HttpRequest, project: str) -> JsonResponse:
     project_for(request, project)
@@ -223,6 +298,7 @@ def _routes_body(proj: Project) -> dict[str, Any]:
     BASE + "/routes",
     operation_id="routes_get",
     summary="Prefix routes and default gateway",
+    response={200: RoutesOut, **AUTH_ERRORS},
 )
 def routes_get(request: HttpRequest, project: str) -> JsonResponse:
     return JsonResponse(_routes_body(project_for(request, project)))
@@ -233,6 +309,7 @@ def routes_get(request: HttpRequest, project: str) -> JsonResponse:
     BASE + "/routes",
     operation_id="routes_put",
     summary="Replace prefix routes and default gateway",
+    response={200: RoutesOut, **ERRORS},
     openapi_extra=ROUTES_BODY,
 )
 def routes_put(request: HttpRequest, project: str) -> JsonResponse:

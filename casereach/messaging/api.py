@@ -10,8 +10,10 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Router
+from pydantic import Field
 
 from casereach.core.errors import BadRequest
+from casereach.core.openapi import DATE_TIME, ApiError, OpenSchema
 from casereach.core.requests import json_body
 from casereach.core.timeutil import iso
 from casereach.messaging.actions import SendRequest, do_send
@@ -22,6 +24,95 @@ from casereach.projects.auth import principal_of, project_for
 
 router = Router(tags=["messaging"])
 BASE = "/a/{project}/api/messaging/v1"
+
+
+# Response documents. The views answer JsonResponse (or CSV), which ninja passes through
+# untouched, so these schemas only document (they never filter a field out); every one allows
+# more fields.
+
+
+AUTH_ERRORS: dict[int, Any] = {
+    401: ApiError,
+    403: ApiError,
+    429: ApiError,
+}
+API_ERRORS: dict[int, Any] = {400: ApiError, **AUTH_ERRORS}
+NOT_FOUND: dict[int, Any] = {404: ApiError}
+
+
+class SentMessage(OpenSchema):
+    id: str
+    status: str
+    error_code: str | None = Field(description="why the message was not sent, when it was not")
+    gateway: str | None
+
+
+class SendOut(OpenSchema):
+    event_id: int
+    messages: list[SentMessage]
+
+
+class MessageOut(OpenSchema):
+    """One message of the log."""
+
+    id: str
+    event_id: int | None
+    direction: str = Field(json_schema_extra={"enum": ["in", "out"]})
+    channel: str = Field(json_schema_extra={"enum": ["sms", "email"]})
+    status: str
+    error_code: str | None
+    error_description: str | None
+    error_hint: str | None
+    phone_number: str | None
+    email_address: str | None
+    gateway: str | None
+    contact_id: str | None
+    text: str
+    segments: int
+    attempts: int
+    created_on: str | None = Field(json_schema_extra=DATE_TIME)
+    sent_on: str | None = Field(json_schema_extra=DATE_TIME)
+    delivered_on: str | None = Field(json_schema_extra=DATE_TIME)
+    failed_on: str | None = Field(json_schema_extra=DATE_TIME)
+
+
+class MessagePageMeta(OpenSchema):
+    limit: int
+    offset: int
+    total_count: int
+    next: str | None
+
+
+class MessageList(OpenSchema):
+    objects: list[MessageOut]
+    meta: MessagePageMeta
+
+
+class SendAttempt(OpenSchema):
+    number: int
+    outcome: str
+    error_code: str | None
+    duration_ms: int | None
+    at: str | None = Field(json_schema_extra=DATE_TIME)
+
+
+class MessageDetail(MessageOut):
+    attempt_log: list[SendAttempt]
+
+
+class ErrorCodeOut(OpenSchema):
+    code: str
+    description: str
+    hint: str
+
+
+class ErrorCodeList(OpenSchema):
+    objects: list[ErrorCodeOut]
+
+
+MESSAGES_CSV = {
+    "responses": {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+}
 
 SEND_BODY = {
     "requestBody": {
@@ -197,6 +288,7 @@ def serialize_message(m: Message) -> dict[str, Any]:
     BASE + "/send",
     operation_id="send",
     summary="Send an SMS or email now",
+    response={202: SendOut, **API_ERRORS, **NOT_FOUND},
     openapi_extra=SEND_BODY,
 )
 def send(request: HttpRequest, project: str) -> JsonResponse:
@@ -243,7 +335,12 @@ def _cell(value: Any) -> Any:
 
 
 @router.api_operation(
-    ["GET"], BASE + "/messages", operation_id="messages_list", summary="The message log"
+    ["GET"],
+    BASE + "/messages",
+    operation_id="messages_list",
+    summary="The message log",
+    response={200: MessageList, **API_ERRORS},
+    openapi_extra=MESSAGES_CSV,
 )
 def messages_list(request: HttpRequest, project: str) -> Any:
     """Filters: status, error_code, contact_id, phone_number, gateway, alert, direction,
@@ -281,6 +378,7 @@ def messages_list(request: HttpRequest, project: str) -> Any:
     BASE + "/messages/{message_id}",
     operation_id="messages_get",
     summary="One message with its attempts",
+    response={200: MessageDetail, **AUTH_ERRORS, **NOT_FOUND},
 )
 def messages_get(request: HttpRequest, project: str, message_id: str) -> JsonResponse:
     proj = project_for(request, project)
@@ -312,6 +410,7 @@ def messages_get(request: HttpRequest, project: str, message_id: str) -> JsonRes
     BASE + "/error-codes",
     operation_id="error_codes",
     summary="Every error code with description and hint",
+    response={200: ErrorCodeList, **AUTH_ERRORS},
 )
 def error_codes(request: HttpRequest, project: str) -> JsonResponse:
     project_for(request, project)

@@ -32,6 +32,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
 from casereach.core.errors import BadRequest
+from casereach.core.openapi import query_param
 from casereach.core.timeutil import as_utc
 from casereach.messaging.errors import describe
 from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
@@ -495,62 +496,93 @@ def _not_allowed(request: HttpRequest, project: str) -> JsonResponse:
     return JsonResponse({"error": "Request method not allowed"}, status=405)
 
 
-def _query_param(name: str, description: str) -> dict[str, Any]:
-    return {
-        "in": "query",
-        "name": name,
-        "required": False,
-        "description": description,
-        "schema": {"type": "string"},
-    }
+# Response documents (OpenAPI only; the views answer JsonResponse / HttpResponse themselves).
+# Keys are ints, like the 200 ninja writes, so each merges into one entry.
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "detail": {}},
+}
+_HQ_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
 
+def _json_error(description: str, schema: dict[str, Any] = _ERROR) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_AUTH_RESPONSES: dict[int, Any] = {
+    401: _json_error("Missing or invalid credentials."),
+    403: _json_error("The key is not valid for this project."),
+    429: _json_error("Too many requests; see Retry-After."),
+}
+_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "One messaging event (one recipient of one send) with its messages.",
+    "properties": {
+        "id": {"type": "integer"},
+        "content_type": {"type": "string"},
+        "date": {"type": "string"},
+        "date_last_activity": {"type": "string"},
+        "case_id": {"type": ["string", "null"]},
+        "domain": {"type": "string"},
+        "error": {"type": ["object", "null"]},
+        "form": {"type": "null"},
+        "messages": {"type": "array", "items": {"type": "object"}},
+        "recipient": {"type": "object"},
+        "source": {"type": "object"},
+        "status": {"type": "string"},
+    },
+}
+_EVENT_LIST: dict[str, Any] = {
+    "type": "object",
+    "required": ["objects", "meta"],
+    "properties": {
+        "objects": {"type": "array", "items": _EVENT},
+        "meta": {
+            "type": "object",
+            "properties": {"limit": {"type": "integer"}, "next": {"type": ["string", "null"]}},
+        },
+    },
+}
 _DATE_DOC = (
     "YYYY-MM-DD or ISO datetime (naive = UTC); a date alone is midnight, or the whole day for lte."
 )
 LIST_DOC: dict[str, Any] = {
     "parameters": [
-        _query_param("limit", "Page size, default 20, at most 1000 (larger values are capped)."),
-        _query_param("cursor", "From meta.next; replaces every other parameter."),
-        _query_param(
-            "order_by", "date_last_activity (default) or -date_last_activity; ties by id."
-        ),
-        *(
-            _query_param(f"{field}.{q}", _DATE_DOC)
-            for field in DATE_FIELDS
-            for q in DATE_QUALIFIERS
-        ),
-        _query_param(
+        query_param("limit", "Page size, default 20, at most 1000 (larger values are capped)."),
+        query_param("cursor", "From meta.next; replaces every other parameter."),
+        query_param("order_by", "date_last_activity (default) or -date_last_activity; ties by id."),
+        *(query_param(f"{field}.{q}", _DATE_DOC) for field in DATE_FIELDS for q in DATE_QUALIFIERS),
+        query_param(
             "content_type",
             "Comma-separated slugs (sms, email, …); sms also matches the other SMS kinds.",
         ),
-        _query_param(
+        query_param(
             "source",
             "Comma-separated slugs: other (ad-hoc and API sends), conditional-alert, broadcast, "
             "keyword, …; broadcast and reminder also match their specific kinds.",
         ),
-        _query_param(
+        query_param(
             "status",
             "One of in-progress, completed, not-completed, error, email-sent, email-delivered.",
         ),
-        _query_param("error_code", "Exact error code, e.g. NO_PHONE_NUMBER."),
-        _query_param("phone_number", "Digits (optional +); matches part of a message's number."),
-        _query_param("email_address", "Exact e-mail address of a message."),
-        _query_param("case_id", "Recipient case id."),
-        _query_param("contact_id", "Recipient case or mobile-worker id (casereach extension)."),
+        query_param("error_code", "Exact error code, e.g. NO_PHONE_NUMBER."),
+        query_param("phone_number", "Digits (optional +); matches part of a message's number."),
+        query_param("email_address", "Exact e-mail address of a message."),
+        query_param("case_id", "Recipient case id."),
+        query_param("contact_id", "Recipient case or mobile-worker id (casereach extension)."),
     ],
     "responses": {
-        "400": {"description": 'Bad filter, e.g. {"error": "Invalid limit …"}'},
-        "401": {"description": "Missing or invalid credentials."},
-        "403": {"description": "The key is not valid for this project."},
-        "429": {"description": "Too many requests; see Retry-After."},
+        200: {"content": {"application/json": {"schema": _EVENT_LIST}}},
+        400: _json_error('Bad filter, e.g. {"error": "Invalid limit …"}', _HQ_ERROR),
+        **_AUTH_RESPONSES,
     },
 }
 DETAIL_DOC: dict[str, Any] = {
     "responses": {
-        "404": {"description": "No such event (empty body)."},
-        "401": {"description": "Missing or invalid credentials."},
-        "403": {"description": "The key is not valid for this project."},
+        200: {"content": {"application/json": {"schema": _EVENT}}},
+        404: {"description": "No such event (empty body)."},
+        **_AUTH_RESPONSES,
     },
 }
 OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE"]

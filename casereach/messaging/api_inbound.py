@@ -11,8 +11,10 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from ninja import Router
+from pydantic import Field
 
 from casereach.core.errors import BadRequest, NotFound
+from casereach.core.openapi import ApiError, OpenSchema
 from casereach.core.requests import json_object, page_args
 from casereach.core.timeutil import iso
 from casereach.messaging.api import serialize_message
@@ -34,6 +36,86 @@ from casereach.projects.auth import principal_of, project_for
 
 router = Router(tags=["inbound SMS"])
 BASE = "/a/{project}/api/messaging/v1"
+
+
+# Response documents. The views answer JsonResponse (or CSV), which ninja passes through
+# untouched, so these schemas only document (they never filter a field out); every one allows
+# more fields.
+
+
+AUTH_ERRORS: dict[int, Any] = {401: ApiError, 403: ApiError, 429: ApiError}
+ERRORS: dict[int, Any] = {400: ApiError, **AUTH_ERRORS}
+NOT_FOUND: dict[int, Any] = {404: ApiError}
+CONFLICT: dict[int, Any] = {409: ApiError}
+CSV_TOO = {"text/csv": {"schema": {"type": "string"}}}
+
+
+class ConversationMessage(OpenSchema):
+    """A message as in the message log."""
+
+    id: str
+    direction: str = Field(json_schema_extra={"enum": ["in", "out"]})
+    status: str
+    phone_number: str | None
+    text: str
+    created_on: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
+class TestPhoneOut(OpenSchema):
+    message_id: str = Field(description="the inbound message stored")
+    action: str = Field(description="what the inbound message did (e.g. keyword, opt_out)")
+    contact_id: str | None
+    detail: str | None
+    gateway: str = Field(description="the test gateway it came in through")
+    replies: list[ConversationMessage]
+
+
+class ConversationOut(OpenSchema):
+    number: str
+    objects: list[ConversationMessage]
+
+
+class OptOutOut(OpenSchema):
+    phone_number: str
+    opted_out: bool
+    can_opt_in: bool
+    changed_on: str | None = Field(json_schema_extra={"format": "date-time"})
+    source: str
+
+
+class OptOutMeta(OpenSchema):
+    total_count: int
+    limit: int
+    offset: int
+
+
+class OptOutList(OpenSchema):
+    meta: OptOutMeta
+    objects: list[OptOutOut]
+
+
+class KeywordOut(OpenSchema):
+    id: int
+    keyword: str
+    description: str
+    reply: dict[str, str]
+    fields: list[dict[str, Any]]
+    error_reply: dict[str, str]
+    created_on: str | None = Field(json_schema_extra={"format": "date-time"})
+    updated_on: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
+class KeywordList(OpenSchema):
+    objects: list[KeywordOut]
+
+
+class VerifyOut(OpenSchema):
+    result: str = Field(
+        json_schema_extra={
+            "enum": ["started", "resent_pending", "already_verified", "already_in_use"]
+        }
+    )
+    phone_number: str
 
 
 def _optional_body(request: HttpRequest) -> Any:
@@ -81,6 +163,7 @@ TEST_PHONE_BODY = {
     BASE + "/test-phone",
     operation_id="test_phone_send",
     summary="Send an inbound SMS as any number through the project's test gateway",
+    response={201: TestPhoneOut, **ERRORS},
     openapi_extra=TEST_PHONE_BODY,
 )
 def test_phone_send(request: HttpRequest, project: str) -> JsonResponse:
@@ -114,6 +197,7 @@ def test_phone_send(request: HttpRequest, project: str) -> JsonResponse:
     BASE + "/test-phone",
     operation_id="test_phone_conversation",
     summary="The conversation of one number on the test gateways, oldest first",
+    response={200: ConversationOut, **ERRORS},
 )
 def test_phone_conversation(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
@@ -154,6 +238,8 @@ def _opt_out_csv(qs: QuerySet[OptOut]) -> Iterator[str]:
     BASE + "/opt-outs",
     operation_id="opt_outs_list",
     summary="Opted-out numbers of this project's contacts and senders (JSON or CSV)",
+    response={200: OptOutList, **ERRORS},
+    openapi_extra={"responses": {200: {"content": CSV_TOO}}},
 )
 def opt_outs_list(request: HttpRequest, project: str) -> Any:
     proj = project_for(request, project)
@@ -203,6 +289,7 @@ OPT_OUT_BODY = {
     BASE + "/opt-outs",
     operation_id="opt_outs_set",
     summary="An admin opts a number out, or back in when it may opt in",
+    response={200: OptOutOut, **ERRORS, **NOT_FOUND, **CONFLICT},
     openapi_extra=OPT_OUT_BODY,
 )
 def opt_outs_set(request: HttpRequest, project: str) -> JsonResponse:
@@ -282,7 +369,11 @@ KEYWORD_BODY = {
 
 
 @router.api_operation(
-    ["GET"], BASE + "/keywords", operation_id="keywords_list", summary="The project's keywords"
+    ["GET"],
+    BASE + "/keywords",
+    operation_id="keywords_list",
+    summary="The project's keywords",
+    response={200: KeywordList, **AUTH_ERRORS},
 )
 def keywords_list(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
@@ -295,6 +386,7 @@ def keywords_list(request: HttpRequest, project: str) -> JsonResponse:
     BASE + "/keywords",
     operation_id="keywords_create",
     summary="Add a keyword (reply and/or structured SMS)",
+    response={201: KeywordOut, **ERRORS, **CONFLICT},
     openapi_extra=KEYWORD_BODY,
 )
 def keywords_create(request: HttpRequest, project: str) -> JsonResponse:
@@ -304,7 +396,11 @@ def keywords_create(request: HttpRequest, project: str) -> JsonResponse:
 
 
 @router.api_operation(
-    ["GET"], BASE + "/keywords/{keyword_id}", operation_id="keywords_get", summary="One keyword"
+    ["GET"],
+    BASE + "/keywords/{keyword_id}",
+    operation_id="keywords_get",
+    summary="One keyword",
+    response={200: KeywordOut, **ERRORS, **NOT_FOUND},
 )
 def keywords_get(request: HttpRequest, project: str, keyword_id: int) -> JsonResponse:
     proj = project_for(request, project)
@@ -319,6 +415,7 @@ def keywords_get(request: HttpRequest, project: str, keyword_id: int) -> JsonRes
     BASE + "/keywords/{keyword_id}",
     operation_id="keywords_update",
     summary="Change a keyword (fields not given stay as they are)",
+    response={200: KeywordOut, **ERRORS, **NOT_FOUND, **CONFLICT},
     openapi_extra=KEYWORD_BODY,
 )
 def keywords_update(request: HttpRequest, project: str, keyword_id: int) -> JsonResponse:
@@ -332,6 +429,7 @@ def keywords_update(request: HttpRequest, project: str, keyword_id: int) -> Json
     BASE + "/keywords/{keyword_id}",
     operation_id="keywords_patch",
     summary="Change a keyword (the same as PUT: fields not given stay as they are)",
+    response={200: KeywordOut, **ERRORS, **NOT_FOUND, **CONFLICT},
     openapi_extra=KEYWORD_BODY,
 )
 def keywords_patch(request: HttpRequest, project: str, keyword_id: int) -> JsonResponse:
@@ -343,6 +441,7 @@ def keywords_patch(request: HttpRequest, project: str, keyword_id: int) -> JsonR
     BASE + "/keywords/{keyword_id}",
     operation_id="keywords_delete",
     summary="Delete a keyword",
+    response={204: None, **ERRORS, **NOT_FOUND},
 )
 def keywords_delete(request: HttpRequest, project: str, keyword_id: int) -> HttpResponse:
     proj = project_for(request, project)
@@ -369,6 +468,7 @@ VERIFY_BODY = {
     BASE + "/workers/{worker_id}/verify",
     operation_id="worker_verify",
     summary="Start (or resend) the verification of a worker's phone number",
+    response={200: VerifyOut, **ERRORS, **NOT_FOUND},
     openapi_extra=VERIFY_BODY,
 )
 def worker_verify(request: HttpRequest, project: str, worker_id: str) -> JsonResponse:

@@ -18,8 +18,10 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
+from pydantic import Field
 
 from casereach.core.errors import BadRequest, CasereachError
+from casereach.core.openapi import ApiError, OpenSchema
 from casereach.core.requests import public_base_url
 from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig
@@ -43,6 +45,50 @@ class UnknownKey(CasereachError):
 
 class BadSignature(CasereachError):
     status = 403
+
+
+# Response documents. The views answer HttpResponse/JsonResponse, which ninja passes through
+# untouched, so these schemas only document (they never filter a field out).
+
+
+CALLBACK_ERRORS: dict[int, Any] = {
+    400: ApiError,  # a body the gateway type cannot read
+    401: ApiError,  # no gateway of that type has that inbound key
+    403: ApiError,  # a signed provider's (Twilio's) signature is missing or wrong
+    413: ApiError,  # a body over MAX_CALLBACK_BYTES
+}
+
+
+class StatusCallbackOut(OpenSchema):
+    received: int = Field(description="delivery reports in the callback")
+    applied: int = Field(description="those that changed a message")
+
+
+class InboundMessageResult(OpenSchema):
+    id: str | None
+    duplicate: bool
+    action: str
+
+
+class InboundOut(OpenSchema):
+    status: str = Field(json_schema_extra={"enum": ["received"]})
+    messages: list[InboundMessageResult]
+
+
+INBOUND_DOC: dict[str, Any] = {
+    "responses": {
+        200: {
+            "description": "Received. JSON for most gateway types; Twilio gets empty TwiML "
+            "(text/xml).",
+            "content": {
+                "text/xml": {
+                    "schema": {"type": "string"},
+                    "example": '<?xml version="1.0" encoding="UTF-8"?><Response></Response>',
+                }
+            },
+        }
+    }
+}
 
 
 # Callbacks arrive by the thousand for a handful of gateways: the configuration and its
@@ -108,6 +154,7 @@ def check_signature(request: HttpRequest, gateway: Gateway, form: dict[str, str]
     "/gateways/{gateway_type}/{inbound_key}/status",
     operation_id="gateway_status_callback",
     summary="Delivery reports from a provider",
+    response={200: StatusCallbackOut, **CALLBACK_ERRORS},
 )
 def status_callback(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
     if len(request.body) > MAX_CALLBACK_BYTES:
@@ -269,6 +316,8 @@ def _form_of(request: HttpRequest) -> dict[str, str]:
     "/gateways/{gateway_type}/{inbound_key}/inbound",
     operation_id="gateway_inbound_sms",
     summary="Inbound SMS from a provider",
+    response={200: InboundOut, **CALLBACK_ERRORS},
+    openapi_extra=INBOUND_DOC,
 )
 def inbound_sms(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
     """Each type reads its provider's native format; the message is stored once per
