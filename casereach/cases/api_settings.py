@@ -17,6 +17,7 @@ from ninja import Router
 
 from casereach.cases.actions import do_resync_project_contacts
 from casereach.core.errors import BadRequest
+from casereach.core.openapi import AUTH_RESPONSES, json_error
 from casereach.core.requests import parse_json
 from casereach.projects.actions import do_update_settings
 from casereach.projects.auth import project_for
@@ -110,30 +111,14 @@ def _settings_out_schema() -> dict[str, Any]:
     return inlined
 
 
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {"type": "string"}, "detail": {}},
-}
-
-
-def _json_error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
-
-
 _SETTINGS_OK = {"content": {"application/json": {"schema": _settings_out_schema()}}}
-_AUTH_RESPONSES: dict[int, Any] = {
-    401: _json_error("Missing or invalid credentials."),
-    403: _json_error("The key is not valid for this project."),
-    429: _json_error("Too many requests; see Retry-After."),
-}
-GET_DOC: dict[str, Any] = {"responses": {200: _SETTINGS_OK, **_AUTH_RESPONSES}}
+GET_DOC: dict[str, Any] = {"responses": {200: _SETTINGS_OK, **AUTH_RESPONSES}}
 CHANGE_DOC: dict[str, Any] = {
     **SETTINGS_BODY,
     "responses": {
         200: _SETTINGS_OK,
-        400: _json_error("Not a JSON object, an unknown setting or an invalid value."),
-        **_AUTH_RESPONSES,
+        400: json_error("Not a JSON object, an unknown setting or an invalid value."),
+        **AUTH_RESPONSES,
     },
 }
 

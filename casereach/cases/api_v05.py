@@ -23,7 +23,7 @@ from casereach.cases.models import Case
 from casereach.cases.queries import MAX_LIST, live_cases
 from casereach.cases.serializers import serialize_v05
 from casereach.core.errors import BadRequest
-from casereach.core.openapi import query_param
+from casereach.core.openapi import AUTH_RESPONSES, HQ_ERROR_SCHEMA, json_error, query_param
 from casereach.projects.auth import project_for
 from casereach.projects.models import Project
 
@@ -246,23 +246,8 @@ def _detail(request: HttpRequest, project: str, case_id: str) -> HttpResponse:
 
 # Response documents (OpenAPI only; the views answer JsonResponse / HttpResponse themselves).
 # Keys are ints, like the 200 ninja writes, so each merges into one entry.
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {"type": "string"}, "detail": {}},
-}
-_HQ_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
 
-def _json_error(description: str, schema: dict[str, Any] = _ERROR) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_AUTH_RESPONSES: dict[int, Any] = {
-    401: _json_error("Missing or invalid credentials."),
-    403: _json_error("The key is not valid for this project."),
-    429: _json_error("Too many requests; see Retry-After."),
-}
 _V05_CASE: dict[str, Any] = {
     "type": "object",
     "description": "A case in CommCare's v0.5 shape (built-in fields inside properties).",
@@ -314,15 +299,15 @@ LIST_DOC: dict[str, Any] = {
     ],
     "responses": {
         200: {"content": {"application/json": {"schema": _V05_LIST}}},
-        400: _json_error('Bad query parameter, e.g. {"error": "Invalid limit …"}', _HQ_ERROR),
-        **_AUTH_RESPONSES,
+        400: json_error('Bad query parameter, e.g. {"error": "Invalid limit …"}', HQ_ERROR_SCHEMA),
+        **AUTH_RESPONSES,
     },
 }
 DETAIL_DOC: dict[str, Any] = {
     "responses": {
         200: {"content": {"application/json": {"schema": _V05_CASE}}},
         404: {"description": "No such case (empty body)."},
-        **_AUTH_RESPONSES,
+        **AUTH_RESPONSES,
     },
 }
 

@@ -22,6 +22,7 @@ from casereach.contacts.queries import (
     phone_entries,
 )
 from casereach.core.errors import BadRequest
+from casereach.core.openapi import AUTH_RESPONSES, json_error
 from casereach.projects.auth import project_for
 
 router = Router(tags=["contacts (messaging v1)"])
@@ -31,27 +32,13 @@ V1 = "/a/{project}/api/messaging/v1"
 # Response documents. The views return dicts that ninja serialises as they are (no response
 # schema, which would filter fields), so the answers are documented here. Keys are ints, like
 # the 200 ninja writes, so each merges into one entry.
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {"type": "string"}, "detail": {}},
-}
-
-
-def _json_error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
 
 
 def _ok(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-_AUTH_RESPONSES: dict[int, Any] = {
-    401: _json_error("Missing or invalid credentials."),
-    403: _json_error("The key is not valid for this project."),
-    429: _json_error("Too many requests; see Retry-After."),
-}
-_BAD = {400: _json_error("Invalid input.")}
+_BAD = {400: json_error("Invalid input.")}
 _PHONE_ENTRY: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -79,8 +66,8 @@ PROFILE_DOC: dict[str, Any] = {
                 },
             }
         ),
-        404: _json_error("No such contact in this project."),
-        **_AUTH_RESPONSES,
+        404: json_error("No such contact in this project."),
+        **AUTH_RESPONSES,
     }
 }
 PHONE_NUMBERS_DOC: dict[str, Any] = {
@@ -104,16 +91,16 @@ PHONE_NUMBERS_DOC: dict[str, Any] = {
             }
         ),
         **_BAD,
-        **_AUTH_RESPONSES,
+        **AUTH_RESPONSES,
     }
 }
 TRANSFER_DOC: dict[str, Any] = {
     "responses": {
         200: _ok(_PHONE_ENTRY),
         **_BAD,
-        404: _json_error("The contact has no phone entry for this number."),
-        409: _json_error("Another project's contact holds the number, or a verification waits."),
-        **_AUTH_RESPONSES,
+        404: json_error("The contact has no phone entry for this number."),
+        409: json_error("Another project's contact holds the number, or a verification waits."),
+        **AUTH_RESPONSES,
     }
 }
 DATA_QUALITY_DOC: dict[str, Any] = {
@@ -137,7 +124,7 @@ DATA_QUALITY_DOC: dict[str, Any] = {
             }
         },
         **_BAD,
-        **_AUTH_RESPONSES,
+        **AUTH_RESPONSES,
     }
 }
 

@@ -40,3 +40,30 @@ def query_param(
         "description": description,
         "schema": schema or {"type": "string"},
     }
+
+
+# For ``openapi_extra["responses"]``, where a view returns a dict that a response schema would
+# filter, or answers in CommCare's own shape. Keys are ints, like the 200 ninja writes, so each
+# merges into one entry.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "detail": {}},
+}
+HQ_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+
+
+def json_error(description: str, schema: dict[str, Any] = ERROR_SCHEMA) -> dict[str, Any]:
+    """A documented JSON error answer."""
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+AUTH_RESPONSES: dict[int, Any] = {
+    401: json_error("Missing or invalid credentials."),
+    403: json_error("The key is not valid for this project."),
+    429: json_error("Too many requests; see Retry-After."),
+}

@@ -32,7 +32,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
 from casereach.core.errors import BadRequest
-from casereach.core.openapi import query_param
+from casereach.core.openapi import AUTH_RESPONSES, HQ_ERROR_SCHEMA, json_error, query_param
 from casereach.core.timeutil import as_utc
 from casereach.messaging.errors import describe
 from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
@@ -498,23 +498,8 @@ def _not_allowed(request: HttpRequest, project: str) -> JsonResponse:
 
 # Response documents (OpenAPI only; the views answer JsonResponse / HttpResponse themselves).
 # Keys are ints, like the 200 ninja writes, so each merges into one entry.
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {"type": "string"}, "detail": {}},
-}
-_HQ_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
 
-def _json_error(description: str, schema: dict[str, Any] = _ERROR) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_AUTH_RESPONSES: dict[int, Any] = {
-    401: _json_error("Missing or invalid credentials."),
-    403: _json_error("The key is not valid for this project."),
-    429: _json_error("Too many requests; see Retry-After."),
-}
 _EVENT: dict[str, Any] = {
     "type": "object",
     "description": "One messaging event (one recipient of one send) with its messages.",
@@ -574,15 +559,15 @@ LIST_DOC: dict[str, Any] = {
     ],
     "responses": {
         200: {"content": {"application/json": {"schema": _EVENT_LIST}}},
-        400: _json_error('Bad filter, e.g. {"error": "Invalid limit …"}', _HQ_ERROR),
-        **_AUTH_RESPONSES,
+        400: json_error('Bad filter, e.g. {"error": "Invalid limit …"}', HQ_ERROR_SCHEMA),
+        **AUTH_RESPONSES,
     },
 }
 DETAIL_DOC: dict[str, Any] = {
     "responses": {
         200: {"content": {"application/json": {"schema": _EVENT}}},
         404: {"description": "No such event (empty body)."},
-        **_AUTH_RESPONSES,
+        **AUTH_RESPONSES,
     },
 }
 OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE"]

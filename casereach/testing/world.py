@@ -108,3 +108,26 @@ def case_body(
     if external_id is not None:
         body["external_id"] = external_id
     return body
+
+
+def conditional_alert_body(**over: Any) -> dict[str, Any]:
+    """An active conditional alert for ``mother`` cases with an ``edd``: daily at 09:00 for
+    30 days from the match, to the case itself, in English and Swahili; ``over`` replaces
+    top-level fields."""
+    body: dict[str, Any] = {
+        "name": "ANC reminders",
+        "kind": "conditional",
+        "case_type": "mother",
+        "active": True,
+        "criteria": {"match": "all", "rules": [{"property": "edd", "op": "has_value"}]},
+        "content": {"sms": {"en": "Hello {case.name}, due {case.edd}", "sw": "Habari {case.name}"}},
+        "schedule": {
+            "type": "timed",
+            "events": [{"day": 0, "time": "09:00"}],
+            "repeat": {"unit": "days", "iterations": 30},
+            "start": {"from": "match"},
+        },
+        "recipients": [{"type": "self"}],
+    }
+    body.update(over)
+    return body

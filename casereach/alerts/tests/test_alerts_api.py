@@ -12,7 +12,7 @@ from casereach.alerts.models import Firing, ScheduleInstance
 from casereach.alerts.scheduler import fire_due, run_until_idle
 from casereach.core.timeutil import now
 from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
-from casereach.testing.world import Api, case_body
+from casereach.testing.world import Api, case_body, conditional_alert_body
 
 M = "/a/{project}/api/messaging/v1/"
 V2 = "/a/{project}/api/case/v2/"
@@ -33,23 +33,7 @@ def update(api: Api, cid: str, **props: Any) -> None:
 
 
 def conditional(**over: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": "ANC reminders",
-        "kind": "conditional",
-        "case_type": "mother",
-        "active": True,
-        "criteria": {"match": "all", "rules": [{"property": "edd", "op": "has_value"}]},
-        "content": {"sms": {"en": "Hello {case.name}, due {case.edd}", "sw": "Habari {case.name}"}},
-        "schedule": {
-            "type": "timed",
-            "events": [{"day": 0, "time": "09:00"}],
-            "repeat": {"unit": "days", "iterations": 30},
-            "start": {"from": "match"},
-        },
-        "recipients": [{"type": "self"}],
-    }
-    body.update(over)
-    return body
+    return conditional_alert_body(**over)
 
 
 def create(api: Api, body: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from casereach.alerts.models import Alert
 from casereach.alerts.queries import upcoming
 from casereach.alerts.scheduler import run_until_idle
 from casereach.api.main import api as ninja_api
-from casereach.testing.world import Api, case_body
+from casereach.testing.world import Api, case_body, conditional_alert_body
 
 M = "/a/{project}/api/messaging/v1/"
 DOC_M = "/a/{project}/api/messaging/v1"
@@ -75,23 +75,9 @@ def broadcast(cid: str, **over: Any) -> dict[str, Any]:
 
 
 def conditional(**over: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": "ANC reminders",
-        "kind": "conditional",
-        "case_type": "mother",
-        "active": True,
-        "criteria": {"match": "all", "rules": [{"property": "edd", "op": "has_value"}]},
-        "content": {"sms": {"en": "Hello {case.name}", "sw": "Habari {case.name}"}},
-        "schedule": {
-            "type": "timed",
-            "events": [{"day": 0, "time": "09:00"}],
-            "repeat": {"unit": "days", "iterations": 30},
-            "start": {"from": "match"},
-        },
-        "recipients": [{"type": "self"}],
-    }
-    body.update(over)
-    return body
+    return conditional_alert_body(
+        **{**{"content": {"sms": {"en": "Hello {case.name}", "sw": "Habari {case.name}"}}}, **over}
+    )
 
 
 ERROR_CODES = {"400", "401", "403", "429"}

@@ -14,29 +14,21 @@ from typing import Any
 
 import pytest
 
-from casereach.testing.world import Api
+from casereach.testing.world import Api, conditional_alert_body
 
 M = "/a/{project}/api/messaging/v1/"
 
 
 def conditional(**over: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": "ANC reminders",
-        "kind": "conditional",
-        "case_type": "mother",
-        "active": False,
-        "criteria": {"match": "all", "rules": [{"property": "edd", "op": "has_value"}]},
-        "content": {"sms": {"en": "Hello {case.name}", "sw": "Habari {case.name}"}},
-        "schedule": {
-            "type": "timed",
-            "events": [{"day": 0, "time": "09:00"}],
-            "repeat": {"unit": "days", "iterations": 30},
-            "start": {"from": "match"},
-        },
-        "recipients": [{"type": "self"}],
-    }
-    body.update(over)
-    return body
+    return conditional_alert_body(
+        **{
+            **{
+                "active": False,
+                "content": {"sms": {"en": "Hello {case.name}", "sw": "Habari {case.name}"}},
+            },
+            **over,
+        }
+    )
 
 
 def broadcast(**over: Any) -> dict[str, Any]:
