@@ -443,6 +443,12 @@ class AlertSpec(_Strict):
                     f"conditional alerts send to {sorted(CONDITIONAL_RECIPIENTS)}, "
                     f"not {sorted(wrong)}"
                 )
+            emailed = any(r.type == "email_property" for r in self.recipients)
+            if emailed and self.channel != "email" and _saving(info):
+                raise ValueError(
+                    "an email_property recipient is an email address: it needs channel 'email' "
+                    "(an SMS alert cannot send to it)"
+                )
         else:
             wrong = {r.type for r in self.recipients} - BROADCAST_RECIPIENTS
             if wrong:

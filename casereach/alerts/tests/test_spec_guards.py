@@ -391,3 +391,8 @@ def test_schedules_within_range_are_saved(api: Api, body: str, schedule: dict[st
     make = broadcast if body == "broadcast" else conditional
     saved(api, make(schedule=schedule))
     assert 1 == len(api.get(M + "alerts").body["objects"])
+
+
+def test_an_email_address_recipient_needs_the_email_channel(api: Api) -> None:
+    body = conditional(recipients=[{"type": "email_property", "property": "family_email"}])
+    refused(api, body, "email_property", "channel 'email'")
