@@ -274,9 +274,12 @@ def project_create(
     """Create a project."""
 
     def run() -> None:
+        from casereach.core.errors import BadRequest
         from casereach.projects.actions import do_create_project
 
-        langs = [x.strip() for x in languages.split(",") if x.strip()] if languages else None
+        langs = [x.strip() for x in languages.split(",")] if languages is not None else None
+        if langs is not None and (not langs or "" in langs):
+            raise BadRequest(f"--languages {languages!r} has an empty language code")
         project = do_create_project(name, time_zone=time_zone, languages=langs)
         typer.echo(f"project {project.name} created")
 

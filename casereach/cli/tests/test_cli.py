@@ -53,6 +53,12 @@ def test_init_project_and_apikey(env: dict[str, str], tmp_path: Path) -> None:
     r = cli(env, "project", "create", "clinic")
     assert 1 == r.returncode
     assert ["error: project 'clinic' already exists"] == r.stderr.strip().splitlines()
+    for languages in ("", "en,,sw"):
+        r = cli(env, "project", "create", "other", "--languages", languages)
+        assert 1 == r.returncode
+        assert [f"error: --languages {languages!r} has an empty language code"] == (
+            r.stderr.strip().splitlines()
+        )
     r = cli(env, "project", "create", "Bad Name")
     assert 1 == r.returncode
     assert 1 == len(r.stderr.strip().splitlines())
