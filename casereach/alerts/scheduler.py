@@ -288,6 +288,7 @@ def _fire_project(
                     project_id=project.pk,
                     source=_source(alert, spec),
                     source_id=str(alert.pk),
+                    source_name=alert.name[:255],
                     content_type=spec.channel,
                     triggered_by=f"alert:{alert.pk}",
                     created_on=at,

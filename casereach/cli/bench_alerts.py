@@ -360,6 +360,7 @@ def write_floor_rows(
         **base,
         "source": "conditional_alert",
         "source_id": "1",
+        "source_name": "Bench ANC reminders",
         "content_type": "sms",
         "triggered_by": "",
     }

@@ -430,7 +430,7 @@ def serialize_event(sub: MessagingSubEvent, domain: str) -> dict[str, Any]:
             "source_id": event.source_id or None,
             "type": SOURCE_SLUGS.get(event.source, "unknown"),
             # HQ names the keyword / broadcast / rule when it can, else the content type slug
-            "name": content_type,
+            "name": event.source_name or content_type,
         },
         "status": status,
     }

@@ -836,6 +836,7 @@ def _ensure_event(ctx: _Ctx, source: str, source_id: str, completed: bool = Fals
         project=ctx.project,
         source=source,
         source_id=source_id,
+        source_name=source_id if source == "keyword" else "",  # the keyword itself
         content_type="sms",
         status=status,
         triggered_by=f"sms:{ctx.msg.phone_number}",

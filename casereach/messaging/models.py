@@ -34,6 +34,9 @@ class MessagingEvent(models.Model):
     )
     source = models.CharField(max_length=20, default="send")  # send|alert|keyword|broadcast
     source_id = models.CharField(max_length=64, default="")
+    # What the messaging-event API shows as the source's name, as CommCare does: the alert's
+    # name when it fired, the keyword; empty for ad-hoc sends (shown as the content type).
+    source_name = models.CharField(max_length=255, default="")
     content_type = models.CharField(max_length=10, default="sms")  # sms|email
     status = models.CharField(max_length=20, default="in_progress")
     error_code = models.CharField(max_length=64, null=True)

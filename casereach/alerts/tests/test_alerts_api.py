@@ -659,3 +659,21 @@ def test_an_unknown_placeholder_is_saved_listed_and_renders_a_question_mark(api:
     for bad in ("{case.__class__}", "{{7*7}}", "{0.__globals__}"):
         r = api.post(M + "alerts", conditional(content={"sms": {"en": f"Hi {bad}"}}))
         assert 400 == r.status, bad
+
+
+def test_the_messaging_event_api_names_the_alert_and_the_keyword(api: Api) -> None:
+    """CommCare's source.name: the rule or broadcast's name, the keyword; 'sms' for ad hoc."""
+    cid = case(api, phone="254712345678", edd="2027-01-10", verified="yes")
+    create(api, conditional(name="ANC day"))
+    inst = instance(cid)
+    assert inst is not None
+    fire_due(at=inst.next_due)
+    r = api.post(M + "gateways", {"name": "TEST", "type": "test"})
+    assert 201 == r.status, r.body
+    api.put(M + "routes", {"default_gateway": "TEST", "prefixes": []})
+    assert 201 == api.post(M + "keywords", {"keyword": "VISIT", "reply": {"en": "ok"}}).status
+    assert 201 == api.post(M + "test-phone", {"from": "254712345678", "text": "visit"}).status
+    objs = api.get("/a/{project}/api/v0.5/messaging-event/").body["objects"]
+    assert {("conditional-alert", "ANC day"), ("keyword", "VISIT")} <= {
+        (o["source"]["type"], o["source"]["name"]) for o in objs
+    }
