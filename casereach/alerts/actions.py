@@ -773,16 +773,10 @@ def broadcast_contacts(project: Project, spec: AlertSpec) -> list[str]:
     """The contact ids a broadcast goes to, each once, in the order given."""
     from casereach.alerts.criteria import matching
 
+    check_recipients(project, spec)
     ids: list[str] = []
     for r in spec.recipients:
-        if r.type == "case":
-            found = Contact.objects.filter(project=project, contact_id=r.id, contact_type="case")
-            if not found.exists():
-                raise BadRequest(f"recipient case '{r.id}' not found")
-            ids.append(str(r.id))
-        elif r.type == "worker":
-            if not MobileWorker.objects.filter(project=project, id=r.id).exists():
-                raise BadRequest(f"recipient worker '{r.id}' not found")
+        if r.type in ("case", "worker"):
             ids.append(str(r.id))
         elif r.type == "user_group":
             for wid, groups in MobileWorker.objects.filter(

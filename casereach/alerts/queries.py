@@ -90,13 +90,9 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
                 "contact_id", "tz_effective"
             )
         )
+        own = {k: zones.get(k) or project.time_zone for k in keys}
         # As activation will: a sole owner, parent or named user's zone, else the case's.
-        zones = recipient_zones(
-            project,
-            spec,
-            [views[k] for k in keys if k in views],
-            {k: zones.get(k) or project.time_zone for k in keys},
-        ) | {k: zones.get(k) or project.time_zone for k in keys if k not in views}
+        zones = own | recipient_zones(project, spec, [views[k] for k in keys if k in views], own)
         fakes: list[Claimed] = []
         occ: dict[int, list[Occurrence]] = {}
         for n, key in enumerate(keys):

@@ -17,7 +17,7 @@ from ninja import Router
 
 from casereach.cases.actions import do_resync_project_contacts
 from casereach.core.errors import BadRequest
-from casereach.core.openapi import AUTH_RESPONSES, json_error
+from casereach.core.openapi import AUTH_RESPONSES, json_error, json_ok
 from casereach.core.requests import parse_json
 from casereach.projects.actions import do_update_settings
 from casereach.projects.auth import project_for
@@ -111,7 +111,7 @@ def _settings_out_schema() -> dict[str, Any]:
     return inlined
 
 
-_SETTINGS_OK = {"content": {"application/json": {"schema": _settings_out_schema()}}}
+_SETTINGS_OK = json_ok(_settings_out_schema())
 GET_DOC: dict[str, Any] = {"responses": {200: _SETTINGS_OK, **AUTH_RESPONSES}}
 CHANGE_DOC: dict[str, Any] = {
     **SETTINGS_BODY,

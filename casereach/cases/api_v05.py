@@ -23,7 +23,7 @@ from casereach.cases.models import Case
 from casereach.cases.queries import MAX_LIST, live_cases
 from casereach.cases.serializers import serialize_v05
 from casereach.core.errors import BadRequest
-from casereach.core.openapi import AUTH_RESPONSES, HQ_ERROR_SCHEMA, json_error, query_param
+from casereach.core.openapi import AUTH_RESPONSES, HQ_ERROR_SCHEMA, json_error, json_ok, query_param
 from casereach.projects.auth import project_for
 from casereach.projects.models import Project
 
@@ -298,14 +298,14 @@ LIST_DOC: dict[str, Any] = {
         query_param("contact_phone_number", "Exact phone number property."),
     ],
     "responses": {
-        200: {"content": {"application/json": {"schema": _V05_LIST}}},
+        200: json_ok(_V05_LIST),
         400: json_error('Bad query parameter, e.g. {"error": "Invalid limit …"}', HQ_ERROR_SCHEMA),
         **AUTH_RESPONSES,
     },
 }
 DETAIL_DOC: dict[str, Any] = {
     "responses": {
-        200: {"content": {"application/json": {"schema": _V05_CASE}}},
+        200: json_ok(_V05_CASE),
         404: {"description": "No such case (empty body)."},
         **AUTH_RESPONSES,
     },

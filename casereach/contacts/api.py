@@ -22,7 +22,7 @@ from casereach.contacts.queries import (
     phone_entries,
 )
 from casereach.core.errors import BadRequest
-from casereach.core.openapi import AUTH_RESPONSES, json_error
+from casereach.core.openapi import AUTH_RESPONSES, json_error, json_ok
 from casereach.projects.auth import project_for
 
 router = Router(tags=["contacts (messaging v1)"])
@@ -30,14 +30,7 @@ V1 = "/a/{project}/api/messaging/v1"
 
 
 # Response documents. The views return dicts that ninja serialises as they are (no response
-# schema, which would filter fields), so the answers are documented here. Keys are ints, like
-# the 200 ninja writes, so each merges into one entry.
-
-
-def _ok(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema}}}
-
-
+# schema, which would filter fields), so the answers are documented here.
 _BAD = {400: json_error("Invalid input.")}
 _PHONE_ENTRY: dict[str, Any] = {
     "type": "object",
@@ -55,7 +48,7 @@ _PHONE_ENTRY: dict[str, Any] = {
 }
 PROFILE_DOC: dict[str, Any] = {
     "responses": {
-        200: _ok(
+        200: json_ok(
             {
                 "type": "object",
                 "properties": {
@@ -72,7 +65,7 @@ PROFILE_DOC: dict[str, Any] = {
 }
 PHONE_NUMBERS_DOC: dict[str, Any] = {
     "responses": {
-        200: _ok(
+        200: json_ok(
             {
                 "type": "object",
                 "required": ["objects", "meta"],
@@ -96,7 +89,7 @@ PHONE_NUMBERS_DOC: dict[str, Any] = {
 }
 TRANSFER_DOC: dict[str, Any] = {
     "responses": {
-        200: _ok(_PHONE_ENTRY),
+        200: json_ok(_PHONE_ENTRY),
         **_BAD,
         404: json_error("The contact has no phone entry for this number."),
         409: json_error("Another project's contact holds the number, or a verification waits."),
@@ -107,7 +100,7 @@ DATA_QUALITY_DOC: dict[str, Any] = {
     "responses": {
         200: {
             "content": {
-                **_ok(
+                **json_ok(
                     {
                         "type": "object",
                         "required": ["objects", "meta"],

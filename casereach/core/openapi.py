@@ -57,6 +57,11 @@ HQ_ERROR_SCHEMA: dict[str, Any] = {
 }
 
 
+def json_ok(schema: dict[str, Any]) -> dict[str, Any]:
+    """A documented JSON success answer."""
+    return {"content": {"application/json": {"schema": schema}}}
+
+
 def json_error(description: str, schema: dict[str, Any] = ERROR_SCHEMA) -> dict[str, Any]:
     """A documented JSON error answer."""
     return {"description": description, "content": {"application/json": {"schema": schema}}}

@@ -32,7 +32,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
 from casereach.core.errors import BadRequest
-from casereach.core.openapi import AUTH_RESPONSES, HQ_ERROR_SCHEMA, json_error, query_param
+from casereach.core.openapi import AUTH_RESPONSES, HQ_ERROR_SCHEMA, json_error, json_ok, query_param
 from casereach.core.timeutil import as_utc
 from casereach.messaging.errors import describe
 from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
@@ -498,8 +498,6 @@ def _not_allowed(request: HttpRequest, project: str) -> JsonResponse:
 
 # Response documents (OpenAPI only; the views answer JsonResponse / HttpResponse themselves).
 # Keys are ints, like the 200 ninja writes, so each merges into one entry.
-
-
 _EVENT: dict[str, Any] = {
     "type": "object",
     "description": "One messaging event (one recipient of one send) with its messages.",
@@ -558,14 +556,14 @@ LIST_DOC: dict[str, Any] = {
         query_param("contact_id", "Recipient case or mobile-worker id (casereach extension)."),
     ],
     "responses": {
-        200: {"content": {"application/json": {"schema": _EVENT_LIST}}},
+        200: json_ok(_EVENT_LIST),
         400: json_error('Bad filter, e.g. {"error": "Invalid limit …"}', HQ_ERROR_SCHEMA),
         **AUTH_RESPONSES,
     },
 }
 DETAIL_DOC: dict[str, Any] = {
     "responses": {
-        200: {"content": {"application/json": {"schema": _EVENT}}},
+        200: json_ok(_EVENT),
         404: {"description": "No such event (empty body)."},
         **AUTH_RESPONSES,
     },

@@ -679,15 +679,12 @@ class Dispatcher:
         """Every gateway call of a batch: lean-client types on the event loop, the others on
         the thread pool, at most ``concurrency`` calls in flight in all (the window
         ``CASEREACH_DISPATCH_THREADS`` sets, whatever mix of gateway types a batch holds)."""
-        lean = [
-            self._wire_gateway(job.gateway) if self._shared_http is None else None for job in jobs
-        ]
-        if not any(lean):
+        if self._shared_http is not None or not any(self._wire_gateway(j.gateway) for j in jobs):
             list(self.pool.map(self._call, jobs))  # the pool has ``concurrency`` threads
             return
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._send_async(list(zip(jobs, lean, strict=True))))
+        self._loop.run_until_complete(self._send_async(jobs))
 
     def _wire_gateway(self, cfg: GatewayConfig | None) -> Gateway | None:
         """The gateway object for ``cfg`` when its type has a lean-client path, else None
@@ -710,19 +707,15 @@ class Dispatcher:
         self._wire_gateways[key] = gw
         return gw
 
-    async def _send_async(self, jobs: list[tuple[Job, Gateway | None]]) -> None:
+    async def _send_async(self, jobs: list[Job]) -> None:
+        """``concurrency`` workers take the batch's jobs one after another, each call the way
+        the streaming dispatcher makes it (``_call_job``)."""
         loop = asyncio.get_running_loop()
-        if self._wire is None:
-            self._wire = WirePool(max_idle_per_origin=max(self.concurrency, 1))
-        pool = self._wire
         pending = iter(jobs)
 
         async def worker() -> None:
-            for job, gw in pending:
-                if gw is None:
-                    await loop.run_in_executor(self.pool, self._call, job)
-                else:
-                    await self._call_wire(job, gw, pool)
+            for job in pending:
+                await self._call_job(loop, job)
 
         await asyncio.gather(*[worker() for _ in range(min(max(self.concurrency, 1), len(jobs)))])
 
