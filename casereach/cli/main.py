@@ -9,9 +9,12 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from casereach.cli.demo import DemoKey
 
 app = typer.Typer(
     help="casereach: cases as messaging contacts.",
@@ -169,7 +172,7 @@ def demo(
 ) -> None:
     """Initialise the database, load a demo project, then serve it."""
 
-    def run() -> tuple[str, str]:
+    def run() -> DemoKey:
         from django.core.management import call_command
 
         from casereach.cli.demo import load_demo
@@ -177,8 +180,10 @@ def demo(
         call_command("migrate", interactive=False, verbosity=0)
         return load_demo()
 
-    username, key = guarded(run)
+    demo_key = guarded(run)
+    username, key = demo_key.username, demo_key.key
     if no_serve:
+        typer.echo(f"API key ({demo_key.describe()}):")
         typer.echo(f"API key: ApiKey {username}:{key}")
         return
 
@@ -188,6 +193,7 @@ def demo(
             f"  try: curl -H 'Authorization: ApiKey {username}:{key}' {url}/a/demo/api/case/v2/"
         )
         typer.echo(f"  API docs: {url}/api/docs")
+        typer.echo(f"  API key {demo_key.describe()}")
         typer.echo(f"API key: ApiKey {username}:{key}")
 
     _serve(host, port, 8, banner)

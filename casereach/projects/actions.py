@@ -79,6 +79,15 @@ def do_create_api_key(project: Project, username: str) -> str:
     return key
 
 
+def do_revoke_api_keys(project: Project, username: str, *, keep: str | None = None) -> int:
+    """Deactivate every active key of ``username`` on ``project`` except ``keep`` (a key in
+    clear); returns how many were revoked."""
+    keys = ApiKey.objects.filter(project=project, username=username, is_active=True)
+    if keep is not None:
+        keys = keys.exclude(key_hash=hash_key(keep))
+    return keys.update(is_active=False)
+
+
 def do_create_web_user(project: Project, username: str, password: str, *, admin: bool) -> None:
     """Create (or update the password of) a web user and give it access to ``project``."""
     if not username or len(username) > 150:
