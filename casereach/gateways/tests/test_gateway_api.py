@@ -153,3 +153,31 @@ def test_a_type_without_webhooks_shows_no_webhook_urls(api: Api) -> None:
     assert (None, None) == (r.body["inbound_url"], r.body["status_url"])
     r = api.post(M + "gateways", {"name": "KE", "type": "http", "config": HTTP_CONFIG})
     assert None not in (r.body["inbound_url"], r.body["status_url"])
+
+
+@pytest.mark.parametrize(
+    ("gw_type", "config", "fragment"),
+    [
+        ("smpp", {"host": "127.0.0.1", "system_id": "x"}, "host: Value error, host 127.0.0.1"),
+        ("smpp", {"host": "10.1.2.3", "system_id": "x"}, "host: Value error, host 10.1.2.3"),
+        ("email", {"host": "169.254.169.254", "from_address": "a@example.org"}, "host: "),
+        ("email", {"host": "0x7f.1", "from_address": "a@example.org"}, "host: "),
+        ("http", {**HTTP_CONFIG, "url": "http://127.0.0.1.:8080/send"}, "url: "),
+        ("http", {**HTTP_CONFIG, "url": "http://localhost.:8080/send"}, "url: "),
+        ("http", {**HTTP_CONFIG, "url": "http://100.64.0.1/send"}, "url: "),
+    ],
+)
+def test_private_hosts_refused_when_the_operator_forbids_them(
+    api: Api, monkeypatch: pytest.MonkeyPatch, gw_type: str, config: Any, fragment: str
+) -> None:
+    monkeypatch.setenv("CASEREACH_GATEWAY_ALLOW_PRIVATE", "0")
+    r = api.post(M + "gateways", {"name": "G", "type": gw_type, "config": config})
+    assert 400 == r.status, r.body
+    assert fragment in r.body["error"]
+    assert "CASEREACH_GATEWAY_ALLOW_PRIVATE forbids" in r.body["error"]
+    assert 0 == GatewayConfig.objects.count()
+    monkeypatch.delenv("CASEREACH_GATEWAY_ALLOW_PRIVATE")
+    gw = api.post(M + "gateways", {"name": "G", "type": gw_type, "config": config}).body
+    monkeypatch.setenv("CASEREACH_GATEWAY_ALLOW_PRIVATE", "0")
+    r = api.put(M + f"gateways/{gw['id']}", {"config": config})
+    assert 400 == r.status, r.body
