@@ -132,6 +132,9 @@ def _serve(
         loops = BackgroundLoops(extra=[("scheduler", fire_due)])
     except ValueError as exc:  # a bad CASEREACH_DISPATCH_* value
         fail(str(exc))
+    from casereach.core.hosts import allow_bind_address
+
+    allow_bind_address(host)  # Host headers naming the listening address are answered
     server = create_server(application, host=host, port=port, threads=threads, ident="casereach")
     url = f"http://{host}:{server.effective_port}"  # type: ignore[union-attr]
 

@@ -170,7 +170,7 @@ def serialize_gateway(request: HttpRequest, gw: GatewayConfig, project: Project)
     }
     if owned:
         cls = gateway_class(gw.type)
-        out["config"] = gw.config
+        out["config"] = cls.public_config(gw.config)
         stored = decrypt_json(gw.secrets) if gw.secrets else {}
         out["secrets_set"] = sorted(k for k in cls.secret_fields if stored.get(k))
         out.update(gateway_urls(request, gw))

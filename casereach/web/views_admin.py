@@ -332,7 +332,7 @@ def _gateway_form(
             "urls": serialize_gateway(request, gw, project) if gw is not None else None,
             "slug": slug,
             "label": cls.label,
-            "fields": _type_fields(slug, gw.config if gw else {}, typed),
+            "fields": _type_fields(slug, cls.public_config(gw.config) if gw else {}, typed),
             "secrets_set": secrets_set,
             "name": typed.get("name", "") if typed else (gw.name if gw else ""),
             "senders": typed.get("sender_numbers", "")
