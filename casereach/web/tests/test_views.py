@@ -7,6 +7,7 @@ import csv
 import io
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
@@ -19,7 +20,8 @@ from casereach.testing.world import Api, case_body
 def web(project: Project) -> Client:
     do_create_web_user(project, "pm", "pm-password-1", role=Role.ADMIN)
     client = Client()
-    assert client.login(username="pm", password="pm-password-1")
+    # force_login: Client.login passes no request, which django-axes (login throttling) needs
+    client.force_login(get_user_model().objects.get(username="pm"))
     return client
 
 
