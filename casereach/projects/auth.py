@@ -25,6 +25,7 @@ from django.http import HttpRequest, HttpResponseForbidden
 from django.middleware.csrf import CsrfViewMiddleware
 from ninja.decorators import decorate_view
 from ninja.security import APIKeyHeader
+from ninja.utils import contribute_operation_callback
 
 from casereach.core.errors import CasereachError
 from casereach.projects.models import Membership, Project, Role
@@ -126,8 +127,12 @@ def requires(role: Role) -> Callable[[F], F]:
 
         return wrapped
 
+    def document(operation: Any) -> None:
+        operation.openapi_extra = {**(operation.openapi_extra or {}), "x-required-role": role.value}
+
     def decorator(fn: F) -> F:
         fn.required_role = role  # type: ignore[attr-defined]  # read by the role table test
+        contribute_operation_callback(fn, document)
         return decorate_view(mark)(fn)
 
     return decorator

@@ -52,6 +52,22 @@ def test_docs_table_lists_every_operation_with_its_role() -> None:
     assert declared == documented
 
 
+def test_the_openapi_document_names_each_operations_role() -> None:
+    paths = ninja_api.get_openapi_schema()["paths"]
+    documented = {
+        (method.upper(), path): op.get("x-required-role")
+        for path, item in paths.items()
+        for method, op in item.items()
+        if op.get("security")
+    }
+    declared = {
+        (m, p.replace("{path:", "{")): role.value
+        for m, p, role in _operations(documented_only=True)
+        if role
+    }
+    assert declared == documented
+
+
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.MEMBER])
 def test_every_operation_above_the_callers_role_is_403_naming_the_role(
     project: Project, role: Role
