@@ -257,3 +257,32 @@ LOGGING = {
     },
 }
 # --- end network security ------------------------------------------------------------------
+
+
+# --- Login throttling (django-axes; issue 15 item 9) -------------------------------------
+# CASEREACH_LOGIN_FAILURES wrong passwords for one username, or from one client address, lock
+# web logins for CASEREACH_LOGIN_LOCKOUT_MINUTES (the right password is refused meanwhile).
+# The client address is REMOTE_ADDR, or the last value of CASEREACH_CLIENT_IP_HEADER (e.g.
+# X-Forwarded-For) behind a reverse proxy; bad API keys are throttled per the same address.
+def _positive(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, "").strip() or default))
+    except ValueError:
+        return default
+
+
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # axes wants to be last
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _positive("CASEREACH_LOGIN_FAILURES", 10)
+AXES_COOLOFF_TIME = _positive("CASEREACH_LOGIN_LOCKOUT_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "web/locked.html"
+AXES_CLIENT_IP_CALLABLE = "casereach.projects.auth.client_address"
+AXES_VERBOSE = False
+CASEREACH_CLIENT_IP_HEADER = os.environ.get("CASEREACH_CLIENT_IP_HEADER", "").strip()
+# --- end of login throttling --------------------------------------------------------------

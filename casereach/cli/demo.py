@@ -20,7 +20,7 @@ from casereach.messaging.models import Message
 from casereach.projects.actions import (
     do_create_api_key,
     do_create_project,
-    do_revoke_api_keys,
+    do_revoke_other_api_keys,
 )
 from casereach.projects.models import Project
 from casereach.projects.queries import find_api_key
@@ -143,7 +143,7 @@ def _demo_key(project: Project) -> DemoKey:
     if found is not None and found.project_id == project.pk:
         return DemoKey(DEMO_USER, kept, reused=True, revoked=0, path=path)
     key = do_create_api_key(project, DEMO_USER)
-    revoked = do_revoke_api_keys(project, DEMO_USER, keep=key)
+    revoked = do_revoke_other_api_keys(project, DEMO_USER, keep=key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

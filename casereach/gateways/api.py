@@ -22,8 +22,8 @@ from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import visible_gateways
 from casereach.gateways.registry import available_types, gateway_class
-from casereach.projects.auth import project_for
-from casereach.projects.models import Project
+from casereach.projects.auth import project_for, requires
+from casereach.projects.models import Project, Role
 from casereach.projects.settings_schema import effective_settings
 
 router = Router(tags=["gateways and routes"])
@@ -191,6 +191,7 @@ def _own(project: Project, gateway_id: int) -> GatewayConfig:
     summary="List gateways",
     response={200: GatewayList, **AUTH_ERRORS},
 )
+@requires(Role.VIEWER)
 def gateways_list(request: HttpRequest, project: str) -> JsonResponse:
     """Gateways this project may use: its own (with config and callback URLs), shared, global."""
     proj = project_for(request, project)
@@ -211,6 +212,7 @@ def gateways_list(request: HttpRequest, project: str) -> JsonResponse:
     response={201: GatewayOut, **ERRORS, **CONFLICT},
     openapi_extra=GATEWAY_BODY,
 )
+@requires(Role.ADMIN)
 def gateways_create(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     gw = do_create_gateway(proj, json_body(request))
@@ -224,6 +226,7 @@ def gateways_create(request: HttpRequest, project: str) -> JsonResponse:
     summary="Get a gateway",
     response={200: GatewayOut, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.VIEWER)
 def gateways_get(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
     gw = visible_gateways(proj).filter(pk=gateway_id).first()
@@ -240,6 +243,7 @@ def gateways_get(request: HttpRequest, project: str, gateway_id: int) -> JsonRes
     response={200: GatewayOut, **ERRORS, **NOT_FOUND, **CONFLICT},
     openapi_extra=GATEWAY_BODY,
 )
+@requires(Role.ADMIN)
 def gateways_update(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
     gw = do_update_gateway(_own(proj, gateway_id), json_body(request))
@@ -253,6 +257,7 @@ def gateways_update(request: HttpRequest, project: str, gateway_id: int) -> Json
     summary="Delete a gateway",
     response={200: GatewayDeleted, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.ADMIN)
 def gateways_delete(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
     gw = _own(proj, gateway_id)
@@ -267,6 +272,7 @@ def gateways_delete(request: HttpRequest, project: str, gateway_id: int) -> Json
     summary="Gateway types and their config fields",
     response={200: GatewayTypeList, **AUTH_ERRORS},
 )
+@requires(Role.VIEWER)
 def gateway_types(request: HttpRequest, project: str) -> JsonResponse:
     project_for(request, project)
     return JsonResponse(
@@ -300,6 +306,7 @@ def _routes_body(proj: Project) -> dict[str, Any]:
     summary="Prefix routes and default gateway",
     response={200: RoutesOut, **AUTH_ERRORS},
 )
+@requires(Role.VIEWER)
 def routes_get(request: HttpRequest, project: str) -> JsonResponse:
     return JsonResponse(_routes_body(project_for(request, project)))
 
@@ -312,6 +319,7 @@ def routes_get(request: HttpRequest, project: str) -> JsonResponse:
     response={200: RoutesOut, **ERRORS},
     openapi_extra=ROUTES_BODY,
 )
+@requires(Role.ADMIN)
 def routes_put(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     known = set(visible_gateways(proj).values_list("name_key", flat=True))

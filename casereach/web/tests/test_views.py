@@ -7,19 +7,21 @@ import csv
 import io
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from casereach.projects.actions import do_create_web_user
-from casereach.projects.models import Project
+from casereach.projects.models import Project, Role
 from casereach.testing.world import Api, case_body
 
 
 @pytest.fixture
 def web(project: Project) -> Client:
-    do_create_web_user(project, "pm", "pm-password-1", admin=False)
+    do_create_web_user(project, "pm", "pm-password-1", role=Role.ADMIN)
     client = Client()
-    assert client.login(username="pm", password="pm-password-1")
+    # force_login: Client.login passes no request, which django-axes (login throttling) needs
+    client.force_login(get_user_model().objects.get(username="pm"))
     return client
 
 
