@@ -40,6 +40,7 @@ from casereach.contacts.queries import (
     phone_entries,
 )
 from casereach.core.errors import CasereachError
+from casereach.core.requests import bounded_int
 from casereach.gateways.queries import visible_gateways
 from casereach.messaging.api import message_csv_rows as messages_csv
 from casereach.messaging.api import serialize_message
@@ -567,10 +568,7 @@ def _user_id(request: HttpRequest) -> int:
 
 
 def _offset(request: HttpRequest) -> int:
-    try:
-        return max(0, int(request.GET.get("offset", "0")))
-    except ValueError:
-        return 0
+    return bounded_int(request.GET.get("offset"), 0) or 0
 
 
 def _pager(request: HttpRequest, offset: int, total: int) -> dict[str, str | None]:
