@@ -39,6 +39,7 @@ from casereach.cases.changes import BASE_FIELDS, MAX_FIELD, MAX_VALUE, CaseChang
 from casereach.cases.models import Case
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
+from casereach.core import text as core_text
 from casereach.core.errors import BadRequest
 from casereach.projects.models import Project
 
@@ -195,8 +196,8 @@ class CsvRows(RowSource):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
+            text = core_text.decode(raw)
+        except core_text.InvalidText:
             return _Line(number, raw.decode("utf-8", "replace"), BAD_ENCODING)
         if "\x00" in text:
             return _Line(number, text.replace("\x00", ""), "contains a NUL character")
@@ -326,6 +327,9 @@ class XlsxRows(RowSource):
         for number, cells in enumerate(self.sheet.iter_rows(min_row=1, values_only=True), 1):
             self.done = number
             values = [_cell_text(v) for v in cells]
+            if not all(map(core_text.is_text, values)):  # an _xD800_ escape, say
+                yield SourceRow(number, None, BAD_ENCODING)
+                continue
             while values and values[-1] == "":
                 values.pop()
             if not values:

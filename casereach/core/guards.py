@@ -63,8 +63,9 @@ class RejectOversizeBodyMiddleware:
 class RejectInvalidTextMiddleware:
     """A query string, form body or JSON body that is not valid UTF-8 text (raw bytes,
     percent-escapes, or JSON ``\\ud800`` escapes that decode to a lone surrogate) is a JSON
-    400 naming what was wrong, whatever the view (core.text is the decoder). Multipart bodies
-    are left to their readers (the import checks its file; gateway callbacks check theirs)."""
+    400 naming what was wrong, whatever the view (core.text is the decoder). A multipart body
+    is text only on the gateway URLs (providers post fields, never files); elsewhere its files
+    are checked by their readers (the import)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -88,7 +89,10 @@ def invalid_text(request: HttpRequest) -> tuple[str, str | None] | None:
             media = (request.META.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
             if media == "application/x-www-form-urlencoded":
                 text.percent_decoded(request.body, "the form body")
-            elif not media.startswith("multipart/"):
+            elif media.startswith("multipart/"):
+                if request.path.startswith("/gateways/"):  # providers post text fields only
+                    text.decode(request.body, "the form body")
+            else:
                 # JSON whatever the declared type (views parse the body as JSON regardless).
                 is_json = True
                 text.check_json_bytes(request.body, "the body")

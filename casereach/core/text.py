@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 NOT_UTF8 = "not valid UTF-8"
-LONE_SURROGATE = "holds an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is not text"
+LONE_SURROGATE = "is not valid Unicode: it holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)"
 
 # A ``\uD800``-``\uDFFF`` escape in JSON text: only when one appears can a parsed string hold a
 # lone surrogate, so only then is the parsed value walked.
