@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -170,6 +171,12 @@ CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("CASEREACH_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Imports through the web UI: the largest upload, and where each user's full error report
+# is kept for download (the page shows the first rows only).
+IMPORT_MAX_BYTES = int(os.environ.get("CASEREACH_IMPORT_MAX_BYTES", str(100 * 1024 * 1024)))
+IMPORT_DIR = os.environ.get("CASEREACH_IMPORT_DIR", "").strip() or str(
+    Path(tempfile.gettempdir()) / "casereach-imports"
+)
 
 LOGGING = {
     "version": 1,
