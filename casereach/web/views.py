@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.http import (
+    FileResponse,
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
@@ -40,6 +42,7 @@ from casereach.contacts.queries import (
     phone_entries,
 )
 from casereach.core.errors import CasereachError
+from casereach.core.requests import bounded_int
 from casereach.gateways.queries import visible_gateways
 from casereach.messaging.api import message_csv_rows as messages_csv
 from casereach.messaging.api import serialize_message
@@ -479,17 +482,35 @@ def test_phone_conversation(request: HttpRequest, project: Project) -> HttpRespo
 # -- import --------------------------------------------------------------------------------------
 
 
+SHOWN_ERRORS = 50  # row errors on the page; every one is in the downloadable report
+
+
+def _error_report_path(project: Project, user_id: int) -> Path:
+    """The user's last import's full error report (one per project and user)."""
+    return Path(settings.IMPORT_DIR) / f"errors-{project.pk}-{user_id}.csv"
+
+
 @project_page(get=Role.MEMBER)
 def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
-    from casereach.cases.importer import Progress, import_cases
+    import csv
+
+    from casereach.cases.importer import Progress, RowError, import_cases
 
     report = None
-    errors: list[Any] = []
+    errors: list[RowError] = []
     error = None
+    limit = int(settings.IMPORT_MAX_BYTES)
     if request.method == "POST":
-        upload = request.FILES.get("file")
-        case_type = request.POST.get("case_type", "").strip() or None
-        if upload is None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        # Decided on the declared length, before Django stores a byte of the upload.
+        upload = None if length > limit else request.FILES.get("file")
+        case_type = (request.POST.get("case_type", "").strip() or None) if upload else None
+        if length > limit or (upload is not None and (upload.size or 0) > limit):
+            error = f"the file is too large: at most {limit // (1024 * 1024)} MB can be imported"
+        elif upload is None:
             error = "choose a CSV or Excel (.xlsx) file"
         else:
 
@@ -499,35 +520,45 @@ def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
 
             do_set_import_progress(project, _user_id(request), 0, 0)
             suffix = Path(upload.name or "upload.csv").suffix.lower() or ".csv"
+            spill = _error_report_path(project, _user_id(request))
+            spill.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with tempfile.TemporaryDirectory() as tmp:
+                with (
+                    tempfile.TemporaryDirectory() as tmp,
+                    spill.open("w", newline="", encoding="utf-8") as spill_file,
+                ):
                     path = Path(tmp) / f"upload{suffix}"
                     with path.open("wb") as out:
                         for part in upload.chunks():
                             out.write(part)
+                    writer = csv.writer(spill_file)
+                    writer.writerow(["row", "column", "reason"])
+
+                    def on_error(err: RowError) -> None:
+                        writer.writerow([err.row, err.column, err.reason])
+                        if len(errors) < SHOWN_ERRORS:
+                            errors.append(err)
+
                     try:
                         report = import_cases(
                             project,
                             path,
                             case_type=case_type,
                             on_progress=on_progress,
-                            on_error=errors.append,
+                            on_error=on_error,
                         )
                     except CasereachError as exc:
                         error = exc.message
             finally:
                 do_clear_import_progress(project, _user_id(request))
-            if report is not None:
-                request.session["import_errors"] = [
-                    [e.row, e.column, e.reason] for e in errors[:10000]
-                ]
     context = {
         "project": project,
         "report": report,
-        "errors": errors[:50],
-        "error_count": len(errors),
+        "errors": errors,
+        "error_count": report.errors_total if report is not None else 0,
         "error": error,
         "nav": "import",
+        "max_mb": limit // (1024 * 1024),
     }
     if request.headers.get("HX-Request") and request.method == "POST":
         return render(request, "web/import_result.html", context)
@@ -542,18 +573,21 @@ def import_progress(request: HttpRequest, project: Project) -> HttpResponse:
 
 
 @project_page(get=Role.MEMBER)
-def import_errors_csv(request: HttpRequest, project: Project) -> HttpResponse:
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["row", "column", "reason"])
-    for row in request.session.get("import_errors", []):
-        writer.writerow(row)
-    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{project.name}-import-errors.csv"'
-    return response
+def import_errors_csv(request: HttpRequest, project: Project) -> HttpResponseBase:
+    """Every row error of the user's last import in this project, streamed from the file
+    the import wrote (however many there were)."""
+    path = _error_report_path(project, _user_id(request))
+    filename = f"{project.name}-import-errors.csv"
+    if not path.is_file():
+        response = HttpResponse("row,column,reason\r\n", content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=filename,
+        content_type="text/csv; charset=utf-8",
+    )
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -567,10 +601,7 @@ def _user_id(request: HttpRequest) -> int:
 
 
 def _offset(request: HttpRequest) -> int:
-    try:
-        return max(0, int(request.GET.get("offset", "0")))
-    except ValueError:
-        return 0
+    return bounded_int(request.GET.get("offset"), 0) or 0
 
 
 def _pager(request: HttpRequest, offset: int, total: int) -> dict[str, str | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -143,7 +144,7 @@ def test_import_reports_bad_rows_and_offers_the_error_csv(web: Client, api: Api)
     )
     assert 200 == response.status_code
     assert "1 case written" in response.content.decode()
-    report = web.get("/a/demo/import/errors.csv").content.decode()
+    report = b"".join(web.get("/a/demo/import/errors.csv").streaming_content).decode()
     rows = list(csv.reader(io.StringIO(report)))
     assert ["row", "column", "reason"] == rows[0]
     assert 2 == len(rows)
@@ -280,3 +281,36 @@ def test_secret_params_and_headers_are_write_only_in_the_form(web: Client, api: 
         saved.params["key"],  # type: ignore[attr-defined]
         saved.headers["X-Api-Token"],  # type: ignore[attr-defined]
     )
+
+
+def test_an_upload_over_the_limit_is_refused_before_it_is_read(
+    web: Client, api: Api, settings: Any, tmp_path: Any
+) -> None:
+    settings.IMPORT_MAX_BYTES = 1024 * 1024
+    settings.IMPORT_DIR = str(tmp_path)
+    data = b"external_id,case_type,case_name,owner_id\n" + b"P-1,patient,Neema,o1\n" * 60_000
+    response = web.post(
+        "/a/demo/import", {"file": SimpleUploadedFile("cases.csv", data, "text/csv")}
+    )
+    assert 200 == response.status_code
+    assert "the file is too large: at most 1 MB can be imported" in response.content.decode()
+    assert 404 == api.get("/a/{project}/api/case/v2/ext/P-1/").status
+
+
+def test_the_page_keeps_the_first_errors_and_the_report_has_them_all(
+    web: Client, settings: Any, tmp_path: Any
+) -> None:
+    settings.IMPORT_DIR = str(tmp_path)
+    bad = 500
+    data = b"external_id,case_type,case_name,owner_id\n" + b",patient,,o1\n" * bad
+    response = web.post(
+        "/a/demo/import", {"file": SimpleUploadedFile("cases.csv", data, "text/csv")}
+    )
+    page = response.content.decode()
+    assert f"{bad} row errors" in page
+    assert 50 == page.count('<td data-label="Row">')
+    assert "import_errors" not in web.session
+    report = web.get("/a/demo/import/errors.csv")
+    rows = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode())))
+    assert ["row", "column", "reason"] == rows[0]
+    assert bad == len(rows) - 1
