@@ -8,8 +8,6 @@ API; the views only turn form fields into those calls and their results into HTM
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -57,9 +55,10 @@ from casereach.messaging.testphone import (
 )
 from casereach.projects.models import Project, Role
 from casereach.web.access import project_page, user_projects
-from casereach.web.actions import do_clear_import_progress, do_set_import_progress
 from casereach.web.charts import stacked_bars
-from casereach.web.queries import running_import
+from casereach.web.importing import SHOWN_ERRORS, error_report_path, first_errors, start_import
+from casereach.web.models import ImportProgress
+from casereach.web.queries import is_interrupted, last_import
 
 DAY_SERIES = ("delivered", "sent", "queued", "skipped", "failed")
 LOG_FILTERS = ("since", "until", "status", "error_code", "contact_id", "phone_number", "gateway")
@@ -482,22 +481,29 @@ def test_phone_conversation(request: HttpRequest, project: Project) -> HttpRespo
 # -- import --------------------------------------------------------------------------------------
 
 
-SHOWN_ERRORS = 50  # row errors on the page; every one is in the downloadable report
-
-
-def _error_report_path(project: Project, user_id: int) -> Path:
-    """The user's last import's full error report (one per project and user)."""
-    return Path(settings.IMPORT_DIR) / f"errors-{project.pk}-{user_id}.csv"
+def _import_context(request: HttpRequest, project: Project, error: str | None) -> dict[str, Any]:
+    user_id = _user_id(request)
+    job = last_import(project, user_id)
+    interrupted = job is not None and is_interrupted(job)
+    done = job is not None and job.state == ImportProgress.DONE
+    return {
+        "project": project,
+        "job": job,
+        "running": job is not None and job.state == ImportProgress.RUNNING and not interrupted,
+        "interrupted": interrupted,
+        "done": done,
+        "errors": first_errors(project, user_id) if done and job and job.errors_total else [],
+        "shown_errors": SHOWN_ERRORS,
+        "error": error,
+        "nav": "import",
+        "max_mb": int(settings.IMPORT_MAX_BYTES) // (1024 * 1024),
+    }
 
 
 @project_page(get=Role.MEMBER)
 def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
-    import csv
-
-    from casereach.cases.importer import Progress, RowError, import_cases
-
-    report = None
-    errors: list[RowError] = []
+    """Upload a file; the import runs in the background and the page follows its progress
+    (from any web process), then shows the result and the first row errors."""
     error = None
     limit = int(settings.IMPORT_MAX_BYTES)
     if request.method == "POST":
@@ -513,53 +519,13 @@ def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
         elif upload is None:
             error = "choose a CSV or Excel (.xlsx) file"
         else:
-
-            def on_progress(p: Progress) -> None:
-                percent = min(100, p.done * 100 // p.total) if p.total else None
-                do_set_import_progress(project, _user_id(request), p.rows, percent)
-
-            do_set_import_progress(project, _user_id(request), 0, 0)
-            suffix = Path(upload.name or "upload.csv").suffix.lower() or ".csv"
-            spill = _error_report_path(project, _user_id(request))
-            spill.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with (
-                    tempfile.TemporaryDirectory() as tmp,
-                    spill.open("w", newline="", encoding="utf-8") as spill_file,
-                ):
-                    path = Path(tmp) / f"upload{suffix}"
-                    with path.open("wb") as out:
-                        for part in upload.chunks():
-                            out.write(part)
-                    writer = csv.writer(spill_file)
-                    writer.writerow(["row", "column", "reason"])
-
-                    def on_error(err: RowError) -> None:
-                        writer.writerow([err.row, err.column, err.reason])
-                        if len(errors) < SHOWN_ERRORS:
-                            errors.append(err)
-
-                    try:
-                        report = import_cases(
-                            project,
-                            path,
-                            case_type=case_type,
-                            on_progress=on_progress,
-                            on_error=on_error,
-                        )
-                    except CasereachError as exc:
-                        error = exc.message
-            finally:
-                do_clear_import_progress(project, _user_id(request))
-    context = {
-        "project": project,
-        "report": report,
-        "errors": errors,
-        "error_count": report.errors_total if report is not None else 0,
-        "error": error,
-        "nav": "import",
-        "max_mb": limit // (1024 * 1024),
-    }
+                start_import(project, _user_id(request), upload, case_type)
+            except CasereachError as exc:
+                error = exc.message
+        if error is None and not request.headers.get("HX-Request"):
+            return HttpResponseRedirect(reverse("web:import", args=[project.name]))
+    context = _import_context(request, project, error)
     if request.headers.get("HX-Request") and request.method == "POST":
         return render(request, "web/import_result.html", context)
     return render(request, "web/import.html", context)
@@ -567,16 +533,16 @@ def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
 
 @project_page(get=Role.MEMBER)
 def import_progress(request: HttpRequest, project: Project) -> HttpResponse:
-    """How far the user's running import has got (an htmx partial, polled every second)."""
-    state = running_import(project, _user_id(request))
-    return render(request, "web/import_progress.html", {"state": state})
+    """The user's last import: progress while it runs, then its result (an htmx partial that
+    polls itself every second while the import runs)."""
+    return render(request, "web/import_result.html", _import_context(request, project, None))
 
 
 @project_page(get=Role.MEMBER)
 def import_errors_csv(request: HttpRequest, project: Project) -> HttpResponseBase:
     """Every row error of the user's last import in this project, streamed from the file
     the import wrote (however many there were)."""
-    path = _error_report_path(project, _user_id(request))
+    path = error_report_path(project, _user_id(request))
     filename = f"{project.name}-import-errors.csv"
     if not path.is_file():
         response = HttpResponse("row,column,reason\r\n", content_type="text/csv; charset=utf-8")

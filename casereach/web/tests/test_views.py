@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from casereach.projects.actions import do_create_web_user
@@ -137,20 +135,6 @@ def test_transfer_needs_the_confirmation(web: Client, api: Api) -> None:
     assert second["case_id"] == holder()
 
 
-def test_import_reports_bad_rows_and_offers_the_error_csv(web: Client, api: Api) -> None:
-    data = b"external_id,case_type,case_name,owner_id\nP-1,patient,Neema,o1\n,patient,,o1\n"
-    response = web.post(
-        "/a/demo/import", {"file": SimpleUploadedFile("cases.csv", data, "text/csv")}
-    )
-    assert 200 == response.status_code
-    assert "1 case written" in response.content.decode()
-    report = b"".join(web.get("/a/demo/import/errors.csv").streaming_content).decode()
-    rows = list(csv.reader(io.StringIO(report)))
-    assert ["row", "column", "reason"] == rows[0]
-    assert 2 == len(rows)
-    assert 200 == api.get("/a/{project}/api/case/v2/ext/P-1/").status
-
-
 def test_gateway_credentials_are_write_only(web: Client) -> None:
     form = {
         "type": "twilio",
@@ -219,31 +203,6 @@ def test_test_send_goes_by_the_route_or_through_the_picked_gateway(web: Client, 
     )
 
 
-def test_import_progress_is_shared_by_every_web_process(web: Client, project: Project) -> None:
-    """The upload runs in one process and the polls may reach another: the progress is read
-    from the database, and the row is gone once the import ends."""
-    from django.contrib.auth import get_user_model
-
-    from casereach.web.actions import do_set_import_progress
-    from casereach.web.models import ImportProgress
-
-    user = get_user_model().objects.get(username__endswith="pm")
-    assert "" == web.get("/a/demo/import/progress").content.decode().strip()
-
-    do_set_import_progress(project, user.pk, 12345, 40)  # as the importing process would
-
-    page = web.get("/a/demo/import/progress").content.decode()
-    assert "12345 rows read" in page
-    assert '<progress max="100" value="40">' in page
-
-    data = b"external_id,case_type,case_name,owner_id\nP-1,patient,Neema,o1\n"
-    response = web.post(
-        "/a/demo/import", {"file": SimpleUploadedFile("cases.csv", data, "text/csv")}
-    )
-    assert 200 == response.status_code
-    assert 0 == ImportProgress.objects.count()
-
-
 def test_secret_params_and_headers_are_write_only_in_the_form(web: Client, api: Api) -> None:
     config = {
         "url": "https://sms.example.org/send",
@@ -281,36 +240,3 @@ def test_secret_params_and_headers_are_write_only_in_the_form(web: Client, api: 
         saved.params["key"],  # type: ignore[attr-defined]
         saved.headers["X-Api-Token"],  # type: ignore[attr-defined]
     )
-
-
-def test_an_upload_over_the_limit_is_refused_before_it_is_read(
-    web: Client, api: Api, settings: Any, tmp_path: Any
-) -> None:
-    settings.IMPORT_MAX_BYTES = 1024 * 1024
-    settings.IMPORT_DIR = str(tmp_path)
-    data = b"external_id,case_type,case_name,owner_id\n" + b"P-1,patient,Neema,o1\n" * 60_000
-    response = web.post(
-        "/a/demo/import", {"file": SimpleUploadedFile("cases.csv", data, "text/csv")}
-    )
-    assert 200 == response.status_code
-    assert "the file is too large: at most 1 MB can be imported" in response.content.decode()
-    assert 404 == api.get("/a/{project}/api/case/v2/ext/P-1/").status
-
-
-def test_the_page_keeps_the_first_errors_and_the_report_has_them_all(
-    web: Client, settings: Any, tmp_path: Any
-) -> None:
-    settings.IMPORT_DIR = str(tmp_path)
-    bad = 500
-    data = b"external_id,case_type,case_name,owner_id\n" + b",patient,,o1\n" * bad
-    response = web.post(
-        "/a/demo/import", {"file": SimpleUploadedFile("cases.csv", data, "text/csv")}
-    )
-    page = response.content.decode()
-    assert f"{bad} row errors" in page
-    assert 50 == page.count('<td data-label="Row">')
-    assert "import_errors" not in web.session
-    report = web.get("/a/demo/import/errors.csv")
-    rows = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode())))
-    assert ["row", "column", "reason"] == rows[0]
-    assert bad == len(rows) - 1
