@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from pydantic import ValidationError
 
 from casereach.alerts.criteria import CaseView, matches, parse_schedule_date
-from casereach.alerts.engine import Last, encode_start_date, next_after
+from casereach.alerts.engine import Last, encode_start_date, next_after, timed_occurrences
 from casereach.alerts.models import Alert, ScheduleInstance
 from casereach.alerts.spec import (
     AlertSchedule,
@@ -416,8 +416,33 @@ def _time_property(spec: AlertSpec) -> str | None:
     return None
 
 
-def plan_for(spec: AlertSpec, view: CaseView | None, zone: str, at: dt.datetime) -> Plan | None:
-    """None when the schedule cannot start (a start-date property that holds no date)."""
+def first_day(
+    sched: TimedSchedule, day: dt.date, zone: str, at: dt.datetime, key: str, time_value: str
+) -> dt.date:
+    """The start date of a timed schedule that starts "today" (no start date given): CommCare
+    moves it forward when its first event is already past, so no iteration is lost — by a day
+    (daily or once), a week (weekly), or to the 1st of the next month (monthly)."""
+    first = timed_occurrences(
+        sched, day, zone, after=FAR_PAST, time_value=time_value or None, key=key, limit=1
+    )
+    if not first or first[0].due > at - GRACE:
+        return day
+    unit = sched.repeat.unit
+    if unit == "weeks":
+        return day + dt.timedelta(weeks=1)
+    if unit == "months":
+        return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    return day + dt.timedelta(days=1)
+
+
+FAR_PAST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+
+
+def plan_for(
+    spec: AlertSpec, view: CaseView | None, zone: str, at: dt.datetime, key: str = ""
+) -> Plan | None:
+    """None when the schedule cannot start (a start-date property that holds no date).
+    ``key`` is the instance's key (``alert:recipient``) that random times are drawn with."""
     sched = spec.schedule
     start_value = ""
     if isinstance(sched, ImmediateSchedule):
@@ -442,7 +467,9 @@ def plan_for(spec: AlertSpec, view: CaseView | None, zone: str, at: dt.datetime)
                 start = dt.datetime.combine(day, dt.time(0), ZoneInfo(zone)).astimezone(dt.UTC)
         else:
             if day is None:
-                day = at.astimezone(ZoneInfo(zone)).date()
+                today = at.astimezone(ZoneInfo(zone)).date()
+                time_value = _value(view, _time_property(spec))
+                day = first_day(sched, today, zone, at, key, time_value)
             start = encode_start_date(day)
     return Plan(
         start=start,
@@ -547,7 +574,7 @@ def evaluate(
                 remove.append(current.pk)
             continue
         zone = zones[view.case_id]
-        plan = plan_for(spec, view, zone, at)
+        plan = plan_for(spec, view, zone, at, f"{alert.pk}:{view.case_id}")
         if plan is None:  # CommCare: no usable start date → no instance
             if current is not None:
                 remove.append(current.pk)
@@ -819,7 +846,7 @@ def _activate_broadcast(alert: Alert, spec: AlertSpec) -> None:
         rows: list[tuple[Any, ...]] = []
         for cid in chunk:
             zone = zones[cid]
-            plan = plan_for(spec, None, zone, at)
+            plan = plan_for(spec, None, zone, at, f"{alert.pk}:{cid}")
             if plan is None:
                 continue
             after = at - GRACE if not isinstance(spec.schedule, ImmediateSchedule) else at

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from casereach.alerts.actions import (
     BATCH,
     Plan,
+    _time_property,
     broadcast_contacts,
     load_open_views,
     load_views,
@@ -26,7 +27,7 @@ from casereach.alerts.actions import (
     stop_instant,
 )
 from casereach.alerts.criteria import CaseView, matching
-from casereach.alerts.engine import Occurrence, occurrences_after
+from casereach.alerts.engine import Occurrence, occurrences_after, parse_time_value
 from casereach.alerts.models import Alert, ScheduleInstance
 from casereach.alerts.scheduler import CONTACT_FIELDS, Claimed, Target, _targets, message_for
 from casereach.alerts.spec import AlertSpec, TimedSchedule
@@ -98,7 +99,7 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
         for n, key in enumerate(keys):
             view = views.get(key)
             zone = zones.get(key) or project.time_zone
-            plan = plan_for(spec, view, zone, at)
+            plan = plan_for(spec, view, zone, at, f"{alert.pk}:{key}")
             if plan is None:
                 reasons["no_start_date"] += 1
                 _note(
@@ -106,6 +107,7 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
                 )
                 continue
             fake = Claimed(
+                time_value=plan.time_value,
                 pk=n + 1,
                 alert_id=alert.pk,
                 alert_version=alert.version,
@@ -184,6 +186,16 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
                         fake.recipient_key,
                         reached=True,
                     )
+                if time_default(spec, fake.time_value):
+                    _note(
+                        unreachable,
+                        who,
+                        name,
+                        "time_property_default",
+                        TIME_DEFAULT_TEXT.format(prop=_time_property(spec)),
+                        fake.recipient_key,
+                        reached=True,
+                    )
                 reached.add(str(who))
                 for o in occ.get(fake.pk, []):
                     per_day[o.due.astimezone(project_zone).date().isoformat()] += 1
@@ -252,6 +264,17 @@ REASONS = {
     "CONTACT_IS_INACTIVE": "the contact is closed, deleted or deactivated",
     "PHONE_NUMBER_OPTED_OUT": "the number has opted out",
 }
+
+
+TIME_DEFAULT_TEXT = (
+    "reached at 12:00 local time: the case property {prop} holds no time (H:MM or HH:MM)"
+)
+
+
+def time_default(spec: AlertSpec, time_value: str) -> bool:
+    """Whether the alert reads its time from a case property that holds none, so that it
+    sends at 12:00 local (CommCare's default)."""
+    return _time_property(spec) is not None and parse_time_value(time_value) is None
 
 
 def _explain(code: str) -> str:
@@ -433,6 +456,7 @@ def upcoming(project: Project, contact_id: str, limit: int = 10) -> list[dict[st
             project, settings, spec, view, Target(contact=dict(contact)), names, phones, now()
         )
         zone = ZoneInfo(inst.time_zone)
+        default_time = time_default(spec, inst.time_value)
         for occ in found:
             if stop is not None and occ.due >= stop:
                 break
@@ -447,6 +471,7 @@ def upcoming(project: Project, contact_id: str, limit: int = 10) -> list[dict[st
                     "text": msg.text if spec.channel == "sms" else msg.subject or msg.text,
                     "channel": spec.channel,
                     "error_code": msg.error_code,
+                    "warning": "alert_time_default" if default_time else None,
                     "_sort": occ.due,
                 }
             )
