@@ -30,7 +30,7 @@ from casereach.alerts.spec import (
     load_stored_spec,
     parse_spec,
 )
-from casereach.cases.models import Case
+from casereach.cases.models import Case, CaseIndex
 from casereach.contacts.models import Contact
 from casereach.core import bulk
 from casereach.core.errors import BadRequest, NotFound
@@ -211,7 +211,7 @@ def _activate_conditional(alert: Alert, spec: AlertSpec) -> None:
         chunk = pks[start : start + BATCH]
         with transaction.atomic():
             views, zones = load_open_views(chunk)
-            evaluate(alert, spec, views, zones=zones)
+            evaluate(alert, spec, views, zones=zones, revive=True)
             processed += len(chunk)
             Alert.objects.filter(pk=alert.pk).update(eval_processed=processed)
     Alert.objects.filter(pk=alert.pk).update(
@@ -538,9 +538,11 @@ def evaluate(
     views: Sequence[CaseView],
     *,
     zones: dict[str, str] | None = None,
+    revive: bool = False,
 ) -> None:
     """Bring the instances of ``alert`` for these cases in line with the rule: one query to
-    read the existing instances, one bulk write each for new, changed and removed ones."""
+    read the existing instances, one bulk write each for new, changed and removed ones.
+    ``revive`` (an activation): instances stopped by a deactivation are recomputed too."""
     if not views:
         return
     project = Project.objects.get(pk=alert.project_id)
@@ -600,11 +602,16 @@ def evaluate(
                 )
             )
             continue
-        _refresh(alert, spec, current, plan, zone, at, project_zone, change)
+        _refresh(alert, spec, current, plan, zone, at, project_zone, change, revive=revive)
     if remove:
         for chunk in bulk.in_chunks(remove):
             ScheduleInstance.objects.filter(pk__in=chunk).delete()
     insert_instances(create)
+    write_changes(change)
+
+
+def write_changes(change: Sequence[ScheduleInstance]) -> None:
+    """Recomputed instances, one bulk statement."""
     if change:
         adapt = bulk.adapt_datetime
         bulk.execute_many(
@@ -705,14 +712,19 @@ def _refresh(
     at: dt.datetime,
     project_zone: str,
     change: list[ScheduleInstance],
+    *,
+    revive: bool = False,
 ) -> None:
-    """A matching case that already has an instance: restart, recompute or leave it."""
+    """A matching recipient that already has an instance: restart, recompute or leave it.
+    ``revive``: an instance without a next occurrence (stopped by a deactivation, or done)
+    is recomputed from now, continuing after the last occurrence it fired."""
     reset = plan.reset_value != inst.reset_value
     moved = (
         plan.start_value != inst.start_value
         or plan.time_value != inst.time_value
         or zone != inst.time_zone
         or plan.stop_value != inst.stop_value
+        or (revive and inst.next_due is None)
     )
     if not reset and not moved:
         return
@@ -767,6 +779,61 @@ def on_cases_changed(project: Project, states: Sequence[Any]) -> None:
     for alert in alerts:
         spec = spec_of(alert)
         evaluate(alert, spec, [v for v in views if v.case_type == alert.case_type])
+
+
+def on_zones_changed(project_id: int, contact_ids: Sequence[str]) -> None:
+    """The zone-change hook (inside the contact write): every active schedule whose times
+    follow one of these contacts moves to the contact's new zone, as a conditional alert's
+    does when its case changes (``_refresh``: recomputed after the last occurrence fired, so
+    nothing is sent twice). Broadcasts to the contacts, and conditional alerts whose times
+    follow the cases' owner or parent (the cases' own zone is handled by the case hook)."""
+    alerts = list(Alert.objects.filter(project_id=project_id, active=True))
+    if not alerts:
+        return
+    project = Project.objects.get(pk=project_id)
+    at = now()
+    zones: dict[str, str] | None = None
+    for alert in alerts:
+        spec = spec_of(alert)
+        if alert.kind == "broadcast":
+            mine = ScheduleInstance.objects.filter(
+                alert=alert, alert_version=alert.version, active=True
+            )
+            instances = [
+                i
+                for chunk in bulk.in_chunks(list(contact_ids))
+                for i in mine.filter(recipient_key__in=chunk)
+            ]
+            if not instances:
+                continue
+            if zones is None:
+                zones = _zones(contact_ids, project.time_zone)
+            change: list[ScheduleInstance] = []
+            for inst in instances:
+                zone = zones[inst.recipient_key]
+                plan = plan_for(spec, None, zone, at, f"{alert.pk}:{inst.recipient_key}")
+                if plan is not None:
+                    _refresh(alert, spec, inst, plan, zone, at, project.time_zone, change)
+            write_changes(change)
+            continue
+        rule = sole_recipient_rule(spec)
+        if rule is None or rule.type not in ("owner", "parent"):
+            continue  # the case's own zone: the case-change hook follows it
+        cases = Case.objects.filter(
+            project_id=project_id, case_type=alert.case_type, closed=False, deleted=False
+        )
+        case_ids: list[str] = []
+        for chunk in bulk.in_chunks(list(contact_ids)):
+            if rule.type == "owner":
+                found = cases.filter(owner_id__in=chunk)
+            else:
+                children = CaseIndex.objects.filter(
+                    project_id=project_id, name="parent", referenced_id__in=chunk
+                ).values("case_id")
+                found = cases.filter(case_id__in=children)
+            case_ids.extend(found.values_list("case_id", flat=True))
+        if case_ids:
+            evaluate(alert, spec, load_views(project_id, case_ids))
 
 
 # -- broadcasts ------------------------------------------------------------------------------------
@@ -843,11 +910,24 @@ def _activate_broadcast(alert: Alert, spec: AlertSpec) -> None:
                 "contact_id", "contact_type"
             )
         )
+        existing = {
+            i.recipient_key: i
+            for i in ScheduleInstance.objects.filter(
+                alert=alert, alert_version=alert.version, recipient_key__in=chunk
+            )
+        }
         rows: list[tuple[Any, ...]] = []
+        change: list[ScheduleInstance] = []
         for cid in chunk:
             zone = zones[cid]
             plan = plan_for(spec, None, zone, at, f"{alert.pk}:{cid}")
             if plan is None:
+                continue
+            current = existing.get(cid)
+            if current is not None:  # a re-activation: continue where it stopped
+                _refresh(
+                    alert, spec, current, plan, zone, at, project.time_zone, change, revive=True
+                )
                 continue
             after = at - GRACE if not isinstance(spec.schedule, ImmediateSchedule) else at
             due = (
@@ -862,6 +942,7 @@ def _activate_broadcast(alert: Alert, spec: AlertSpec) -> None:
             )
         with transaction.atomic():
             insert_instances(rows)
+            write_changes(change)
         processed += len(chunk)
         Alert.objects.filter(pk=alert.pk).update(eval_processed=processed)
     Alert.objects.filter(pk=alert.pk).update(eval_state="done")
