@@ -785,8 +785,8 @@ def on_zones_changed(project_id: int, contact_ids: Sequence[str]) -> None:
     """The zone-change hook (inside the contact write): every active schedule whose times
     follow one of these contacts moves to the contact's new zone, as a conditional alert's
     does when its case changes (``_refresh``: recomputed after the last occurrence fired, so
-    nothing is sent twice). Broadcasts to the contacts, and conditional alerts whose times
-    follow the cases' owner or parent (the cases' own zone is handled by the case hook)."""
+    nothing is sent twice): broadcasts to the contacts, and conditional alerts whose times
+    follow the cases themselves or their owner or parent."""
     alerts = list(Alert.objects.filter(project_id=project_id, active=True))
     if not alerts:
         return
@@ -817,14 +817,16 @@ def on_zones_changed(project_id: int, contact_ids: Sequence[str]) -> None:
             write_changes(change)
             continue
         rule = sole_recipient_rule(spec)
-        if rule is None or rule.type not in ("owner", "parent"):
-            continue  # the case's own zone: the case-change hook follows it
+        if rule is not None and rule.type not in ("owner", "parent"):
+            continue  # the user named in a property: followed from the case's next change
         cases = Case.objects.filter(
             project_id=project_id, case_type=alert.case_type, closed=False, deleted=False
         )
         case_ids: list[str] = []
         for chunk in bulk.in_chunks(list(contact_ids)):
-            if rule.type == "owner":
+            if rule is None:  # the case's own zone (also when no case changed: a new
+                found = cases.filter(case_id__in=chunk)  # project zone re-derives contacts)
+            elif rule.type == "owner":
                 found = cases.filter(owner_id__in=chunk)
             else:
                 children = CaseIndex.objects.filter(

@@ -158,3 +158,19 @@ def test_an_alert_to_the_owner_follows_the_owners_new_zone_at_once(api: Api) -> 
     r = api.put(USERS + wid + "/", {"time_zone": "Africa/Nairobi"})
     assert r.status in (200, 202), r.body
     assert {("09:00", "Africa/Nairobi")} == {(w[1], w[2]) for w in when(upcoming(api, wid))}
+
+
+def test_a_new_project_zone_moves_the_schedules_of_contacts_without_one(api: Api) -> None:
+    tomorrow = (now().date() + dt.timedelta(days=1)).isoformat()
+    cid = a_case(api, visit=tomorrow)  # no time_zone: the project's (Africa/Nairobi)
+    other = a_case(api)
+    create(api, conditional_from_property())
+    create(api, broadcast_to("case", other))
+    for contact in (cid, other):
+        assert {("09:00", "Africa/Nairobi")} == {(w[1], w[2]) for w in when(upcoming(api, contact))}
+    r = api.put(M + "settings", {"time_zone": "America/New_York"})
+    assert 200 == r.status, r.body
+    for contact in (cid, other):
+        assert {("09:00", "America/New_York")} == {
+            (w[1], w[2]) for w in when(upcoming(api, contact))
+        }
