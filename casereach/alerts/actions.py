@@ -30,7 +30,7 @@ from casereach.alerts.spec import (
     load_stored_spec,
     parse_spec,
 )
-from casereach.cases.models import Case, CaseIndex
+from casereach.cases.models import Case
 from casereach.contacts.models import Contact
 from casereach.core import bulk
 from casereach.core.errors import BadRequest, NotFound
@@ -320,7 +320,7 @@ def load_open_views(case_ids: Sequence[str]) -> tuple[list[CaseView], dict[str, 
     return _with_parents(rows, None), zones
 
 
-def _zones(contact_ids: Iterable[str], default: str) -> dict[str, str]:
+def contact_zones(contact_ids: Iterable[str], default: str) -> dict[str, str]:
     out: dict[str, str] = {}
     ids = list(contact_ids)
     for chunk in bulk.in_chunks(ids):
@@ -383,7 +383,7 @@ def recipient_zones(
         refs = {v.case_id: (v.get(rule.property or "") or "").strip() for v in views}
         users = resolve_user_refs(project, [r for r in refs.values() if r])
         person = {cid: users.get(ref) for cid, ref in refs.items()}
-    zones = _zones(sorted({p for p in person.values() if p}), project.time_zone)
+    zones = contact_zones(sorted({p for p in person.values() if p}), project.time_zone)
     return {v.case_id: zones.get(person.get(v.case_id) or "", project.time_zone) for v in views}
 
 
@@ -560,7 +560,7 @@ def evaluate(
         else {}
     )
     if zones is None:
-        zones = _zones([v.case_id for v in views], project_zone)
+        zones = contact_zones([v.case_id for v in views], project_zone)
     else:
         zones = {v.case_id: zones.get(v.case_id) or project_zone for v in views}
     zones = recipient_zones(project, spec, views, zones)
@@ -602,7 +602,7 @@ def evaluate(
                 )
             )
             continue
-        _refresh(alert, spec, current, plan, zone, at, project_zone, change, revive=revive)
+        refresh_instance(alert, spec, current, plan, zone, at, project_zone, change, revive=revive)
     if remove:
         for chunk in bulk.in_chunks(remove):
             ScheduleInstance.objects.filter(pk__in=chunk).delete()
@@ -703,7 +703,7 @@ def insert_instances(rows: Sequence[tuple[Any, ...]]) -> None:
     )
 
 
-def _refresh(
+def refresh_instance(
     alert: Alert,
     spec: AlertSpec,
     inst: ScheduleInstance,
@@ -781,63 +781,6 @@ def on_cases_changed(project: Project, states: Sequence[Any]) -> None:
         evaluate(alert, spec, [v for v in views if v.case_type == alert.case_type])
 
 
-def on_zones_changed(project_id: int, contact_ids: Sequence[str]) -> None:
-    """The zone-change hook (inside the contact write): every active schedule whose times
-    follow one of these contacts moves to the contact's new zone, as a conditional alert's
-    does when its case changes (``_refresh``: recomputed after the last occurrence fired, so
-    nothing is sent twice): broadcasts to the contacts, and conditional alerts whose times
-    follow the cases themselves or their owner or parent."""
-    alerts = list(Alert.objects.filter(project_id=project_id, active=True))
-    if not alerts:
-        return
-    project = Project.objects.get(pk=project_id)
-    at = now()
-    zones: dict[str, str] | None = None
-    for alert in alerts:
-        spec = spec_of(alert)
-        if alert.kind == "broadcast":
-            mine = ScheduleInstance.objects.filter(
-                alert=alert, alert_version=alert.version, active=True
-            )
-            instances = [
-                i
-                for chunk in bulk.in_chunks(list(contact_ids))
-                for i in mine.filter(recipient_key__in=chunk)
-            ]
-            if not instances:
-                continue
-            if zones is None:
-                zones = _zones(contact_ids, project.time_zone)
-            change: list[ScheduleInstance] = []
-            for inst in instances:
-                zone = zones[inst.recipient_key]
-                plan = plan_for(spec, None, zone, at, f"{alert.pk}:{inst.recipient_key}")
-                if plan is not None:
-                    _refresh(alert, spec, inst, plan, zone, at, project.time_zone, change)
-            write_changes(change)
-            continue
-        rule = sole_recipient_rule(spec)
-        if rule is not None and rule.type not in ("owner", "parent"):
-            continue  # the user named in a property: followed from the case's next change
-        cases = Case.objects.filter(
-            project_id=project_id, case_type=alert.case_type, closed=False, deleted=False
-        )
-        case_ids: list[str] = []
-        for chunk in bulk.in_chunks(list(contact_ids)):
-            if rule is None:  # the case's own zone (also when no case changed: a new
-                found = cases.filter(case_id__in=chunk)  # project zone re-derives contacts)
-            elif rule.type == "owner":
-                found = cases.filter(owner_id__in=chunk)
-            else:
-                children = CaseIndex.objects.filter(
-                    project_id=project_id, name="parent", referenced_id__in=chunk
-                ).values("case_id")
-                found = cases.filter(case_id__in=children)
-            case_ids.extend(found.values_list("case_id", flat=True))
-        if case_ids:
-            evaluate(alert, spec, load_views(project_id, case_ids))
-
-
 # -- broadcasts ------------------------------------------------------------------------------------
 
 
@@ -906,7 +849,7 @@ def _activate_broadcast(alert: Alert, spec: AlertSpec) -> None:
     processed = 0
     for start in range(0, len(contact_ids), BATCH):
         chunk = contact_ids[start : start + BATCH]
-        zones = _zones(chunk, project.time_zone)
+        zones = contact_zones(chunk, project.time_zone)
         kinds = dict(
             Contact.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
                 "contact_id", "contact_type"
@@ -927,7 +870,7 @@ def _activate_broadcast(alert: Alert, spec: AlertSpec) -> None:
                 continue
             current = existing.get(cid)
             if current is not None:  # a re-activation: continue where it stopped
-                _refresh(
+                refresh_instance(
                     alert, spec, current, plan, zone, at, project.time_zone, change, revive=True
                 )
                 continue
