@@ -36,7 +36,10 @@ class RestrictedWindow(BaseModel):
         description="Weekdays, 0 = Monday … 6 = Sunday",
     )
     start: str = Field(description="HH:MM, local time")
-    end: str = Field(description="HH:MM, local time; after start")
+    end: str = Field(
+        description="HH:MM, local time; before start, the window runs past midnight into the "
+        "next day (23:00 to 01:00)"
+    )
 
     @field_validator("days")
     @classmethod
@@ -54,8 +57,11 @@ class RestrictedWindow(BaseModel):
 
     @model_validator(mode="after")
     def _order(self) -> RestrictedWindow:
-        if self.end <= self.start:
-            raise ValueError("end must be after start")
+        if self.end == self.start:
+            raise ValueError(
+                "end must differ from start (an end before the start runs past midnight, "
+                "e.g. 23:00 to 01:00)"
+            )
         return self
 
 
