@@ -14,7 +14,7 @@ from ninja import Router
 from pydantic import Field
 
 from casereach.core.errors import BadRequest, NotFound
-from casereach.core.openapi import ApiError, OpenSchema
+from casereach.core.openapi import ApiError, OpenSchema, query_param
 from casereach.core.requests import json_object, page_args
 from casereach.core.timeutil import iso
 from casereach.messaging.api import serialize_message
@@ -200,6 +200,14 @@ def test_phone_send(request: HttpRequest, project: str) -> JsonResponse:
     operation_id="test_phone_conversation",
     summary="The conversation of one number on the test gateways, oldest first",
     response={200: ConversationOut, **ERRORS},
+    openapi_extra={
+        "parameters": [
+            {**query_param("number", "The number whose conversation to show."), "required": True},
+            query_param(
+                "limit", "At most this many messages, default 100, 1 to 1000.", {"type": "integer"}
+            ),
+        ]
+    },
 )
 @requires(Role.VIEWER)
 def test_phone_conversation(request: HttpRequest, project: str) -> JsonResponse:
