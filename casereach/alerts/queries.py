@@ -35,8 +35,10 @@ from casereach.cases.models import Case, CaseIndex
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
 from casereach.core.timeutil import ONE_MICROSECOND, now
+from casereach.gateways.models import GlobalRoutes
+from casereach.gateways.queries import GatewayIndex, gateway_index, global_routes, route
 from casereach.messaging.errors import describe
-from casereach.messaging.models import OptOut
+from casereach.messaging.optouts import opted_out_pairs
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
 from casereach.workers.models import MobileWorker
@@ -129,27 +131,38 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
             {str(t.contact["contact_id"]) for ts in targets.values() for t in ts if t.contact}
         )
         phones: dict[str, str] = {}
+        overrides: dict[str, str] = {}
         warnings: dict[str, list[Any]] = {}
         for chunk in bulk.in_chunks(contact_ids):
-            for cid, number in (
+            for cid, number, override in (
                 PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk))
                 .order_by("-position", "-id")
-                .values_list("contact_id", "number")
+                .values_list("contact_id", "number", "gateway")
             ):
                 phones[cid] = number
+                overrides[cid] = override
             warnings.update(
                 Contact.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
                     "contact_id", "warnings"
                 )
             )
-        numbers = sorted(set(phones.values()))
-        opted = set()
-        for chunk in bulk.in_chunks(numbers):
-            opted |= set(
-                OptOut.objects.filter(
-                    bulk.is_in("phone_number", chunk), opted_out=True
-                ).values_list("phone_number", flat=True)
-            )
+        # Opted out in the project's scope, or for the gateway the SMS would use: one query
+        # per chunk of numbers; routing (in memory) only for numbers a gateway's STOP binds.
+        opted = opted_out_pairs(phones.values(), [project.pk])
+        routing: list[tuple[GatewayIndex, GlobalRoutes]] = []
+
+        def refused(number: str, contact_id: str | None) -> bool:
+            if opted.in_project(number, project.pk):
+                return True
+            if not opted.has_gateway_rows(number):
+                return False
+            if not routing:
+                routing.append((gateway_index(project), global_routes()))
+            index, routes = routing[0]
+            override = overrides.get(contact_id or "", "")
+            chosen = route(project, number, override, routes=routes, index=index, settings=settings)
+            return chosen.gateway is not None and opted.refuses(number, None, chosen.gateway.pk)
+
         owner_ids = sorted({v.owner_id for v in views.values() if v.owner_id})
         names = (
             dict(
@@ -167,7 +180,7 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
                 who = target.contact["contact_id"] if target.contact else target.email or None
                 name = target.contact["name"] if target.contact else ""
                 error = msg.error_code
-                if error is None and spec.channel == "sms" and msg.phone_number in opted:
+                if error is None and spec.channel == "sms" and refused(msg.phone_number, who):
                     error = "PHONE_NUMBER_OPTED_OUT"
                 if error is not None:
                     reasons[error] += 1

@@ -368,7 +368,11 @@ def gateway_add(
         typer.Option("--config", help="key=value (repeatable; JSON values allowed)"),
     ] = None,
     shared_with: Annotated[
-        str | None, typer.Option("--shared-with", help="Comma-separated projects")
+        str | None,
+        typer.Option(
+            "--shared-with",
+            help="Comma-separated projects; a system administrator's share is accepted at once",
+        ),
     ] = None,
     rate_limit: Annotated[
         float | None, typer.Option("--rate-limit", help="Segments per second")
@@ -391,6 +395,7 @@ def gateway_add(
     def run() -> None:
         from casereach.core.requests import public_base_url
         from casereach.gateways.actions import (
+            do_accept_share,
             do_create_gateway,
             do_set_global_routes,
             do_set_routes,
@@ -400,6 +405,8 @@ def gateway_add(
 
         owner = _project(project) if project else None
         gw = do_create_gateway(owner, data)
+        for name in data.get("shared_with", []):
+            do_accept_share(gw.pk, _project(name), by=SYSTEM_ADMIN)
         if default and owner is not None:
             s = effective_settings(owner.settings)
             known = set(visible_gateways(owner).values_list("name_key", flat=True))
@@ -413,6 +420,64 @@ def gateway_add(
         typer.echo(f"gateway {gw.name} ({gw.type}) created with id {gw.pk}")
         typer.echo(f"  inbound URL: {base}/gateways/{gw.type}/{gw.inbound_key}/inbound")
         typer.echo(f"  status URL:  {base}/gateways/{gw.type}/{gw.inbound_key}/status")
+
+    guarded(run)
+
+
+SYSTEM_ADMIN = "system administrator (CLI)"
+
+
+def _offered(gateway: str, project: Any) -> int:
+    """The id of the gateway named (by id or name) among those offered to ``project``."""
+    from casereach.gateways.models import GatewayShare
+
+    shares = GatewayShare.objects.filter(project=project)
+    found = (
+        shares.filter(gateway_id=int(gateway))
+        if gateway.isdigit() and len(gateway) < 19
+        else shares.filter(gateway__name_key=gateway.lower())
+    )
+    ids = list(found.values_list("gateway_id", flat=True))
+    if len(ids) != 1:
+        fail(
+            f"no gateway {gateway!r} is offered to project {project.name}"
+            if not ids
+            else f"several gateways named {gateway!r} are offered: give the id"
+        )
+    return int(ids[0])
+
+
+@gateway_app.command("accept")
+def gateway_accept(
+    gateway: Annotated[str, typer.Argument(help="Gateway id or name")],
+    project: Annotated[str, typer.Option("--project", help="The project it is offered to")],
+) -> None:
+    """Accept, for a project, a gateway another project offers it (system administrator)."""
+
+    def run() -> None:
+        from casereach.gateways.actions import do_accept_share
+
+        proj = _project(project)
+        gw = do_accept_share(_offered(gateway, proj), proj, by=SYSTEM_ADMIN)
+        typer.echo(f"project {proj.name} accepted gateway {gw.name} (id {gw.pk})")
+
+    guarded(run)
+
+
+@gateway_app.command("decline")
+def gateway_decline(
+    gateway: Annotated[str, typer.Argument(help="Gateway id or name")],
+    project: Annotated[str, typer.Option("--project", help="The project it is offered to")],
+) -> None:
+    """Decline a gateway offered to a project, or stop the project using it."""
+
+    def run() -> None:
+        from casereach.gateways.actions import do_decline_share
+
+        proj = _project(project)
+        gw_id = _offered(gateway, proj)
+        do_decline_share(gw_id, proj)
+        typer.echo(f"project {proj.name} declined gateway {gw_id}")
 
     guarded(run)
 

@@ -59,9 +59,9 @@ from casereach.messaging.models import (
     Message,
     MessagingEvent,
     MessagingSubEvent,
-    OptOut,
     SendAttempt,
 )
+from casereach.messaging.optouts import do_person_opt_out, gateway_scope, opted_out_pairs
 from casereach.messaging.windows import next_allowed
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
@@ -480,15 +480,9 @@ class Dispatcher:
             else {}
         )
         numbers = [r["phone_number"] for r in rows if r["phone_number"]]
-        opted = (
-            set(
-                OptOut.objects.filter(
-                    bulk.is_in("phone_number", numbers), opted_out=True
-                ).values_list("phone_number", flat=True)
-            )
-            if numbers
-            else set()
-        )
+        # Opted out in the sending project's scope, or for the gateway a message would use
+        # (known once it is routed, below): one query per chunk of numbers.
+        opted = opted_out_pairs(numbers, projects)
         batch = len(rows)
         sent_today: dict[int | None, int] = {
             pk: self._sent_today(p, settings[pk], at, batch) for pk, p in projects.items()
@@ -508,11 +502,8 @@ class Dispatcher:
             if row["contact_id"] and (contact is None or not contact["active"]):
                 job.action, job.error_code = "fail", "CONTACT_IS_INACTIVE"
                 continue
-            if (
-                row["channel"] == "sms"
-                and not row["allow_opted_out"]
-                and row["phone_number"] in opted
-            ):
+            check_opt_out = row["channel"] == "sms" and not row["allow_opted_out"]
+            if check_opt_out and opted.in_project(row["phone_number"], row["project_id"]):
                 job.action, job.error_code = "fail", "PHONE_NUMBER_OPTED_OUT"
                 continue
             reply = row["gateway_source"] == "inbound"  # answers a person who just wrote
@@ -566,6 +557,10 @@ class Dispatcher:
                     job.action, job.error_code = "fail", "NO_SUITABLE_GATEWAY"
                     continue
                 job.gateway, job.gateway_source = gw, "email"
+            gw_id = job.gateway.pk if job.gateway is not None else None
+            if check_opt_out and opted.refuses(row["phone_number"], None, gw_id):
+                job.action, job.error_code = "fail", "PHONE_NUMBER_OPTED_OUT"
+                continue
             sent_today[row["project_id"]] += 1
         # What this batch is about to send counts toward the kept daily counts from now on.
         for pk, count in sent_today.items():
@@ -784,7 +779,7 @@ class Dispatcher:
         queue_rows: list[tuple[Any, ...]] = []
         attempts: list[tuple[Any, ...]] = []
         circuit: dict[int, list[int]] = {}  # gateway → [successes, retryable failures]
-        opt_outs: list[str] = []
+        opt_outs: list[tuple[str, GatewayConfig]] = []
         final_ids: list[str] = []
         for j in jobs:
             if j.unsent:
@@ -903,8 +898,8 @@ class Dispatcher:
                 )
             )
             final_ids.append(mid)
-            if code == "PHONE_NUMBER_OPTED_OUT" and row["phone_number"]:
-                opt_outs.append(row["phone_number"])
+            if code == "PHONE_NUMBER_OPTED_OUT" and row["phone_number"] and j.gateway is not None:
+                opt_outs.append((row["phone_number"], j.gateway))
         with transaction.atomic():
             bulk.execute_many(
                 f"UPDATE {MSG_TABLE} SET provider_id = %s, sent_on = COALESCE(sent_on, %s), "
@@ -930,16 +925,8 @@ class Dispatcher:
                 queue_rows,
             )
             bulk.insert(ATTEMPT_TABLE, ATTEMPT_COLUMNS, attempts)
-            for number in opt_outs:
-                OptOut.objects.update_or_create(
-                    phone_number=number,
-                    defaults={
-                        "opted_out": True,
-                        "can_opt_in": False,  # the person's own STOP, told by the provider
-                        "changed_on": at,
-                        "source": "gateway",
-                    },
-                )
+            for number, gw in opt_outs:  # the person's own STOP, told by the provider
+                do_person_opt_out(number, gateway_scope(gw), source=f"gateway:{gw.name}")
             self._update_circuits(circuit, at)
             self._finish_log(final_ids, jobs)
 
