@@ -371,7 +371,7 @@ def gateway_add(
         str | None,
         typer.Option(
             "--shared-with",
-            help="Comma-separated projects; a system administrator's share is accepted at once",
+            help="Comma-separated projects it is offered to (each accepts: gateway accept)",
         ),
     ] = None,
     rate_limit: Annotated[
@@ -395,7 +395,6 @@ def gateway_add(
     def run() -> None:
         from casereach.core.requests import public_base_url
         from casereach.gateways.actions import (
-            do_accept_share,
             do_create_gateway,
             do_set_global_routes,
             do_set_routes,
@@ -405,8 +404,6 @@ def gateway_add(
 
         owner = _project(project) if project else None
         gw = do_create_gateway(owner, data)
-        for name in data.get("shared_with", []):
-            do_accept_share(gw.pk, _project(name), by=SYSTEM_ADMIN)
         if default and owner is not None:
             s = effective_settings(owner.settings)
             known = set(visible_gateways(owner).values_list("name_key", flat=True))
@@ -420,6 +417,8 @@ def gateway_add(
         typer.echo(f"gateway {gw.name} ({gw.type}) created with id {gw.pk}")
         typer.echo(f"  inbound URL: {base}/gateways/{gw.type}/{gw.inbound_key}/inbound")
         typer.echo(f"  status URL:  {base}/gateways/{gw.type}/{gw.inbound_key}/status")
+        for name in data.get("shared_with", []):
+            typer.echo(f"  offered to {name}: casereach gateway accept {gw.pk} --project {name}")
 
     guarded(run)
 
