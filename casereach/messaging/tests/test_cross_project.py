@@ -5,6 +5,7 @@ through the HTTP API or a gateway's inbound URL, as the audit did."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ from casereach.cases.models import Case
 from casereach.gateways.actions import do_create_gateway, do_set_global_routes
 from casereach.gateways.types.test.gateway import OUTBOX
 from casereach.messaging.dispatch import Dispatcher
+from casereach.projects.actions import do_create_web_user
+from casereach.projects.models import Project
 from casereach.testing.world import Api, case_body
 
 M = "/a/{project}/api/messaging/v1/"
@@ -307,3 +310,35 @@ def test_b_test_phone_on_a_global_test_gateway_acts_as_b_own_gateway(
     assert (201, "opt_out") == (r.status, r.body["action"])
     assert profile(api, a_cid)["opted_out"] is False
     assert [NUMBER] == [o["phone_number"] for o in other_api.get(B + "opt-outs").body["objects"]]
+
+
+def test_only_an_admin_of_the_receiving_project_accepts_by_session(
+    project: Project, other_api: Api
+) -> None:
+    b_gw = gateway(other_api, "B-SHARED", shared_with=["demo"])
+    do_create_web_user(project, "member", "member-password-1", admin=False)
+    do_create_web_user(project, "boss", "boss-password-1", admin=True)
+    accept = M.replace("{project}", "demo") + f"gateways/{b_gw['id']}/accept"
+    member = Client()
+    assert member.login(username="member", password="member-password-1")
+    r = member.post(accept)
+    assert 403 == r.status_code
+    assert "admin" in r.json()["error"]
+    boss = Client()
+    assert boss.login(username="boss", password="boss-password-1")
+    assert 200 == boss.post(accept).status_code
+
+
+def test_one_module_writes_the_opt_out_table() -> None:
+    """messaging.optouts is the only writer of OptOut (issue 15): no other module names the
+    model's manager or its table."""
+    root = Path(__file__).resolve().parents[2]
+    writers = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if "tests" not in path.parts
+        and "migrations" not in path.parts
+        and path.name != "optouts.py"
+        and ("OptOut.objects" in path.read_text() or "messaging_optout" in path.read_text())
+    )
+    assert [] == writers
