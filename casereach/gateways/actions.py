@@ -163,10 +163,16 @@ def _offer(gw: GatewayConfig, projects: list[Project]) -> None:
     )
 
 
+# Ids beyond a 64-bit key name no gateway (and would overflow the database's integer).
+MAX_ID = 2**63 - 1
+
+
 def do_accept_share(gw_id: int, project: Project, *, by: str) -> GatewayConfig:
     """``project`` accepts the gateway offered to it (its admin, or a system administrator
     through the CLI). Accepting again changes nothing. NotFound when no offer exists, so a
     project learns nothing about gateways not offered to it."""
+    if not 0 < gw_id <= MAX_ID:
+        raise NotFound(f"no gateway {gw_id} is offered to this project")
     with transaction.atomic():
         share = (
             GatewayShare.objects.select_for_update()
@@ -185,6 +191,8 @@ def do_accept_share(gw_id: int, project: Project, *, by: str) -> GatewayConfig:
 def do_decline_share(gw_id: int, project: Project) -> None:
     """``project`` declines an offer, or stops using a gateway it accepted: the share is
     removed (the owner may offer it again)."""
+    if not 0 < gw_id <= MAX_ID:
+        raise NotFound(f"no gateway {gw_id} is offered to this project")
     deleted, _ = GatewayShare.objects.filter(gateway_id=gw_id, project=project).delete()
     if not deleted:
         raise NotFound(f"no gateway {gw_id} is offered to this project")

@@ -224,6 +224,9 @@ def test_b_cannot_accept_or_decline_for_a_and_a_cannot_accept_what_is_not_offere
     assert 404 == other_api.post(B + f"gateways/{b_gw['id']}/accept").status  # not offered to B
     assert 404 == api.post(M + f"gateways/{b_private['id']}/accept").status
     assert 404 == api.post(M + "gateways/999999/decline").status
+    for huge in ("9223372036854775808", "99999999999999999999999"):
+        assert 404 == api.post(M + f"gateways/{huge}/accept").status
+        assert 404 == api.post(M + f"gateways/{huge}/decline").status
 
 
 def test_a_stop_through_an_accepted_gateway_applies_to_owner_and_acceptor(
