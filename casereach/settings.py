@@ -74,9 +74,7 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = os.environ.get("CASEREACH_DEBUG", "").lower() in {"1", "true", "yes", "on"}
-ALLOWED_HOSTS = [
-    h.strip() for h in os.environ.get("CASEREACH_ALLOWED_HOSTS", "*").split(",") if h.strip()
-]
+# ALLOWED_HOSTS: see the "network security" block at the end of this file.
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -169,15 +167,7 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {
-        "handlers": ["console"],
-        "level": os.environ.get("CASEREACH_LOG_LEVEL", "WARNING").upper(),
-    },
-}
+# LOGGING: see the "network security" block at the end of this file.
 
 
 # The server's own SMTP server (SPEC 4.1: email "with the project's SMTP settings or the
@@ -207,3 +197,92 @@ _SMTP_URL = os.environ.get("CASEREACH_SMTP_URL", "").strip()
 if _SMTP_URL:
     globals().update(_smtp_settings(_SMTP_URL))
 DEFAULT_FROM_EMAIL = os.environ.get("CASEREACH_EMAIL_FROM", "").strip() or "casereach@localhost"
+
+
+# --- network security (issue 15: allowed hosts, CSP, log masking) --------------------------
+# Host headers answered: CASEREACH_ALLOWED_HOSTS, else derived from CASEREACH_PUBLIC_URL and
+# the loopback names; `casereach serve` adds the address it listens on (core/hosts.py).
+from casereach.core.hosts import allowed_hosts as _allowed_hosts  # noqa: E402
+
+ALLOWED_HOSTS = _allowed_hosts()
+
+# Content-Security-Policy on every response (core/middleware.py).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "casereach.core.middleware.ContentSecurityPolicyMiddleware",
+)
+
+# Phone numbers are masked in every log line (core/masking.py): the filter sits on each
+# handler (so every logger's records are masked on output) and on Django's and waitress's
+# loggers (so their records are masked for any handler, e.g. pytest's caplog, too).
+_MASKED_LOGGERS = (
+    "django.request",
+    "django.server",
+    "django.security",
+    "django.security.DisallowedHost",
+    "waitress",
+    "casereach",
+)
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"mask_phone_numbers": {"()": "casereach.core.masking.MaskPhoneNumbers"}},
+    "formatters": {
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["mask_phone_numbers"]},
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["mask_phone_numbers"],
+        },
+    },
+    "loggers": {
+        **{name: {"filters": ["mask_phone_numbers"]} for name in _MASKED_LOGGERS},
+        "django.server": {
+            "handlers": ["django.server"],
+            "filters": ["mask_phone_numbers"],
+            "level": "INFO",
+            "propagate": False,
+        },
+    },
+    "root": {
+        "handlers": ["console"],
+        "level": os.environ.get("CASEREACH_LOG_LEVEL", "WARNING").upper(),
+    },
+}
+# --- end network security ------------------------------------------------------------------
+
+
+# --- Login throttling (django-axes; issue 15 item 9) -------------------------------------
+# CASEREACH_LOGIN_FAILURES wrong passwords for one username, or from one client address, lock
+# web logins for CASEREACH_LOGIN_LOCKOUT_MINUTES (the right password is refused meanwhile).
+# The client address is REMOTE_ADDR, or the last value of CASEREACH_CLIENT_IP_HEADER (e.g.
+# X-Forwarded-For) behind a reverse proxy; bad API keys are throttled per the same address.
+def _positive(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, "").strip() or default))
+    except ValueError:
+        return default
+
+
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # axes wants to be last
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _positive("CASEREACH_LOGIN_FAILURES", 10)
+AXES_COOLOFF_TIME = _positive("CASEREACH_LOGIN_LOCKOUT_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "web/locked.html"
+AXES_CLIENT_IP_CALLABLE = "casereach.projects.auth.client_address"
+AXES_VERBOSE = False
+CASEREACH_CLIENT_IP_HEADER = os.environ.get("CASEREACH_CLIENT_IP_HEADER", "").strip()
+# --- end of login throttling --------------------------------------------------------------

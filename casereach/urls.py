@@ -34,6 +34,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def prometheus(request: HttpRequest) -> HttpResponse:
+    refused = metrics.access(request.META)
+    if refused is not None:
+        status, message = refused
+        response = JsonResponse({"error": message, "detail": None}, status=status)
+        if status == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 

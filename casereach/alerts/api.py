@@ -26,7 +26,8 @@ from casereach.core.errors import BadRequest, NotFound
 from casereach.core.openapi import ApiError, OpenSchema, query_param
 from casereach.core.requests import json_object
 from casereach.core.timeutil import iso
-from casereach.projects.auth import project_for
+from casereach.projects.auth import project_for, requires
+from casereach.projects.models import Role
 
 router = Router(tags=["alerts"])
 BASE = "/a/{project}/api/messaging/v1"
@@ -452,6 +453,7 @@ def serialize_alert(alert: Alert, *, full: bool = True) -> dict[str, Any]:
     response={200: AlertList, **ERRORS},
     openapi_extra=LIST_QUERY,
 )
+@requires(Role.VIEWER)
 def alerts_list(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     qs = Alert.objects.filter(project=proj).order_by("id")
@@ -471,6 +473,7 @@ def alerts_list(request: HttpRequest, project: str) -> JsonResponse:
     response={201: AlertOut, **ERRORS},
     openapi_extra=ALERT_BODY,
 )
+@requires(Role.MEMBER)
 def alerts_create(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     alert = do_create_alert(proj, json_object(request))
@@ -484,6 +487,7 @@ def alerts_create(request: HttpRequest, project: str) -> JsonResponse:
     summary="One alert",
     response={200: AlertOut, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.VIEWER)
 def alerts_get(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     proj = project_for(request, project)
     return JsonResponse(serialize_alert(get_alert(proj, alert_id)))
@@ -497,6 +501,7 @@ def alerts_get(request: HttpRequest, project: str, alert_id: int) -> JsonRespons
     response={200: AlertOut, **ERRORS, **NOT_FOUND},
     openapi_extra=PATCH_BODY,
 )
+@requires(Role.MEMBER)
 def alerts_update(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     proj = project_for(request, project)
     alert = do_update_alert(get_alert(proj, alert_id), json_object(request))
@@ -511,6 +516,7 @@ def alerts_update(request: HttpRequest, project: str, alert_id: int) -> JsonResp
     response={200: AlertOut, **ERRORS, **NOT_FOUND},
     openapi_extra=PATCH_BODY,
 )
+@requires(Role.MEMBER)
 def alerts_patch(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     return alerts_update(request, project, alert_id)
 
@@ -522,6 +528,7 @@ def alerts_patch(request: HttpRequest, project: str, alert_id: int) -> JsonRespo
     summary="Delete",
     response={204: None, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.MEMBER)
 def alerts_delete(request: HttpRequest, project: str, alert_id: int) -> HttpResponse:
     proj = project_for(request, project)
     do_delete_alert(get_alert(proj, alert_id))
@@ -535,6 +542,7 @@ def alerts_delete(request: HttpRequest, project: str, alert_id: int) -> HttpResp
     summary="Activate: evaluate every candidate recipient (progress in the alert's progress)",
     response={200: AlertOut, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.MEMBER)
 def alerts_activate(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     proj = project_for(request, project)
     return JsonResponse(serialize_alert(do_activate(get_alert(proj, alert_id))))
@@ -547,6 +555,7 @@ def alerts_activate(request: HttpRequest, project: str, alert_id: int) -> JsonRe
     summary="Deactivate: nothing more is sent",
     response={200: AlertOut, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.MEMBER)
 def alerts_deactivate(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     proj = project_for(request, project)
     return JsonResponse(serialize_alert(do_deactivate(get_alert(proj, alert_id))))
@@ -561,6 +570,7 @@ def alerts_deactivate(request: HttpRequest, project: str, alert_id: int) -> Json
     openapi_extra=DRY_RUN_QUERY,
     by_alias=True,
 )
+@requires(Role.VIEWER)
 def alerts_dry_run(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     proj = project_for(request, project)
     try:
@@ -580,6 +590,7 @@ def alerts_dry_run(request: HttpRequest, project: str, alert_id: int) -> JsonRes
     response={200: UpcomingList, **ERRORS, **NOT_FOUND},
     openapi_extra=UPCOMING_QUERY,
 )
+@requires(Role.VIEWER)
 def contact_upcoming(request: HttpRequest, project: str, contact_id: str) -> JsonResponse:
     proj = project_for(request, project)
     try:

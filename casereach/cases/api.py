@@ -31,7 +31,8 @@ from casereach.core.errors import BadRequest, NotFound
 from casereach.core.openapi import DATE_TIME, ApiError, OpenSchema
 from casereach.core.requests import json_body
 from casereach.core.timeutil import json_z
-from casereach.projects.auth import principal_of, project_for
+from casereach.projects.auth import principal_of, project_for, requires
+from casereach.projects.models import Role
 
 router = Router(tags=["cases (CommCare Case API v2)"])
 V2 = "/a/{project}/api/case/v2"
@@ -223,6 +224,7 @@ def _write(
     summary="List cases",
     response={200: CaseListOut, **ERRORS},
 )
+@requires(Role.VIEWER)
 def case_list(request: HttpRequest, project: str) -> JsonResponse:
     """Cursor-paged list, ordered by ``indexed_on`` then ``case_id``."""
     proj = project_for(request, project)
@@ -278,6 +280,7 @@ def case_list(request: HttpRequest, project: str) -> JsonResponse:
     response={200: CaseWriteOut, **ERRORS},
     openapi_extra=OBJECT_OR_ARRAY,
 )
+@requires(Role.MEMBER)
 def case_create(request: HttpRequest, project: str) -> JsonResponse:
     return _write(request, project, json_body(request))
 
@@ -290,6 +293,7 @@ def case_create(request: HttpRequest, project: str) -> JsonResponse:
     response={200: CaseWriteOut, **ERRORS},
     openapi_extra=OBJECT_OR_ARRAY,
 )
+@requires(Role.MEMBER)
 def case_put_root(request: HttpRequest, project: str) -> JsonResponse:
     return _write(request, project, json_body(request))
 
@@ -317,6 +321,7 @@ def case_put_root(request: HttpRequest, project: str) -> JsonResponse:
         }
     },
 )
+@requires(Role.VIEWER)
 def case_bulk_fetch(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     body = json_body(request)
@@ -348,6 +353,7 @@ def case_bulk_fetch(request: HttpRequest, project: str) -> JsonResponse:
     summary="Get a case by external id",
     response={200: CaseV2, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.VIEWER)
 def case_get_ext(request: HttpRequest, project: str, external_id: str) -> JsonResponse:
     proj = project_for(request, project)
     return JsonResponse(_out(request, get_case_by_external_id(proj, external_id), proj.name))
@@ -361,6 +367,7 @@ def case_get_ext(request: HttpRequest, project: str, external_id: str) -> JsonRe
     response={200: CaseWriteOut, **ERRORS},
     openapi_extra=OBJECT_BODY,
 )
+@requires(Role.MEMBER)
 def case_upsert_ext(request: HttpRequest, project: str, external_id: str) -> JsonResponse:
     return _write(request, project, json_body(request), ext_upsert=external_id)
 
@@ -393,6 +400,7 @@ def _delete(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     summary="Get one case, or several by comma-separated ids",
     response={200: CaseV2 | CaseBulkOut, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.VIEWER)
 def case_get(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return _get_one_or_many(request, project, case_id)
 
@@ -405,6 +413,7 @@ def case_get(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     response={200: CaseWriteOut, **ERRORS},
     openapi_extra=OBJECT_BODY,
 )
+@requires(Role.MEMBER)
 def case_update(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return _write(request, project, json_body(request), path_case_id=case_id)
 
@@ -416,21 +425,25 @@ def case_update(request: HttpRequest, project: str, case_id: str) -> JsonRespons
     summary="Soft-delete one case (casereach extension)",
     response={200: CaseDeleted, **AUTH_ERRORS, **NOT_FOUND},
 )
+@requires(Role.MEMBER)
 def case_delete(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return _delete(request, project, case_id)
 
 
 @router.api_operation(["GET"], V2 + "/{case_id}/", include_in_schema=False)
+@requires(Role.VIEWER)
 def case_get_slash(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return _get_one_or_many(request, project, case_id)
 
 
 @router.api_operation(["PUT"], V2 + "/{case_id}/", include_in_schema=False)
+@requires(Role.MEMBER)
 def case_update_slash(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return _write(request, project, json_body(request), path_case_id=case_id)
 
 
 @router.api_operation(["DELETE"], V2 + "/{case_id}/", include_in_schema=False)
+@requires(Role.MEMBER)
 def case_delete_slash(request: HttpRequest, project: str, case_id: str) -> JsonResponse:
     return _delete(request, project, case_id)
 

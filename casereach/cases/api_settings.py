@@ -20,8 +20,8 @@ from casereach.core.errors import BadRequest
 from casereach.core.openapi import AUTH_RESPONSES, json_error, json_ok
 from casereach.core.requests import parse_json
 from casereach.projects.actions import do_update_settings
-from casereach.projects.auth import project_for
-from casereach.projects.models import Project
+from casereach.projects.auth import project_for, requires
+from casereach.projects.models import Project, Role
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
 
 router = Router(tags=["settings (messaging v1)"])
@@ -129,6 +129,7 @@ CHANGE_DOC: dict[str, Any] = {
     summary="Every project setting, with defaults filled in",
     openapi_extra=GET_DOC,
 )
+@requires(Role.VIEWER)
 def get_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     proj = project_for(request, project)
     return effective_settings(proj.settings).model_dump(mode="json")
@@ -141,6 +142,7 @@ def get_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     summary="Change some or all project settings",
     openapi_extra=CHANGE_DOC,
 )
+@requires(Role.ADMIN)
 def put_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     proj = project_for(request, project)
     settings, _ = do_change_settings(proj, _json_object(request))
@@ -154,5 +156,6 @@ def put_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     summary="Change some project settings (the same as PUT: both are partial)",
     openapi_extra=CHANGE_DOC,
 )
+@requires(Role.ADMIN)
 def patch_settings(request: HttpRequest, project: str) -> dict[str, Any]:
     return put_settings(request, project)

@@ -24,8 +24,8 @@ from casereach.cases.queries import MAX_LIST, live_cases
 from casereach.cases.serializers import serialize_v05
 from casereach.core.errors import BadRequest
 from casereach.core.openapi import AUTH_RESPONSES, HQ_ERROR_SCHEMA, json_error, json_ok, query_param
-from casereach.projects.auth import project_for
-from casereach.projects.models import Project
+from casereach.projects.auth import project_for, requires
+from casereach.projects.models import Project, Role
 
 router = Router(tags=["cases (CommCare v0.5 case list)"])
 
@@ -319,6 +319,7 @@ DETAIL_DOC: dict[str, Any] = {
     summary="List cases (CommCare v0.5, used by commcare-export)",
     openapi_extra=LIST_DOC,
 )
+@requires(Role.VIEWER)
 def case_v05_list(request: HttpRequest, project: str) -> JsonResponse:
     """Any parameter not listed filters on the custom property of that name."""
     return _list(request, project)
@@ -331,15 +332,18 @@ def case_v05_list(request: HttpRequest, project: str) -> JsonResponse:
     summary="Get one case (CommCare v0.5 shape)",
     openapi_extra=DETAIL_DOC,
 )
+@requires(Role.VIEWER)
 def case_v05_get(request: HttpRequest, project: str, case_id: str) -> HttpResponse:
     return _detail(request, project, case_id)
 
 
 @router.api_operation(["GET"], V1 + "/", include_in_schema=False)
+@requires(Role.VIEWER)
 def case_v1_list(request: HttpRequest, project: str) -> JsonResponse:
     return _list(request, project)
 
 
 @router.api_operation(["GET"], V1 + "/{case_id}/", include_in_schema=False)
+@requires(Role.VIEWER)
 def case_v1_get(request: HttpRequest, project: str, case_id: str) -> HttpResponse:
     return _detail(request, project, case_id)

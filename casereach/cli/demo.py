@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
 from casereach.cases.actions import do_apply_case_changes
 from casereach.cases.changes import CaseChange
 from casereach.cases.models import Case
@@ -11,8 +17,13 @@ from casereach.gateways.models import GatewayConfig
 from casereach.messaging.actions import SendRequest, do_send
 from casereach.messaging.inbound import do_receive, do_save_keyword
 from casereach.messaging.models import Message
-from casereach.projects.actions import do_create_api_key, do_create_project
+from casereach.projects.actions import (
+    do_create_api_key,
+    do_create_project,
+    do_revoke_other_api_keys,
+)
 from casereach.projects.models import Project
+from casereach.projects.queries import find_api_key
 from casereach.workers.actions import do_create_worker
 from casereach.workers.models import MobileWorker
 
@@ -93,8 +104,58 @@ DEMO_CASES: list[tuple[str, str, dict[str, str]]] = [
 ]
 
 
-def load_demo() -> tuple[str, str]:
-    """Create (or refresh) the demo project; returns (username, new API key)."""
+@dataclass(frozen=True)
+class DemoKey:
+    """The demo's API key and what happened to get it."""
+
+    username: str
+    key: str
+    reused: bool  # the key kept from the last run still works
+    revoked: int  # earlier demo keys switched off because a new one was made
+    path: Path  # where the key is kept between runs
+
+    def describe(self) -> str:
+        if self.reused:
+            return f"reused, kept in {self.path}"
+        note = f"new, kept in {self.path}"
+        if self.revoked:
+            note += f"; {self.revoked} earlier demo key(s) revoked"
+        return note
+
+
+def demo_key_path() -> Path:
+    """Beside the SQLite file (like the secret key), else in the home folder."""
+    db = settings.DATABASES["default"]
+    if str(db["ENGINE"]).endswith("sqlite3"):
+        return Path(str(db["NAME"]) + ".demo-key")
+    return Path.home() / f".casereach-demo-key-{db.get('NAME') or 'casereach'}"
+
+
+def _demo_key(project: Project) -> DemoKey:
+    """Reuse the key of the last run while it is still active; otherwise make one, revoke the
+    demo user's other keys (so keys never pile up) and keep the new one for the next run."""
+    path = demo_key_path()
+    try:
+        kept = path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        kept = ""
+    found = find_api_key(DEMO_USER, kept) if kept else None
+    if found is not None and found.project_id == project.pk:
+        return DemoKey(DEMO_USER, kept, reused=True, revoked=0, path=path)
+    key = do_create_api_key(project, DEMO_USER)
+    revoked = do_revoke_other_api_keys(project, DEMO_USER, keep=key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key + "\n")
+    except OSError:
+        pass  # the key is still printed; the next run makes (and revokes) again
+    return DemoKey(DEMO_USER, key, reused=False, revoked=revoked, path=path)
+
+
+def load_demo() -> DemoKey:
+    """Create (or refresh) the demo project; returns its API key (reused or new)."""
     project = Project.objects.filter(name="demo").first()
     if project is None:
         project = do_create_project("demo", time_zone="Africa/Nairobi", languages=["en", "sw"])
@@ -127,7 +188,7 @@ def load_demo() -> tuple[str, str]:
             },
         )
     _demo_messaging(project)
-    return DEMO_USER, do_create_api_key(project, DEMO_USER)
+    return _demo_key(project)
 
 
 def _demo_messaging(project: Project) -> None:

@@ -9,9 +9,12 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from casereach.cli.demo import DemoKey
 
 app = typer.Typer(
     help="casereach: cases as messaging contacts.",
@@ -129,6 +132,9 @@ def _serve(
         loops = BackgroundLoops(extra=[("scheduler", fire_due)])
     except ValueError as exc:  # a bad CASEREACH_DISPATCH_* value
         fail(str(exc))
+    from casereach.core.hosts import allow_bind_address
+
+    allow_bind_address(host)  # Host headers naming the listening address are answered
     server = create_server(application, host=host, port=port, threads=threads, ident="casereach")
     url = f"http://{host}:{server.effective_port}"  # type: ignore[union-attr]
 
@@ -169,7 +175,7 @@ def demo(
 ) -> None:
     """Initialise the database, load a demo project, then serve it."""
 
-    def run() -> tuple[str, str]:
+    def run() -> DemoKey:
         from django.core.management import call_command
 
         from casereach.cli.demo import load_demo
@@ -177,8 +183,10 @@ def demo(
         call_command("migrate", interactive=False, verbosity=0)
         return load_demo()
 
-    username, key = guarded(run)
+    demo_key = guarded(run)
+    username, key = demo_key.username, demo_key.key
     if no_serve:
+        typer.echo(f"API key ({demo_key.describe()}):")
         typer.echo(f"API key: ApiKey {username}:{key}")
         return
 
@@ -188,6 +196,7 @@ def demo(
             f"  try: curl -H 'Authorization: ApiKey {username}:{key}' {url}/a/demo/api/case/v2/"
         )
         typer.echo(f"  API docs: {url}/api/docs")
+        typer.echo(f"  API key {demo_key.describe()}")
         typer.echo(f"API key: ApiKey {username}:{key}")
 
     _serve(host, port, 8, banner)
@@ -286,21 +295,74 @@ def project_create(
     guarded(run)
 
 
+_ROLE_HELP = "admin, member or viewer"
+
+
 @apikey_app.command("create")
 def apikey_create(
     project: Annotated[str, typer.Option("--project", help="Project name")],
     username: Annotated[str, typer.Option("--username", help="Who the key is for")],
+    role: Annotated[
+        str | None,
+        typer.Option("--role", help=f"{_ROLE_HELP}: for an owner not yet a member (default admin)"),
+    ] = None,
 ) -> None:
-    """Create an API key; the key alone is the last line of stdout (shown once)."""
+    """Create an API key; the key alone is the last line of stdout (shown once). The key acts
+    with its owner's role in the project."""
 
     def run() -> None:
-        from casereach.projects.actions import do_create_api_key
+        from casereach.projects.actions import do_create_api_key, parse_role
 
-        key = do_create_api_key(_project(project), username)
+        key = do_create_api_key(
+            _project(project), username, role=parse_role(role) if role is not None else None
+        )
         typer.echo(
             f"API key for {username} on {project} (use 'Authorization: ApiKey {username}:<key>'):"
         )
         typer.echo(key)
+
+    guarded(run)
+
+
+@apikey_app.command("list")
+def apikey_list(
+    project: Annotated[str, typer.Option("--project", help="Project name")],
+    username: Annotated[str | None, typer.Option("--username", help="Only this owner's")] = None,
+) -> None:
+    """List a project's API keys: prefix, owner, owner's role, state, created (never the key)."""
+
+    def run() -> None:
+        from casereach.projects.queries import list_api_keys
+
+        rows = list_api_keys(_project(project), username=username)
+        typer.echo("prefix    username  role  state  created")
+        for row in rows:
+            typer.echo(
+                f"{row.prefix}  {row.username}  {row.role or '-'}  {row.state}  "
+                f"{row.created_on.isoformat(timespec='seconds')}"
+            )
+
+    guarded(run)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    project: Annotated[str, typer.Option("--project", help="Project name")],
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", help="The key's first 8 characters")
+    ] = None,
+    username: Annotated[
+        str | None, typer.Option("--username", help="Revoke every key of this owner")
+    ] = None,
+) -> None:
+    """Revoke one key (by --prefix) or all of an owner's keys (--username); they get 401."""
+
+    def run() -> None:
+        from casereach.projects.actions import do_revoke_api_keys
+
+        revoked = do_revoke_api_keys(_project(project), prefix=prefix, username=username)
+        for key in revoked:
+            typer.echo(f"revoked API key {key.prefix} of {key.username} on {project}")
 
     guarded(run)
 
@@ -312,9 +374,14 @@ def user_create(
     password: Annotated[
         str | None, typer.Option("--password", help="Or CASEREACH_PASSWORD, or a prompt")
     ] = None,
-    admin: Annotated[bool, typer.Option("--admin", help="Project administrator")] = False,
+    role: Annotated[
+        str | None, typer.Option("--role", help=f"{_ROLE_HELP} (a new member: member)")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Same as --role admin")] = False,
 ) -> None:
-    """Create a web user (for the UI) with access to a project."""
+    """Create a web user (for the UI) with a role in a project."""
+    if admin and role is not None and role.strip().lower() != "admin":
+        fail(f"--admin contradicts --role {role}")
     secret = password or os.environ.get("CASEREACH_PASSWORD")
     if not secret:
         if not sys.stdin.isatty():
@@ -322,11 +389,29 @@ def user_create(
         secret = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
     def run() -> None:
-        from casereach.projects.actions import do_create_web_user
+        from casereach.projects.actions import do_create_web_user, parse_role
 
         assert secret is not None
-        do_create_web_user(_project(project), username, secret, admin=admin)
-        typer.echo(f"web user {username} can use project {project}" + (" (admin)" if admin else ""))
+        wanted = parse_role("admin") if admin else parse_role(role) if role is not None else None
+        membership = do_create_web_user(_project(project), username, secret, role=wanted)
+        typer.echo(f"web user {username} can use project {project} ({membership.role})")
+
+    guarded(run)
+
+
+@user_app.command("role")
+def user_role(
+    project: Annotated[str, typer.Option("--project", help="Project name")],
+    username: Annotated[str, typer.Option("--username")],
+    role: Annotated[str, typer.Option("--role", help=_ROLE_HELP)],
+) -> None:
+    """Change a member's role in a project (their API keys act with it at once)."""
+
+    def run() -> None:
+        from casereach.projects.actions import do_set_role, parse_role
+
+        do_set_role(_project(project), username, parse_role(role))
+        typer.echo(f"{username} is now {parse_role(role).value} in {project}")
 
     guarded(run)
 

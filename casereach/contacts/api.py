@@ -23,7 +23,8 @@ from casereach.contacts.queries import (
 )
 from casereach.core.errors import BadRequest
 from casereach.core.openapi import AUTH_RESPONSES, json_error, json_ok
-from casereach.projects.auth import project_for
+from casereach.projects.auth import project_for, requires
+from casereach.projects.models import Role
 
 router = Router(tags=["contacts (messaging v1)"])
 V1 = "/a/{project}/api/messaging/v1"
@@ -141,6 +142,7 @@ class TransferIn(Schema):
     summary="The effective messaging profile of a case or mobile worker",
     openapi_extra=PROFILE_DOC,
 )
+@requires(Role.VIEWER)
 def get_contact(request: HttpRequest, project: str, contact_id: str) -> dict[str, Any]:
     proj = project_for(request, project)
     return contact_profile(proj, contact_id)
@@ -152,6 +154,7 @@ def get_contact(request: HttpRequest, project: str, contact_id: str) -> dict[str
     summary="This project's phone entries, filtered by number and two-way status",
     openapi_extra=PHONE_NUMBERS_DOC,
 )
+@requires(Role.VIEWER)
 def list_phone_numbers(
     request: HttpRequest, project: str, filters: Query[PhoneNumberFilters]
 ) -> dict[str, Any]:
@@ -195,6 +198,7 @@ def list_phone_numbers(
     summary="Move two-way ownership of a number to one of this project's contacts",
     openapi_extra=TRANSFER_DOC,
 )
+@requires(Role.ADMIN)
 def transfer_phone_number(
     request: HttpRequest, project: str, number: str, body: TransferIn
 ) -> dict[str, Any]:
@@ -221,6 +225,7 @@ def _wants_csv(request: HttpRequest) -> bool:
     summary="Every contact with a warning (JSON, or CSV with ?format=csv / Accept: text/csv)",
     openapi_extra=DATA_QUALITY_DOC,
 )
+@requires(Role.VIEWER)
 def get_data_quality(request: HttpRequest, project: str) -> Any:
     proj = project_for(request, project)
     rows = data_quality(proj)

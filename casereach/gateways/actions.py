@@ -31,15 +31,12 @@ def _validate_config(
     if not isinstance(config, dict):
         raise BadRequest("config must be an object")
     cls = gateway_class(gw_type)
-    merged = {**existing_secrets, **config}
+    merged = cls.restore_secrets(config, existing_secrets)
     try:
         validated = cls.config_model.model_validate(merged)
     except ValidationError as exc:
         raise BadRequest(f"invalid {gw_type} gateway config: {validation_message(exc)}") from None
-    dumped = validated.model_dump(mode="json", exclude_unset=False)
-    secret = {k: v for k, v in dumped.items() if k in cls.secret_fields and v not in (None, "")}
-    public = {k: v for k, v in dumped.items() if k not in cls.secret_fields}
-    return public, secret
+    return cls.split_secrets(validated.model_dump(mode="json", exclude_unset=False))
 
 
 def _shared(names: Any, owner: Project | None) -> list[Project]:

@@ -25,8 +25,8 @@ from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import share_offers, visible_gateways
 from casereach.gateways.registry import available_types, gateway_class
-from casereach.projects.auth import Forbidden, principal_of, project_for
-from casereach.projects.models import Membership, Project
+from casereach.projects.auth import principal_of, project_for, requires
+from casereach.projects.models import Project, Role
 from casereach.projects.settings_schema import effective_settings
 
 router = Router(tags=["gateways and routes"])
@@ -211,7 +211,7 @@ def serialize_gateway(request: HttpRequest, gw: GatewayConfig, project: Project)
             for sh in shares
         ]
         cls = gateway_class(gw.type)
-        out["config"] = gw.config
+        out["config"] = cls.public_config(gw.config)
         stored = decrypt_json(gw.secrets) if gw.secrets else {}
         out["secrets_set"] = sorted(k for k in cls.secret_fields if stored.get(k))
         out.update(gateway_urls(request, gw))
@@ -232,6 +232,7 @@ def _own(project: Project, gateway_id: int) -> GatewayConfig:
     summary="List gateways",
     response={200: GatewayList, **AUTH_ERRORS},
 )
+@requires(Role.VIEWER)
 def gateways_list(request: HttpRequest, project: str) -> JsonResponse:
     """Gateways this project may use: its own (with config and callback URLs), shared, global."""
     proj = project_for(request, project)
@@ -252,6 +253,7 @@ def gateways_list(request: HttpRequest, project: str) -> JsonResponse:
     response={201: GatewayOut, **ERRORS, **CONFLICT},
     openapi_extra=GATEWAY_BODY,
 )
+@requires(Role.ADMIN)
 def gateways_create(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     gw = do_create_gateway(proj, json_body(request))
@@ -265,6 +267,7 @@ def gateways_create(request: HttpRequest, project: str) -> JsonResponse:
     summary="Get a gateway",
     response={200: GatewayOut, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.VIEWER)
 def gateways_get(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
     gw = visible_gateways(proj).filter(pk=gateway_id).first()
@@ -281,6 +284,7 @@ def gateways_get(request: HttpRequest, project: str, gateway_id: int) -> JsonRes
     response={200: GatewayOut, **ERRORS, **NOT_FOUND, **CONFLICT},
     openapi_extra=GATEWAY_BODY,
 )
+@requires(Role.ADMIN)
 def gateways_update(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
     gw = do_update_gateway(_own(proj, gateway_id), json_body(request))
@@ -294,23 +298,12 @@ def gateways_update(request: HttpRequest, project: str, gateway_id: int) -> Json
     summary="Delete a gateway",
     response={200: GatewayDeleted, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.ADMIN)
 def gateways_delete(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
     gw = _own(proj, gateway_id)
     do_delete_gateway(gw)
     return JsonResponse({"id": gateway_id, "deleted": True})
-
-
-def require_admin(request: HttpRequest, project: Project) -> None:
-    """403 unless the caller administers ``project``. The one place gateway sharing checks
-    it: today an API key acts as its project's admin and a web user needs ``is_admin``."""
-    principal = principal_of(request)
-    if principal.key_id is not None:
-        return
-    if not Membership.objects.filter(
-        user_id=principal.user_id or 0, project=project, is_admin=True
-    ).exists():
-        raise Forbidden("only a project admin may accept or decline a shared gateway")
 
 
 @router.api_operation(
@@ -320,6 +313,7 @@ def require_admin(request: HttpRequest, project: Project) -> None:
     summary="Gateways other projects offer to this one, not yet accepted",
     response={200: OfferList, **AUTH_ERRORS},
 )
+@requires(Role.VIEWER)
 def gateway_offers_list(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     rows = [
@@ -342,11 +336,11 @@ def gateway_offers_list(request: HttpRequest, project: str) -> JsonResponse:
     summary="Accept a gateway another project offers (admin)",
     response={200: GatewayOut, **AUTH_ERRORS, **NOT_FOUND},
 )
+@requires(Role.ADMIN)
 def gateways_accept(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     """From now on the project sees the gateway, may route through it, and its contacts are
     matched by SMS received on it (and a STOP received on it applies to the project)."""
     proj = project_for(request, project)
-    require_admin(request, proj)
     gw = do_accept_share(gateway_id, proj, by=principal_of(request).username)
     gw = GatewayConfig.objects.select_related("project").get(pk=gw.pk)
     return JsonResponse(serialize_gateway(request, gw, proj))
@@ -359,9 +353,9 @@ def gateways_accept(request: HttpRequest, project: str, gateway_id: int) -> Json
     summary="Decline a gateway offered to this project, or stop using one accepted (admin)",
     response={200: Declined, **AUTH_ERRORS, **NOT_FOUND},
 )
+@requires(Role.ADMIN)
 def gateways_decline(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
-    require_admin(request, proj)
     do_decline_share(gateway_id, proj)
     return JsonResponse({"id": gateway_id, "declined": True})
 
@@ -373,6 +367,7 @@ def gateways_decline(request: HttpRequest, project: str, gateway_id: int) -> Jso
     summary="Gateway types and their config fields",
     response={200: GatewayTypeList, **AUTH_ERRORS},
 )
+@requires(Role.VIEWER)
 def gateway_types(request: HttpRequest, project: str) -> JsonResponse:
     project_for(request, project)
     return JsonResponse(
@@ -406,6 +401,7 @@ def _routes_body(proj: Project) -> dict[str, Any]:
     summary="Prefix routes and default gateway",
     response={200: RoutesOut, **AUTH_ERRORS},
 )
+@requires(Role.VIEWER)
 def routes_get(request: HttpRequest, project: str) -> JsonResponse:
     return JsonResponse(_routes_body(project_for(request, project)))
 
@@ -418,6 +414,7 @@ def routes_get(request: HttpRequest, project: str) -> JsonResponse:
     response={200: RoutesOut, **ERRORS},
     openapi_extra=ROUTES_BODY,
 )
+@requires(Role.ADMIN)
 def routes_put(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     known = set(visible_gateways(proj).values_list("name_key", flat=True))

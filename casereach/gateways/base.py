@@ -24,6 +24,10 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import BaseModel
 
+# What an API or form shows in place of a write-only value kept inside another field (a secret
+# header or param); sent back unchanged (or blank, or left out), it keeps the stored value.
+SECRET_MARK = "***"  # noqa: S105 (a placeholder shown instead of a secret, not one)
+
 # Error codes a gateway may raise (a subset of SPEC 4.4; never invent new ones in a type).
 INVALID_DESTINATION_NUMBER = "INVALID_DESTINATION_NUMBER"
 MESSAGE_TOO_LONG = "MESSAGE_TOO_LONG"
@@ -149,6 +153,27 @@ class Gateway(ABC):
         self.http = http
         # The masked request/response of the last send, for the message's attempt log.
         self.last_exchange: Exchange | None = None
+
+    @classmethod
+    def split_secrets(cls, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A validated config as (what may be shown and stored in clear, what is stored
+        encrypted and never returned). Types whose secrets sit inside other fields extend it."""
+        public = {k: v for k, v in config.items() if k not in cls.secret_fields}
+        secret = {k: v for k, v in config.items() if k in cls.secret_fields and v not in (None, "")}
+        return public, secret
+
+    @classmethod
+    def restore_secrets(
+        cls, config: Mapping[str, Any], stored: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``config`` with the stored secrets put back where it leaves them out (or, for
+        secrets inside other fields, gives them as ``SECRET_MARK`` or blank)."""
+        return {**stored, **config}
+
+    @classmethod
+    def public_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A stored config as it may be shown: secret values replaced by ``SECRET_MARK``."""
+        return {k: v for k, v in config.items() if k not in cls.secret_fields}
 
     def secret_values(self) -> list[str]:
         """Values that must never reach a log (types with config-dependent secrets extend)."""

@@ -4,13 +4,14 @@ Shared by the ``http``, ``twilio`` and ``africastalking`` types so that they agr
 
 * **where** a gateway may send: ``http``/``https`` URLs only; private, loopback and link-local
   addresses are allowed unless the operator sets ``CASEREACH_GATEWAY_ALLOW_PRIVATE`` to
-  ``0``/``false``/``no``/``off`` (checked when the config is validated *and* before each send);
+  ``0``/``false``/``no``/``off`` (see ``addresses``: checked when the config is validated, and
+  at connect time on the one address the name resolved to, which is the address connected to);
 * **how long** to wait: ``timeout_s`` from the gateway config, applied per request so that an
   injected client cannot silently wait longer;
 * **which failures retry**::
 
       transport failure
-      ├── UnsupportedProtocol                            permanent (a config problem)
+      ├── UnsupportedProtocol, RefusedConnect            permanent (a config problem)
       ├── ConnectError / ConnectTimeout / PoolTimeout    retryable, outcome known (never sent)
       └── ReadTimeout / WriteTimeout / RemoteProtocolError / ReadError
                                                           retryable, outcome_unknown=True
@@ -24,11 +25,8 @@ Shared by the ``http``, ``twilio`` and ``africastalking`` types so that they agr
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime
@@ -37,11 +35,12 @@ from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
 
 import httpx
 
+from casereach.gateways import addresses
+from casereach.gateways.addresses import ALLOW_PRIVATE_ENV as ALLOW_PRIVATE_ENV
 from casereach.gateways.base import GATEWAY_ERROR, Exchange, GatewayError
 from casereach.gateways.masking import mask_text
 from casereach.gateways.wire import WireError
 
-ALLOW_PRIVATE_ENV = "CASEREACH_GATEWAY_ALLOW_PRIVATE"
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 120.0
 MAX_LOGGED_BODY = 4000
@@ -49,61 +48,18 @@ MAX_LOGGED_BODY = 4000
 # Header names whose values are always hidden in the exchange log, whatever the config says.
 ALWAYS_REDACTED_HEADERS = frozenset({"authorization", "proxy-authorization", "apikey", "x-api-key"})
 
-_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
-
 log = logging.getLogger("casereach.gateways")
 
 
 # --- where -------------------------------------------------------------------------------------
 
 
-class UnresolvableHost(ValueError):
-    """The host did not resolve while private addresses are forbidden (maybe DNS is down)."""
-
-
 def private_addresses_allowed() -> bool:
     """Whether gateway URLs may point at private/loopback/link-local addresses (default yes)."""
-    return os.environ.get(ALLOW_PRIVATE_ENV, "1").strip().lower() not in _FALSE_WORDS
+    return addresses.private_addresses_allowed()
 
 
-def _is_private(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-    )
-
-
-def _resolve(host: str) -> list[str]:
-    try:
-        return [str(ipaddress.ip_address(host.strip("[]")))]
-    except ValueError:
-        pass
-    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    return sorted({str(info[4][0]) for info in infos})
-
-
-def check_url(url: str, *, strict_resolution: bool = False) -> str:
-    """Refuse a gateway URL that is not http(s), or private when the operator forbids that.
-
-    Args:
-        url: the URL to check.
-        strict_resolution: when private addresses are forbidden, also refuse a host that does
-            not resolve (used before a send; at config time an unresolvable host is accepted,
-            because DNS may be briefly down while a config is loaded).
-
-    Returns:
-        ``url`` unchanged, so the function can be used as a pydantic validator body.
-
-    Raises:
-        ValueError: with a message fit to show the person editing the gateway.
-    """
+def _url_host(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         got = f"{parts.scheme}:" if parts.scheme else "no scheme"
@@ -115,30 +71,29 @@ def check_url(url: str, *, strict_resolution: bool = False) -> str:
         _ = parts.port  # a malformed port raises ValueError here
     except ValueError as exc:
         raise ValueError(f"URL has an invalid port: {exc}") from None
-    if private_addresses_allowed():
-        return url
-    try:
-        addresses = _resolve(host)
-    except (OSError, UnicodeError):
-        if strict_resolution:
-            raise UnresolvableHost(f"host {host} does not resolve") from None
-        return url
-    private = [a for a in addresses if _is_private(a)]
-    if private:
-        raise ValueError(
-            f"host {host} resolves to a private or local address ({private[0]}), which "
-            f"{ALLOW_PRIVATE_ENV} forbids"
-        )
+    return host
+
+
+def check_url(url: str) -> str:
+    """Refuse a gateway URL that is not http(s), or whose host ``addresses.check_host``
+    refuses (private addresses forbidden by the operator).
+
+    Returns:
+        ``url`` unchanged, so the function can be used as a pydantic validator body.
+
+    Raises:
+        ValueError: with a message fit to show the person editing the gateway.
+    """
+    addresses.check_host(_url_host(url))
     return url
 
 
 def check_url_before_send(url: str) -> None:
-    """``check_url`` at send time, nothing sent yet: a refused address is a permanent
-    ``GATEWAY_ERROR``; a host that does not resolve is a retryable one."""
+    """``check_url`` without a DNS lookup, before a send: a refused spelling or literal
+    address is a permanent ``GATEWAY_ERROR``. The name is resolved and checked once, by the
+    transport that connects (``make_client``'s ``PinnedTransport``, ``WirePool``)."""
     try:
-        check_url(url, strict_resolution=True)
-    except UnresolvableHost as exc:
-        raise GatewayError(GATEWAY_ERROR, retryable=True, detail=str(exc)) from None
+        addresses.check_host_without_lookup(_url_host(url))
     except ValueError as exc:
         raise GatewayError(GATEWAY_ERROR, retryable=False, detail=str(exc)) from None
 
@@ -146,9 +101,18 @@ def check_url_before_send(url: str) -> None:
 # --- how long ----------------------------------------------------------------------------------
 
 
-def make_client(timeout_s: float = DEFAULT_TIMEOUT_S) -> httpx.Client:
-    """A client for one gateway: no redirects followed, no proxies from the environment."""
-    return httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False)
+def make_client(
+    timeout_s: float | httpx.Timeout = DEFAULT_TIMEOUT_S, limits: httpx.Limits | None = None
+) -> httpx.Client:
+    """A client for gateways: no redirects followed, no proxies from the environment, and
+    connections only to addresses ``addresses.resolve_checked`` approved."""
+    inner = httpx.HTTPTransport(limits=limits or httpx.Limits(), trust_env=False)
+    return httpx.Client(
+        timeout=timeout_s,
+        follow_redirects=False,
+        trust_env=False,
+        transport=addresses.PinnedTransport(inner),
+    )
 
 
 # --- which failures retry ----------------------------------------------------------------------
@@ -198,7 +162,7 @@ def retryable_status(
 def transport_error(exc: httpx.TransportError) -> GatewayError:
     """Classify an httpx transport failure (see the module docstring)."""
     name = type(exc).__name__
-    if isinstance(exc, httpx.UnsupportedProtocol):
+    if isinstance(exc, httpx.UnsupportedProtocol | addresses.RefusedConnect):
         return GatewayError(GATEWAY_ERROR, retryable=False, provider_code=name, detail=str(exc))
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return GatewayError(GATEWAY_ERROR, retryable=True, provider_code=name, detail=str(exc))
@@ -213,6 +177,10 @@ def transport_error(exc: httpx.TransportError) -> GatewayError:
 
 def wire_error(exc: WireError) -> GatewayError:
     """Classify a lean-client transport failure exactly as ``transport_error`` does."""
+    if exc.name == "RefusedConnect":
+        return GatewayError(
+            GATEWAY_ERROR, retryable=False, provider_code=exc.name, detail=exc.detail
+        )
     if not exc.sent:
         return GatewayError(
             GATEWAY_ERROR, retryable=True, provider_code=exc.name, detail=exc.detail or exc.name

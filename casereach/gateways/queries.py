@@ -157,7 +157,7 @@ def email_gateway(project: Project) -> GatewayConfig | None:
 def instantiate(gateway: GatewayConfig, **kwargs: Any) -> Gateway:
     """A ready Gateway object with its decrypted secrets merged into its config."""
     cls = gateway_class(gateway.type)
-    config = {**gateway.config, **decrypt_json(gateway.secrets)}
+    config = cls.restore_secrets(gateway.config, decrypt_json(gateway.secrets))
     return cls(config, **kwargs)
 
 

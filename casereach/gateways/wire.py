@@ -12,6 +12,8 @@ Per request it costs a small fraction of what httpx's sync client costs (measure
 Failures are reported with httpx's exception names, so that the retry classification and
 the provider codes in the message log do not depend on the client used::
 
+    RefusedConnect                   the address is forbidden (CASEREACH_GATEWAY_ALLOW_PRIVATE):
+                                     nothing was sent, permanent
     ConnectError / ConnectTimeout    nothing was sent: retryable, outcome known
     WriteError / ReadError / ReadTimeout / RemoteProtocolError
                                      the request may have reached the provider: retryable,
@@ -30,6 +32,8 @@ import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
+
+from casereach.gateways import addresses
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
@@ -163,16 +167,27 @@ class WirePool:
 
     async def _connect(self, origin: Origin, timeout: float) -> _Conn:
         scheme, host, port = origin
+        host = host.strip("[]")
         tls = self._ssl_context() if scheme == "https" else None
         try:
             async with asyncio.timeout(timeout):
+                # Resolved once and checked (CASEREACH_GATEWAY_ALLOW_PRIVATE); the socket goes
+                # to that address while TLS still verifies the host name.
+                address = host
+                if not addresses.private_addresses_allowed():
+                    loop = asyncio.get_running_loop()
+                    address = (await loop.run_in_executor(None, addresses.resolve_checked, host))[0]
                 reader, writer = await asyncio.open_connection(
-                    host.strip("[]"),
+                    address,
                     port,
                     ssl=tls,
-                    server_hostname=host.strip("[]") if tls else None,
+                    server_hostname=host if tls else None,
                     limit=MAX_HEAD,
                 )
+        except addresses.AddressRefused as exc:
+            raise WireError("RefusedConnect", str(exc), sent=False) from None
+        except addresses.UnresolvableHost as exc:
+            raise WireError("ConnectError", str(exc), sent=False) from None
         except TimeoutError:
             raise WireError(
                 "ConnectTimeout", f"no connection within {timeout:g} s", sent=False

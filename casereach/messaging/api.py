@@ -20,7 +20,8 @@ from casereach.messaging.actions import SendRequest, do_send
 from casereach.messaging.errors import ERRORS, describe
 from casereach.messaging.models import Message
 from casereach.messaging.queries import filter_messages
-from casereach.projects.auth import principal_of, project_for
+from casereach.projects.auth import principal_of, project_for, requires
+from casereach.projects.models import Role
 
 router = Router(tags=["messaging"])
 BASE = "/a/{project}/api/messaging/v1"
@@ -291,6 +292,7 @@ def serialize_message(m: Message) -> dict[str, Any]:
     response={202: SendOut, **API_ERRORS, **NOT_FOUND},
     openapi_extra=SEND_BODY,
 )
+@requires(Role.MEMBER)
 def send(request: HttpRequest, project: str) -> JsonResponse:
     """Queue one message to a contact or a raw number/address. 202 even when a check failed:
     the message is recorded with its error code."""
@@ -342,6 +344,7 @@ def _cell(value: Any) -> Any:
     response={200: MessageList, **API_ERRORS},
     openapi_extra=MESSAGES_CSV,
 )
+@requires(Role.VIEWER)
 def messages_list(request: HttpRequest, project: str) -> Any:
     """Filters: status, error_code, contact_id, phone_number, gateway, alert, direction,
     since/until (ISO dates); ``format=csv`` or ``Accept: text/csv`` streams CSV."""
@@ -380,6 +383,7 @@ def messages_list(request: HttpRequest, project: str) -> Any:
     summary="One message with its attempts",
     response={200: MessageDetail, **AUTH_ERRORS, **NOT_FOUND},
 )
+@requires(Role.VIEWER)
 def messages_get(request: HttpRequest, project: str, message_id: str) -> JsonResponse:
     proj = project_for(request, project)
     m = Message.objects.filter(project=proj, id=message_id).first()
@@ -412,6 +416,7 @@ def messages_get(request: HttpRequest, project: str, message_id: str) -> JsonRes
     summary="Every error code with description and hint",
     response={200: ErrorCodeList, **AUTH_ERRORS},
 )
+@requires(Role.VIEWER)
 def error_codes(request: HttpRequest, project: str) -> JsonResponse:
     project_for(request, project)
     return JsonResponse(

@@ -36,8 +36,8 @@ from casereach.core.openapi import AUTH_RESPONSES, HQ_ERROR_SCHEMA, json_error, 
 from casereach.core.timeutil import as_utc
 from casereach.messaging.errors import describe
 from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
-from casereach.projects.auth import project_for
-from casereach.projects.models import Project
+from casereach.projects.auth import project_for, requires
+from casereach.projects.models import Project, Role
 
 router = Router(tags=["messaging events (CommCare messaging-event API)"])
 
@@ -578,6 +578,7 @@ OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
     summary="List messaging events (CommCare messaging-event API, used by commcare-export)",
     openapi_extra=LIST_DOC,
 )
+@requires(Role.VIEWER)
 def messaging_event_list(request: HttpRequest, project: str) -> JsonResponse:
     """One object per recipient of each send, alert firing or keyword reply, with its
     messages."""
@@ -591,35 +592,42 @@ def messaging_event_list(request: HttpRequest, project: str) -> JsonResponse:
     summary="Get one messaging event",
     openapi_extra=DETAIL_DOC,
 )
+@requires(Role.VIEWER)
 def messaging_event_get(request: HttpRequest, project: str, event_id: str) -> HttpResponse:
     return _detail(request, project, event_id)
 
 
 @router.api_operation(["GET"], V1 + "/", include_in_schema=False)
+@requires(Role.VIEWER)
 def messaging_event_v1_list(request: HttpRequest, project: str) -> JsonResponse:
     return _list(request, project)
 
 
 @router.api_operation(["GET"], V1 + "/{event_id}/", include_in_schema=False)
+@requires(Role.VIEWER)
 def messaging_event_v1_get(request: HttpRequest, project: str, event_id: str) -> HttpResponse:
     return _detail(request, project, event_id)
 
 
 @router.api_operation(OTHER_METHODS, V05 + "/", include_in_schema=False)
+@requires(Role.VIEWER)
 def messaging_event_list_other(request: HttpRequest, project: str) -> JsonResponse:
     return _not_allowed(request, project)
 
 
 @router.api_operation(OTHER_METHODS, V05 + "/{event_id}/", include_in_schema=False)
+@requires(Role.VIEWER)
 def messaging_event_get_other(request: HttpRequest, project: str, event_id: str) -> JsonResponse:
     return _not_allowed(request, project)
 
 
 @router.api_operation(OTHER_METHODS, V1 + "/", include_in_schema=False)
+@requires(Role.VIEWER)
 def messaging_event_v1_list_other(request: HttpRequest, project: str) -> JsonResponse:
     return _not_allowed(request, project)
 
 
 @router.api_operation(OTHER_METHODS, V1 + "/{event_id}/", include_in_schema=False)
+@requires(Role.VIEWER)
 def messaging_event_v1_get_other(request: HttpRequest, project: str, event_id: str) -> JsonResponse:
     return _not_allowed(request, project)

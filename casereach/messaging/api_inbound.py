@@ -31,7 +31,8 @@ from casereach.messaging.testphone import (
     knows_number,
     usable_number,
 )
-from casereach.projects.auth import principal_of, project_for
+from casereach.projects.auth import principal_of, project_for, requires
+from casereach.projects.models import Role
 
 router = Router(tags=["inbound SMS"])
 BASE = "/a/{project}/api/messaging/v1"
@@ -169,6 +170,7 @@ TEST_PHONE_BODY = {
     response={201: TestPhoneOut, **ERRORS},
     openapi_extra=TEST_PHONE_BODY,
 )
+@requires(Role.MEMBER)
 def test_phone_send(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     data = json_object(request)
@@ -202,6 +204,7 @@ def test_phone_send(request: HttpRequest, project: str) -> JsonResponse:
     summary="The conversation of one number on the test gateways, oldest first",
     response={200: ConversationOut, **ERRORS},
 )
+@requires(Role.VIEWER)
 def test_phone_conversation(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     number = usable_number(request.GET.get("number"), proj, "number")
@@ -249,6 +252,7 @@ def _opt_out_csv(qs: QuerySet[OptOut], project: str) -> Iterator[str]:
     response={200: OptOutList, **ERRORS},
     openapi_extra={"responses": {200: {"content": CSV_TOO}}},
 )
+@requires(Role.VIEWER)
 def opt_outs_list(request: HttpRequest, project: str) -> Any:
     proj = project_for(request, project)
     qs = project_opt_outs(proj)
@@ -300,6 +304,7 @@ OPT_OUT_BODY = {
     response={200: OptOutOut, **ERRORS, **NOT_FOUND, **CONFLICT},
     openapi_extra=OPT_OUT_BODY,
 )
+@requires(Role.ADMIN)
 def opt_outs_set(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     data = json_object(request)
@@ -383,6 +388,7 @@ KEYWORD_BODY = {
     summary="The project's keywords",
     response={200: KeywordList, **AUTH_ERRORS},
 )
+@requires(Role.VIEWER)
 def keywords_list(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     rows = [_serialize_keyword(k) for k in Keyword.objects.filter(project=proj).order_by("keyword")]
@@ -397,6 +403,7 @@ def keywords_list(request: HttpRequest, project: str) -> JsonResponse:
     response={201: KeywordOut, **ERRORS, **CONFLICT},
     openapi_extra=KEYWORD_BODY,
 )
+@requires(Role.MEMBER)
 def keywords_create(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     kw = do_save_keyword(proj, json_object(request))
@@ -410,6 +417,7 @@ def keywords_create(request: HttpRequest, project: str) -> JsonResponse:
     summary="One keyword",
     response={200: KeywordOut, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.VIEWER)
 def keywords_get(request: HttpRequest, project: str, keyword_id: int) -> JsonResponse:
     proj = project_for(request, project)
     kw = Keyword.objects.filter(project=proj, pk=keyword_id).first()
@@ -426,6 +434,7 @@ def keywords_get(request: HttpRequest, project: str, keyword_id: int) -> JsonRes
     response={200: KeywordOut, **ERRORS, **NOT_FOUND, **CONFLICT},
     openapi_extra=KEYWORD_BODY,
 )
+@requires(Role.MEMBER)
 def keywords_update(request: HttpRequest, project: str, keyword_id: int) -> JsonResponse:
     proj = project_for(request, project)
     kw = do_save_keyword(proj, json_object(request), keyword_id)
@@ -440,6 +449,7 @@ def keywords_update(request: HttpRequest, project: str, keyword_id: int) -> Json
     response={200: KeywordOut, **ERRORS, **NOT_FOUND, **CONFLICT},
     openapi_extra=KEYWORD_BODY,
 )
+@requires(Role.MEMBER)
 def keywords_patch(request: HttpRequest, project: str, keyword_id: int) -> JsonResponse:
     return keywords_update(request, project, keyword_id)
 
@@ -451,6 +461,7 @@ def keywords_patch(request: HttpRequest, project: str, keyword_id: int) -> JsonR
     summary="Delete a keyword",
     response={204: None, **ERRORS, **NOT_FOUND},
 )
+@requires(Role.MEMBER)
 def keywords_delete(request: HttpRequest, project: str, keyword_id: int) -> HttpResponse:
     proj = project_for(request, project)
     do_delete_keyword(proj, keyword_id)
@@ -479,6 +490,7 @@ VERIFY_BODY = {
     response={200: VerifyOut, **ERRORS, **NOT_FOUND},
     openapi_extra=VERIFY_BODY,
 )
+@requires(Role.MEMBER)
 def worker_verify(request: HttpRequest, project: str, worker_id: str) -> JsonResponse:
     proj = project_for(request, project)
     data = _optional_body(request)

@@ -31,6 +31,7 @@ from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
 from casereach.core.requests import public_base_url
 from casereach.core.timeutil import now
+from casereach.gateways import netpolicy
 from casereach.gateways.base import (
     Exchange,
     Gateway,
@@ -201,8 +202,8 @@ class Dispatcher:
             return self._shared_http
         client: httpx.Client | None = getattr(self._local, "client", None)
         if client is None:
-            client = httpx.Client(
-                timeout=httpx.Timeout(15.0, connect=5.0),
+            client = netpolicy.make_client(
+                httpx.Timeout(15.0, connect=5.0),
                 limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
             )
             self._local.client = client

@@ -9,10 +9,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 from pydantic import ValidationError
 
-from casereach.core.errors import BadRequest, Conflict
-from casereach.projects.models import ApiKey, Membership, Project
+from casereach.core.errors import BadRequest, Conflict, NotFound
+from casereach.projects.models import ApiKey, Membership, Project, Role
 from casereach.projects.settings_schema import ProjectSettings
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
@@ -68,19 +69,112 @@ def do_update_settings(project: Project, changes: dict[str, Any]) -> ProjectSett
     return validated
 
 
-def do_create_api_key(project: Project, username: str) -> str:
-    """Create a key for ``username`` on ``project``; returns the key, which is never stored."""
+def parse_role(value: str) -> Role:
+    """``admin``, ``member`` or ``viewer`` (400 otherwise)."""
+    try:
+        return Role(value.strip().lower())
+    except ValueError:
+        raise BadRequest(
+            f"unknown role {value!r}: use {', '.join(r.value for r in Role)}"
+        ) from None
+
+
+def _member(project: Project, username: str, role: Role | None, *, default: Role) -> Membership:
+    """``username``'s membership in ``project``, created (with an unusable password for a new
+    user) when missing; ``role`` changes an existing member's role."""
+    user_model = get_user_model()
+    user = user_model.objects.filter(username=username).first()
+    if user is None:
+        user = user_model(username=username)
+        user.set_unusable_password()
+        user.save()
+    membership, created = Membership.objects.get_or_create(
+        user=user, project=project, defaults={"role": role or default}
+    )
+    if not created and role is not None and membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+def do_create_api_key(project: Project, username: str, *, role: Role | None = None) -> str:
+    """Create a key for ``username`` on ``project``; returns the key, which is never stored.
+
+    The key acts with its owner's role in the project. An owner who is not yet a member
+    becomes one with ``role`` (default admin: the system administrator creates the first
+    key of a project); for an existing member ``role`` must be omitted or equal their role
+    (roles change with ``do_set_role``)."""
     if not username or ":" in username or len(username) > 150:
         raise BadRequest("username must be 1-150 characters without ':'")
     key = secrets.token_hex(24)
-    ApiKey.objects.create(
-        project=project, username=username, key_hash=hash_key(key), prefix=key[:8]
-    )
+    with transaction.atomic():
+        existing = Membership.objects.filter(project=project, user__username=username).first()
+        if existing is not None and role is not None and existing.role != role:
+            raise Conflict(
+                f"{username} is already {existing.role} in {project.name}; change roles with "
+                "'casereach user role'"
+            )
+        _member(project, username, None, default=role or Role.ADMIN)
+        ApiKey.objects.create(
+            project=project, username=username, key_hash=hash_key(key), prefix=key[:8]
+        )
     return key
 
 
-def do_create_web_user(project: Project, username: str, password: str, *, admin: bool) -> None:
-    """Create (or update the password of) a web user and give it access to ``project``."""
+def do_revoke_other_api_keys(project: Project, username: str, *, keep: str) -> int:
+    """Deactivate every active key of ``username`` on ``project`` except ``keep`` (a key in
+    clear); returns how many were revoked (the demo does this when it makes a new key)."""
+    keys = ApiKey.objects.filter(project=project, username=username, is_active=True)
+    return keys.exclude(key_hash=hash_key(keep)).update(is_active=False, revoked_on=timezone.now())
+
+
+def do_revoke_api_keys(
+    project: Project, *, prefix: str | None = None, username: str | None = None
+) -> list[ApiKey]:
+    """Deactivate the project's active keys with this ``prefix`` (exactly one) or of this
+    ``username`` (all); revoked keys get 401 from then on. Returns the revoked keys."""
+    if (prefix is None) == (username is None):
+        raise BadRequest("name the key by its prefix, or name its owner's username")
+    with transaction.atomic():
+        keys = ApiKey.objects.select_for_update().filter(project=project, is_active=True)
+        if prefix is not None:
+            keys = keys.filter(prefix=prefix.strip())
+        else:
+            keys = keys.filter(username=username)
+        found = list(keys.order_by("pk"))
+        if not found:
+            what = f"prefix {prefix!r}" if prefix is not None else f"username {username!r}"
+            raise NotFound(f"no active API key with {what} in project {project.name}")
+        if prefix is not None and len(found) > 1:
+            raise Conflict(f"{len(found)} keys have prefix {prefix!r}; revoke by --username")
+        now = timezone.now()
+        ApiKey.objects.filter(pk__in=[k.pk for k in found]).update(is_active=False, revoked_on=now)
+    for k in found:
+        k.is_active, k.revoked_on = False, now
+    return found
+
+
+def do_set_role(project: Project, username: str, role: Role) -> Membership:
+    """Change a member's role (404 for a user who is not a member of the project)."""
+    with transaction.atomic():
+        membership = (
+            Membership.objects.select_for_update()
+            .filter(project=project, user__username=username)
+            .first()
+        )
+        if membership is None:
+            raise NotFound(f"{username!r} is not a member of project {project.name}")
+        if membership.role != role:
+            membership.role = role
+            membership.save(update_fields=["role"])
+    return membership
+
+
+def do_create_web_user(
+    project: Project, username: str, password: str, *, role: Role | None = None
+) -> Membership:
+    """Create (or update the password of) a web user and give it access to ``project``: a new
+    member gets ``role`` (default member); ``role`` changes an existing member's role."""
     if not username or len(username) > 150:
         raise BadRequest("username must be 1-150 characters")
     if len(password) < 8:
@@ -90,10 +184,7 @@ def do_create_web_user(project: Project, username: str, password: str, *, admin:
         user, _ = user_model.objects.get_or_create(username=username)
         user.set_password(password)
         user.save()
-        membership, _ = Membership.objects.get_or_create(user=user, project=project)
-        if admin and not membership.is_admin:
-            membership.is_admin = True
-            membership.save(update_fields=["is_admin"])
+        return _member(project, username, role, default=Role.MEMBER)
 
 
 def lock_project(project_id: int) -> Project:

@@ -1,24 +1,34 @@
 """API authentication: ``Authorization: ApiKey <username>:<key>`` (any case), scoped to one
-project, plus logged-in web users (session) for the UI.
+project, plus logged-in web users (session) for the UI; and the one place where every
+operation's required role is checked.
 
-Failures: no or bad credentials → 401; a key or user of another project → 403; too many
-requests → 429 with ``Retry-After``.
+Failures: no or bad credentials → 401; a key or user of another project → 403; a role too
+weak for the operation → 403 naming the role; an unsafe request signed in by session without
+its CSRF token → 403; too many requests with one key, or too many bad keys from one client
+address → 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from django.http import HttpRequest
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseForbidden
+from django.middleware.csrf import CsrfViewMiddleware
+from ninja.decorators import decorate_view
 from ninja.security import APIKeyHeader
+from ninja.utils import contribute_operation_callback
 
 from casereach.core.errors import CasereachError
-from casereach.projects.models import Membership, Project
+from casereach.projects.models import Membership, Project, Role
 from casereach.projects.queries import find_api_key
 
 
@@ -41,12 +51,13 @@ class Throttled(CasereachError):
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a username, the project their key is scoped to (None = web user with
-    memberships), and whether they may administer it."""
+    memberships), and their role in the URL's project (None when the URL names none)."""
 
     username: str
     project_id: int | None
     key_id: int | None = None
     user_id: int | None = None
+    role: Role | None = None
 
 
 def parse_authorization(header: str) -> tuple[str, str] | None:
@@ -93,6 +104,140 @@ def _rate() -> tuple[float, float]:
 BUCKET = _Bucket(*_rate())
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+_ROLE_ATTR = "casereach_required_role"
+_PROJECT_ATTR = "casereach_project"
+
+
+def requires(role: Role) -> Callable[[F], F]:
+    """Declare the role an API operation needs; put it under the ``@router`` decorator::
+
+        @router.api_operation(["PUT"], "/a/{project}/api/messaging/v1/settings")
+        @requires(Role.ADMIN)
+        def put_settings(request, project: str): ...
+
+    ``ApiKeyAuth`` checks it, before the body is read, for every caller. An operation that
+    declares nothing needs admin (fail closed); a test checks that every one declares."""
+
+    def mark(run: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(run)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            setattr(request, _ROLE_ATTR, role)
+            return run(request, *args, **kwargs)
+
+        return wrapped
+
+    def document(operation: Any) -> None:
+        operation.openapi_extra = {**(operation.openapi_extra or {}), "x-required-role": role.value}
+
+    def decorator(fn: F) -> F:
+        fn.required_role = role  # type: ignore[attr-defined]  # read by the role table test
+        contribute_operation_callback(fn, document)
+        return decorate_view(mark)(fn)
+
+    return decorator
+
+
+def required_role(request: HttpRequest) -> Role:
+    role = getattr(request, _ROLE_ATTR, None)
+    return role if isinstance(role, Role) else Role.ADMIN
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's address: ``REMOTE_ADDR``, or behind a reverse proxy the last value of the
+    header ``CASEREACH_CLIENT_IP_HEADER`` names (the one the proxy appended). Logins and bad
+    API keys are throttled per this address."""
+    header = getattr(settings, "CASEREACH_CLIENT_IP_HEADER", "")
+    if header:
+        value = request.headers.get(header, "")
+        last = value.split(",")[-1].strip()
+        if last:
+            return last
+    return str(request.META.get("REMOTE_ADDR") or "unknown")
+
+
+class _KeyFailures:
+    """Bad API keys per client address in a sliding window; past the limit the address gets
+    429 for further bad keys until its oldest failure leaves the window."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.lock = threading.Lock()
+        self.state: dict[str, list[float]] = {}
+
+    def _recent(self, address: str, now: float) -> list[float]:
+        times = [t for t in self.state.get(address, []) if now - t < self.window]
+        if times:
+            self.state[address] = times
+        else:
+            self.state.pop(address, None)
+        return times
+
+    def wait(self, address: str) -> float:
+        """0 when the address may try a key, else the seconds to wait."""
+        now = time.monotonic()
+        with self.lock:
+            times = self._recent(address, now)
+            if len(times) < self.limit:
+                return 0.0
+            return self.window - (now - times[-self.limit])
+
+    def fail(self, address: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            times = self._recent(address, now)
+            times.append(now)
+            self.state[address] = times[-self.limit :]
+            if len(self.state) > 100_000:  # bounded memory under a spray of addresses
+                self.state.pop(next(iter(self.state)))
+
+
+def _key_failure_limits() -> tuple[int, float]:
+    def number(name: str, default: float) -> float:
+        try:
+            return max(1.0, float(os.environ.get(name, "") or default))
+        except ValueError:
+            return default
+
+    return int(number("CASEREACH_API_KEY_FAILURES", 100)), number(
+        "CASEREACH_API_KEY_FAILURE_WINDOW", 60
+    )
+
+
+KEY_FAILURES = _KeyFailures(*_key_failure_limits())
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's own CSRF check, keeping the reason it refused."""
+
+    reason = ""
+
+    def _reject(self, request: HttpRequest, reason: str) -> HttpResponseForbidden:
+        self.reason = reason
+        return HttpResponseForbidden()
+
+
+def _no_view(request: HttpRequest) -> HttpResponseForbidden:
+    raise AssertionError("never called: the CSRF check only inspects the request")
+
+
+def check_csrf(request: HttpRequest) -> None:
+    """An unsafe request signed in by a browser session must carry the CSRF token (the
+    ``X-CSRFToken`` header, as Django expects); API keys need none."""
+    if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+        return
+    check = _CsrfCheck(lambda r: HttpResponseForbidden())
+    request.csrf_processing_done = False  # type: ignore[attr-defined]  # force the check
+    check.process_request(request)
+    if check.process_view(request, _no_view, (), {}) is not None:
+        raise Forbidden(
+            f"CSRF check failed ({check.reason}): a request signed in by the browser session "
+            "must send the X-CSRFToken header; API clients use an API key",
+            {"reason": check.reason},
+        )
+
+
 class ApiKeyAuth(APIKeyHeader):
     """Documented in OpenAPI as the ``Authorization`` header."""
 
@@ -101,20 +246,85 @@ class ApiKeyAuth(APIKeyHeader):
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:
         if key:
-            parsed = parse_authorization(key)
-            if parsed is None:
-                raise Unauthorized("Authorization must be 'ApiKey <username>:<key>'")
-            found = find_api_key(*parsed)
-            if found is None:
-                raise Unauthorized("invalid API key")
-            wait = BUCKET.take(found.key_hash)
+            principal = self._key_principal(request, key)
+        else:
+            user = getattr(request, "user", None)
+            if user is None or not user.is_authenticated:
+                raise Unauthorized(
+                    "authentication required: send 'Authorization: ApiKey <username>:<key>'"
+                )
+            check_csrf(request)
+            principal = Principal(username=user.get_username(), project_id=None, user_id=user.pk)
+        return _with_role(request, principal)
+
+    def _key_principal(self, request: HttpRequest, key: str) -> Principal:
+        parsed = parse_authorization(key)
+        found = find_api_key(*parsed) if parsed is not None else None
+        if found is None:
+            # A valid key always works (192 random bits: nobody guesses one); bad keys from
+            # one address past the limit get 429 instead of 401, so guessing is slowed.
+            address = client_address(request)
+            wait = KEY_FAILURES.wait(address)
             if wait > 0:
                 raise Throttled(wait)
-            return Principal(username=found.username, project_id=found.project_id, key_id=found.pk)
-        user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
-            return Principal(username=user.get_username(), project_id=None, user_id=user.pk)
-        raise Unauthorized("authentication required: send 'Authorization: ApiKey <username>:<key>'")
+            KEY_FAILURES.fail(address)
+            if parsed is None:
+                raise Unauthorized("Authorization must be 'ApiKey <username>:<key>'")
+            raise Unauthorized("invalid API key")
+        wait = BUCKET.take(found.key_hash)
+        if wait > 0:
+            raise Throttled(wait)
+        return Principal(username=found.username, project_id=found.project_id, key_id=found.pk)
+
+
+def _url_project(request: HttpRequest) -> str | None:
+    match = getattr(request, "resolver_match", None)
+    name = match.kwargs.get("project") if match is not None else None
+    return name if isinstance(name, str) else None
+
+
+def _with_role(request: HttpRequest, principal: Principal) -> Principal:
+    """The principal with its role in the URL's project, if that role allows the operation
+    (403 naming the role otherwise)."""
+    name = _url_project(request)
+    if name is None:
+        return principal
+    project, role = _membership(principal, name)
+    needed = required_role(request)
+    if not role.allows(needed):
+        who = "this API key's owner" if principal.key_id is not None else "you"
+        raise Forbidden(
+            f"this operation needs the {needed.value} role; {who} "
+            f"{'is' if principal.key_id is not None else 'are'} {role.value} in {project.name}",
+            {"required_role": needed.value, "role": role.value},
+        )
+    setattr(request, _PROJECT_ATTR, project)
+    return dataclasses.replace(principal, role=role)
+
+
+def _membership(principal: Principal, project_name: str) -> tuple[Project, Role]:
+    """The URL's project and the caller's role in it (403 otherwise, also for unknown names,
+    so a key never learns which other projects exist)."""
+    project = Project.objects.filter(name=project_name).first()
+    if principal.key_id is not None:
+        if project is None or project.pk != principal.project_id:
+            raise Forbidden("this API key is not valid for this project")
+        membership = Membership.objects.filter(
+            project=project, user__username=principal.username
+        ).first()
+        if membership is None:
+            raise Forbidden(
+                f"this API key's owner {principal.username!r} is not a member of {project.name}"
+            )
+        return project, Role(membership.role)
+    membership = (
+        Membership.objects.filter(project=project, user_id=principal.user_id).first()
+        if project is not None and principal.user_id is not None
+        else None
+    )
+    if project is None or membership is None:
+        raise Forbidden("you are not a member of this project")
+    return project, Role(membership.role)
 
 
 def principal_of(request: HttpRequest) -> Principal:
@@ -126,17 +336,9 @@ def principal_of(request: HttpRequest) -> Principal:
 
 def project_for(request: HttpRequest, project_name: str) -> Project:
     """The URL's project if the caller may use it (403 otherwise, also for unknown names,
-    so a key never learns which other projects exist)."""
+    so a key never learns which other projects exist). Authentication has checked the role."""
     principal = principal_of(request)
-    project = Project.objects.filter(name=project_name).first()
-    if principal.key_id is not None:
-        if project is None or project.pk != principal.project_id:
-            raise Forbidden("this API key is not valid for this project")
-        return project
-    if (
-        project is None
-        or principal.user_id is None
-        or not Membership.objects.filter(user_id=principal.user_id, project=project).exists()
-    ):
-        raise Forbidden("you are not a member of this project")
-    return project
+    checked = getattr(request, _PROJECT_ATTR, None)
+    if isinstance(checked, Project) and checked.name == project_name:
+        return checked
+    return _membership(principal, project_name)[0]

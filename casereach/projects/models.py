@@ -43,20 +43,38 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=8)
     is_active = models.BooleanField(default=True)
     created_on = models.DateTimeField(auto_now_add=True)
+    revoked_on = models.DateTimeField(null=True, blank=True)
     last_used = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["username", "project"])]
 
 
+class Role(models.TextChoices):
+    """A member's role in a project (SPEC 2), weakest first: each role may do everything the
+    ones before it may."""
+
+    VIEWER = "viewer"  # reads
+    MEMBER = "member"  # reads everything, sends, runs alerts and keywords, writes cases
+    ADMIN = "admin"  # settings, gateways, routes, keys, users, opt-outs
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, required: Role) -> bool:
+        """Whether this role may do what ``required`` may."""
+        return self.rank >= required.rank
+
+
 class Membership(models.Model):
-    """A web user's access to a project (admins may change settings and ownership)."""
+    """A user's role in a project; API keys act with their owner's membership."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
-    is_admin = models.BooleanField(default=False)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
 
     class Meta:
         constraints = [

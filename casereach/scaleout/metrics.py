@@ -1,5 +1,9 @@
 """``/metrics`` in the Prometheus text format, from a few aggregate queries.
 
+The figures name every project's gateways, so ``access`` guards them: with
+``CASEREACH_METRICS_TOKEN`` set, a scrape must send ``Authorization: Bearer <token>``; without
+it only a client on this machine (a loopback address, not relayed by a proxy) may read them.
+
 The database is the record, so the figures are the same whichever process answers the
 scrape: outbox depth per status, due messages and schedule instances, gateway calls per
 gateway and outcome with a latency histogram, and lease reclaims (calls whose worker died).
@@ -7,6 +11,9 @@ gateway and outcome with a latency histogram, and lease reclaims (calls whose wo
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +24,9 @@ from casereach.core import bulk
 from casereach.core.timeutil import now
 from casereach.messaging.inbound_queue import MAX_INBOUND_ATTEMPTS
 from casereach.messaging.models import InboundQueue, Message, SendAttempt
+
+METRICS_TOKEN_ENV = "CASEREACH_METRICS_TOKEN"  # noqa: S105 (a variable name)
+_PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 
 BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 LEASE_DETAIL = "lease expired%"
@@ -30,6 +40,30 @@ def _rows(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, list(params))
         return list(cursor.fetchall())
+
+
+def access(meta: dict[str, Any]) -> tuple[int, str] | None:
+    """Why a scrape with these WSGI ``meta`` values is refused, as (status, message), or None.
+
+    Raises nothing: a malformed header is a refusal like any other.
+    """
+    token = os.environ.get(METRICS_TOKEN_ENV, "").strip()
+    if token:
+        scheme, _, given = str(meta.get("HTTP_AUTHORIZATION", "")).partition(" ")
+        given_bytes = given.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, token.encode()):
+            return None
+        return 401, f"metrics need Authorization: Bearer <{METRICS_TOKEN_ENV}>"
+    try:
+        loopback = ipaddress.ip_address(str(meta.get("REMOTE_ADDR", ""))).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback and not any(meta.get(h) for h in _PROXY_HEADERS):
+        return None
+    return 403, (
+        f"metrics are served to this machine only; set {METRICS_TOKEN_ENV} to scrape from "
+        "elsewhere (Authorization: Bearer <token>)"
+    )
 
 
 def render() -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from django.test import Client
 
 from casereach.projects.actions import do_create_api_key, do_create_project
-from casereach.projects.models import Project
+from casereach.projects.models import Project, Role
 
 
 @dataclass
@@ -21,12 +21,20 @@ class Response:
 
 
 class Api:
-    """Calls the HTTP API as one project's key holder."""
+    """Calls the HTTP API as one project's key holder: a new key (its owner a project admin
+    unless ``role`` says otherwise), or ``key`` when given."""
 
-    def __init__(self, project: Project, username: str = "admin@example.org") -> None:
+    def __init__(
+        self,
+        project: Project,
+        username: str = "admin@example.org",
+        *,
+        role: Role | None = None,
+        key: str | None = None,
+    ) -> None:
         self.project = project
         self.username = username
-        self.key = do_create_api_key(project, username)
+        self.key = key or do_create_api_key(project, username, role=role)
         self.client = Client()
 
     @property

@@ -52,7 +52,7 @@ from casereach.messaging.testphone import (
     do_test_phone_receive,
     usable_number,
 )
-from casereach.projects.models import Project
+from casereach.projects.models import Project, Role
 from casereach.web.access import project_page, user_projects
 from casereach.web.actions import do_clear_import_progress, do_set_import_progress
 from casereach.web.charts import stacked_bars
@@ -89,7 +89,7 @@ def _status_of(status: str, attempts: int) -> str:
     return status
 
 
-@project_page
+@project_page(get=Role.VIEWER)
 def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
     zone = ZoneInfo(project.time_zone)
     today = timezone.now().astimezone(zone).date()
@@ -154,7 +154,7 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
 # -- cases and contacts --------------------------------------------------------------------------
 
 
-@project_page
+@project_page(get=Role.VIEWER)
 def cases(request: HttpRequest, project: Project) -> HttpResponse:
     qs = Case.objects.filter(project=project, deleted=False)
     q = request.GET.get("q", "").strip()
@@ -232,7 +232,7 @@ def _local(value: str | None, zone: str) -> str:
     return parsed.astimezone(ZoneInfo(zone)).strftime("%a %d %b %Y, %H:%M")
 
 
-@project_page
+@project_page(get=Role.VIEWER)
 def contact(request: HttpRequest, project: Project, contact_id: str) -> HttpResponse:
     try:
         profile = contact_profile(project, contact_id)
@@ -287,7 +287,7 @@ def _message_row(m: Message, zone: str) -> dict[str, Any]:
 # -- phone numbers -------------------------------------------------------------------------------
 
 
-@project_page
+@project_page(get=Role.VIEWER)
 def phone_numbers(request: HttpRequest, project: Project) -> HttpResponse:
     status = request.GET.get("status", "")
     number = request.GET.get("number", "").strip()
@@ -326,7 +326,7 @@ def phone_numbers(request: HttpRequest, project: Project) -> HttpResponse:
     )
 
 
-@project_page
+@project_page(get=Role.ADMIN)
 def transfer(request: HttpRequest, project: Project, number: str) -> HttpResponse:
     """Confirm, then move two-way ownership of ``number`` to one of the project's contacts."""
     digits = normalise_number_filter(number)
@@ -374,7 +374,7 @@ def _log_params(request: HttpRequest) -> dict[str, str]:
     return {k: v for k, v in params.items() if v}
 
 
-@project_page
+@project_page(get=Role.VIEWER)
 def messages(request: HttpRequest, project: Project) -> HttpResponseBase:
     params = _log_params(request)
     error = None
@@ -421,7 +421,7 @@ def messages(request: HttpRequest, project: Project) -> HttpResponseBase:
 # -- test phone ----------------------------------------------------------------------------------
 
 
-@project_page
+@project_page(get=Role.MEMBER)
 def test_phone(request: HttpRequest, project: Project) -> HttpResponse:
     number = request.POST.get("from") or request.GET.get("number", "")
     error = None
@@ -466,7 +466,7 @@ def _conversation(project: Project, raw: str) -> dict[str, Any]:
     }
 
 
-@project_page
+@project_page(get=Role.VIEWER)
 def test_phone_conversation(request: HttpRequest, project: Project) -> HttpResponse:
     number = request.GET.get("number", "")
     return render(
@@ -479,7 +479,7 @@ def test_phone_conversation(request: HttpRequest, project: Project) -> HttpRespo
 # -- import --------------------------------------------------------------------------------------
 
 
-@project_page
+@project_page(get=Role.MEMBER)
 def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
     from casereach.cases.importer import Progress, import_cases
 
@@ -534,14 +534,14 @@ def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
     return render(request, "web/import.html", context)
 
 
-@project_page
+@project_page(get=Role.MEMBER)
 def import_progress(request: HttpRequest, project: Project) -> HttpResponse:
     """How far the user's running import has got (an htmx partial, polled every second)."""
     state = running_import(project, _user_id(request))
     return render(request, "web/import_progress.html", {"state": state})
 
 
-@project_page
+@project_page(get=Role.MEMBER)
 def import_errors_csv(request: HttpRequest, project: Project) -> HttpResponse:
     import csv
     import io

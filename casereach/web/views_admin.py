@@ -22,7 +22,7 @@ from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import owned_gateways, visible_gateways
 from casereach.gateways.registry import available_types, gateway_class
 from casereach.messaging.actions import SendRequest, do_send
-from casereach.projects.models import Project
+from casereach.projects.models import Project, Role
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
 from casereach.web.access import project_page
 
@@ -144,7 +144,7 @@ def _parse_settings(post: QueryDict) -> tuple[dict[str, Any], dict[str, str]]:
     return changes, errors
 
 
-@project_page
+@project_page(get=Role.VIEWER, post=Role.ADMIN)
 def settings_page(request: HttpRequest, project: Project) -> HttpResponse:
     errors: dict[str, str] = {}
     saved = None
@@ -247,7 +247,7 @@ def _config_from_post(slug: str, post: QueryDict) -> dict[str, Any]:
     return config
 
 
-@project_page
+@project_page(get=Role.VIEWER, post=Role.ADMIN)
 def gateways(request: HttpRequest, project: Project) -> HttpResponse:
     rows = [
         serialize_gateway(request, gw, project) for gw in visible_gateways(project).order_by("name")
@@ -332,7 +332,7 @@ def _gateway_form(
             "urls": serialize_gateway(request, gw, project) if gw is not None else None,
             "slug": slug,
             "label": cls.label,
-            "fields": _type_fields(slug, gw.config if gw else {}, typed),
+            "fields": _type_fields(slug, cls.public_config(gw.config) if gw else {}, typed),
             "secrets_set": secrets_set,
             "name": typed.get("name", "") if typed else (gw.name if gw else ""),
             "senders": typed.get("sender_numbers", "")
@@ -364,7 +364,7 @@ def _gateway_body(slug: str, post: QueryDict) -> dict[str, Any]:
     }
 
 
-@project_page
+@project_page(get=Role.ADMIN)
 def gateway_new(request: HttpRequest, project: Project) -> HttpResponse:
     slug = request.POST.get("type") or request.GET.get("type", "test")
     try:
@@ -382,7 +382,7 @@ def gateway_new(request: HttpRequest, project: Project) -> HttpResponse:
     return _gateway_form(request, project, None, slug, None)
 
 
-@project_page
+@project_page(get=Role.ADMIN)
 def gateway_edit(request: HttpRequest, project: Project, gateway_id: int) -> HttpResponse:
     gw = owned_gateways(project).filter(pk=gateway_id).first()
     if gw is None:

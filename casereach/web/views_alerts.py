@@ -27,7 +27,7 @@ from casereach.alerts.templates import TemplateError, estimate
 from casereach.cases.models import Case
 from casereach.cases.queries import case_types
 from casereach.core.errors import CasereachError
-from casereach.projects.models import Project
+from casereach.projects.models import Project, Role
 from casereach.web.access import project_page
 from casereach.web.charts import stacked_bars
 
@@ -347,7 +347,7 @@ def _form_page(
     )
 
 
-@project_page
+@project_page(get=Role.VIEWER)
 def alerts(request: HttpRequest, project: Project) -> HttpResponse:
     rows = [
         serialize_alert(a, full=False)
@@ -356,7 +356,7 @@ def alerts(request: HttpRequest, project: Project) -> HttpResponse:
     return render(request, "web/alerts.html", {"project": project, "rows": rows, "nav": "alerts"})
 
 
-@project_page
+@project_page(get=Role.MEMBER)
 def alert_new(request: HttpRequest, project: Project) -> HttpResponse:
     langs = _languages(project)
     if request.method == "POST":
@@ -384,7 +384,7 @@ def _alert(project: Project, alert_id: int) -> Alert:
         raise Http404("no such alert") from None
 
 
-@project_page
+@project_page(get=Role.MEMBER)
 def alert_edit(request: HttpRequest, project: Project, alert_id: int) -> HttpResponse:
     alert = _alert(project, alert_id)
     if request.method == "POST":
@@ -399,7 +399,7 @@ def alert_edit(request: HttpRequest, project: Project, alert_id: int) -> HttpRes
     return _form_page(request, project, alert, form_from_spec(alert.spec), None)
 
 
-@project_page
+@project_page(get=Role.MEMBER)
 def alert_estimate(request: HttpRequest, project: Project) -> HttpResponse:
     """The segment/encoding estimate of the texts being typed (an htmx partial)."""
     v = form_from_post(request.POST, _languages(project))
@@ -412,7 +412,7 @@ def alert_estimate(request: HttpRequest, project: Project) -> HttpResponse:
     )
 
 
-@project_page
+@project_page(get=Role.VIEWER)
 def alert_detail(request: HttpRequest, project: Project, alert_id: int) -> HttpResponse:
     alert = _alert(project, alert_id)
     chosen = request.GET.get("preview", "")
@@ -449,7 +449,7 @@ def alert_detail(request: HttpRequest, project: Project, alert_id: int) -> HttpR
     )
 
 
-@project_page
+@project_page(get=Role.VIEWER, post=Role.MEMBER)
 def alert_status(request: HttpRequest, project: Project, alert_id: int) -> HttpResponse:
     """Activate, deactivate (POST) or show the re-evaluation progress (GET); htmx partial."""
     alert = _alert(project, alert_id)

@@ -20,8 +20,8 @@ from ninja import Router, Schema
 
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.requests import json_object
-from casereach.projects.auth import project_for
-from casereach.projects.models import Project
+from casereach.projects.auth import project_for, requires
+from casereach.projects.models import Project, Role
 from casereach.workers.actions import (
     do_create_worker,
     do_retire_worker,
@@ -280,6 +280,7 @@ def _page_uri(request: HttpRequest, project: Project, limit: int, offset: int) -
     summary="List mobile workers",
     response={200: UserListOut, **ERRORS},
 )
+@requires(Role.VIEWER)
 def user_list(request: HttpRequest, project: str) -> HttpResponse:
     """Offset-paged (tastypie envelope). ``limit`` defaults to 20 and is capped at 1000;
     ``archived=true`` lists deactivated workers; ``group=<id>`` keeps one group's members."""
@@ -315,6 +316,7 @@ def user_list(request: HttpRequest, project: str) -> HttpResponse:
     response={201: UserOut, 409: UserApiError, **ERRORS},
     openapi_extra=CREATE_BODY,
 )
+@requires(Role.ADMIN)
 def user_create(request: HttpRequest, project: str) -> HttpResponse:
     proj = project_for(request, project)
     worker = do_create_worker(proj, _json_body(request))
@@ -330,6 +332,7 @@ def user_create(request: HttpRequest, project: str) -> HttpResponse:
     summary="Get one mobile worker",
     response={200: UserOut, **ERRORS},
 )
+@requires(Role.VIEWER)
 def user_get(request: HttpRequest, project: str, user_id: str) -> HttpResponse:
     """An unknown id answers 400, as CommCare HQ does."""
     proj = project_for(request, project)
@@ -347,6 +350,7 @@ def user_get(request: HttpRequest, project: str, user_id: str) -> HttpResponse:
     response={200: UserOut, 404: UserApiError, **ERRORS},
     openapi_extra=UPDATE_BODY,
 )
+@requires(Role.ADMIN)
 def user_update(request: HttpRequest, project: str, user_id: str) -> HttpResponse:
     proj = project_for(request, project)
     worker = _require(proj, user_id)
@@ -361,6 +365,7 @@ def user_update(request: HttpRequest, project: str, user_id: str) -> HttpRespons
     summary="Retire a mobile worker (frees its numbers)",
     response={202: None, 404: UserApiError, **ERRORS},
 )
+@requires(Role.ADMIN)
 def user_retire(request: HttpRequest, project: str, user_id: str) -> HttpResponse:
     proj = project_for(request, project)
     do_retire_worker(_require(proj, user_id))
@@ -374,6 +379,7 @@ def user_retire(request: HttpRequest, project: str, user_id: str) -> HttpRespons
     summary="Reactivate a mobile worker",
     response={200: UserOut, 404: UserApiError, **ERRORS},
 )
+@requires(Role.ADMIN)
 def user_activate(request: HttpRequest, project: str, user_id: str) -> HttpResponse:
     proj = project_for(request, project)
     worker = do_set_worker_active(_require(proj, user_id), True)
@@ -387,6 +393,7 @@ def user_activate(request: HttpRequest, project: str, user_id: str) -> HttpRespo
     summary="Deactivate a mobile worker (releases its two-way numbers)",
     response={200: UserOut, 404: UserApiError, **ERRORS},
 )
+@requires(Role.ADMIN)
 def user_deactivate(request: HttpRequest, project: str, user_id: str) -> HttpResponse:
     proj = project_for(request, project)
     worker = do_set_worker_active(_require(proj, user_id), False)

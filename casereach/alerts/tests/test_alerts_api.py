@@ -544,7 +544,8 @@ def test_the_readme_tour_alert_works_on_the_demo() -> None:
 
     from casereach.cli.demo import load_demo
 
-    user, key = load_demo()
+    demo = load_demo()
+    user, key = demo.username, demo.key
     auth = {"HTTP_AUTHORIZATION": f"ApiKey {user}:{key}"}
     base = "/a/demo/api/messaging/v1/"
     body = {

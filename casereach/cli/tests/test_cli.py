@@ -132,12 +132,53 @@ def test_serve_health_api_and_sigterm(env: dict[str, str]) -> None:
     assert "casereach stopped" in out
 
 
-def test_demo_no_serve_prints_key_and_is_repeatable(env: dict[str, str]) -> None:
-    r = cli(env, "demo", "--no-serve")
+def _demo_key(r: subprocess.CompletedProcess[str]) -> str:
     assert 0 == r.returncode, r.stderr
-    assert r.stdout.strip().splitlines()[-1].startswith("API key: ApiKey demo@example.org:")
-    r = cli(env, "demo", "--no-serve")
-    assert 0 == r.returncode, r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("API key: ApiKey demo@example.org:"), r.stdout
+    return last.rsplit(":", 1)[1]
+
+
+def test_demo_reuses_its_key_and_revokes_the_old_one_when_it_makes_a_new(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    first = cli(env, "demo", "--no-serve")
+    key = _demo_key(first)
+    kept = tmp_path / "cli.sqlite3.demo-key"
+    assert f"API key (new, kept in {kept}):" in first.stdout
+    assert 0o600 == kept.stat().st_mode & 0o777
+    again = cli(env, "demo", "--no-serve")
+    assert key == _demo_key(again)
+    assert f"API key (reused, kept in {kept}):" in again.stdout
+    kept.unlink()  # lost: the next run makes a new key and switches the old one off
+    third = cli(env, "demo", "--no-serve")
+    new_key = _demo_key(third)
+    assert key != new_key
+    assert "1 earlier demo key(s) revoked" in third.stdout
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "casereach", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/a/demo/api/case/v2/"
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        statuses = [
+            httpx.get(url, headers={"Authorization": f"ApiKey demo@example.org:{k}"}).status_code
+            for k in (key, new_key)
+        ]
+        assert [401, 200] == statuses
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
 
 
 def test_gateway_add_and_list(env: dict[str, str]) -> None:

@@ -153,3 +153,90 @@ def test_a_type_without_webhooks_shows_no_webhook_urls(api: Api) -> None:
     assert (None, None) == (r.body["inbound_url"], r.body["status_url"])
     r = api.post(M + "gateways", {"name": "KE", "type": "http", "config": HTTP_CONFIG})
     assert None not in (r.body["inbound_url"], r.body["status_url"])
+
+
+@pytest.mark.parametrize(
+    ("gw_type", "config", "fragment"),
+    [
+        ("smpp", {"host": "127.0.0.1", "system_id": "x"}, "host: Value error, host 127.0.0.1"),
+        ("smpp", {"host": "10.1.2.3", "system_id": "x"}, "host: Value error, host 10.1.2.3"),
+        ("email", {"host": "169.254.169.254", "from_address": "a@example.org"}, "host: "),
+        ("email", {"host": "0x7f.1", "from_address": "a@example.org"}, "host: "),
+        ("http", {**HTTP_CONFIG, "url": "http://127.0.0.1.:8080/send"}, "url: "),
+        ("http", {**HTTP_CONFIG, "url": "http://localhost.:8080/send"}, "url: "),
+        ("http", {**HTTP_CONFIG, "url": "http://100.64.0.1/send"}, "url: "),
+    ],
+)
+def test_private_hosts_refused_when_the_operator_forbids_them(
+    api: Api, monkeypatch: pytest.MonkeyPatch, gw_type: str, config: Any, fragment: str
+) -> None:
+    monkeypatch.setenv("CASEREACH_GATEWAY_ALLOW_PRIVATE", "0")
+    r = api.post(M + "gateways", {"name": "G", "type": gw_type, "config": config})
+    assert 400 == r.status, r.body
+    assert fragment in r.body["error"]
+    assert "CASEREACH_GATEWAY_ALLOW_PRIVATE forbids" in r.body["error"]
+    assert 0 == GatewayConfig.objects.count()
+    monkeypatch.delenv("CASEREACH_GATEWAY_ALLOW_PRIVATE")
+    gw = api.post(M + "gateways", {"name": "G", "type": gw_type, "config": config}).body
+    monkeypatch.setenv("CASEREACH_GATEWAY_ALLOW_PRIVATE", "0")
+    r = api.put(M + f"gateways/{gw['id']}", {"config": config})
+    assert 400 == r.status, r.body
+
+
+SECRET_HTTP = {
+    "url": "https://sms.example.org/send",
+    "params": {"to": "{to}", "text": "{text}", "key": "param-secret-1"},
+    "headers": {"X-Api-Token": "header-secret-1", "X-Plain": "shown"},
+    "secret_params": ["key"],
+    "secret_headers": ["x-api-token"],
+}
+
+
+def _stored_secrets(gateway_id: int) -> tuple[str, str]:
+    """The values a send would use (through the gateway interface)."""
+    from casereach.gateways.queries import instantiate
+
+    gateway = instantiate(GatewayConfig.objects.get(pk=gateway_id))
+    cfg = gateway.config
+    return cfg.params["key"], cfg.headers["X-Api-Token"]  # type: ignore[attr-defined]
+
+
+def test_secret_params_and_headers_are_write_only(api: Api) -> None:
+    r = api.post(M + "gateways", {"name": "S", "type": "http", "config": SECRET_HTTP})
+    assert 201 == r.status, r.body
+    gw_id = r.body["id"]
+    shown = api.get(M + f"gateways/{gw_id}")
+    for raw in (str(r.raw), str(shown.raw), str(api.get(M + "gateways").raw)):
+        assert "param-secret-1" not in raw
+        assert "header-secret-1" not in raw
+    assert {"to": "{to}", "text": "{text}", "key": "***"} == shown.body["config"]["params"]
+    assert {"X-Api-Token": "***", "X-Plain": "shown"} == shown.body["config"]["headers"]
+    assert "param-secret-1" not in str(GatewayConfig.objects.get(pk=gw_id).config)
+    assert ("param-secret-1", "header-secret-1") == _stored_secrets(gw_id)
+
+    # Sending back what GET showed, blanks, or leaving the values out keeps them.
+    for config in (
+        shown.body["config"],
+        {"params": {**SECRET_HTTP["params"], "key": ""}, "headers": {"X-Api-Token": ""}},
+        {"params": {"to": "{to}", "text": "{text}"}, "headers": {}},
+        {"url": "https://sms.example.org/v2"},
+    ):
+        r = api.put(M + f"gateways/{gw_id}", {"config": config})
+        assert 200 == r.status, r.body
+        assert ("param-secret-1", "header-secret-1") == _stored_secrets(gw_id), config
+        assert "***" == r.body["config"]["params"]["key"]
+    # A new value replaces the stored one and is not shown either.
+    r = api.put(
+        M + f"gateways/{gw_id}",
+        {"config": {"params": {**SECRET_HTTP["params"], "key": "param-secret-2"}}},
+    )
+    assert 200 == r.status, r.body
+    assert "param-secret-2" not in str(r.raw)
+    assert ("param-secret-2", "header-secret-1") == _stored_secrets(gw_id)
+    # No longer listed as secret: the stored value is dropped, a given value is shown.
+    r = api.put(
+        M + f"gateways/{gw_id}",
+        {"config": {"secret_params": [], "params": {**SECRET_HTTP["params"], "key": "open"}}},
+    )
+    assert 200 == r.status, r.body
+    assert "open" == r.body["config"]["params"]["key"]

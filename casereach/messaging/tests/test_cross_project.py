@@ -15,8 +15,7 @@ from casereach.cases.models import Case
 from casereach.gateways.actions import do_create_gateway, do_set_global_routes
 from casereach.gateways.types.test.gateway import OUTBOX
 from casereach.messaging.dispatch import Dispatcher
-from casereach.projects.actions import do_create_web_user
-from casereach.projects.models import Project
+from casereach.projects.models import Project, Role
 from casereach.testing.world import Api, case_body
 
 M = "/a/{project}/api/messaging/v1/"
@@ -315,21 +314,18 @@ def test_b_test_phone_on_a_global_test_gateway_acts_as_b_own_gateway(
     assert [NUMBER] == [o["phone_number"] for o in other_api.get(B + "opt-outs").body["objects"]]
 
 
-def test_only_an_admin_of_the_receiving_project_accepts_by_session(
-    project: Project, other_api: Api
+def test_only_an_admin_of_the_receiving_project_accepts_or_declines(
+    project: Project, api: Api, other_api: Api
 ) -> None:
     b_gw = gateway(other_api, "B-SHARED", shared_with=["demo"])
-    do_create_web_user(project, "member", "member-password-1", admin=False)
-    do_create_web_user(project, "boss", "boss-password-1", admin=True)
-    accept = M.replace("{project}", "demo") + f"gateways/{b_gw['id']}/accept"
-    member = Client()
-    assert member.login(username="member", password="member-password-1")
-    r = member.post(accept)
-    assert 403 == r.status_code
-    assert "admin" in r.json()["error"]
-    boss = Client()
-    assert boss.login(username="boss", password="boss-password-1")
-    assert 200 == boss.post(accept).status_code
+    member = Api(project, "member@example.org", role=Role.MEMBER)
+    for op in ("accept", "decline"):
+        r = member.post(M + f"gateways/{b_gw['id']}/{op}")
+        assert (403, "admin") == (r.status, r.body["detail"]["required_role"])
+    assert "B-SHARED" not in [g["name"] for g in api.get(M + "gateways").body["objects"]]
+    viewer = Api(project, "viewer@example.org", role=Role.VIEWER)
+    assert ["B-SHARED"] == [o["name"] for o in viewer.get(M + "gateway-offers").body["objects"]]
+    assert 200 == api.post(M + f"gateways/{b_gw['id']}/accept").status
 
 
 def test_one_module_writes_the_opt_out_table() -> None:

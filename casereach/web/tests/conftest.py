@@ -110,6 +110,14 @@ class Page:
         self.page = page
         self.server = server
         self.foreign: list[str] = []
+        # Console reports of anything the Content-Security-Policy blocked (inline script or
+        # style, eval, a foreign source): the UI must run under the policy untouched.
+        self.csp_violations: list[str] = []
+        page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(f"{self.page.url}: {message.text}")
 
     def goto(self, path: str) -> Any:
         return self.page.goto(self.server.url + path)
@@ -147,3 +155,4 @@ def page(browser: Any, server: Server) -> Iterator[Page]:
     yield wrapped
     context.close()
     assert [] == wrapped.foreign, "the UI requested another host"
+    assert [] == wrapped.csp_violations, "the page broke the Content-Security-Policy"

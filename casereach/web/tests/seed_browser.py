@@ -22,12 +22,12 @@ def main(out: str) -> None:
     from casereach.gateways.actions import do_create_gateway, do_set_routes
     from casereach.messaging.actions import SendRequest, do_send
     from casereach.projects.actions import do_create_project, do_create_web_user
-    from casereach.projects.models import Project
+    from casereach.projects.models import Project, Role
 
     call_command("migrate", interactive=False, verbosity=0)
     load_demo()
     demo = Project.objects.get(name="demo")
-    do_create_web_user(demo, "pm", "pm-password-1", admin=True)
+    do_create_web_user(demo, "pm", "pm-password-1", role=Role.ADMIN)
     reminder = do_create_alert(
         demo,
         {
@@ -47,7 +47,7 @@ def main(out: str) -> None:
     )
 
     other = do_create_project("other", time_zone="UTC", languages=["en"])
-    do_create_web_user(other, "bo", "bo-password-1", admin=True)
+    do_create_web_user(other, "bo", "bo-password-1", role=Role.ADMIN)
     do_apply_case_changes(
         other,
         [

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from casereach.web.tests.conftest import Page
@@ -250,6 +251,23 @@ def test_import_shows_the_result_and_the_error_report(page: Page, tmp_path: Path
 
 def test_the_guard_blocks_and_records_requests_to_other_hosts(page: Page) -> None:
     page.login()
-    page.page.evaluate("() => fetch('http://example.org/tracker.js').catch(() => null)")
+    # The Content-Security-Policy refuses a script's request to another host first ...
+    with page.page.expect_console_message(lambda m: "Content Security Policy" in m.text):
+        page.page.evaluate("() => fetch('http://example.org/tracker.js').catch(() => null)")
+    assert "connect-src 'self'" in page.csp_violations[0]
+    assert all("http://example.org/tracker.js" in v for v in page.csp_violations)
+    assert [] == page.foreign
+    # ... and the guard records what the policy does not cover (a top-level navigation).
+    with pytest.raises(PlaywrightError):
+        page.page.goto("http://example.org/tracker.js")
     assert ["http://example.org/tracker.js"] == page.foreign
-    page.foreign.clear()  # this test checks the guard itself; the others must never trip it
+    # This test checks the guard and the policy; the others must never trip either.
+    page.foreign.clear()
+    page.csp_violations.clear()
+
+
+def test_api_docs_render_under_the_content_security_policy(page: Page) -> None:
+    response = page.goto("/api/docs")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    expect(page.page.locator(".opblock").first).to_be_visible()  # Swagger UI drew operations
+    page.shot("api-docs")

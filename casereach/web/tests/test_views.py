@@ -7,19 +7,21 @@ import csv
 import io
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from casereach.projects.actions import do_create_web_user
-from casereach.projects.models import Project
+from casereach.projects.models import Project, Role
 from casereach.testing.world import Api, case_body
 
 
 @pytest.fixture
 def web(project: Project) -> Client:
-    do_create_web_user(project, "pm", "pm-password-1", admin=False)
+    do_create_web_user(project, "pm", "pm-password-1", role=Role.ADMIN)
     client = Client()
-    assert client.login(username="pm", password="pm-password-1")
+    # force_login: Client.login passes no request, which django-axes (login throttling) needs
+    client.force_login(get_user_model().objects.get(username="pm"))
     return client
 
 
@@ -239,3 +241,42 @@ def test_import_progress_is_shared_by_every_web_process(web: Client, project: Pr
     )
     assert 200 == response.status_code
     assert 0 == ImportProgress.objects.count()
+
+
+def test_secret_params_and_headers_are_write_only_in_the_form(web: Client, api: Api) -> None:
+    config = {
+        "url": "https://sms.example.org/send",
+        "params": {"to": "{to}", "text": "{text}", "key": "param-secret-1"},
+        "headers": {"X-Api-Token": "header-secret-1"},
+        "secret_params": ["key"],
+        "secret_headers": ["X-Api-Token"],
+    }
+    gw = api.post(
+        "/a/{project}/api/messaging/v1/gateways", {"name": "S", "type": "http", "config": config}
+    ).body
+    page = web.get(f"/a/demo/gateways/{gw['id']}").content.decode()
+    assert "param-secret-1" not in page
+    assert "header-secret-1" not in page
+    assert "&quot;key&quot;: &quot;***&quot;" in page
+    # Saving the form as shown keeps the stored values.
+    form = {
+        "name": "S",
+        "config-url": "https://sms.example.org/send",
+        "config-method": "POST",
+        "config-encoding": "form",
+        "config-params": '{"to": "{to}", "text": "{text}", "key": "***"}',
+        "config-headers": '{"X-Api-Token": "***"}',
+        "config-secret_params": '["key"]',
+        "config-secret_headers": '["X-Api-Token"]',
+        "is_active": "on",
+    }
+    response = web.post(f"/a/demo/gateways/{gw['id']}", form)
+    assert 302 == response.status_code, response.content.decode()[:2000]
+    from casereach.gateways.models import GatewayConfig
+    from casereach.gateways.queries import instantiate
+
+    saved = instantiate(GatewayConfig.objects.get(pk=gw["id"])).config
+    assert ("param-secret-1", "header-secret-1") == (
+        saved.params["key"],  # type: ignore[attr-defined]
+        saved.headers["X-Api-Token"],  # type: ignore[attr-defined]
+    )

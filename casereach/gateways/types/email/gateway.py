@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from casereach.gateways import addresses
 from casereach.gateways.base import (
     EMAIL_GATEWAY_ERROR,
     ERROR_INVALID_EMAIL_ADDRESS,
@@ -76,7 +77,7 @@ class EmailConfig(BaseModel):
         value = value.strip()
         if not value or "://" in value or " " in value or "/" in value:
             raise ValueError("host must be a bare host name or IP address, like smtp.example.org")
-        return value
+        return addresses.check_host(value)
 
     @field_validator("from_address")
     @classmethod
@@ -135,6 +136,22 @@ def message_id_header(message_id: str, sender: str) -> str:
         domain = "casereach.invalid"
     local = _LOCAL_ID.sub("-", message_id).strip(".") or "message"
     return f"<{local}@{domain}>"
+
+
+class _CheckedSMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` whose socket goes to the address ``addresses.open_tcp`` checked
+    (STARTTLS still verifies the certificate against the host name, ``self._host``)."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return addresses.open_tcp(host, port, timeout)
+
+
+class _CheckedSMTPSSL(smtplib.SMTP_SSL):
+    """``smtplib.SMTP_SSL`` connecting as ``_CheckedSMTP`` does, TLS for the host name."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = addresses.open_tcp(host, port, timeout)
+        return self.context.wrap_socket(sock, server_hostname=host)
 
 
 class EmailGateway(Gateway):
@@ -227,6 +244,12 @@ class EmailGateway(Gateway):
             except GatewayError:
                 self._drop()
                 raise
+            except addresses.AddressRefused as exc:
+                responses.append(self._mask(str(exc)))
+                self._drop()
+                raise GatewayError(
+                    EMAIL_GATEWAY_ERROR, retryable=False, detail=self._mask(str(exc))
+                ) from exc
             except (smtplib.SMTPException, OSError) as exc:
                 responses.append(self._mask(f"{type(exc).__name__}: {exc}"))
                 self._drop()
@@ -265,7 +288,7 @@ class EmailGateway(Gateway):
         helo = socket.gethostname() or "localhost"
         conn: smtplib.SMTP
         if cfg.use_ssl:
-            conn = smtplib.SMTP_SSL(
+            conn = _CheckedSMTPSSL(
                 cfg.host,
                 cfg.port,
                 local_hostname=helo,
@@ -273,7 +296,7 @@ class EmailGateway(Gateway):
                 context=ssl.create_default_context(),
             )
         else:
-            conn = smtplib.SMTP(cfg.host, cfg.port, local_hostname=helo, timeout=cfg.timeout_s)
+            conn = _CheckedSMTP(cfg.host, cfg.port, local_hostname=helo, timeout=cfg.timeout_s)
         try:
             conn.ehlo_or_helo_if_needed()
             if cfg.use_tls:

@@ -50,6 +50,7 @@ from casereach.gateways import netpolicy
 from casereach.gateways.base import (
     GATEWAY_ERROR,
     INVALID_DESTINATION_NUMBER,
+    SECRET_MARK,
     Exchange,
     Gateway,
     GatewayError,
@@ -334,6 +335,64 @@ class HttpGateway(Gateway):
     secret_fields = ("password",)
     # Per config: with idempotency_header null this instance does not honour the key.
     supports_idempotency = True
+
+    # Secret header and param values are write-only like ``password``: stored encrypted under
+    # these keys, shown as SECRET_MARK (see ``split_secrets`` / ``restore_secrets``).
+    _NESTED_SECRETS = (("headers", "secret_headers"), ("params", "secret_params"))
+
+    @staticmethod
+    def _is_listed(kind: str, name: str, listed: Any) -> bool:
+        names = [str(n) for n in listed] if isinstance(listed, list) else []
+        if kind == "headers":  # header names are case-insensitive
+            return name.lower() in {n.lower() for n in names}
+        return name in names
+
+    @classmethod
+    def split_secrets(cls, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        public, secret = super().split_secrets(config)
+        for kind, list_key in cls._NESTED_SECRETS:
+            values = config.get(kind) or {}
+            hidden = {
+                k: v for k, v in values.items() if cls._is_listed(kind, k, config.get(list_key))
+            }
+            if hidden:
+                secret[kind] = hidden
+                public[kind] = {k: SECRET_MARK if k in hidden else v for k, v in values.items()}
+        return public, secret
+
+    @classmethod
+    def restore_secrets(
+        cls, config: Mapping[str, Any], stored: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        full = super().restore_secrets(
+            config, {k: v for k, v in stored.items() if k in cls.secret_fields}
+        )
+        for kind, list_key in cls._NESTED_SECRETS:
+            kept = stored.get(kind)
+            if not isinstance(kept, dict) or not isinstance(full.get(kind, {}), dict):
+                continue
+            values = dict(full.get(kind) or {})
+            for name, value in kept.items():
+                if not cls._is_listed(kind, name, full.get(list_key)):
+                    continue  # no longer secret: the stored value is dropped
+                current = next((k for k in values if cls._is_listed(kind, k, [name])), name)
+                if values.get(current) in (None, "", SECRET_MARK):
+                    values[current] = value
+            if values or kind in full:
+                full[kind] = values
+        return full
+
+    @classmethod
+    def public_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        public = super().public_config(config)
+        for kind, list_key in cls._NESTED_SECRETS:
+            values = config.get(kind)
+            if isinstance(values, dict):
+                public[kind] = {
+                    k: SECRET_MARK if cls._is_listed(kind, k, config.get(list_key)) else v
+                    for k, v in values.items()
+                }
+        return public
 
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         super().__init__(config, http)

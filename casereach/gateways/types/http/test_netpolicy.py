@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from casereach.gateways import netpolicy
+from casereach.gateways import addresses, netpolicy
 from casereach.gateways.base import GATEWAY_ERROR, Exchange, GatewayError
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -61,12 +61,21 @@ def test_private_addresses_allowed(
 def test_unresolvable_host_accepted_at_config_time_refused_before_send(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    def lookup(host: str) -> list[str]:
+        raise OSError(f"{host} does not resolve")
+
     monkeypatch.setenv(netpolicy.ALLOW_PRIVATE_ENV, "0")
+    monkeypatch.setattr(addresses, "lookup", lookup)
     url = "https://no-such-host.invalid/send"
     assert url == netpolicy.check_url(url)
-    with pytest.raises(GatewayError) as caught:
-        netpolicy.check_url_before_send(url)
+    netpolicy.check_url_before_send(url)  # no lookup here: the transport makes the only one
+    records: list[Exchange] = []
+    with netpolicy.make_client() as client, pytest.raises(GatewayError) as caught:
+        netpolicy.send_logged(
+            client, client.build_request("GET", url), secrets=[], record=records.append
+        )
     assert (GATEWAY_ERROR, True) == (caught.value.code, caught.value.retryable)
+    assert ["(no reply: ConnectError)"] == [r.response for r in records]
 
 
 def test_private_address_refused_before_send(monkeypatch: pytest.MonkeyPatch) -> None:

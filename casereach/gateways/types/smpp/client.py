@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from casereach.gateways import addresses
 from casereach.gateways.masking import mask_text
 from casereach.gateways.types.smpp import pdu as pdus
 from casereach.gateways.types.smpp.codec import ESM_UDHI, split_udh
@@ -60,9 +61,11 @@ class SmppError(Exception):
 class BindFailed(SmppError):
     """Could not connect or bind; ``status`` is the SMSC's command_status when it answered."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, *, refused: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        # The host is forbidden by CASEREACH_GATEWAY_ALLOW_PRIVATE: retrying will not help.
+        self.refused = refused
 
 
 class NotConnected(SmppError):
@@ -167,7 +170,11 @@ class Session:
         """
         s = self.settings
         try:
-            self._sock = socket.create_connection((s.host, s.port), timeout=s.bind_timeout_s)
+            # Resolved once, checked against CASEREACH_GATEWAY_ALLOW_PRIVATE, connected to.
+            self._sock = addresses.open_tcp(s.host, s.port, s.bind_timeout_s)
+        except addresses.AddressRefused as exc:
+            self._dead.set()
+            raise BindFailed(str(exc), refused=True) from exc
         except OSError as exc:
             self._dead.set()
             raise BindFailed(f"cannot connect to {s.host}:{s.port}: {exc}") from exc

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from casereach.gateways import addresses
 from casereach.gateways.base import (
     GATEWAY_ERROR,
     INVALID_DESTINATION_NUMBER,
@@ -134,7 +135,7 @@ class SmppConfig(BaseModel):
         value = value.strip()
         if not value or "://" in value or " " in value or "/" in value:
             raise ValueError("host must be a bare host name or IP address, like smsc.example.org")
-        return value
+        return addresses.check_host(value)
 
     @field_validator("system_id")
     @classmethod
@@ -415,7 +416,7 @@ class SmppGateway(Gateway):
             detail += f" (after {accepted} part(s) were accepted)"
         return GatewayError(
             GATEWAY_ERROR,
-            retryable=True,
+            retryable=not (isinstance(exc, BindFailed) and exc.refused),
             provider_code=provider_code,
             detail=detail,
             # Some part may have reached the SMSC: the PDU was written, or earlier parts were.
