@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -97,6 +98,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "casereach.core.guards.RejectOversizeBodyMiddleware",
+    "casereach.core.guards.RejectInvalidTextMiddleware",
     "casereach.core.middleware.RejectNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -166,6 +169,12 @@ CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("CASEREACH_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Imports through the web UI: the largest upload, and where each user's full error report
+# is kept for download (the page shows the first rows only).
+IMPORT_MAX_BYTES = int(os.environ.get("CASEREACH_IMPORT_MAX_BYTES", str(100 * 1024 * 1024)))
+IMPORT_DIR = os.environ.get("CASEREACH_IMPORT_DIR", "").strip() or str(
+    Path(tempfile.gettempdir()) / "casereach-imports"
+)
 
 # LOGGING: see the "network security" block at the end of this file.
 

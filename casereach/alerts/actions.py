@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from pydantic import ValidationError
 
 from casereach.alerts.criteria import CaseView, matches, parse_schedule_date
-from casereach.alerts.engine import Last, encode_start_date, next_after
+from casereach.alerts.engine import Last, encode_start_date, next_after, timed_occurrences
 from casereach.alerts.models import Alert, ScheduleInstance
 from casereach.alerts.spec import (
     AlertSchedule,
@@ -211,7 +211,7 @@ def _activate_conditional(alert: Alert, spec: AlertSpec) -> None:
         chunk = pks[start : start + BATCH]
         with transaction.atomic():
             views, zones = load_open_views(chunk)
-            evaluate(alert, spec, views, zones=zones)
+            evaluate(alert, spec, views, zones=zones, revive=True)
             processed += len(chunk)
             Alert.objects.filter(pk=alert.pk).update(eval_processed=processed)
     Alert.objects.filter(pk=alert.pk).update(
@@ -320,7 +320,7 @@ def load_open_views(case_ids: Sequence[str]) -> tuple[list[CaseView], dict[str, 
     return _with_parents(rows, None), zones
 
 
-def _zones(contact_ids: Iterable[str], default: str) -> dict[str, str]:
+def contact_zones(contact_ids: Iterable[str], default: str) -> dict[str, str]:
     out: dict[str, str] = {}
     ids = list(contact_ids)
     for chunk in bulk.in_chunks(ids):
@@ -383,7 +383,7 @@ def recipient_zones(
         refs = {v.case_id: (v.get(rule.property or "") or "").strip() for v in views}
         users = resolve_user_refs(project, [r for r in refs.values() if r])
         person = {cid: users.get(ref) for cid, ref in refs.items()}
-    zones = _zones(sorted({p for p in person.values() if p}), project.time_zone)
+    zones = contact_zones(sorted({p for p in person.values() if p}), project.time_zone)
     return {v.case_id: zones.get(person.get(v.case_id) or "", project.time_zone) for v in views}
 
 
@@ -416,8 +416,33 @@ def _time_property(spec: AlertSpec) -> str | None:
     return None
 
 
-def plan_for(spec: AlertSpec, view: CaseView | None, zone: str, at: dt.datetime) -> Plan | None:
-    """None when the schedule cannot start (a start-date property that holds no date)."""
+def first_day(
+    sched: TimedSchedule, day: dt.date, zone: str, at: dt.datetime, key: str, time_value: str
+) -> dt.date:
+    """The start date of a timed schedule that starts "today" (no start date given): CommCare
+    moves it forward when its first event is already past, so no iteration is lost — by a day
+    (daily or once), a week (weekly), or to the 1st of the next month (monthly)."""
+    first = timed_occurrences(
+        sched, day, zone, after=FAR_PAST, time_value=time_value or None, key=key, limit=1
+    )
+    if not first or first[0].due > at - GRACE:
+        return day
+    unit = sched.repeat.unit
+    if unit == "weeks":
+        return day + dt.timedelta(weeks=1)
+    if unit == "months":
+        return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    return day + dt.timedelta(days=1)
+
+
+FAR_PAST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+
+
+def plan_for(
+    spec: AlertSpec, view: CaseView | None, zone: str, at: dt.datetime, key: str = ""
+) -> Plan | None:
+    """None when the schedule cannot start (a start-date property that holds no date).
+    ``key`` is the instance's key (``alert:recipient``) that random times are drawn with."""
     sched = spec.schedule
     start_value = ""
     if isinstance(sched, ImmediateSchedule):
@@ -442,7 +467,9 @@ def plan_for(spec: AlertSpec, view: CaseView | None, zone: str, at: dt.datetime)
                 start = dt.datetime.combine(day, dt.time(0), ZoneInfo(zone)).astimezone(dt.UTC)
         else:
             if day is None:
-                day = at.astimezone(ZoneInfo(zone)).date()
+                today = at.astimezone(ZoneInfo(zone)).date()
+                time_value = _value(view, _time_property(spec))
+                day = first_day(sched, today, zone, at, key, time_value)
             start = encode_start_date(day)
     return Plan(
         start=start,
@@ -511,9 +538,11 @@ def evaluate(
     views: Sequence[CaseView],
     *,
     zones: dict[str, str] | None = None,
+    revive: bool = False,
 ) -> None:
     """Bring the instances of ``alert`` for these cases in line with the rule: one query to
-    read the existing instances, one bulk write each for new, changed and removed ones."""
+    read the existing instances, one bulk write each for new, changed and removed ones.
+    ``revive`` (an activation): instances stopped by a deactivation are recomputed too."""
     if not views:
         return
     project = Project.objects.get(pk=alert.project_id)
@@ -531,7 +560,7 @@ def evaluate(
         else {}
     )
     if zones is None:
-        zones = _zones([v.case_id for v in views], project_zone)
+        zones = contact_zones([v.case_id for v in views], project_zone)
     else:
         zones = {v.case_id: zones.get(v.case_id) or project_zone for v in views}
     zones = recipient_zones(project, spec, views, zones)
@@ -547,7 +576,7 @@ def evaluate(
                 remove.append(current.pk)
             continue
         zone = zones[view.case_id]
-        plan = plan_for(spec, view, zone, at)
+        plan = plan_for(spec, view, zone, at, f"{alert.pk}:{view.case_id}")
         if plan is None:  # CommCare: no usable start date → no instance
             if current is not None:
                 remove.append(current.pk)
@@ -573,11 +602,16 @@ def evaluate(
                 )
             )
             continue
-        _refresh(alert, spec, current, plan, zone, at, project_zone, change)
+        refresh_instance(alert, spec, current, plan, zone, at, project_zone, change, revive=revive)
     if remove:
         for chunk in bulk.in_chunks(remove):
             ScheduleInstance.objects.filter(pk__in=chunk).delete()
     insert_instances(create)
+    write_changes(change)
+
+
+def write_changes(change: Sequence[ScheduleInstance]) -> None:
+    """Recomputed instances, one bulk statement."""
     if change:
         adapt = bulk.adapt_datetime
         bulk.execute_many(
@@ -669,7 +703,7 @@ def insert_instances(rows: Sequence[tuple[Any, ...]]) -> None:
     )
 
 
-def _refresh(
+def refresh_instance(
     alert: Alert,
     spec: AlertSpec,
     inst: ScheduleInstance,
@@ -678,14 +712,19 @@ def _refresh(
     at: dt.datetime,
     project_zone: str,
     change: list[ScheduleInstance],
+    *,
+    revive: bool = False,
 ) -> None:
-    """A matching case that already has an instance: restart, recompute or leave it."""
+    """A matching recipient that already has an instance: restart, recompute or leave it.
+    ``revive``: an instance without a next occurrence (stopped by a deactivation, or done)
+    is recomputed from now, continuing after the last occurrence it fired."""
     reset = plan.reset_value != inst.reset_value
     moved = (
         plan.start_value != inst.start_value
         or plan.time_value != inst.time_value
         or zone != inst.time_zone
         or plan.stop_value != inst.stop_value
+        or (revive and inst.next_due is None)
     )
     if not reset and not moved:
         return
@@ -810,17 +849,30 @@ def _activate_broadcast(alert: Alert, spec: AlertSpec) -> None:
     processed = 0
     for start in range(0, len(contact_ids), BATCH):
         chunk = contact_ids[start : start + BATCH]
-        zones = _zones(chunk, project.time_zone)
+        zones = contact_zones(chunk, project.time_zone)
         kinds = dict(
             Contact.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
                 "contact_id", "contact_type"
             )
         )
+        existing = {
+            i.recipient_key: i
+            for i in ScheduleInstance.objects.filter(
+                alert=alert, alert_version=alert.version, recipient_key__in=chunk
+            )
+        }
         rows: list[tuple[Any, ...]] = []
+        change: list[ScheduleInstance] = []
         for cid in chunk:
             zone = zones[cid]
-            plan = plan_for(spec, None, zone, at)
+            plan = plan_for(spec, None, zone, at, f"{alert.pk}:{cid}")
             if plan is None:
+                continue
+            current = existing.get(cid)
+            if current is not None:  # a re-activation: continue where it stopped
+                refresh_instance(
+                    alert, spec, current, plan, zone, at, project.time_zone, change, revive=True
+                )
                 continue
             after = at - GRACE if not isinstance(spec.schedule, ImmediateSchedule) else at
             due = (
@@ -835,6 +887,7 @@ def _activate_broadcast(alert: Alert, spec: AlertSpec) -> None:
             )
         with transaction.atomic():
             insert_instances(rows)
+            write_changes(change)
         processed += len(chunk)
         Alert.objects.filter(pk=alert.pk).update(eval_processed=processed)
     Alert.objects.filter(pk=alert.pk).update(eval_state="done")

@@ -362,6 +362,11 @@ class UpcomingSend(OpenSchema):
     text: str = Field(description="the SMS text, or the email's subject")
     channel: str = Field(json_schema_extra={"enum": ["sms", "email"]})
     error_code: str | None = Field(description="why this send would fail, when it would")
+    warning: str | None = Field(
+        default=None,
+        description="alert_time_default: sent at 12:00 local because the case property the "
+        "time is read from holds no time",
+    )
 
 
 class UpcomingList(OpenSchema):

@@ -8,6 +8,7 @@ same question: the occurrences strictly after a given instant, in order.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from casereach.alerts.spec import (
@@ -23,7 +24,7 @@ from casereach.alerts.timing import (
     Recurrence,
     local_to_utc,
     period_dates,
-    random_time,
+    random_moment,
 )
 
 MAX_PERIODS = 20_000  # a schedule whose every event is unusable stops here, not never
@@ -60,17 +61,35 @@ def encode_start_date(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0), dt.UTC)
 
 
+# CommCare reads a case-property time with ``^\d?\d:\d\d`` (anything may follow: seconds).
+_PROPERTY_TIME = re.compile(r"^\s*(\d?\d):(\d\d)")
+# CommCare's time when the case property holds none (CASE_PROPERTY_TIME's default).
+DEFAULT_PROPERTY_TIME = dt.time(12, 0)
+
+
 def parse_time_value(value: str | None) -> dt.time | None:
-    """A time read from a case property: HH:MM or HH:MM:SS."""
+    """A time read from a case property: H:MM or HH:MM, optionally followed by more (seconds);
+    None when it holds no valid time."""
     if not value:
         return None
-    text = value.strip()
-    for fmt in ("%H:%M", "%H:%M:%S"):
-        try:
-            return dt.datetime.strptime(text, fmt).time()  # noqa: DTZ007 — a wall time
-        except ValueError:
-            continue
-    return None
+    found = _PROPERTY_TIME.match(value)
+    if found is None:
+        return None
+    hour, minute = int(found.group(1)), int(found.group(2))
+    if hour > 23 or minute > 59:
+        return None
+    return dt.time(hour, minute)
+
+
+def property_time(value: str | None) -> dt.time:
+    """The local time an event with ``time_property`` is sent at: the property's time, or
+    12:00 (CommCare) when it is missing or not a time."""
+    return parse_time_value(value) or DEFAULT_PROPERTY_TIME
+
+
+def event_reach(sched: TimedSchedule) -> int:
+    """The largest day offset of the schedule's events."""
+    return max(event.day for event in sched.events)
 
 
 def timed_occurrences(
@@ -87,30 +106,32 @@ def timed_occurrences(
 ) -> list[Occurrence]:
     rec = recurrence(sched.repeat)
     found: list[Occurrence] = []
-    prop_time = parse_time_value(time_value)
+    prop_time = property_time(time_value)
     horizon: dt.date | None = None
-    for _, day in period_dates(rec, start, limit=MAX_PERIODS):
+    for _, day in period_dates(rec, start, limit=MAX_PERIODS, reach=event_reach(sched)):
         if horizon is not None and day > horizon:
             break
         if until is not None and local_to_utc(day, dt.time(0), zone) > until:
             break
         for index, event in enumerate(sched.events):
             local_day = day + dt.timedelta(days=event.day)
+            if local_day < start:
+                continue  # the first period's events before the start date are not sent
+            send_day = local_day
             if event.time is not None:
                 at = parse_hhmm(event.time)
             elif event.window_start is not None and event.window_end is not None:
-                at = random_time(
+                spill, at = random_moment(
                     parse_hhmm(event.window_start),
                     parse_hhmm(event.window_end),
                     f"{key}:{local_day.isoformat()}:{index}",
                 )
-            elif prop_time is not None:
-                at = prop_time
+                send_day = local_day + dt.timedelta(days=spill)  # a window past midnight
             else:
-                continue  # the case property holds no usable time: nothing to send
+                at = prop_time
             if last is not None and (local_day, index) <= last:
                 continue
-            due = local_to_utc(local_day, at, zone)
+            due = local_to_utc(send_day, at, zone)
             if due > after and (until is None or due <= until):
                 found.append(Occurrence(due, index, local_day))
         if len(found) >= limit:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from casereach.alerts.actions import (
     BATCH,
     Plan,
+    _time_property,
     broadcast_contacts,
     load_open_views,
     load_views,
@@ -26,7 +27,7 @@ from casereach.alerts.actions import (
     stop_instant,
 )
 from casereach.alerts.criteria import CaseView, matching
-from casereach.alerts.engine import Occurrence, occurrences_after
+from casereach.alerts.engine import Occurrence, occurrences_after, parse_time_value
 from casereach.alerts.models import Alert, ScheduleInstance
 from casereach.alerts.scheduler import CONTACT_FIELDS, Claimed, Target, _targets, message_for
 from casereach.alerts.spec import AlertSpec, TimedSchedule
@@ -35,10 +36,8 @@ from casereach.cases.models import Case, CaseIndex
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
 from casereach.core.timeutil import ONE_MICROSECOND, now
-from casereach.gateways.models import GlobalRoutes
-from casereach.gateways.queries import GatewayIndex, gateway_index, global_routes, route
 from casereach.messaging.errors import describe
-from casereach.messaging.optouts import opted_out_pairs
+from casereach.messaging.presend import PresendContext, check
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
 from casereach.workers.models import MobileWorker
@@ -100,7 +99,7 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
         for n, key in enumerate(keys):
             view = views.get(key)
             zone = zones.get(key) or project.time_zone
-            plan = plan_for(spec, view, zone, at)
+            plan = plan_for(spec, view, zone, at, f"{alert.pk}:{key}")
             if plan is None:
                 reasons["no_start_date"] += 1
                 _note(
@@ -108,6 +107,7 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
                 )
                 continue
             fake = Claimed(
+                time_value=plan.time_value,
                 pk=n + 1,
                 alert_id=alert.pk,
                 alert_version=alert.version,
@@ -131,38 +131,19 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
             {str(t.contact["contact_id"]) for ts in targets.values() for t in ts if t.contact}
         )
         phones: dict[str, str] = {}
-        overrides: dict[str, str] = {}
         warnings: dict[str, list[Any]] = {}
         for chunk in bulk.in_chunks(contact_ids):
-            for cid, number, override in (
+            for cid, number in (
                 PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk))
                 .order_by("-position", "-id")
-                .values_list("contact_id", "number", "gateway")
+                .values_list("contact_id", "number")
             ):
                 phones[cid] = number
-                overrides[cid] = override
             warnings.update(
                 Contact.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
                     "contact_id", "warnings"
                 )
             )
-        # Opted out in the project's scope, or for the gateway the SMS would use: one query
-        # per chunk of numbers; routing (in memory) only for numbers a gateway's STOP binds.
-        opted = opted_out_pairs(phones.values(), [project.pk])
-        routing: list[tuple[GatewayIndex, GlobalRoutes]] = []
-
-        def refused(number: str, contact_id: str | None) -> bool:
-            if opted.in_project(number, project.pk):
-                return True
-            if not opted.has_gateway_rows(number):
-                return False
-            if not routing:
-                routing.append((gateway_index(project), global_routes()))
-            index, routes = routing[0]
-            override = overrides.get(contact_id or "", "")
-            chosen = route(project, number, override, routes=routes, index=index, settings=settings)
-            return chosen.gateway is not None and opted.refuses(number, None, chosen.gateway.pk)
-
         owner_ids = sorted({v.owner_id for v in views.values() if v.owner_id})
         names = (
             dict(
@@ -173,33 +154,44 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
             if owner_ids
             else {}
         )
-        for fake in fakes:
-            view = views.get(fake.case_id or "")
-            for target in targets.get(fake.pk, []):
-                msg = message_for(project, settings, spec, view, target, names, phones, at)
-                who = target.contact["contact_id"] if target.contact else target.email or None
-                name = target.contact["name"] if target.contact else ""
-                error = msg.error_code
-                if error is None and spec.channel == "sms" and refused(msg.phone_number, who):
-                    error = "PHONE_NUMBER_OPTED_OUT"
-                if error is not None:
-                    reasons[error] += 1
-                    _note(unreachable, who, name, error, _explain(error), fake.recipient_key)
-                    continue
-                codes = {w.get("code") for w in warnings.get(str(who), []) if isinstance(w, dict)}
-                if "unknown_time_zone" in codes:
-                    _note(
-                        unreachable,
-                        who,
-                        name,
-                        "time_zone_fallback",
-                        "reached, but at the project's time zone: the contact's zone is unknown",
-                        fake.recipient_key,
-                        reached=True,
-                    )
-                reached.add(str(who))
-                for o in occ.get(fake.pk, []):
-                    per_day[o.due.astimezone(project_zone).date().isoformat()] += 1
+        built = [
+            (fake, target, message_for(project, settings, spec, view, target, names, phones, at))
+            for fake in fakes
+            for view in [views.get(fake.case_id or "")]
+            for target in targets.get(fake.pk, [])
+        ]
+        errors = send_errors(project, [msg for _, _, msg in built], at)
+        for (fake, target, _), error in zip(built, errors, strict=True):
+            who = target.contact["contact_id"] if target.contact else target.email or None
+            name = target.contact["name"] if target.contact else ""
+            if error is not None:
+                reasons[error] += 1
+                _note(unreachable, who, name, error, _explain(error), fake.recipient_key)
+                continue
+            codes = {w.get("code") for w in warnings.get(str(who), []) if isinstance(w, dict)}
+            if "unknown_time_zone" in codes:
+                _note(
+                    unreachable,
+                    who,
+                    name,
+                    "time_zone_fallback",
+                    "reached, but at the project's time zone: the contact's zone is unknown",
+                    fake.recipient_key,
+                    reached=True,
+                )
+            if time_default(spec, fake.time_value):
+                _note(
+                    unreachable,
+                    who,
+                    name,
+                    "time_property_default",
+                    TIME_DEFAULT_TEXT.format(prop=_time_property(spec)),
+                    fake.recipient_key,
+                    reached=True,
+                )
+            reached.add(str(who))
+            for o in occ.get(fake.pk, []):
+                per_day[o.due.astimezone(project_zone).date().isoformat()] += 1
 
     if spec.kind == "conditional":
         pks = open_case_ids(project.pk, spec.case_type or "")
@@ -265,6 +257,47 @@ REASONS = {
     "CONTACT_IS_INACTIVE": "the contact is closed, deleted or deactivated",
     "PHONE_NUMBER_OPTED_OUT": "the number has opted out",
 }
+
+
+def send_errors(project: Project, msgs: Sequence[Any], at: dt.datetime) -> list[str | None]:
+    """Why each message built by ``message_for`` would fail, or None: its own error (no
+    number, no translation, ...), else the dispatcher's pre-send checks (``presend.check``,
+    the very function sending runs: opted out, inactive contact, gateway not found, no
+    suitable gateway, ...). A postponement (a window, the daily limit) is not a failure."""
+    rows = [
+        {
+            "project_id": project.pk,
+            "contact_id": msg.contact_id,
+            "channel": msg.channel,
+            "phone_number": msg.phone_number,
+            "allow_opted_out": False,
+            "gateway_source": "",
+            "gateway_id": None,
+            "created_on": at,
+        }
+        for msg in msgs
+    ]
+    pending = [row for row, msg in zip(rows, msgs, strict=True) if msg.error_code is None]
+    ctx = PresendContext.load(pending) if pending else None
+    out: list[str | None] = []
+    for row, msg in zip(rows, msgs, strict=True):
+        if msg.error_code is not None or ctx is None:
+            out.append(msg.error_code)
+            continue
+        verdict = check(ctx, row, at)
+        out.append(verdict.error_code if verdict.action == "fail" else None)
+    return out
+
+
+TIME_DEFAULT_TEXT = (
+    "reached at 12:00 local time: the case property {prop} holds no time (H:MM or HH:MM)"
+)
+
+
+def time_default(spec: AlertSpec, time_value: str) -> bool:
+    """Whether the alert reads its time from a case property that holds none, so that it
+    sends at 12:00 local (CommCare's default)."""
+    return _time_property(spec) is not None and parse_time_value(time_value) is None
 
 
 def _explain(code: str) -> str:
@@ -334,13 +367,14 @@ def preview(project: Project, alert: Alert, case_id: str) -> dict[str, Any] | No
         phones,
         now(),
     )
-    info = describe(msg.error_code) if msg.error_code else None
+    error = send_errors(project, [msg], now())[0]
+    info = describe(error) if error else None
     return {
         "name": contact["name"],
         "language": msg.language or None,
         "text": msg.text,
         "subject": getattr(msg, "subject", ""),
-        "error_code": msg.error_code,
+        "error_code": error,
         "error_description": info.description if info else "",
         "error_hint": info.hint if info else "",
         "segments": msg.segments,
@@ -445,7 +479,9 @@ def upcoming(project: Project, contact_id: str, limit: int = 10) -> list[dict[st
         msg = message_for(
             project, settings, spec, view, Target(contact=dict(contact)), names, phones, now()
         )
+        error = send_errors(project, [msg], now())[0]
         zone = ZoneInfo(inst.time_zone)
+        default_time = time_default(spec, inst.time_value)
         for occ in found:
             if stop is not None and occ.due >= stop:
                 break
@@ -459,7 +495,8 @@ def upcoming(project: Project, contact_id: str, limit: int = 10) -> list[dict[st
                     "language": msg.language or None,
                     "text": msg.text if spec.channel == "sms" else msg.subject or msg.text,
                     "channel": spec.channel,
-                    "error_code": msg.error_code,
+                    "error_code": error,
+                    "warning": "alert_time_default" if default_time else None,
                     "_sort": occ.due,
                 }
             )

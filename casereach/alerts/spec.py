@@ -295,8 +295,11 @@ class TimedEvent(_Strict):
                 raise ValueError("a window needs window_start and window_end")
             _hhmm(self.window_start)
             _hhmm(self.window_end)
-            if self.window_end <= self.window_start:
-                raise ValueError("window_end must be after window_start")
+            if self.window_end == self.window_start:
+                raise ValueError(
+                    "window_end must differ from window_start (a window ending before it "
+                    "starts runs past midnight, e.g. 23:00 to 01:00)"
+                )
         if self.time_property is not None:
             _prop(self.time_property)
         return self
@@ -314,7 +317,16 @@ class TimedSchedule(_Strict):
         if rep.iterations is None:
             return None
         steps = (rep.iterations - 1) * rep.interval
-        last_offset = max(event.day for event in self.events)
+        # A random time in a window past midnight can fall on the next day.
+        last_offset = max(
+            event.day
+            + (
+                1
+                if event.window_start and event.window_end and event.window_end < event.window_start
+                else 0
+            )
+            for event in self.events
+        )
         if rep.unit in ("once", "days"):
             base = 0 if rep.unit == "once" else steps
         elif rep.unit == "weeks":

@@ -39,6 +39,7 @@ __all__ = [
     "next_occurrence",
     "occurrences",
     "period_dates",
+    "random_moment",
     "random_time",
     "skipped_months",
     "utc_to_local",
@@ -189,9 +190,35 @@ def _monthly_rule_can_fire(interval: int, day_of_month: int, start: date) -> boo
     return False
 
 
-def _iter_periods(rec: Recurrence, start: date, from_period: int) -> Iterator[tuple[int, date]]:
+def _first_week(rec: Recurrence, start: date, reach: int) -> date:
+    """Monday of the first weekly period: the start's week, or the next one when no event of
+    the start's week (a weekday plus at most `reach` days) falls on or after the start (CommCare
+    moves the start forward to the schedule's first weekday)."""
+    monday = start - timedelta(days=start.weekday())
+    weekdays = rec.weekdays or (start.weekday(),)
+    if monday + timedelta(days=max(weekdays) + reach) < start:
+        monday += timedelta(weeks=1)
+    return monday
+
+
+def _first_month(rec: Recurrence, start: date, reach: int) -> int:
+    """Month index of the first monthly period: the start's month, or the next one when the
+    start's month has the day but no event (the day plus at most `reach` days) on or after the
+    start (CommCare pushes the start to the next month). A month lacking the day still counts."""
+    day_of_month = rec.day_of_month if rec.day_of_month is not None else start.day
+    first = _month_index(start)
+    day = _day_in_month(first, day_of_month)
+    if day is not None and day + timedelta(days=reach) < start:
+        return first + 1
+    return first
+
+
+def _iter_periods(
+    rec: Recurrence, start: date, from_period: int, reach: int = 0
+) -> Iterator[tuple[int, date]]:
     """Every (period, date) from `from_period` on, without a yield limit; stops at `iterations`
-    or at the end of the representable calendar."""
+    or at the end of the representable calendar. `reach` is the largest event day offset: a
+    date before `start` is still yielded when an event that many days later is not."""
     if rec.unit == "once":
         if from_period == 0:
             yield 0, start
@@ -201,7 +228,7 @@ def _iter_periods(rec: Recurrence, start: date, from_period: int) -> Iterator[tu
         day_of_month = rec.day_of_month if rec.day_of_month is not None else start.day
         if stop is None and not _monthly_rule_can_fire(rec.interval, day_of_month, start):
             return
-        first = _month_index(start)
+        first = _first_month(rec, start, reach)
         last = _max_month_index()
         period = from_period
         while stop is None or period < stop:
@@ -209,7 +236,7 @@ def _iter_periods(rec: Recurrence, start: date, from_period: int) -> Iterator[tu
             if index > last:
                 return
             day = _day_in_month(index, day_of_month)
-            if day is not None and day >= start:
+            if day is not None and day + timedelta(days=reach) >= start:
                 yield period, day
             period += 1
         return
@@ -221,14 +248,14 @@ def _iter_periods(rec: Recurrence, start: date, from_period: int) -> Iterator[tu
                 period += 1
             return
         # weeks
-        monday = start - timedelta(days=start.weekday())
+        monday = _first_week(rec, start, reach)
         weekdays = rec.weekdays or (start.weekday(),)
         period = from_period
         while stop is None or period < stop:
             week = monday + timedelta(weeks=period * rec.interval)
             for weekday in weekdays:
                 day = week + timedelta(days=weekday)
-                if day >= start:
+                if day + timedelta(days=reach) >= start:
                     yield period, day
             period += 1
     except OverflowError:  # past date.max: the calendar ends, so does the recurrence
@@ -243,20 +270,27 @@ def _check_counts(from_period: int, limit: int) -> None:
 
 
 def period_dates(
-    rec: Recurrence, start: date, *, from_period: int = 0, limit: int = 1000
+    rec: Recurrence, start: date, *, from_period: int = 0, limit: int = 1000, reach: int = 0
 ) -> Iterator[tuple[int, date]]:
     """(period index, the period's first date) for periods from_period, from_period+1, … in order;
     stops after `iterations` periods or `limit` yielded.
 
-    For "days": start + k*interval days. For "weeks": each week k*interval weeks after start's
-    week (weeks start Monday), one entry per chosen weekday within that week that is >= start
-    (so a period may yield several dates, each with the same period index, in date order). For
-    "months": the month k*interval months after start's month, on day_of_month (or from the
-    end); a month lacking that day is skipped (not yielded, but it still counts as a period so
-    iteration counting stays aligned with the calendar); dates before `start` are not yielded.
+    The first period is the first one with a date on or after `start` (plus `reach`, the
+    largest day offset of the schedule's events: a period date before the start is kept when an
+    event `reach` days later is not before it; the caller then drops the events before the
+    start). For "days": start + k*interval days. For "weeks": each week k*interval weeks after
+    the first week (weeks start Monday; the start's week, or the next one when all its chosen
+    weekdays are before the start), one entry per chosen weekday (so a period may yield several
+    dates, each with the same period index, in date order). For "months": the month k*interval
+    months after the first month (the start's, or the next one when its day is before the
+    start), on day_of_month (or from the end); a month lacking that day is skipped (not
+    yielded, but it still counts as a period so iteration counting stays aligned with the
+    calendar).
     """
     _check_counts(from_period, limit)
-    return _limited(_iter_periods(rec, start, from_period), limit)
+    if not _is_int(reach) or reach < 0:
+        raise ValueError(f"reach must be an integer >= 0, got {reach!r}")
+    return _limited(_iter_periods(rec, start, from_period, reach), limit)
 
 
 # No schedule runs past this date, forever ones included: far beyond any program, and far
@@ -286,7 +320,7 @@ def skipped_months(rec: Recurrence, start: date, until: date) -> list[date]:
     day_of_month = rec.day_of_month if rec.day_of_month is not None else start.day
     if day_of_month <= 28:  # every month has days 1..28, and negative days always exist
         return []
-    first = _month_index(start)
+    first = _first_month(rec, start, 0)
     last = _month_index(until)
     skipped: list[date] = []
     period = 0
@@ -311,9 +345,9 @@ def _first_useful_period(rec: Recurrence, start: date, earliest: date) -> int:
     if rec.unit == "days":
         return (earliest - start).days // rec.interval
     if rec.unit == "weeks":
-        monday = start - timedelta(days=start.weekday())
-        return (earliest - monday).days // 7 // rec.interval
-    return (_month_index(earliest) - _month_index(start)) // rec.interval
+        monday = _first_week(rec, start, 0)
+        return max(0, (earliest - monday).days // 7 // rec.interval)
+    return max(0, (_month_index(earliest) - _first_month(rec, start, 0)) // rec.interval)
 
 
 def occurrences(
@@ -392,12 +426,29 @@ def random_time(window_start: time, window_end: time, key: str) -> time:
     (sha256) of key (e.g. alert id + case id + date), to the minute; the same key always gives
     the same time.
 
-    ``window_end`` of 00:00 means the end of the day (a window running up to midnight).
+    ``window_end`` of 00:00 means the end of the day (a window running up to midnight). For a
+    window that crosses midnight use :func:`random_moment`.
     """
+    _require_naive_time(window_start)
+    _require_naive_time(window_end)
+    if window_end != time(0) and window_end < window_start:
+        raise ValueError(
+            f"random time window [{window_start}, {window_end}) crosses midnight: use random_moment"
+        )
+    return random_moment(window_start, window_end, key)[1]
+
+
+def random_moment(window_start: time, window_end: time, key: str) -> tuple[int, time]:
+    """(day offset, local time): a deterministic 'random' minute in the window, as
+    :func:`random_time`, but a window whose end is before its start crosses midnight
+    (23:00-01:00 runs two hours), and a minute after midnight falls on the next day (offset 1).
+    The same key gives the same minute as :func:`random_time` for a window within one day."""
     _require_naive_time(window_start)
     _require_naive_time(window_end)
     start_us = _time_us(window_start)
     end_us = _time_us(window_end) or _DAY_US
+    if end_us < start_us:
+        end_us += _DAY_US  # crosses midnight
     first_minute = -(-start_us // _MINUTE_US)  # ceil: whole minutes at or after the start
     end_minute = -(-end_us // _MINUTE_US)  # minutes strictly before the end
     count = end_minute - first_minute
@@ -407,4 +458,5 @@ def random_time(window_start: time, window_end: time, key: str) -> time:
         )
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     minute = first_minute + int.from_bytes(digest[:8], "big") % count
-    return time(minute // 60, minute % 60)
+    day, minute = divmod(minute, 24 * 60)
+    return day, time(minute // 60, minute % 60)

@@ -11,6 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.urls import URLPattern, URLResolver
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 
 from casereach.alerts.api import router as alerts_router
 from casereach.cases.api import router as cases_router
@@ -19,6 +20,7 @@ from casereach.cases.api_settings import router as settings_router
 from casereach.cases.api_v05 import router as cases_v05_router
 from casereach.contacts.api import router as contacts_router
 from casereach.core.errors import CasereachError
+from casereach.core.text import parse_json
 from casereach.gateways.api import router as gateways_router
 from casereach.messaging.api import router as messaging_router
 from casereach.messaging.api_events import router as events_router
@@ -61,6 +63,15 @@ def _json_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
+class StrictJsonParser(Parser):
+    """Schema bodies read through core.text, the one decoder: strict UTF-8, no lone
+    surrogates (ninja's default json.loads lets encoded surrogates through)."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        data: dict[str, Any] = parse_json(request.body)
+        return data
+
+
 api = CasereachApi(
     title="casereach API",
     version="1",
@@ -69,6 +80,7 @@ api = CasereachApi(
         "Authenticate with `Authorization: ApiKey <username>:<key>`."
     ),
     auth=ApiKeyAuth(),
+    parser=StrictJsonParser(),
     urls_namespace="api",
     docs_url="/api/docs",
     openapi_url="/api/openapi.json",

@@ -39,6 +39,7 @@ from casereach.cases.changes import BASE_FIELDS, MAX_FIELD, MAX_VALUE, CaseChang
 from casereach.cases.models import Case
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
+from casereach.core import text as core_text
 from casereach.core.errors import BadRequest
 from casereach.projects.models import Project
 
@@ -48,6 +49,12 @@ MAX_LINE_BYTES = 8 * 1024 * 1024
 # longer than MAX_VALUE); longer ones are refused by the csv module without a column.
 CSV_FIELD_LIMIT = 1_048_576
 KEPT_ERRORS = 1000
+# XLSX: no cell's text may be longer than this (bytes of XML), checked on the compressed
+# file's stream before openpyxl reads a cell; and the shared-strings table, which openpyxl
+# holds in memory whole, may not be larger than this uncompressed.
+MAX_XLSX_CELL_BYTES = CSV_FIELD_LIMIT
+MAX_SHARED_STRINGS_BYTES = 64 * 1024 * 1024
+_SCAN_CHUNK = 1024 * 1024
 # Tables an import grows, and when to refresh their planner statistics (cases written).
 IMPORTED_TABLES = (Case._meta.db_table, Contact._meta.db_table, PhoneEntry._meta.db_table)
 ANALYZE_FIRST = 50_000
@@ -195,8 +202,8 @@ class CsvRows(RowSource):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
+            text = core_text.decode(raw)
+        except core_text.InvalidText:
             return _Line(number, raw.decode("utf-8", "replace"), BAD_ENCODING)
         if "\x00" in text:
             return _Line(number, text.replace("\x00", ""), "contains a NUL character")
@@ -310,6 +317,7 @@ class XlsxRows(RowSource):
     def __init__(self, path: Path) -> None:
         from openpyxl import load_workbook
 
+        check_xlsx_sizes(path)
         try:
             self.book = load_workbook(path, read_only=True, data_only=True)
         except Exception as exc:  # openpyxl raises many types for a bad file
@@ -326,6 +334,9 @@ class XlsxRows(RowSource):
         for number, cells in enumerate(self.sheet.iter_rows(min_row=1, values_only=True), 1):
             self.done = number
             values = [_cell_text(v) for v in cells]
+            if not all(map(core_text.is_text, values)):  # an _xD800_ escape, say
+                yield SourceRow(number, None, BAD_ENCODING)
+                continue
             while values and values[-1] == "":
                 values.pop()
             if not values:
@@ -343,6 +354,61 @@ class XlsxRows(RowSource):
                 )
                 continue
             yield SourceRow(number, values)
+
+
+def check_xlsx_sizes(path: Path) -> None:
+    """BadRequest, before any cell is read, for a workbook whose shared-strings table is too
+    large to hold or whose sheets or table hold a text longer than MAX_XLSX_CELL_BYTES (a
+    310 KB file can hold a 300 MB cell). Memory stays at one chunk of the stream."""
+    import zipfile
+
+    try:
+        book = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BadRequest(f"cannot read {path.name!r} as an XLSX workbook: {exc}") from None
+    with book:
+        for info in book.infolist():
+            name = info.filename
+            is_strings = name == "xl/sharedStrings.xml"
+            if not is_strings and not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                continue
+            if is_strings and info.file_size > MAX_SHARED_STRINGS_BYTES:
+                raise BadRequest(
+                    f"{path.name!r} is too large to import: its shared strings take "
+                    f"{info.file_size:,} bytes (at most {MAX_SHARED_STRINGS_BYTES:,}); "
+                    "save it as CSV or split it"
+                )
+            try:
+                longest = _longest_text(book, info)
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+                raise BadRequest(f"cannot read {path.name!r}: {exc}") from None
+            if longest > MAX_XLSX_CELL_BYTES:
+                raise BadRequest(
+                    f"{path.name!r} has a cell of about {longest:,} bytes; a cell may hold "
+                    f"at most {MAX_XLSX_CELL_BYTES:,} (and a property value "
+                    f"{MAX_VALUE:,} characters)"
+                )
+
+
+def _longest_text(book: Any, info: Any) -> int:
+    """The longest run of XML between two tags in one zip member, read a chunk at a time
+    (stops early once past the limit)."""
+    longest = run = 0
+    with book.open(info) as stream:
+        while chunk := stream.read(_SCAN_CHUNK):
+            first = chunk.find(b"<")
+            if first < 0:
+                run += len(chunk)
+            else:
+                longest = max(longest, run + first)
+                last = chunk.rfind(b"<")
+                if last > first:
+                    longest = max(longest, max(map(len, chunk[first:last].split(b"<"))))
+                run = len(chunk) - last - 1
+            longest = max(longest, run)
+            if longest > MAX_XLSX_CELL_BYTES:
+                break
+    return longest
 
 
 def _cell_text(value: Any) -> str:

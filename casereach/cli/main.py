@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from casereach.core.text import is_text
+
 if TYPE_CHECKING:
     from casereach.cli.demo import DemoKey
 
@@ -758,6 +760,10 @@ def run() -> None:
     one ``error:`` line naming the command's help, exit code 2; other errors are one line
     with exit code 1."""
     usage, bare, abort = _usage_errors()
+    for i, arg in enumerate(sys.argv[1:], 1):
+        if not is_text(arg):  # bytes that are not UTF-8 arrive as lone surrogates
+            print(f"error: argument {i} is not valid UTF-8 text", file=sys.stderr)
+            sys.exit(2)
     try:
         code = app(standalone_mode=False)
     except usage as exc:

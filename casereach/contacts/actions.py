@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -76,15 +76,29 @@ class _Entry:
     pending: bool
 
 
-def _existing_versions(ids: Sequence[str]) -> dict[str, dt.datetime]:
+def _existing_versions(ids: Sequence[str]) -> tuple[dict[str, dt.datetime], dict[str, str]]:
+    """Each existing contact's source version and its effective time zone, in one read."""
     found: dict[str, dt.datetime] = {}
+    zones: dict[str, str] = {}
     for chunk in bulk.in_chunks(ids):
-        found.update(
-            Contact.objects.filter(bulk.is_in("contact_id", chunk)).values_list(
-                "contact_id", "source_modified"
-            )
-        )
-    return found
+        for cid, modified, zone in Contact.objects.filter(
+            bulk.is_in("contact_id", chunk)
+        ).values_list("contact_id", "source_modified", "tz_effective"):
+            found[cid] = modified
+            zones[cid] = zone
+    return found, zones
+
+
+# Called with (project id, contact ids) whose effective time zone a sync changed, inside the
+# writing transaction: higher layers (alert schedules) follow the new zone without contacts
+# importing them.
+ZoneChangeHook = Callable[[int, Sequence[str]], None]
+ZONE_CHANGE_HOOKS: list[ZoneChangeHook] = []
+
+
+def register_zone_change_hook(hook: ZoneChangeHook) -> None:
+    if hook not in ZONE_CHANGE_HOOKS:
+        ZONE_CHANGE_HOOKS.append(hook)
 
 
 def _existing_entries(ids: Sequence[str]) -> list[_Entry]:
@@ -125,7 +139,7 @@ def do_sync_contacts(sources: Sequence[ContactSource], rules: dict[int, ProjectR
         prior = latest.get(source.contact_id)
         if prior is None or source.modified >= prior.modified:
             latest[source.contact_id] = source
-    versions = _existing_versions([cid for cid, s in latest.items() if not s.new])
+    versions, zones = _existing_versions([cid for cid, s in latest.items() if not s.new])
     derived = [
         derive(s, rules[s.project_id])
         for s in latest.values()
@@ -136,6 +150,14 @@ def do_sync_contacts(sources: Sequence[ContactSource], rules: dict[int, ProjectR
     _write_contacts(derived, stamp)
     touched = _write_entries(derived, stamp)
     resolve_ownership(touched)
+    moved: dict[int, list[str]] = defaultdict(list)
+    for d in derived:
+        cid = d.source.contact_id
+        if cid in zones and zones[cid] != d.tz_effective:
+            moved[d.source.project_id].append(cid)
+    for project_id, ids in moved.items():
+        for hook in ZONE_CHANGE_HOOKS:
+            hook(project_id, ids)
 
 
 def _write_contacts(derived: Sequence[DerivedContact], stamp: dt.datetime) -> None:

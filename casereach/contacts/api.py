@@ -23,6 +23,7 @@ from casereach.contacts.queries import (
 )
 from casereach.core.errors import BadRequest
 from casereach.core.openapi import AUTH_RESPONSES, json_error, json_ok
+from casereach.core.requests import Offset
 from casereach.projects.auth import project_for, requires
 from casereach.projects.models import Role
 
@@ -129,7 +130,7 @@ class PhoneNumberFilters(Schema):
     )
     status: str | None = Field(None, description="two_way, one_way, pending or conflict")
     limit: int = Field(20, ge=1, le=MAX_LIMIT)
-    offset: int = Field(0, ge=0)
+    offset: Offset = 0
 
 
 class TransferIn(Schema):

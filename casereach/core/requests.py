@@ -7,38 +7,26 @@ limit.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from typing import Any
+from typing import Annotated, Any
 
 from django.http import HttpRequest
+from pydantic import Field
 
+from casereach.core import text
 from casereach.core.errors import BadRequest
-
-# A ``\uD800``-``\uDFFF`` escape: JSON allows it, but alone (not as half of a pair) it decodes
-# to a string no database or encoder accepts.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def parse_json(raw: bytes) -> Any:
-    """``raw`` as JSON; BadRequest for bytes that are not UTF-8, text that is not JSON, JSON
-    nested too deep, and strings holding an unpaired surrogate."""
+    """``raw`` as JSON; BadRequest for bytes that are not UTF-8 (raw encoded surrogates
+    included), text that is not JSON, JSON nested too deep, and strings holding an unpaired
+    surrogate (core.text is the one decoder)."""
     try:
-        data = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        return text.parse_json(raw or b"")
+    except text.InvalidText as exc:
+        raise BadRequest("Payload must be valid JSON", exc.message) from None
+    except ValueError:
         raise BadRequest("Payload must be valid JSON") from None
-    if _SURROGATE_ESCAPE.search(raw):  # rare: only then pay for the check
-        try:
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRequest(
-                "Payload must be valid JSON",
-                "a string holds an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is not text",
-            ) from None
-        except RecursionError:
-            raise BadRequest("Payload must be valid JSON") from None
-    return data
 
 
 def json_body(request: HttpRequest) -> Any:
@@ -54,14 +42,40 @@ def json_object(request: HttpRequest) -> dict[str, Any]:
     return data
 
 
-def page_args(request: HttpRequest, *, default: int = 100, most: int = 1000) -> tuple[int, int]:
-    """``limit`` (clamped to 1..most) and ``offset`` (≥ 0) from the query string."""
+# The one bound on paging numbers: far past any list we page through, far below what a
+# database integer holds (``offset=9223372036854775808`` once reached SQLite as a 500).
+MAX_OFFSET = 1_000_000_000
+
+# ``offset`` in a ninja query schema: the same bound, refused with a 400 when outside it.
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description=f"0 to {MAX_OFFSET}")]
+
+
+def bounded_int(
+    raw: str | None, default: int, *, low: int = 0, high: int = MAX_OFFSET
+) -> int | None:
+    """``raw`` as an integer in ``low..high``; ``default`` when absent (None); None when it
+    is not an integer or outside the bounds (each caller words its own 400)."""
+    if raw is None:
+        return default
+    if len(raw) > 20:  # int() of a long digit string is slow, and out of bounds anyway
+        return None
     try:
-        limit = min(most, max(1, int(request.GET.get("limit", str(default)))))
-        offset = max(0, int(request.GET.get("offset", "0")))
+        value = int(raw)
     except ValueError:
-        raise BadRequest("limit and offset must be integers") from None
-    return limit, offset
+        return None
+    return value if low <= value <= high else None
+
+
+def page_args(request: HttpRequest, *, default: int = 100, most: int = 1000) -> tuple[int, int]:
+    """``limit`` (clamped to 1..most) and ``offset`` (0..MAX_OFFSET) from the query string."""
+    limit = bounded_int(request.GET.get("limit"), default, low=-(2**63), high=2**63)
+    offset = bounded_int(request.GET.get("offset"), 0)
+    if limit is None or offset is None:
+        raise BadRequest(
+            f"limit and offset must be integers (offset 0 to {MAX_OFFSET})",
+            {"limit": request.GET.get("limit"), "offset": request.GET.get("offset")},
+        )
+    return min(most, max(1, limit)), offset
 
 
 def public_base_url() -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from urllib.parse import parse_qsl
 
+from casereach.core import text as core_text
 from casereach.gateways.base import InboundMessage
 
 MAX_INBOUND_TEXT = 10_000  # characters
@@ -21,27 +20,16 @@ def inbound_fields(form: Mapping[str, str], body: bytes, content_type: str) -> d
     fields: dict[str, object] = dict(form)
     if media == FORM:
         if body:
-            try:
-                text = body.decode("utf-8")
-                pairs = parse_qsl(
-                    text, keep_blank_values=True, strict_parsing=True, errors="strict"
-                )
-            except UnicodeDecodeError:
-                raise ValueError("the form body is not valid UTF-8") from None
-            except ValueError:
-                raise ValueError(
-                    "the body is not a form (name=value pairs joined by '&')"
-                ) from None
-            fields.update(pairs)
+            fields.update(core_text.parse_form(body))
         return fields
     if media == MULTIPART:
         return fields  # the web layer parsed it into ``form``
     if media == "application/json" or media.endswith("+json"):
         try:
-            data = json.loads(body.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise ValueError("the JSON body is not valid UTF-8") from None
-        except (ValueError, RecursionError):
+            data = core_text.parse_json(body)
+        except core_text.InvalidText:
+            raise
+        except ValueError:
             raise ValueError("the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ValueError("the JSON body must be an object")
@@ -83,10 +71,8 @@ def checked_inbound(sender: str, to: str, text: str, provider_id: str) -> Inboun
         raise ValueError(f"'text' is longer than {MAX_INBOUND_TEXT} characters")
     if "\x00" in text:
         raise ValueError("'text' contains a NUL character")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("'text' is not valid Unicode (lone surrogate)") from None
+    if not core_text.is_text(text):
+        raise ValueError("'text' is not valid Unicode (lone surrogate)")
     provider_id = provider_id.strip()
     if len(provider_id) > MAX_PROVIDER_ID or not provider_id.isprintable():
         raise ValueError(f"'id' must be at most {MAX_PROVIDER_ID} printable characters")
@@ -108,13 +94,17 @@ def callback_fields(
         raise ValueError(f"empty {what}")
     if content_type.split(";")[0].strip().lower() == "application/json":
         try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
+            data = core_text.parse_json(body)
+        except core_text.InvalidText:
+            raise
+        except ValueError:
             raise ValueError(f"{what} body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ValueError(f"{what} JSON must be an object")
         return {str(k): str(v) for k, v in data.items() if v is not None}
     try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True))
-    except (UnicodeDecodeError, ValueError):
+        return dict(core_text.parse_form(body))
+    except core_text.InvalidText:
+        raise
+    except ValueError:
         raise ValueError(f"{what} body is not a form") from None

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from casereach.core.errors import BadRequest
 from casereach.core.openapi import DATE_TIME, ApiError, OpenSchema
-from casereach.core.requests import json_body
+from casereach.core.requests import json_body, page_args
 from casereach.core.timeutil import iso
 from casereach.messaging.actions import SendRequest, do_send
 from casereach.messaging.errors import ERRORS, describe
@@ -356,11 +356,7 @@ def messages_list(request: HttpRequest, project: str) -> Any:
         )
         response["Content-Disposition"] = f'attachment; filename="{proj.name}-messages.csv"'
         return response
-    try:
-        limit = min(1000, max(1, int(request.GET.get("limit", "50"))))
-        offset = max(0, int(request.GET.get("offset", "0")))
-    except ValueError:
-        raise BadRequest("limit and offset must be integers") from None
+    limit, offset = page_args(request, default=50)
     total = qs.count()
     page = list(qs.order_by("-created_on", "-id")[offset : offset + limit])
     nxt = None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+
+from casereach.core.text import is_text
+
+log = logging.getLogger(__name__)
 
 
 def pick_translation(
@@ -30,6 +35,11 @@ def pick_translation(
         chain.append("*")
     for lang in chain:
         text = texts.get(lang)
-        if text is not None and text.strip():
+        if text is None:
+            continue
+        if not isinstance(text, str) or not is_text(text):
+            log.warning("stored %r text skipped: not valid UTF-8 text", lang)
+            continue
+        if text.strip():
             return text, lang
     return None, ""

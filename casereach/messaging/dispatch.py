@@ -27,7 +27,6 @@ import httpx
 from django.db import transaction
 from django.db.models import Q
 
-from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
 from casereach.core.requests import public_base_url
 from casereach.core.timeutil import now
@@ -43,18 +42,12 @@ from casereach.gateways.base import (
 )
 from casereach.gateways.models import GatewayConfig, GatewayState
 from casereach.gateways.queries import (
-    GatewayIndex,
-    email_gateway,
-    gateway_index,
-    global_routes,
     instantiate,
-    pick_sender,
-    route,
 )
 from casereach.gateways.registry import gateway_class
 from casereach.gateways.wire import WirePool
 from casereach.messaging import outbox
-from casereach.messaging.actions import CHOSEN, do_apply_status_update
+from casereach.messaging.actions import do_apply_status_update
 from casereach.messaging.inbound import do_receive
 from casereach.messaging.models import (
     Message,
@@ -62,8 +55,8 @@ from casereach.messaging.models import (
     MessagingSubEvent,
     SendAttempt,
 )
-from casereach.messaging.optouts import do_person_opt_out, gateway_scope, opted_out_pairs
-from casereach.messaging.windows import next_allowed
+from casereach.messaging.optouts import do_person_opt_out, gateway_scope
+from casereach.messaging.presend import PresendContext, check
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
@@ -90,9 +83,6 @@ ATTEMPT_COLUMNS = (
     "created_on",
 )
 PERSISTENT_TYPES = frozenset({"smpp"})
-# Messages that go out through the gateway they name (a reply through the gateway that
-# received the message; a send whose sender chose the gateway), not through routing.
-PINNED_SOURCES = frozenset({"inbound", CHOSEN})
 
 
 STREAM_FLUSH_S = 0.1  # how often ``stream`` completes the messages whose calls ended
@@ -442,127 +432,33 @@ class Dispatcher:
     # -- checks ------------------------------------------------------------------------------
 
     def _prepare(self, rows: list[dict[str, Any]]) -> list[Job]:
-        """The checks of SPEC 4.3 before the gateway call, for a batch of claimed rows."""
+        """The checks of SPEC 4.3 before the gateway call (``presend.check``, the function the
+        dry run and upcoming sends run too), for a batch of claimed rows."""
         at = now()
-        projects = {p.pk: p for p in Project.objects.filter(pk__in={r["project_id"] for r in rows})}
-        settings: dict[int | None, ProjectSettings] = {
-            pk: effective_settings(p.settings) for pk, p in projects.items()
-        }
-        settings[None] = ProjectSettings()  # traffic on a global gateway that no project owns
-        pinned_ids = {
-            r["gateway_id"]
-            for r in rows
-            if r["gateway_source"] in PINNED_SOURCES and r["gateway_id"]
-        }
-        pinned = (
-            {g.pk: g for g in GatewayConfig.objects.filter(pk__in=pinned_ids, is_active=True)}
-            if pinned_ids
-            else {}
-        )
-        contact_ids = [r["contact_id"] for r in rows if r["contact_id"]]
-        contacts = (
-            {
-                c["contact_id"]: c
-                for c in Contact.objects.filter(bulk.is_in("contact_id", contact_ids)).values(
-                    "contact_id", "active", "tz_effective"
-                )
-            }
-            if contact_ids
-            else {}
-        )
-        overrides = (
-            {
-                (e["contact_id"], e["number"]): e["gateway"]
-                for e in PhoneEntry.objects.filter(bulk.is_in("contact_id", contact_ids)).values(
-                    "contact_id", "number", "gateway"
-                )
-            }
-            if contact_ids
-            else {}
-        )
-        numbers = [r["phone_number"] for r in rows if r["phone_number"]]
-        # Opted out in the sending project's scope, or for the gateway a message would use
-        # (known once it is routed, below): one query per chunk of numbers.
-        opted = opted_out_pairs(numbers, projects)
+        ctx = PresendContext.load(rows)
         batch = len(rows)
         sent_today: dict[int | None, int] = {
-            pk: self._sent_today(p, settings[pk], at, batch) for pk, p in projects.items()
+            pk: self._sent_today(p, ctx.settings[pk], at, batch) for pk, p in ctx.projects.items()
         }
         sent_today[None] = 0
-        routes = global_routes()
-        indexes: dict[int, GatewayIndex] = {}
         jobs: list[Job] = []
         for row in rows:
-            job = Job(row)
+            s = ctx.settings[row["project_id"]]
+            verdict = check(
+                ctx, row, at, limit_reached=sent_today[row["project_id"]] >= s.daily_limit
+            )
+            job = Job(
+                row,
+                action=verdict.action,
+                error_code=verdict.error_code,
+                until=verdict.until,
+                gateway=verdict.gateway,
+                sender=verdict.sender,
+                gateway_source=verdict.gateway_source,
+            )
             jobs.append(job)
-            s = settings[row["project_id"]]
-            contact = contacts.get(row["contact_id"]) if row["contact_id"] else None
-            if outbox.raw_before(row["created_on"], at - dt.timedelta(hours=s.stale_after_hours)):
-                job.action, job.error_code = "fail", "MESSAGE_IS_STALE"
-                continue
-            if row["contact_id"] and (contact is None or not contact["active"]):
-                job.action, job.error_code = "fail", "CONTACT_IS_INACTIVE"
-                continue
-            check_opt_out = row["channel"] == "sms" and not row["allow_opted_out"]
-            if check_opt_out and opted.in_project(row["phone_number"], row["project_id"]):
-                job.action, job.error_code = "fail", "PHONE_NUMBER_OPTED_OUT"
-                continue
-            reply = row["gateway_source"] == "inbound"  # answers a person who just wrote
-            if not reply and sent_today[row["project_id"]] >= s.daily_limit:
-                job.action, job.error_code = "postpone", "DAILY_LIMIT_REACHED"
-                job.until = at + dt.timedelta(hours=1)
-                continue
-            zone = contact["tz_effective"] if contact else s.time_zone
-            later = None if reply else next_allowed(at, s.restricted_windows, zone or "UTC")
-            if later is not None:
-                job.action, job.until = "postpone", later
-                continue
-            project = projects.get(row["project_id"])
-            if row["gateway_source"] == "inbound":
-                # A reply goes out through the gateway that received the message.
-                gw = pinned.get(row["gateway_id"] or 0)
-                if gw is None:
-                    job.action, job.error_code = "fail", "NO_SUITABLE_GATEWAY"
-                    continue
-                job.gateway, job.gateway_source = gw, "inbound"
-                job.sender = pick_sender(gw, row["phone_number"])
-            elif row["gateway_source"] == CHOSEN:
-                # The sender named the gateway; it must still exist and be active.
-                gw = pinned.get(row["gateway_id"] or 0)
-                if gw is None:
-                    job.action, job.error_code = "fail", "GATEWAY_NOT_FOUND"
-                    continue
-                job.gateway, job.gateway_source = gw, CHOSEN
-                if row["channel"] == "sms":
-                    job.sender = pick_sender(gw, row["phone_number"])
-            elif project is None:
-                job.action, job.error_code = "fail", "NO_SUITABLE_GATEWAY"
-                continue
-            elif row["channel"] == "sms":
-                override = overrides.get((row["contact_id"] or "", row["phone_number"]), "")
-                index = indexes.get(project.pk)
-                if index is None:
-                    index = indexes[project.pk] = gateway_index(project)
-                chosen = route(
-                    project, row["phone_number"], override, routes=routes, index=index, settings=s
-                )
-                job.gateway_source = chosen.source
-                if chosen.gateway is None:
-                    job.action, job.error_code = "fail", chosen.error_code
-                    continue
-                job.gateway = chosen.gateway
-                job.sender = pick_sender(chosen.gateway, row["phone_number"])
-            else:
-                gw = email_gateway(project)
-                if gw is None:
-                    job.action, job.error_code = "fail", "NO_SUITABLE_GATEWAY"
-                    continue
-                job.gateway, job.gateway_source = gw, "email"
-            gw_id = job.gateway.pk if job.gateway is not None else None
-            if check_opt_out and opted.refuses(row["phone_number"], None, gw_id):
-                job.action, job.error_code = "fail", "PHONE_NUMBER_OPTED_OUT"
-                continue
-            sent_today[row["project_id"]] += 1
+            if verdict.action == "send":
+                sent_today[row["project_id"]] += 1
         # What this batch is about to send counts toward the kept daily counts from now on.
         for pk, count in sent_today.items():
             cached = self._sent_counts.get(pk) if pk is not None else None

@@ -1,4 +1,5 @@
-"""Restricted send windows, evaluated in the contact's own time zone (SPEC 4.3)."""
+"""Restricted send windows, evaluated in the contact's own time zone (SPEC 4.3). A window
+whose end is before its start runs past midnight into the next day."""
 
 from __future__ import annotations
 
@@ -30,9 +31,15 @@ def next_allowed(
     zone = ZoneInfo(zone_name)
     local = at.astimezone(zone)
     for w in windows:
-        if local.weekday() in w.days:
-            start = _local_at(local.date(), w.start, zone)
-            end = _local_at(local.date(), w.end, zone)
+        # A window opens on each of its days; one whose end is before its start closes on
+        # the next day (23:00 to 01:00), so yesterday's may still be open.
+        crosses = w.end < w.start
+        for opened in (local.date() - dt.timedelta(days=1), local.date()):
+            if opened.weekday() not in w.days or (opened < local.date() and not crosses):
+                continue
+            start = _local_at(opened, w.start, zone)
+            closes = opened + dt.timedelta(days=1) if crosses else opened
+            end = _local_at(closes, w.end, zone)
             if start <= local < end:
                 return None
     best: dt.datetime | None = None

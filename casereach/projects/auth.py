@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import math
 import os
 import threading
@@ -150,10 +151,19 @@ def client_address(request: HttpRequest) -> str:
     header = getattr(settings, "CASEREACH_CLIENT_IP_HEADER", "")
     if header:
         value = request.headers.get(header, "")
-        last = value.split(",")[-1].strip()
-        if last:
+        last = _ip(value.split(",")[-1])
+        if last is not None:
             return last
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
+    # Always an address: django-axes stores it in an IP column (PostgreSQL's inet refuses
+    # anything else), so a missing or malformed value becomes the unspecified address.
+    return _ip(str(request.META.get("REMOTE_ADDR") or "")) or "0.0.0.0"  # noqa: S104
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip().strip("[]")))
+    except ValueError:
+        return None
 
 
 class _KeyFailures:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Literal
 
@@ -11,12 +12,16 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from casereach.core.text import first_bad_path
 from casereach.core.zones import canonical_zone
+
+log = logging.getLogger(__name__)
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _LANG = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$")
@@ -31,7 +36,10 @@ class RestrictedWindow(BaseModel):
         description="Weekdays, 0 = Monday … 6 = Sunday",
     )
     start: str = Field(description="HH:MM, local time")
-    end: str = Field(description="HH:MM, local time; after start")
+    end: str = Field(
+        description="HH:MM, local time; before start, the window runs past midnight into the "
+        "next day (23:00 to 01:00)"
+    )
 
     @field_validator("days")
     @classmethod
@@ -49,8 +57,11 @@ class RestrictedWindow(BaseModel):
 
     @model_validator(mode="after")
     def _order(self) -> RestrictedWindow:
-        if self.end <= self.start:
-            raise ValueError("end must be after start")
+        if self.end == self.start:
+            raise ValueError(
+                "end must differ from start (an end before the start runs past midnight, "
+                "e.g. 23:00 to 01:00)"
+            )
         return self
 
 
@@ -210,5 +221,36 @@ class ProjectSettings(BaseModel):
 
 def effective_settings(raw: dict[str, Any]) -> ProjectSettings:
     """The stored settings with defaults filled in (stored values were validated on write;
-    checks added since are not applied again, so old settings always load)."""
-    return ProjectSettings.model_validate(raw, context={"stored": True})
+    checks added since are not applied again, so old settings always load).
+
+    A stored setting that no longer loads — text that is not valid UTF-8, a value of the wrong
+    shape written around the API — is skipped (its default applies) and logged, so no stored
+    value can stop inbound STOP or any other reader from working."""
+    try:
+        if first_bad_path(raw) is None:
+            return ProjectSettings.model_validate(raw, context={"stored": True})
+    except ValidationError:
+        pass
+    return _salvaged(raw)
+
+
+def _salvaged(raw: dict[str, Any]) -> ProjectSettings:
+    kept: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = first_bad_path(value)
+        if where is not None:
+            log.warning("stored setting %s skipped: %s holds text that is not UTF-8", key, where)
+        elif key in ProjectSettings.model_fields:
+            kept[key] = value
+    while True:
+        try:
+            return ProjectSettings.model_validate(kept, context={"stored": True})
+        except ValidationError as exc:
+            bad = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
+            bad &= set(kept)
+            if not bad:  # a whole-model check: the defaults always load
+                log.warning("stored settings skipped: %s", exc.errors()[0].get("msg", ""))
+                return ProjectSettings()
+            for key in sorted(bad):
+                log.warning("stored setting %s skipped: it no longer validates", key)
+                del kept[key]

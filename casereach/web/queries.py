@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from casereach.core.timeutil import now
 from casereach.projects.models import Project
 from casereach.web.models import ImportProgress
 
+# A running import records progress at least once a batch; one silent this long died with the
+# process that ran it (a restart, a kill) and is shown as interrupted.
+STALE_AFTER = dt.timedelta(minutes=10)
 
-def running_import(project: Project, user_id: int) -> ImportProgress | None:
-    """The user's running import in ``project``, if any."""
+
+def last_import(project: Project, user_id: int) -> ImportProgress | None:
+    """The user's last import in ``project`` (running, done or failed), if any."""
     return ImportProgress.objects.filter(project=project, user_id=user_id).first()
+
+
+def is_interrupted(job: ImportProgress) -> bool:
+    return job.state == ImportProgress.RUNNING and now() - job.updated_on >= STALE_AFTER

@@ -8,16 +8,16 @@ API; the views only turn form fields into those calls and their results into HTM
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.http import (
+    FileResponse,
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
@@ -40,6 +40,7 @@ from casereach.contacts.queries import (
     phone_entries,
 )
 from casereach.core.errors import CasereachError
+from casereach.core.requests import bounded_int
 from casereach.gateways.queries import visible_gateways
 from casereach.messaging.api import message_csv_rows as messages_csv
 from casereach.messaging.api import serialize_message
@@ -54,9 +55,10 @@ from casereach.messaging.testphone import (
 )
 from casereach.projects.models import Project, Role
 from casereach.web.access import project_page, user_projects
-from casereach.web.actions import do_clear_import_progress, do_set_import_progress
 from casereach.web.charts import stacked_bars
-from casereach.web.queries import running_import
+from casereach.web.importing import SHOWN_ERRORS, error_report_path, first_errors, start_import
+from casereach.web.models import ImportProgress
+from casereach.web.queries import is_interrupted, last_import
 
 DAY_SERIES = ("delivered", "sent", "queued", "skipped", "failed")
 LOG_FILTERS = ("since", "until", "status", "error_code", "contact_id", "phone_number", "gateway")
@@ -479,56 +481,51 @@ def test_phone_conversation(request: HttpRequest, project: Project) -> HttpRespo
 # -- import --------------------------------------------------------------------------------------
 
 
-@project_page(get=Role.MEMBER)
-def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
-    from casereach.cases.importer import Progress, import_cases
-
-    report = None
-    errors: list[Any] = []
-    error = None
-    if request.method == "POST":
-        upload = request.FILES.get("file")
-        case_type = request.POST.get("case_type", "").strip() or None
-        if upload is None:
-            error = "choose a CSV or Excel (.xlsx) file"
-        else:
-
-            def on_progress(p: Progress) -> None:
-                percent = min(100, p.done * 100 // p.total) if p.total else None
-                do_set_import_progress(project, _user_id(request), p.rows, percent)
-
-            do_set_import_progress(project, _user_id(request), 0, 0)
-            suffix = Path(upload.name or "upload.csv").suffix.lower() or ".csv"
-            try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    path = Path(tmp) / f"upload{suffix}"
-                    with path.open("wb") as out:
-                        for part in upload.chunks():
-                            out.write(part)
-                    try:
-                        report = import_cases(
-                            project,
-                            path,
-                            case_type=case_type,
-                            on_progress=on_progress,
-                            on_error=errors.append,
-                        )
-                    except CasereachError as exc:
-                        error = exc.message
-            finally:
-                do_clear_import_progress(project, _user_id(request))
-            if report is not None:
-                request.session["import_errors"] = [
-                    [e.row, e.column, e.reason] for e in errors[:10000]
-                ]
-    context = {
+def _import_context(request: HttpRequest, project: Project, error: str | None) -> dict[str, Any]:
+    user_id = _user_id(request)
+    job = last_import(project, user_id)
+    interrupted = job is not None and is_interrupted(job)
+    done = job is not None and job.state == ImportProgress.DONE
+    return {
         "project": project,
-        "report": report,
-        "errors": errors[:50],
-        "error_count": len(errors),
+        "job": job,
+        "running": job is not None and job.state == ImportProgress.RUNNING and not interrupted,
+        "interrupted": interrupted,
+        "done": done,
+        "errors": first_errors(project, user_id) if done and job and job.errors_total else [],
+        "shown_errors": SHOWN_ERRORS,
         "error": error,
         "nav": "import",
+        "max_mb": int(settings.IMPORT_MAX_BYTES) // (1024 * 1024),
     }
+
+
+@project_page(get=Role.MEMBER)
+def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
+    """Upload a file; the import runs in the background and the page follows its progress
+    (from any web process), then shows the result and the first row errors."""
+    error = None
+    limit = int(settings.IMPORT_MAX_BYTES)
+    if request.method == "POST":
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        # Decided on the declared length, before Django stores a byte of the upload.
+        upload = None if length > limit else request.FILES.get("file")
+        case_type = (request.POST.get("case_type", "").strip() or None) if upload else None
+        if length > limit or (upload is not None and (upload.size or 0) > limit):
+            error = f"the file is too large: at most {limit // (1024 * 1024)} MB can be imported"
+        elif upload is None:
+            error = "choose a CSV or Excel (.xlsx) file"
+        else:
+            try:
+                start_import(project, _user_id(request), upload, case_type)
+            except CasereachError as exc:
+                error = exc.message
+        if error is None and not request.headers.get("HX-Request"):
+            return HttpResponseRedirect(reverse("web:import", args=[project.name]))
+    context = _import_context(request, project, error)
     if request.headers.get("HX-Request") and request.method == "POST":
         return render(request, "web/import_result.html", context)
     return render(request, "web/import.html", context)
@@ -536,24 +533,27 @@ def import_cases_page(request: HttpRequest, project: Project) -> HttpResponse:
 
 @project_page(get=Role.MEMBER)
 def import_progress(request: HttpRequest, project: Project) -> HttpResponse:
-    """How far the user's running import has got (an htmx partial, polled every second)."""
-    state = running_import(project, _user_id(request))
-    return render(request, "web/import_progress.html", {"state": state})
+    """The user's last import: progress while it runs, then its result (an htmx partial that
+    polls itself every second while the import runs)."""
+    return render(request, "web/import_result.html", _import_context(request, project, None))
 
 
 @project_page(get=Role.MEMBER)
-def import_errors_csv(request: HttpRequest, project: Project) -> HttpResponse:
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["row", "column", "reason"])
-    for row in request.session.get("import_errors", []):
-        writer.writerow(row)
-    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{project.name}-import-errors.csv"'
-    return response
+def import_errors_csv(request: HttpRequest, project: Project) -> HttpResponseBase:
+    """Every row error of the user's last import in this project, streamed from the file
+    the import wrote (however many there were)."""
+    path = error_report_path(project, _user_id(request))
+    filename = f"{project.name}-import-errors.csv"
+    if not path.is_file():
+        response = HttpResponse("row,column,reason\r\n", content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=filename,
+        content_type="text/csv; charset=utf-8",
+    )
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -567,10 +567,7 @@ def _user_id(request: HttpRequest) -> int:
 
 
 def _offset(request: HttpRequest) -> int:
-    try:
-        return max(0, int(request.GET.get("offset", "0")))
-    except ValueError:
-        return 0
+    return bounded_int(request.GET.get("offset"), 0) or 0
 
 
 def _pager(request: HttpRequest, offset: int, total: int) -> dict[str, str | None]:

@@ -55,7 +55,8 @@ HELP = {
     "untranslated = any text there is.",
     "restricted_windows": "SMS are sent only inside these windows of the contact's local "
     'time, e.g. [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}] '
-    "(0 = Monday); empty = any time.",
+    "(0 = Monday); an end before the start runs past midnight (23:00 to 01:00); "
+    "empty = any time.",
     "daily_limit": "At most this many outgoing messages per day (replies are not counted).",
     "stale_after_hours": "A queued message older than this is not sent (it fails as stale).",
     "retry_delays_minutes": "Waits between retries of a failed send, e.g. [5, 10].",

@@ -28,6 +28,7 @@ UPCOMING_FIELDS = {
     "text",
     "channel",
     "error_code",
+    "warning",
 }
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -93,10 +94,10 @@ def test_activating_over_cases_with_extreme_dates_finishes(api: Api) -> None:
     assert set(ids).isdisjoint(ScheduleInstance.objects.values_list("case_id", flat=True))
 
 
-def test_a_forever_schedule_whose_events_never_happen_ends_without_overflow(api: Api) -> None:
-    """Every period is walked looking for a usable time; the walk stops at the last date a
-    schedule may reach instead of stepping off the calendar."""
-    write_case(api, visit="2030-01-01")  # no "slot" property: no event ever has a time
+def test_a_forever_schedule_far_out_without_a_time_sends_at_noon(api: Api) -> None:
+    """A time property that holds no time sends at 12:00 local (CommCare), even ten years
+    out on a forever schedule, without stepping off the calendar."""
+    write_case(api, visit="2030-01-01")  # no "slot" property: every event is at 12:00
     body = alert(
         api,
         active=False,
@@ -111,7 +112,10 @@ def test_a_forever_schedule_whose_events_never_happen_ends_without_overflow(api:
     assert 200 == api.post(M + f"alerts/{body['id']}/dry-run?days=30").status
     r = api.post(M + f"alerts/{body['id']}/activate")
     assert 200 == r.status, r.body
-    assert 0 == ScheduleInstance.objects.filter(next_due__isnull=False).count()
+    inst = ScheduleInstance.objects.get()
+    assert inst.next_due is not None
+    local = inst.next_due.astimezone(ZoneInfo(inst.time_zone))
+    assert (12, 0) == (local.hour, local.minute)
 
 
 def test_a_forever_alert_schedule_of_year_long_waits_lists_its_sends(api: Api) -> None:

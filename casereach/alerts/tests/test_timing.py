@@ -27,6 +27,7 @@ from casereach.alerts.timing import (
     next_occurrence,
     occurrences,
     period_dates,
+    random_moment,
     random_time,
     skipped_months,
     utc_to_local,
@@ -401,9 +402,10 @@ def test_monthly_29th_fires_in_leap_february_only() -> None:
     )
 
 
-def test_monthly_day_before_start_in_first_month_is_not_yielded() -> None:
+def test_monthly_day_before_start_moves_the_first_period_to_the_next_month() -> None:
+    # CommCare pushes the start to the next month: all three iterations are sent.
     rec = Recurrence("months", day_of_month=5, iterations=3)
-    assert [(1, date(2026, 2, 5)), (2, date(2026, 3, 5))] == list(
+    assert [(0, date(2026, 2, 5)), (1, date(2026, 3, 5)), (2, date(2026, 4, 5))] == list(
         period_dates(rec, date(2026, 1, 20))
     )
 
@@ -686,10 +688,23 @@ def test_bad_counts() -> None:
 
 
 def test_empty_random_window() -> None:
-    with pytest.raises(ValueError, match="no whole minute"):
+    with pytest.raises(ValueError, match="crosses midnight"):
         random_time(time(10), time(9), "k")
     with pytest.raises(ValueError, match="no whole minute"):
         random_time(time(9), time(9), "k")
+    with pytest.raises(ValueError, match="no whole minute"):
+        random_moment(time(9), time(9), "k")
+
+
+def test_a_window_across_midnight_spills_into_the_next_day() -> None:
+    seen = {random_moment(time(23), time(1), f"k{i}") for i in range(400)}
+    assert {0, 1} == {day for day, _ in seen}
+    assert all((day == 0 and at >= time(23)) or (day == 1 and at < time(1)) for day, at in seen)
+    # Within one day it agrees with random_time, so existing schedules keep their times.
+    for i in range(50):
+        assert (0, random_time(time(8), time(17), f"k{i}")) == random_moment(
+            time(8), time(17), f"k{i}"
+        )
     with pytest.raises(ValueError, match="no whole minute"):
         random_time(time(9, 0, 1), time(9, 1), "k")
 
@@ -743,8 +758,11 @@ def test_weekly_fires_on_exactly_the_chosen_weekdays(
     chosen = set(weekdays) or {start.weekday()}
     got = list(period_dates(rec, start))
 
-    # Oracle: walk every day and keep the chosen weekdays of every interval-th week.
+    # Oracle: walk every day and keep the chosen weekdays of every interval-th week, from
+    # the start's week, or the next week when every chosen day of the start's week is past.
     monday = start - timedelta(days=start.weekday())
+    if max(chosen) < start.weekday():
+        monday += timedelta(weeks=1)
     expected = []
     day = start
     while day < monday + timedelta(weeks=interval * iterations):
@@ -788,8 +806,16 @@ def test_monthly_fires_once_per_month_that_has_the_day(
             day + timedelta(days=-day_of_month)
         ).month != day.month
 
-    # Oracle: walk every day of every visited month.
+    # Oracle: walk every day of every visited month, from the start's month, or the next one
+    # when the start's month has the day before the start.
     first_month = month_index(start)
+    in_first = [
+        date(start.year, start.month, d)
+        for d in range(1, calendar.monthrange(start.year, start.month)[1] + 1)
+        if is_the_day(date(start.year, start.month, d))
+    ]
+    if in_first and in_first[0] < start:
+        first_month += 1
     visited = {first_month + k * interval: k for k in range(iterations)}
     expected = []
     lacking = []

@@ -292,3 +292,18 @@ def test_a_command_group_run_bare_shows_its_help(env: dict[str, str]) -> None:
     r = cli(env, "project")
     assert (0, "") == (r.returncode, r.stderr)
     assert "casereach project [OPTIONS] COMMAND" in r.stdout
+
+
+@pytest.mark.parametrize("bad", [b"caf\xe9", b"\xed\xa0\x80", b"\xff"])
+def test_an_argument_that_is_not_utf8_is_one_error_line(env: dict[str, str], bad: bytes) -> None:
+    assert 0 == cli(env, "init").returncode
+    r = subprocess.run(
+        [sys.executable.encode(), b"-m", b"casereach", b"project", b"create", b"p" + bad],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert 2 == r.returncode
+    assert [b"error: argument 3 is not valid UTF-8 text"] == r.stderr.strip().splitlines()
+    assert "" == cli(env, "gateway", "list").stderr  # nothing half-made

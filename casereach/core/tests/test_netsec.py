@@ -7,11 +7,12 @@ import logging
 import sys
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from casereach.core import hosts
 from casereach.projects.actions import do_create_web_user
-from casereach.projects.models import Project
+from casereach.projects.models import Project, Role
 
 NUMBER = "254712345678"
 
@@ -121,9 +122,9 @@ def test_every_response_carries_a_content_security_policy(db: None, path: str) -
 def test_django_4xx_lines_mask_phone_numbers(
     project: Project, caplog: pytest.LogCaptureFixture
 ) -> None:
-    do_create_web_user(project, "pm", "pm-password-1", admin=True)
+    do_create_web_user(project, "pm", "pm-password-1", role=Role.ADMIN)
     web = Client()
-    assert web.login(username="pm", password="pm-password-1")
+    web.force_login(get_user_model().objects.get(username="pm"))
     with caplog.at_level(logging.WARNING):
         assert 404 == web.get(f"/a/demo/phone-numbers/{NUMBER}/transfer").status_code
         assert 404 == web.get(f"/a/demo/no-such-page/+{NUMBER}").status_code
@@ -139,8 +140,17 @@ def test_django_4xx_lines_mask_phone_numbers(
 def test_framework_loggers_mask_phone_numbers(
     logger: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger=logger):
-        logging.getLogger(logger).warning("GET /a/x/%s/transfer %s", NUMBER, 404)
+    # django.server does not propagate to the root logger, where caplog listens by default.
+    target = logging.getLogger(logger)
+    own_handler = not target.propagate
+    if own_handler:
+        target.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger=logger):
+            target.warning("GET /a/x/%s/transfer %s", NUMBER, 404)
+    finally:
+        if own_handler:
+            target.removeHandler(caplog.handler)
     assert ["GET /a/x/2547*****678/transfer 404"] == [r.getMessage() for r in caplog.records]
 
 

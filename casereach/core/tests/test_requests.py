@@ -16,6 +16,8 @@ BAD_BODIES = {
     "not utf-8": b"\xff\xfe{",
     "not json": b"{'a': 1",
     "nested too deep": b"[" * 100_000 + b"]" * 100_000,
+    "encoded surrogate": b'{"a": "\xed\xa0\x80"}',
+    "lone surrogate escape": b'{"a": ["\\udc00"]}',
 }
 
 

@@ -8,7 +8,6 @@ import io
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from casereach.projects.actions import do_create_web_user
@@ -136,20 +135,6 @@ def test_transfer_needs_the_confirmation(web: Client, api: Api) -> None:
     assert second["case_id"] == holder()
 
 
-def test_import_reports_bad_rows_and_offers_the_error_csv(web: Client, api: Api) -> None:
-    data = b"external_id,case_type,case_name,owner_id\nP-1,patient,Neema,o1\n,patient,,o1\n"
-    response = web.post(
-        "/a/demo/import", {"file": SimpleUploadedFile("cases.csv", data, "text/csv")}
-    )
-    assert 200 == response.status_code
-    assert "1 case written" in response.content.decode()
-    report = web.get("/a/demo/import/errors.csv").content.decode()
-    rows = list(csv.reader(io.StringIO(report)))
-    assert ["row", "column", "reason"] == rows[0]
-    assert 2 == len(rows)
-    assert 200 == api.get("/a/{project}/api/case/v2/ext/P-1/").status
-
-
 def test_gateway_credentials_are_write_only(web: Client) -> None:
     form = {
         "type": "twilio",
@@ -216,31 +201,6 @@ def test_test_send_goes_by_the_route_or_through_the_picked_gateway(web: Client, 
     assert [("254700000001", "ROUTED"), ("254700000002", "NEW")] == list(
         Message.objects.order_by("phone_number").values_list("phone_number", "gateway_name")
     )
-
-
-def test_import_progress_is_shared_by_every_web_process(web: Client, project: Project) -> None:
-    """The upload runs in one process and the polls may reach another: the progress is read
-    from the database, and the row is gone once the import ends."""
-    from django.contrib.auth import get_user_model
-
-    from casereach.web.actions import do_set_import_progress
-    from casereach.web.models import ImportProgress
-
-    user = get_user_model().objects.get(username__endswith="pm")
-    assert "" == web.get("/a/demo/import/progress").content.decode().strip()
-
-    do_set_import_progress(project, user.pk, 12345, 40)  # as the importing process would
-
-    page = web.get("/a/demo/import/progress").content.decode()
-    assert "12345 rows read" in page
-    assert '<progress max="100" value="40">' in page
-
-    data = b"external_id,case_type,case_name,owner_id\nP-1,patient,Neema,o1\n"
-    response = web.post(
-        "/a/demo/import", {"file": SimpleUploadedFile("cases.csv", data, "text/csv")}
-    )
-    assert 200 == response.status_code
-    assert 0 == ImportProgress.objects.count()
 
 
 def test_secret_params_and_headers_are_write_only_in_the_form(web: Client, api: Api) -> None:

@@ -32,11 +32,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any, NoReturn
-from urllib.parse import parse_qsl
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from casereach.core import text as core_text
 from casereach.gateways import netpolicy
 from casereach.gateways.base import (
     GATEWAY_ERROR,
@@ -318,10 +318,8 @@ class AfricasTalkingGateway(Gateway):
             raise ValueError(f"'text' is longer than {MAX_INBOUND_TEXT} characters")
         if "\x00" in text:
             raise ValueError("'text' contains a NUL character")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("'text' is not valid Unicode (lone surrogate)") from None
+        if not core_text.is_text(text):
+            raise ValueError("'text' is not valid Unicode (lone surrogate)")
         if len(message_id) > MAX_PROVIDER_ID or not message_id.isprintable():
             raise ValueError(f"'id' must be at most {MAX_PROVIDER_ID} printable characters")
         return [
@@ -347,14 +345,7 @@ def _inbound_form(form: Mapping[str, str], body: bytes, content_type: str) -> di
         )
     fields = dict(form)
     if media == _FORM and body:
-        try:
-            text = body.decode("utf-8")
-            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
-        except UnicodeDecodeError:
-            raise ValueError("the form body is not valid UTF-8") from None
-        except ValueError:
-            raise ValueError("the body is not a form (name=value pairs joined by '&')") from None
-        fields.update(pairs)
+        fields.update(core_text.parse_form(body))
     return fields
 
 

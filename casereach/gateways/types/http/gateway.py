@@ -41,11 +41,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
-from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit
+from urllib.parse import quote, unquote, unquote_plus, urlencode, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from casereach.core import text as core_text
 from casereach.gateways import netpolicy
 from casereach.gateways.base import (
     GATEWAY_ERROR,
@@ -294,16 +295,20 @@ def _callback_items(
     media = content_type.split(";")[0].strip().lower()
     if media == "application/json" or body.lstrip()[:1] in (b"{", b"["):
         try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
+            data = core_text.parse_json(body)
+        except core_text.InvalidText:
+            raise
+        except ValueError:
             raise ValueError("status callback body is not valid JSON") from None
         items = data if isinstance(data, list) else [data]
         if not items or not all(isinstance(item, dict) for item in items):
             raise ValueError("status callback JSON must be an object or a list of objects")
         return items
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
-    except (UnicodeDecodeError, ValueError):
+        pairs = core_text.parse_form(body)
+    except core_text.InvalidText:
+        raise
+    except ValueError:
         raise ValueError("status callback body is neither a form nor JSON") from None
     return [dict(pairs)]
 

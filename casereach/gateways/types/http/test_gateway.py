@@ -696,7 +696,7 @@ STATUS_CASES = [
         label="garbage form",
         body=b"\xff\xfe",
         content_type="text/plain",
-        expect_error="neither a form nor JSON",
+        expect_error="not valid UTF-8",
     ),
     StatusCase(
         label="deeply nested JSON (RecursionError is not a 500)",

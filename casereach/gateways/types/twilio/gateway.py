@@ -31,11 +31,12 @@ import hmac
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from casereach.core import text as core_text
 from casereach.gateways import netpolicy
 from casereach.gateways.base import (
     GATEWAY_ERROR,
@@ -401,14 +402,7 @@ def _inbound_form(form: Mapping[str, str], body: bytes, content_type: str) -> di
         )
     fields = dict(form)
     if media == _FORM and body:
-        try:
-            text = body.decode("utf-8")
-            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
-        except UnicodeDecodeError:
-            raise ValueError("the form body is not valid UTF-8") from None
-        except ValueError:
-            raise ValueError("the body is not a form (name=value pairs joined by '&')") from None
-        fields.update(pairs)
+        fields.update(core_text.parse_form(body))
     return fields
 
 
@@ -418,10 +412,8 @@ def _inbound_message(sender: str, to: str, text: str, provider_id: str) -> Inbou
         raise ValueError(f"'Body' is longer than {MAX_INBOUND_TEXT} characters")
     if "\x00" in text:
         raise ValueError("'Body' contains a NUL character")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("'Body' is not valid Unicode (lone surrogate)") from None
+    if not core_text.is_text(text):
+        raise ValueError("'Body' is not valid Unicode (lone surrogate)")
     if len(provider_id) > MAX_PROVIDER_ID or not provider_id.isprintable():
         raise ValueError(f"'MessageSid' must be at most {MAX_PROVIDER_ID} printable characters")
     return InboundMessage(

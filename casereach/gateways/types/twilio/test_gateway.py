@@ -484,7 +484,7 @@ STATUS_CASES = [
         content_type="application/json",
         expect_error="not valid JSON",
     ),
-    StatusCase(label="garbage form", body=b"\xff\xfe", expect_error="not a form"),
+    StatusCase(label="garbage form", body=b"\xff\xfe", expect_error="not valid UTF-8"),
     StatusCase(
         label="deeply nested JSON (RecursionError is not a 500)",
         body=b"[" * 60_000,
