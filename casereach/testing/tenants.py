@@ -23,7 +23,7 @@ from django.test import Client
 
 from casereach.messaging.dispatch import Dispatcher
 from casereach.projects.actions import do_create_web_user
-from casereach.projects.models import Project
+from casereach.projects.models import Project, Role
 from casereach.testing.world import Api, Response, conditional_alert_body, make_project
 
 M = "/a/{project}/api/messaging/v1/"
@@ -172,7 +172,7 @@ def build_tenant(tag: str, digits: str, first_id: int) -> Tenant:
     start_ids_at(first_id)
     project = make_project(name=tag, time_zone="Africa/Nairobi", languages=["en", "sw"])
     admin = f"{tag}-admin"
-    do_create_web_user(project, admin, PASSWORD, admin=True)
+    do_create_web_user(project, admin, PASSWORD, role=Role.ADMIN)
     web, csrf = web_login(admin, PASSWORD)
     api = Api(project, username=admin)
     up = tag.upper()
