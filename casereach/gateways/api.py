@@ -334,7 +334,7 @@ def gateway_offers_list(request: HttpRequest, project: str) -> JsonResponse:
     BASE + "/gateways/{gateway_id}/accept",
     operation_id="gateways_accept",
     summary="Accept a gateway another project offers (admin)",
-    response={200: GatewayOut, **AUTH_ERRORS, **NOT_FOUND},
+    response={200: GatewayOut, **ERRORS, **NOT_FOUND},
 )
 @requires(Role.ADMIN)
 def gateways_accept(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
@@ -351,7 +351,7 @@ def gateways_accept(request: HttpRequest, project: str, gateway_id: int) -> Json
     BASE + "/gateways/{gateway_id}/decline",
     operation_id="gateways_decline",
     summary="Decline a gateway offered to this project, or stop using one accepted (admin)",
-    response={200: Declined, **AUTH_ERRORS, **NOT_FOUND},
+    response={200: Declined, **ERRORS, **NOT_FOUND},
 )
 @requires(Role.ADMIN)
 def gateways_decline(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:

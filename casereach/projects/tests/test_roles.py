@@ -45,7 +45,7 @@ def test_docs_table_lists_every_operation_with_its_role() -> None:
     rows = re.findall(r"^\| `([A-Z]+)` \| `([^`]+)` \| (\w+) \|", DOCS.read_text(), re.M)
     documented = {(m, p): r for m, p, r in rows}
     declared = {
-        (m, p.replace("{path:", "{")): role.value
+        (m, re.sub(r"{\w+:", "{", p)): role.value
         for m, p, role in _operations(documented_only=True)
         if role
     }
@@ -61,7 +61,7 @@ def test_the_openapi_document_names_each_operations_role() -> None:
         if op.get("security")
     }
     declared = {
-        (m, p.replace("{path:", "{")): role.value
+        (m, re.sub(r"{\w+:", "{", p)): role.value
         for m, p, role in _operations(documented_only=True)
         if role
     }
