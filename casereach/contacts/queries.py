@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, OrderBy, Q, QuerySet
 
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.contacts.rules import UNUSABLE_PHONE, warning
@@ -28,6 +28,21 @@ ANOTHER_PROJECT = "another project"
 ENTRY_STATUSES = ("two_way", "one_way", "pending", "conflict")
 MAX_LIMIT = 1000
 _NUMBER_STRIP = str.maketrans("", "", " \t\r\n\v\f()-.+\u00a0")
+
+
+_TWO_WAY = ExpressionWrapper(Q(holder=True, pending=False), output_field=BooleanField())
+
+
+def send_order(*, last_wins: bool = False) -> tuple[OrderBy | str, ...]:
+    """The order of a contact's phone entries in which the first is the one SMS go to: its
+    two-way number (held, verification done) when it has one, otherwise its first number
+    (CommCare's rule for a mobile worker with several numbers; a case has one entry).
+
+    ``last_wins`` reverses it, for loops that keep the last entry seen per contact.
+    """
+    if last_wins:
+        return (_TWO_WAY.asc(), "-position", "-id")
+    return (_TWO_WAY.desc(), "position", "id")
 
 
 def normalise_number_filter(value: str) -> str:
@@ -197,6 +212,7 @@ def contact_profile(project: Project, contact_id: str) -> dict[str, Any]:
     if contact is None:
         raise NotFound(f"Contact '{contact_id}' not found")
     entries = list(PhoneEntry.objects.filter(contact=contact).order_by("position", "number"))
+    two_way = next((e for e in entries if e.holder and not e.pending), None)
     holders = _holders(e.number for e in entries if e.verified_requested and not e.holder)
     states = {e.number: _entry_state(e, holders, project) for e in entries}
     settings = effective_settings(project.settings)
@@ -210,7 +226,8 @@ def contact_profile(project: Project, contact_id: str) -> dict[str, Any]:
         contact.gateway_requested if contact.gateway_requested in unknown else "",
     )
 
-    primary = next((e for e in entries if e.number == contact.phone_number), None)
+    # The number SMS go to (send_order): the two-way one, else the first.
+    primary = two_way or next((e for e in entries if e.number == contact.phone_number), None)
     if primary is not None:
         state = states[primary.number]
         phone_status, reason, held_by = state.status, state.reason, state.held_by
@@ -219,7 +236,7 @@ def contact_profile(project: Project, contact_id: str) -> dict[str, Any]:
         phone_status = "invalid" if reason == "strict_invalid" else "none"
         held_by = None
     phone = {
-        "number": contact.phone_number,
+        "number": primary.number if primary is not None else contact.phone_number,
         "status": phone_status,
         "reason": reason,
         "verified_requested": contact.verified_requested,

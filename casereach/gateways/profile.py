@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from casereach.contacts.models import Contact, PhoneEntry
+from casereach.contacts.queries import send_order
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import find_gateway, route, visible_gateways
 from casereach.projects.models import Project
@@ -12,12 +13,12 @@ from casereach.projects.models import Project
 
 def gateway_profile_hook(project: Project, contact: Contact, profile: dict[str, Any]) -> None:
     entry = (
-        PhoneEntry.objects.filter(contact=contact).order_by("position", "id").first()
+        PhoneEntry.objects.filter(contact=contact).order_by(*send_order()).first()
         if contact.active
         else None
     )
     override = entry.gateway if entry else contact.gateway_requested
-    chosen = route(project, contact.phone_number or "", override)
+    chosen = route(project, entry.number if entry else contact.phone_number or "", override)
     if chosen.gateway is not None:
         gateway: dict[str, Any] = {
             "name": chosen.gateway.name,
