@@ -464,6 +464,14 @@ def gateway_add(
     rate_limit: Annotated[
         float | None, typer.Option("--rate-limit", help="Segments per second")
     ] = None,
+    per_minute: Annotated[
+        int | None,
+        typer.Option("--rate-limit-per-minute", help="Segments per minute, sent at once"),
+    ] = None,
+    per_sender: Annotated[
+        bool,
+        typer.Option("--per-sender", help="Apply the per-minute limit to each sender number"),
+    ] = False,
     default: Annotated[bool, typer.Option("--default", help="Make it the default route")] = False,
 ) -> None:
     """Add a gateway; prints its id and the callback URLs to give the provider."""
@@ -478,6 +486,10 @@ def gateway_add(
         data["shared_with"] = [p.strip() for p in shared_with.split(",") if p.strip()]
     if rate_limit is not None:
         data["rate_limit_per_s"] = rate_limit
+    if per_minute is not None:
+        data["rate_limit_per_minute"] = per_minute
+    if per_sender:
+        data["rate_limit_per_sender"] = True
 
     def run() -> None:
         from casereach.core.requests import public_base_url
