@@ -583,17 +583,24 @@ def gateway_decline(
 @gateway_app.command("list")
 def gateway_list(
     project: Annotated[str | None, typer.Option("--project", help="Project name")] = None,
+    is_global: Annotated[bool, typer.Option("--global", help="Only global gateways")] = False,
 ) -> None:
-    """List gateways (a project's visible ones, or all)."""
+    """List gateways (a project's visible ones, the global ones, or all): id, name, type,
+    owner, active or inactive."""
 
     def run() -> None:
         from casereach.gateways.models import GatewayConfig
         from casereach.gateways.queries import visible_gateways
 
+        if is_global and project:
+            fail("give at most one of --project NAME or --global")
         qs = visible_gateways(_project(project)) if project else GatewayConfig.objects.all()
+        if is_global:
+            qs = qs.filter(project__isnull=True)
         for gw in qs.select_related("project").order_by("name_key"):
             owner = gw.project.name if gw.project else "(global)"
-            typer.echo(f"{gw.pk}\t{gw.name}\t{gw.type}\t{owner}")
+            state = "active" if gw.is_active else "inactive"
+            typer.echo(f"{gw.pk}\t{gw.name}\t{gw.type}\t{owner}\t{state}")
 
     guarded(run)
 
@@ -794,6 +801,9 @@ def run() -> None:
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
+
+# The gateway management commands live in their own module; importing it registers them.
+import casereach.cli.gateways_admin  # noqa: E402, F401
 
 if __name__ == "__main__":
     run()
