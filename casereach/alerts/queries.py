@@ -34,6 +34,7 @@ from casereach.alerts.spec import AlertSpec, TimedSchedule
 from casereach.alerts.timing import skipped_months
 from casereach.cases.models import Case, CaseIndex
 from casereach.contacts.models import Contact, PhoneEntry
+from casereach.contacts.queries import send_order
 from casereach.core import bulk
 from casereach.core.timeutil import ONE_MICROSECOND, now
 from casereach.messaging.errors import describe
@@ -135,7 +136,7 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
         for chunk in bulk.in_chunks(contact_ids):
             for cid, number in (
                 PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk))
-                .order_by("-position", "-id")
+                .order_by(*send_order(last_wins=True))
                 .values_list("contact_id", "number")
             ):
                 phones[cid] = number
@@ -347,7 +348,7 @@ def preview(project: Project, alert: Alert, case_id: str) -> dict[str, Any] | No
     views = load_views(project.pk, [case_id])
     view = views[0] if views else None
     phones = {}
-    first = PhoneEntry.objects.filter(contact_id=case_id).order_by("position", "id").first()
+    first = PhoneEntry.objects.filter(contact_id=case_id).order_by(*send_order()).first()
     if first is not None:
         phones[case_id] = first.number
     names: dict[str, str] = {}
@@ -451,7 +452,7 @@ def upcoming(project: Project, contact_id: str, limit: int = 10) -> list[dict[st
         for v in load_views(project.pk, sorted({i.case_id for i in instances if i.case_id}))
     }
     phones = {}
-    first = PhoneEntry.objects.filter(contact_id=contact_id).order_by("position", "id").first()
+    first = PhoneEntry.objects.filter(contact_id=contact_id).order_by(*send_order()).first()
     if first is not None:
         phones[contact_id] = first.number
     owner_ids = sorted({v.owner_id for v in views.values() if v.owner_id})

@@ -38,6 +38,7 @@ from casereach.alerts.spec import AlertSpec
 from casereach.alerts.templates import RenderContext, parse_template, render
 from casereach.cases.models import CaseIndex
 from casereach.contacts.models import Contact, PhoneEntry
+from casereach.contacts.queries import send_order
 from casereach.contacts.rules import check_email
 from casereach.core import bulk
 from casereach.core.ids import time_ordered_id
@@ -256,7 +257,7 @@ def _fire_project(
     for chunk in bulk.in_chunks(sorted(contact_ids)):
         for cid, number in (
             PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk))
-            .order_by("-position", "-id")
+            .order_by(*send_order(last_wins=True))
             .values_list("contact_id", "number")
         ):
             phones[cid] = number  # ordered so that the first entry wins

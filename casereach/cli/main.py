@@ -464,6 +464,14 @@ def gateway_add(
     rate_limit: Annotated[
         float | None, typer.Option("--rate-limit", help="Segments per second")
     ] = None,
+    per_minute: Annotated[
+        int | None,
+        typer.Option("--rate-limit-per-minute", help="Segments per minute, sent at once"),
+    ] = None,
+    per_sender: Annotated[
+        bool,
+        typer.Option("--per-sender", help="Apply the per-minute limit to each sender number"),
+    ] = False,
     default: Annotated[bool, typer.Option("--default", help="Make it the default route")] = False,
 ) -> None:
     """Add a gateway; prints its id and the callback URLs to give the provider."""
@@ -478,6 +486,10 @@ def gateway_add(
         data["shared_with"] = [p.strip() for p in shared_with.split(",") if p.strip()]
     if rate_limit is not None:
         data["rate_limit_per_s"] = rate_limit
+    if per_minute is not None:
+        data["rate_limit_per_minute"] = per_minute
+    if per_sender:
+        data["rate_limit_per_sender"] = True
 
     def run() -> None:
         from casereach.core.requests import public_base_url
@@ -571,17 +583,24 @@ def gateway_decline(
 @gateway_app.command("list")
 def gateway_list(
     project: Annotated[str | None, typer.Option("--project", help="Project name")] = None,
+    is_global: Annotated[bool, typer.Option("--global", help="Only global gateways")] = False,
 ) -> None:
-    """List gateways (a project's visible ones, or all)."""
+    """List gateways (a project's visible ones, the global ones, or all): id, name, type,
+    owner, active or inactive."""
 
     def run() -> None:
         from casereach.gateways.models import GatewayConfig
         from casereach.gateways.queries import visible_gateways
 
+        if is_global and project:
+            fail("give at most one of --project NAME or --global")
         qs = visible_gateways(_project(project)) if project else GatewayConfig.objects.all()
+        if is_global:
+            qs = qs.filter(project__isnull=True)
         for gw in qs.select_related("project").order_by("name_key"):
             owner = gw.project.name if gw.project else "(global)"
-            typer.echo(f"{gw.pk}\t{gw.name}\t{gw.type}\t{owner}")
+            state = "active" if gw.is_active else "inactive"
+            typer.echo(f"{gw.pk}\t{gw.name}\t{gw.type}\t{owner}\t{state}")
 
     guarded(run)
 
@@ -782,6 +801,9 @@ def run() -> None:
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
+
+# The gateway management commands live in their own module; importing it registers them.
+import casereach.cli.gateways_admin  # noqa: E402, F401
 
 if __name__ == "__main__":
     run()

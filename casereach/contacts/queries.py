@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, OrderBy, Q, QuerySet
 
 from casereach.contacts.models import Contact, PhoneEntry
-from casereach.contacts.rules import warning
+from casereach.contacts.rules import UNUSABLE_PHONE, warning
 from casereach.core import bulk
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.timeutil import iso
@@ -28,6 +28,21 @@ ANOTHER_PROJECT = "another project"
 ENTRY_STATUSES = ("two_way", "one_way", "pending", "conflict")
 MAX_LIMIT = 1000
 _NUMBER_STRIP = str.maketrans("", "", " \t\r\n\v\f()-.+\u00a0")
+
+
+_TWO_WAY = ExpressionWrapper(Q(holder=True, pending=False), output_field=BooleanField())
+
+
+def send_order(*, last_wins: bool = False) -> tuple[OrderBy | str, ...]:
+    """The order of a contact's phone entries in which the first is the one SMS go to: its
+    two-way number (held, verification done) when it has one, otherwise its first number
+    (CommCare's rule for a mobile worker with several numbers; a case has one entry).
+
+    ``last_wins`` reverses it, for loops that keep the last entry seen per contact.
+    """
+    if last_wins:
+        return (_TWO_WAY.asc(), "-position", "-id")
+    return (_TWO_WAY.desc(), "position", "id")
 
 
 def normalise_number_filter(value: str) -> str:
@@ -70,6 +85,38 @@ def _conflict_warning(held_by: dict[str, str | None] | None) -> dict[str, str]:
     if held_by["contact_id"] is None:
         return warning("two_way_conflict", "held by a contact in another project")
     return warning("two_way_conflict", f"held by contact {held_by['contact_id']}")
+
+
+def contact_warnings(
+    stored: Iterable[dict[str, str]] | None,
+    phone_reason: str | None,
+    phone_raw: str,
+    conflicts: Iterable[dict[str, str | None] | None],
+    unknown_gateway: str,
+) -> list[dict[str, str]]:
+    """Every warning of one contact, in order: the one decision behind the profile's
+    ``warnings``, the data-quality report and the badges of the UI's lists.
+
+    ``stored`` come from the contact's own data; a number that was given but refused (its
+    ``phone_reason`` one of UNUSABLE_PHONE) warns with that reason; each of ``conflicts``
+    (the holder of a number this contact asks two-way for) is a ``two_way_conflict``;
+    ``unknown_gateway`` is the override naming no usable gateway, or empty.
+    """
+    found: list[dict[str, str]] = list(stored or [])
+    if phone_reason in UNUSABLE_PHONE:
+        codes = {w["code"] for w in found}
+        if phone_reason not in codes:
+            found.append(warning(phone_reason, _masked(phone_raw)))
+    for held_by in conflicts:
+        found.append(_conflict_warning(held_by))
+    if unknown_gateway:
+        found.append(warning("unknown_gateway", unknown_gateway[:64]))
+    return found
+
+
+def _masked(raw: str) -> str:
+    value = raw.strip()
+    return value if len(value) <= 6 else value[:3] + "…" + value[-3:]
 
 
 @dataclass(frozen=True)
@@ -165,17 +212,22 @@ def contact_profile(project: Project, contact_id: str) -> dict[str, Any]:
     if contact is None:
         raise NotFound(f"Contact '{contact_id}' not found")
     entries = list(PhoneEntry.objects.filter(contact=contact).order_by("position", "number"))
+    two_way = next((e for e in entries if e.holder and not e.pending), None)
     holders = _holders(e.number for e in entries if e.verified_requested and not e.holder)
     states = {e.number: _entry_state(e, holders, project) for e in entries}
     settings = effective_settings(project.settings)
 
-    warnings: list[dict[str, str]] = list(contact.warnings or [])
-    for e in entries:
-        state = states[e.number]
-        if state.conflict:
-            warnings.append(_conflict_warning(state.held_by))
+    unknown = _unknown_gateways(project, {contact.gateway_requested})
+    warnings = contact_warnings(
+        contact.warnings,
+        contact.phone_reason,
+        contact.phone_raw,
+        [states[n].held_by for n in sorted(states) if states[n].conflict],
+        contact.gateway_requested if contact.gateway_requested in unknown else "",
+    )
 
-    primary = next((e for e in entries if e.number == contact.phone_number), None)
+    # The number SMS go to (send_order): the two-way one, else the first.
+    primary = two_way or next((e for e in entries if e.number == contact.phone_number), None)
     if primary is not None:
         state = states[primary.number]
         phone_status, reason, held_by = state.status, state.reason, state.held_by
@@ -184,7 +236,7 @@ def contact_profile(project: Project, contact_id: str) -> dict[str, Any]:
         phone_status = "invalid" if reason == "strict_invalid" else "none"
         held_by = None
     phone = {
-        "number": contact.phone_number,
+        "number": primary.number if primary is not None else contact.phone_number,
         "status": phone_status,
         "reason": reason,
         "verified_requested": contact.verified_requested,
@@ -192,8 +244,7 @@ def contact_profile(project: Project, contact_id: str) -> dict[str, Any]:
         "raw": contact.phone_raw,
     }
 
-    gateway, gateway_warnings = resolve_gateway_for_profile(contact.gateway_requested, settings)
-    warnings.extend(gateway_warnings)
+    gateway, _ = resolve_gateway_for_profile(contact.gateway_requested, settings)
 
     profile: dict[str, Any] = {
         "contact_id": contact.contact_id,
@@ -292,11 +343,57 @@ def phone_entries(
     return [entry_row(e, project) for e in page], total
 
 
+_WARNING_FIELDS = ("contact_id", "phone_reason", "phone_raw", "gateway_requested", "warnings")
+
+
+def _conflicts(entries: QuerySet[PhoneEntry]) -> dict[str, list[str]]:
+    """The numbers each contact asks two-way for without holding them."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for contact_id, number in entries.filter(verified_requested=True, holder=False).values_list(
+        "contact_id", "number"
+    ):
+        found[contact_id].append(number)
+    return found
+
+
+def _decide(
+    project: Project, contacts: list[dict[str, Any]], conflicts: dict[str, list[str]]
+) -> dict[str, list[dict[str, str]]]:
+    """``contact_warnings`` for a batch of contact rows (two queries)."""
+    holders = _holders(n for numbers in conflicts.values() for n in numbers)
+    unknown = _unknown_gateways(project, {c["gateway_requested"] for c in contacts})
+    return {
+        c["contact_id"]: contact_warnings(
+            c["warnings"],
+            c["phone_reason"],
+            c["phone_raw"],
+            [
+                _held_by(holders.get(number), project)
+                for number in sorted(conflicts.get(c["contact_id"], []))
+            ],
+            c["gateway_requested"] if c["gateway_requested"] in unknown else "",
+        )
+        for c in contacts
+    }
+
+
+def warnings_of(project: Project, contacts: Sequence[Contact]) -> dict[str, list[dict[str, str]]]:
+    """The warnings of each of these contacts (a page of a list), exactly as their profiles
+    and the data-quality report give them; a few queries whatever the page size."""
+    rows = [{f: getattr(c, f) for f in _WARNING_FIELDS} for c in contacts if c.active]
+    ids = [r["contact_id"] for r in rows]
+    conflicts: dict[str, list[str]] = {}
+    for chunk in bulk.chunks(ids, IN_CHUNK):
+        conflicts.update(_conflicts(PhoneEntry.objects.filter(contact_id__in=chunk)))
+    return _decide(project, rows, conflicts)
+
+
 def data_quality(project: Project) -> list[dict[str, Any]]:
     """Every active contact of ``project`` with a warning, set-based (a handful of queries).
 
-    Stored warnings come from the contact's own data; ``two_way_conflict`` (which depends on
-    other contacts) and ``unknown_gateway`` (which depends on the gateways) are added here.
+    The warnings are ``contact_warnings``'s, as in the profile: stored ones from the contact's
+    own data, a refused number (``not_digits``, ``too_short``, …), ``two_way_conflict`` (which
+    depends on other contacts) and ``unknown_gateway`` (which depends on the gateways).
     """
     fields = (
         "contact_id",
@@ -304,6 +401,7 @@ def data_quality(project: Project) -> list[dict[str, Any]]:
         "name",
         "phone_number",
         "phone_raw",
+        "phone_reason",
         "gateway_requested",
         "warnings",
     )
@@ -311,28 +409,21 @@ def data_quality(project: Project) -> list[dict[str, Any]]:
     contacts: dict[str, dict[str, Any]] = {
         row["contact_id"]: row for row in active.filter(has_warnings=True).values(*fields)
     }
-    for row in active.exclude(gateway_requested="").values(*fields):
+    for row in active.filter(~Q(gateway_requested="") | Q(phone_reason__in=UNUSABLE_PHONE)).values(
+        *fields
+    ):
         contacts.setdefault(row["contact_id"], row)
 
-    conflicts: dict[str, list[str]] = defaultdict(list)
-    for contact_id, number in PhoneEntry.objects.filter(
-        project=project, verified_requested=True, holder=False
-    ).values_list("contact_id", "number"):
-        conflicts[contact_id].append(number)
+    conflicts = _conflicts(PhoneEntry.objects.filter(project=project))
     missing = sorted(set(conflicts) - set(contacts))
     for chunk in bulk.chunks(missing, IN_CHUNK):
         for row in active.filter(contact_id__in=chunk).values(*fields):
             contacts[row["contact_id"]] = row
-    holders = _holders(n for numbers in conflicts.values() for n in numbers)
-    unknown = _unknown_gateways(project, {c["gateway_requested"] for c in contacts.values()})
+    decided = _decide(project, list(contacts.values()), conflicts)
 
     rows: list[dict[str, Any]] = []
     for c in contacts.values():
-        found: list[dict[str, str]] = list(c["warnings"] or [])
-        for number in sorted(conflicts.get(c["contact_id"], [])):
-            found.append(_conflict_warning(_held_by(holders.get(number), project)))
-        if c["gateway_requested"] in unknown:
-            found.append(warning("unknown_gateway", c["gateway_requested"][:64]))
+        found = decided[c["contact_id"]]
         if not found:
             continue
         rows.append(

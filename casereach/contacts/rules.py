@@ -40,7 +40,15 @@ WARNING_TEXT = {
     "unknown_time_zone": "The time zone is not a known IANA name; the project's time zone is used instead.",
     "unknown_language": "The language code is not one of the project's SMS languages.",
     "unknown_gateway": "The gateway named in contact_backend_id does not exist for this project; sends will fail.",
+    # A number that was given but refused: the contact has no phone entry, so no SMS reaches it.
+    "not_digits": "The phone number holds something other than digits, so it was refused; no SMS can reach this contact.",
+    "too_short": "The phone number has fewer than 4 digits, so it was refused; no SMS can reach this contact.",
+    "too_long": "The phone number has more than 32 digits, so it was refused; no SMS can reach this contact.",
 }
+
+UNUSABLE_PHONE = ("not_digits", "too_short", "too_long")
+"""Phone reasons of a number that was given but refused: each is also a warning code.
+(``strict_invalid`` is not: such a number already warns ``national_format`` or ``not_e164``.)"""
 
 
 def warning(code: str, detail: str = "") -> dict[str, str]:

@@ -19,7 +19,17 @@ from casereach.projects.models import Project
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 FIELDS = frozenset(
-    {"name", "type", "config", "shared_with", "rate_limit_per_s", "sender_numbers", "is_active"}
+    {
+        "name",
+        "type",
+        "config",
+        "shared_with",
+        "rate_limit_per_s",
+        "rate_limit_per_minute",
+        "rate_limit_per_sender",
+        "sender_numbers",
+        "is_active",
+    }
 )
 
 
@@ -57,6 +67,20 @@ def _rate(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100_000:
         raise BadRequest("rate_limit_per_s must be a number between 0 and 100000")
     return float(value)
+
+
+def _per_minute(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 1_000_000:
+        raise BadRequest("rate_limit_per_minute must be a whole number between 1 and 1000000")
+    return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name} must be a boolean")
+    return value
 
 
 def _senders(value: Any) -> list[str]:
@@ -97,6 +121,10 @@ def do_create_gateway(project: Project | None, data: Any) -> GatewayConfig:
                 secrets=encrypt_json(secret),
                 inbound_key=secrets.token_urlsafe(24),
                 rate_limit_per_s=_rate(data.get("rate_limit_per_s")),
+                rate_limit_per_minute=_per_minute(data.get("rate_limit_per_minute")),
+                rate_limit_per_sender=_flag(
+                    "rate_limit_per_sender", data.get("rate_limit_per_sender", False)
+                ),
                 sender_numbers=_senders(data.get("sender_numbers")),
                 is_active=bool(data.get("is_active", True)),
             )
@@ -130,6 +158,10 @@ def do_update_gateway(gw: GatewayConfig, data: Any) -> GatewayConfig:
             gw.config, gw.secrets = public, encrypt_json(secret)
         if "rate_limit_per_s" in data:
             gw.rate_limit_per_s = _rate(data["rate_limit_per_s"])
+        if "rate_limit_per_minute" in data:
+            gw.rate_limit_per_minute = _per_minute(data["rate_limit_per_minute"])
+        if "rate_limit_per_sender" in data:
+            gw.rate_limit_per_sender = _flag("rate_limit_per_sender", data["rate_limit_per_sender"])
         if "sender_numbers" in data:
             gw.sender_numbers = _senders(data["sender_numbers"])
         if "is_active" in data:

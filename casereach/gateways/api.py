@@ -48,6 +48,8 @@ GATEWAY_BODY = {
                         "config": {"type": "object"},
                         "shared_with": {"type": "array", "items": {"type": "string"}},
                         "rate_limit_per_s": {"type": ["number", "null"]},
+                        "rate_limit_per_minute": {"type": ["integer", "null"]},
+                        "rate_limit_per_sender": {"type": "boolean"},
                         "sender_numbers": {"type": "array", "items": {"type": "string"}},
                         "is_active": {"type": "boolean"},
                     },
@@ -111,6 +113,12 @@ class GatewayOut(OpenSchema):
         description="projects it is offered to (owner only); each must accept, see shares"
     )
     rate_limit_per_s: float | None
+    rate_limit_per_minute: int | None = Field(
+        None, description="segments per minute, sent at once; the rest wait for the next minute"
+    )
+    rate_limit_per_sender: bool = Field(
+        False, description="apply rate_limit_per_minute to each sender number"
+    )
     sender_numbers: list[str]
     is_active: bool
     shares: list[ShareOut] | None = Field(None, description="owner only: each offer's state")
@@ -196,6 +204,8 @@ def serialize_gateway(request: HttpRequest, gw: GatewayConfig, project: Project)
         "project": gw.project.name if gw.project is not None else None,
         "shared_with": [],
         "rate_limit_per_s": gw.rate_limit_per_s,
+        "rate_limit_per_minute": gw.rate_limit_per_minute,
+        "rate_limit_per_sender": gw.rate_limit_per_sender,
         "sender_numbers": gw.sender_numbers,
         "is_active": gw.is_active,
     }

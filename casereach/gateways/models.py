@@ -24,6 +24,10 @@ class GatewayConfig(models.Model):
     secrets = models.TextField(default="")  # encrypted JSON (core.crypto)
     inbound_key = models.CharField(max_length=64, unique=True)
     rate_limit_per_s = models.FloatField(null=True)
+    # CommCare's limits: at most this many segments per minute, sent at once (a burst), the
+    # rest held for the next minute; per sender number when rate_limit_per_sender is set.
+    rate_limit_per_minute = models.PositiveIntegerField(null=True)
+    rate_limit_per_sender = models.BooleanField(default=False)
     sender_numbers = models.JSONField(default=list)
     is_active = models.BooleanField(default=True)
     created_on = models.DateTimeField(auto_now_add=True)
@@ -75,3 +79,18 @@ class GatewayState(models.Model):
     refilled_on = models.DateTimeField(null=True)
     consecutive_failures = models.IntegerField(default=0)
     open_until = models.DateTimeField(null=True)
+
+
+class RateWindow(models.Model):
+    """The current minute of a gateway's ``rate_limit_per_minute`` (per sender number when the
+    gateway limits each sender; ``sender`` is empty otherwise), shared by every dispatcher."""
+
+    gateway = models.ForeignKey(GatewayConfig, on_delete=models.CASCADE, related_name="windows")
+    sender = models.CharField(max_length=32, default="")
+    started_on = models.DateTimeField()
+    sent = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "sender"], name="rate_window_unique")
+        ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from casereach.contacts.models import Contact, PhoneEntry
-from casereach.contacts.rules import warning
+from casereach.contacts.queries import send_order
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import find_gateway, route, visible_gateways
 from casereach.projects.models import Project
@@ -13,13 +13,12 @@ from casereach.projects.models import Project
 
 def gateway_profile_hook(project: Project, contact: Contact, profile: dict[str, Any]) -> None:
     entry = (
-        PhoneEntry.objects.filter(contact=contact).order_by("position", "id").first()
+        PhoneEntry.objects.filter(contact=contact).order_by(*send_order()).first()
         if contact.active
         else None
     )
     override = entry.gateway if entry else contact.gateway_requested
-    chosen = route(project, contact.phone_number or "", override)
-    warnings = [w for w in profile["warnings"] if w["code"] != "unknown_gateway"]
+    chosen = route(project, entry.number if entry else contact.phone_number or "", override)
     if chosen.gateway is not None:
         gateway: dict[str, Any] = {
             "name": chosen.gateway.name,
@@ -27,12 +26,11 @@ def gateway_profile_hook(project: Project, contact: Contact, profile: dict[str, 
             "status": "ok",
         }
     elif chosen.error_code == "GATEWAY_NOT_FOUND":
+        # Its warning is decided with every other one, by contacts.queries.contact_warnings.
         gateway = {"name": chosen.requested, "source": "contact", "status": "unknown_gateway"}
-        warnings.append(warning("unknown_gateway", chosen.requested[:64]))
     else:
         gateway = {"name": None, "source": "none", "status": "no_gateway"}
     profile["gateway"] = gateway
-    profile["warnings"] = warnings
 
 
 def unknown_gateways_hook(project: Project, names: set[str]) -> set[str]:

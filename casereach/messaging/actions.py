@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F
 
 from casereach.contacts.models import Contact, PhoneEntry
+from casereach.contacts.queries import send_order
 from casereach.contacts.rules import ProjectRules, check_email, check_phone
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.segments import analyse
@@ -201,7 +202,7 @@ def _precheck(
         if contact is not None:
             entry = (
                 PhoneEntry.objects.filter(contact_id=contact.contact_id)
-                .order_by("position", "id")
+                .order_by(*send_order())
                 .first()
             )
             if entry is None:

@@ -40,7 +40,7 @@ from casereach.gateways.base import (
     SendResult,
     StatusUpdate,
 )
-from casereach.gateways.models import GatewayConfig, GatewayState
+from casereach.gateways.models import GatewayConfig, GatewayState, RateWindow
 from casereach.gateways.queries import (
     instantiate,
 )
@@ -132,6 +132,46 @@ def dispatch_sizes() -> tuple[int, int]:
         return value
 
     return read(BATCH_ENV, DEFAULT_BATCH, 5000), read(THREADS_ENV, DEFAULT_THREADS, 1024)
+
+
+MINUTE = dt.timedelta(minutes=1)
+
+
+def per_minute(gw: GatewayConfig, group: list[Job], at: dt.datetime) -> list[Job]:
+    """CommCare's per-minute limit: the first ``rate_limit_per_minute`` segments of a minute
+    go at once (a burst), the rest are postponed to the minutes after, in order. The minute
+    starts at its first send; each sender number has its own minute when the gateway limits
+    per sender. Runs in ``_throttle``'s transaction; returns the jobs that may still send.
+    """
+    limit = gw.rate_limit_per_minute or 0
+    by_sender: dict[str, list[Job]] = defaultdict(list)
+    for j in group:
+        by_sender[j.sender if gw.rate_limit_per_sender else ""].append(j)
+    windows = {
+        w.sender: w
+        for w in RateWindow.objects.select_for_update().filter(
+            gateway_id=gw.pk, sender__in=list(by_sender)
+        )
+    }
+    allowed: list[Job] = []
+    for sender, jobs in by_sender.items():
+        window = windows.get(sender)
+        if window is None:
+            window = RateWindow(gateway_id=gw.pk, sender=sender, started_on=at, sent=0)
+        elif at >= window.started_on + MINUTE:
+            window.started_on, window.sent = at, 0
+        ahead = 0
+        for j in jobs:
+            cost = min(limit, max(1, int(j.row["segments"] or 1)))
+            if not ahead and window.sent + cost <= limit:
+                window.sent += cost
+                allowed.append(j)
+            else:
+                ahead += cost
+                minutes = -(-(ahead - max(0, limit - window.sent)) // limit)  # ceiling
+                j.action, j.until = "postpone", window.started_on + MINUTE * max(1, minutes)
+        window.save()
+    return allowed
 
 
 class Dispatcher:
@@ -521,6 +561,8 @@ class Dispatcher:
                     for j in group:
                         j.action, j.until = "postpone", state.open_until
                     continue
+                if gw.rate_limit_per_minute:
+                    group = per_minute(gw, group, at)
                 rate = gw.rate_limit_per_s
                 if rate:
                     elapsed = (at - state.refilled_on).total_seconds() if state.refilled_on else 0

@@ -38,6 +38,7 @@ from casereach.contacts.queries import (
     data_quality,
     normalise_number_filter,
     phone_entries,
+    warnings_of,
 )
 from casereach.core.errors import CasereachError
 from casereach.core.requests import bounded_int
@@ -182,7 +183,11 @@ def cases(request: HttpRequest, project: Project) -> HttpResponse:
         c.contact_id: c
         for c in Contact.objects.filter(project=project, contact_id__in=[c.case_id for c in page])
     }
-    rows = [{"case": c, "contact": contacts.get(c.case_id)} for c in page]
+    warned = warnings_of(project, list(contacts.values()))
+    rows = [
+        {"case": c, "contact": contacts.get(c.case_id), "warnings": warned.get(c.case_id, [])}
+        for c in page
+    ]
     types = case_types(project)
     return render(
         request,

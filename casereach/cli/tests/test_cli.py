@@ -307,3 +307,33 @@ def test_an_argument_that_is_not_utf8_is_one_error_line(env: dict[str, str], bad
     assert 2 == r.returncode
     assert [b"error: argument 3 is not valid UTF-8 text"] == r.stderr.strip().splitlines()
     assert "" == cli(env, "gateway", "list").stderr  # nothing half-made
+
+
+def test_global_gateways_and_routes_are_managed(env: dict[str, str]) -> None:
+    assert 0 == cli(env, "init").returncode
+    for name in ("G-KE", "G-ALL"):
+        assert 0 == cli(env, "gateway", "add", name, "--type", "test", "--global").returncode
+    r = cli(env, "gateway", "routes", "--default", "G-ALL", "--prefix", "254=G-KE")
+    assert (0, "default\tG-ALL\n254\tG-KE\n") == (r.returncode, r.stdout), r.stderr
+    r = cli(env, "gateway", "routes", "--prefix", "255=NOPE")
+    assert (1, "error: no global gateway named 'NOPE'") == (r.returncode, r.stderr.strip())
+
+    r = cli(env, "gateway", "rename", "g-ke", "G-KENYA", "--global")
+    assert 0 == r.returncode, r.stderr
+    assert "default\tG-ALL\n254\tG-KENYA\n" == cli(env, "gateway", "routes").stdout
+
+    assert 0 == cli(env, "gateway", "deactivate", "G-KENYA", "--global").returncode
+    rows = [line.split("\t") for line in cli(env, "gateway", "list", "--global").stdout.split("\n")]
+    assert [["G-ALL", "active"], ["G-KENYA", "inactive"]] == [[r[1], r[4]] for r in rows if r[0]]
+
+    r = cli(env, "gateway", "delete", "G-KENYA", "--global")
+    assert 1 == r.returncode
+    assert "the global routes name G-KENYA (prefix 254); change them first" in r.stderr
+    assert 0 == cli(env, "gateway", "routes", "--prefix", "254=").returncode
+    assert 0 == cli(env, "gateway", "delete", "G-KENYA", "--global").returncode
+    r = cli(env, "gateway", "delete", "G-KENYA", "--global")
+    assert (1, "error: no gateway named 'G-KENYA' in the global gateways") == (
+        r.returncode,
+        r.stderr.strip(),
+    )
+    assert "default\tG-ALL\n" == cli(env, "gateway", "routes").stdout

@@ -211,8 +211,15 @@ def test_data_quality_json(api: Api, other_api: Api) -> None:
     r = api.get(V1 + "/data-quality")
     assert r.status == 200, r.body
     rows = {row["contact_id"]: row for row in r.body["objects"]}
-    assert r.body["meta"] == {"total_count": 4}
-    assert set(rows) == {ids["conflict"], ids["national"], ids["email"], ids["gateway"]}
+    assert r.body["meta"] == {"total_count": 5}
+    assert set(rows) == {
+        ids["conflict"],
+        ids["national"],
+        ids["email"],
+        ids["gateway"],
+        ids["bad_number_only"],
+    }
+    assert rows[ids["bad_number_only"]]["warnings"] == ["too_short"]
     assert rows[ids["conflict"]]["warnings"] == ["two_way_conflict"]
     assert rows[ids["conflict"]]["phone"] == NUMBER
     assert ids["clean"] in rows[ids["conflict"]]["messages"][0]
@@ -241,7 +248,13 @@ def test_data_quality_csv(api: Api, how: str) -> None:
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["contact_id", "contact_type", "name", "phone", "warnings", "messages"]
     by_id = {row[0]: row for row in rows[1:]}
-    assert set(by_id) == {ids["conflict"], ids["national"], ids["email"], ids["gateway"]}
+    assert set(by_id) == {
+        ids["conflict"],
+        ids["national"],
+        ids["email"],
+        ids["gateway"],
+        ids["bad_number_only"],
+    }
     assert by_id[ids["national"]][1:5] == ["case", "National", "0712000000", "national_format"]
     assert by_id[ids["email"]][2] == "'=Email"  # spreadsheet formulas are neutralised
 
@@ -273,3 +286,31 @@ def test_messaging_api_auth(api: Api, other_api: Api) -> None:
     )
     assert r.status == 403
     assert api.get("/a/unknown/api/messaging/v1/phone-numbers").status == 403
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"), [("12a45", "not_digits"), ("123", "too_short"), ("07ABC", "not_digits")]
+)
+def test_data_quality_lists_refused_numbers(api: Api, raw: str, code: str) -> None:
+    cid = create(api, name="Unusable", phone=raw)
+    profile = api.get(f"{V1}/contacts/{cid}").body
+    assert ("none", code) == (profile["phone"]["status"], profile["phone"]["reason"])
+    [row] = api.get(V1 + "/data-quality").body["objects"]
+    assert (cid, [code], raw) == (row["contact_id"], row["warnings"], row["phone"])
+    assert [code] == [w["code"] for w in profile["warnings"]]
+
+
+def test_data_quality_and_profiles_give_the_same_codes(api: Api) -> None:
+    ids = _messy_project(api)
+    ids["letters"] = create(api, name="Letters", phone="07ABC", contact_backend_id="nope")
+    ids["missing"] = create(api, name="No phone")
+    report = {
+        row["contact_id"]: row["warnings"] for row in api.get(V1 + "/data-quality").body["objects"]
+    }
+    profiles = {
+        cid: [w["code"] for w in api.get(f"{V1}/contacts/{cid}").body["warnings"]]
+        for cid in ids.values()
+    }
+    assert {cid: codes for cid, codes in profiles.items() if codes} == report
+    assert ["not_digits", "unknown_gateway"] == report[ids["letters"]]
+    assert ["too_short"] == report[ids["bad_number_only"]]

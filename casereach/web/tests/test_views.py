@@ -240,3 +240,27 @@ def test_secret_params_and_headers_are_write_only_in_the_form(web: Client, api: 
         saved.params["key"],  # type: ignore[attr-defined]
         saved.headers["X-Api-Token"],  # type: ignore[attr-defined]
     )
+
+
+def test_cases_list_shows_the_warnings_of_the_data_quality_report(web: Client, api: Api) -> None:
+    cases = "/a/{project}/api/case/v2/"
+    api.post(cases, case_body(name="Amina", phone="254712345678", verified="1"))
+    api.post(cases, case_body(name="Baraka", phone="254712345678", verified="1"))
+    api.post(cases, case_body(name="Imani", phone="254712000001", contact_backend_id="nope"))
+    api.post(cases, case_body(name="Juma", phone="12a45"))
+    page = web.get("/a/demo/cases").content.decode()
+    report = api.get("/a/{project}/api/messaging/v1/data-quality").body["objects"]
+    expected = {row["name"]: row["warnings"] for row in report}
+    assert {
+        "Baraka": ["two_way_conflict"],
+        "Imani": ["unknown_gateway"],
+        "Juma": ["not_digits"],
+    } == expected
+    for name, codes in expected.items():
+        row = page[page.index(f">{name}</a>") :].split("</tr>")[0]
+        assert codes == [c for c in WARNING_CODES if f">{c}</span>" in row]
+    amina = page[page.index(">Amina</a>") :].split("</tr>")[0]
+    assert 'class="pill warn"' not in amina
+
+
+WARNING_CODES = ("two_way_conflict", "unknown_gateway", "not_digits")

@@ -2,7 +2,8 @@
 
 The request is built from the config: ``url``, ``method`` (GET → query string; POST → a form
 or JSON body, per ``encoding``), ``params`` whose values are templates over ``{to}``
-(E.164 digits), ``{to_plus}``, ``{from}``, ``{text}`` and ``{message_id}`` (see
+(E.164 digits), ``{to_plus}``, ``{to_national}`` (the national number of the destination's
+country, for providers that refuse the country code), ``{from}``, ``{text}`` and ``{message_id}`` (see
 ``template.py``), static ``headers``, optional basic auth, and an ``Idempotency-Key:
 {message_id}`` header unless ``idempotency_header`` is null (or names another header).
 
@@ -75,6 +76,7 @@ from casereach.gateways.inbound import (
 )
 from casereach.gateways.masking import mask_text
 from casereach.gateways.types.http import template
+from casereach.gateways.types.http.national import national
 from casereach.gateways.wire import Origin, WireError, WirePool
 
 # Status words providers use in callbacks (compared case-insensitively) → ours; SMPP-style
@@ -121,8 +123,8 @@ class HttpConfig(BaseModel):
     method: Literal["GET", "POST"] = "POST"
     encoding: Literal["form", "json"] = Field(default="form", description="POST body encoding")
     params: dict[str, str] = Field(
-        description="Request parameters; values may use {to}, {to_plus}, {from}, {text}, "
-        "{message_id}"
+        description="Request parameters; values may use {to}, {to_plus}, {to_national}, {from}, "
+        "{text}, {message_id}"
     )
     headers: dict[str, str] = Field(default_factory=dict)
     secret_headers: list[str] = Field(
@@ -174,8 +176,10 @@ class HttpConfig(BaseModel):
                 raise ValueError(f"params[{name!r}]: {exc}") from None
         if "text" not in used:
             raise ValueError("params must put the message somewhere: use {text} in a value")
-        if "to" not in used and "to_plus" not in used:
-            raise ValueError("params must put the destination somewhere: use {to} or {to_plus}")
+        if not used & {"to", "to_plus", "to_national"}:
+            raise ValueError(
+                "params must put the destination somewhere: use {to}, {to_plus} or {to_national}"
+            )
         return value
 
     @field_validator("headers")
@@ -406,6 +410,11 @@ class HttpGateway(Gateway):
         self._params: Params = tuple(
             (name, tuple(template.parse(text))) for name, text in self.cfg.params.items()
         )
+        self._uses_national = any(
+            isinstance(part, template.Placeholder) and part.name == "to_national"
+            for _, parts in self._params
+            for part in parts
+        )
         self._plan: WirePlan | None = None
 
     @property
@@ -439,6 +448,7 @@ class HttpGateway(Gateway):
         values = {
             "to": message.to,
             "to_plus": "+" + message.to if message.to else "",
+            "to_national": self._national(message.to) if self._uses_national else "",
             "from": message.sender or self.cfg.sender,
             "text": message.text,
             "message_id": message.message_id,
@@ -447,6 +457,17 @@ class HttpGateway(Gateway):
             name: "".join(part if isinstance(part, str) else values[part.name] for part in parts)
             for name, parts in self._params
         }
+
+    @staticmethod
+    def _national(to: str) -> str:
+        found = national(to)
+        if found is None:
+            raise GatewayError(
+                INVALID_DESTINATION_NUMBER,
+                retryable=False,
+                detail="the destination has no national form: its country code is unknown",
+            )
+        return found
 
     def build_request(self, client: httpx.Client, message: OutgoingMessage) -> httpx.Request:
         """The provider request for ``message`` (no network)."""

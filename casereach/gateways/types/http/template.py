@@ -1,4 +1,4 @@
-"""Parameter templates of the ``http`` gateway: five placeholders and brace escapes, nothing else.
+"""Parameter templates of the ``http`` gateway: six placeholders and brace escapes, nothing else.
 
 Deliberately not ``str.format``: no attribute access, no indexing, no format specs, so a
 template typed into the UI can only ever produce plain text. ``{{`` and ``}}`` are literal
@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-PLACEHOLDERS: tuple[str, ...] = ("to", "to_plus", "from", "text", "message_id")
+PLACEHOLDERS: tuple[str, ...] = ("to", "to_plus", "to_national", "from", "text", "message_id")
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 

@@ -320,6 +320,69 @@ SEND_CASES = [
         expect_retryable=False,
     ),
     OutgoingCase(
+        label="to_national: Kenya",
+        config={"method": "GET", "params": {"msisdn": "{to_national}", "msg": "{text}"}},
+        message={"to": "254700123456"},
+        replies=ok(),
+        expect_query={"msisdn": "0700123456"},
+        expect_result=SendResult(),
+    ),
+    OutgoingCase(
+        label="to_national: United States",
+        config={"method": "GET", "params": {"msisdn": "{to_national}", "msg": "{text}"}},
+        message={"to": "12025550123"},
+        replies=ok(),
+        expect_query={"msisdn": "2025550123"},
+        expect_result=SendResult(),
+    ),
+    OutgoingCase(
+        label="to_national: United Kingdom",
+        config={"method": "GET", "params": {"msisdn": "{to_national}", "msg": "{text}"}},
+        message={"to": "447911123456"},
+        replies=ok(),
+        expect_query={"msisdn": "07911123456"},
+        expect_result=SendResult(),
+    ),
+    OutgoingCase(
+        label="to_national: Italy keeps its 0",
+        config={"method": "GET", "params": {"msisdn": "{to_national}", "msg": "{text}"}},
+        message={"to": "390612345678"},
+        replies=ok(),
+        expect_query={"msisdn": "0612345678"},
+        expect_result=SendResult(),
+    ),
+    OutgoingCase(
+        label="to_national: Italian mobile, no 0",
+        config={"method": "GET", "params": {"msisdn": "{to_national}", "msg": "{text}"}},
+        message={"to": "393123456789"},
+        replies=ok(),
+        expect_query={"msisdn": "3123456789"},
+        expect_result=SendResult(),
+    ),
+    OutgoingCase(
+        label="to_national: Tanzania",
+        config={"method": "GET", "params": {"msisdn": "{to_national}", "msg": "{text}"}},
+        message={"to": "255712345678"},
+        replies=ok(),
+        expect_query={"msisdn": "0712345678"},
+        expect_result=SendResult(),
+    ),
+    OutgoingCase(
+        label="to_national beside to in a POST form",
+        config={"params": {"n": "{to_national}", "i": "{to}", "msg": "{text}"}},
+        replies=ok(),
+        expect_form={"n": "0700123456", "i": "254700123456"},
+        expect_result=SendResult(),
+        expect_in_log=["n=0700***456"],
+    ),
+    OutgoingCase(
+        label="to_national of a number in no country: refused before any request",
+        config={"params": {"msisdn": "{to_national}", "msg": "{text}"}},
+        message={"to": "99912345678"},
+        expect_error=INVALID_DESTINATION_NUMBER,
+        expect_retryable=False,
+    ),
+    OutgoingCase(
         label="private address forbidden at send time",
         env={"CASEREACH_GATEWAY_ALLOW_PRIVATE": "0"},
         expect_error=GATEWAY_ERROR,
@@ -396,6 +459,9 @@ CONFIG_CASES = [
     ConfigCase(label="complete"),
     ConfigCase(label="lower-case method", config={"method": "get"}),
     ConfigCase(
+        label="national destination only", config={"params": {"n": "{to_national}", "t": "{text}"}}
+    ),
+    ConfigCase(
         label="literal braces", config={"params": {"t": "{text}", "n": "{to}", "x": "{{json}}"}}
     ),
     ConfigCase(label="missing url", drop=["url"], expect_error="url\n  Field required"),
@@ -455,7 +521,7 @@ CONFIG_CASES = [
     ConfigCase(
         label="no destination",
         config={"params": {"t": "{text}"}},
-        expect_error="use {to} or {to_plus}",
+        expect_error="use {to}, {to_plus} or {to_national}",
     ),
     ConfigCase(
         label="empty param name",
@@ -717,6 +783,7 @@ def test_status_callback(case: StatusCase, config: dict[str, Any]) -> None:
     [
         ("{to}", "254700123456"),
         ("{to_plus}", "+254700123456"),
+        ("{to_national}", "0700123456"),
         ("{from}", "CLINIC"),
         ("{message_id}", MSG_ID),
         ("Msg: {text}!", "Msg: hi {there}!"),
@@ -731,6 +798,7 @@ def test_template_render(source: str, rendered: str) -> None:
     values = {
         "to": "254700123456",
         "to_plus": "+254700123456",
+        "to_national": "0700123456",
         "from": "CLINIC",
         "text": "hi {there}",  # a value's braces are never re-read as a template
         "message_id": MSG_ID,
