@@ -60,7 +60,8 @@ from casereach.web.importing import SHOWN_ERRORS, error_report_path, first_error
 from casereach.web.models import ImportProgress
 from casereach.web.queries import is_interrupted, last_import
 
-DAY_SERIES = ("delivered", "sent", "queued", "skipped", "failed")
+# The API's own statuses (``status`` of a message and of the log's filter), nothing else.
+DAY_SERIES = ("delivered", "sent", "sending", "queued", "failed")
 LOG_FILTERS = ("since", "until", "status", "error_code", "contact_id", "phone_number", "gateway")
 PAGE = 50
 
@@ -82,15 +83,6 @@ def home(request: HttpRequest) -> HttpResponse:
 # -- dashboard -----------------------------------------------------------------------------------
 
 
-def _status_of(status: str, attempts: int) -> str:
-    """A failed message that never reached a gateway was skipped (a check stopped it)."""
-    if status == "failed" and attempts == 0:
-        return "skipped"
-    if status == "sending":
-        return "queued"
-    return status
-
-
 @project_page(get=Role.VIEWER)
 def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
     zone = ZoneInfo(project.time_zone)
@@ -102,13 +94,13 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
     rows = (
         Message.objects.filter(project=project, direction="out", created_on__gte=since)
         .annotate(day=TruncDate("created_on", tzinfo=zone))
-        .values("day", "status", "attempts")
+        .values("day", "status")
         .annotate(n=Count("id"))
     )
     for row in rows:
         index = (row["day"] - first).days
         if 0 <= index < 30:
-            counts[_status_of(row["status"], row["attempts"])][index] += row["n"]
+            counts[row["status"]][index] += row["n"]
     chart = stacked_bars("Messages per day, last 30 days", days, counts, DAY_SERIES)
     totals = {s: sum(v) for s, v in counts.items()}
     errors = []
@@ -142,6 +134,7 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
             "project": project,
             "chart": chart,
             "totals": totals,
+            "since": first.isoformat(),
             "errors": errors,
             "quality": quality[:20],
             "quality_total": len(quality),
@@ -282,7 +275,7 @@ def contact(request: HttpRequest, project: Project, contact_id: str) -> HttpResp
 def _message_row(m: Message, zone: str) -> dict[str, Any]:
     data = serialize_message(m)
     data["local"] = m.created_on.astimezone(ZoneInfo(zone)).strftime("%d %b %Y %H:%M")
-    data["shown_status"] = _status_of(m.status, m.attempts)
+    data["stopped"] = m.status == "failed" and m.attempts == 0
     return data
 
 

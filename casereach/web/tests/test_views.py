@@ -151,7 +151,9 @@ def test_gateway_credentials_are_write_only(web: Client) -> None:
     assert "/gateways/twilio/" in page  # the callback URLs to give the provider
 
 
-def test_dashboard_and_log_explain_a_skipped_message(web: Client, api: Api) -> None:
+def test_dashboard_and_log_explain_a_message_stopped_before_any_gateway(
+    web: Client, api: Api
+) -> None:
     from casereach.messaging.errors import describe
 
     case = api.post("/a/{project}/api/case/v2/", case_body(name="No phone")).body["case"]
@@ -161,12 +163,20 @@ def test_dashboard_and_log_explain_a_skipped_message(web: Client, api: Api) -> N
     assert 202 == sent.status
     info = describe("NO_PHONE_NUMBER")
     assert info is not None
+    # One vocabulary, the API's: the message is `failed` there, so it is `failed` here too.
+    assert "failed" == sent.body["messages"][0]["status"]
     dashboard = web.get("/a/demo/").content.decode()
-    assert "skipped: 1" in dashboard
-    assert 'class="s-skipped"' in dashboard  # a bar of the chart
+    assert "failed: 1" in dashboard
+    assert 'class="s-failed"' in dashboard  # a bar of the chart
+    assert "?status=failed" in dashboard  # the total opens those messages in the log
     assert info.description in dashboard
     log = web.get("/a/demo/messages", {"error_code": "NO_PHONE_NUMBER"}).content.decode()
     assert info.hint in log
+    assert "before any gateway" in log
+    by_status = web.get("/a/demo/messages", {"status": "failed"}).content.decode()
+    assert info.hint in by_status
+    for page in (dashboard, log, by_status):
+        assert "skipped" not in page.lower()
     export = web.get("/a/demo/messages", {"error_code": "NO_PHONE_NUMBER", "format": "csv"})
     rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
     assert [("NO_PHONE_NUMBER", case["case_id"])] == [
