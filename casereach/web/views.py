@@ -8,6 +8,7 @@ API; the views only turn form fields into those calls and their results into HTM
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -58,6 +59,7 @@ from casereach.web.access import project_page, user_projects
 from casereach.web.charts import stacked_bars
 from casereach.web.importing import SHOWN_ERRORS, error_report_path, first_errors, start_import
 from casereach.web.models import ImportProgress
+from casereach.web.naming import link_holders
 from casereach.web.queries import is_interrupted, last_import
 
 # The API's own statuses (``status`` of a message and of the log's filter), nothing else.
@@ -69,6 +71,17 @@ PAGE = 50
 class LoginView(auth_views.LoginView):
     template_name = "web/login.html"
     redirect_authenticated_user = True
+
+
+FAVICON = Path(__file__).resolve().parent / "static" / "web" / "favicon.svg"
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico`` for clients that ask for it without reading the page's ``<link>``
+    (the same small SVG; browsers take an icon by its content type, not its name)."""
+    response = HttpResponse(FAVICON.read_bytes(), content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 @login_required
@@ -122,6 +135,8 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
             }
         )
     quality = data_quality(project)
+    for q in quality[:20]:
+        q["messages"] = link_holders(project, q["messages"])
     conflicts, conflict_total = phone_entries(project, status="conflict", limit=20)
     names = contact_names(project, (c["contact_id"] for c in conflicts))
     for c in conflicts:
@@ -239,6 +254,11 @@ def contact(request: HttpRequest, project: Project, contact_id: str) -> HttpResp
     for row in profile.get("upcoming", []):
         row["local"] = _local(row["due_local"], row["time_zone"])
         row["info"] = describe(row["error_code"]) if row.get("error_code") else None
+    warnings = profile.get("warnings") or []
+    for w, html in zip(
+        warnings, link_holders(project, (w["message"] for w in warnings)), strict=True
+    ):
+        w["html"] = html
     history = [
         _message_row(m, zone)
         for m in Message.objects.filter(project=project, contact_id=contact_id).order_by(
@@ -389,6 +409,9 @@ def messages(request: HttpRequest, project: Project) -> HttpResponseBase:
     from casereach.alerts.models import Alert
 
     rows = [_message_row(m, project.time_zone) for m in page]
+    names = contact_names(project, {m["contact_id"] for m in rows if m["contact_id"]})
+    for m in rows:
+        m["contact_name"] = names.get(m["contact_id"] or "", "")
     gateways = sorted(visible_gateways(project).values_list("name", flat=True))
     csv_query = request.GET.copy()
     csv_query["format"] = "csv"

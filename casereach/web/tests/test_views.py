@@ -250,3 +250,45 @@ def test_secret_params_and_headers_are_write_only_in_the_form(web: Client, api: 
         saved.params["key"],  # type: ignore[attr-defined]
         saved.headers["X-Api-Token"],  # type: ignore[attr-defined]
     )
+
+
+def test_alert_page_shows_the_message_text_in_each_language(web: Client, api: Api) -> None:
+    alert = api.post(
+        "/a/{project}/api/messaging/v1/alerts",
+        {
+            "name": "Visit",
+            "kind": "broadcast",
+            "content": {"sms": {"en": "Your visit is tomorrow", "sw": "Ziara yako ni kesho"}},
+            "schedule": {"type": "immediate"},
+            "recipients": [{"type": "case_group", "case_type": "patient"}],
+        },
+    ).body
+    page = web.get(f"/a/demo/alerts/{alert['id']}").content.decode()
+    message = page[page.index('id="message"') :]
+    assert '<blockquote class="text">Your visit is tomorrow</blockquote>' in message
+    assert '<blockquote class="text">Ziara yako ni kesho</blockquote>' in message
+    assert "22 characters" in message  # the estimate stays next to its text
+
+
+def test_names_not_ids_for_two_way_holders_and_in_the_message_log(web: Client, api: Api) -> None:
+    case = "/a/{project}/api/case/v2/"
+    holder = api.post(case, case_body(name="Baraka", phone="254700111222", verified="1"))
+    other = api.post(case, case_body(name="Imani", phone="254700111222", verified="1"))
+    holder_id = holder.body["case"]["case_id"]
+    other_id = other.body["case"]["case_id"]
+    link = f'<a href="/a/demo/contacts/{holder_id}">Baraka</a>'
+    contact = web.get(f"/a/demo/contacts/{other_id}").content.decode()
+    assert f"held by {link}" in contact
+    assert f"held by contact {holder_id}" not in contact
+    dashboard = web.get("/a/demo/").content.decode()
+    assert f"held by {link}" in dashboard
+    api.post("/a/{project}/api/messaging/v1/send", {"contact_id": holder_id, "text": "hi"})
+    log = web.get("/a/demo/messages").content.decode()
+    assert link in log
+
+
+def test_every_page_has_an_icon_and_favicon_ico_is_served(web: Client) -> None:
+    assert '<link rel="icon" href="/static/web/favicon.svg"' in web.get("/a/demo/").content.decode()
+    icon = Client().get("/favicon.ico")  # no login needed: browsers ask before anything else
+    assert (200, "image/svg+xml") == (icon.status_code, icon["Content-Type"])
+    assert b"<svg" in icon.content
