@@ -303,3 +303,20 @@ def test_api_docs_render_under_the_content_security_policy(page: Page) -> None:
     assert "script-src 'self'" in response.headers["content-security-policy"]
     expect(page.page.locator(".opblock").first).to_be_visible()  # Swagger UI drew operations
     page.shot("api-docs")
+
+
+def test_on_a_phone_the_messages_per_day_chart_opens_on_today(page: Page) -> None:
+    page.login()
+    page.page.set_viewport_size({"width": 360, "height": 800})
+    page.goto("/a/demo/")
+    box = page.page.locator(".card .chart-scroll").first
+    chart = box.locator("svg")
+    expect(chart).to_be_visible()
+    outer, inner = box.bounding_box(), chart.bounding_box()
+    assert outer is not None
+    assert inner is not None
+    assert inner["width"] > outer["width"]  # too wide for the phone: it scrolls sideways
+    # The newest day (the right edge) is in view; 30 days ago is scrolled off to the left.
+    assert abs(outer["x"] + outer["width"] - (inner["x"] + inner["width"])) < 1
+    assert inner["x"] < outer["x"]
+    page.shot("dashboard-phone")
