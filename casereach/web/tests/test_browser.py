@@ -320,3 +320,31 @@ def test_on_a_phone_the_messages_per_day_chart_opens_on_today(page: Page) -> Non
     assert abs(outer["x"] + outer["width"] - (inner["x"] + inner["width"])) < 1
     assert inner["x"] < outer["x"]
     page.shot("dashboard-phone")
+
+
+def test_settings_are_filled_in_per_language_and_per_day(page: Page) -> None:
+    page.login()
+    page.goto("/a/demo/settings")
+    p = page.page
+    p.locator("#f-help_text\\.en").fill("Reply STOP to stop messages.")
+    p.locator("#window-0").get_by_label("Sat").check()
+    p.locator("#w-0-start").fill("23:00")
+    p.locator("#w-0-end").fill("23:00")
+    p.get_by_role("button", name="Save settings").click()
+    # The error is next to the window, and what was typed is still there.
+    expect(p.locator("#e-window-0")).to_contain_text("end must differ from start")
+    expect(p.locator("#f-help_text\\.en")).to_have_value("Reply STOP to stop messages.")
+    page.shot("settings-error")
+    # The refused form comes back with status 400, which the console reports; nothing else.
+    assert ["400 (Bad Request)"] == [e[-17:] for e in page.console_errors], page.console_errors
+    page.console_errors.clear()
+    p.locator("#w-0-end").fill("01:00")
+    p.get_by_role("button", name="Save settings").click()
+    expect(p.get_by_role("status")).to_contain_text("Saved.")
+    expect(p.locator("#w-0-start")).to_have_value("23:00")
+    expect(p.locator("#window-0").get_by_label("Sat")).to_be_checked()
+    expect(p.locator("#w-1-start")).to_have_value("")  # an empty row adds another
+    page.shot("settings")
+    # The form fits a phone: nothing wider than the screen.
+    p.set_viewport_size({"width": 360, "height": 800})
+    assert p.evaluate("() => document.documentElement.scrollWidth") <= 360

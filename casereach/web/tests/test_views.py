@@ -62,7 +62,7 @@ def test_settings_error_is_shown_next_to_the_field_and_nothing_is_saved(
     assert 'name="time_zone" value="Africa/Nairobi"' in page
     form = {
         "time_zone": "Mars/Base",
-        "languages": '["en", "sw"]',
+        "languages": "en, sw",
         "language_fallback": "untranslated",
         "daily_limit": "123",
     }
@@ -292,3 +292,93 @@ def test_every_page_has_an_icon_and_favicon_ico_is_served(web: Client) -> None:
     icon = Client().get("/favicon.ico")  # no login needed: browsers ask before anything else
     assert (200, "image/svg+xml") == (icon.status_code, icon["Content-Type"])
     assert b"<svg" in icon.content
+
+
+def _settings_form(web: Client) -> dict[str, str | list[str]]:
+    """The settings form as the browser would post it, unchanged."""
+    import html
+    import re
+
+    page = web.get("/a/demo/settings").content.decode()
+    form: dict[str, str | list[str]] = {}
+    for name, value in re.findall(
+        r'<input (?:type="(?:text|number|hidden|time)" )?id="[^"]*" name="([^"]+)" value="([^"]*)"',
+        page,
+    ):
+        form[name] = value
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page):
+        form[name] = value
+    for name, value in re.findall(
+        r'<textarea id="[^"]*" name="([^"]+)"[^>]*>([^<]*)</textarea>', page
+    ):
+        form[name] = value
+    for name, value in re.findall(
+        r'<select id="[^"]*" name="([^"]+)"[^>]*>.*?<option value="([^"]*)" selected', page, re.S
+    ):
+        form[name] = value
+    return {k: html.unescape(v) for k, v in form.items()}
+
+
+def test_settings_texts_keywords_and_windows_are_form_fields_not_json(
+    web: Client, api: Api
+) -> None:
+    page = web.get("/a/demo/settings").content.decode()
+    for name in ("help_text", "opt_out_keywords", "restricted_windows", "languages"):
+        assert f'name="{name}" rows' not in page  # no raw JSON box for any of them
+    for name in ("help_text", "opt_out_reply", "opt_out_keywords", "help_keywords"):
+        for lang in ("en", "sw"):
+            assert f'name="{name}.{lang}"' in page, (name, lang)
+    assert 'type="time" id="w-0-start" name="restricted_windows.0.start"' in page
+    assert 'value="en, sw"' in page  # languages as a plain list
+    form = _settings_form(web)
+    form.update(
+        {
+            "help_text.en": "Reply STOP to stop.",
+            "help_text.sw": "Jibu ACHA kusimamisha.",
+            "opt_out_keywords.sw": "acha, simama",
+            "restricted_windows.0.days": ["0", "1", "2", "3", "4"],
+            "restricted_windows.0.start": "08:00",
+            "restricted_windows.0.end": "18:00",
+        }
+    )
+    response = web.post("/a/demo/settings", form)
+    assert 200 == response.status_code, response.content.decode()
+    saved = api.get("/a/{project}/api/messaging/v1/settings").body
+    assert {"en": "Reply STOP to stop.", "sw": "Jibu ACHA kusimamisha."} == saved["help_text"]
+    assert {"sw": ["ACHA", "SIMAMA"]} == saved["opt_out_keywords"]
+    assert [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}] == saved[
+        "restricted_windows"
+    ]
+    assert 50_000 == saved["daily_limit"]  # what the form did not change stays
+    page = web.get("/a/demo/settings").content.decode()
+    assert 'name="restricted_windows.1.start" value=""' in page  # a new empty row to add one
+    assert 'name="opt_out_keywords.sw" value="ACHA, SIMAMA"' in page
+
+
+def test_settings_errors_are_next_to_the_window_and_the_keywords(web: Client, api: Api) -> None:
+    form = _settings_form(web)
+    form.update(
+        {
+            "restricted_windows.rows": "2",
+            "restricted_windows.0.days": ["5"],
+            "restricted_windows.0.start": "09:00",
+            "restricted_windows.0.end": "12:00",
+            "restricted_windows.1.days": ["6"],
+            "restricted_windows.1.start": "10:00",
+            "restricted_windows.1.end": "10:00",
+        }
+    )
+    response = web.post("/a/demo/settings", form)
+    html = response.content.decode()
+    assert 400 == response.status_code
+    row = html[html.index('id="window-1"') :]
+    row = row[: row.index("</fieldset>")]
+    assert 'id="e-window-1"' in row and "end must differ from start" in row
+    assert 'id="e-window-0"' not in html
+    assert 'name="restricted_windows.1.start" value="10:00"' in html  # the input is kept
+    form.update({"restricted_windows.1.end": "11:00", "help_keywords.en": "stop"})
+    html = web.post("/a/demo/settings", form).content.decode()
+    field = html[html.index('id="f-help_keywords"') :]
+    assert field.index('id="e-help_keywords"') < field.index("</fieldset>")
+    assert "STOP is already one of the opt_out_keywords" in field
+    assert [] == api.get("/a/{project}/api/messaging/v1/settings").body["restricted_windows"]
