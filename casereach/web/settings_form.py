@@ -22,6 +22,7 @@ TEXTS = (
 KEYWORDS = ("opt_out_keywords", "opt_in_keywords", "help_keywords")
 LISTS = {"languages": str, "retry_delays_minutes": int}
 WINDOWS = "restricted_windows"
+SELF_REGISTRATION = "self_registration"
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _ITEM = re.compile(r"[^\s,\[\]\"']+")  # words between commas or spaces (JSON's too)
 
@@ -36,6 +37,8 @@ def kind_of(name: str) -> str | None:
         return "list"
     if name == WINDOWS:
         return "windows"
+    if name == SELF_REGISTRATION:
+        return "registration"
     return None
 
 
@@ -72,6 +75,28 @@ def field(
         out["value"] = (
             typed.get(name, "") if typed is not None else ", ".join(str(v) for v in value or [])
         )
+    elif kind == "registration":
+        reg = value or {}
+        p = name + "."
+        welcome = reg.get("welcome_text") or {}
+        if typed is not None:
+            out["enabled"] = bool(typed.get(p + "enabled"))
+            out["case_type"] = typed.get(p + "case_type", "")
+            out["owner_id"] = typed.get(p + "owner_id", "")
+        else:
+            out["enabled"] = bool(reg.get("enabled"))
+            out["case_type"] = reg.get("case_type") or ""
+            out["owner_id"] = reg.get("owner_id") or ""
+        out["rows"] = [
+            {
+                "lang": lang,
+                "key": f"{p}welcome_text.{lang}",
+                "value": typed.get(f"{p}welcome_text.{lang}", "")
+                if typed is not None
+                else welcome.get(lang, ""),
+            }
+            for lang in _languages(current, welcome)
+        ]
     else:
         out["rows"] = _window_rows(value or [], typed, errors)
     return out
@@ -118,6 +143,8 @@ def on_form(name: str, kind: str, post: QueryDict) -> bool:
     """Whether the form has ``name`` at all (a setting not on it stays unchanged)."""
     if kind == "windows":
         return f"{WINDOWS}.rows" in post
+    if kind == "registration":
+        return f"{name}.on_form" in post
     if kind == "list":
         return name in post
     return any(key.startswith(name + ".") for key in post)
@@ -149,6 +176,20 @@ def parse(
                 return None, []
             return [int(v) for v in items], []
         return items, []
+    if kind == "registration":
+        p = name + "."
+        reg = current.get(name) or {}
+        welcome = {
+            lang: text.strip()
+            for lang in _languages(current, reg.get("welcome_text") or {})
+            if (text := post.get(f"{p}welcome_text.{lang}", "")).strip()
+        }
+        return {
+            "enabled": bool(post.get(p + "enabled")),
+            "case_type": post.get(p + "case_type", "").strip() or "contact",
+            "owner_id": post.get(p + "owner_id", "").strip() or None,
+            "welcome_text": welcome,
+        }, []
     windows: list[dict[str, Any]] = []
     rows: list[int] = []
     for i in range(_row_count(post)):

@@ -323,8 +323,7 @@ def test_settings_texts_keywords_and_windows_are_form_fields_not_json(
     web: Client, api: Api
 ) -> None:
     page = web.get("/a/demo/settings").content.decode()
-    for name in ("help_text", "opt_out_keywords", "restricted_windows", "languages"):
-        assert f'name="{name}" rows' not in page  # no raw JSON box for any of them
+    assert 'class="code"' not in page  # no raw JSON box for any setting
     for name in ("help_text", "opt_out_reply", "opt_out_keywords", "help_keywords"):
         for lang in ("en", "sw"):
             assert f'name="{name}.{lang}"' in page, (name, lang)
@@ -339,6 +338,9 @@ def test_settings_texts_keywords_and_windows_are_form_fields_not_json(
             "restricted_windows.0.days": ["0", "1", "2", "3", "4"],
             "restricted_windows.0.start": "08:00",
             "restricted_windows.0.end": "18:00",
+            "self_registration.enabled": "on",
+            "self_registration.case_type": "client",
+            "self_registration.welcome_text.sw": "Karibu!",
         }
     )
     response = web.post("/a/demo/settings", form)
@@ -349,6 +351,12 @@ def test_settings_texts_keywords_and_windows_are_form_fields_not_json(
     assert [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}] == saved[
         "restricted_windows"
     ]
+    assert {
+        "enabled": True,
+        "case_type": "client",
+        "owner_id": None,
+        "welcome_text": {"sw": "Karibu!"},
+    } == saved["self_registration"]
     assert 50_000 == saved["daily_limit"]  # what the form did not change stays
     page = web.get("/a/demo/settings").content.decode()
     assert 'name="restricted_windows.1.start" value=""' in page  # a new empty row to add one
