@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 from django.test import Client
 
+from casereach.api.links import LINKS
 from casereach.api.main import api as ninja_api
 from casereach.gateways.types.twilio.gateway import twilio_signature
 from casereach.messaging.callbacks import MAX_CALLBACK_BYTES
@@ -340,3 +341,29 @@ def test_other_projects_are_403(api: Api, other_project: Project) -> None:
     path = M + "/keywords"
     r = api.get(path.replace("{project}", other_project.name))
     assert 403 == documented("GET", path, r).status
+
+
+def test_links_name_real_operations_and_their_path_parameters() -> None:
+    by_id = {op["operationId"]: (path, op) for _, path, op in operations()}
+    count = 0
+    for link in LINKS:
+        path, source = by_id[link.source]
+        links = source["responses"][link.status]["links"]
+        for target in link.targets:
+            target_path, _ = by_id[target]
+            entry = links[target]
+            assert target == entry["operationId"]
+            assert {"project", link.parameter} == set(entry["parameters"]), (path, target)
+            assert "{" + link.parameter + "}" in target_path, (path, target)
+            count += 1
+    assert 27 <= count
+    served = Client().get("/api/openapi.json").json()
+    assert document()["paths"] == served["paths"]
+
+
+def test_the_test_phone_conversation_documents_its_query() -> None:
+    # The view requires ?number= (400 without it); the document did not name it.
+    params = document()["paths"][M + "/test-phone"]["get"]["parameters"]
+    by_name = {p["name"]: p for p in params if p["in"] == "query"}
+    assert {"number", "limit"} == set(by_name)
+    assert by_name["number"]["required"]

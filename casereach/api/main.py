@@ -11,9 +11,11 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.urls import URLPattern, URLResolver
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.schema import OpenAPISchema
 from ninja.parser import Parser
 
 from casereach.alerts.api import router as alerts_router
+from casereach.api.links import add_links
 from casereach.cases.api import router as cases_router
 from casereach.cases.api_settings import register_settings_resync
 from casereach.cases.api_settings import router as settings_router
@@ -36,7 +38,15 @@ log = logging.getLogger(__name__)
 
 class CasereachApi(NinjaAPI):
     """ninja answers a method a path does not take with a text/html "Method not allowed"
-    (PathView._not_allowed, before any exception handler); ours is 405 JSON with Allow."""
+    (PathView._not_allowed, before any exception handler); ours is 405 JSON with Allow.
+    Its OpenAPI document has no links; ours has those of ``casereach.api.links``."""
+
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> OpenAPISchema:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        add_links(schema)
+        return schema
 
     @property
     def urls(self) -> tuple[list[URLResolver | URLPattern], str, str]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import register_converter
 from ninja import Router
 from pydantic import Field
 
@@ -36,6 +37,22 @@ from casereach.projects.models import Role
 
 router = Router(tags=["cases (CommCare Case API v2)"])
 V2 = "/a/{project}/api/case/v2"
+
+
+class AnyText:
+    """Django's ``path`` converter with line breaks too (its ``.+`` stops at one), so that
+    every external id a case can have is addressable."""
+
+    regex = r"[\s\S]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(AnyText, "anytext")
 
 CASE_WRITE_SCHEMA = {
     "type": "object",
@@ -348,7 +365,7 @@ def case_bulk_fetch(request: HttpRequest, project: str) -> JsonResponse:
 
 @router.api_operation(
     ["GET"],
-    V2 + "/ext/{path:external_id}/",
+    V2 + "/ext/{anytext:external_id}/",
     operation_id="case_v2_get_ext",
     summary="Get a case by external id",
     response={200: CaseV2, **ERRORS, **NOT_FOUND},
@@ -361,7 +378,7 @@ def case_get_ext(request: HttpRequest, project: str, external_id: str) -> JsonRe
 
 @router.api_operation(
     ["PUT"],
-    V2 + "/ext/{path:external_id}/",
+    V2 + "/ext/{anytext:external_id}/",
     operation_id="case_v2_upsert_ext",
     summary="Upsert a case by external id",
     response={200: CaseWriteOut, **ERRORS},

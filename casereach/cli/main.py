@@ -455,7 +455,11 @@ def gateway_add(
         typer.Option("--config", help="key=value (repeatable; JSON values allowed)"),
     ] = None,
     shared_with: Annotated[
-        str | None, typer.Option("--shared-with", help="Comma-separated projects")
+        str | None,
+        typer.Option(
+            "--shared-with",
+            help="Comma-separated projects it is offered to (each accepts: gateway accept)",
+        ),
     ] = None,
     rate_limit: Annotated[
         float | None, typer.Option("--rate-limit", help="Segments per second")
@@ -500,6 +504,66 @@ def gateway_add(
         typer.echo(f"gateway {gw.name} ({gw.type}) created with id {gw.pk}")
         typer.echo(f"  inbound URL: {base}/gateways/{gw.type}/{gw.inbound_key}/inbound")
         typer.echo(f"  status URL:  {base}/gateways/{gw.type}/{gw.inbound_key}/status")
+        for name in data.get("shared_with", []):
+            typer.echo(f"  offered to {name}: casereach gateway accept {gw.pk} --project {name}")
+
+    guarded(run)
+
+
+SYSTEM_ADMIN = "system administrator (CLI)"
+
+
+def _offered(gateway: str, project: Any) -> int:
+    """The id of the gateway named (by id or name) among those offered to ``project``."""
+    from casereach.gateways.models import GatewayShare
+
+    shares = GatewayShare.objects.filter(project=project)
+    found = (
+        shares.filter(gateway_id=int(gateway))
+        if gateway.isdigit() and len(gateway) < 19
+        else shares.filter(gateway__name_key=gateway.lower())
+    )
+    ids = list(found.values_list("gateway_id", flat=True))
+    if len(ids) != 1:
+        fail(
+            f"no gateway {gateway!r} is offered to project {project.name}"
+            if not ids
+            else f"several gateways named {gateway!r} are offered: give the id"
+        )
+    return int(ids[0])
+
+
+@gateway_app.command("accept")
+def gateway_accept(
+    gateway: Annotated[str, typer.Argument(help="Gateway id or name")],
+    project: Annotated[str, typer.Option("--project", help="The project it is offered to")],
+) -> None:
+    """Accept, for a project, a gateway another project offers it (system administrator)."""
+
+    def run() -> None:
+        from casereach.gateways.actions import do_accept_share
+
+        proj = _project(project)
+        gw = do_accept_share(_offered(gateway, proj), proj, by=SYSTEM_ADMIN)
+        typer.echo(f"project {proj.name} accepted gateway {gw.name} (id {gw.pk})")
+
+    guarded(run)
+
+
+@gateway_app.command("decline")
+def gateway_decline(
+    gateway: Annotated[str, typer.Argument(help="Gateway id or name")],
+    project: Annotated[str, typer.Option("--project", help="The project it is offered to")],
+) -> None:
+    """Decline a gateway offered to a project, or stop the project using it."""
+
+    def run() -> None:
+        from casereach.gateways.actions import do_decline_share
+
+        proj = _project(project)
+        gw_id = _offered(gateway, proj)
+        do_decline_share(gw_id, proj)
+        typer.echo(f"project {proj.name} declined gateway {gw_id}")
 
     guarded(run)
 

@@ -201,8 +201,9 @@ def contact_profile(project: Project, contact_id: str) -> dict[str, Any]:
         "project": project.name,
         "name": contact.name,
         "active": contact.active,
-        # Opt-outs are not implemented yet; the opt-out issue fills this in.
+        # Filled in by the messaging app's profile hook (in the viewing project's scope).
         "opted_out": False,
+        "opt_outs": [],
         "phone": phone,
         "email": {"address": contact.email or None, "status": contact.email_status},
         "time_zone": {

@@ -10,8 +10,9 @@ from django.db import IntegrityError, transaction
 from pydantic import ValidationError
 
 from casereach.core.crypto import decrypt_json, encrypt_json
-from casereach.core.errors import BadRequest, Conflict
-from casereach.gateways.models import GatewayConfig, GlobalRoutes
+from casereach.core.errors import BadRequest, Conflict, NotFound
+from casereach.core.timeutil import now
+from casereach.gateways.models import GatewayConfig, GatewayShare, GlobalRoutes
 from casereach.gateways.registry import GATEWAY_TYPES, gateway_class
 from casereach.projects.actions import do_update_settings, validation_message
 from casereach.projects.models import Project
@@ -83,6 +84,8 @@ def do_create_gateway(project: Project | None, data: Any) -> GatewayConfig:
         raise BadRequest(f"type must be one of: {', '.join(GATEWAY_TYPES)}")
     public, secret = _validate_config(gw_type, data.get("config", {}), {})
     shared = _shared(data.get("shared_with"), project)
+    if shared and project is None:
+        raise BadRequest("a global gateway serves every project: it has no shared_with")
     try:
         with transaction.atomic():
             gw = GatewayConfig.objects.create(
@@ -97,7 +100,7 @@ def do_create_gateway(project: Project | None, data: Any) -> GatewayConfig:
                 sender_numbers=_senders(data.get("sender_numbers")),
                 is_active=bool(data.get("is_active", True)),
             )
-            gw.shared_with.set(shared)
+            _offer(gw, shared)
     except IntegrityError:
         raise Conflict(f"a gateway named '{name}' already exists") from None
     return gw
@@ -139,8 +142,57 @@ def do_update_gateway(gw: GatewayConfig, data: Any) -> GatewayConfig:
         except IntegrityError:
             raise Conflict(f"a gateway named '{gw.name}' already exists") from None
         if "shared_with" in data:
-            gw.shared_with.set(_shared(data["shared_with"], gw.project))
+            if gw.project is None:
+                raise BadRequest("a global gateway serves every project: it has no shared_with")
+            _offer(gw, _shared(data["shared_with"], gw.project))
     return gw
+
+
+def _offer(gw: GatewayConfig, projects: list[Project]) -> None:
+    """Make ``projects`` the ones the gateway is offered to: new ones get an offer they must
+    accept, ones left out are withdrawn (accepted or not), the rest keep their state."""
+    keep = {p.pk for p in projects}
+    GatewayShare.objects.filter(gateway=gw).exclude(project_id__in=keep).delete()
+    have = set(GatewayShare.objects.filter(gateway=gw).values_list("project_id", flat=True))
+    stamp = now()
+    GatewayShare.objects.bulk_create(
+        [GatewayShare(gateway=gw, project_id=pk, offered_on=stamp) for pk in sorted(keep - have)]
+    )
+
+
+# Ids beyond a 64-bit key name no gateway (and would overflow the database's integer).
+MAX_ID = 2**63 - 1
+
+
+def do_accept_share(gw_id: int, project: Project, *, by: str) -> GatewayConfig:
+    """``project`` accepts the gateway offered to it (its admin, or a system administrator
+    through the CLI). Accepting again changes nothing. NotFound when no offer exists, so a
+    project learns nothing about gateways not offered to it."""
+    if not 0 < gw_id <= MAX_ID:
+        raise NotFound(f"no gateway {gw_id} is offered to this project")
+    with transaction.atomic():
+        share = (
+            GatewayShare.objects.select_for_update()
+            .select_related("gateway")
+            .filter(gateway_id=gw_id, project=project)
+            .first()
+        )
+        if share is None:
+            raise NotFound(f"no gateway {gw_id} is offered to this project")
+        if share.accepted_on is None:
+            share.accepted_on, share.accepted_by = now(), by[:150]
+            share.save(update_fields=["accepted_on", "accepted_by"])
+    return share.gateway
+
+
+def do_decline_share(gw_id: int, project: Project) -> None:
+    """``project`` declines an offer, or stops using a gateway it accepted: the share is
+    removed (the owner may offer it again)."""
+    if not 0 < gw_id <= MAX_ID:
+        raise NotFound(f"no gateway {gw_id} is offered to this project")
+    deleted, _ = GatewayShare.objects.filter(gateway_id=gw_id, project=project).delete()
+    if not deleted:
+        raise NotFound(f"no gateway {gw_id} is offered to this project")
 
 
 def do_delete_gateway(gw: GatewayConfig) -> None:

@@ -12,17 +12,20 @@ from casereach.core.crypto import decrypt_json
 from casereach.core.errors import NotFound
 from casereach.core.openapi import ApiError, OpenSchema
 from casereach.core.requests import absolute_url, json_body
+from casereach.core.timeutil import iso
 from casereach.gateways.actions import (
+    do_accept_share,
     do_create_gateway,
+    do_decline_share,
     do_delete_gateway,
     do_set_routes,
     do_update_gateway,
 )
 from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig
-from casereach.gateways.queries import visible_gateways
+from casereach.gateways.queries import share_offers, visible_gateways
 from casereach.gateways.registry import available_types, gateway_class
-from casereach.projects.auth import project_for, requires
+from casereach.projects.auth import principal_of, project_for, requires
 from casereach.projects.models import Project, Role
 from casereach.projects.settings_schema import effective_settings
 
@@ -90,18 +93,27 @@ NOT_FOUND: dict[int, Any] = {404: ApiError}
 CONFLICT: dict[int, Any] = {409: ApiError}
 
 
+class ShareOut(OpenSchema):
+    project: str
+    accepted: bool
+    accepted_on: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
 class GatewayOut(OpenSchema):
-    """A gateway; config, secrets_set and the callback URLs only for the project's own."""
+    """A gateway; config, secrets_set, shares and the callback URLs only for the project's own."""
 
     id: int
     name: str
     type: str
     scope: str = Field(json_schema_extra={"enum": ["project", "shared", "global"]})
     project: str | None
-    shared_with: list[str]
+    shared_with: list[str] = Field(
+        description="projects it is offered to (owner only); each must accept, see shares"
+    )
     rate_limit_per_s: float | None
     sender_numbers: list[str]
     is_active: bool
+    shares: list[ShareOut] | None = Field(None, description="owner only: each offer's state")
     config: dict[str, Any] | None = None
     secrets_set: list[str] | None = Field(
         None, description="names of the secret fields that are set (never their values)"
@@ -117,6 +129,25 @@ class GatewayList(OpenSchema):
 class GatewayDeleted(OpenSchema):
     id: int
     deleted: bool
+
+
+class OfferOut(OpenSchema):
+    """A gateway another project offers to this one: only what it takes to decide."""
+
+    id: int
+    name: str
+    type: str
+    project: str = Field(description="the project that owns and offers it")
+    offered_on: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
+class OfferList(OpenSchema):
+    objects: list[OfferOut]
+
+
+class Declined(OpenSchema):
+    id: int
+    declined: bool
 
 
 class GatewayTypeOut(OpenSchema):
@@ -163,12 +194,22 @@ def serialize_gateway(request: HttpRequest, gw: GatewayConfig, project: Project)
         "type": gw.type,
         "scope": "project" if owned else ("global" if gw.project_id is None else "shared"),
         "project": gw.project.name if gw.project is not None else None,
-        "shared_with": sorted(p.name for p in gw.shared_with.all()) if owned else [],
+        "shared_with": [],
         "rate_limit_per_s": gw.rate_limit_per_s,
         "sender_numbers": gw.sender_numbers,
         "is_active": gw.is_active,
     }
     if owned:
+        shares = sorted(gw.shares.all(), key=lambda sh: sh.project.name)
+        out["shared_with"] = [sh.project.name for sh in shares]
+        out["shares"] = [
+            {
+                "project": sh.project.name,
+                "accepted": sh.accepted_on is not None,
+                "accepted_on": iso(sh.accepted_on),
+            }
+            for sh in shares
+        ]
         cls = gateway_class(gw.type)
         out["config"] = cls.public_config(gw.config)
         stored = decrypt_json(gw.secrets) if gw.secrets else {}
@@ -198,7 +239,7 @@ def gateways_list(request: HttpRequest, project: str) -> JsonResponse:
     gws = (
         visible_gateways(proj)
         .select_related("project")
-        .prefetch_related("shared_with")
+        .prefetch_related("shares__project")
         .order_by("name_key", "pk")
     )
     return JsonResponse({"objects": [serialize_gateway(request, g, proj) for g in gws]})
@@ -263,6 +304,60 @@ def gateways_delete(request: HttpRequest, project: str, gateway_id: int) -> Json
     gw = _own(proj, gateway_id)
     do_delete_gateway(gw)
     return JsonResponse({"id": gateway_id, "deleted": True})
+
+
+@router.api_operation(
+    ["GET"],
+    BASE + "/gateway-offers",
+    operation_id="gateway_offers_list",
+    summary="Gateways other projects offer to this one, not yet accepted",
+    response={200: OfferList, **AUTH_ERRORS},
+)
+@requires(Role.VIEWER)
+def gateway_offers_list(request: HttpRequest, project: str) -> JsonResponse:
+    proj = project_for(request, project)
+    rows = [
+        {
+            "id": sh.gateway.pk,
+            "name": sh.gateway.name,
+            "type": sh.gateway.type,
+            "project": sh.gateway.project.name if sh.gateway.project else "",
+            "offered_on": iso(sh.offered_on),
+        }
+        for sh in share_offers(proj)
+    ]
+    return JsonResponse({"objects": rows})
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/gateways/{gateway_id}/accept",
+    operation_id="gateways_accept",
+    summary="Accept a gateway another project offers (admin)",
+    response={200: GatewayOut, **AUTH_ERRORS, **NOT_FOUND},
+)
+@requires(Role.ADMIN)
+def gateways_accept(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
+    """From now on the project sees the gateway, may route through it, and its contacts are
+    matched by SMS received on it (and a STOP received on it applies to the project)."""
+    proj = project_for(request, project)
+    gw = do_accept_share(gateway_id, proj, by=principal_of(request).username)
+    gw = GatewayConfig.objects.select_related("project").get(pk=gw.pk)
+    return JsonResponse(serialize_gateway(request, gw, proj))
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/gateways/{gateway_id}/decline",
+    operation_id="gateways_decline",
+    summary="Decline a gateway offered to this project, or stop using one accepted (admin)",
+    response={200: Declined, **AUTH_ERRORS, **NOT_FOUND},
+)
+@requires(Role.ADMIN)
+def gateways_decline(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    do_decline_share(gateway_id, proj)
+    return JsonResponse({"id": gateway_id, "declined": True})
 
 
 @router.api_operation(

@@ -10,7 +10,8 @@ from casereach.projects.models import Project
 
 
 class GatewayConfig(models.Model):
-    """A gateway instance: owned by a project, shared with others, or global (project null)."""
+    """A gateway instance: owned by a project, shared with others (``GatewayShare``: an offer
+    the other project accepts), or global (project null)."""
 
     name = models.CharField(max_length=100)
     # lower(name): contact_backend_id refers to a gateway case-insensitively.
@@ -19,7 +20,6 @@ class GatewayConfig(models.Model):
     project = models.ForeignKey(
         Project, null=True, on_delete=models.CASCADE, related_name="gateways"
     )
-    shared_with = models.ManyToManyField(Project, related_name="shared_gateways", blank=True)
     config = models.JSONField(default=dict)  # without secrets
     secrets = models.TextField(default="")  # encrypted JSON (core.crypto)
     inbound_key = models.CharField(max_length=64, unique=True)
@@ -39,6 +39,22 @@ class GatewayConfig(models.Model):
             models.UniqueConstraint(
                 fields=["name_key"], condition=Q(project__isnull=True), name="gateway_name_global"
             ),
+        ]
+
+
+class GatewayShare(models.Model):
+    """The owner offers its gateway to another project; until that project's admin (or a
+    system administrator) accepts, nothing of the gateway is visible to or usable by it."""
+
+    gateway = models.ForeignKey(GatewayConfig, on_delete=models.CASCADE, related_name="shares")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="gateway_shares")
+    offered_on = models.DateTimeField()
+    accepted_on = models.DateTimeField(null=True)
+    accepted_by = models.CharField(max_length=150, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "project"], name="gateway_share_once")
         ]
 
 

@@ -10,17 +10,37 @@ from django.db.models import Q, QuerySet
 
 from casereach.core.crypto import decrypt_json
 from casereach.gateways.base import Gateway
-from casereach.gateways.models import GatewayConfig, GlobalRoutes
+from casereach.gateways.models import GatewayConfig, GatewayShare, GlobalRoutes
 from casereach.gateways.registry import gateway_class
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
 
 
 def visible_gateways(project: Project) -> QuerySet[GatewayConfig]:
-    """Gateways this project may use: its own, shared with it, and global ones."""
+    """Gateways this project may use: its own, shared with it *and accepted*, and global ones.
+    A share not yet accepted is invisible to the project (issue 15)."""
+    accepted = GatewayShare.objects.filter(project=project, accepted_on__isnull=False)
     return GatewayConfig.objects.filter(
-        Q(project=project) | Q(shared_with=project) | Q(project__isnull=True)
-    ).distinct()
+        Q(project=project) | Q(pk__in=accepted.values("gateway_id")) | Q(project__isnull=True)
+    )
+
+
+def serving_projects(gw: GatewayConfig) -> set[int] | None:
+    """The projects a gateway serves: its owner and the projects that accepted it; None for a
+    global gateway (every project that sends through it)."""
+    if gw.project_id is None:
+        return None
+    accepted = GatewayShare.objects.filter(gateway_id=gw.pk, accepted_on__isnull=False)
+    return {gw.project_id, *accepted.values_list("project_id", flat=True)}
+
+
+def share_offers(project: Project) -> QuerySet[GatewayShare]:
+    """Shares offered to ``project`` and not yet accepted, with their gateway and owner."""
+    return (
+        GatewayShare.objects.filter(project=project, accepted_on__isnull=True)
+        .select_related("gateway", "gateway__project")
+        .order_by("offered_on", "pk")
+    )
 
 
 def owned_gateways(project: Project) -> QuerySet[GatewayConfig]:

@@ -31,8 +31,8 @@ from casereach.messaging.models import (
     Message,
     MessagingEvent,
     MessagingSubEvent,
-    OptOut,
 )
+from casereach.messaging.optouts import do_person_opt_out, gateway_scope, is_opted_out
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
@@ -79,10 +79,6 @@ def _validate_texts(texts: Mapping[str, Any], what: str, limit: int) -> dict[str
             raise BadRequest(f"{what}[{lang}] is longer than {limit} characters")
         out[str(lang)] = text
     return out
-
-
-def is_opted_out(number: str) -> bool:
-    return OptOut.objects.filter(phone_number=number, opted_out=True).exists()
 
 
 def _activity_stamp(project: Project) -> dt.datetime:
@@ -218,17 +214,19 @@ def _precheck(
             return "MESSAGE_BLANK"
         if text is None:
             return "NO_MESSAGE"
-        if not msg.allow_opted_out and is_opted_out(msg.phone_number):
+        if not msg.allow_opted_out and is_opted_out(msg.phone_number, project.pk):
             return "PHONE_NUMBER_OPTED_OUT"
         if chosen is not None:
             msg.gateway_name, msg.gateway_id, msg.gateway_source = chosen.name, chosen.pk, CHOSEN
-            return None
-        found = route(project, msg.phone_number, override)
-        msg.gateway_source = found.source
-        if found.gateway is None:
-            msg.gateway_name = found.requested
-            return found.error_code
-        msg.gateway_name, msg.gateway_id = found.gateway.name, found.gateway.pk
+        else:
+            found = route(project, msg.phone_number, override)
+            msg.gateway_source = found.source
+            if found.gateway is None:
+                msg.gateway_name = found.requested
+                return found.error_code
+            msg.gateway_name, msg.gateway_id = found.gateway.name, found.gateway.pk
+        if not msg.allow_opted_out and is_opted_out(msg.phone_number, None, msg.gateway_id):
+            return "PHONE_NUMBER_OPTED_OUT"  # opted out for the gateway it would use
         return None
     if contact is not None:
         msg.email_address = contact.email
@@ -284,19 +282,6 @@ def _finish_event(event: MessagingEvent, msgs: Iterable[Message]) -> None:
     event.save(update_fields=["status", "error_code"])
 
 
-def do_record_opt_out(number: str, *, source: str, opted_out: bool = True) -> None:
-    """A provider reported the person opted out: only the person may opt back in."""
-    OptOut.objects.update_or_create(
-        phone_number=number,
-        defaults={
-            "opted_out": opted_out,
-            "can_opt_in": not opted_out,
-            "changed_on": now(),
-            "source": source[:30],
-        },
-    )
-
-
 def do_apply_status(
     message_id: str, status: str, *, error_code: str | None = None, provider_code: str = ""
 ) -> bool:
@@ -348,5 +333,6 @@ def do_apply_status_update(gw: GatewayConfig, update: StatusUpdate) -> bool:
         msg.id, update.status, error_code=update.error_code, provider_code=update.provider_code
     )
     if changed and update.error_code == "PHONE_NUMBER_OPTED_OUT" and msg.phone_number:
-        do_record_opt_out(msg.phone_number, source=f"gateway:{gw.name}")
+        with transaction.atomic():
+            do_person_opt_out(msg.phone_number, gateway_scope(gw), source=f"gateway:{gw.name}")
     return changed

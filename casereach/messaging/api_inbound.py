@@ -14,22 +14,21 @@ from ninja import Router
 from pydantic import Field
 
 from casereach.core.errors import BadRequest, NotFound
-from casereach.core.openapi import ApiError, OpenSchema
+from casereach.core.openapi import ApiError, OpenSchema, query_param
 from casereach.core.requests import json_object, page_args
 from casereach.core.timeutil import iso
 from casereach.messaging.api import serialize_message
 from casereach.messaging.inbound import (
-    do_admin_set_opt_out,
     do_delete_keyword,
     do_save_keyword,
     do_start_verification,
 )
 from casereach.messaging.models import Keyword, Message, OptOut
+from casereach.messaging.optouts import do_admin_set_opt_out, project_opt_outs
 from casereach.messaging.testphone import (
     conversation,
     do_test_phone_receive,
     knows_number,
-    project_opt_outs,
     usable_number,
 )
 from casereach.projects.auth import principal_of, project_for, requires
@@ -77,7 +76,11 @@ class ConversationOut(OpenSchema):
 
 
 class OptOutOut(OpenSchema):
+    """One number in the project's own scope (SPEC 2: opt-outs are per number and scope)."""
+
     phone_number: str
+    scope: str = Field(json_schema_extra={"enum": ["project"]})
+    project: str
     opted_out: bool
     can_opt_in: bool
     changed_on: str | None = Field(json_schema_extra={"format": "date-time"})
@@ -200,6 +203,14 @@ def test_phone_send(request: HttpRequest, project: str) -> JsonResponse:
     operation_id="test_phone_conversation",
     summary="The conversation of one number on the test gateways, oldest first",
     response={200: ConversationOut, **ERRORS},
+    openapi_extra={
+        "parameters": [
+            {**query_param("number", "The number whose conversation to show."), "required": True},
+            query_param(
+                "limit", "At most this many messages, default 100, 1 to 1000.", {"type": "integer"}
+            ),
+        ]
+    },
 )
 @requires(Role.VIEWER)
 def test_phone_conversation(request: HttpRequest, project: str) -> JsonResponse:
@@ -213,9 +224,11 @@ def test_phone_conversation(request: HttpRequest, project: str) -> JsonResponse:
 # -- opt-outs ------------------------------------------------------------------------------------
 
 
-def _serialize_opt_out(row: OptOut) -> dict[str, Any]:
+def _serialize_opt_out(row: OptOut, project: str) -> dict[str, Any]:
     return {
         "phone_number": row.phone_number,
+        "scope": "project",
+        "project": project,
         "opted_out": row.opted_out,
         "can_opt_in": row.can_opt_in,
         "changed_on": iso(row.changed_on),
@@ -223,13 +236,16 @@ def _serialize_opt_out(row: OptOut) -> dict[str, Any]:
     }
 
 
-def _opt_out_csv(qs: QuerySet[OptOut]) -> Iterator[str]:
+CSV_COLUMNS = ["phone_number", "opted_out", "can_opt_in", "changed_on", "source"]
+
+
+def _opt_out_csv(qs: QuerySet[OptOut], project: str) -> Iterator[str]:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["phone_number", "opted_out", "can_opt_in", "changed_on", "source"])
+    writer.writerow(CSV_COLUMNS)
     for row in qs.iterator(chunk_size=2000):
-        data = _serialize_opt_out(row)
-        writer.writerow([data[k] for k in data])
+        data = _serialize_opt_out(row, project)
+        writer.writerow([data[k] for k in CSV_COLUMNS])
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()
@@ -240,7 +256,7 @@ def _opt_out_csv(qs: QuerySet[OptOut]) -> Iterator[str]:
     ["GET"],
     BASE + "/opt-outs",
     operation_id="opt_outs_list",
-    summary="Opted-out numbers of this project's contacts and senders (JSON or CSV)",
+    summary="The project's own opt-out list: its scope only (JSON or CSV)",
     response={200: OptOutList, **ERRORS},
     openapi_extra={"responses": {200: {"content": CSV_TOO}}},
 )
@@ -258,12 +274,12 @@ def opt_outs_list(request: HttpRequest, project: str) -> Any:
         qs = qs.filter(phone_number=usable_number(number, proj))
     qs = qs.order_by("-changed_on", "phone_number")
     if request.GET.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
-        response = StreamingHttpResponse(_opt_out_csv(qs), content_type="text/csv")
+        response = StreamingHttpResponse(_opt_out_csv(qs, proj.name), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{proj.name}-opt-outs.csv"'
         return response
     limit, offset = page_args(request)
     total = qs.count()
-    rows = [_serialize_opt_out(r) for r in qs[offset : offset + limit]]
+    rows = [_serialize_opt_out(r, proj.name) for r in qs[offset : offset + limit]]
     return JsonResponse(
         {"meta": {"total_count": total, "limit": limit, "offset": offset}, "objects": rows}
     )
@@ -292,7 +308,7 @@ OPT_OUT_BODY = {
     ["POST"],
     BASE + "/opt-outs",
     operation_id="opt_outs_set",
-    summary="An admin opts a number out, or back in when it may opt in",
+    summary="An admin opts a number out of this project, or back in when it may opt in",
     response={200: OptOutOut, **ERRORS, **NOT_FOUND, **CONFLICT},
     openapi_extra=OPT_OUT_BODY,
 )
@@ -308,14 +324,14 @@ def opt_outs_set(request: HttpRequest, project: str) -> JsonResponse:
     if not isinstance(opted_out, bool):
         raise BadRequest("opted_out must be true or false")
     if not knows_number(proj, number):
-        # The list is global (SPEC 2): a project changes it only for numbers it knows, never
-        # for another project's alone (SPEC 10).
+        # An admin's opt-out applies to the admin's project only (SPEC 2); it is still kept
+        # to numbers the project knows.
         raise NotFound(
             f"{number} is not a number of this project's contacts, nor one it has sent to or "
             "received from"
         )
-    row = do_admin_set_opt_out(number, opted_out, by=principal_of(request).username)
-    return JsonResponse(_serialize_opt_out(row))
+    row = do_admin_set_opt_out(proj, number, opted_out, by=principal_of(request).username)
+    return JsonResponse(_serialize_opt_out(row, proj.name))
 
 
 # -- keywords ------------------------------------------------------------------------------------

@@ -53,9 +53,9 @@ from casereach.messaging.models import (
     Message,
     MessagingEvent,
     MessagingSubEvent,
-    OptOut,
     SendAttempt,
 )
+from casereach.messaging.optouts import do_person_opt_out, gateway_scope
 from casereach.messaging.presend import PresendContext, check
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
@@ -676,7 +676,7 @@ class Dispatcher:
         queue_rows: list[tuple[Any, ...]] = []
         attempts: list[tuple[Any, ...]] = []
         circuit: dict[int, list[int]] = {}  # gateway → [successes, retryable failures]
-        opt_outs: list[str] = []
+        opt_outs: list[tuple[str, GatewayConfig]] = []
         final_ids: list[str] = []
         for j in jobs:
             if j.unsent:
@@ -795,8 +795,8 @@ class Dispatcher:
                 )
             )
             final_ids.append(mid)
-            if code == "PHONE_NUMBER_OPTED_OUT" and row["phone_number"]:
-                opt_outs.append(row["phone_number"])
+            if code == "PHONE_NUMBER_OPTED_OUT" and row["phone_number"] and j.gateway is not None:
+                opt_outs.append((row["phone_number"], j.gateway))
         with transaction.atomic():
             bulk.execute_many(
                 f"UPDATE {MSG_TABLE} SET provider_id = %s, sent_on = COALESCE(sent_on, %s), "
@@ -822,16 +822,8 @@ class Dispatcher:
                 queue_rows,
             )
             bulk.insert(ATTEMPT_TABLE, ATTEMPT_COLUMNS, attempts)
-            for number in opt_outs:
-                OptOut.objects.update_or_create(
-                    phone_number=number,
-                    defaults={
-                        "opted_out": True,
-                        "can_opt_in": False,  # the person's own STOP, told by the provider
-                        "changed_on": at,
-                        "source": "gateway",
-                    },
-                )
+            for number, gw in opt_outs:  # the person's own STOP, told by the provider
+                do_person_opt_out(number, gateway_scope(gw), source=f"gateway:{gw.name}")
             self._update_circuits(circuit, at)
             self._finish_log(final_ids, jobs)
 

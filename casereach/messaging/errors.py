@@ -43,8 +43,10 @@ ERRORS: tuple[ErrorInfo, ...] = (
     ),
     ErrorInfo(
         "PHONE_NUMBER_OPTED_OUT",
-        "The number has opted out of messages.",
-        "Nothing is sent until the person texts START (or an admin opts them back in).",
+        "The number has opted out of messages from this project, or from the gateway the "
+        "message would use.",
+        "Nothing is sent until the person texts START in that scope (or an admin opts them back "
+        "in, when they did not opt out themselves).",
     ),
     ErrorInfo(
         "CONTACT_IS_INACTIVE",
@@ -54,7 +56,8 @@ ERRORS: tuple[ErrorInfo, ...] = (
     ErrorInfo(
         "GATEWAY_NOT_FOUND",
         "The gateway named for this contact does not exist or is not available to the project.",
-        "Fix contact_backend_id, or add or share a gateway with that name.",
+        "Fix contact_backend_id, or add a gateway with that name, or accept one shared with the "
+        "project.",
     ),
     ErrorInfo(
         "NO_SUITABLE_GATEWAY",

@@ -38,7 +38,7 @@ from casereach.core.segments import SegmentInfo, analyse
 from casereach.core.timeutil import ONE_MICROSECOND, now
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.models import GatewayConfig
-from casereach.gateways.queries import route
+from casereach.gateways.queries import route, serving_projects
 from casereach.messaging.content import pick_translation
 from casereach.messaging.keywords import (
     DEFAULT_HELP_REPLY,
@@ -63,7 +63,12 @@ from casereach.messaging.models import (
     Message,
     MessagingEvent,
     MessagingSubEvent,
-    OptOut,
+)
+from casereach.messaging.optouts import (
+    do_person_opt_in,
+    do_person_opt_out,
+    gateway_scope,
+    is_opted_out,
 )
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
@@ -109,6 +114,8 @@ class _Ctx:
     # The project keyword named by the first word, looked up with the sender (None: there is
     # none); _NOT_LOADED when it was not.
     keyword: Keyword | None = _NOT_LOADED
+    # The test phone's project: the gateway then acts as that project's own (see do_receive).
+    as_project: int | None = None
 
     @property
     def language(self) -> str | None:
@@ -302,7 +309,9 @@ class _Sender:
     project: tuple[Project, ProjectSettings] | None = None
 
 
-def _find_sender(number: str, gw: GatewayConfig, provider_id: str | None, word: str) -> _Sender:
+def _find_sender(
+    number: str, gw: GatewayConfig, provider_id: str | None, word: str, as_project: int | None
+) -> _Sender:
     """Inside the message's transaction. SQLite reads the project row here too: its write
     transaction already excludes every other writer, as the row lock does on PostgreSQL
     (which takes it in ``_lock_project``)."""
@@ -318,7 +327,7 @@ def _find_sender(number: str, gw: GatewayConfig, provider_id: str | None, word: 
     if row[1] is None:
         return _Sender(None, None, None, earlier_id)
     entry = _ENTRY.build(row[1:e_end])
-    if not _in_scope(gw, entry.project_id):
+    if not _in_scope(gw, entry.project_id, as_project):
         return _Sender(None, None, None, earlier_id)
     contact = _CONTACT.build(row[e_end:c_end]) if row[e_end] is not None else None
     keyword = _KEYWORD.build(row[c_end:k_end]) if row[c_end] is not None else None
@@ -326,11 +335,13 @@ def _find_sender(number: str, gw: GatewayConfig, provider_id: str | None, word: 
     return _Sender(entry, contact, keyword, earlier_id, project)
 
 
-def _in_scope(gw: GatewayConfig, project_id: int) -> bool:
+def _in_scope(gw: GatewayConfig, project_id: int, as_project: int | None) -> bool:
     """Whether the gateway may match contacts of ``project_id`` (see ``_scope``)."""
+    if as_project is not None:
+        return project_id == as_project
     if gw.project_id is None or gw.project_id == project_id:
         return True
-    scope = _scope(gw)
+    scope = _scope(gw, None)
     return scope is None or project_id in scope
 
 
@@ -366,11 +377,12 @@ def _no_project_settings() -> ProjectSettings:
     return _settings_of("{}")
 
 
-def _scope(gw: GatewayConfig) -> set[int] | None:
-    """Projects whose contacts may be matched: None = every project (a global gateway)."""
-    if gw.project_id is None:
-        return None
-    return {gw.project_id, *gw.shared_with.values_list("pk", flat=True)}
+def _scope(gw: GatewayConfig, as_project: int | None) -> set[int] | None:
+    """Projects whose contacts may be matched: the owner and the projects that accepted the
+    gateway; None = every project (a global gateway); the test phone's project only."""
+    if as_project is not None:
+        return {as_project}
+    return serving_projects(gw)
 
 
 # SQLite has one writer at a time. A transaction that finds the write lock taken waits in
@@ -426,8 +438,13 @@ _INBOUND_ONCE = (
 )
 
 
-def do_receive(gw: GatewayConfig, inbound: InboundMessage) -> InboundResult:
+def do_receive(
+    gw: GatewayConfig, inbound: InboundMessage, *, as_project: Project | None = None
+) -> InboundResult:
     """Store one inbound SMS once and act on it; re-deliveries return ``duplicate``.
+
+    ``as_project``: the test phone of that project, which acts as the project's own gateway
+    whatever gateway carries it: only its contacts are matched, its STOP applies to it only.
 
     One transaction: the sender, its contact, the keyword and an earlier copy of the message
     in one statement, then the project row lock, the handler, and the writes (the message
@@ -440,7 +457,9 @@ def do_receive(gw: GatewayConfig, inbound: InboundMessage) -> InboundResult:
     info = analyse(inbound.text) if inbound.text else None
     try:
         with _one_writer(), transaction.atomic(savepoint=not _in_batch()):
-            outcome = _receive(gw, inbound, stamp, provider_id, word, info)
+            outcome = _receive(
+                gw, inbound, stamp, provider_id, word, info, as_project.pk if as_project else None
+            )
     except _Duplicate as late:  # everything this delivery did is rolled back
         outcome = late
     if isinstance(outcome, _Duplicate):
@@ -455,14 +474,16 @@ def _receive(
     provider_id: str | None,
     word: str,
     info: SegmentInfo | None,
+    as_project: int | None = None,
 ) -> InboundResult | _Duplicate:
     """``do_receive`` inside its transaction: the result, or the earlier copy found (nothing
     written)."""
     if provider_id is not None:
         bulk.lock_keys("inbound", [f"{gw.pk}:{provider_id}"])
-    sender = _find_sender(inbound.sender, gw, provider_id, word)
+    sender = _find_sender(inbound.sender, gw, provider_id, word, as_project)
     entry, contact = sender.entry, sender.contact
-    project_id = entry.project_id if entry is not None else gw.project_id
+    owner = as_project if as_project is not None else gw.project_id
+    project_id = entry.project_id if entry is not None else owner
     if sender.earlier_id is not None:
         return _Duplicate(project_id)
     if project_id is None:
@@ -492,7 +513,9 @@ def _receive(
     )
     if info is not None:
         msg.segments, msg.encoding = info.segments, info.encoding
-    ctx = _Ctx(gw, msg, project, settings, entry, contact, keyword=sender.keyword)
+    ctx = _Ctx(
+        gw, msg, project, settings, entry, contact, keyword=sender.keyword, as_project=as_project
+    )
     action = _handle(ctx)
     # Every message a project sees is in its messaging-event log, replied to or not.
     # An event created only now has no replies: it is complete as it is written.
@@ -549,12 +572,13 @@ def _handle(ctx: _Ctx) -> str:
         help_words=all_words(s.help_keywords),
     )
     number = ctx.msg.phone_number
+    source = f"keyword:{ctx.gw.name}"
     if word == "opt_out":
-        _set_opt_out(number, True, source=f"keyword:{ctx.gw.name}"[:30], can_opt_in=False)
+        do_person_opt_out(number, gateway_scope(ctx.gw, ctx.as_project), source=source)
         _reply(ctx, "opt_out", s.opt_out_reply, DEFAULT_OPT_OUT_REPLY, allow_opted_out=True)
         return "opt_out"
     if word == "opt_in":
-        _set_opt_out(number, False, source=f"keyword:{ctx.gw.name}"[:30])
+        do_person_opt_in(number, gateway_scope(ctx.gw, ctx.as_project), source=source)
         _reply(ctx, "opt_in", s.opt_in_reply, DEFAULT_OPT_IN_REPLY)
         return "opt_in"
     if word == "help":
@@ -562,7 +586,7 @@ def _handle(ctx: _Ctx) -> str:
         return "help"
     prefix = ""
     if word == "opt_in_silent":
-        if _set_opt_out(number, False, source=f"keyword:{ctx.gw.name}"[:30]):
+        if do_person_opt_in(number, gateway_scope(ctx.gw, ctx.as_project), source=source):
             ctx.notes.append("opted in by YES")
         prefix = "opt_in_silent+"
     entry = ctx.entry
@@ -596,29 +620,6 @@ def _handle(ctx: _Ctx) -> str:
     if entry is None:
         ctx.notes.append("no contact holds this number for two-way SMS")
     return prefix + "unhandled"
-
-
-def _set_opt_out(number: str, opted_out: bool, *, source: str, can_opt_in: bool = True) -> bool:
-    """True when the number's state changed."""
-    row = OptOut.objects.select_for_update().filter(phone_number=number).first()
-    if row is None:
-        if not opted_out:
-            return False
-        OptOut.objects.create(
-            phone_number=number,
-            opted_out=True,
-            can_opt_in=can_opt_in,
-            changed_on=now(),
-            source=source,
-        )
-        return True
-    if row.opted_out == opted_out:
-        return False
-    row.opted_out, row.changed_on, row.source = opted_out, now(), source
-    if opted_out:
-        row.can_opt_in = can_opt_in
-    row.save(update_fields=["opted_out", "changed_on", "source", "can_opt_in"])
-    return True
 
 
 def _run_keyword(ctx: _Ctx, kw: Keyword, rest: str) -> str:
@@ -661,7 +662,7 @@ def _self_register(ctx: _Ctx, rest: str) -> bool:
     if target is None:
         ctx.notes.append(f"JOIN: no project named {rest.strip()[:50]!r}")
         return False
-    scope = _scope(ctx.gw)
+    scope = _scope(ctx.gw, ctx.as_project)
     if scope is not None and target.pk not in scope:
         ctx.notes.append("JOIN: this gateway does not serve that project")
         return False
@@ -925,7 +926,11 @@ def _queue(
             msg.gateway_name, msg.next_attempt_at = chosen.requested, None
         else:
             msg.gateway_id, msg.gateway_name = chosen.gateway.pk, chosen.gateway.name
-    if msg.status == "queued" and not allow_opted_out and _opted_out(number):
+    if (
+        msg.status == "queued"
+        and not allow_opted_out
+        and is_opted_out(number, ctx.project.pk if ctx.project else None, msg.gateway_id)
+    ):
         msg.status, msg.error_code, msg.failed_on = "failed", "PHONE_NUMBER_OPTED_OUT", stamp
         msg.next_attempt_at = None
     _insert(msg)
@@ -949,16 +954,6 @@ def _recent_replies(number: str, text: str, since: dt.datetime) -> int:
     return int(row[0]) if row else 0
 
 
-def _opted_out(number: str) -> bool:
-    """``actions.is_opted_out`` without the ORM."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT 1 FROM messaging_optout WHERE phone_number = %s AND opted_out LIMIT 1",
-            [number],
-        )
-        return cursor.fetchone() is not None
-
-
 def _close_event(ctx: _Ctx) -> None:
     """An event whose replies all failed at once is closed now (the dispatcher closes the
     rest when their messages reach a final state)."""
@@ -976,39 +971,6 @@ def _close_event(ctx: _Ctx) -> None:
         MessagingEvent.objects.filter(pk=event.pk).update(
             status="error", error_code="SUBEVENT_ERROR"
         )
-
-
-# -- admin operations ---------------------------------------------------------------------------
-
-
-def do_admin_set_opt_out(number: str, opted_out: bool, *, by: str) -> OptOut:
-    """An admin opts a number out (it may opt back in), or back in — only when allowed."""
-    with transaction.atomic():
-        row = OptOut.objects.select_for_update().filter(phone_number=number).first()
-        if not opted_out:
-            if row is None or not row.opted_out:
-                if row is None:
-                    raise NotFound("this number is not on the opt-out list")
-                return row
-            if not row.can_opt_in:
-                raise Conflict(
-                    "this number opted out itself (by replying STOP or through the provider); "
-                    "only the person can opt back in, by replying START"
-                )
-        if row is None:
-            row = OptOut.objects.create(
-                phone_number=number,
-                opted_out=True,
-                can_opt_in=True,
-                changed_on=now(),
-                source=f"admin:{by}"[:30],
-            )
-            return row
-        row.opted_out, row.changed_on, row.source = opted_out, now(), f"admin:{by}"[:30]
-        if opted_out:
-            row.can_opt_in = True
-        row.save(update_fields=["opted_out", "changed_on", "source", "can_opt_in"])
-        return row
 
 
 # -- keywords ------------------------------------------------------------------------------------

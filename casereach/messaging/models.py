@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 
 from casereach.core.ids import time_ordered_id
+from casereach.gateways.models import GatewayConfig
 from casereach.projects.models import Project
 
 STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3}
@@ -159,13 +160,41 @@ class SendAttempt(models.Model):
 
 
 class OptOut(models.Model):
-    """Per number, global: opted out or not (SPEC 2)."""
+    """Per number *and scope* (SPEC 2): opted out or not, in one project (``project``) or for
+    one global gateway (``gateway``), never both. Written only by ``messaging.optouts``."""
 
-    phone_number = models.CharField(max_length=32, unique=True)
+    phone_number = models.CharField(max_length=32)
+    # Indexed first in ``optout_per_project``.
+    project = models.ForeignKey(
+        Project, null=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    gateway = models.ForeignKey(
+        GatewayConfig, null=True, on_delete=models.CASCADE, related_name="+"
+    )
     opted_out = models.BooleanField(default=True)
     can_opt_in = models.BooleanField(default=True)
     changed_on = models.DateTimeField()
     source = models.CharField(max_length=30, default="")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(project__isnull=False, gateway__isnull=True)
+                | Q(project__isnull=True, gateway__isnull=False),
+                name="optout_one_scope",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "phone_number"],
+                condition=Q(project__isnull=False),
+                name="optout_per_project",
+            ),
+            models.UniqueConstraint(
+                fields=["gateway", "phone_number"],
+                condition=Q(gateway__isnull=False),
+                name="optout_per_gateway",
+            ),
+        ]
+        indexes = [models.Index(fields=["phone_number"], name="optout_number")]
 
 
 class Keyword(models.Model):

@@ -27,7 +27,7 @@ from casereach.gateways.queries import (
 )
 from casereach.messaging import outbox
 from casereach.messaging.actions import CHOSEN
-from casereach.messaging.models import OptOut
+from casereach.messaging.optouts import OptedOut, opted_out_pairs
 from casereach.messaging.windows import next_allowed
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
@@ -71,7 +71,7 @@ class PresendContext:
     pinned: dict[int, GatewayConfig]
     contacts: Mapping[str, Mapping[str, Any]]
     overrides: dict[tuple[str, str], str]
-    opted: set[str]
+    opted: OptedOut
     routes: GlobalRoutes
     indexes: dict[int, GatewayIndex] = field(default_factory=dict)
 
@@ -118,16 +118,9 @@ class PresendContext:
             if contact_ids
             else {}
         )
-        numbers = [r["phone_number"] for r in rows if r["phone_number"]]
-        opted = (
-            set(
-                OptOut.objects.filter(
-                    bulk.is_in("phone_number", numbers), opted_out=True
-                ).values_list("phone_number", flat=True)
-            )
-            if numbers
-            else set()
-        )
+        # Opted out in the sending project's scope, or for the gateway a message would use
+        # (known once it is routed): one query per chunk of numbers.
+        opted = opted_out_pairs((r["phone_number"] for r in rows), projects)
         return cls(
             projects=dict(projects),
             settings=settings,
@@ -138,9 +131,12 @@ class PresendContext:
             routes=global_routes(),
         )
 
-    def opted_out(self, row: Mapping[str, Any]) -> bool:
-        """Whether the row's number has opted out (the one opt-out check)."""
-        return row["phone_number"] in self.opted
+    def opted_out(self, row: Mapping[str, Any], gateway: GatewayConfig | None = None) -> bool:
+        """Whether the row's number has opted out in its project's scope, or (``gateway``)
+        for the gateway it would go through: the one opt-out check (SPEC 2)."""
+        if gateway is None:
+            return self.opted.in_project(row["phone_number"], row["project_id"])
+        return self.opted.refuses(row["phone_number"], None, gateway.pk)
 
 
 def check(
@@ -155,7 +151,8 @@ def check(
         return Verdict("fail", "MESSAGE_IS_STALE")
     if row["contact_id"] and (contact is None or not contact["active"]):
         return Verdict("fail", "CONTACT_IS_INACTIVE")
-    if row["channel"] == "sms" and not row["allow_opted_out"] and ctx.opted_out(row):
+    check_opt_out = row["channel"] == "sms" and not row["allow_opted_out"]
+    if check_opt_out and ctx.opted_out(row):
         return Verdict("fail", "PHONE_NUMBER_OPTED_OUT")
     reply = row["gateway_source"] == "inbound"  # answers a person who just wrote
     if not reply and limit_reached:
@@ -164,6 +161,19 @@ def check(
     later = None if reply else next_allowed(at, s.restricted_windows, zone or "UTC")
     if later is not None:
         return Verdict("postpone", until=later)
+    verdict = _gateway(ctx, row, s)
+    if check_opt_out and verdict.gateway is not None and ctx.opted_out(row, verdict.gateway):
+        return Verdict(
+            "fail",
+            "PHONE_NUMBER_OPTED_OUT",
+            gateway=verdict.gateway,
+            gateway_source=verdict.gateway_source,
+        )
+    return verdict
+
+
+def _gateway(ctx: PresendContext, row: Mapping[str, Any], s: ProjectSettings) -> Verdict:
+    """The gateway the message goes through: pinned, routed, or the email gateway."""
     project = ctx.projects.get(row["project_id"])
     if row["gateway_source"] == "inbound":
         # A reply goes out through the gateway that received the message.

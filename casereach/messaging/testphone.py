@@ -1,12 +1,13 @@
-"""The test phone and the project's opt-out list, shared by the API and the web UI: one place
-that picks the test gateway, checks the sender, receives the message and reads the
-conversation back."""
+"""The test phone, shared by the API and the web UI: one place that picks the test gateway,
+checks the sender, receives the message and reads the conversation back. The test phone acts
+as the project's own gateway: it reaches only the project's contacts and keywords, and its
+STOP and START apply to the project's scope only."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q
 
 from casereach.contacts.models import PhoneEntry
 from casereach.contacts.rules import ProjectRules, check_phone
@@ -15,7 +16,7 @@ from casereach.gateways.base import InboundMessage
 from casereach.gateways.inbound import checked_inbound
 from casereach.gateways.queries import visible_gateways
 from casereach.messaging.inbound import InboundResult, do_receive
-from casereach.messaging.models import Message, OptOut
+from casereach.messaging.models import Message
 from casereach.projects.models import Project
 
 
@@ -59,7 +60,8 @@ def do_test_phone_receive(
         inbound = checked_inbound(number, str(to), text, "")
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    return gw, do_receive(gw, InboundMessage(inbound.sender, inbound.to, inbound.text))
+    received = InboundMessage(inbound.sender, inbound.to, inbound.text)
+    return gw, do_receive(gw, received, as_project=project)
 
 
 def conversation(project: Project, number: str, limit: int = 100) -> list[Message]:
@@ -71,15 +73,6 @@ def conversation(project: Project, number: str, limit: int = 100) -> list[Messag
         gateway_id__in=gateway_ids,
     ).order_by("-created_on", "-id")[:limit]
     return list(reversed(list(qs)))
-
-
-def project_opt_outs(project: Project) -> QuerySet[OptOut]:
-    """Opt-outs of numbers this project knows: its contacts', and those it has sent to or
-    received from (ad-hoc sends included). Numbers are looked up through the message log's
-    number index, one opt-out at a time, not by reading the project's whole log."""
-    numbers = PhoneEntry.objects.filter(project=project).values("number")
-    traffic = Message.objects.filter(phone_number=OuterRef("phone_number"), project=project)
-    return OptOut.objects.filter(Q(phone_number__in=numbers) | Q(Exists(traffic)))
 
 
 def knows_number(project: Project, number: str) -> bool:

@@ -85,7 +85,11 @@ def start_import(
 def _run(project_id: int, user_id: int, path: Path, case_type: str | None) -> None:
     """The background half: its own database connection, closed at the end."""
     close_old_connections()
-    project = Project.objects.get(pk=project_id)
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:  # deleted meanwhile: nothing to import into, nobody to tell
+        path.unlink(missing_ok=True)
+        connection.close()
+        return
     report_path = error_report_path(project, user_id)
     try:
         with report_path.open("w", newline="", encoding="utf-8") as spill:

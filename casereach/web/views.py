@@ -47,11 +47,11 @@ from casereach.messaging.api import message_csv_rows as messages_csv
 from casereach.messaging.api import serialize_message
 from casereach.messaging.errors import ERRORS, describe
 from casereach.messaging.models import Message
+from casereach.messaging.optouts import project_opt_outs
 from casereach.messaging.queries import STATUSES, filter_messages
 from casereach.messaging.testphone import (
     conversation,
     do_test_phone_receive,
-    project_opt_outs,
     usable_number,
 )
 from casereach.projects.models import Project, Role

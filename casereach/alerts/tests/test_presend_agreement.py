@@ -18,7 +18,6 @@ from casereach.alerts.scheduler import fire_due
 from casereach.core.timeutil import now
 from casereach.gateways.types.test.gateway import OUTBOX
 from casereach.messaging import presend
-from casereach.messaging.actions import do_record_opt_out
 from casereach.messaging.dispatch import Dispatcher
 from casereach.messaging.errors import BY_CODE
 from casereach.messaging.models import Message
@@ -83,7 +82,8 @@ def inactive_worker(api: Api) -> tuple[dict[str, Any], str | None]:
 
 def opted_out(api: Api) -> tuple[dict[str, Any], str | None]:
     cid = a_case(api, phone=NUMBER)
-    do_record_opt_out(NUMBER, source="test")
+    r = api.post(M + "opt-outs", {"phone_number": NUMBER, "opted_out": True})
+    assert 200 == r.status, r.body
     return broadcast(cid), cid
 
 

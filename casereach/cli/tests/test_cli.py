@@ -206,6 +206,45 @@ def test_gateway_add_and_list(env: dict[str, str]) -> None:
     assert ["G", "LOCAL"] == sorted(line.split("\t")[1] for line in r.stdout.strip().splitlines())
 
 
+def test_a_system_administrator_accepts_and_declines_a_shared_gateway(
+    env: dict[str, str],
+) -> None:
+    assert 0 == cli(env, "init").returncode
+    for name in ("clinic", "other"):
+        assert 0 == cli(env, "project", "create", name).returncode
+    r = cli(
+        env,
+        "gateway",
+        "add",
+        "SH",
+        "--type",
+        "test",
+        "--project",
+        "clinic",
+        "--shared-with",
+        "other",
+    )
+    assert 0 == r.returncode, r.stderr
+    assert "offered to other: casereach gateway accept" in r.stdout
+
+    def listed() -> list[str]:
+        r = cli(env, "gateway", "list", "--project", "other")
+        return [line.split("\t")[1] for line in r.stdout.strip().splitlines()]
+
+    assert [] == listed()  # an offer, not yet accepted
+    r = cli(env, "gateway", "accept", "sh", "--project", "other")
+    assert (0, "project other accepted gateway SH") == (r.returncode, r.stdout.strip()[:33])
+    assert ["SH"] == listed()
+    r = cli(env, "gateway", "decline", "SH", "--project", "other")
+    assert 0 == r.returncode, r.stderr
+    assert [] == listed()
+    r = cli(env, "gateway", "accept", "SH", "--project", "other")
+    assert (1, "error: no gateway 'SH' is offered to project other") == (
+        r.returncode,
+        r.stderr.strip(),
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

@@ -193,7 +193,9 @@ def test_an_event_whose_reply_was_refused_is_closed_in_error(api: Api) -> None:
     gw = gateway(api)
     case(api, phone=NUMBER, verified="yes")
     api.post(M + "keywords", {"keyword": "HI", "reply": {"en": "hello"}})
-    OptOut.objects.create(phone_number=NUMBER, opted_out=True, changed_on=now())
+    OptOut.objects.create(
+        phone_number=NUMBER, project=api.project, opted_out=True, changed_on=now()
+    )
     post(gw, "hi there")
     m = last_inbound()
     assert "keyword:HI" == m.inbound_action
@@ -253,7 +255,7 @@ def test_a_keyword_of_another_project_is_not_used(api: Api, other_api: Api) -> N
     assert not Message.objects.filter(direction="out").exists()
 
 
-def test_a_holder_outside_the_gateways_projects_is_not_matched_until_shared(
+def test_a_holder_outside_the_gateways_projects_is_not_matched_until_accepted(
     api: Api, other_api: Api, other_project: Project, project: Project
 ) -> None:
     gw = gateway(api)
@@ -264,7 +266,11 @@ def test_a_holder_outside_the_gateways_projects_is_not_matched_until_shared(
     assert "no contact holds this number" in m.error_detail
     r = api.put(M + f"gateways/{gw['id']}", {"shared_with": ["other"]})
     assert 200 == r.status, r.body
-    post(gw, "hello", id="b")
+    post(gw, "hello", id="b")  # offered, not yet accepted
+    m = last_inbound()
+    assert (None, project.pk) == (m.contact_id, m.project_id)
+    assert 200 == other_api.post(M + f"gateways/{gw['id']}/accept").status
+    post(gw, "hello", id="c")
     m = last_inbound()
     assert m.contact_id is not None and other_project.pk == m.project_id
 

@@ -7,13 +7,14 @@ import uuid
 from typing import Any
 
 import pytest
+from django.db import transaction
 
 from casereach.core.timeutil import now
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.types.test.gateway import OUTBOX
-from casereach.messaging.actions import do_record_opt_out
 from casereach.messaging.dispatch import Dispatcher
 from casereach.messaging.models import Message, MessagingEvent, SendAttempt
+from casereach.messaging.optouts import Scope, do_person_opt_out
 from casereach.testing.world import Api, case_body
 
 V2 = "/a/{project}/api/case/v2/"
@@ -24,6 +25,12 @@ NUMBER = "254712345678"
 @pytest.fixture(autouse=True)
 def _clear_outbox() -> None:
     OUTBOX.clear()
+
+
+def opt_out(api: Api, number: str) -> None:
+    """The person's STOP in the project's scope."""
+    with transaction.atomic():
+        do_person_opt_out(number, Scope(projects=(api.project.pk,)), source="test")
 
 
 def gateway(api: Api, name: str = "TEST", **kw: Any) -> dict[str, Any]:
@@ -125,7 +132,7 @@ def test_checks_before_the_gateway_record_the_error(api: Api, setup: str, expect
     if setup == "closed":
         api.put(V2 + cid, {"close": True})
     if setup == "opted_out":
-        do_record_opt_out(NUMBER, source="test")
+        opt_out(api, NUMBER)
     content = {"sms": {"fr": "Bonjour"}} if setup == "no_translation" else {"sms": {"*": "Hi"}}
     if setup == "blank":
         content = {"sms": {"*": "   "}}
@@ -150,7 +157,7 @@ def test_checks_are_repeated_at_dispatch(api: Api) -> None:
     b = send(api, phone_number="254700000001", text="two")
     c = send(api, phone_number="254700000002", text="three")
     api.put(V2 + cid, {"close": True})
-    do_record_opt_out("254700000001", source="test")
+    opt_out(api, "254700000001")
     Message.objects.filter(id=c["id"]).update(created_on=now() - dt.timedelta(days=8))
     drain()
     assert ["CONTACT_IS_INACTIVE", "PHONE_NUMBER_OPTED_OUT", "MESSAGE_IS_STALE"] == [
@@ -250,7 +257,9 @@ def test_routing_order(api: Api, other_api: Api) -> None:
         assert {"name": name, "source": source, "status": "ok"} == profile
 
 
-def test_gateways_of_other_projects_are_not_usable_unless_shared(api: Api, other_api: Api) -> None:
+def test_gateways_of_other_projects_are_not_usable_unless_shared_and_accepted(
+    api: Api, other_api: Api
+) -> None:
     r = other_api.post(
         M.replace("{project}", "other") + "gateways", {"name": "THEIRS", "type": "test"}
     )
@@ -262,6 +271,9 @@ def test_gateways_of_other_projects_are_not_usable_unless_shared(api: Api, other
         M.replace("{project}", "other") + f"gateways/{gw.pk}", {"shared_with": ["demo"]}
     )
     assert 200 == r.status, r.body
+    r = api.put(M + "routes", {"default_gateway": "THEIRS", "prefixes": []})
+    assert 400 == r.status  # an offer not yet accepted
+    assert 200 == api.post(M + f"gateways/{gw.pk}/accept").status
     routes(api, "THEIRS")
     msg = send(api, phone_number=NUMBER, text="x")
     assert "THEIRS" == msg["gateway"]
@@ -459,7 +471,7 @@ def test_a_chosen_gateway_still_takes_every_other_check(api: Api) -> None:
     gateway(api, "TEST")
     new = gateway(api, "NEW")
     routes(api, "TEST")
-    do_record_opt_out(NUMBER, source="test")
+    opt_out(api, NUMBER)
     opted = send(api, phone_number=NUMBER, text="x", gateway="NEW")
     later = send(api, phone_number="254700000001", text="y", gateway="NEW")
     r = api.put(M + f"gateways/{new['id']}", {"is_active": False})
