@@ -36,6 +36,9 @@ class Chart:
     height: int = HEIGHT
     baseline: float = HEIGHT - BOTTOM
     left: int = LEFT
+    # Where a chart too wide for the screen opens: at its last day (the newest, for a chart
+    # of the past) rather than its first.
+    open_at_end: bool = False
 
 
 def _nice_max(value: int) -> int:

@@ -14,6 +14,7 @@ P = "a/<str:project>/"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("login", views.LoginView.as_view(), name="login"),
     path("logout", auth_views.LogoutView.as_view(next_page="web:login"), name="logout"),
     path(P, views.dashboard, name="dashboard"),

@@ -8,6 +8,7 @@ API; the views only turn form fields into those calls and their results into HTM
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -59,9 +60,11 @@ from casereach.web.access import project_page, user_projects
 from casereach.web.charts import stacked_bars
 from casereach.web.importing import SHOWN_ERRORS, error_report_path, first_errors, start_import
 from casereach.web.models import ImportProgress
+from casereach.web.naming import link_holders
 from casereach.web.queries import is_interrupted, last_import
 
-DAY_SERIES = ("delivered", "sent", "queued", "skipped", "failed")
+# The API's own statuses (``status`` of a message and of the log's filter), nothing else.
+DAY_SERIES = ("delivered", "sent", "sending", "queued", "failed")
 LOG_FILTERS = ("since", "until", "status", "error_code", "contact_id", "phone_number", "gateway")
 PAGE = 50
 
@@ -69,6 +72,17 @@ PAGE = 50
 class LoginView(auth_views.LoginView):
     template_name = "web/login.html"
     redirect_authenticated_user = True
+
+
+FAVICON = Path(__file__).resolve().parent / "static" / "web" / "favicon.svg"
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico`` for clients that ask for it without reading the page's ``<link>``
+    (the same small SVG; browsers take an icon by its content type, not its name)."""
+    response = HttpResponse(FAVICON.read_bytes(), content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 @login_required
@@ -83,15 +97,6 @@ def home(request: HttpRequest) -> HttpResponse:
 # -- dashboard -----------------------------------------------------------------------------------
 
 
-def _status_of(status: str, attempts: int) -> str:
-    """A failed message that never reached a gateway was skipped (a check stopped it)."""
-    if status == "failed" and attempts == 0:
-        return "skipped"
-    if status == "sending":
-        return "queued"
-    return status
-
-
 @project_page(get=Role.VIEWER)
 def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
     zone = ZoneInfo(project.time_zone)
@@ -103,14 +108,15 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
     rows = (
         Message.objects.filter(project=project, direction="out", created_on__gte=since)
         .annotate(day=TruncDate("created_on", tzinfo=zone))
-        .values("day", "status", "attempts")
+        .values("day", "status")
         .annotate(n=Count("id"))
     )
     for row in rows:
         index = (row["day"] - first).days
         if 0 <= index < 30:
-            counts[_status_of(row["status"], row["attempts"])][index] += row["n"]
+            counts[row["status"]][index] += row["n"]
     chart = stacked_bars("Messages per day, last 30 days", days, counts, DAY_SERIES)
+    chart.open_at_end = True  # on a phone, today is in view, not 30 days ago
     totals = {s: sum(v) for s, v in counts.items()}
     errors = []
     for code_row in (
@@ -131,6 +137,8 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
             }
         )
     quality = data_quality(project)
+    for q in quality[:20]:
+        q["messages"] = link_holders(project, q["messages"])
     conflicts, conflict_total = phone_entries(project, status="conflict", limit=20)
     names = contact_names(project, (c["contact_id"] for c in conflicts))
     for c in conflicts:
@@ -143,6 +151,7 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
             "project": project,
             "chart": chart,
             "totals": totals,
+            "since": first.isoformat(),
             "errors": errors,
             "quality": quality[:20],
             "quality_total": len(quality),
@@ -251,6 +260,11 @@ def contact(request: HttpRequest, project: Project, contact_id: str) -> HttpResp
     for row in profile.get("upcoming", []):
         row["local"] = _local(row["due_local"], row["time_zone"])
         row["info"] = describe(row["error_code"]) if row.get("error_code") else None
+    warnings = profile.get("warnings") or []
+    for w, html in zip(
+        warnings, link_holders(project, (w["message"] for w in warnings)), strict=True
+    ):
+        w["html"] = html
     history = [
         _message_row(m, zone)
         for m in Message.objects.filter(project=project, contact_id=contact_id).order_by(
@@ -287,7 +301,7 @@ def contact(request: HttpRequest, project: Project, contact_id: str) -> HttpResp
 def _message_row(m: Message, zone: str) -> dict[str, Any]:
     data = serialize_message(m)
     data["local"] = m.created_on.astimezone(ZoneInfo(zone)).strftime("%d %b %Y %H:%M")
-    data["shown_status"] = _status_of(m.status, m.attempts)
+    data["stopped"] = m.status == "failed" and m.attempts == 0
     return data
 
 
@@ -401,6 +415,9 @@ def messages(request: HttpRequest, project: Project) -> HttpResponseBase:
     from casereach.alerts.models import Alert
 
     rows = [_message_row(m, project.time_zone) for m in page]
+    names = contact_names(project, {m["contact_id"] for m in rows if m["contact_id"]})
+    for m in rows:
+        m["contact_name"] = names.get(m["contact_id"] or "", "")
     gateways = sorted(visible_gateways(project).values_list("name", flat=True))
     csv_query = request.GET.copy()
     csv_query["format"] = "csv"

@@ -24,6 +24,7 @@ from casereach.gateways.registry import available_types, gateway_class
 from casereach.messaging.actions import SendRequest, do_send
 from casereach.projects.models import Project, Role
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
+from casereach.web import settings_form
 from casereach.web.access import project_page
 
 # -- settings ------------------------------------------------------------------------------------
@@ -49,27 +50,32 @@ def _kind(name: str, prop: dict[str, Any]) -> str:
 
 HELP = {
     "time_zone": "IANA name, e.g. Africa/Nairobi: used for contacts without a valid zone.",
-    "languages": 'SMS languages, first is the default, e.g. ["en", "sw"].',
+    "languages": "SMS languages, separated by commas; the first is the default, e.g. en, sw.",
     "language_fallback": "When a contact's language has no text: none = do not send, "
     "alert = the alert's default language, project = the project's first language, "
     "untranslated = any text there is.",
     "restricted_windows": "SMS are sent only inside these windows of the contact's local "
-    'time, e.g. [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}] '
-    "(0 = Monday); an end before the start runs past midnight (23:00 to 01:00); "
-    "empty = any time.",
+    "time: tick the days and give the times; an end before the start runs past midnight "
+    "(23:00 to 01:00). No window = any time. Fill in the empty row to add a window; "
+    "untick every day and clear the times to remove one.",
     "daily_limit": "At most this many outgoing messages per day (replies are not counted).",
     "stale_after_hours": "A queued message older than this is not sent (it fails as stale).",
-    "retry_delays_minutes": "Waits between retries of a failed send, e.g. [5, 10].",
+    "retry_delays_minutes": "Waits in minutes between retries of a failed send, separated "
+    "by commas, e.g. 5, 10.",
     "strict_phone_validation": "Refuse numbers not stored in international format "
     "(e.g. 0712…) instead of only warning about them.",
     "default_country": "Two-letter country (e.g. KE) used to convert national numbers "
     "that start with 0.",
-    "opt_out_keywords": 'Extra STOP words per language, e.g. {"sw": ["ACHA"]}.',
-    "opt_in_keywords": 'Extra START words per language, e.g. {"sw": ["ANZA"]}.',
-    "help_keywords": 'Extra HELP words per language, e.g. {"sw": ["MSAADA"]}.',
-    "help_text": "Language → the reply to HELP.",
-    "default_inbound_response": "Language → the reply to an SMS no keyword matches "
+    "opt_out_keywords": "Extra STOP words per language, separated by commas, e.g. ACHA.",
+    "opt_in_keywords": "Extra START words per language, separated by commas, e.g. ANZA.",
+    "help_keywords": "Extra HELP words per language, separated by commas, e.g. MSAADA.",
+    "help_text": "The reply to HELP, in each language.",
+    "default_inbound_response": "The reply to an SMS no keyword matches, in each language "
     "(empty: no reply).",
+    "opt_out_reply": "The confirmation of an opt-out (STOP), in each language.",
+    "opt_in_reply": "The confirmation of an opt-in (START), in each language.",
+    "verification_text": "The text asking a mobile worker to reply 123, in each language.",
+    "verification_done_text": "The confirmation of a verified number, in each language.",
     "self_registration": "Whether unknown numbers may register by SMS, and as what.",
 }
 
@@ -94,6 +100,14 @@ def _settings_fields(
         if name in ROUTE_SETTINGS:
             continue
         prop = schema["properties"].get(name, {})
+        label = name.replace("_", " ").capitalize()
+        help_text = HELP.get(name) or info.description or prop.get("description") or ""
+        special = settings_form.kind_of(name)
+        if special is not None:
+            fd = settings_form.field(name, special, current, typed, errors)
+            fd.update({"label": label, "help": help_text, "error": errors.get(name)})
+            fields.append(fd)
+            continue
         kind = _kind(name, prop)
         if typed is not None:
             value = "on" if kind == "checkbox" and typed.get(name) else typed.get(name, "")
@@ -104,23 +118,36 @@ def _settings_fields(
         fields.append(
             {
                 "name": name,
-                "label": name.replace("_", " ").capitalize(),
+                "label": label,
                 "kind": kind,
                 "value": value,
                 "choices": prop.get("enum", []),
-                "help": HELP.get(name) or info.description or prop.get("description") or "",
+                "help": help_text,
                 "error": errors.get(name),
             }
         )
     return fields
 
 
-def _parse_settings(post: QueryDict) -> tuple[dict[str, Any], dict[str, str]]:
+def _parse_settings(
+    post: QueryDict, current: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str], list[int]]:
+    """The changed settings, the errors found in the form and the form row of each sending
+    window kept."""
     schema = ProjectSettings.model_json_schema()
     changes: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    window_rows: list[int] = []
     for name in ProjectSettings.model_fields:
         if name in ROUTE_SETTINGS:
+            continue
+        special = settings_form.kind_of(name)
+        if special is not None:
+            if settings_form.on_form(name, special, post):
+                value, rows = settings_form.parse(name, special, post, current, errors)
+                if name not in errors:
+                    changes[name] = value
+                    window_rows = rows or window_rows
             continue
         kind = _kind(name, schema["properties"].get(name, {}))
         if kind != "checkbox" and name not in post:
@@ -142,7 +169,7 @@ def _parse_settings(post: QueryDict) -> tuple[dict[str, Any], dict[str, str]]:
             changes[name] = None if "anyOf" in schema["properties"].get(name, {}) else ""
         else:
             changes[name] = raw.strip()
-    return changes, errors
+    return changes, errors, window_rows
 
 
 @project_page(get=Role.VIEWER, post=Role.ADMIN)
@@ -153,7 +180,8 @@ def settings_page(request: HttpRequest, project: Project) -> HttpResponse:
     form_error = None
     if request.method == "POST":
         typed = request.POST
-        changes, errors = _parse_settings(request.POST)
+        stored = effective_settings(project.settings).model_dump(mode="json")
+        changes, errors, window_rows = _parse_settings(request.POST, stored)
         if not errors:
             try:
                 _, resynced = do_change_settings(project, changes)
@@ -161,9 +189,11 @@ def settings_page(request: HttpRequest, project: Project) -> HttpResponse:
                 cause = exc.__cause__
                 if isinstance(cause, ValidationError):
                     for err in cause.errors():
-                        loc = err.get("loc") or ("",)
                         msg = str(err.get("msg", "")).removeprefix("Value error, ")
-                        errors.setdefault(str(loc[0]), msg)
+                        key = settings_form.error_key(tuple(err.get("loc") or ()), window_rows, msg)
+                        errors.setdefault(key, msg)
+                    if "" in errors:  # about no one field: said at the top
+                        form_error = errors.pop("")
                 if not errors:
                     form_error = exc.message
             else:

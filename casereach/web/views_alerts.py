@@ -432,12 +432,14 @@ def alert_detail(request: HttpRequest, project: Project, alert_id: int) -> HttpR
         {"messages": [d["messages"] for d in result["per_day"]]},
         ["messages"],
     )
+    shown_alert = serialize_alert(alert)
     return render(
         request,
         "web/alert_detail.html",
         {
             "project": project,
-            "alert": serialize_alert(alert),
+            "alert": shown_alert,
+            "texts": _texts(shown_alert),
             "dry": result,
             "days": days,
             "chart": chart,
@@ -447,6 +449,30 @@ def alert_detail(request: HttpRequest, project: Project, alert_id: int) -> HttpR
             "nav": "alerts",
         },
     )
+
+
+def _texts(shown: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alert's message in each language (subject and body for email), with its estimate;
+    the languages of the project that have no text are listed as missing."""
+    content = shown.get("content") or {}
+    email = content.get("email") or {}
+    bodies: dict[str, str] = email.get("body") or content.get("sms") or {}
+    subjects: dict[str, str] = email.get("subject") or {}
+    estimates = {e["language"]: e for e in shown.get("estimates", [])}
+    languages = [
+        *estimates,
+        *(m for m in shown.get("missing_translations", []) if m not in estimates),
+    ]
+    return [
+        {
+            "language": lang,
+            "subject": subjects.get(lang, ""),
+            "text": bodies.get(lang, ""),
+            "estimate": estimates.get(lang),
+            "missing": not (bodies.get(lang) or "").strip(),
+        }
+        for lang in languages
+    ]
 
 
 @project_page(get=Role.VIEWER, post=Role.MEMBER)

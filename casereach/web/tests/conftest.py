@@ -113,11 +113,20 @@ class Page:
         # Console reports of anything the Content-Security-Policy blocked (inline script or
         # style, eval, a foreign source): the UI must run under the policy untouched.
         self.csp_violations: list[str] = []
+        # Every console error (htmx's own, a failed resource such as a missing favicon, an
+        # uncaught exception): each fails the test at teardown unless the test expects it.
+        self.console_errors: list[str] = []
         page.on("console", self._console)
+        page.on("pageerror", self._page_error)
 
     def _console(self, message: Any) -> None:
         if "Content Security Policy" in message.text:
             self.csp_violations.append(f"{self.page.url}: {message.text}")
+        elif message.type == "error":
+            self.console_errors.append(f"{self.page.url}: {message.text}")
+
+    def _page_error(self, error: Any) -> None:
+        self.console_errors.append(f"{self.page.url}: uncaught {error}")
 
     def goto(self, path: str) -> Any:
         return self.page.goto(self.server.url + path)
@@ -156,3 +165,4 @@ def page(browser: Any, server: Server) -> Iterator[Page]:
     context.close()
     assert [] == wrapped.foreign, "the UI requested another host"
     assert [] == wrapped.csp_violations, "the page broke the Content-Security-Policy"
+    assert [] == wrapped.console_errors, "the browser console reported errors"

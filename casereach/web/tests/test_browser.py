@@ -97,6 +97,13 @@ def test_conditional_alert_in_two_languages_shows_its_dry_run(page: Page) -> Non
     p.get_by_role("button", name="Save and see the dry run").click()
     expect(p.get_by_role("heading", name="Antenatal visit reminder")).to_be_visible()
     expect(p.locator("#dry-run svg rect").first).to_be_visible()
+    # The page shows the texts themselves, per language, not only their counts.
+    expect(p.locator("#message [lang=en] blockquote")).to_have_text(
+        "Hello {case.name}, your visit is tomorrow."
+    )
+    expect(p.locator("#message [lang=sw] blockquote")).to_have_text(
+        "Habari {case.name}, ziara yako ni kesho."
+    )
     summary = p.locator("#dry-summary").inner_text()
     assert re.search(r"[1-9]\d* messages? to [1-9]\d* contacts?", summary), summary
     unreachable = p.locator("#unreachable")
@@ -125,6 +132,9 @@ def test_alert_form_keeps_input_and_explains_an_error(page: Page) -> None:
     expect(p.locator("#form-error")).to_contain_text("time")
     expect(p.get_by_label("Name")).to_have_value("Broken time")
     expect(p.locator("#sms-en")).to_have_value("Hi")
+    # The refused form comes back with status 400, which the console reports; nothing else.
+    assert ["400 (Bad Request)"] == [e[-17:] for e in page.console_errors], page.console_errors
+    page.console_errors.clear()
 
 
 def test_contact_shows_upcoming_sends_in_local_time(page: Page) -> None:
@@ -264,6 +274,28 @@ def test_the_guard_blocks_and_records_requests_to_other_hosts(page: Page) -> Non
     # This test checks the guard and the policy; the others must never trip either.
     page.foreign.clear()
     page.csp_violations.clear()
+    page.console_errors.clear()
+
+
+def test_a_console_error_is_recorded_and_fails_the_test(page: Page) -> None:
+    page.login()
+    with page.page.expect_console_message(lambda m: m.type == "error"):
+        page.page.evaluate("() => console.error('htmx:syntax:error')")
+    with page.page.expect_event("pageerror"):
+        page.page.evaluate("() => setTimeout(() => { throw new Error('boom') }, 0)")
+    assert 2 == len(page.console_errors), page.console_errors
+    assert "htmx:syntax:error" in page.console_errors[0]
+    assert "boom" in page.console_errors[1]
+    page.console_errors.clear()  # the listener works; the other tests must leave it empty
+
+
+def test_the_icon_is_served_for_every_page(page: Page) -> None:
+    response = page.page.request.get(page.server.url + "/favicon.ico")
+    assert (200, "image/svg+xml") == (response.status, response.headers["content-type"])
+    page.login()
+    href = page.page.locator("link[rel=icon]").get_attribute("href")
+    assert href is not None
+    assert 200 == page.page.request.get(page.server.url + href).status
 
 
 def test_api_docs_render_under_the_content_security_policy(page: Page) -> None:
@@ -271,3 +303,48 @@ def test_api_docs_render_under_the_content_security_policy(page: Page) -> None:
     assert "script-src 'self'" in response.headers["content-security-policy"]
     expect(page.page.locator(".opblock").first).to_be_visible()  # Swagger UI drew operations
     page.shot("api-docs")
+
+
+def test_on_a_phone_the_messages_per_day_chart_opens_on_today(page: Page) -> None:
+    page.login()
+    page.page.set_viewport_size({"width": 360, "height": 800})
+    page.goto("/a/demo/")
+    box = page.page.locator(".card .chart-scroll").first
+    chart = box.locator("svg")
+    expect(chart).to_be_visible()
+    outer, inner = box.bounding_box(), chart.bounding_box()
+    assert outer is not None
+    assert inner is not None
+    assert inner["width"] > outer["width"]  # too wide for the phone: it scrolls sideways
+    # The newest day (the right edge) is in view; 30 days ago is scrolled off to the left.
+    assert abs(outer["x"] + outer["width"] - (inner["x"] + inner["width"])) < 1
+    assert inner["x"] < outer["x"]
+    page.shot("dashboard-phone")
+
+
+def test_settings_are_filled_in_per_language_and_per_day(page: Page) -> None:
+    page.login()
+    page.goto("/a/demo/settings")
+    p = page.page
+    p.locator("#f-help_text\\.en").fill("Reply STOP to stop messages.")
+    p.locator("#window-0").get_by_label("Sat").check()
+    p.locator("#w-0-start").fill("23:00")
+    p.locator("#w-0-end").fill("23:00")
+    p.get_by_role("button", name="Save settings").click()
+    # The error is next to the window, and what was typed is still there.
+    expect(p.locator("#e-window-0")).to_contain_text("end must differ from start")
+    expect(p.locator("#f-help_text\\.en")).to_have_value("Reply STOP to stop messages.")
+    page.shot("settings-error")
+    # The refused form comes back with status 400, which the console reports; nothing else.
+    assert ["400 (Bad Request)"] == [e[-17:] for e in page.console_errors], page.console_errors
+    page.console_errors.clear()
+    p.locator("#w-0-end").fill("01:00")
+    p.get_by_role("button", name="Save settings").click()
+    expect(p.get_by_role("status")).to_contain_text("Saved.")
+    expect(p.locator("#w-0-start")).to_have_value("23:00")
+    expect(p.locator("#window-0").get_by_label("Sat")).to_be_checked()
+    expect(p.locator("#w-1-start")).to_have_value("")  # an empty row adds another
+    page.shot("settings")
+    # The form fits a phone: nothing wider than the screen.
+    p.set_viewport_size({"width": 360, "height": 800})
+    assert p.evaluate("() => document.documentElement.scrollWidth") <= 360

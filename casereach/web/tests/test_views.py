@@ -62,7 +62,7 @@ def test_settings_error_is_shown_next_to_the_field_and_nothing_is_saved(
     assert 'name="time_zone" value="Africa/Nairobi"' in page
     form = {
         "time_zone": "Mars/Base",
-        "languages": '["en", "sw"]',
+        "languages": "en, sw",
         "language_fallback": "untranslated",
         "daily_limit": "123",
     }
@@ -151,7 +151,9 @@ def test_gateway_credentials_are_write_only(web: Client) -> None:
     assert "/gateways/twilio/" in page  # the callback URLs to give the provider
 
 
-def test_dashboard_and_log_explain_a_skipped_message(web: Client, api: Api) -> None:
+def test_dashboard_and_log_explain_a_message_stopped_before_any_gateway(
+    web: Client, api: Api
+) -> None:
     from casereach.messaging.errors import describe
 
     case = api.post("/a/{project}/api/case/v2/", case_body(name="No phone")).body["case"]
@@ -161,12 +163,20 @@ def test_dashboard_and_log_explain_a_skipped_message(web: Client, api: Api) -> N
     assert 202 == sent.status
     info = describe("NO_PHONE_NUMBER")
     assert info is not None
+    # One vocabulary, the API's: the message is `failed` there, so it is `failed` here too.
+    assert "failed" == sent.body["messages"][0]["status"]
     dashboard = web.get("/a/demo/").content.decode()
-    assert "skipped: 1" in dashboard
-    assert 'class="s-skipped"' in dashboard  # a bar of the chart
+    assert "failed: 1" in dashboard
+    assert 'class="s-failed"' in dashboard  # a bar of the chart
+    assert "?status=failed" in dashboard  # the total opens those messages in the log
     assert info.description in dashboard
     log = web.get("/a/demo/messages", {"error_code": "NO_PHONE_NUMBER"}).content.decode()
     assert info.hint in log
+    assert "before any gateway" in log
+    by_status = web.get("/a/demo/messages", {"status": "failed"}).content.decode()
+    assert info.hint in by_status
+    for page in (dashboard, log, by_status):
+        assert "skipped" not in page.lower()
     export = web.get("/a/demo/messages", {"error_code": "NO_PHONE_NUMBER", "format": "csv"})
     rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
     assert [("NO_PHONE_NUMBER", case["case_id"])] == [
@@ -264,3 +274,143 @@ def test_cases_list_shows_the_warnings_of_the_data_quality_report(web: Client, a
 
 
 WARNING_CODES = ("two_way_conflict", "unknown_gateway", "not_digits")
+
+
+def test_alert_page_shows_the_message_text_in_each_language(web: Client, api: Api) -> None:
+    alert = api.post(
+        "/a/{project}/api/messaging/v1/alerts",
+        {
+            "name": "Visit",
+            "kind": "broadcast",
+            "content": {"sms": {"en": "Your visit is tomorrow", "sw": "Ziara yako ni kesho"}},
+            "schedule": {"type": "immediate"},
+            "recipients": [{"type": "case_group", "case_type": "patient"}],
+        },
+    ).body
+    page = web.get(f"/a/demo/alerts/{alert['id']}").content.decode()
+    message = page[page.index('id="message"') :]
+    assert '<blockquote class="text">Your visit is tomorrow</blockquote>' in message
+    assert '<blockquote class="text">Ziara yako ni kesho</blockquote>' in message
+    assert "22 characters" in message  # the estimate stays next to its text
+
+
+def test_names_not_ids_for_two_way_holders_and_in_the_message_log(web: Client, api: Api) -> None:
+    case = "/a/{project}/api/case/v2/"
+    holder = api.post(case, case_body(name="Baraka", phone="254700111222", verified="1"))
+    other = api.post(case, case_body(name="Imani", phone="254700111222", verified="1"))
+    holder_id = holder.body["case"]["case_id"]
+    other_id = other.body["case"]["case_id"]
+    link = f'<a href="/a/demo/contacts/{holder_id}">Baraka</a>'
+    contact = web.get(f"/a/demo/contacts/{other_id}").content.decode()
+    assert f"held by {link}" in contact
+    assert f"held by contact {holder_id}" not in contact
+    dashboard = web.get("/a/demo/").content.decode()
+    assert f"held by {link}" in dashboard
+    api.post("/a/{project}/api/messaging/v1/send", {"contact_id": holder_id, "text": "hi"})
+    log = web.get("/a/demo/messages").content.decode()
+    assert link in log
+
+
+def test_every_page_has_an_icon_and_favicon_ico_is_served(web: Client) -> None:
+    assert '<link rel="icon" href="/static/web/favicon.svg"' in web.get("/a/demo/").content.decode()
+    icon = Client().get("/favicon.ico")  # no login needed: browsers ask before anything else
+    assert (200, "image/svg+xml") == (icon.status_code, icon["Content-Type"])
+    assert b"<svg" in icon.content
+
+
+def _settings_form(web: Client) -> dict[str, str | list[str]]:
+    """The settings form as the browser would post it, unchanged."""
+    import html
+    import re
+
+    page = web.get("/a/demo/settings").content.decode()
+    form: dict[str, str | list[str]] = {}
+    for name, value in re.findall(
+        r'<input (?:type="(?:text|number|hidden|time)" )?id="[^"]*" name="([^"]+)" value="([^"]*)"',
+        page,
+    ):
+        form[name] = value
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page):
+        form[name] = value
+    for name, value in re.findall(
+        r'<textarea id="[^"]*" name="([^"]+)"[^>]*>([^<]*)</textarea>', page
+    ):
+        form[name] = value
+    for name, value in re.findall(
+        r'<select id="[^"]*" name="([^"]+)"[^>]*>.*?<option value="([^"]*)" selected', page, re.S
+    ):
+        form[name] = value
+    return {k: html.unescape(v) for k, v in form.items()}
+
+
+def test_settings_texts_keywords_and_windows_are_form_fields_not_json(
+    web: Client, api: Api
+) -> None:
+    page = web.get("/a/demo/settings").content.decode()
+    assert 'class="code"' not in page  # no raw JSON box for any setting
+    for name in ("help_text", "opt_out_reply", "opt_out_keywords", "help_keywords"):
+        for lang in ("en", "sw"):
+            assert f'name="{name}.{lang}"' in page, (name, lang)
+    assert 'type="time" id="w-0-start" name="restricted_windows.0.start"' in page
+    assert 'value="en, sw"' in page  # languages as a plain list
+    form = _settings_form(web)
+    form.update(
+        {
+            "help_text.en": "Reply STOP to stop.",
+            "help_text.sw": "Jibu ACHA kusimamisha.",
+            "opt_out_keywords.sw": "acha, simama",
+            "restricted_windows.0.days": ["0", "1", "2", "3", "4"],
+            "restricted_windows.0.start": "08:00",
+            "restricted_windows.0.end": "18:00",
+            "self_registration.enabled": "on",
+            "self_registration.case_type": "client",
+            "self_registration.welcome_text.sw": "Karibu!",
+        }
+    )
+    response = web.post("/a/demo/settings", form)
+    assert 200 == response.status_code, response.content.decode()
+    saved = api.get("/a/{project}/api/messaging/v1/settings").body
+    assert {"en": "Reply STOP to stop.", "sw": "Jibu ACHA kusimamisha."} == saved["help_text"]
+    assert {"sw": ["ACHA", "SIMAMA"]} == saved["opt_out_keywords"]
+    assert [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}] == saved[
+        "restricted_windows"
+    ]
+    assert {
+        "enabled": True,
+        "case_type": "client",
+        "owner_id": None,
+        "welcome_text": {"sw": "Karibu!"},
+    } == saved["self_registration"]
+    assert 50_000 == saved["daily_limit"]  # what the form did not change stays
+    page = web.get("/a/demo/settings").content.decode()
+    assert 'name="restricted_windows.1.start" value=""' in page  # a new empty row to add one
+    assert 'name="opt_out_keywords.sw" value="ACHA, SIMAMA"' in page
+
+
+def test_settings_errors_are_next_to_the_window_and_the_keywords(web: Client, api: Api) -> None:
+    form = _settings_form(web)
+    form.update(
+        {
+            "restricted_windows.rows": "2",
+            "restricted_windows.0.days": ["5"],
+            "restricted_windows.0.start": "09:00",
+            "restricted_windows.0.end": "12:00",
+            "restricted_windows.1.days": ["6"],
+            "restricted_windows.1.start": "10:00",
+            "restricted_windows.1.end": "10:00",
+        }
+    )
+    response = web.post("/a/demo/settings", form)
+    html = response.content.decode()
+    assert 400 == response.status_code
+    row = html[html.index('id="window-1"') :]
+    row = row[: row.index("</fieldset>")]
+    assert 'id="e-window-1"' in row and "end must differ from start" in row
+    assert 'id="e-window-0"' not in html
+    assert 'name="restricted_windows.1.start" value="10:00"' in html  # the input is kept
+    form.update({"restricted_windows.1.end": "11:00", "help_keywords.en": "stop"})
+    html = web.post("/a/demo/settings", form).content.decode()
+    field = html[html.index('id="f-help_keywords"') :]
+    assert field.index('id="e-help_keywords"') < field.index("</fieldset>")
+    assert "STOP is already one of the opt_out_keywords" in field
+    assert [] == api.get("/a/{project}/api/messaging/v1/settings").body["restricted_windows"]
