@@ -111,7 +111,7 @@ def walk_ui(w: Walker) -> set[str]:
     """Every page and form on B's prefix and on A's; the URL names walked."""
     a, b = w.a, w.b
     names: set[str] = set()
-    for path in ("/", "/login"):
+    for path in ("/", "/login", "/favicon.ico"):
         w.call("session", "GET", path, query={"pick": "1"} if path == "/" else None)
         names.add(resolve(path).url_name or path)
     for prefix in (b.name, a.name):
