@@ -651,7 +651,7 @@ def _run_keyword(ctx: _Ctx, kw: Keyword, rest: str) -> str:
             prefix = _translated(ctx, kw.error_reply) or "Error:"
             _reply(ctx, "keyword", {"*": f"{prefix} {problem}"}, None, source_id=name)
             return f"keyword_error:{name}"
-    if any(t.strip() for t in kw.reply.values()):
+    if any(isinstance(t, str) and t.strip() for t in kw.reply.values()):  # stored: may be bad
         _reply(ctx, "keyword", kw.reply, None, source_id=name)
     return f"keyword:{name}"
 

@@ -58,5 +58,6 @@ class Migration(migrations.Migration):
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.RunPython(forwards, backwards),
-        migrations.RemoveField(model_name="membership", name="is_admin"),
+        # is_admin is dropped by 0003, in its own transaction: on PostgreSQL a table cannot
+        # be altered in the transaction that just wrote rows with deferred constraint checks.
     ]

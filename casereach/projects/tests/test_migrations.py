@@ -1,4 +1,4 @@
-"""Migration 0002: admins → admin, other members → member, every key owner a member."""
+"""Migrations 0002-0003: admins → admin, other members → member, every key owner a member."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 BEFORE = [("projects", "0001_initial")]
-AFTER = [("projects", "0002_membership_role")]
+AFTER = [("projects", "0003_drop_membership_is_admin")]
 
 
 @pytest.mark.django_db(transaction=True)
