@@ -10,6 +10,8 @@ Message status moves forward only::
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 from django.db import models
 from django.db.models import Q
 
@@ -17,8 +19,25 @@ from casereach.core.ids import time_ordered_id
 from casereach.gateways.models import GatewayConfig
 from casereach.projects.models import Project
 
-STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3}
-FINAL = ("delivered", "failed")
+# The status vocabularies. Columns hold the plain strings; code names them through these
+# constants (typed with the ``Literal`` aliases) rather than spelling the strings again.
+MessageStatus = Literal["queued", "sending", "sent", "delivered", "failed"]
+QUEUED: Final = "queued"
+SENDING: Final = "sending"
+SENT: Final = "sent"
+DELIVERED: Final = "delivered"
+FAILED: Final = "failed"
+MESSAGE_STATUSES: tuple[MessageStatus, ...] = (QUEUED, SENDING, SENT, DELIVERED, FAILED)
+
+# Events and sub-events: in progress until every message is final, then completed or error.
+EventStatus = Literal["in_progress", "completed", "error"]
+IN_PROGRESS: Final = "in_progress"
+COMPLETED: Final = "completed"
+ERROR: Final = "error"
+EVENT_STATUSES: tuple[EventStatus, ...] = (IN_PROGRESS, COMPLETED, ERROR)
+
+STATUS_RANK: dict[str, int] = {QUEUED: 0, SENDING: 1, SENT: 2, DELIVERED: 3, FAILED: 3}
+FINAL = (DELIVERED, FAILED)
 
 
 def _uuid() -> str:
