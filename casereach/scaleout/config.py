@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 BROKER_ENV = "CASEREACH_BROKER_URL"
-QUEUE_PREFIX = "casereach."
+# Several installations (or test runs) may share one broker: each names its queues, and on
+# Redis all its keys, with its own prefix, so that none takes another's work.
+PREFIX_ENV = "CASEREACH_QUEUE_PREFIX"
+DEFAULT_PREFIX = "casereach."
+_PREFIX = re.compile(r"[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*\.")
 # Short names for ``casereach worker --queues`` → the broker's queue names.
 QUEUES = ("dispatch", "schedule", "bulk")
 KICK_INTERVAL_S = float(os.environ.get("CASEREACH_KICK_SECONDS", "1.0"))
@@ -30,6 +35,7 @@ def check_broker_url(url: str) -> None:
     scheme = urlsplit(url).scheme
     if scheme not in ("redis", "rediss", "amqp", "amqps", "pyamqp"):
         raise ValueError(f"{BROKER_ENV} must start with redis:// or amqp:// (got {scheme}://)")
+    queue_prefix()  # a bad prefix stops the process here, with its own message
 
 
 def masked(url: str) -> str:
@@ -44,8 +50,38 @@ def masked(url: str) -> str:
     return url
 
 
+def queue_prefix() -> str:
+    """This installation's queue prefix: ``casereach.`` unless CASEREACH_QUEUE_PREFIX says."""
+    raw = os.environ.get(PREFIX_ENV, "").strip()
+    if not raw:
+        return DEFAULT_PREFIX
+    if len(raw) > 64 or not _PREFIX.fullmatch(raw):
+        raise ValueError(
+            f"{PREFIX_ENV} must be lower-case letters, digits, '-', '_' and dots, ending in a "
+            f"dot, at most 64 characters (got {raw!r})"
+        )
+    return raw
+
+
 def queue_name(short: str) -> str:
-    return short if short.startswith(QUEUE_PREFIX) else QUEUE_PREFIX + short
+    prefix = queue_prefix()
+    return short if short.startswith(prefix) else prefix + short
+
+
+def short_name(queue: str) -> str:
+    """``dispatch`` for this installation's ``<prefix>dispatch``; other names unchanged."""
+    return queue.removeprefix(queue_prefix())
+
+
+def transport_options(url: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"visibility_timeout": 3600}
+    prefix = queue_prefix()
+    # Redis keeps the unacknowledged set and the bindings under fixed key names: a prefix of
+    # its own keeps two installations on one Redis database apart. The default prefix keeps
+    # the keys an existing deployment already has.
+    if urlsplit(url).scheme in ("redis", "rediss") and prefix != DEFAULT_PREFIX:
+        options["global_keyprefix"] = prefix
+    return options
 
 
 def celery_settings(url: str) -> dict[str, Any]:
@@ -70,7 +106,7 @@ def celery_settings(url: str) -> dict[str, Any]:
         },
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,  # a broker outage is waited out, forever
-        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_transport_options": transport_options(url),
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "task_send_sent_event": False,

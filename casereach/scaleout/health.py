@@ -114,14 +114,18 @@ def workers(timeout_s: float = 3.0) -> Check:
         replies: dict[str, Any] = inspect.active_queues() or {}
     except Exception as exc:  # the broker went away between checks
         return Check("workers", False, f"cannot ask workers: {exc}")
+    # Workers of other installations sharing the broker answer too: count only ours.
+    ours = {config.queue_name(n) for n in config.QUEUES}
+    replies = {w: qs for w, qs in replies.items() if any(q["name"] in ours for q in qs)}
     if not replies:
         return Check(
             "workers",
             False,
-            "no worker answered: start 'casereach worker' (nothing is sent until one runs)",
+            f"no worker consumes this installation's queues ({config.queue_prefix()}*): "
+            "start 'casereach worker' (nothing is sent until one runs)",
         )
     consumed = {q["name"] for qs in replies.values() for q in qs}
-    missing = [q for q in (config.queue_name(n) for n in config.QUEUES) if q not in consumed]
+    missing = [q for q in sorted(ours) if q not in consumed]
     if missing:
         return Check(
             "workers",

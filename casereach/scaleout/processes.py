@@ -21,7 +21,7 @@ from casereach.scaleout.app import get_app
 
 def worker_argv(queues: str, concurrency: int, loglevel: str) -> list[str]:
     names = [q.strip() for q in queues.split(",") if q.strip()]
-    unknown = [q for q in names if q.removeprefix(config.QUEUE_PREFIX) not in config.QUEUES]
+    unknown = [q for q in names if config.short_name(q) not in config.QUEUES]
     if not names or unknown:
         raise ValueError(
             f"unknown queue {', '.join(unknown) or '(none)'}: choose from {', '.join(config.QUEUES)}"

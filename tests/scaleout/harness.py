@@ -32,7 +32,7 @@ import pytest
 PG_ADMIN = os.environ.get("CASEREACH_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CASEREACH_TEST_REDIS", "redis://127.0.0.1:6379")
 AMQP_URL = os.environ.get("CASEREACH_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
-REDIS_DB = 12  # this suite's own Redis database (flushed at the start of each cluster)
+REDIS_DB = 12  # this suite's Redis database; each cluster's keys carry its own prefix
 
 
 def loud(message: str) -> None:
@@ -169,26 +169,41 @@ def require_postgres(url: str = PG_ADMIN) -> None:
 
 
 def broker_url(kind: str) -> str:
-    """A clean broker for one cluster: this suite's Redis database, or RabbitMQ's default
-    vhost with this suite's queues purged."""
+    """The shared broker, checked. Each cluster keeps to queues (and, on Redis, keys) under a
+    prefix of its own, so a run beside another (CI and a developer, two checkouts) neither
+    takes the other's kicks nor counts its workers; nothing is flushed or purged."""
     if kind == "redis":
         require_redis()
-        import redis
-
-        url = f"{REDIS_URL}/{REDIS_DB}"
-        redis.Redis.from_url(url).flushdb()
-        return url
+        return f"{REDIS_URL}/{REDIS_DB}"
     require_rabbitmq()
-    from kombu import Connection
-
-    with Connection(AMQP_URL) as conn:
-        channel = conn.channel()
-        for q in ("casereach.dispatch", "casereach.schedule", "casereach.bulk"):
-            try:
-                channel.queue_purge(q)
-            except Exception:
-                channel = conn.channel()  # the queue does not exist yet
     return AMQP_URL
+
+
+def fresh_prefix() -> str:
+    return f"casereach-t{uuid.uuid4().hex[:10]}."
+
+
+def forget_broker(url: str, prefix: str) -> None:
+    """Remove one cluster's queues (RabbitMQ) or keys (Redis) once it has stopped."""
+    try:
+        if url.startswith("redis"):
+            import redis
+
+            client = redis.Redis.from_url(url, socket_connect_timeout=2)
+            for key in client.scan_iter(match=f"{prefix}*", count=500):
+                client.delete(key)
+            return
+        from kombu import Connection
+
+        with Connection(url, connect_timeout=3) as conn:
+            channel = conn.channel()
+            for short in ("dispatch", "schedule", "bulk"):
+                try:
+                    channel.queue_delete(prefix + short)
+                except Exception:
+                    channel = conn.channel()  # never declared: nothing to remove
+    except Exception as exc:  # the broker a fault test stopped; its leftovers are harmless
+        print(f"note: could not remove {prefix}* from {url}: {exc}")
 
 
 @contextmanager
@@ -237,8 +252,10 @@ class Cluster:
             "CASEREACH_BROKER_URL": broker,
             "CASEREACH_KICK_SECONDS": "0.5",
             "CASEREACH_SECRET_KEY": "scale-out-test-secret-key-0123456789abcdef",
+            "CASEREACH_QUEUE_PREFIX": fresh_prefix(),
             **env,
         }
+        self.prefix = self.env["CASEREACH_QUEUE_PREFIX"]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.web_url = ""
 
@@ -320,6 +337,7 @@ class Cluster:
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)
+        forget_broker(self.broker, self.prefix)
 
     def tail(self) -> str:
         return "\n".join(f"--- {n}\n{self.log(n)[-1500:]}" for n in self.procs)

@@ -7,6 +7,8 @@ HTTP API and a local ``http`` provider that counts idempotency keys.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from tests.scaleout.harness import (
     Cluster,
     CountingProvider,
     broker_url,
+    forget_broker,
     fresh_database,
     gateway_config,
     make_project,
@@ -233,3 +236,20 @@ def test_everything_ended_and_metrics_agree(world: World) -> None:
     health = httpx.get(world.cluster.web_url + "/healthz").json()
     assert {"status": "ok", "database": "postgresql", "broker": "ok"} == health
     assert [] == [k for k, n in world.provider.keys.items() if n > 1]
+
+
+def test_another_installation_on_the_same_broker_sees_none_of_our_workers(world: World) -> None:
+    other = {**world.cluster.env, "CASEREACH_QUEUE_PREFIX": "other-site."}
+    out = subprocess.run(
+        [sys.executable, "-m", "casereach", "doctor"],
+        env=other,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    forget_broker(world.cluster.broker, "other-site.")
+    assert 1 == out.returncode, out.stdout + out.stderr
+    assert "no worker consumes this installation's queues (other-site.*)" in out.stdout
+    ours = world.cluster.cli("doctor")
+    assert "ok   workers    2 worker(s) alive" in ours, ours
