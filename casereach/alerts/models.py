@@ -41,7 +41,7 @@ class Alert(models.Model):
     version = models.IntegerField(default=1)
     spec = models.JSONField(default=dict)
     # Re-evaluation progress of the last activation or edit.
-    eval_state = models.CharField(max_length=20, default="idle")  # idle|queued|running|done
+    eval_state = models.CharField(max_length=20, default=EVAL_IDLE)  # idle|queued|running|done
     eval_processed = models.IntegerField(default=0)
     eval_total = models.IntegerField(default=0)
     created_on = models.DateTimeField()

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from casereach.alerts.caseviews import BATCH, contact_names, contact_zones, first_phones, load_views
 from casereach.alerts.criteria import CaseView, matching
-from casereach.alerts.models import Alert
+from casereach.alerts.models import BROADCAST, CONDITIONAL, Alert
 from casereach.alerts.spec import AlertSpec, Recipient, spec_of
 from casereach.cases.models import Case, CaseIndex
 from casereach.contacts.models import Contact
@@ -97,7 +97,7 @@ def targets_of(
     wanted: list[list[Wanted]] = []
     for slot in slots:
         alert = alerts[slot.alert_id]
-        if alert.kind == "broadcast":
+        if alert.kind == BROADCAST:
             wanted.append([("contact", slot.recipient_key)])
             continue
         view = views.get(slot.case_id or "")
@@ -226,7 +226,7 @@ ZONE_FROM_RECIPIENT = frozenset({"owner", "parent", "user_property"})
 def sole_recipient_rule(spec: AlertSpec) -> Any:
     """The recipient rule whose person's zone a conditional alert's times follow, or None when
     they follow the case's zone (the case itself, several rules, children, an email)."""
-    if spec.kind != "conditional" or len(spec.recipients) != 1:
+    if spec.kind != CONDITIONAL or len(spec.recipients) != 1:
         return None
     rule = spec.recipients[0]
     return rule if rule.type in ZONE_FROM_RECIPIENT else None
@@ -259,7 +259,7 @@ def recipient_zones(
 def check_recipients(project: Project, spec: AlertSpec) -> None:
     """A broadcast's listed cases and workers must exist: BadRequest naming the first that
     does not (checked when an alert is saved and again when it is activated)."""
-    if spec.kind != "broadcast":
+    if spec.kind != BROADCAST:
         return
     cases = {str(r.id) for r in spec.recipients if r.type == "case"}
     workers = {str(r.id) for r in spec.recipients if r.type == "worker"}
