@@ -17,7 +17,6 @@ from typing import Any, Protocol
 from django.db import transaction
 
 from casereach.alerts.caseviews import BATCH, load_open_views, load_views, open_case_ids
-from casereach.alerts.drafts import FiringDraft
 from casereach.alerts.evaluation import (
     INSTANCE_COLUMNS,
     Changes,
@@ -30,12 +29,13 @@ from casereach.alerts.models import (
     EVAL_QUEUED,
     EVAL_RUNNING,
     Alert,
+    Firing,
     ScheduleInstance,
 )
 from casereach.alerts.queries import get_alert as get_alert  # web.views_alerts imports it here
 from casereach.alerts.recipients import broadcast_contacts, check_recipients
 from casereach.alerts.spec import AlertSpec, spec_of, validated_spec
-from casereach.core import bulk
+from casereach.core import bulk, rows
 from casereach.core.errors import BadRequest
 from casereach.core.timeutil import now
 from casereach.projects.models import Project
@@ -308,7 +308,11 @@ def save_advanced(instances: Sequence[Advanced]) -> None:
     )
 
 
+class FiringDraft(rows.Draft):
+    model = Firing
+
+
 def record_firings(firings: Sequence[FiringDraft]) -> None:
-    """The batch's firings. The unique key is the last guard: a firing recorded twice fails
-    the whole batch."""
-    FiringDraft.insert(firings)
+    """The batch's firings, one batch INSERT. The unique key is the last guard: a firing
+    recorded twice fails the whole batch."""
+    rows.insert(firings)

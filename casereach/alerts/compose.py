@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from casereach.alerts.criteria import CaseView
-from casereach.alerts.drafts import MessageDraft
 from casereach.alerts.engine import parse_time_value
 from casereach.alerts.evaluation import time_property
 from casereach.alerts.recipients import Addresses, Target
@@ -22,6 +21,7 @@ from casereach.alerts.templates import RenderContext, parse_template, render
 from casereach.contacts.rules import check_email
 from casereach.core.segments import analyse
 from casereach.messaging.content import pick_translation
+from casereach.messaging.log import MessageDraft
 from casereach.messaging.models import FAILED
 from casereach.messaging.presend import PresendContext, check
 from casereach.projects.models import Project

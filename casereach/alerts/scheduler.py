@@ -11,18 +11,16 @@ read in bulk for the whole batch: the number of statements does not grow with it
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
 
-from casereach.alerts.actions import INSTANCE_TABLE, record_firings, save_advanced
+from casereach.alerts.actions import INSTANCE_TABLE, FiringDraft, record_firings, save_advanced
 from casereach.alerts.caseviews import load_views
 from casereach.alerts.compose import message_for
-from casereach.alerts.drafts import EventDraft, FiringDraft, MessageDraft, SubEventDraft
 from casereach.alerts.engine import next_after
 from casereach.alerts.evaluation import (
     GRACE,
@@ -32,19 +30,18 @@ from casereach.alerts.evaluation import (
     schedule_next,
 )
 from casereach.alerts.models import CONDITIONAL, FIRED, SKIPPED_LATE, Alert, Firing
-from casereach.alerts.recipients import Target, addresses, targets_of
+from casereach.alerts.recipients import NO_RECIPIENT, Target, addresses, targets_of
 from casereach.alerts.spec import AlertSpec, spec_of
 from casereach.core import bulk
 from casereach.core.timeutil import ONE_MICROSECOND, now
-from casereach.messaging.models import ERROR, FAILED, MessagingEvent
+from casereach.messaging import log as message_log
+from casereach.messaging.log import EventDraft, MessageDraft, SubEventDraft
+from casereach.messaging.models import ERROR, FAILED
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
 
-log = logging.getLogger(__name__)
-
 BATCH = 500
-EVENT_TABLE = MessagingEvent._meta.db_table
 
 
 def _source(alert: Alert, spec: AlertSpec) -> str:
@@ -145,7 +142,7 @@ def _stamp(value: Any) -> Any:
 def _claim(at: dt.datetime, limit: int) -> list[Claimed]:
     """The due instances, oldest first; on PostgreSQL locked, skipping ones another
     scheduler holds (SQLite's write transaction already excludes other schedulers)."""
-    sql = _CLAIM_SQL + (" FOR UPDATE SKIP LOCKED" if bulk.is_postgres() else "")
+    sql = bulk.for_update(_CLAIM_SQL, skip_locked=True)
     with connection.cursor() as cursor:
         cursor.execute(sql, [bulk.adapt_datetime(at), limit])
         rows = cursor.fetchall()
@@ -276,13 +273,12 @@ def _add_firing(
 
 
 def _write(project: Project, out: Firings, at: dt.datetime) -> None:
-    """The batch's events, firings, sub-events and messages, one statement each; an event
-    none of whose messages can go is closed at once (error)."""
-    EventDraft.insert(out.events)
+    """The batch's events, firings, sub-events and messages, one statement each (through the
+    message log's writer); an event none of whose messages can go is closed at once."""
+    message_log.add_events(out.events)
     for firing, event in zip(out.firings, out.events, strict=True):
         firing.event_id = event.pk
     record_firings(out.firings)
-    stamp = _stamps(project, sum(len(msgs) for msgs in out.messages))
     subs: list[SubEventDraft] = []
     for msgs, event in zip(out.messages, out.events, strict=True):
         for target, msg in msgs:
@@ -294,36 +290,30 @@ def _write(project: Project, out: Firings, at: dt.datetime) -> None:
                 contact_type=contact["contact_type"] if contact else "",
                 recipient_name=(contact["name"] if contact else target.email)[:255],
                 created_on=at,
-                date_last_activity=next(stamp),
             )
             if msg.status == FAILED:
                 sub.status, sub.error_code = ERROR, msg.error_code
             subs.append(sub)
-    SubEventDraft.insert(subs)
+    message_log.add_subevents(project, subs)  # stamped with the project's clock, in order
     it = iter(subs)
     for msgs, event in zip(out.messages, out.events, strict=True):
         for _, msg in msgs:
             msg.event_id, msg.subevent_id = event.pk, next(it).pk
-        if not msgs:
-            event.status, event.error_code = ERROR, "NO_RECIPIENT"
-        elif all(msg.status == FAILED for _, msg in msgs):
-            event.status, event.error_code = ERROR, "SUBEVENT_ERROR"
-    MessageDraft.insert([msg for msgs in out.messages for _, msg in msgs])
-    failed = [(e.status, e.error_code, e.pk) for e in out.events if e.status == ERROR]
-    bulk.execute_many(
-        f"UPDATE {EVENT_TABLE} SET status = %s, error_code = %s WHERE id = %s", failed
-    )
+    message_log.add_messages([msg for msgs in out.messages for _, msg in msgs])
+    message_log.set_event_outcomes([c for c in map(_closing, out.events, out.messages) if c])
 
 
-def _stamps(project: Project, count: int) -> Iterator[dt.datetime]:
-    """Strictly increasing sub-event activity stamps for this project (locked by the caller)."""
-    tick = now()
-    if project.last_indexed_on is not None:
-        tick = max(tick, project.last_indexed_on + ONE_MICROSECOND)
-    last = tick + ONE_MICROSECOND * max(count - 1, 0)
-    project.last_indexed_on = last
-    project.save(update_fields=["last_indexed_on"])
-    return (tick + ONE_MICROSECOND * i for i in range(count))
+def _closing(
+    event: EventDraft, msgs: Sequence[tuple[Target, MessageDraft]]
+) -> tuple[int, str, str | None] | None:
+    """How a new event closes at once: with no recipient at all, or when every message
+    failed (``message_log.outcome``); otherwise it stays in progress until the dispatcher
+    closes it."""
+    if not msgs:
+        return (event.pk, ERROR, NO_RECIPIENT)
+    if message_log.outcome([msg.status for _, msg in msgs]) == ERROR:
+        return (event.pk, ERROR, message_log.SUBEVENT_ERROR)
+    return None
 
 
 def _advance(
