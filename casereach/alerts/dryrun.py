@@ -32,6 +32,7 @@ from casereach.alerts.recipients import (
     Target,
     addresses,
     broadcast_contacts,
+    contact_ids,
     recipient_zones,
     targets_of,
 )
@@ -175,25 +176,16 @@ def _consider(run: DryRun, keys: Sequence[str], views: dict[str, CaseView]) -> N
         return
     targets = targets_of(project, {alert.pk: alert}, slots, views)
     reach = addresses(targets, views.values())
-    warnings = contact_warnings(_contact_ids(targets))
+    warnings = contact_warnings(contact_ids(targets))
     built = [
-        (
-            n,
-            target,
-            message_for(
-                project, run.settings, spec, views.get(slot.case_id or ""), target, reach, at
-            ),
-        )
+        (n, target, message_for(project, run.settings, spec, view, target, reach, at))
         for n, slot in enumerate(slots)
+        for view in [views.get(slot.case_id or "")]
         for target in targets[n]
     ]
     errors = send_errors(project, [msg for _, _, msg in built], at)
     for (n, target, _), error in zip(built, errors, strict=True):
         _tally(run, slots[n], plans[n], target, error, warnings, occ[n])
-
-
-def _contact_ids(targets: Sequence[Sequence[Target]]) -> set[str]:
-    return {str(t.contact["contact_id"]) for ts in targets for t in ts if t.contact}
 
 
 def _tally(

@@ -186,13 +186,16 @@ def contact_rows(contact_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     return contacts
 
 
-def addresses(targets: Iterable[Sequence[Target]], views: Iterable[CaseView]) -> Addresses:
+def contact_ids(targets: Iterable[Sequence[Target]]) -> set[str]:
+    """The ids of the contacts among a batch's targets."""
+    return {str(t.contact["contact_id"]) for ts in targets for t in ts if t.contact}
+
+
+def addresses(targets: Sequence[Sequence[Target]], views: Iterable[CaseView]) -> Addresses:
     """The numbers of the contacts reached and the names of the cases' owners."""
     return Addresses(
         names=contact_names(v.owner_id for v in views if v.owner_id),
-        phones=first_phones(
-            str(t.contact["contact_id"]) for ts in targets for t in ts if t.contact
-        ),
+        phones=first_phones(contact_ids(targets)),
     )
 
 
