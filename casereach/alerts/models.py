@@ -3,10 +3,30 @@ the firings that make every occurrence happen at most once."""
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 from django.db import models
 from django.db.models import Q
 
 from casereach.projects.models import Project
+
+# The vocabularies of the columns below, named once (code uses these, not the strings).
+AlertKind = Literal["broadcast", "conditional"]
+BROADCAST: Final = "broadcast"
+CONDITIONAL: Final = "conditional"
+
+# An alert's evaluation after an activation or an edit.
+EvalState = Literal["idle", "queued", "running", "done"]
+EVAL_IDLE: Final = "idle"
+EVAL_QUEUED: Final = "queued"
+EVAL_RUNNING: Final = "running"
+EVAL_DONE: Final = "done"
+
+# What became of one occurrence.
+FiringOutcome = Literal["fired", "skipped_late", "stopped"]
+FIRED: Final = "fired"
+SKIPPED_LATE: Final = "skipped_late"
+STOPPED: Final = "stopped"
 
 
 class Alert(models.Model):
@@ -21,7 +41,7 @@ class Alert(models.Model):
     version = models.IntegerField(default=1)
     spec = models.JSONField(default=dict)
     # Re-evaluation progress of the last activation or edit.
-    eval_state = models.CharField(max_length=20, default="idle")  # idle|queued|running|done
+    eval_state = models.CharField(max_length=20, default=EVAL_IDLE)  # idle|queued|running|done
     eval_processed = models.IntegerField(default=0)
     eval_total = models.IntegerField(default=0)
     created_on = models.DateTimeField()

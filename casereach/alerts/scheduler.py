@@ -5,77 +5,47 @@ SQLite's write lock serialises schedulers), record one ``Firing`` per occurrence
 key (so a re-run, a crash or a second scheduler can never fire it twice), write one messaging
 event per firing, one sub-event and one message per recipient — failed at once with its error
 code when it cannot be sent — and advance each instance to its next occurrence. Everything is
-read in bulk for the whole batch.
+read in bulk for the whole batch: the number of statements does not grow with its size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Model
 
-from casereach.alerts.actions import (
+from casereach.alerts.actions import INSTANCE_TABLE, FiringDraft, record_firings, save_advanced
+from casereach.alerts.caseviews import load_views
+from casereach.alerts.compose import message_for
+from casereach.alerts.engine import next_after
+from casereach.alerts.evaluation import (
     GRACE,
-    INSTANCE_TABLE,
     Plan,
     last_fired,
-    load_views,
     per_recipient_times,
-    resolve_user_refs,
     schedule_next,
-    spec_of,
 )
-from casereach.alerts.criteria import CaseView
-from casereach.alerts.engine import next_after
-from casereach.alerts.models import Alert, Firing
-from casereach.alerts.spec import AlertSpec
-from casereach.alerts.templates import RenderContext, parse_template, render
-from casereach.cases.models import CaseIndex
-from casereach.contacts.models import Contact, PhoneEntry
-from casereach.contacts.queries import send_order
-from casereach.contacts.rules import check_email
+from casereach.alerts.models import CONDITIONAL, FIRED, SKIPPED_LATE, Alert, Firing
+from casereach.alerts.recipients import NO_RECIPIENT, Target, addresses, targets_of
+from casereach.alerts.spec import AlertSpec, spec_of
 from casereach.core import bulk
-from casereach.core.ids import time_ordered_id
-from casereach.core.segments import analyse
 from casereach.core.timeutil import ONE_MICROSECOND, now
-from casereach.messaging.content import pick_translation
-from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
+from casereach.messaging import log as message_log
+from casereach.messaging.log import EventDraft, MessageDraft, SubEventDraft
+from casereach.messaging.models import ERROR, FAILED
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
-from casereach.projects.settings_schema import ProjectSettings, effective_settings
-
-log = logging.getLogger(__name__)
+from casereach.projects.settings_schema import effective_settings
 
 BATCH = 500
-EVENT_TABLE = MessagingEvent._meta.db_table
-CONTACT_FIELDS = (
-    "contact_id",
-    "contact_type",
-    "name",
-    "active",
-    "lang_effective",
-    "email",
-    "email_status",
-)
-
-
-@dataclass
-class Target:
-    """One recipient of one firing."""
-
-    contact: dict[str, Any] | None = None
-    email: str = ""  # an address read from a case property
-    error: str | None = None  # NO_RECIPIENT when a recipient rule found nobody
 
 
 def _source(alert: Alert, spec: AlertSpec) -> str:
-    if alert.kind == "conditional":
+    if alert.kind == CONDITIONAL:
         return "conditional_alert"
     return "immediate_broadcast" if spec.schedule.type == "immediate" else "scheduled_broadcast"
 
@@ -125,16 +95,12 @@ class Claimed:
     stop_value: str
     updated_on: dt.datetime | None
 
-    def __init__(self, **values: Any) -> None:
+    def __init__(self, row: Sequence[Any]) -> None:
+        for name, value in zip(CLAIM_FIELDS, row, strict=True):
+            setattr(self, name, value)
+        self.start, self.next_due = _stamp(self.start), _stamp(self.next_due)
+        self.active = bool(self.active)
         self.updated_on = None
-        self.period = 0
-        self.event = 0
-        self.next_due = None
-        self.active = True
-        self.start_value = self.time_value = self.reset_value = self.stop_value = ""
-        self.case_id = self.contact_id = None
-        for name, value in values.items():
-            setattr(self, "id" if name == "pk" else name, value)
 
     @property
     def pk(self) -> int:
@@ -176,17 +142,11 @@ def _stamp(value: Any) -> Any:
 def _claim(at: dt.datetime, limit: int) -> list[Claimed]:
     """The due instances, oldest first; on PostgreSQL locked, skipping ones another
     scheduler holds (SQLite's write transaction already excludes other schedulers)."""
-    sql = _CLAIM_SQL + (" FOR UPDATE SKIP LOCKED" if bulk.is_postgres() else "")
+    sql = bulk.for_update(_CLAIM_SQL, skip_locked=True)
     with connection.cursor() as cursor:
         cursor.execute(sql, [bulk.adapt_datetime(at), limit])
         rows = cursor.fetchall()
-    out = []
-    for row in rows:
-        inst = Claimed(**dict(zip(CLAIM_FIELDS, row, strict=True)))
-        inst.start, inst.next_due = _stamp(inst.start), _stamp(inst.next_due)
-        inst.active = bool(inst.active)
-        out.append(inst)
-    return out
+    return [Claimed(row) for row in rows]
 
 
 def run_until_idle(at: dt.datetime | None = None, max_batches: int = 10_000) -> int:
@@ -219,15 +179,17 @@ def _fire(instances: Sequence[Claimed], at: dt.datetime) -> None:
     for project_id, group in by_project.items():
         project = lock_project(project_id)
         advanced.extend(_fire_project(project, group, alerts, keys, already, at))
-    adapt = bulk.adapt_datetime
-    bulk.execute_many(
-        f"UPDATE {INSTANCE_TABLE} SET next_due = %s, active = %s, period = %s, event = %s, "
-        "updated_on = %s WHERE id = %s",
-        [
-            (adapt(i.next_due), i.active, i.period, i.event, adapt(i.updated_on), i.pk)
-            for i in advanced
-        ],
-    )
+    save_advanced(advanced)
+
+
+@dataclass
+class Firings:
+    """What one project's share of a batch writes: per firing its row, its event and its
+    recipients' messages (with the target each is for)."""
+
+    firings: list[FiringDraft] = field(default_factory=list)
+    events: list[EventDraft] = field(default_factory=list)
+    messages: list[list[tuple[Target, MessageDraft]]] = field(default_factory=list)
 
 
 def _fire_project(
@@ -241,88 +203,85 @@ def _fire_project(
     settings = effective_settings(project.settings)
     case_ids = sorted({i.case_id for i in group if i.case_id})
     views = {v.case_id: v for v in load_views(project.pk, case_ids)} if case_ids else {}
-    targets = _targets(project, group, alerts, views)
-    contact_ids = {str(t.contact["contact_id"]) for ts in targets.values() for t in ts if t.contact}
-    owner_ids = {v.owner_id for v in views.values() if v.owner_id}
-    names = (
-        dict(
-            Contact.objects.filter(bulk.is_in("contact_id", sorted(owner_ids))).values_list(
-                "contact_id", "name"
-            )
-        )
-        if owner_ids
-        else {}
-    )
-    phones: dict[str, str] = {}
-    for chunk in bulk.in_chunks(sorted(contact_ids)):
-        for cid, number in (
-            PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk))
-            .order_by(*send_order(last_wins=True))
-            .values_list("contact_id", "number")
-        ):
-            phones[cid] = number  # ordered so that the first entry wins
-    firings: list[FiringDraft] = []
-    events: list[EventDraft] = []
+    targets = targets_of(project, alerts, group, views)
+    reach = addresses(targets, views.values())
+    out = Firings()
     memo: dict[tuple[Any, ...], tuple[int, int, dt.datetime | None]] = {}
-    plans: list[tuple[Claimed, list[tuple[Target, MessageDraft]]]] = []
     advanced: list[Claimed] = []
-    for inst in group:
+    for inst, inst_targets in zip(group, targets, strict=True):
         alert = alerts[inst.alert_id]
         spec = spec_of(alert)
         due = inst.next_due or at
-        key = keys[inst.pk]
-        late = at - due > dt.timedelta(hours=spec.late_limit_hours)
-        if key not in already:
-            firings.append(
-                FiringDraft(
-                    key=key,
-                    alert_id=alert.pk,
-                    project_id=project.pk,
-                    recipient_key=inst.recipient_key,
-                    due=due,
-                    outcome="skipped_late" if late else "fired",
-                    created_on=at,
-                )
-            )
-            events.append(
-                EventDraft(
-                    project_id=project.pk,
-                    source=_source(alert, spec),
-                    source_id=str(alert.pk),
-                    source_name=alert.name[:255],
-                    content_type=spec.channel,
-                    triggered_by=f"alert:{alert.pk}",
-                    created_on=at,
-                )
-            )
+        if keys[inst.pk] not in already:
             view = views.get(inst.case_id or "")
-            rows = []
-            for target in targets.get(inst.pk, []):
-                msg = message_for(project, settings, spec, view, target, names, phones, at)
-                if late:
-                    hours = (at - due).total_seconds() / 3600
-                    msg.status, msg.error_code, msg.failed_on = "failed", "MESSAGE_IS_STALE", at
-                    msg.next_attempt_at = None
-                    msg.error_detail = (
-                        f"skipped: {hours:.1f} h overdue (the alert's late limit is "
-                        f"{spec.late_limit_hours} h)"
-                    )
-                rows.append((target, msg))
-            plans.append((inst, rows))
+            msgs = [
+                (t, message_for(project, settings, spec, view, t, reach, at)) for t in inst_targets
+            ]
+            _add_firing(out, project, alert, spec, inst, keys[inst.pk], due, msgs, at)
         advanced.append(_advance(alert, spec, inst, due, project, at, memo))
-    if not firings:
-        return advanced
-    EventDraft.insert(events)
-    created = events
-    for f, e in zip(firings, created, strict=True):
-        f.event_id = e.pk
-    # The unique key is the last guard: a firing recorded twice fails the whole batch.
-    FiringDraft.insert(firings)
-    stamp = _stamps(project, sum(len(rows) for _, rows in plans))
+    if out.firings:
+        _write(project, out, at)
+    return advanced
+
+
+def _add_firing(
+    out: Firings,
+    project: Project,
+    alert: Alert,
+    spec: AlertSpec,
+    inst: Claimed,
+    key: str,
+    due: dt.datetime,
+    msgs: list[tuple[Target, MessageDraft]],
+    at: dt.datetime,
+) -> None:
+    """One occurrence: its firing, its event and its messages — failed as stale when it is
+    past the alert's late limit."""
+    late = at - due > dt.timedelta(hours=spec.late_limit_hours)
+    out.firings.append(
+        FiringDraft(
+            key=key,
+            alert_id=alert.pk,
+            project_id=project.pk,
+            recipient_key=inst.recipient_key,
+            due=due,
+            outcome=SKIPPED_LATE if late else FIRED,
+            created_on=at,
+        )
+    )
+    out.events.append(
+        EventDraft(
+            project_id=project.pk,
+            source=_source(alert, spec),
+            source_id=str(alert.pk),
+            source_name=alert.name[:255],
+            content_type=spec.channel,
+            triggered_by=f"alert:{alert.pk}",
+            created_on=at,
+        )
+    )
+    if late:
+        hours = (at - due).total_seconds() / 3600
+        for _, msg in msgs:
+            msg.status, msg.error_code, msg.failed_on = FAILED, "MESSAGE_IS_STALE", at
+            msg.next_attempt_at = None
+            msg.error_detail = (
+                f"skipped: {hours:.1f} h overdue (the alert's late limit is "
+                f"{spec.late_limit_hours} h)"
+            )
+    out.messages.append(msgs)
+
+
+def _write(project: Project, out: Firings, at: dt.datetime) -> None:
+    """The batch's events, firings, sub-events and messages, one statement each (through the
+    message log's writer); an event none of whose messages can go is closed at once."""
+    message_log.add_events(out.events)
+    for firing, event in zip(out.firings, out.events, strict=True):
+        firing.event_id = event.pk
+    record_firings(out.firings)
     subs: list[SubEventDraft] = []
-    msgs: list[MessageDraft] = []
-    for (_, rows), event in zip(plans, created, strict=True):
-        for target, msg in rows:
+    for msgs, event in zip(out.messages, out.events, strict=True):
+        for target, msg in msgs:
             contact = target.contact
             sub = SubEventDraft(
                 event_id=event.pk,
@@ -331,41 +290,30 @@ def _fire_project(
                 contact_type=contact["contact_type"] if contact else "",
                 recipient_name=(contact["name"] if contact else target.email)[:255],
                 created_on=at,
-                date_last_activity=next(stamp),
             )
-            if msg.status == "failed":
-                sub.status, sub.error_code = "error", msg.error_code
+            if msg.status == FAILED:
+                sub.status, sub.error_code = ERROR, msg.error_code
             subs.append(sub)
-    SubEventDraft.insert(subs)
+    message_log.add_subevents(project, subs)  # stamped with the project's clock, in order
     it = iter(subs)
-    for (_, rows), event in zip(plans, created, strict=True):
-        statuses = []
-        for _, msg in rows:
-            sub = next(it)
-            msg.event_id, msg.subevent_id = event.pk, sub.pk
-            msgs.append(msg)
-            statuses.append(msg.status)
-        if not rows:
-            event.status, event.error_code = "error", "NO_RECIPIENT"
-        elif all(s == "failed" for s in statuses):
-            event.status, event.error_code = "error", "SUBEVENT_ERROR"
-    MessageDraft.insert(msgs)
-    failed = [(e.status, e.error_code, e.pk) for e in created if e.status == "error"]
-    bulk.execute_many(
-        f"UPDATE {EVENT_TABLE} SET status = %s, error_code = %s WHERE id = %s", failed
-    )
-    return advanced
+    for msgs, event in zip(out.messages, out.events, strict=True):
+        for _, msg in msgs:
+            msg.event_id, msg.subevent_id = event.pk, next(it).pk
+    message_log.add_messages([msg for msgs in out.messages for _, msg in msgs])
+    message_log.set_event_outcomes([c for c in map(_closing, out.events, out.messages) if c])
 
 
-def _stamps(project: Project, count: int) -> Any:
-    """Strictly increasing sub-event activity stamps for this project (locked by the caller)."""
-    tick = now()
-    if project.last_indexed_on is not None:
-        tick = max(tick, project.last_indexed_on + ONE_MICROSECOND)
-    last = tick + ONE_MICROSECOND * max(count - 1, 0)
-    project.last_indexed_on = last
-    project.save(update_fields=["last_indexed_on"])
-    return (tick + ONE_MICROSECOND * i for i in range(count))
+def _closing(
+    event: EventDraft, msgs: Sequence[tuple[Target, MessageDraft]]
+) -> tuple[int, str, str | None] | None:
+    """How a new event closes at once: with no recipient at all, or when every message
+    failed (``message_log.outcome``); otherwise it stays in progress until the dispatcher
+    closes it."""
+    if not msgs:
+        return (event.pk, ERROR, NO_RECIPIENT)
+    if message_log.outcome([msg.status for _, msg in msgs]) == ERROR:
+        return (event.pk, ERROR, message_log.SUBEVENT_ERROR)
+    return None
 
 
 def _advance(
@@ -420,277 +368,3 @@ def _advance(
     if memo_key is not None:
         memo[memo_key] = (inst.period, inst.event, nxt)
     return inst
-
-
-# -- recipients --------------------------------------------------------------------------------
-
-
-def _targets(
-    project: Project,
-    group: Sequence[Claimed],
-    alerts: Mapping[int, Alert],
-    views: Mapping[str, CaseView],
-) -> dict[int, list[Target]]:
-    """Every instance's recipients, resolved with a fixed number of queries."""
-    wanted: dict[int, list[tuple[str, str]]] = {}  # instance → [(kind, contact id or email)]
-    children: dict[str, list[str]] = defaultdict(list)
-    need_children = {
-        inst.case_id
-        for inst in group
-        if inst.case_id
-        and any(r.type == "children" for r in spec_of(alerts[inst.alert_id]).recipients)
-    }
-    if need_children:
-        for chunk in bulk.in_chunks(sorted(need_children)):
-            for child, parent in CaseIndex.objects.filter(
-                project_id=project.pk, name="parent", referenced_id__in=chunk
-            ).values_list("case_id", "referenced_id"):
-                children[parent].append(child)
-    user_refs: set[str] = set()
-    for inst in group:
-        alert = alerts[inst.alert_id]
-        spec = spec_of(alert)
-        if alert.kind == "broadcast":
-            wanted[inst.pk] = [("contact", inst.recipient_key)]
-            continue
-        view = views.get(inst.case_id or "")
-        out: list[tuple[str, str]] = []
-        for r in spec.recipients:
-            if view is None:
-                out.append(("none", ""))
-            elif r.type == "self":
-                out.append(("contact", view.case_id))
-            elif r.type == "owner":
-                out.append(("contact", view.owner_id) if view.owner_id else ("none", ""))
-            elif r.type == "parent":
-                out.append(("contact", view.parent_id) if view.parent_id else ("none", ""))
-            elif r.type == "children":
-                kids = children.get(view.case_id, [])
-                out.extend(("contact", k) for k in kids) if kids else out.append(("none", ""))
-            elif r.type == "user_property":
-                ref = (view.get(r.property or "") or "").strip()
-                if ref:
-                    user_refs.add(ref)
-                    out.append(("user", ref))
-                else:
-                    out.append(("none", ""))
-            elif r.type == "email_property":
-                address = (view.get(r.property or "") or "").strip()
-                out.append(("email", address) if address else ("none", ""))
-        wanted[inst.pk] = out
-    users = resolve_user_refs(project, user_refs)
-    ids = {v for pairs in wanted.values() for k, v in pairs if k == "contact"}
-    ids |= set(users.values())
-    contacts: dict[str, dict[str, Any]] = {}
-    for chunk in bulk.in_chunks(sorted(ids)):
-        for row in Contact.objects.filter(bulk.is_in("contact_id", chunk)).values(*CONTACT_FIELDS):
-            contacts[row["contact_id"]] = row
-    result: dict[int, list[Target]] = {}
-    for inst_pk, pairs in wanted.items():
-        targets: list[Target] = []
-        seen: set[str] = set()
-        for kind, value in pairs:
-            if kind == "user":
-                value, kind = users.get(value, ""), "contact"
-            if kind == "contact":
-                contact = contacts.get(value)
-                if contact is None:
-                    targets.append(Target(error="NO_RECIPIENT"))
-                elif value not in seen:
-                    seen.add(value)
-                    targets.append(Target(contact=contact))
-            elif kind == "email":
-                targets.append(Target(email=value))
-            else:
-                targets.append(Target(error="NO_RECIPIENT"))
-        result[inst_pk] = targets
-    return result
-
-
-_PARSED: dict[str, list[Any]] = {}
-
-
-def _render(template: str, ctx: RenderContext) -> str:
-    parsed = _PARSED.get(template)
-    if parsed is None:
-        if len(_PARSED) > 5000:
-            _PARSED.clear()
-        parsed = _PARSED[template] = parse_template(template)
-    return render(parsed, ctx)
-
-
-class Draft:
-    """A row to write, without the cost of a model instance (the due scan builds several per
-    recipient). Attribute names are the model's; ``row()`` lays them out as its columns, with
-    the model's defaults for the ones never set."""
-
-    model: ClassVar[type[Model]]
-    _columns: ClassVar[list[str]]
-    _layout: ClassVar[list[tuple[str, Any]]]  # (attname, default) in column order
-    _stamp_at: ClassVar[list[int]]  # positions of the datetime columns
-    _defaults: ClassVar[dict[str, Any]]
-    _auto_id: ClassVar[bool]
-
-    def __init_subclass__(cls) -> None:
-        fields = list(cls.model._meta.concrete_fields)
-        cls._auto_id = fields[0].get_internal_type() in ("AutoField", "BigAutoField")
-        if cls._auto_id:
-            fields = fields[1:]
-        cls._columns = [str(f.column) for f in fields]
-        cls._defaults = {f.attname: (None if f.primary_key else f.get_default()) for f in fields}
-        cls._layout = [(f.attname, cls._defaults[f.attname]) for f in fields]
-        cls._stamp_at = [
-            i for i, f in enumerate(fields) if f.get_internal_type() == "DateTimeField"
-        ]
-
-    def __init__(self, **values: Any) -> None:
-        self.__dict__.update(values)
-
-    def __getattr__(self, name: str) -> Any:  # only reached for a name never set
-        try:
-            return self._defaults[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self.__dict__[name] = value
-
-    def row(self) -> list[Any]:
-        get = self.__dict__.get
-        row = [get(n, d) for n, d in self._layout]
-        adapt = bulk.adapt_datetime
-        for i in self._stamp_at:
-            row[i] = adapt(row[i])
-        return row
-
-    @classmethod
-    def insert(cls, drafts: Sequence[Draft]) -> None:
-        """One batch write; with an auto id, each draft gets its ``pk`` back."""
-        if not drafts:
-            return
-        table = cls.model._meta.db_table
-        rows = [d.row() for d in drafts]
-        if not cls._auto_id:
-            bulk.insert(table, cls._columns, rows)
-            return
-        ids = bulk.insert_rows_returning_ids(table, cls._columns, rows)
-        for d, new_id in zip(drafts, ids, strict=True):
-            d.pk = new_id
-
-
-def new_message_id() -> str:
-    """A message id, time-ordered as every message's (``core.ids``)."""
-    return time_ordered_id()
-
-
-class MessageDraft(Draft):
-    model = Message
-
-    def __init__(self, **values: Any) -> None:
-        self.__dict__.update(values)
-        if values.get("id") is None:
-            self.__dict__["id"] = new_message_id()
-
-
-class EventDraft(Draft):
-    model = MessagingEvent
-
-
-class SubEventDraft(Draft):
-    model = MessagingSubEvent
-
-
-class FiringDraft(Draft):
-    model = Firing
-
-
-def message_for(
-    project: Project,
-    settings: ProjectSettings,
-    spec: AlertSpec,
-    view: CaseView | None,
-    target: Target,
-    names: Mapping[str, str],
-    phones: Mapping[str, str],
-    at: dt.datetime,
-) -> Any:
-    """The message for one recipient (a Draft): queued, or failed with the reason."""
-    contact = target.contact
-    msg = MessageDraft(
-        project_id=project.pk,
-        channel=spec.channel,
-        contact_id=contact["contact_id"] if contact else None,
-        contact_type=contact["contact_type"] if contact else "",
-        created_on=at,
-        updated_on=at,
-        next_attempt_at=at,
-    )
-    error = target.error
-    language = contact["lang_effective"] if contact else None
-    if error is None and contact is not None and not contact["active"]:
-        error = "CONTACT_IS_INACTIVE"
-    if spec.channel == "sms":
-        texts = spec.content.sms
-        if error is None:
-            if contact is None:
-                error = "NO_PHONE_NUMBER"
-            else:
-                number = phones.get(contact["contact_id"])
-                if number is None:
-                    error = "NO_PHONE_NUMBER"
-                else:
-                    msg.phone_number = number
-    else:
-        assert spec.content.email is not None
-        texts = spec.content.email.body
-        if error is None:
-            if contact is not None:
-                msg.email_address = contact["email"]
-                if contact["email_status"] == "missing":
-                    error = "NO_EMAIL_ADDRESS"
-                elif contact["email_status"] == "invalid":
-                    error = "ERROR_INVALID_EMAIL_ADDRESS"
-            else:
-                address, status = check_email(target.email)
-                msg.email_address = address or target.email[:320]
-                if status != "ok":
-                    error = "ERROR_INVALID_EMAIL_ADDRESS"
-    template, used = pick_translation(
-        texts,
-        language,
-        project_languages=settings.languages,
-        fallback=settings.language_fallback,
-        alert_default=spec.default_language,
-    )
-    if error is None and template is None:
-        error = "NO_MESSAGE"
-    if template is not None:
-        parent = view.parent if view is not None else None
-        ctx = RenderContext(
-            case_name=view.name if view else None,
-            case_properties=view.properties if view else {},
-            owner_name=names.get(view.owner_id) if view and view.owner_id else None,
-            parent_name=parent.name if parent else None,
-            parent_properties=parent.properties if parent else None,
-            recipient_name=contact["name"] if contact else None,
-        )
-        try:
-            msg.text = _render(template, ctx)
-            if spec.channel == "email" and spec.content.email is not None:
-                subject, _ = pick_translation(
-                    spec.content.email.subject,
-                    used if used != "*" else language,
-                    project_languages=settings.languages,
-                    fallback="untranslated",
-                )
-                msg.subject = _render(subject, ctx)[:998] if subject else ""
-        except Exception:  # a template that passed validation must render; log if not
-            log.exception("alert template failed to render")
-            error = error or "CANNOT_RENDER_MESSAGE"
-        msg.language = "" if used == "*" else used
-    if spec.channel == "sms" and msg.text:
-        info = analyse(msg.text)
-        msg.segments, msg.encoding = info.segments, info.encoding
-    if error is not None:
-        msg.status, msg.error_code, msg.failed_on, msg.next_attempt_at = "failed", error, at, None
-    return msg

@@ -7,20 +7,25 @@ get wrong is refused here with a message naming the field, before anything is st
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from casereach.alerts.regexguard import regex_problem
 from casereach.alerts.templates import TemplateError, validate_content
+from casereach.core.errors import BadRequest
+
+if TYPE_CHECKING:
+    from casereach.alerts.models import Alert
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _PROP = re.compile(r"^(parent/)?[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
@@ -31,90 +36,6 @@ MIN_DATE = dt.date(1900, 1, 1)
 MAX_DATE = dt.date(2199, 12, 31)
 MAX_SPAN_DAYS = 36_525  # 100 years
 _SPAN_REFERENCE = dt.date(2000, 1, 1)  # for a start that is only known per case
-
-# Python's own regex parser: the parse tree is walked to refuse patterns that can backtrack
-# exponentially. Imported by name because it is private (``sre_parse`` is its deprecated alias).
-_re_parser: Any = importlib.import_module("re._parser")
-_REPEATS = frozenset({"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"})
-REGEX_NESTED = (
-    "regex: nested repetition like (a+)+ can take exponential time; rewrite it without a "
-    "repeat inside a repeat (a fixed count such as {4} inside is fine)"
-)
-REGEX_ALTERNATION = (
-    "regex: a repeated alternation with a repeat in one of its branches, like (a|b+)*, can "
-    "take exponential time; rewrite it without a repeat inside the repeated group"
-)
-REGEX_BACKREF = (
-    "regex: a backreference (\\1, (?P=name), (?(1)...)) inside a repeat can take exponential "
-    "time; rewrite it without one"
-)
-
-
-def _op(op: Any) -> str:
-    return str(getattr(op, "name", op))
-
-
-def _has_repeat(items: Any) -> bool:
-    """Whether the parsed pattern ``items`` contains, at any depth, a repeat of more than one."""
-    stack = [items]
-    while stack:
-        for op, av in stack.pop():
-            name = _op(op)
-            if name in _REPEATS:
-                if av[1] > 1:
-                    return True
-                stack.append(av[2])
-            else:
-                stack.extend(_children(name, av))
-    return False
-
-
-def _children(name: str, av: Any) -> list[Any]:
-    """The sub-patterns of one parse-tree node that is not a repeat."""
-    if name == "SUBPATTERN":
-        return [av[3]]
-    if name == "ATOMIC_GROUP":
-        return [av]
-    if name in ("ASSERT", "ASSERT_NOT"):
-        return [av[1]]
-    if name == "BRANCH":
-        return list(av[1])
-    if name == "GROUPREF_EXISTS":
-        return [part for part in av[1:] if part is not None]
-    return []
-
-
-def regex_problem(pattern: str) -> str | None:
-    """Why ``pattern`` (a valid regex) may take exponential time, or ``None``.
-
-    Deterministic and conservative, on Python's parse tree. Inside a repeat that can match
-    its body more than once (``+``, ``*``, ``{2,}``, ``{3}``...) there must be no:
-
-    * repeat of a variable count above one (``(a+)+``, ``(a*)*``, ``(\\d{1,3}\\.){3}``); a
-      fixed count such as ``(\\d{2}-)+`` is fine, it matches one way only;
-    * alternation with a repeat in a branch (``(a|b+)*``, ``(x|\\d{2})+``);
-    * backreference or group condition (``(a)\\1*``, ``((a)\\2)+``, ``((?(1)a|b))+``).
-
-    Alternations of plain strings such as ``(a|aa)+`` are not detected.
-    """
-    stack: list[tuple[Any, bool]] = [(_re_parser.parse(pattern), False)]
-    while stack:
-        items, repeated = stack.pop()
-        for op, av in items:
-            name = _op(op)
-            if name in _REPEATS:
-                low, high, body = av
-                many = high > 1
-                if repeated and many and low != high:
-                    return REGEX_NESTED
-                stack.append((body, repeated or many))
-                continue
-            if repeated and name in ("GROUPREF", "GROUPREF_EXISTS"):
-                return REGEX_BACKREF
-            if repeated and name == "BRANCH" and any(_has_repeat(alt) for alt in av[1]):
-                return REGEX_ALTERNATION
-            stack.extend((child, repeated) for child in _children(name, av))
-    return None
 
 
 def _saving(info: ValidationInfo) -> bool:
@@ -520,3 +441,39 @@ def load_stored_spec(data: Any) -> AlertSpec:
     date ranges, schedule length, the unused channel's templates) are not applied again:
     refusing to load a saved alert would stop its schedules and the scheduler's batch."""
     return AlertSpec.model_validate(data, context={"stored": True})
+
+
+def spec_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if not str(p).startswith("function"))
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def validated_spec(data: Any) -> AlertSpec:
+    """A request body as a spec to save, or BadRequest naming the first problems."""
+    if not isinstance(data, dict):
+        raise BadRequest("Payload must be a single JSON object")
+    try:
+        return parse_spec(data)
+    except ValidationError as exc:
+        raise BadRequest(f"invalid alert: {spec_error(exc)}") from None
+    except ValueError as exc:
+        raise BadRequest(f"invalid alert: {exc}") from None
+
+
+_SPEC_CACHE: dict[tuple[int, int, dt.datetime, dt.datetime], AlertSpec] = {}
+
+
+def spec_of(alert: Alert) -> AlertSpec:
+    """The parsed spec, cached per alert definition (ids may repeat across test databases,
+    so the key includes the timestamps)."""
+    key = (alert.pk, alert.version, alert.created_on, alert.updated_on)
+    spec = _SPEC_CACHE.get(key)
+    if spec is None:
+        if len(_SPEC_CACHE) > 1000:
+            _SPEC_CACHE.clear()
+        spec = _SPEC_CACHE[key] = load_stored_spec(alert.spec)
+    return spec

@@ -2,24 +2,19 @@
 
 Contacts report the contacts whose effective zone a sync changed (a case's or a worker's own
 zone, or the project's for contacts without one); this moves every active schedule whose times
-follow one of them. It writes through the alerts actions (``evaluate``, ``refresh_instance``).
+follow one of them. It writes through the alerts actions (``do_evaluate``, ``write_changes``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from casereach.alerts.actions import (
-    contact_zones,
-    evaluate,
-    load_views,
-    plan_for,
-    refresh_instance,
-    sole_recipient_rule,
-    spec_of,
-    write_changes,
-)
-from casereach.alerts.models import Alert, ScheduleInstance
+from casereach.alerts.actions import do_evaluate, write_changes
+from casereach.alerts.caseviews import contact_zones, load_views
+from casereach.alerts.evaluation import plan_for, refresh_instance
+from casereach.alerts.models import BROADCAST, Alert, ScheduleInstance
+from casereach.alerts.recipients import sole_recipient_rule
+from casereach.alerts.spec import spec_of
 from casereach.cases.models import Case, CaseIndex
 from casereach.core import bulk
 from casereach.core.timeutil import now
@@ -40,7 +35,7 @@ def on_zones_changed(project_id: int, contact_ids: Sequence[str]) -> None:
     zones: dict[str, str] | None = None
     for alert in alerts:
         spec = spec_of(alert)
-        if alert.kind == "broadcast":
+        if alert.kind == BROADCAST:
             mine = ScheduleInstance.objects.filter(
                 alert=alert, alert_version=alert.version, active=True
             )
@@ -80,4 +75,4 @@ def on_zones_changed(project_id: int, contact_ids: Sequence[str]) -> None:
                 found = cases.filter(case_id__in=children)
             case_ids.extend(found.values_list("case_id", flat=True))
         if case_ids:
-            evaluate(alert, spec, load_views(project_id, case_ids))
+            do_evaluate(alert, spec, load_views(project_id, case_ids))

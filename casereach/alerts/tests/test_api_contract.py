@@ -9,10 +9,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from casereach.alerts.api import serialize_alert
 from casereach.alerts.models import Alert
 from casereach.alerts.queries import upcoming
 from casereach.alerts.scheduler import run_until_idle
+from casereach.alerts.serializers import serialize_alert
 from casereach.api.main import api as ninja_api
 from casereach.testing.world import Api, case_body, conditional_alert_body
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from casereach.alerts import queries, scheduler
+from casereach.alerts import compose, dryrun, queries, recipients, scheduler
 from casereach.alerts.scheduler import fire_due
 from casereach.core.timeutil import now
 from casereach.gateways.types.test.gateway import OUTBOX
@@ -148,6 +148,9 @@ def test_every_pre_send_failure_has_a_row() -> None:
         Path(presend.__file__).read_text(),
         Path(scheduler.__file__).read_text(),
         Path(queries.__file__).read_text(),
+        Path(dryrun.__file__).read_text(),
+        Path(compose.__file__).read_text(),
+        Path(recipients.__file__).read_text(),
     ]
     codes = {c for text in sources for c in re.findall(r'"([A-Z][A-Z_]+[A-Z])"', text)}
     failures = {c for c in codes if c in BY_CODE} - {"MESSAGE_IS_STALE", "DAILY_LIMIT_REACHED"}
