@@ -1,4 +1,4 @@
-"""Project keywords (SPEC 6.4-6.5): the one writer of ``Keyword``, and the handlers of a
+"""Project keywords (SPEC 6): the one writer of ``Keyword``, and the handlers of a
 message naming one — a keyword reply, a structured SMS updating the sender's case, and
 ``JOIN <project>`` self-registration from a number no contact holds.
 """
