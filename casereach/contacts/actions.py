@@ -210,22 +210,7 @@ def _write_entries(derived: Sequence[DerivedContact], stamp: dt.datetime) -> set
     """Bring phone entries in line with ``derived``; returns the numbers whose two-way
     ownership may have changed."""
     ids = [d.source.contact_id for d in derived if not d.source.new]
-    existing = _existing_entries(ids)
-    if bulk.is_postgres():
-        # Take the per-number locks of every number whose ownership this batch may change
-        # *before* stamping requests, all at once (sorted, so writers cannot deadlock), then
-        # re-read under them: ``requested_on`` then follows lock order, so "earliest request"
-        # and "first to be granted" agree, and no holder flag is written back from a stale read.
-        # (SQLite's IMMEDIATE transaction already serialises every writer.)
-        contested = {w.number for d in derived for w in d.entries if w.verified_requested}
-        contested.update(e.number for e in existing if e.holder or e.verified_requested)
-        if contested:
-            bulk.lock_keys("phone", contested)
-            if existing:
-                # (With none, there is nothing to re-read: only a writer holding this
-                # project's lock, as we do, adds entries to these contacts.)
-                existing = _existing_entries(ids)
-            stamp = now()
+    existing, stamp = _lock_contested(derived, ids, stamp)
     by_contact: dict[str, dict[str, _Entry]] = defaultdict(dict)
     for e in existing:
         by_contact[e.contact_id][e.number] = e
@@ -290,6 +275,57 @@ def _write_entries(derived: Sequence[DerivedContact], stamp: dt.datetime) -> set
                         e.id,
                     )
                 )
+    _store_entries(deletes, updates, inserts, touched)
+    return touched
+
+
+def _lock_contested(
+    derived: Sequence[DerivedContact], ids: Sequence[str], stamp: dt.datetime
+) -> tuple[list[_Entry], dt.datetime]:
+    """The existing entries of ``ids`` and the stamp of new requests, read under the locks of
+    the numbers whose ownership this batch may change (where rows can be written
+    concurrently: SQLite's IMMEDIATE transaction already serialises every writer).
+
+    The locks are taken *before* stamping requests, all at once (sorted, so writers cannot
+    deadlock), then the entries are re-read under them: ``requested_on`` then follows lock
+    order, so "earliest request" and "first to be granted" agree, and no holder flag is
+    written back from a stale read."""
+    existing = _existing_entries(ids)
+    if bulk.one_writer_database():
+        return existing, stamp
+    contested = {w.number for d in derived for w in d.entries if w.verified_requested}
+    contested.update(e.number for e in existing if e.holder or e.verified_requested)
+    if not contested:
+        return existing, stamp
+    bulk.lock_keys("phone", contested)
+    if existing:
+        # (With none, there is nothing to re-read: only a writer holding this project's
+        # lock, as we do, adds entries to these contacts.)
+        existing = _existing_entries(ids)
+    return existing, now()
+
+
+_ENTRY_COLUMNS = (
+    "number",
+    "contact_id",
+    "project_id",
+    "contact_type",
+    "position",
+    "gateway",
+    "verified_requested",
+    "requested_on",
+    "holder",
+    "pending",
+    "registered_on",
+)
+
+
+def _store_entries(
+    deletes: Sequence[int],
+    updates: Sequence[tuple[object, ...]],
+    inserts: list[tuple[object, ...]],
+    touched: set[str],
+) -> None:
     with connection.cursor() as cursor:
         for chunk in bulk.chunks(deletes, IN_CHUNK):
             marks = ", ".join(["%s"] * len(chunk))
@@ -300,24 +336,7 @@ def _write_entries(derived: Sequence[DerivedContact], stamp: dt.datetime) -> set
         updates,
     )
     _claim_free_numbers(inserts, touched)
-    bulk.insert(
-        ENTRY_TABLE,
-        (
-            "number",
-            "contact_id",
-            "project_id",
-            "contact_type",
-            "position",
-            "gateway",
-            "verified_requested",
-            "requested_on",
-            "holder",
-            "pending",
-            "registered_on",
-        ),
-        inserts,
-    )
-    return touched
+    bulk.insert(ENTRY_TABLE, _ENTRY_COLUMNS, inserts)
 
 
 def _claim_free_numbers(inserts: list[tuple[object, ...]], touched: set[str]) -> None:
@@ -424,3 +443,17 @@ def do_transfer_ownership(project: Project, number: str, contact_id: str) -> Pho
         )
         target.refresh_from_db()
         return target
+
+
+def do_reserve_number(entry: PhoneEntry) -> None:
+    """Make ``entry`` the pending holder of its number (a worker's verification started; the
+    caller holds the number's lock and found no other holder)."""
+    PhoneEntry.objects.filter(pk=entry.pk).update(holder=True, pending=True)
+
+
+def do_confirm_number(entry: PhoneEntry) -> None:
+    """A pending holder confirmed its number (the verification reply): it now holds it as a
+    verified, requesting entry."""
+    PhoneEntry.objects.filter(pk=entry.pk).update(
+        pending=False, verified_requested=True, requested_on=now()
+    )

@@ -86,22 +86,7 @@ def do_send(project: Project, req: SendRequest) -> tuple[MessagingEvent, list[Me
     stamp = now()
     with transaction.atomic():
         locked = lock_project(project.pk)
-        contact: Contact | None = None
-        if req.contact_id:
-            contact = Contact.objects.filter(contact_id=req.contact_id, project=locked).first()
-            if contact is None:
-                raise NotFound(f"contact '{req.contact_id}' not found")
-        number = ""
-        email = ""
-        if contact is None and req.channel == "sms":
-            check = check_phone(req.phone_number or "", ProjectRules(project_id=locked.pk))
-            if check.number is None:
-                raise BadRequest(f"phone_number is not a usable number ({check.reason})")
-            number = check.number
-        if contact is None and req.channel == "email":
-            email, status = check_email(req.email_address)
-            if status != "ok":
-                raise BadRequest("email_address is not a valid address")
+        contact, number, email = _recipient(locked, req)
         event = message_log.new_event(
             locked,
             source=req.source,
@@ -158,6 +143,24 @@ def do_send(project: Project, req: SendRequest) -> tuple[MessagingEvent, list[Me
         message_log.add_message(msg)
         message_log.close_event(event, sub, [(msg.status, msg.error_code)])
     return event, [msg]
+
+
+def _recipient(project: Project, req: SendRequest) -> tuple[Contact | None, str, str]:
+    """(contact, number, address): the contact named, or the raw number or address checked."""
+    if req.contact_id:
+        contact = Contact.objects.filter(contact_id=req.contact_id, project=project).first()
+        if contact is None:
+            raise NotFound(f"contact '{req.contact_id}' not found")
+        return contact, "", ""
+    if req.channel == "sms":
+        check = check_phone(req.phone_number or "", ProjectRules(project_id=project.pk))
+        if check.number is None:
+            raise BadRequest(f"phone_number is not a usable number ({check.reason})")
+        return None, check.number, ""
+    email, status = check_email(req.email_address)
+    if status != "ok":
+        raise BadRequest("email_address is not a valid address")
+    return None, "", email
 
 
 def _precheck(

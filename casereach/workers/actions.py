@@ -239,3 +239,14 @@ def do_resync_project_workers(project: Project) -> int:
             )
             count += len(workers)
     return count
+
+
+def do_add_verified_number(worker_id: str, number: str) -> None:
+    """Record ``number`` (digits, no ``+``) among the worker's verified numbers, once."""
+    worker = MobileWorker.objects.filter(id=worker_id).first()
+    if worker is None:
+        return
+    known = {n.removeprefix("+") for n in worker.verified_numbers}
+    if number not in known:
+        worker.verified_numbers = [*worker.verified_numbers, number]
+        worker.save(update_fields=["verified_numbers"])

@@ -498,14 +498,14 @@ def test_a_message_failing_in_a_shared_transaction_fails_alone(
     api = Api(project)
     gw = GatewayConfig.objects.get(pk=gateway(api)["id"])
     case(api, phone="254700000201", verified="yes")
-    real = inbound._ensure_event
+    real = inbound.ensure_event
 
     def failing(ctx: Any, *args: Any) -> None:
         real(ctx, *args)  # written, then the failure: all of it must go
         if ctx.msg.text == "boom":
             raise RuntimeError("boom")
 
-    monkeypatch.setattr(inbound, "_ensure_event", failing)
+    monkeypatch.setattr(inbound, "ensure_event", failing)
     worker = SqliteWorker()
     batch = _jobs(
         gw,

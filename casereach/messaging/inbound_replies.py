@@ -1,0 +1,224 @@
+"""Replying to an inbound SMS: what a handler works with (``Ctx``) and how it answers.
+
+Replies go out through the gateway that received the message (``gateway_source="inbound"``
+pins it) and are written to the outbox like every other send, through ``messaging.log``; an
+automatic reply repeated too often to one number within a few minutes is suppressed (a loop
+with another bot). The handlers (opt-out words, verification, keywords, self-registration) and
+the receiving module share these.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+
+from casereach.contacts.models import Contact, PhoneEntry
+from casereach.core.segments import analyse
+from casereach.core.timeutil import now
+from casereach.gateways.models import GatewayConfig
+from casereach.gateways.queries import route, serving_projects
+from casereach.messaging import log as message_log
+from casereach.messaging.content import pick_translation
+from casereach.messaging.models import (
+    COMPLETED,
+    IN_PROGRESS,
+    EventStatus,
+    Keyword,
+    Message,
+    MessagingEvent,
+    MessagingSubEvent,
+)
+from casereach.messaging.optouts import is_opted_out
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import ProjectSettings
+
+NOT_LOADED: Any = object()  # Ctx.keyword: the keyword was not looked up in advance
+
+
+@dataclass
+class Ctx:
+    """What one inbound message is being handled with."""
+
+    gw: GatewayConfig
+    msg: Message
+    project: Project | None
+    settings: ProjectSettings
+    entry: PhoneEntry | None  # the sender's two-way holder entry (maybe pending)
+    contact: Contact | None
+    event: MessagingEvent | None = None
+    subevent: MessagingSubEvent | None = None
+    replies: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # (status, error_code) of each reply queued in this event, to close it without a query.
+    reply_states: list[tuple[str, str | None]] = field(default_factory=list)
+    # The project keyword named by the first word, looked up with the sender (None: there is
+    # none); NOT_LOADED when it was not.
+    keyword: Keyword | None = NOT_LOADED
+    # The test phone's project: the gateway then acts as that project's own (see do_receive).
+    as_project: int | None = None
+
+    @property
+    def language(self) -> str | None:
+        return self.contact.lang_effective if self.contact else None
+
+
+def scope(gw: GatewayConfig, as_project: int | None) -> set[int] | None:
+    """Projects whose contacts may be matched: the owner and the projects that accepted the
+    gateway; None = every project (a global gateway); the test phone's project only."""
+    if as_project is not None:
+        return {as_project}
+    return serving_projects(gw)
+
+
+def in_scope(gw: GatewayConfig, project_id: int, as_project: int | None) -> bool:
+    """Whether the gateway may match contacts of ``project_id`` (see ``scope``)."""
+    if as_project is not None:
+        return project_id == as_project
+    if gw.project_id is None or gw.project_id == project_id:
+        return True
+    served = scope(gw, None)
+    return served is None or project_id in served
+
+
+def translated(ctx: Ctx, texts: Mapping[str, str]) -> str | None:
+    text, _ = pick_translation(
+        texts,
+        ctx.language,
+        project_languages=ctx.settings.languages,
+        fallback="untranslated",
+    )
+    return text
+
+
+def ensure_event(ctx: Ctx, source: str, source_id: str, completed: bool = False) -> None:
+    """The event and sub-event of this message (``completed``: it has no replies and gets
+    none, so it is written closed)."""
+    if ctx.event is not None or ctx.project is None:
+        return
+    status: EventStatus = COMPLETED if completed else IN_PROGRESS
+    ctx.event = message_log.new_event(
+        ctx.project,
+        source=source,
+        source_id=source_id,
+        source_name=source_id if source == "keyword" else "",  # the keyword itself
+        content_type="sms",
+        status=status,
+        triggered_by=f"sms:{ctx.msg.phone_number}",
+    )
+    ctx.subevent = message_log.new_subevent(ctx.project, ctx.event, ctx.contact, status=status)
+
+
+def reply(
+    ctx: Ctx,
+    source: str,
+    texts: Mapping[str, str],
+    default: str | None,
+    *,
+    allow_opted_out: bool = False,
+    source_id: str = "",
+) -> None:
+    ensure_event(ctx, source, source_id)
+    queue_sms(ctx, texts, default, pinned=True, allow_opted_out=allow_opted_out)
+
+
+def queue_sms(
+    ctx: Ctx,
+    texts: Mapping[str, str],
+    default: str | None,
+    *,
+    pinned: bool,
+    allow_opted_out: bool = False,
+) -> None:
+    """Queue one SMS to the sender's number (or fail it at once with the reason)."""
+    text, language = pick_translation(
+        texts,
+        ctx.language,
+        project_languages=ctx.settings.languages,
+        fallback="untranslated",
+    )
+    if text is None:
+        if default is None:
+            ctx.notes.append("no reply text in any language")
+            return
+        text, language = default, "*"
+    number = ctx.msg.phone_number
+    stamp = now()
+    s = ctx.settings
+    since = stamp - dt.timedelta(minutes=s.reply_loop_minutes)
+    if pinned:
+        repeats = _recent_replies(number, text, since)
+        if repeats >= s.reply_loop_limit:
+            ctx.notes.append(
+                f"reply suppressed: {repeats} identical replies to this number in the last "
+                f"{s.reply_loop_minutes} minutes (a loop with another automatic sender?)"
+            )
+            return
+    info = analyse(text)
+    msg = Message(
+        project=ctx.project,
+        event=ctx.event,
+        subevent=ctx.subevent,
+        channel="sms",
+        contact_id=ctx.contact.contact_id if ctx.contact else None,
+        contact_type=ctx.contact.contact_type if ctx.contact else "",
+        phone_number=number,
+        text=text,
+        language="" if language == "*" else language,
+        segments=info.segments,
+        encoding=info.encoding,
+        allow_opted_out=allow_opted_out,
+        created_on=stamp,
+        updated_on=stamp,
+        next_attempt_at=stamp,
+    )
+    if pinned:
+        msg.gateway_id, msg.gateway_name, msg.gateway_source = (
+            ctx.gw.pk,
+            ctx.gw.name,
+            "inbound",
+        )
+    elif ctx.project is not None:
+        override = ctx.entry.gateway if ctx.entry else ""
+        chosen = route(ctx.project, number, override)
+        msg.gateway_source = chosen.source
+        if chosen.gateway is None:
+            msg.status, msg.error_code, msg.failed_on = "failed", chosen.error_code, stamp
+            msg.gateway_name, msg.next_attempt_at = chosen.requested, None
+        else:
+            msg.gateway_id, msg.gateway_name = chosen.gateway.pk, chosen.gateway.name
+    if (
+        msg.status == "queued"
+        and not allow_opted_out
+        and is_opted_out(number, ctx.project.pk if ctx.project else None, msg.gateway_id)
+    ):
+        msg.status, msg.error_code, msg.failed_on = "failed", "PHONE_NUMBER_OPTED_OUT", stamp
+        msg.next_attempt_at = None
+    message_log.add_message(msg)
+    ctx.replies.append(msg.id)
+    ctx.reply_states.append((msg.status, msg.error_code))
+
+
+_CREATED_ON = Message._meta.get_field("created_on")
+
+
+def _recent_replies(number: str, text: str, since: dt.datetime) -> int:
+    """Automatic replies of this text to this number since ``since``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM messaging_message WHERE phone_number = %s"
+            " AND direction = 'out' AND gateway_source = 'inbound' AND text = %s"
+            " AND created_on >= %s",
+            [number, text, _CREATED_ON.get_db_prep_value(since, connection)],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def close_event(ctx: Ctx) -> None:
+    """An event whose replies all failed at once (or that has none) is closed now (the
+    dispatcher closes the rest when their messages reach a final state)."""
+    message_log.close_event(ctx.event, ctx.subevent, ctx.reply_states)
