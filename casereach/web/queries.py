@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from casereach.alerts.models import Alert
 from casereach.core.timeutil import now
 from casereach.projects.models import Project
 from casereach.web.models import ImportProgress
@@ -20,3 +21,8 @@ def last_import(project: Project, user_id: int) -> ImportProgress | None:
 
 def is_interrupted(job: ImportProgress) -> bool:
     return job.state == ImportProgress.RUNNING and now() - job.updated_on >= STALE_AFTER
+
+
+def project_alerts(project: Project) -> list[Alert]:
+    """The project's alerts by name (the message log's alert filter)."""
+    return list(Alert.objects.filter(project=project).order_by("name"))
