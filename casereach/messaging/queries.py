@@ -107,7 +107,7 @@ def error_code_counts(project: Project, since: dt.datetime) -> list[tuple[str, i
         .annotate(n=Count("id"))
         .order_by("-n", "error_code")
     )
-    return [(row["error_code"], row["n"]) for row in rows]
+    return [(str(row["error_code"]), int(row["n"])) for row in rows]
 
 
 def contact_messages(project: Project, contact_id: str, limit: int = 100) -> list[Message]:
