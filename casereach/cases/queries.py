@@ -183,3 +183,12 @@ def search_cases(
     if owner:
         qs = qs.filter(owner_id=owner)
     return qs
+
+
+def case_choices(project: Project, case_type: str = "", limit: int = 200) -> list[tuple[str, str]]:
+    """(case id, case name) of the project's open live cases, of ``case_type`` when given, by
+    name: the first ``limit`` (a page's pick list)."""
+    qs = live_cases(project).filter(closed=False)
+    if case_type:
+        qs = qs.filter(case_type=case_type)
+    return list(qs.order_by("case_name").values_list("case_id", "case_name")[:limit])

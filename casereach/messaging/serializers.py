@@ -1,7 +1,7 @@
-"""What the messaging API and the web pages show of messages, opt-outs and keywords: the
-response schemas (OpenAPI only: the views answer JsonResponse or CSV, which ninja passes
-through untouched, so these never filter a field out; every one allows more fields) and the
-functions that turn rows into those objects and CSV lines."""
+"""What the messaging APIs and the web pages show of messages, opt-outs, keywords and messaging
+events: the response schemas (OpenAPI only: the views answer JsonResponse or CSV, which ninja
+passes through untouched, so these never filter a field out; every one allows more fields) and
+the functions that turn rows into those objects and CSV lines."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reads of the web app's own tables."""
+"""Reads of the web app's own tables, and the list of a project's alerts the pages show."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def is_interrupted(job: ImportProgress) -> bool:
     return job.state == ImportProgress.RUNNING and now() - job.updated_on >= STALE_AFTER
 
 
-def project_alerts(project: Project) -> list[Alert]:
-    """The project's alerts by name (the message log's alert filter)."""
-    return list(Alert.objects.filter(project=project).order_by("name"))
+def project_alerts(project: Project, *, newest_first: bool = False) -> list[Alert]:
+    """The project's alerts by name (the message log's alert filter), or newest first (the
+    alerts page)."""
+    return list(Alert.objects.filter(project=project).order_by("-id" if newest_first else "name"))
