@@ -17,8 +17,6 @@ from ninja.parser import Parser
 from casereach.alerts.api import router as alerts_router
 from casereach.api.links import add_links
 from casereach.cases.api import router as cases_router
-from casereach.cases.api_settings import register_settings_resync
-from casereach.cases.api_settings import router as settings_router
 from casereach.cases.api_v05 import router as cases_v05_router
 from casereach.contacts.api import router as contacts_router
 from casereach.core.errors import CasereachError
@@ -30,7 +28,6 @@ from casereach.messaging.api_inbound import router as inbound_router
 from casereach.messaging.callbacks import router as callbacks_router
 from casereach.projects.api import router as projects_router
 from casereach.projects.auth import ApiKeyAuth, Throttled
-from casereach.workers.actions import do_resync_project_workers
 from casereach.workers.api import router as workers_router
 
 log = logging.getLogger(__name__)
@@ -150,7 +147,5 @@ api.add_router("", events_router)
 api.add_router("", inbound_router)
 api.add_router("", alerts_router)
 api.add_router("", workers_router)
-api.add_router("", projects_router)
 api.add_router("", contacts_router)
-api.add_router("", settings_router)  # messaging v1 settings
-register_settings_resync("workers", do_resync_project_workers)
+api.add_router("", projects_router)  # messaging v1 settings

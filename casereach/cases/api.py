@@ -12,7 +12,6 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import register_converter
 from ninja import Router
-from pydantic import Field
 
 from casereach.cases.actions import do_apply_case_changes, do_delete_case
 from casereach.cases.changes import ChangeError, parse_bulk, parse_change
@@ -27,9 +26,17 @@ from casereach.cases.queries import (
     parse_date_bound,
     v2_filter,
 )
-from casereach.cases.serializers import filter_fields, serialize_v2
+from casereach.cases.serializers import (
+    CaseBulkOut,
+    CaseDeleted,
+    CaseListOut,
+    CaseV2,
+    CaseWriteOut,
+    filter_fields,
+    serialize_v2,
+)
 from casereach.core.errors import BadRequest, NotFound
-from casereach.core.openapi import DATE_TIME, ApiError, OpenSchema
+from casereach.core.openapi import ApiError
 from casereach.core.requests import json_body
 from casereach.core.timeutil import json_z
 from casereach.projects.auth import principal_of, project_for, requires
@@ -99,58 +106,12 @@ OBJECT_BODY = {
 }
 
 
-# Response documents. The views answer JsonResponse, which ninja passes through untouched, so
-# these schemas only document (they never filter a field out); every one allows more fields.
+# Response documents: the schemas are in casereach.cases.serializers.
 
 
 AUTH_ERRORS: dict[int, Any] = {401: ApiError, 403: ApiError, 429: ApiError}
 ERRORS: dict[int, Any] = {400: ApiError, **AUTH_ERRORS}
 NOT_FOUND: dict[int, Any] = {404: ApiError}
-
-
-class CaseV2(OpenSchema):
-    """A case in Case API v2's shape; ``fields`` / ``exclude`` may leave keys out."""
-
-    domain: str | None = None
-    case_id: str | None = None
-    case_type: str | None = None
-    case_name: str | None = None
-    external_id: str | None = None
-    owner_id: str | None = None
-    date_opened: str | None = Field(None, json_schema_extra=DATE_TIME)
-    last_modified: str | None = Field(None, json_schema_extra=DATE_TIME)
-    server_last_modified: str | None = Field(None, json_schema_extra=DATE_TIME)
-    indexed_on: str | None = Field(None, json_schema_extra=DATE_TIME)
-    closed: bool | None = None
-    date_closed: str | None = Field(None, json_schema_extra=DATE_TIME)
-    properties: dict[str, Any] | None = None
-    indices: dict[str, Any] | None = None
-
-
-class CaseListOut(OpenSchema):
-    matching_records: int
-    cases: list[CaseV2]
-    next: str | None = Field(None, description="the next page's URL; absent on the last page")
-
-
-class CaseWriteOut(OpenSchema):
-    """One case written (``case``) or, for a bulk request, every case in order (``cases``)."""
-
-    form_id: str
-    xform_id: str
-    case: CaseV2 | None = None
-    cases: list[CaseV2] | None = None
-
-
-class CaseBulkOut(OpenSchema):
-    matching_records: int
-    missing_records: int
-    cases: list[CaseV2] = Field(description="in request order; a missing id has an error entry")
-
-
-class CaseDeleted(OpenSchema):
-    case_id: str
-    deleted: bool
 
 
 def _field_args(request: HttpRequest) -> tuple[list[str] | None, list[str] | None]:

@@ -157,3 +157,38 @@ def decode_cursor(cursor: str) -> list[tuple[str, str]]:
         return parse_qsl(raw, keep_blank_values=True, strict_parsing=True)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Invalid cursor") from None
+
+
+def find_case(project: Project, case_id: str) -> Case | None:
+    """The case with this id (deleted or not), or None."""
+    return Case.objects.filter(project=project, case_id=case_id).first()
+
+
+def search_cases(
+    project: Project, *, q: str = "", case_type: str = "", state: str = "", owner: str = ""
+) -> QuerySet[Case]:
+    """The web case list: live cases whose name, external id or id contains ``q``, of a case
+    type, ``open`` or ``closed`` (anything else: both), of an owner; empty means any."""
+    qs = live_cases(project)
+    if q:
+        qs = qs.filter(
+            Q(case_name__icontains=q) | Q(external_id__icontains=q) | Q(case_id__icontains=q)
+        )
+    if case_type:
+        qs = qs.filter(case_type=case_type)
+    if state == "open":
+        qs = qs.filter(closed=False)
+    elif state == "closed":
+        qs = qs.filter(closed=True)
+    if owner:
+        qs = qs.filter(owner_id=owner)
+    return qs
+
+
+def case_choices(project: Project, case_type: str = "", limit: int = 200) -> list[tuple[str, str]]:
+    """(case id, case name) of the project's open live cases, of ``case_type`` when given, by
+    name: the first ``limit`` (a page's pick list)."""
+    qs = live_cases(project).filter(closed=False)
+    if case_type:
+        qs = qs.filter(case_type=case_type)
+    return list(qs.order_by("case_name").values_list("case_id", "case_name")[:limit])

@@ -1,9 +1,14 @@
-"""Case serialization in CommCare's exact shapes (reference/commcare-api.md 2.2 and 3.4)."""
+"""Case serialization in CommCare's exact shapes (reference/commcare-api.md 2.2 and 3.4), and
+the response schemas that document them (OpenAPI only: the views answer JsonResponse, which
+ninja passes through untouched, so these never filter a field out)."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+from pydantic import Field
+
+from casereach.core.openapi import DATE_TIME, OpenSchema
 from casereach.core.timeutil import json_naive, json_z
 
 
@@ -118,3 +123,51 @@ def filter_fields(
                 out.pop(head, None)
         return out
     return data
+
+
+# -- response schemas ---------------------------------------------------------------------------
+
+
+class CaseV2(OpenSchema):
+    """A case in Case API v2's shape; ``fields`` / ``exclude`` may leave keys out."""
+
+    domain: str | None = None
+    case_id: str | None = None
+    case_type: str | None = None
+    case_name: str | None = None
+    external_id: str | None = None
+    owner_id: str | None = None
+    date_opened: str | None = Field(None, json_schema_extra=DATE_TIME)
+    last_modified: str | None = Field(None, json_schema_extra=DATE_TIME)
+    server_last_modified: str | None = Field(None, json_schema_extra=DATE_TIME)
+    indexed_on: str | None = Field(None, json_schema_extra=DATE_TIME)
+    closed: bool | None = None
+    date_closed: str | None = Field(None, json_schema_extra=DATE_TIME)
+    properties: dict[str, Any] | None = None
+    indices: dict[str, Any] | None = None
+
+
+class CaseListOut(OpenSchema):
+    matching_records: int
+    cases: list[CaseV2]
+    next: str | None = Field(None, description="the next page's URL; absent on the last page")
+
+
+class CaseWriteOut(OpenSchema):
+    """One case written (``case``) or, for a bulk request, every case in order (``cases``)."""
+
+    form_id: str
+    xform_id: str
+    case: CaseV2 | None = None
+    cases: list[CaseV2] | None = None
+
+
+class CaseBulkOut(OpenSchema):
+    matching_records: int
+    missing_records: int
+    cases: list[CaseV2] = Field(description="in request order; a missing id has an error entry")
+
+
+class CaseDeleted(OpenSchema):
+    case_id: str
+    deleted: bool

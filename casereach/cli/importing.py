@@ -21,8 +21,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from casereach.cases.import_files import file_kind
 from casereach.cases.importer import Progress as ImportProgress
-from casereach.cases.importer import RowError, file_kind, import_cases
+from casereach.cases.importer import RowError, import_cases
 from casereach.core.errors import BadRequest
 
 

@@ -3,27 +3,23 @@ ownership) and the data-quality report (JSON or CSV)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Field, Query, Router, Schema
+from ninja import Query, Router
 
 from casereach.contacts.actions import do_transfer_ownership
 from casereach.contacts.queries import (
-    DATA_QUALITY_COLUMNS,
-    MAX_LIMIT,
     contact_profile,
     data_quality,
     entry_row,
     normalise_number_filter,
     phone_entries,
 )
+from casereach.contacts.serializers import PhoneNumberFilters, TransferIn, data_quality_csv
 from casereach.core.errors import BadRequest
 from casereach.core.openapi import AUTH_RESPONSES, json_error, json_ok
-from casereach.core.requests import Offset
 from casereach.projects.auth import project_for, requires
 from casereach.projects.models import Role
 
@@ -124,19 +120,6 @@ DATA_QUALITY_DOC: dict[str, Any] = {
 }
 
 
-class PhoneNumberFilters(Schema):
-    number: str | None = Field(
-        None, description="A number in any common format (+, spaces, dashes)"
-    )
-    status: str | None = Field(None, description="two_way, one_way, pending or conflict")
-    limit: int = Field(20, ge=1, le=MAX_LIMIT)
-    offset: Offset = 0
-
-
-class TransferIn(Schema):
-    contact_id: str = Field(..., min_length=1, max_length=64)
-
-
 @router.get(
     V1 + "/contacts/{contact_id}",
     operation_id="messaging_contact_profile",
@@ -232,27 +215,6 @@ def get_data_quality(request: HttpRequest, project: str) -> Any:
     rows = data_quality(proj)
     if not _wants_csv(request):
         return {"objects": rows, "meta": {"total_count": len(rows)}}
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(DATA_QUALITY_COLUMNS)
-    for r in rows:
-        writer.writerow(
-            [
-                r["contact_id"],
-                r["contact_type"],
-                _csv_safe(r["name"]),
-                _csv_safe(r["phone"] or ""),
-                ";".join(r["warnings"]),
-                " | ".join(r["messages"]),
-            ]
-        )
-    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response = HttpResponse(data_quality_csv(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="data-quality-{proj.name}.csv"'
     return response
-
-
-def _csv_safe(value: str) -> str:
-    """Neutralise spreadsheet formulas in user-supplied text (CSV injection)."""
-    if value and value[0] in "=+-@\t\r":
-        return "'" + value
-    return value

@@ -448,3 +448,14 @@ DATA_QUALITY_COLUMNS: Sequence[str] = (
     "warnings",
     "messages",
 )
+
+
+def contacts_by_id(project: Project, contact_ids: Iterable[str]) -> dict[str, Contact]:
+    """The project's contacts with these ids, by id (unknown ids are left out)."""
+    wanted = list(contact_ids)
+    return {c.contact_id: c for c in Contact.objects.filter(project=project, contact_id__in=wanted)}
+
+
+def contact_with_number(project: Project, number: str) -> Contact | None:
+    """A contact of the project whose phone number is ``number`` (any one), or None."""
+    return Contact.objects.filter(project=project, phone_number=number).first()

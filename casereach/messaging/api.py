@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Router
-from pydantic import Field
 
 from casereach.core.errors import BadRequest
-from casereach.core.openapi import DATE_TIME, ApiError, OpenSchema
+from casereach.core.openapi import ApiError
 from casereach.core.requests import json_body, page_args
-from casereach.core.timeutil import iso
 from casereach.messaging.actions import SendRequest, do_send
-from casereach.messaging.errors import ERRORS, describe
+from casereach.messaging.errors import ERRORS
 from casereach.messaging.models import Message
 from casereach.messaging.queries import filter_messages
+from casereach.messaging.serializers import (
+    ErrorCodeList,
+    MessageDetail,
+    MessageList,
+    SendOut,
+    message_csv_rows,
+    serialize_attempt,
+    serialize_message,
+)
 from casereach.projects.auth import principal_of, project_for, requires
 from casereach.projects.models import Role
 
 router = Router(tags=["messaging"])
 BASE = "/a/{project}/api/messaging/v1"
 
-
-# Response documents. The views answer JsonResponse (or CSV), which ninja passes through
-# untouched, so these schemas only document (they never filter a field out); every one allows
-# more fields.
+# Response documents: the schemas are in casereach.messaging.serializers.
 
 
 AUTH_ERRORS: dict[int, Any] = {
@@ -39,76 +39,6 @@ AUTH_ERRORS: dict[int, Any] = {
 }
 API_ERRORS: dict[int, Any] = {400: ApiError, **AUTH_ERRORS}
 NOT_FOUND: dict[int, Any] = {404: ApiError}
-
-
-class SentMessage(OpenSchema):
-    id: str
-    status: str
-    error_code: str | None = Field(description="why the message was not sent, when it was not")
-    gateway: str | None
-
-
-class SendOut(OpenSchema):
-    event_id: int
-    messages: list[SentMessage]
-
-
-class MessageOut(OpenSchema):
-    """One message of the log."""
-
-    id: str
-    event_id: int | None
-    direction: str = Field(json_schema_extra={"enum": ["in", "out"]})
-    channel: str = Field(json_schema_extra={"enum": ["sms", "email"]})
-    status: str
-    error_code: str | None
-    error_description: str | None
-    error_hint: str | None
-    phone_number: str | None
-    email_address: str | None
-    gateway: str | None
-    contact_id: str | None
-    text: str
-    segments: int
-    attempts: int
-    created_on: str | None = Field(json_schema_extra=DATE_TIME)
-    sent_on: str | None = Field(json_schema_extra=DATE_TIME)
-    delivered_on: str | None = Field(json_schema_extra=DATE_TIME)
-    failed_on: str | None = Field(json_schema_extra=DATE_TIME)
-
-
-class MessagePageMeta(OpenSchema):
-    limit: int
-    offset: int
-    total_count: int
-    next: str | None
-
-
-class MessageList(OpenSchema):
-    objects: list[MessageOut]
-    meta: MessagePageMeta
-
-
-class SendAttempt(OpenSchema):
-    number: int
-    outcome: str
-    error_code: str | None
-    duration_ms: int | None
-    at: str | None = Field(json_schema_extra=DATE_TIME)
-
-
-class MessageDetail(MessageOut):
-    attempt_log: list[SendAttempt]
-
-
-class ErrorCodeOut(OpenSchema):
-    code: str
-    description: str
-    hint: str
-
-
-class ErrorCodeList(OpenSchema):
-    objects: list[ErrorCodeOut]
 
 
 MESSAGES_CSV = {
@@ -166,24 +96,6 @@ SEND_BODY = {
 }
 SEND_FIELDS = frozenset(
     {"contact_id", "phone_number", "email_address", "channel", "text", "content", "gateway"}
-)
-CSV_COLUMNS = (
-    "id",
-    "event_id",
-    "direction",
-    "status",
-    "error_code",
-    "phone_number",
-    "email_address",
-    "gateway",
-    "contact_id",
-    "text",
-    "segments",
-    "encoding",
-    "attempts",
-    "created_on",
-    "sent_on",
-    "delivered_on",
 )
 
 
@@ -250,40 +162,6 @@ def parse_send(data: Any, user: str) -> SendRequest:
     return req
 
 
-def serialize_message(m: Message) -> dict[str, Any]:
-    info = describe(m.error_code)
-    return {
-        "id": m.id,
-        "event_id": m.event_id,
-        "direction": m.direction,
-        "channel": m.channel,
-        "status": m.status,
-        "error_code": m.error_code,
-        "error_description": info.description if info else None,
-        "error_hint": info.hint if info else None,
-        "provider_code": m.provider_code or None,
-        "phone_number": m.phone_number or None,
-        "email_address": m.email_address or None,
-        "gateway": m.gateway_name or None,
-        "gateway_source": m.gateway_source or None,
-        "contact_id": m.contact_id,
-        "text": m.text,
-        "subject": m.subject or None,
-        "language": m.language or None,
-        "segments": m.segments,
-        "encoding": m.encoding or None,
-        "attempts": m.attempts,
-        "unknown_outcomes": m.unknown_outcomes,
-        "next_attempt_at": iso(m.next_attempt_at) if m.status == "queued" else None,
-        "created_on": iso(m.created_on),
-        "sent_on": iso(m.sent_on),
-        "delivered_on": iso(m.delivered_on),
-        "failed_on": iso(m.failed_on),
-        "inbound_action": m.inbound_action or None,
-        "detail": m.error_detail or None,
-    }
-
-
 @router.api_operation(
     ["POST"],
     BASE + "/send",
@@ -314,26 +192,6 @@ def send(request: HttpRequest, project: str) -> JsonResponse:
         },
         status=202,
     )
-
-
-def message_csv_rows(qs: QuerySet[Message]) -> Iterator[str]:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(CSV_COLUMNS)
-    yield buf.getvalue()
-    for m in qs.iterator(chunk_size=2000):
-        buf.seek(0)
-        buf.truncate()
-        data = serialize_message(m)
-        data["gateway"] = m.gateway_name
-        writer.writerow([_cell(data.get(c)) for c in CSV_COLUMNS])
-        yield buf.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value  # spreadsheets must not run a message as a formula
-    return "" if value is None else value
 
 
 @router.api_operation(
@@ -388,20 +246,7 @@ def messages_get(request: HttpRequest, project: str, message_id: str) -> JsonRes
             {"error": f"message '{message_id}' not found", "detail": None}, status=404
         )
     data = serialize_message(m)
-    data["attempt_log"] = [
-        {
-            "number": a.number,
-            "outcome": a.outcome,
-            "error_code": a.error_code,
-            "provider_code": a.provider_code or None,
-            "detail": a.detail,
-            "request": a.request,
-            "response": a.response,
-            "duration_ms": a.duration_ms,
-            "at": iso(a.created_on),
-        }
-        for a in m.send_attempts.order_by("id")
-    ]
+    data["attempt_log"] = [serialize_attempt(a) for a in m.send_attempts.order_by("id")]
     return JsonResponse(data)
 
 

@@ -16,434 +16,34 @@ then their messages.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
-import re
-from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
-from dateutil import parser as dateparser
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
 from casereach.core.errors import BadRequest
 from casereach.core.openapi import AUTH_RESPONSES, HQ_ERROR_SCHEMA, json_error, json_ok, query_param
-from casereach.core.timeutil import as_utc
-from casereach.messaging.errors import describe
-from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
+from casereach.messaging.event_query import (
+    DATE_FIELDS,
+    DATE_QUALIFIERS,
+    EVENT_ID,
+    event_rows,
+    filter_events,
+    limit_of,
+    make_cursor,
+    ordering_of,
+    params_of,
+)
+from casereach.messaging.serializers import serialize_event
 from casereach.projects.auth import project_for, requires
-from casereach.projects.models import Project, Role
+from casereach.projects.models import Role
 
 router = Router(tags=["messaging events (CommCare messaging-event API)"])
 
 V05 = "/a/{project}/api/v0.5/messaging-event"
 V1 = "/a/{project}/api/messaging-event/v1"
-
-DEFAULT_LIMIT = 20
-MAX_LIMIT = 1000  # HQ's max_value: larger values are silently capped
-
-# --- internal values → CommCare slugs (reference 4.4 / 4.5) ---------------------------------
-
-# MessagingEvent.content_type → content_type slug.
-CONTENT_TYPE_SLUGS: dict[str, str] = {"sms": "sms", "email": "email"}
-ALL_CONTENT_TYPES = frozenset(
-    {
-        "none",
-        "sms",
-        "sms-callback",
-        "sms-survey",
-        "ivr-survey",
-        "phone-verification",
-        "manual-sms",
-        "api-sms",
-        "chat-sms",
-        "email",
-        "fcm-notification",
-    }
-)
-CONTENT_TYPE_EXPANSIONS: dict[str, tuple[str, ...]] = {
-    "sms": ("phone-verification", "manual-sms", "api-sms", "chat-sms"),
-    "sms-survey": ("ivr-survey",),
-}
-
-# MessagingEvent.source → source slug. An ad-hoc or API send is HQ's SOURCE_OTHER. Alerts do not
-# yet record whether they are a broadcast or a conditional alert, so "alert" reports the
-# conditional-alert slug; the finer internal names are mapped for when they are recorded.
-SOURCE_SLUGS: dict[str, str] = {
-    "send": "other",
-    "other": "other",
-    "alert": "conditional-alert",
-    "conditional_alert": "conditional-alert",
-    "reminder": "reminder",
-    "broadcast": "broadcast",
-    "scheduled_broadcast": "scheduled-broadcast",
-    "immediate_broadcast": "immediate-broadcast",
-    "keyword": "keyword",
-    "opt_out": "keyword",
-    "opt_in": "keyword",
-    "help": "keyword",
-    "self_registration": "keyword",
-    "default_response": "unrecognized",
-    "verification": "other",
-    "unrecognized": "unrecognized",
-    "forwarded": "forwarded-message",
-}
-ALL_SOURCES = frozenset(
-    {
-        "broadcast",
-        "scheduled-broadcast",
-        "immediate-broadcast",
-        "keyword",
-        "reminder",
-        "conditional-alert",
-        "unrecognized",
-        "forwarded-message",
-        "other",
-    }
-)
-SOURCE_EXPANSIONS: dict[str, tuple[str, ...]] = {
-    "broadcast": ("scheduled-broadcast", "immediate-broadcast"),
-    "reminder": ("conditional-alert",),
-    "other": ("forwarded-message",),
-}
-
-# MessagingSubEvent.status → status slug.
-STATUS_SLUGS: dict[str, str] = {
-    "in_progress": "in-progress",
-    "completed": "completed",
-    "not_completed": "not-completed",
-    "error": "error",
-    "email_sent": "email-sent",
-    "email_delivered": "email-delivered",
-}
-STATUS_VALUES = {slug: internal for internal, slug in STATUS_SLUGS.items()}
-
-RECIPIENT_SLUGS: dict[str, str] = {"case": "case", "worker": "mobile-worker", "web": "web-user"}
-DIRECTION_SLUGS: dict[str, str] = {"in": "incoming", "out": "outgoing"}
-# Message.status → HQ's SMS status slug (an inbound message is "received").
-SMS_STATUS_SLUGS: dict[str, str] = {
-    "queued": "queued",
-    "sending": "queued",
-    "sent": "sent",
-    "delivered": "delivered",
-    "failed": "error",
-}
-
-# --- parameters -------------------------------------------------------------------------------
-
-DATE_FIELDS = {"date": "created_on", "date_last_activity": "date_last_activity"}
-DATE_QUALIFIERS = ("gt", "gte", "lt", "lte")
-SIMPLE_PARAMS = frozenset(
-    {
-        "limit",
-        "order_by",
-        "content_type",
-        "source",
-        "status",
-        "error_code",
-        "phone_number",
-        "email_address",
-        "case_id",
-        "contact_id",
-        "format",  # HQ answers JSON whatever it says
-    }
-)
-ORDERINGS = {
-    "date_last_activity": ("date_last_activity", "id"),
-    "-date_last_activity": ("-date_last_activity", "-id"),
-}
-# Only ever inside a cursor: the position after which the next page starts.
-CURSOR_AFTER = "last_date_last_activity"
-CURSOR_ID = "last_object_id"
-_DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_PHONE = re.compile(r"\+?[0-9]+")
-_EVENT_ID = re.compile(r"[0-9]{1,18}")  # beyond bigint no row can match (and SQL would fail)
-
-
-class Params:
-    """The request's parameters (HQ: ``request.GET.dict()``, the last value of a repeated
-    name wins), or those decoded from ``cursor``, which replaces every other parameter."""
-
-    def __init__(self, values: Mapping[str, str], after: tuple[dt.datetime, int] | None) -> None:
-        self.values = dict(values)
-        self.after = after
-
-
-def _parse_cursor(raw: str) -> Params:
-    try:
-        text = base64.urlsafe_b64decode(raw.encode("ascii") + b"==").decode("utf-8")
-        values = dict(parse_qsl(text, keep_blank_values=True, strict_parsing=True))
-        after_text, after_id = values.pop(CURSOR_AFTER), values.pop(CURSOR_ID)
-        after = as_utc(dt.datetime.fromisoformat(after_text))
-        if not _EVENT_ID.fullmatch(after_id):
-            raise ValueError(after_id)
-    except (ValueError, KeyError, UnicodeError, binascii.Error):
-        raise BadRequest(f"Invalid cursor '{raw[:100]}'") from None
-    if "cursor" in values:
-        raise BadRequest(f"Invalid cursor '{raw[:100]}'")
-    return Params(values, (after, int(after_id)))
-
-
-def _params(request: HttpRequest) -> Params:
-    values = request.GET.dict()
-    if "cursor" in values:
-        return _parse_cursor(values["cursor"])
-    return Params(values, None)
-
-
-def _make_cursor(params: Params, last: MessagingSubEvent) -> str:
-    values = dict(params.values)
-    values[CURSOR_AFTER] = as_utc(last.date_last_activity).replace(tzinfo=None).isoformat()
-    values[CURSOR_ID] = str(last.pk)
-    return base64.urlsafe_b64encode(urlencode(values).encode("utf-8")).decode("ascii").rstrip("=")
-
-
-def _limit(params: Params) -> int:
-    raw = params.values.get("limit")
-    if raw is None:
-        return DEFAULT_LIMIT
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise BadRequest(
-            f"Invalid limit '{raw[:100]}' provided. Please provide a positive integer."
-        )
-    return min(value, MAX_LIMIT)
-
-
-def _ordering(params: Params) -> tuple[str, str]:
-    raw = params.values.get("order_by") or "date_last_activity"
-    ordering = ORDERINGS.get(raw)
-    if ordering is None:
-        raise BadRequest(f"No matching '{raw[:100]}' field for ordering")
-    return ordering
-
-
-def parse_event_date(value: str, qualifier: str) -> dt.datetime:
-    """A ``date.*`` / ``date_last_activity.*`` value → aware UTC datetime.
-
-    Naive values are UTC (commcare-export sends naive ``isoformat()``); an offset is converted.
-    A date alone means midnight, except for ``lte`` where it covers the whole day (HQ).
-    """
-    if _DATE_ONLY.fullmatch(value):
-        try:
-            day = dt.date.fromisoformat(value)
-        except ValueError:
-            raise BadRequest(f"Cannot parse datetime '{value}'") from None
-        at = dt.time.max if qualifier == "lte" else dt.time.min
-        return dt.datetime.combine(day, at, tzinfo=dt.UTC)
-    try:
-        return as_utc(dateparser.isoparse(value))
-    except (ValueError, OverflowError):
-        raise BadRequest(f"Cannot parse datetime '{value[:100]}'") from None
-
-
-def _slugs(
-    name: str, value: str, known: frozenset[str], expansions: Mapping[str, tuple[str, ...]]
-) -> set[str]:
-    """Comma-separated slugs; unknown ones are dropped (HQ), none known at all is a 400."""
-    wanted = {v for v in value.split(",") if v in known}
-    if not wanted:
-        raise BadRequest(f"'{value[:100]}' is an invalid value for the '{name}' filter")
-    for slug in list(wanted):
-        wanted.update(expansions.get(slug, ()))
-    return wanted
-
-
-def _failed_message() -> Exists:
-    return Exists(Message.objects.filter(subevent=OuterRef("pk"), status="failed"))
-
-
-def _status_filter(value: str) -> Q:
-    internal = STATUS_VALUES.get(value)
-    if internal is None:
-        raise BadRequest(f"'{value[:100]}' is an invalid value for the 'status' filter")
-    if internal == "error":
-        # HQ: also events having any SMS in error
-        return Q(status="error") | Q(_failed_message())
-    if internal == "completed":
-        # a completed sub-event with a failed message is shown as "error"
-        return Q(status="completed") & ~Q(_failed_message())
-    return Q(status=internal)
-
-
-def _checked(name: str, value: str) -> str:
-    value = value.strip()
-    if name == "phone_number":
-        if not _PHONE.fullmatch(value):
-            raise BadRequest(f"'{value[:100]}' is invalid value for the 'phone_number' filter")
-        return value.lstrip("+")
-    try:
-        validate_email(value)
-    except ValidationError:
-        raise BadRequest(
-            f"'{value[:100]}' is invalid value for the 'email_address' filter"
-        ) from None
-    return value
-
-
-def filter_events(qs: QuerySet[MessagingSubEvent], params: Params) -> QuerySet[MessagingSubEvent]:
-    """Apply every filter of reference 4.2; an unknown parameter is a 400."""
-    matchable = True
-    for name, value in params.values.items():
-        field, _, qualifier = name.partition(".")
-        if qualifier and field in DATE_FIELDS:
-            if qualifier not in DATE_QUALIFIERS:
-                raise BadRequest(f"'{qualifier[:100]}' is not a valid type of date range.")
-            when = parse_event_date(value, qualifier)
-            qs = qs.filter(**{f"{DATE_FIELDS[field]}__{qualifier}": when})
-            continue
-        if name not in SIMPLE_PARAMS:
-            raise BadRequest(f"'{name[:100]}' is not a valid filter")
-        if name == "content_type":
-            slugs = _slugs(name, value, ALL_CONTENT_TYPES, CONTENT_TYPE_EXPANSIONS)
-            internal = [k for k, slug in CONTENT_TYPE_SLUGS.items() if slug in slugs]
-            qs = qs.filter(event__content_type__in=internal)
-        elif name == "source":
-            slugs = _slugs(name, value, ALL_SOURCES, SOURCE_EXPANSIONS)
-            internal = [k for k, slug in SOURCE_SLUGS.items() if slug in slugs]
-            qs = qs.filter(event__source__in=internal)
-        elif name == "status":
-            qs = qs.filter(_status_filter(value))
-        elif name in ("phone_number", "email_address"):
-            value = _checked(name, value)  # digits or a valid address: never a NUL
-            lookup = "phone_number__contains" if name == "phone_number" else "email_address"
-            qs = qs.filter(
-                Exists(Message.objects.filter(subevent=OuterRef("pk"), **{lookup: value}))
-            )
-        elif name in ("error_code", "case_id", "contact_id"):
-            # No stored text can hold NUL (PostgreSQL refuses it even as a parameter); the
-            # middleware refuses it in a query string, but a cursor can still carry one.
-            if "\x00" in value:
-                matchable = False
-                continue
-            if name == "error_code":
-                qs = qs.filter(error_code=value)
-            elif name == "case_id":
-                qs = qs.filter(contact_id=value, contact_type="case")
-            else:
-                qs = qs.filter(contact_id=value)
-    return qs if matchable else qs.none()
-
-
-# --- serialization ----------------------------------------------------------------------------
-
-
-def _naive(value: dt.datetime) -> str:
-    """``datetime.isoformat()`` of the naive UTC value: microseconds only when non-zero."""
-    return as_utc(value).replace(tzinfo=None).isoformat()
-
-
-def _naive_ms(value: dt.datetime) -> str:
-    """What Django's JSON encoder makes of HQ's SMS ``date``: cut (never rounded) to ms."""
-    text = _naive(value)
-    return text[:23] if value.microsecond else text
-
-
-def _sms_status(m: Message) -> str:
-    if m.status == "failed":
-        return "error"
-    if m.direction == "in":
-        return "received"
-    return SMS_STATUS_SLUGS.get(m.status, "unknown")
-
-
-def _serialize_message(m: Message, event_status: str, event_failed: bool) -> dict[str, Any]:
-    if m.channel == "email":
-        data: dict[str, Any] = {
-            "message_id": m.pk,
-            "date": _naive(m.created_on),
-            "date_modified": _naive(m.updated_on),
-            "type": "email",
-            "direction": "outgoing",
-            "content": m.text,
-            "status": event_status,
-            "backend": "email",
-            "email_address": m.email_address or None,
-        }
-    else:
-        data = {
-            "message_id": m.pk,
-            "date": _naive_ms(m.created_on),
-            "date_modified": _naive(m.updated_on),
-            "type": "sms",
-            "direction": DIRECTION_SLUGS.get(m.direction, "unknown"),
-            "content": m.text,
-            # HQ: every message of a sub-event in error shows the event's status slug
-            "status": event_status if event_failed else _sms_status(m),
-            "backend": m.gateway_name or (str(m.gateway_id) if m.gateway_id else None),
-            "phone_number": m.phone_number or None,
-        }
-    if m.status == "failed":
-        info = describe(m.error_code)
-        message = info.description if info else m.error_code
-        if message:
-            data["error_message"] = message
-    return data
-
-
-def serialize_event(sub: MessagingSubEvent, domain: str) -> dict[str, Any]:
-    """The event object of reference 4.4; ``sub.event`` and ``sub.messages`` are prefetched."""
-    event: MessagingEvent = sub.event
-    msgs = list(sub.messages.all())
-    content_type = CONTENT_TYPE_SLUGS.get(event.content_type, "unknown")
-    status = STATUS_SLUGS.get(sub.status, "unknown")
-    if sub.status == "completed" and any(m.status == "failed" for m in msgs):
-        status = "error"
-    messages = (
-        [_serialize_message(m, status, sub.status == "error") for m in msgs]
-        if content_type in ("sms", "email")
-        else []
-    )
-    error = None
-    if sub.error_code:
-        info = describe(sub.error_code)
-        detail = next((m.error_detail for m in msgs if m.status == "failed" and m.error_detail), "")
-        error = {
-            "code": sub.error_code,
-            "message": info.description if info else None,
-            "message_detail": detail or None,
-        }
-    return {
-        "id": sub.pk,
-        "content_type": content_type,
-        "date": _naive(sub.created_on),
-        "date_last_activity": _naive(sub.date_last_activity),
-        "case_id": sub.contact_id if sub.contact_type == "case" else None,
-        "domain": domain,
-        "error": error,
-        "form": None,  # only for sms-survey / ivr-survey, which we do not have
-        "messages": messages,
-        "recipient": {
-            "recipient_id": sub.contact_id,
-            "type": RECIPIENT_SLUGS.get(sub.contact_type, "unknown"),
-            "name": sub.recipient_name or "unknown",
-        },
-        "source": {
-            "source_id": event.source_id or None,
-            "type": SOURCE_SLUGS.get(event.source, "unknown"),
-            # HQ names the keyword / broadcast / rule when it can, else the content type slug
-            "name": event.source_name or content_type,
-        },
-        "status": status,
-    }
-
-
-def _base(proj: Project) -> QuerySet[MessagingSubEvent]:
-    return (
-        MessagingSubEvent.objects.filter(project=proj)
-        .select_related("event")
-        .prefetch_related(
-            Prefetch("messages", queryset=Message.objects.order_by("created_on", "id"))
-        )
-    )
 
 
 # --- views ------------------------------------------------------------------------------------
@@ -457,10 +57,10 @@ def _bad_request(exc: BadRequest) -> JsonResponse:
 def _list(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     try:
-        params = _params(request)
-        limit = _limit(params)
-        ordering = _ordering(params)
-        qs = filter_events(_base(proj), params)
+        params = params_of(request.GET.dict())
+        limit = limit_of(params)
+        ordering = ordering_of(params)
+        qs = filter_events(event_rows(proj), params)
     except BadRequest as exc:
         return _bad_request(exc)
     if params.after is not None:
@@ -473,7 +73,7 @@ def _list(request: HttpRequest, project: str) -> JsonResponse:
     page = rows[:limit]
     nxt = None
     if len(rows) > limit:
-        cursor = urlencode({"cursor": _make_cursor(params, page[-1])})
+        cursor = urlencode({"cursor": make_cursor(params, page[-1])})
         nxt = request.build_absolute_uri(f"{request.path}?{cursor}")
     return JsonResponse(
         {
@@ -485,7 +85,9 @@ def _list(request: HttpRequest, project: str) -> JsonResponse:
 
 def _detail(request: HttpRequest, project: str, event_id: str) -> HttpResponse:
     proj = project_for(request, project)
-    sub = _base(proj).filter(pk=int(event_id)).first() if _EVENT_ID.fullmatch(event_id) else None
+    sub = (
+        event_rows(proj).filter(pk=int(event_id)).first() if EVENT_ID.fullmatch(event_id) else None
+    )
     if sub is None:
         return HttpResponse(status=404)  # HQ: HttpResponseNotFound, empty body
     return JsonResponse(serialize_event(sub, proj.name))

@@ -3,28 +3,34 @@ opt-out list, keywords and worker verification."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from ninja import Router
-from pydantic import Field
 
 from casereach.core.errors import BadRequest, NotFound
-from casereach.core.openapi import ApiError, OpenSchema, query_param
+from casereach.core.openapi import ApiError, query_param
 from casereach.core.requests import json_object, page_args
-from casereach.core.timeutil import iso
-from casereach.messaging.api import serialize_message
 from casereach.messaging.inbound import (
     do_delete_keyword,
     do_save_keyword,
     do_start_verification,
 )
-from casereach.messaging.models import Keyword, Message, OptOut
+from casereach.messaging.models import Keyword, Message
 from casereach.messaging.optouts import do_admin_set_opt_out, project_opt_outs
+from casereach.messaging.serializers import (
+    ConversationOut,
+    KeywordList,
+    KeywordOut,
+    OptOutList,
+    OptOutOut,
+    TestPhoneOut,
+    VerifyOut,
+    opt_out_csv_rows,
+    serialize_keyword,
+    serialize_message,
+    serialize_opt_out,
+)
 from casereach.messaging.testphone import (
     conversation,
     do_test_phone_receive,
@@ -37,10 +43,7 @@ from casereach.projects.models import Role
 router = Router(tags=["inbound SMS"])
 BASE = "/a/{project}/api/messaging/v1"
 
-
-# Response documents. The views answer JsonResponse (or CSV), which ninja passes through
-# untouched, so these schemas only document (they never filter a field out); every one allows
-# more fields.
+# Response documents: the schemas are in casereach.messaging.serializers.
 
 
 AUTH_ERRORS: dict[int, Any] = {401: ApiError, 403: ApiError, 429: ApiError}
@@ -48,78 +51,6 @@ ERRORS: dict[int, Any] = {400: ApiError, **AUTH_ERRORS}
 NOT_FOUND: dict[int, Any] = {404: ApiError}
 CONFLICT: dict[int, Any] = {409: ApiError}
 CSV_TOO = {"text/csv": {"schema": {"type": "string"}}}
-
-
-class ConversationMessage(OpenSchema):
-    """A message as in the message log."""
-
-    id: str
-    direction: str = Field(json_schema_extra={"enum": ["in", "out"]})
-    status: str
-    phone_number: str | None
-    text: str
-    created_on: str | None = Field(json_schema_extra={"format": "date-time"})
-
-
-class TestPhoneOut(OpenSchema):
-    message_id: str = Field(description="the inbound message stored")
-    action: str = Field(description="what the inbound message did (e.g. keyword, opt_out)")
-    contact_id: str | None
-    detail: str | None
-    gateway: str = Field(description="the test gateway it came in through")
-    replies: list[ConversationMessage]
-
-
-class ConversationOut(OpenSchema):
-    number: str
-    objects: list[ConversationMessage]
-
-
-class OptOutOut(OpenSchema):
-    """One number in the project's own scope (SPEC 2: opt-outs are per number and scope)."""
-
-    phone_number: str
-    scope: str = Field(json_schema_extra={"enum": ["project"]})
-    project: str
-    opted_out: bool
-    can_opt_in: bool
-    changed_on: str | None = Field(json_schema_extra={"format": "date-time"})
-    source: str
-
-
-class OptOutMeta(OpenSchema):
-    total_count: int
-    limit: int
-    offset: int
-
-
-class OptOutList(OpenSchema):
-    meta: OptOutMeta
-    objects: list[OptOutOut]
-
-
-class KeywordOut(OpenSchema):
-    id: int
-    keyword: str
-    description: str
-    reply: dict[str, str]
-    fields: list[dict[str, Any]]
-    error_reply: dict[str, str]
-    created_on: str | None = Field(json_schema_extra={"format": "date-time"})
-    updated_on: str | None = Field(json_schema_extra={"format": "date-time"})
-
-
-class KeywordList(OpenSchema):
-    objects: list[KeywordOut]
-
-
-class VerifyOut(OpenSchema):
-    result: str = Field(
-        json_schema_extra={
-            "enum": ["started", "resent_pending", "already_verified", "already_in_use"]
-        }
-    )
-    phone_number: str
 
 
 def _optional_body(request: HttpRequest) -> Any:
@@ -224,34 +155,6 @@ def test_phone_conversation(request: HttpRequest, project: str) -> JsonResponse:
 # -- opt-outs ------------------------------------------------------------------------------------
 
 
-def _serialize_opt_out(row: OptOut, project: str) -> dict[str, Any]:
-    return {
-        "phone_number": row.phone_number,
-        "scope": "project",
-        "project": project,
-        "opted_out": row.opted_out,
-        "can_opt_in": row.can_opt_in,
-        "changed_on": iso(row.changed_on),
-        "source": row.source,
-    }
-
-
-CSV_COLUMNS = ["phone_number", "opted_out", "can_opt_in", "changed_on", "source"]
-
-
-def _opt_out_csv(qs: QuerySet[OptOut], project: str) -> Iterator[str]:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(CSV_COLUMNS)
-    for row in qs.iterator(chunk_size=2000):
-        data = _serialize_opt_out(row, project)
-        writer.writerow([data[k] for k in CSV_COLUMNS])
-        yield buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
-    yield buf.getvalue()
-
-
 @router.api_operation(
     ["GET"],
     BASE + "/opt-outs",
@@ -274,12 +177,12 @@ def opt_outs_list(request: HttpRequest, project: str) -> Any:
         qs = qs.filter(phone_number=usable_number(number, proj))
     qs = qs.order_by("-changed_on", "phone_number")
     if request.GET.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
-        response = StreamingHttpResponse(_opt_out_csv(qs, proj.name), content_type="text/csv")
+        response = StreamingHttpResponse(opt_out_csv_rows(qs, proj.name), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{proj.name}-opt-outs.csv"'
         return response
     limit, offset = page_args(request)
     total = qs.count()
-    rows = [_serialize_opt_out(r, proj.name) for r in qs[offset : offset + limit]]
+    rows = [serialize_opt_out(r, proj.name) for r in qs[offset : offset + limit]]
     return JsonResponse(
         {"meta": {"total_count": total, "limit": limit, "offset": offset}, "objects": rows}
     )
@@ -331,23 +234,10 @@ def opt_outs_set(request: HttpRequest, project: str) -> JsonResponse:
             "received from"
         )
     row = do_admin_set_opt_out(proj, number, opted_out, by=principal_of(request).username)
-    return JsonResponse(_serialize_opt_out(row, proj.name))
+    return JsonResponse(serialize_opt_out(row, proj.name))
 
 
 # -- keywords ------------------------------------------------------------------------------------
-
-
-def _serialize_keyword(kw: Keyword) -> dict[str, Any]:
-    return {
-        "id": kw.pk,
-        "keyword": kw.keyword,
-        "description": kw.description,
-        "reply": kw.reply,
-        "fields": kw.fields,
-        "error_reply": kw.error_reply,
-        "created_on": iso(kw.created_on),
-        "updated_on": iso(kw.updated_on),
-    }
 
 
 KEYWORD_BODY = {
@@ -399,7 +289,7 @@ KEYWORD_BODY = {
 @requires(Role.VIEWER)
 def keywords_list(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
-    rows = [_serialize_keyword(k) for k in Keyword.objects.filter(project=proj).order_by("keyword")]
+    rows = [serialize_keyword(k) for k in Keyword.objects.filter(project=proj).order_by("keyword")]
     return JsonResponse({"objects": rows})
 
 
@@ -415,7 +305,7 @@ def keywords_list(request: HttpRequest, project: str) -> JsonResponse:
 def keywords_create(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     kw = do_save_keyword(proj, json_object(request))
-    return JsonResponse(_serialize_keyword(kw), status=201)
+    return JsonResponse(serialize_keyword(kw), status=201)
 
 
 @router.api_operation(
@@ -431,7 +321,7 @@ def keywords_get(request: HttpRequest, project: str, keyword_id: int) -> JsonRes
     kw = Keyword.objects.filter(project=proj, pk=keyword_id).first()
     if kw is None:
         raise NotFound(f"keyword {keyword_id} not found")
-    return JsonResponse(_serialize_keyword(kw))
+    return JsonResponse(serialize_keyword(kw))
 
 
 @router.api_operation(
@@ -446,7 +336,7 @@ def keywords_get(request: HttpRequest, project: str, keyword_id: int) -> JsonRes
 def keywords_update(request: HttpRequest, project: str, keyword_id: int) -> JsonResponse:
     proj = project_for(request, project)
     kw = do_save_keyword(proj, json_object(request), keyword_id)
-    return JsonResponse(_serialize_keyword(kw))
+    return JsonResponse(serialize_keyword(kw))
 
 
 @router.api_operation(

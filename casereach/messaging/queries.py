@@ -6,7 +6,8 @@ import datetime as dt
 from collections.abc import Mapping
 
 from dateutil import parser as dateparser
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncDate
 
 from casereach.contacts.rules import normalize_digits
 from casereach.core.errors import BadRequest
@@ -79,3 +80,40 @@ def filter_messages(project: Project, params: Mapping[str, str]) -> QuerySet[Mes
     if until := params.get("until"):
         qs = qs.filter(created_on__lt=_date(until, "until", end=True))
     return qs
+
+
+def outbound_per_day(
+    project: Project, since: dt.datetime, zone: dt.tzinfo
+) -> list[tuple[dt.date, str, int]]:
+    """(local day, status, count) of the project's outbound messages created since ``since``,
+    days taken in ``zone`` (the web dashboard's chart)."""
+    rows = (
+        Message.objects.filter(project=project, direction="out", created_on__gte=since)
+        .annotate(day=TruncDate("created_on", tzinfo=zone))
+        .values("day", "status")
+        .annotate(n=Count("id"))
+    )
+    return [(row["day"], row["status"], row["n"]) for row in rows]
+
+
+def error_code_counts(project: Project, since: dt.datetime) -> list[tuple[str, int]]:
+    """(error code, count) of the project's messages created since ``since``, most frequent
+    first."""
+    rows = (
+        Message.objects.filter(project=project, created_on__gte=since)
+        .exclude(error_code__isnull=True)
+        .exclude(error_code="")
+        .values("error_code")
+        .annotate(n=Count("id"))
+        .order_by("-n", "error_code")
+    )
+    return [(str(row["error_code"]), int(row["n"])) for row in rows]
+
+
+def contact_messages(project: Project, contact_id: str, limit: int = 100) -> list[Message]:
+    """A contact's latest messages, newest first."""
+    return list(
+        Message.objects.filter(project=project, contact_id=contact_id).order_by(
+            "-created_on", "-id"
+        )[:limit]
+    )

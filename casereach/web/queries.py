@@ -1,9 +1,10 @@
-"""Reads of the web app's own tables."""
+"""Reads of the web app's own tables, and the list of a project's alerts the pages show."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from casereach.alerts.models import Alert
 from casereach.core.timeutil import now
 from casereach.projects.models import Project
 from casereach.web.models import ImportProgress
@@ -20,3 +21,9 @@ def last_import(project: Project, user_id: int) -> ImportProgress | None:
 
 def is_interrupted(job: ImportProgress) -> bool:
     return job.state == ImportProgress.RUNNING and now() - job.updated_on >= STALE_AFTER
+
+
+def project_alerts(project: Project, *, newest_first: bool = False) -> list[Alert]:
+    """The project's alerts by name (the message log's alert filter), or newest first (the
+    alerts page)."""
+    return list(Alert.objects.filter(project=project).order_by("-id" if newest_first else "name"))

@@ -6,7 +6,14 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from casereach.web import views, views_admin, views_alerts
+from casereach.web import (
+    views,
+    views_admin,
+    views_alerts,
+    views_contacts,
+    views_import,
+    views_messages,
+)
 
 app_name = "web"
 
@@ -18,16 +25,18 @@ urlpatterns = [
     path("login", views.LoginView.as_view(), name="login"),
     path("logout", auth_views.LogoutView.as_view(next_page="web:login"), name="logout"),
     path(P, views.dashboard, name="dashboard"),
-    path(P + "cases", views.cases, name="cases"),
-    path(P + "contacts/<str:contact_id>", views.contact, name="contact"),
-    path(P + "phone-numbers", views.phone_numbers, name="phone_numbers"),
-    path(P + "phone-numbers/<str:number>/transfer", views.transfer, name="transfer"),
-    path(P + "messages", views.messages, name="messages"),
-    path(P + "test-phone", views.test_phone, name="test_phone"),
-    path(P + "test-phone/conversation", views.test_phone_conversation, name="conversation"),
-    path(P + "import", views.import_cases_page, name="import"),
-    path(P + "import/errors.csv", views.import_errors_csv, name="import_errors"),
-    path(P + "import/progress", views.import_progress, name="import_progress"),
+    path(P + "cases", views_contacts.cases, name="cases"),
+    path(P + "contacts/<str:contact_id>", views_contacts.contact, name="contact"),
+    path(P + "phone-numbers", views_contacts.phone_numbers, name="phone_numbers"),
+    path(P + "phone-numbers/<str:number>/transfer", views_contacts.transfer, name="transfer"),
+    path(P + "messages", views_messages.messages, name="messages"),
+    path(P + "test-phone", views_messages.test_phone, name="test_phone"),
+    path(
+        P + "test-phone/conversation", views_messages.test_phone_conversation, name="conversation"
+    ),
+    path(P + "import", views_import.import_cases_page, name="import"),
+    path(P + "import/errors.csv", views_import.import_errors_csv, name="import_errors"),
+    path(P + "import/progress", views_import.import_progress, name="import_progress"),
     path(P + "alerts", views_alerts.alerts, name="alerts"),
     path(P + "alerts/new", views_alerts.alert_new, name="alert_new"),
     path(P + "alerts/estimate", views_alerts.alert_estimate, name="alert_estimate"),

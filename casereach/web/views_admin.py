@@ -14,15 +14,15 @@ from django.shortcuts import render
 from django.urls import reverse
 from pydantic import ValidationError
 
-from casereach.cases.api_settings import do_change_settings
 from casereach.core.errors import CasereachError
 from casereach.gateways.actions import do_create_gateway, do_set_routes, do_update_gateway
-from casereach.gateways.api import serialize_gateway
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import owned_gateways, visible_gateways
 from casereach.gateways.registry import available_types, gateway_class
+from casereach.gateways.serializers import serialize_gateway
 from casereach.messaging.actions import SendRequest, do_send
 from casereach.projects.models import Project, Role
+from casereach.projects.settings_change import do_change_settings
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
 from casereach.web import settings_form
 from casereach.web.access import project_page

@@ -24,12 +24,12 @@ from casereach.alerts.api import serialize_alert
 from casereach.alerts.models import Alert
 from casereach.alerts.queries import dry_run, preview
 from casereach.alerts.templates import TemplateError, estimate
-from casereach.cases.models import Case
-from casereach.cases.queries import case_types
+from casereach.cases.queries import case_choices, case_types
 from casereach.core.errors import CasereachError
 from casereach.projects.models import Project, Role
 from casereach.web.access import project_page
 from casereach.web.charts import stacked_bars
+from casereach.web.queries import project_alerts
 
 OPS = [
     ("equal", "is equal to"),
@@ -349,10 +349,7 @@ def _form_page(
 
 @project_page(get=Role.VIEWER)
 def alerts(request: HttpRequest, project: Project) -> HttpResponse:
-    rows = [
-        serialize_alert(a, full=False)
-        for a in Alert.objects.filter(project=project).order_by("-id")
-    ]
+    rows = [serialize_alert(a, full=False) for a in project_alerts(project, newest_first=True)]
     return render(request, "web/alerts.html", {"project": project, "rows": rows, "nav": "alerts"})
 
 
@@ -417,10 +414,7 @@ def alert_detail(request: HttpRequest, project: Project, alert_id: int) -> HttpR
     alert = _alert(project, alert_id)
     chosen = request.GET.get("preview", "")
     shown = preview(project, alert, chosen) if chosen else None
-    cases = Case.objects.filter(project=project, deleted=False, closed=False)
-    if alert.case_type:
-        cases = cases.filter(case_type=alert.case_type)
-    choices = list(cases.order_by("case_name").values_list("case_id", "case_name")[:200])
+    choices = case_choices(project, alert.case_type, 200)
     try:
         days = min(90, max(1, int(request.GET.get("days", "14"))))
     except ValueError:

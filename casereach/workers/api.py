@@ -16,7 +16,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from ninja import Router, Schema
+from ninja import Router
 
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.requests import json_object
@@ -29,6 +29,13 @@ from casereach.workers.actions import (
     do_update_worker,
 )
 from casereach.workers.models import MobileWorker
+from casereach.workers.serializers import (
+    UserApiError,
+    UserListOut,
+    UserOut,
+    serialize_worker,
+    user_uri,
+)
 
 router = Router(tags=["mobile workers (CommCare user API)"])
 
@@ -110,47 +117,6 @@ CREATE_BODY = _body_doc(required=["username", "password"])
 UPDATE_BODY = _body_doc(required=[])
 
 
-class UserOut(Schema):
-    """A mobile worker as CommCare's user API shows it, plus casereach's own fields."""
-
-    type: str
-    id: str
-    username: str
-    first_name: str | None
-    last_name: str | None
-    email: str
-    default_phone_number: str | None
-    phone_numbers: list[str]
-    groups: list[str]
-    primary_location: str | None
-    locations: list[str]
-    user_data: dict[str, Any]
-    eulas: str
-    resource_uri: str
-    language: str
-    time_zone: str
-    is_active: bool
-    verified_numbers: list[str]
-
-
-class UserListMeta(Schema):
-    limit: int
-    next: str | None
-    offset: int
-    previous: str | None
-    total_count: int
-
-
-class UserListOut(Schema):
-    meta: UserListMeta
-    objects: list[UserOut]
-
-
-class UserApiError(Schema):
-    error: str
-    detail: Any = None
-
-
 ERRORS: dict[int, Any] = {
     400: UserApiError,
     401: UserApiError,
@@ -171,45 +137,6 @@ def _route(methods: list[str], suffix: str, **kwargs: Any) -> Callable[[F], F]:
         return view
 
     return register
-
-
-def user_uri(project_name: str, worker_id: str | None = None) -> str:
-    base = f"/a/{project_name}/api/v0.5/user/"
-    return f"{base}{worker_id}/" if worker_id else base
-
-
-def serialize_worker(worker: MobileWorker, project_name: str) -> dict[str, Any]:
-    phones = [str(n) for n in worker.phone_numbers]
-    user_data: dict[str, Any] = dict(worker.user_data or {})
-    user_data.update(
-        {
-            "commcare_project": project_name,
-            "commcare_location_id": None,
-            "commcare_location_ids": [],
-            "commcare_primary_case_sharing_id": None,
-            "commcare_profile": "",
-        }
-    )
-    return {
-        "type": "user",
-        "id": worker.pk,
-        "username": worker.username,
-        "first_name": worker.first_name,
-        "last_name": worker.last_name,
-        "email": worker.email,
-        "default_phone_number": phones[0] if phones else None,
-        "phone_numbers": phones,
-        "groups": list(worker.groups),
-        "primary_location": None,
-        "locations": [],
-        "user_data": user_data,
-        "eulas": "[]",
-        "resource_uri": user_uri(project_name, worker.pk),
-        "language": worker.language,
-        "time_zone": worker.time_zone,
-        "is_active": worker.is_active,
-        "verified_numbers": list(worker.verified_numbers),
-    }
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:

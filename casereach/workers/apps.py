@@ -5,3 +5,9 @@ class WorkersConfig(AppConfig):
     name = "casereach.workers"
     label = "workers"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from casereach.projects.settings_change import register_settings_resync
+        from casereach.workers.actions import do_resync_project_workers
+
+        register_settings_resync("workers", do_resync_project_workers)

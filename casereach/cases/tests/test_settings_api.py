@@ -3,23 +3,45 @@ re-derivation of contacts when a setting they depend on changes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
-from casereach.cases import api_settings
+from casereach.projects import settings_change
 from casereach.projects.models import Project
 from casereach.testing.world import Api, case_body
-from casereach.workers.actions import do_create_worker, do_resync_project_workers
+from casereach.workers.actions import do_create_worker
 
 SETTINGS = "/a/{project}/api/messaging/v1/settings"
 CASES = "/a/{project}/api/case/v2/"
 
 
-@pytest.fixture(autouse=True)
-def _workers_resync(monkeypatch: pytest.MonkeyPatch) -> None:
-    """casereach.api.main plugs the worker re-derivation in; make sure it is there."""
-    monkeypatch.setitem(api_settings._RESYNC, "workers", do_resync_project_workers)
+WIRED = """
+import sys
+import django
+django.setup()
+from casereach.projects.settings_change import settings_resyncs
+assert "casereach.api.main" not in sys.modules, "the API was imported"
+print(",".join(settings_resyncs()))
+"""
+
+
+def test_resyncs_are_wired_by_the_apps_without_the_api() -> None:
+    """cases and workers register their re-derivation from AppConfig.ready: a settings change
+    made from any entry point (CLI, web, a worker) resyncs both, without importing the API."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "casereach.settings"}
+    out = subprocess.run(
+        [sys.executable, "-c", WIRED],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.stdout.strip() == "cases,workers"
 
 
 def create(api: Api, **kw: Any) -> str:
@@ -241,7 +263,7 @@ def test_other_settings_do_not_resync(api: Api, monkeypatch: pytest.MonkeyPatch)
         calls.append(project.name)
         return 0
 
-    monkeypatch.setattr(api_settings, "_RESYNC", {"spy": spy})
+    monkeypatch.setattr(settings_change, "_RESYNC", {"spy": spy})
     assert (
         put(api, {"daily_limit": 7, "default_gateway": "x", "time_zone": "Africa/Nairobi"}).status
         == 200

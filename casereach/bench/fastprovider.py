@@ -1,7 +1,7 @@
 """A fast local SMS provider for the dispatch benchmark: a minimal asyncio HTTP/1.1 server,
 several processes on one port (SO_REUSEPORT), answering every POST with a JSON message id.
 
-Run: ``python -m casereach.cli.fastprovider --port N --workers 2``. It counts requests per
+Run: ``python -m casereach.bench.fastprovider --port N --workers 2``. It counts requests per
 process and prints the totals on SIGTERM.
 """
 

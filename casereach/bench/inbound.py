@@ -10,7 +10,7 @@ holder matched, no keyword": stored, attributed to its contact, nothing sent bac
 
 The load generator is a bare asyncio HTTP/1.1 client on keep-alive connections (no library
 between it and the socket). Its own ceiling is measured against a minimal asyncio server
-(``casereach.cli.fastprovider``) and reported, so a reader can see it is not the bottleneck.
+(``casereach.bench.fastprovider``) and reported, so a reader can see it is not the bottleneck.
 
 - closed loop: ``--requests`` form POSTs to ``/gateways/http/{inbound_key}/inbound`` from 16
   connections, each sending its next request when the last one is answered → requests/s,
@@ -30,40 +30,41 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlparse
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
-from casereach.cli.bench import (
+from casereach.bench.dispatch import Provider
+from casereach.bench.httpload import (
+    LoadRun,
+    closed_loop,
+    form_post,
+    get,
+    open_loop,
+)
+from casereach.bench.workspace import (
     API_USER,
     PROJECT,
     BenchError,
+    Target,
     Workspace,
     machine_info,
     postgres_base_url,
     serving,
 )
-from casereach.cli.bench_dispatch import Provider
 
 CASES = 1_000
 BULK_SIZE = 100
 CONCURRENCY = 16
 OPEN_RATE = 200.0  # requests/s offered in the open-loop run
 OPEN_SECONDS = 10.0
-# Below waitress's default connection limit (100): past it the server stops accepting, and
-# connections a client keeps open would never be freed for the ones waiting.
-OPEN_MAX_CONNECTIONS = 64
-REQUEST_TIMEOUT_S = 30.0
 WARMUP = 200  # requests of each kind before any clock starts
 SENDER_TO = "5550000"
 
@@ -74,180 +75,6 @@ MAXIMUM_TARGETS = frozenset({"p99_ms_at_200rps"})
 def phone_number(i: int) -> str:
     """Bench case ``i``'s number (E.164 digits, unique for i < 10,000,000)."""
     return f"25471{i:07d}"
-
-
-# --- a bare HTTP/1.1 client ------------------------------------------------------------------
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection: a request out, its reply read, nothing else."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
-
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        """Send ``raw`` (a whole request); the reply's status and body (TimeoutError after
-        REQUEST_TIMEOUT_S)."""
-        return await asyncio.wait_for(self._request(raw), REQUEST_TIMEOUT_S)
-
-    async def _request(self, raw: bytes) -> tuple[int, bytes]:
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split(b" ", 2)[1])
-        length = -1
-        chunked = False
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value.strip())
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-        if chunked:
-            body = b""
-            while True:
-                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
-                if size == 0:
-                    await self.reader.readuntil(b"\r\n")  # no trailers from our server
-                    return status, body
-                body += (await self.reader.readexactly(size + 2))[:-2]
-        if length < 0:
-            raise BenchError("a reply without Content-Length or chunked encoding")
-        return status, await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def form_post(path: str, fields: dict[str, str]) -> bytes:
-    body = urlencode(fields).encode()
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        "Content-Type: application/x-www-form-urlencoded\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-
-
-def get(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-
-
-@dataclass
-class LoadRun:
-    """What one load run saw; latencies in seconds."""
-
-    sent: int = 0
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-    connections: int = 0
-    max_lag_s: float = 0.0  # open loop: how late the generator itself sent anything
-
-    @property
-    def ok(self) -> int:
-        return self.statuses.get(200, 0)
-
-    @property
-    def rate(self) -> float:
-        return self.sent / self.seconds if self.seconds > 0 else 0.0
-
-    def percentile_ms(self, q: float) -> float | None:
-        """Nearest-rank percentile of the answered requests, in milliseconds (2 decimals);
-        None when nothing was answered."""
-        if not self.latencies:
-            return None
-        ordered = sorted(self.latencies)
-        rank = min(len(ordered), max(1, math.ceil(q / 100 * len(ordered))))
-        return round(ordered[rank - 1] * 1000, 2)
-
-    def failures(self) -> str:
-        """'' when every request was answered 200, else a summary."""
-        parts = [f"{n} x HTTP {s}" for s, n in sorted(self.statuses.items()) if s != 200]
-        parts += [f"{n} x {e}" for e, n in sorted(self.errors.items())]
-        return ", ".join(parts)
-
-
-Build = Callable[[int], bytes]
-
-
-async def closed_loop(port: int, build: Build, count: int, concurrency: int) -> LoadRun:
-    """``count`` requests from ``concurrency`` connections, each waiting for its reply."""
-    run = LoadRun(connections=concurrency)
-    remaining = iter(range(count))
-    conns = [await Connection.open(port) for _ in range(concurrency)]
-
-    async def worker(conn: Connection) -> None:
-        for i in remaining:
-            raw = build(i)
-            run.sent += 1
-            started = time.perf_counter()
-            try:
-                status, _ = await conn.request(raw)
-            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                run.errors[type(exc).__name__] += 1
-                conn.close()
-                conn = await Connection.open(port)
-                continue
-            run.latencies.append(time.perf_counter() - started)
-            run.statuses[status] += 1
-        conn.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in conns))
-    run.seconds = time.perf_counter() - started
-    return run
-
-
-async def open_loop(port: int, build: Build, rate: float, seconds: float) -> LoadRun:
-    """``rate`` requests/s for ``seconds``, each sent at its scheduled time; latency from
-    that time. A request finding no idle connection opens one (up to a cap, then waits)."""
-    count = max(1, round(rate * seconds))
-    run = LoadRun()
-    idle: asyncio.Queue[Connection] = asyncio.Queue()
-    for _ in range(CONCURRENCY):
-        idle.put_nowait(await Connection.open(port))
-    run.connections = CONCURRENCY
-
-    async def one(i: int, due: float) -> None:
-        if idle.empty() and run.connections < OPEN_MAX_CONNECTIONS:
-            run.connections += 1
-            conn = await Connection.open(port)
-        else:
-            conn = await idle.get()
-        try:
-            status, _ = await conn.request(build(i))
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            run.errors[type(exc).__name__] += 1
-            conn.close()
-            idle.put_nowait(await Connection.open(port))  # keep the pool its size
-            return
-        run.latencies.append(time.perf_counter() - due)
-        run.statuses[status] += 1
-        idle.put_nowait(conn)
-
-    tasks: list[asyncio.Task[None]] = []
-    begin = time.perf_counter() + 0.05
-    for k in range(count):
-        due = begin + k / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        run.max_lag_s = max(run.max_lag_s, time.perf_counter() - due)
-        run.sent += 1
-        tasks.append(asyncio.create_task(one(k, due)))
-    await asyncio.gather(*tasks)
-    run.seconds = time.perf_counter() - begin
-    while not idle.empty():
-        idle.get_nowait().close()
-    return run
 
 
 # --- set-up through the API ------------------------------------------------------------------
@@ -330,7 +157,6 @@ def verify(client: httpx.Client) -> tuple[int, int]:
 
 
 def measure(ws: Workspace, requests: int) -> dict[str, Any]:
-    say = ws.console.print
     target = ws.fresh("inbound")
     key = ws.cli(target, "apikey", "create", "--project", PROJECT, "--username", API_USER)
     key = key.strip().splitlines()[-1].strip()
@@ -341,12 +167,36 @@ def measure(ws: Workspace, requests: int) -> dict[str, Any]:
         "requests": requests,
         "concurrency": CONCURRENCY,
     }
-
     # The generator's own ceiling, before the server starts (they would share the CPUs).
-    say(f"generator ceiling: {requests:,} POSTs to a minimal asyncio server")
+    ceiling = _generator_ceiling(ws, requests)
+    results["generator_req_per_s"] = round(ceiling.rate, 1)
+    runs = _server_runs(ws, target, headers, requests)
+    results.update(_figures(runs, ceiling))
+    results["problems"] = _problems(runs)
+    return results
+
+
+@dataclass
+class _Runs:
+    """The load runs against the server, and what the message log holds after them."""
+
+    warm: LoadRun
+    floor: LoadRun
+    closed: LoadRun
+    opened: LoadRun
+    stored: int
+    unmatched: int
+
+    @property
+    def sent(self) -> int:
+        return self.warm.sent + self.closed.sent + self.opened.sent
+
+
+def _generator_ceiling(ws: Workspace, requests: int) -> LoadRun:
+    ws.console.print(f"generator ceiling: {requests:,} POSTs to a minimal asyncio server")
     provider = Provider()
     try:
-        ceiling = asyncio.run(
+        return asyncio.run(
             closed_loop(
                 provider.port,
                 lambda i: form_post(
@@ -358,8 +208,10 @@ def measure(ws: Workspace, requests: int) -> dict[str, Any]:
         )
     finally:
         provider.stop()
-    results["generator_req_per_s"] = round(ceiling.rate, 1)
 
+
+def _server_runs(ws: Workspace, target: Target, headers: dict[str, str], requests: int) -> _Runs:
+    say = ws.console.print
     with (
         serving(ws, target) as base,
         httpx.Client(base_url=base, headers=headers, timeout=120) as client,
@@ -393,47 +245,57 @@ def measure(ws: Workspace, requests: int) -> dict[str, Any]:
         say(f"inbound: {requests:,} POSTs, {CONCURRENCY} connections (closed loop)")
         closed = asyncio.run(closed_loop(port, inbound, requests, CONCURRENCY))
         say(f"inbound: {OPEN_RATE:,.0f} requests/s for {OPEN_SECONDS:.0f} s (open loop)")
-        opened = asyncio.run(open_loop(port, inbound, OPEN_RATE, OPEN_SECONDS))
+        opened = asyncio.run(open_loop(port, inbound, OPEN_RATE, OPEN_SECONDS, CONCURRENCY))
 
-        sent = warm.sent + closed.sent + opened.sent
         say("verifying the message log")
         stored, unmatched = verify(client)
+    return _Runs(warm, floor, closed, opened, stored, unmatched)
 
-    results["inbound_req_per_s"] = round(closed.rate, 1)
-    results["inbound_p50_ms"] = closed.percentile_ms(50)
-    results["inbound_p99_ms"] = closed.percentile_ms(99)
-    results["floor_req_per_s"] = round(floor.rate, 1)
-    results["floor_p50_ms"] = floor.percentile_ms(50)
-    results["floor_p99_ms"] = floor.percentile_ms(99)
-    results["inbound_floor_ratio"] = round(closed.rate / floor.rate, 3) if floor.rate else 0.0
-    results["generator_floor_ratio"] = round(ceiling.rate / floor.rate, 2) if floor.rate else 0.0
-    results["open_loop_rate"] = OPEN_RATE
-    results["open_loop_seconds"] = OPEN_SECONDS
-    results["open_loop_requests"] = opened.sent
-    results["open_loop_achieved_req_per_s"] = round(opened.ok / opened.seconds, 1)
-    results["p50_ms_at_200rps"] = opened.percentile_ms(50)
-    results["p99_ms_at_200rps"] = opened.percentile_ms(99)
-    results["max_ms_at_200rps"] = opened.percentile_ms(100)
-    results["open_loop_connections"] = opened.connections
-    results["open_loop_generator_max_lag_ms"] = round(opened.max_lag_s * 1000, 2)
-    results["inbound_sent"] = sent
-    results["inbound_ok"] = warm.ok + closed.ok + opened.ok
-    results["inbound_stored"] = stored
-    results["inbound_unmatched"] = unmatched
-    results["floor_ok"] = floor.ok
 
+def _figures(runs: _Runs, ceiling: LoadRun) -> dict[str, Any]:
+    closed, floor, opened = runs.closed, runs.floor, runs.opened
+    return {
+        "inbound_req_per_s": round(closed.rate, 1),
+        "inbound_p50_ms": closed.percentile_ms(50),
+        "inbound_p99_ms": closed.percentile_ms(99),
+        "floor_req_per_s": round(floor.rate, 1),
+        "floor_p50_ms": floor.percentile_ms(50),
+        "floor_p99_ms": floor.percentile_ms(99),
+        "inbound_floor_ratio": round(closed.rate / floor.rate, 3) if floor.rate else 0.0,
+        "generator_floor_ratio": round(ceiling.rate / floor.rate, 2) if floor.rate else 0.0,
+        "open_loop_rate": OPEN_RATE,
+        "open_loop_seconds": OPEN_SECONDS,
+        "open_loop_requests": opened.sent,
+        "open_loop_achieved_req_per_s": round(opened.ok / opened.seconds, 1),
+        "p50_ms_at_200rps": opened.percentile_ms(50),
+        "p99_ms_at_200rps": opened.percentile_ms(99),
+        "max_ms_at_200rps": opened.percentile_ms(100),
+        "open_loop_connections": opened.connections,
+        "open_loop_generator_max_lag_ms": round(opened.max_lag_s * 1000, 2),
+        "inbound_sent": runs.sent,
+        "inbound_ok": runs.warm.ok + closed.ok + opened.ok,
+        "inbound_stored": runs.stored,
+        "inbound_unmatched": runs.unmatched,
+        "floor_ok": floor.ok,
+    }
+
+
+def _problems(runs: _Runs) -> list[str]:
     problems = []
-    for name, run in (("warm-up", warm), ("closed loop", closed), ("open loop", opened)):
+    for name, run in (
+        ("warm-up", runs.warm),
+        ("closed loop", runs.closed),
+        ("open loop", runs.opened),
+    ):
         if run.failures():
             problems.append(f"inbound {name}: {run.failures()}")
-    if floor.failures():
-        problems.append(f"healthz: {floor.failures()}")
-    if stored != sent:
-        problems.append(f"{stored:,} inbound messages stored for {sent:,} sent")
-    if unmatched:
-        problems.append(f"{unmatched:,} inbound messages matched no contact")
-    results["problems"] = problems
-    return results
+    if runs.floor.failures():
+        problems.append(f"healthz: {runs.floor.failures()}")
+    if runs.stored != runs.sent:
+        problems.append(f"{runs.stored:,} inbound messages stored for {runs.sent:,} sent")
+    if runs.unmatched:
+        problems.append(f"{runs.unmatched:,} inbound messages matched no contact")
+    return problems
 
 
 def passed(name: str, value: float | None, target: float) -> bool:

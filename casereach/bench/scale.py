@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from casereach.cli.bench_dispatch import Provider, _dispatch_run, _floor
+from casereach.bench.dispatch import Provider, _dispatch_run, _floor
 
 WORKER_CONCURRENCY = 4
 FLOOR_CONNECTIONS = 64  # as many calls in flight as one worker can have
@@ -81,8 +81,6 @@ def _psql(admin: str, statement: str) -> None:
 
 def run_dispatch_cluster(messages: int, workers: int, latency_ms: float) -> dict[str, Any]:
     """N Celery workers draining ``messages`` queued messages; msgs/s over the send span."""
-    import psycopg
-
     db, broker = _require_cluster_env()
     base = db.rsplit("/", 1)[0]
     name = f"casereach_bench_{uuid.uuid4().hex[:8]}"
@@ -128,34 +126,9 @@ def run_dispatch_cluster(messages: int, workers: int, latency_ms: float) -> dict
                 "--loglevel",
                 "INFO",
             )
-        deadline = time.monotonic() + 120
-        while (
-            sum(
-                (logs / f"worker-{i}.log").read_text(errors="replace").count(" ready.")
-                for i in range(workers)
-            )
-            < workers
-        ):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the benchmark workers did not start (logs in {logs})")
-            time.sleep(0.2)
+        _wait_for_workers(logs, workers)
         start("beat", "beat")
-        deadline = time.monotonic() + 4 * 3600
-        with psycopg.connect(url, autocommit=True) as con:
-            while True:
-                row = con.execute(
-                    "SELECT COUNT(*) FILTER (WHERE status IN ('queued', 'sending')), "
-                    "MIN(sent_on), MAX(sent_on) FROM messaging_message"
-                ).fetchone()
-                assert row is not None
-                if row[0] == 0:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the benchmark did not finish")
-                time.sleep(0.25)
-            not_sent = con.execute(
-                "SELECT COUNT(*) FROM messaging_message WHERE status <> 'sent'"
-            ).fetchone()
+        row, not_sent = _wait_drained(url)
         span = (row[2] - row[1]).total_seconds() if row[1] and row[2] else 0.0
         return {
             "messages": messages,
@@ -174,6 +147,45 @@ def run_dispatch_cluster(messages: int, workers: int, latency_ms: float) -> dict
                 p.kill()
         provider.stop()
         _psql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _wait_for_workers(logs: Path, workers: int) -> None:
+    """Until every worker's log says it is ready (at most two minutes)."""
+    deadline = time.monotonic() + 120
+    while (
+        sum(
+            (logs / f"worker-{i}.log").read_text(errors="replace").count(" ready.")
+            for i in range(workers)
+        )
+        < workers
+    ):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the benchmark workers did not start (logs in {logs})")
+        time.sleep(0.2)
+
+
+def _wait_drained(url: str) -> tuple[Any, Any]:
+    """Until no message is queued or sending (at most four hours): (the row of the last count
+    with the first and last sent_on, the count of messages not sent)."""
+    import psycopg
+
+    deadline = time.monotonic() + 4 * 3600
+    with psycopg.connect(url, autocommit=True) as con:
+        while True:
+            row = con.execute(
+                "SELECT COUNT(*) FILTER (WHERE status IN ('queued', 'sending')), "
+                "MIN(sent_on), MAX(sent_on) FROM messaging_message"
+            ).fetchone()
+            assert row is not None
+            if row[0] == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the benchmark did not finish")
+            time.sleep(0.25)
+        not_sent = con.execute(
+            "SELECT COUNT(*) FROM messaging_message WHERE status <> 'sent'"
+        ).fetchone()
+    return row, not_sent
 
 
 def run_dispatch_scaleout_suite(

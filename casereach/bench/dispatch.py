@@ -2,7 +2,7 @@
 gateway server, beside the floor — a bare asyncio HTTP/1.1 client sending the same requests
 to the same server — and the peak RSS while draining a large outbox (SPEC 9).
 
-The provider is ``casereach.cli.fastprovider`` (several processes on one port, so it is not
+The provider is ``casereach.bench.fastprovider`` (several processes on one port, so it is not
 the bottleneck). Each measurement of ours runs in a subprocess on a fresh SQLite file.
 """
 
@@ -43,7 +43,7 @@ class Provider:
             [
                 sys.executable,
                 "-m",
-                "casereach.cli.fastprovider",
+                "casereach.bench.fastprovider",
                 "--port",
                 str(self.port),
                 "--workers",

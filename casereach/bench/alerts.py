@@ -26,8 +26,6 @@ import csv
 import datetime as dt
 import json
 import os
-import re
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,22 +36,22 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from casereach.cli.bench import (
-    FLOOR_PRAGMAS,
+from casereach.bench.alerts_floor import (
+    measure_floor,
+    measure_write_floor,
+)
+from casereach.bench.workspace import (
     LANGUAGES,
     PROJECT,
     ZONES,
     BenchError,
     Target,
     Workspace,
-    case_id,
     machine_info,
     postgres_base_url,
 )
-from casereach.core.ids import time_ordered_id
 
 CASE_TYPE = "mother"
-INSTANCE_TABLE = "alerts_scheduleinstance"
 HEADER = (
     "external_id",
     "case_type",
@@ -218,7 +216,7 @@ def worker_main() -> None:
     sys.stdout.write(json.dumps(result) + "\n")
 
 
-_WORKER = "from casereach.cli.bench_alerts import worker_main; worker_main()"
+_WORKER = "from casereach.bench.alerts import worker_main; worker_main()"
 
 
 def run_worker(ws: Workspace, target: Target, cases: int) -> dict[str, Any]:
@@ -244,232 +242,7 @@ def run_worker(ws: Workspace, target: Target, cases: int) -> dict[str, Any]:
 # --- the floor --------------------------------------------------------------------------------
 
 
-def instance_schema(db: Path) -> tuple[list[str], list[str]]:
-    """(CREATE statements of the real instance table and its indexes, foreign keys removed;
-    its columns other than ``id``), read from a database ``casereach init`` made."""
-    conn = sqlite3.connect(db)
-    try:
-        statements = [
-            str(sql)
-            for (sql,) in conn.execute(
-                "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL "
-                "ORDER BY type = 'index', name",
-                (INSTANCE_TABLE,),
-            )
-        ]
-        columns = _columns(conn, INSTANCE_TABLE)
-    finally:
-        conn.close()
-    if not statements or not columns:
-        raise BenchError(f"no table {INSTANCE_TABLE} in {db.name}")
-    cleaned = [
-        re.sub(r'\s*REFERENCES\s+"\w+"\s*\("\w+"\)(\s+DEFERRABLE INITIALLY DEFERRED)?', "", s)
-        for s in statements
-    ]
-    return cleaned, columns
-
-
-def floor_rows(columns: list[str], count: int) -> list[tuple[Any, ...]]:
-    """``count`` instance rows of one alert, in ``columns`` order."""
-    stamp = "2025-01-01 00:00:00.000000"
-    rows = []
-    for i in range(count):
-        key = case_id()
-        values: dict[str, Any] = {
-            "alert_id": 1,
-            "alert_version": 1,
-            "project_id": 1,
-            "recipient_key": key,
-            "case_id": key,
-            "contact_id": key,
-            "time_zone": ZONES[i % len(ZONES)],
-            "start": stamp,
-            "period": 0,
-            "event": 0,
-            "next_due": "2025-01-01 06:00:00.000000",
-            "active": True,
-            "start_value": "",
-            "time_value": "",
-            "reset_value": "",
-            "stop_value": "",
-            "created_on": stamp,
-            "updated_on": stamp,
-        }
-        try:
-            rows.append(tuple(values[c] for c in columns))
-        except KeyError as exc:
-            raise BenchError(f"the floor has no value for column {exc}") from None
-    return rows
-
-
-def measure_floor(ws: Workspace, shape: Path, count: int) -> float:
-    """Seconds for plain sqlite3 executemany of ``count`` instance rows, one transaction."""
-    schema, columns = instance_schema(shape)
-    rows = floor_rows(columns, count)
-    conn = sqlite3.connect(ws.root / "alerts-floor.sqlite3", isolation_level=None)
-    try:
-        for pragma in FLOOR_PRAGMAS:
-            conn.execute(pragma)
-        for statement in schema:
-            conn.execute(statement)
-        insert = (
-            f"INSERT INTO {INSTANCE_TABLE} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
-        )
-        started = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(insert, rows)
-        conn.execute("COMMIT")
-        seconds = time.perf_counter() - started
-        (inserted,) = conn.execute(f"SELECT count(*) FROM {INSTANCE_TABLE}").fetchone()
-    finally:
-        conn.close()
-    if inserted != count:
-        raise BenchError(f"the floor inserted {inserted} of {count} rows")
-    return seconds
-
-
 # --- what the due scan must write, in plain sqlite3 ------------------------------------------
-
-WRITE_BATCH = 500  # the scheduler's batch
-EVENT_TABLE = "messaging_messagingevent"
-SUBEVENT_TABLE = "messaging_messagingsubevent"
-MESSAGE_TABLE = "messaging_message"
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    return [str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})") if row[1] != "id"]
-
-
-def write_floor_rows(
-    conn: sqlite3.Connection, count: int
-) -> dict[str, tuple[str, list[tuple[Any, ...]]]]:
-    """The rows one due scan of ``count`` instances writes at the least — per instance a
-    messaging event, a sub-event, an outbox message and the instance moved to its next
-    occurrence — as (statement, rows), built before any clock starts."""
-    stamp = "2025-01-01 06:00:00.000000"
-    later = "2025-01-02 06:00:00.000000"
-    base: dict[str, Any] = {
-        "project_id": 1,
-        "created_on": stamp,
-        "updated_on": stamp,
-        "status": "completed",
-        "error_code": None,
-    }
-    event = {
-        **base,
-        "source": "conditional_alert",
-        "source_id": "1",
-        "source_name": "Bench ANC reminders",
-        "content_type": "sms",
-        "triggered_by": "",
-    }
-    subevent = {
-        **base,
-        "contact_type": "case",
-        "recipient_name": "Mother",
-        "date_last_activity": stamp,
-    }
-    message = {
-        **base,
-        "status": "queued",
-        "direction": "out",
-        "channel": "sms",
-        "contact_type": "case",
-        "email_address": "",
-        "subject": "",
-        "language": "en",
-        "segments": 1,
-        "encoding": "GSM",
-        "gateway_name": "",
-        "gateway_id": None,
-        "gateway_source": "",
-        "sender": "",
-        "provider_code": "",
-        "error_detail": "",
-        "provider_id": None,
-        "attempts": 0,
-        "unknown_outcomes": 0,
-        "allow_opted_out": False,
-        "next_attempt_at": stamp,
-        "lease_until": None,
-        "lease_token": None,
-        "sent_on": None,
-        "delivered_on": None,
-        "failed_on": None,
-        "inbound_action": "",
-    }
-    shapes = {t: _columns(conn, t) for t in (EVENT_TABLE, SUBEVENT_TABLE, MESSAGE_TABLE)}
-    rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in shapes}
-    try:
-        for i in range(count):
-            key = f"case{i:012d}"
-            rows[EVENT_TABLE].append(tuple(event[c] for c in shapes[EVENT_TABLE]))
-            values = {**subevent, "contact_id": key, "event_id": i + 1}
-            rows[SUBEVENT_TABLE].append(tuple(values[c] for c in shapes[SUBEVENT_TABLE]))
-            values = {
-                **message,
-                "contact_id": key,
-                "phone_number": f"2547{i:08d}",
-                "text": f"Hello Mother {i}, due 2025-03-01",
-                "event_id": i + 1,
-                "subevent_id": i + 1,
-            }
-            row = [values[c] for c in shapes[MESSAGE_TABLE]]
-            rows[MESSAGE_TABLE].append((time_ordered_id(), *row))  # as our messages' ids
-    except KeyError as exc:
-        raise BenchError(f"the write floor has no value for column {exc}") from None
-    statements: dict[str, tuple[str, list[tuple[Any, ...]]]] = {}
-    for table, columns in shapes.items():
-        names = (["id"] if table == MESSAGE_TABLE else []) + columns
-        statements[table] = (
-            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
-            rows[table],
-        )
-    statements[INSTANCE_TABLE] = (
-        f"UPDATE {INSTANCE_TABLE} SET next_due = ?, event = 0, period = period + 1, "
-        "updated_on = ? WHERE id = ?",
-        [(later, stamp, i + 1) for i in range(count)],
-    )
-    return statements
-
-
-def measure_write_floor(ws: Workspace, count: int) -> float:
-    """Seconds for plain sqlite3 to write what a due scan of ``count`` instances must write
-    (``write_floor_rows``) on the real tables and indexes, foreign keys off, one transaction
-    per scheduler batch, into a fresh file whose instance table already holds the
-    ``count`` instances. No reading, rendering or checking: the best any due scan that keeps
-    the message log can do."""
-    db = ws.root / "alerts-writes.sqlite3"
-    ws.cli(Target(str(db), "sqlite"), "init")
-    conn = sqlite3.connect(db, isolation_level=None)
-    try:
-        for pragma in FLOOR_PRAGMAS:
-            conn.execute(pragma)
-        conn.execute("PRAGMA foreign_keys = OFF")
-        columns = _columns(conn, INSTANCE_TABLE)
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            f"INSERT INTO {INSTANCE_TABLE} (id, {', '.join(columns)}) "
-            f"VALUES (?, {', '.join('?' for _ in columns)})",
-            [(i + 1, *row) for i, row in enumerate(floor_rows(columns, count))],
-        )
-        conn.execute("COMMIT")
-        statements = write_floor_rows(conn, count)
-        started = time.perf_counter()
-        for start in range(0, count, WRITE_BATCH):
-            conn.execute("BEGIN IMMEDIATE")
-            for sql, rows in statements.values():
-                conn.executemany(sql, rows[start : start + WRITE_BATCH])
-            conn.execute("COMMIT")
-        seconds = time.perf_counter() - started
-        (written,) = conn.execute(f"SELECT count(*) FROM {MESSAGE_TABLE}").fetchone()
-    finally:
-        conn.close()
-    db.unlink(missing_ok=True)
-    if written != count:
-        raise BenchError(f"the write floor wrote {written} of {count} messages")
-    return seconds
 
 
 # --- the suite --------------------------------------------------------------------------------
@@ -573,86 +346,119 @@ def print_table(results: dict[str, Any], console: Console) -> None:
     for column in ("measurement", "per second", "ratio to floor", "target", "result"):
         table.add_column(column, justify="left" if column == "measurement" else "right")
 
-    def verdict(key: str) -> str:
-        ok = results[key] >= TARGETS[key]
-        return "[green]pass[/green]" if ok else "[red]FAIL[/red]"
+    for row in (*_rate_rows(results), *_count_rows(results)):
+        table.add_row(*row)
+    console.print(table)
 
-    def check(ok: bool) -> str:
-        return "[green]pass[/green]" if ok else "[red]FAIL[/red]"
 
-    table.add_row(
-        "activation (cases/s)",
-        f"{results['activation_cases_per_s']:,.0f}",
-        f"{results['activation_floor_ratio']:.2f}",
-        f"≥ {TARGETS['activation_cases_per_s']:,.0f}/s",
-        verdict("activation_cases_per_s"),
+def _verdict(results: dict[str, Any], key: str) -> str:
+    return _check(results[key] >= TARGETS[key])
+
+
+def _check(ok: bool) -> str:
+    return "[green]pass[/green]" if ok else "[red]FAIL[/red]"
+
+
+def _rate_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    rows: list[tuple[str, str, str, str, str]] = []
+    rows.append(
+        (
+            "activation (cases/s)",
+            f"{results['activation_cases_per_s']:,.0f}",
+            f"{results['activation_floor_ratio']:.2f}",
+            f"≥ {TARGETS['activation_cases_per_s']:,.0f}/s",
+            _verdict(results, "activation_cases_per_s"),
+        )
     )
-    table.add_row(
-        "activation ÷ floor",
-        "",
-        f"{results['activation_floor_ratio']:.2f}",
-        f"≥ {TARGETS['activation_floor_ratio']:.2f}",
-        verdict("activation_floor_ratio"),
+    rows.append(
+        (
+            "activation ÷ floor",
+            "",
+            f"{results['activation_floor_ratio']:.2f}",
+            f"≥ {TARGETS['activation_floor_ratio']:.2f}",
+            _verdict(results, "activation_floor_ratio"),
+        )
     )
-    table.add_row(
-        "due scan → outbox (instances/s)",
-        f"{results['due_scan_instances_per_s']:,.0f}",
-        f"{results['due_scan_floor_ratio']:.2f}",
-        f"≥ {TARGETS['due_scan_instances_per_s']:,.0f}/s",
-        verdict("due_scan_instances_per_s"),
+    rows.append(
+        (
+            "due scan → outbox (instances/s)",
+            f"{results['due_scan_instances_per_s']:,.0f}",
+            f"{results['due_scan_floor_ratio']:.2f}",
+            f"≥ {TARGETS['due_scan_instances_per_s']:,.0f}/s",
+            _verdict(results, "due_scan_instances_per_s"),
+        )
     )
-    table.add_row(
-        "due scan ÷ floor",
-        "",
-        f"{results['due_scan_floor_ratio']:.2f}",
-        f"≥ {TARGETS['due_scan_floor_ratio']:.2f}",
-        verdict("due_scan_floor_ratio"),
+    rows.append(
+        (
+            "due scan ÷ floor",
+            "",
+            f"{results['due_scan_floor_ratio']:.2f}",
+            f"≥ {TARGETS['due_scan_floor_ratio']:.2f}",
+            _verdict(results, "due_scan_floor_ratio"),
+        )
     )
-    table.add_row(
-        "floor (sqlite3 executemany of instances)",
-        f"{results['floor_instances_per_s']:,.0f}",
-        "1.00",
-        "",
-        "",
+    rows.append(
+        (
+            "floor (sqlite3 executemany of instances)",
+            f"{results['floor_instances_per_s']:,.0f}",
+            "1.00",
+            "",
+            "",
+        )
     )
     if "due_scan_write_floor_per_s" in results:
-        table.add_row(
-            "write floor: sqlite3 writing event + sub-event + message + advance",
-            f"{results['due_scan_write_floor_per_s']:,.0f}",
-            f"{results['due_scan_write_floor_ratio']:.2f}",
-            "",
-            "",
+        rows.append(
+            (
+                "write floor: sqlite3 writing event + sub-event + message + advance",
+                f"{results['due_scan_write_floor_per_s']:,.0f}",
+                f"{results['due_scan_write_floor_ratio']:.2f}",
+                "",
+                "",
+            )
         )
-        table.add_row(
-            "due scan ÷ write floor",
-            "",
-            f"{results['due_scan_share_of_write_floor']:.2f}",
-            "",
-            "",
+        rows.append(
+            (
+                "due scan ÷ write floor",
+                "",
+                f"{results['due_scan_share_of_write_floor']:.2f}",
+                "",
+                "",
+            )
         )
+    return rows
+
+
+def _count_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    rows: list[tuple[str, str, str, str, str]] = []
     cases = results["cases"]
-    table.add_row(
-        "schedule instances / cases",
-        f"{results['instances']:,} / {cases:,}",
-        "",
-        "equal",
-        check(results["instances"] == cases),
+    rows.append(
+        (
+            "schedule instances / cases",
+            f"{results['instances']:,} / {cases:,}",
+            "",
+            "equal",
+            _check(results["instances"] == cases),
+        )
     )
-    table.add_row(
-        "messages written / instances due",
-        f"{results['messages']:,} / {cases:,}",
-        "",
-        "equal",
-        check(results["messages"] == cases),
+    rows.append(
+        (
+            "messages written / instances due",
+            f"{results['messages']:,} / {cases:,}",
+            "",
+            "equal",
+            _check(results["messages"] == cases),
+        )
     )
-    table.add_row(
-        "instances advanced / instances due",
-        f"{results['instances_advanced']:,} / {cases:,}",
-        "",
-        "equal",
-        check(results["instances_advanced"] == cases and not results["instances_still_due"]),
+    rows.append(
+        (
+            "instances advanced / instances due",
+            f"{results['instances_advanced']:,} / {cases:,}",
+            "",
+            "equal",
+            _check(results["instances_advanced"] == cases and not results["instances_still_due"]),
+        )
     )
-    console.print(table)
+    return rows
 
 
 def run_alerts_suite(*, cases: int, json_out: Path | None) -> dict[str, Any]:

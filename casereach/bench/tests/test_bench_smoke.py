@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from casereach.cli.bench import run_bench
+from casereach.bench.ingest import run_bench
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def test_unknown_suite_is_refused() -> None:
 
 
 def test_bench_dispatch_writes_its_figures_and_the_gateway_bound(tmp_path: Path) -> None:
-    from casereach.cli.bench_dispatch import run_dispatch_suite
+    from casereach.bench.dispatch import run_dispatch_suite
 
     out = tmp_path / "dispatch.json"
 
@@ -72,7 +72,7 @@ def test_bench_dispatch_writes_its_figures_and_the_gateway_bound(tmp_path: Path)
 
 
 def test_bench_alerts_writes_its_figures_and_the_write_floor(tmp_path: Path) -> None:
-    from casereach.cli.bench_alerts import run_alerts_suite
+    from casereach.bench.alerts import run_alerts_suite
 
     out = tmp_path / "alerts.json"
 

@@ -20,33 +20,37 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import platform
 import re
-import secrets
-import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, LiteralString
-from urllib.parse import urlparse, urlunparse
+from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ("ingest",)  # "dispatch" is routed to bench_dispatch by the CLI
-PROJECT = "bench"
-API_USER = "bench@example.org"
+from casereach.bench.workspace import (
+    API_USER,
+    FLOOR_PRAGMAS,
+    LANGUAGES,
+    PROJECT,
+    ZONES,
+    BenchError,
+    Target,
+    Workspace,
+    case_id,
+    machine_info,
+    postgres_base_url,
+    rss_mb,
+    serving,
+)
+
+SUITES = ("ingest",)  # "dispatch" is routed to casereach.bench.dispatch by the CLI
 BULK_SIZE = 100
 HEADER = (
     "external_id",
@@ -60,8 +64,6 @@ HEADER = (
     "language_code",
     "contact_backend_id",
 )
-ZONES = ("Africa/Nairobi", "Europe/London", "America/New_York")
-LANGUAGES = ("en", "sw")
 
 TARGETS_SQLITE = {
     "import_cases_per_s": 15_000,
@@ -75,13 +77,6 @@ TARGETS_POSTGRES = {"import_cases_per_s": 8_000}
 # Targets that are ceilings rather than floors.
 MAXIMUM_TARGETS = frozenset({"import_1m_peak_rss_mb"})
 
-# The pragmas casereach.settings gives every SQLite connection (minus foreign keys).
-FLOOR_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA cache_size=-64000",
-    "PRAGMA temp_store=MEMORY",
-)
 FLOOR_TABLES = ("cases_case", "contacts_phoneentry")
 CASE_COLUMNS = (
     "case_id",
@@ -118,10 +113,6 @@ ENTRY_COLUMNS = (
 )
 
 
-class BenchError(RuntimeError):
-    """A measurement could not run (the message says which step and why)."""
-
-
 def case_values(i: int) -> tuple[str, ...]:
     """Bench case ``i`` in HEADER order: every contact property set, unique numbers."""
     return (
@@ -138,18 +129,6 @@ def case_values(i: int) -> tuple[str, ...]:
     )
 
 
-def case_id() -> str:
-    """A case id made the way ``casereach.cases.actions.new_case_id`` makes one (UUIDv7)."""
-    value = (
-        (time.time_ns() // 1_000_000) << 80
-        | 0x7 << 76
-        | secrets.randbits(12) << 64
-        | 0b10 << 62
-        | secrets.randbits(62)
-    )
-    return str(uuid.UUID(int=value))
-
-
 def write_csv(path: Path, rows: int) -> None:
     """Write the bench CSV one row at a time (never the whole file in memory)."""
     with path.open("w", newline="", encoding="utf-8") as f:
@@ -160,105 +139,6 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 # --- environment ---------------------------------------------------------------------------
-
-
-@dataclass
-class Target:
-    """Where one measurement's database lives."""
-
-    url: str
-    vendor: str
-
-
-@dataclass
-class Workspace:
-    root: Path
-    base_url: str | None  # PostgreSQL URL the user pointed at, else None (SQLite)
-    created_dbs: list[str] = field(default_factory=list)
-    console: Console = field(default_factory=lambda: Console(stderr=True))
-
-    @property
-    def vendor(self) -> str:
-        return "postgresql" if self.base_url else "sqlite"
-
-    def database(self, name: str) -> Target:
-        if not self.base_url:
-            return Target(str(self.root / f"{name}.sqlite3"), "sqlite")
-        db_name = f"casereach_bench_{name}_{secrets.token_hex(4)}"
-        _pg_admin(self.base_url, "CREATE DATABASE {}", db_name)
-        self.created_dbs.append(db_name)
-        parsed = urlparse(self.base_url)
-        return Target(urlunparse(parsed._replace(path="/" + db_name)), "postgresql")
-
-    def env(self, target: Target) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("CASEREACH_BROKER_URL", None)  # the embedded default
-        env["CASEREACH_DATABASE_URL"] = target.url
-        env["CASEREACH_SECRET_KEY"] = "bench-" + secrets.token_hex(16)
-        env.setdefault("CASEREACH_LOG_LEVEL", "WARNING")
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
-    def cli(self, target: Target, *args: str, timeout: float = 600) -> str:
-        """Run ``python -m casereach ARGS``; its stdout, or BenchError with its stderr."""
-        proc = subprocess.run(
-            [sys.executable, "-m", "casereach", *args],
-            cwd=self.root,
-            env=self.env(target),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if proc.returncode != 0:
-            detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-            raise BenchError(
-                f"'casereach {' '.join(args[:2])}' failed: {detail[-1] if detail else proc.returncode}"
-            )
-        return proc.stdout
-
-    def fresh(self, name: str) -> Target:
-        """A new database, migrated, with the bench project in it."""
-        target = self.database(name)
-        self.cli(target, "init")
-        self.cli(target, "project", "create", PROJECT, "--languages", ",".join(LANGUAGES))
-        return target
-
-    def cleanup(self) -> None:
-        if self.base_url:
-            for db_name in self.created_dbs:
-                try:
-                    _pg_admin(self.base_url, "DROP DATABASE IF EXISTS {} WITH (FORCE)", db_name)
-                except BenchError as exc:
-                    self.console.print(f"[yellow]could not drop {db_name}: {exc}[/yellow]")
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _pg_admin(url: str, statement: LiteralString, name: str) -> None:
-    """Run one administrative statement naming database ``name`` (autocommit)."""
-    import psycopg
-    from psycopg import sql
-
-    parsed = urlparse(url)
-    problem = ""
-    # The maintenance database first: the one in the URL may not exist yet.
-    for dbname in dict.fromkeys(("postgres", parsed.path.lstrip("/") or "postgres")):
-        try:
-            with psycopg.connect(
-                host=parsed.hostname or "127.0.0.1",
-                port=parsed.port or 5432,
-                user=parsed.username or "postgres",
-                password=parsed.password or None,
-                dbname=dbname,
-                autocommit=True,
-            ) as conn:
-                conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
-                return
-        except psycopg.OperationalError as exc:
-            problem = str(exc).strip().splitlines()[0]
-        except psycopg.Error as exc:
-            raise BenchError(f"PostgreSQL: {str(exc).strip().splitlines()[0]}") from None
-    raise BenchError(f"PostgreSQL: {problem}")
 
 
 # --- measurements --------------------------------------------------------------------------
@@ -323,55 +203,7 @@ def measure_import(ws: Workspace, name: str, csv_path: Path, rows: int) -> Impor
     imported = int(found.group(1).replace(",", "")) if found else -1
     if imported != rows:
         raise BenchError(f"import-cases imported {imported} of {rows} rows: {output[-300:]}")
-    return ImportRun(float(measured["seconds"]), _rss_mb(int(measured["maxrss"])), imported)
-
-
-def _rss_mb(ru_maxrss: int) -> float:
-    # Linux reports KiB, macOS bytes.
-    return ru_maxrss / (1024 * 1024) if sys.platform == "darwin" else ru_maxrss / 1024
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serving(ws: Workspace, target: Target) -> Iterator[str]:
-    """A ``casereach serve`` subprocess on a free local port; yields its base URL."""
-    port = _free_port()
-    log = (ws.root / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "casereach", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ws.root,
-        env=ws.env(target),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise BenchError(f"casereach serve exited early ({proc.returncode})")
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError("casereach serve did not become healthy in 60 s")
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    return ImportRun(float(measured["seconds"]), rss_mb(int(measured["maxrss"])), imported)
 
 
 @dataclass
@@ -524,30 +356,6 @@ def measure_floor(ws: Workspace, cases: int) -> float:
 # --- the suite -----------------------------------------------------------------------------
 
 
-def machine_info(vendor: str) -> dict[str, Any]:
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = list(os.getloadavg())
-    except OSError:
-        load = []
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "database": vendor,
-        "load_average_at_start": load,
-    }
-
-
 def _rate(count: int, seconds: float) -> float:
     return round(count / seconds, 1) if seconds > 0 else 0.0
 
@@ -651,13 +459,6 @@ def print_table(results: dict[str, Any], targets: dict[str, float], console: Con
             f"{results['import_1m_peak_rss_mb']:,.0f} MB {verdict('import_1m_peak_rss_mb')}",
         )
     console.print(table)
-
-
-def postgres_base_url() -> str | None:
-    """The PostgreSQL server ``CASEREACH_DATABASE_URL`` names (each run makes its own
-    temporary database there), or None for the embedded SQLite default."""
-    url = os.environ.get("CASEREACH_DATABASE_URL", "").strip()
-    return url if url.startswith(("postgres://", "postgresql://")) else None
 
 
 def run_bench(suite: str, *, cases: int, json_out: Path | None, rss_rows: int) -> dict[str, Any]:

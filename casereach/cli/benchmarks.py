@@ -1,0 +1,108 @@
+"""casereach bench: the command; the suites are in casereach.bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from casereach.cli.app import (
+    app,
+    fail,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@app.command()
+def bench(
+    suite: Annotated[
+        str, typer.Argument(help="Benchmark suite: ingest, dispatch, inbound or alerts")
+    ] = "ingest",
+    cases: Annotated[int, typer.Option("--cases", help="Cases per measurement")] = 100_000,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write results here")] = None,
+    rss_rows: Annotated[
+        int, typer.Option("--rss-rows", help="Rows for the peak-RSS import (0 to skip)")
+    ] = 1_000_000,
+    requests: Annotated[
+        int, typer.Option("--requests", help="Inbound requests per closed-loop run (inbound)")
+    ] = 5_000,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Celery workers to start (scale-out mode; dispatch)"),
+    ] = None,
+    latency_ms: Annotated[
+        float,
+        typer.Option("--gateway-latency-ms", help="The local gateway answers this slowly"),
+    ] = 0.0,
+) -> None:
+    """Run a benchmark suite (ingest, dispatch, inbound, alerts): our path and the raw floor
+    side by side.
+
+    For dispatch, --cases is the number of queued messages and --rss-rows the size of the
+    outbox drained for the peak-RSS measurement. For inbound, --requests is the number of
+    inbound SMS (and of floor requests) in the closed-loop runs; --cases and --rss-rows are
+    not used. For alerts, --cases is the number of cases a conditional alert is activated
+    over (and of instances the scheduler fires); --rss-rows is not used.
+
+    The mode comes from the environment: CASEREACH_BROKER_URL plus a PostgreSQL
+    CASEREACH_DATABASE_URL run dispatch through --workers N Celery workers (default 1).
+    'all' runs dispatch embedded (SQLite), with 1 and with 2 workers, and the floor, in one
+    table (it needs the scale-out environment)."""
+    from casereach.bench.scale import (
+        mode_of_environment,
+        run_all,
+        run_dispatch_scaleout_suite,
+    )
+    from casereach.scaleout import config
+
+    if latency_ms < 0:
+        fail("--gateway-latency-ms must be 0 or more")
+    if workers is not None and suite not in ("dispatch", "all"):
+        fail("--workers applies to 'dispatch' and 'all' only")
+    try:
+        if suite == "all":
+            run_all(messages=cases, latency_ms=latency_ms or 20.0, json_out=json_out)
+            return
+        if suite == "dispatch" and (config.broker_mode() or workers is not None):
+            run_dispatch_scaleout_suite(
+                messages=cases, workers=workers or 1, latency_ms=latency_ms, json_out=json_out
+            )
+            return
+        _run_suite(suite, cases, json_out, rss_rows, requests, latency_ms)
+        if json_out is not None and json_out.exists():
+            document = json.loads(json_out.read_text())
+            document.update({"mode": mode_of_environment(), "workers": 0})
+            json_out.write_text(json.dumps(document, indent=2) + "\n")
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _run_suite(
+    suite: str,
+    cases: int,
+    json_out: Path | None,
+    rss_rows: int,
+    requests: int,
+    latency_ms: float,
+) -> None:
+    from casereach.bench.alerts import run_alerts_suite
+    from casereach.bench.dispatch import run_dispatch_suite
+    from casereach.bench.inbound import run_inbound_suite
+    from casereach.bench.ingest import run_bench
+
+    if suite == "alerts":
+        run_alerts_suite(cases=cases, json_out=json_out)
+        return
+    if suite == "dispatch":
+        run_dispatch_suite(
+            messages=cases, drain_rows=rss_rows, json_out=json_out, latency_ms=latency_ms
+        )
+        return
+    if suite == "inbound":
+        run_inbound_suite(requests=requests, json_out=json_out)
+        return
+    run_bench(suite, cases=cases, json_out=json_out, rss_rows=rss_rows)

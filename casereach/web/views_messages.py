@@ -1,0 +1,139 @@
+"""The message log and the test phone of the web UI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+
+from casereach.contacts.queries import contact_names, contact_with_number
+from casereach.core.errors import CasereachError
+from casereach.gateways.queries import visible_gateways
+from casereach.messaging.errors import ERRORS
+from casereach.messaging.optouts import project_opt_outs
+from casereach.messaging.queries import STATUSES, filter_messages
+from casereach.messaging.serializers import message_csv_rows
+from casereach.messaging.testphone import (
+    conversation,
+    do_test_phone_receive,
+    usable_number,
+)
+from casereach.projects.models import Project, Role
+from casereach.web.access import project_page
+from casereach.web.pages import PAGE, message_row, offset_of, pager
+from casereach.web.queries import project_alerts
+
+LOG_FILTERS = ("since", "until", "status", "error_code", "contact_id", "phone_number", "gateway")
+
+
+def _log_params(request: HttpRequest) -> dict[str, str]:
+    params = {k: request.GET.get(k, "").strip() for k in LOG_FILTERS}
+    alert = request.GET.get("alert", "").strip()
+    if alert:
+        params["alert"] = alert
+    return {k: v for k, v in params.items() if v}
+
+
+@project_page(get=Role.VIEWER)
+def messages(request: HttpRequest, project: Project) -> HttpResponseBase:
+    params = _log_params(request)
+    error = None
+    try:
+        qs = filter_messages(project, params)
+        if request.GET.get("format") == "csv":
+            response = StreamingHttpResponse(
+                message_csv_rows(qs.order_by("created_on", "id")), content_type="text/csv"
+            )
+            response["Content-Disposition"] = f'attachment; filename="{project.name}-messages.csv"'
+            return response
+        offset = offset_of(request)
+        total = qs.count()
+        page = list(qs.order_by("-created_on", "-id")[offset : offset + PAGE])
+    except CasereachError as exc:
+        error, page, total, offset = exc.message, [], 0, 0
+    rows = [message_row(m, project.time_zone) for m in page]
+    names = contact_names(project, {m["contact_id"] for m in rows if m["contact_id"]})
+    for m in rows:
+        m["contact_name"] = names.get(m["contact_id"] or "", "")
+    gateways = sorted(visible_gateways(project).values_list("name", flat=True))
+    csv_query = request.GET.copy()
+    csv_query["format"] = "csv"
+    csv_query.pop("offset", None)
+    return render(
+        request,
+        "web/messages.html",
+        {
+            "project": project,
+            "rows": rows,
+            "total": total,
+            "error": error,
+            "f": {k: request.GET.get(k, "") for k in (*LOG_FILTERS, "alert")},
+            "statuses": STATUSES,
+            "codes": [e.code for e in ERRORS],
+            "gateways": gateways,
+            "alerts": project_alerts(project),
+            "csv_url": "?" + csv_query.urlencode(),
+            **pager(request, offset, total),
+            "nav": "messages",
+        },
+    )
+
+
+# -- test phone ----------------------------------------------------------------------------------
+
+
+@project_page(get=Role.MEMBER)
+def test_phone(request: HttpRequest, project: Project) -> HttpResponse:
+    number = request.POST.get("from") or request.GET.get("number", "")
+    error = None
+    result = None
+    if request.method == "POST":
+        text = request.POST.get("text", "")
+        try:
+            sender = usable_number(number, project, "from")
+            _, result = do_test_phone_receive(project, sender, text)
+            number = sender
+        except CasereachError as exc:
+            error = exc.message
+    context = {
+        "project": project,
+        "number": number,
+        "error": error,
+        "result": result,
+        "nav": "test_phone",
+        **_conversation(project, number),
+    }
+    if request.headers.get("HX-Request") and request.method == "POST":
+        return render(request, "web/test_phone_panel.html", context)
+    return render(request, "web/test_phone.html", context)
+
+
+def _conversation(project: Project, raw: str) -> dict[str, Any]:
+    if not raw:
+        return {"conversation": [], "opted_out": None, "contact_id": None}
+    try:
+        number = usable_number(raw, project, "number")
+    except CasereachError:
+        return {"conversation": [], "opted_out": None, "contact_id": None}
+    msgs = conversation(project, number)
+    rows = [message_row(m, project.time_zone) for m in msgs]
+    opt = project_opt_outs(project).filter(phone_number=number).first()
+    holder = contact_with_number(project, number)
+    return {
+        "conversation": rows,
+        "opted_out": bool(opt and opt.opted_out),
+        "contact_id": holder.contact_id if holder else None,
+        "contact_name": holder.name if holder else None,
+    }
+
+
+@project_page(get=Role.VIEWER)
+def test_phone_conversation(request: HttpRequest, project: Project) -> HttpResponse:
+    number = request.GET.get("number", "")
+    return render(
+        request,
+        "web/test_phone_conversation.html",
+        {"project": project, "number": number, **_conversation(project, number)},
+    )
