@@ -32,7 +32,6 @@ from casereach.alerts.models import (
     Firing,
     ScheduleInstance,
 )
-from casereach.alerts.queries import get_alert as get_alert  # web.views_alerts imports it here
 from casereach.alerts.recipients import broadcast_contacts, check_recipients
 from casereach.alerts.spec import AlertSpec, spec_of, validated_spec
 from casereach.core import bulk, rows

@@ -15,8 +15,9 @@ from casereach.alerts.actions import (
     do_delete_alert,
     do_update_alert,
 )
+from casereach.alerts.dryrun import dry_run
 from casereach.alerts.models import BROADCAST, CONDITIONAL, Alert
-from casereach.alerts.queries import dry_run, get_alert, upcoming
+from casereach.alerts.queries import get_alert, upcoming
 from casereach.alerts.serializers import (
     ALERT_BODY,
     PATCH_BODY,
@@ -24,10 +25,8 @@ from casereach.alerts.serializers import (
     AlertOut,
     DryRunOut,
     UpcomingList,
+    serialize_alert,
 )
-
-# Re-exported: web.views_alerts imports it from here (until it imports alerts.serializers).
-from casereach.alerts.serializers import serialize_alert as serialize_alert
 from casereach.contacts.models import Contact
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.openapi import ApiError, query_param

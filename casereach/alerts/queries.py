@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 
 from casereach.alerts.caseviews import contact_names, first_phones, load_views
 from casereach.alerts.compose import message_for, send_errors, time_default
-from casereach.alerts.dryrun import dry_run as dry_run  # a query too; web imports it here
 from casereach.alerts.engine import occurrences_after
 from casereach.alerts.evaluation import stop_instant
 from casereach.alerts.models import BROADCAST, CONDITIONAL, Alert, ScheduleInstance

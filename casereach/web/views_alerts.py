@@ -18,11 +18,11 @@ from casereach.alerts.actions import (
     do_create_alert,
     do_deactivate,
     do_update_alert,
-    get_alert,
 )
-from casereach.alerts.api import serialize_alert
+from casereach.alerts.dryrun import dry_run
 from casereach.alerts.models import Alert
-from casereach.alerts.queries import dry_run, preview
+from casereach.alerts.queries import get_alert, preview
+from casereach.alerts.serializers import serialize_alert
 from casereach.alerts.templates import TemplateError, estimate
 from casereach.cases.queries import case_choices, case_types
 from casereach.core.errors import CasereachError
