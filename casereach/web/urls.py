@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from casereach.web import views, views_admin, views_alerts
+from casereach.web import views, views_admin, views_alerts, views_sysadmin
 
 app_name = "web"
 
@@ -38,4 +38,9 @@ urlpatterns = [
     path(P + "gateways", views_admin.gateways, name="gateways"),
     path(P + "gateways/new", views_admin.gateway_new, name="gateway_new"),
     path(P + "gateways/<int:gateway_id>", views_admin.gateway_edit, name="gateway"),
+    path("sysadmin/gateways", views_sysadmin.gateways, name="sysadmin_gateways"),
+    path("sysadmin/gateways/new", views_sysadmin.gateway_new, name="sysadmin_gateway_new"),
+    path(
+        "sysadmin/gateways/<int:gateway_id>", views_sysadmin.gateway_edit, name="sysadmin_gateway"
+    ),
 ]
