@@ -48,7 +48,7 @@ TAGS = ["system administration: global gateways and routes"]
 router = Router(tags=TAGS)
 AUTH_ERRORS: dict[int, Any] = {k: v for k, v in ERRORS.items() if k != 400}
 
-_schema = GATEWAY_BODY["requestBody"]["content"]["application/json"]["schema"]
+_schema: dict[str, Any] = GATEWAY_BODY["requestBody"]["content"]["application/json"]["schema"]  # type: ignore[index]
 GLOBAL_GATEWAY_BODY = {
     "requestBody": {
         "required": True,
