@@ -138,7 +138,7 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
         )
     quality = data_quality(project)
     for q in quality[:20]:
-        q["messages"] = link_holders(project, q["messages"])
+        q["messages"] = link_holders(project, q["details"])
     conflicts, conflict_total = phone_entries(project, status="conflict", limit=20)
     names = contact_names(project, (c["contact_id"] for c in conflicts))
     for c in conflicts:
@@ -261,9 +261,7 @@ def contact(request: HttpRequest, project: Project, contact_id: str) -> HttpResp
         row["local"] = _local(row["due_local"], row["time_zone"])
         row["info"] = describe(row["error_code"]) if row.get("error_code") else None
     warnings = profile.get("warnings") or []
-    for w, html in zip(
-        warnings, link_holders(project, (w["message"] for w in warnings)), strict=True
-    ):
+    for w, html in zip(warnings, link_holders(project, warnings), strict=True):
         w["html"] = html
     history = [
         _message_row(m, zone)
