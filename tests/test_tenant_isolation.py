@@ -111,6 +111,9 @@ def test_project_b_can_neither_change_nor_read_project_a(tenants: tuple[Tenant, 
         "A's rows differ from before the walk": row_changes(rows_before, rows_after),
         "what A's admin sees over the API changed": state_changes(state_before, state_after),
         "responses to B that showed A's values": walker.reads,
+        "system administrator's operations B's admin was not refused (403)": walker.results.get(
+            "admin_not_refused", []
+        ),
         "server errors": walker.server_errors(),
     }
     report = "\n".join(

@@ -8,12 +8,13 @@ class AlertsConfig(AppConfig):
 
     def ready(self) -> None:
         from casereach.alerts.actions import on_cases_changed
-        from casereach.alerts.profile import upcoming_profile_hook
+        from casereach.alerts.profile import data_quality_hook, upcoming_profile_hook
         from casereach.alerts.zones import on_zones_changed
         from casereach.cases.actions import register_case_change_hook
         from casereach.contacts.actions import register_zone_change_hook
-        from casereach.contacts.queries import register_profile_hook
+        from casereach.contacts.queries import register_data_quality_hook, register_profile_hook
 
         register_case_change_hook(on_cases_changed)
         register_profile_hook(upcoming_profile_hook)
+        register_data_quality_hook(data_quality_hook)
         register_zone_change_hook(on_zones_changed)

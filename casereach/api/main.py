@@ -22,6 +22,7 @@ from casereach.contacts.api import router as contacts_router
 from casereach.core.errors import CasereachError
 from casereach.core.text import parse_json
 from casereach.gateways.api import router as gateways_router
+from casereach.gateways.api_admin import router as gateways_admin_router
 from casereach.messaging.api import router as messaging_router
 from casereach.messaging.api_events import router as events_router
 from casereach.messaging.api_inbound import router as inbound_router
@@ -140,6 +141,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 api.add_router("", cases_router)
 api.add_router("", gateways_router)
+api.add_router("", gateways_admin_router)  # the system administrator's /api/admin/v1/
 api.add_router("", messaging_router)
 api.add_router("", callbacks_router)
 api.add_router("", cases_v05_router)

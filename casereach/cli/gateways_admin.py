@@ -35,16 +35,6 @@ def _gateway(name: str, owner: Any) -> Any:
     return gw
 
 
-def _global_uses(name: str) -> list[str]:
-    """Where the global routes name the gateway ``name`` (``default``, ``prefix 254``)."""
-    from casereach.gateways.queries import global_routes
-
-    routes = global_routes()
-    key = name.lower()
-    uses = ["default"] if routes.default_gateway.lower() == key else []
-    return uses + [f"prefix {p}" for p, g in sorted(routes.prefixes.items()) if g.lower() == key]
-
-
 Project = Annotated[str | None, typer.Option("--project", help="Owning project")]
 Global = Annotated[bool, typer.Option("--global", help="A global gateway (admin)")]
 
@@ -56,29 +46,16 @@ def gateway_rename(
     """Rename a gateway; the global routes that name it follow."""
 
     def run() -> None:
-        from django.db import transaction
-
-        from casereach.gateways.actions import do_set_global_routes, do_update_gateway
-        from casereach.gateways.queries import global_routes
+        from casereach.gateways.actions import do_update_gateway
+        from casereach.gateways.actions_global import do_update_global_gateway
 
         owner = _owner(project, is_global)
-        with transaction.atomic():
-            gw = _gateway(name, owner)
-            old = gw.name
+        gw = _gateway(name, owner)
+        old = gw.name
+        if owner is None:
+            do_update_global_gateway(gw, {"name": new_name})
+        else:
             do_update_gateway(gw, {"name": new_name})
-            if owner is None and _global_uses(old):
-                routes = global_routes()
-                rename = {old.lower(): new_name}
-                default = routes.default_gateway
-                do_set_global_routes(
-                    {
-                        "default_gateway": rename.get(default.lower(), default) or None,
-                        "prefixes": [
-                            {"prefix": p, "gateway": rename.get(g.lower(), g)}
-                            for p, g in routes.prefixes.items()
-                        ],
-                    }
-                )
         typer.echo(f"gateway {old} renamed to {new_name}")
 
     guarded(run)
@@ -114,17 +91,15 @@ def gateway_delete(name: str, project: Project = None, is_global: Global = False
     """Delete a gateway; a global one the global routes still name is refused."""
 
     def run() -> None:
-        from casereach.core.errors import Conflict
         from casereach.gateways.actions import do_delete_gateway
+        from casereach.gateways.actions_global import do_delete_global_gateway
 
         owner = _owner(project, is_global)
         gw = _gateway(name, owner)
-        uses = _global_uses(gw.name) if owner is None else []
-        if uses:
-            raise Conflict(
-                f"the global routes name {gw.name} ({', '.join(uses)}); change them first"
-            )
-        do_delete_gateway(gw)
+        if owner is None:
+            do_delete_global_gateway(gw)
+        else:
+            do_delete_gateway(gw)
         typer.echo(f"gateway {gw.name} deleted")
 
     guarded(run)
@@ -149,17 +124,11 @@ def gateway_routes(
 
     def run() -> None:
         from casereach.core.errors import BadRequest
-        from casereach.gateways.actions import do_set_global_routes
-        from casereach.gateways.models import GatewayConfig
+        from casereach.gateways.actions_global import do_replace_global_routes
         from casereach.gateways.queries import global_routes
 
         routes = global_routes()
         if default is not None or prefix or clear_prefixes:
-            known = set(
-                GatewayConfig.objects.filter(project__isnull=True).values_list(
-                    "name_key", flat=True
-                )
-            )
             new_default = routes.default_gateway if default is None else default.strip()
             prefixes = {} if clear_prefixes else dict(routes.prefixes)
             for item in prefix or []:
@@ -170,10 +139,7 @@ def gateway_routes(
                     prefixes[p.strip()] = g.strip()
                 else:
                     prefixes.pop(p.strip(), None)
-            for g in [new_default, *prefixes.values()]:
-                if g and g.lower() not in known:
-                    raise BadRequest(f"no global gateway named '{g}'")
-            routes = do_set_global_routes(
+            routes = do_replace_global_routes(
                 {
                     "default_gateway": new_default or None,
                     "prefixes": [{"prefix": p, "gateway": g} for p, g in sorted(prefixes.items())],

@@ -80,11 +80,14 @@ def _held_by(holder: _Holder | None, project: Project) -> dict[str, str | None] 
 
 
 def _conflict_warning(held_by: dict[str, str | None] | None) -> dict[str, str]:
+    """A ``two_way_conflict``; when this project's contact holds the number, ``holder_id``
+    names it (the UI shows its name from that field, never from the text)."""
     if held_by is None:
         return warning("two_way_conflict")
-    if held_by["contact_id"] is None:
+    holder = held_by["contact_id"]
+    if holder is None:
         return warning("two_way_conflict", "held by a contact in another project")
-    return warning("two_way_conflict", f"held by contact {held_by['contact_id']}")
+    return {**warning("two_way_conflict", f"held by contact {holder}"), "holder_id": holder}
 
 
 def contact_warnings(
@@ -170,13 +173,22 @@ def resolve_gateway_for_profile(
 # them: each hook may amend the profile dict in place (see their AppConfig.ready()).
 ProfileHook = Callable[[Project, Contact, dict[str, Any]], None]
 UnknownGatewaysHook = Callable[[Project, set[str]], set[str]]
+# More warnings per contact id for the data-quality report, from apps above contacts (the
+# alerts' ``alert_time_default``), the same ones their profile hooks add to the profile.
+DataQualityHook = Callable[[Project], dict[str, list[dict[str, str]]]]
 PROFILE_HOOKS: list[ProfileHook] = []
 UNKNOWN_GATEWAYS_HOOK: list[UnknownGatewaysHook] = []
+DATA_QUALITY_HOOKS: list[DataQualityHook] = []
 
 
 def register_profile_hook(hook: ProfileHook) -> None:
     if hook not in PROFILE_HOOKS:
         PROFILE_HOOKS.append(hook)
+
+
+def register_data_quality_hook(hook: DataQualityHook) -> None:
+    if hook not in DATA_QUALITY_HOOKS:
+        DATA_QUALITY_HOOKS.append(hook)
 
 
 def register_unknown_gateways_hook(hook: UnknownGatewaysHook) -> None:
@@ -393,7 +405,9 @@ def data_quality(project: Project) -> list[dict[str, Any]]:
 
     The warnings are ``contact_warnings``'s, as in the profile: stored ones from the contact's
     own data, a refused number (``not_digits``, ``too_short``, …), ``two_way_conflict`` (which
-    depends on other contacts) and ``unknown_gateway`` (which depends on the gateways).
+    depends on other contacts), ``unknown_gateway`` (which depends on the gateways) and those
+    of ``DATA_QUALITY_HOOKS`` (``alert_time_default``). ``details`` are the warnings as the
+    profile gives them (``holder_id`` names a two-way conflict's holder).
     """
     fields = (
         "contact_id",
@@ -415,7 +429,11 @@ def data_quality(project: Project) -> list[dict[str, Any]]:
         contacts.setdefault(row["contact_id"], row)
 
     conflicts = _conflicts(PhoneEntry.objects.filter(project=project))
-    missing = sorted(set(conflicts) - set(contacts))
+    extra: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for hook in DATA_QUALITY_HOOKS:
+        for contact_id, found in hook(project).items():
+            extra[contact_id].extend(found)
+    missing = sorted((set(conflicts) | set(extra)) - set(contacts))
     for chunk in bulk.chunks(missing, IN_CHUNK):
         for row in active.filter(contact_id__in=chunk).values(*fields):
             contacts[row["contact_id"]] = row
@@ -423,7 +441,7 @@ def data_quality(project: Project) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     for c in contacts.values():
-        found = decided[c["contact_id"]]
+        found = decided[c["contact_id"]] + extra.get(c["contact_id"], [])
         if not found:
             continue
         rows.append(
@@ -434,6 +452,7 @@ def data_quality(project: Project) -> list[dict[str, Any]]:
                 "phone": c["phone_number"] or c["phone_raw"] or None,
                 "warnings": [w["code"] for w in found],
                 "messages": [w["message"] for w in found],
+                "details": found,
             }
         )
     rows.sort(key=lambda r: (r["name"].lower(), r["contact_id"]))

@@ -13,6 +13,7 @@ from casereach.core.crypto import decrypt_json, encrypt_json
 from casereach.core.errors import BadRequest, Conflict, NotFound
 from casereach.core.timeutil import now
 from casereach.gateways.models import GatewayConfig, GatewayShare, GlobalRoutes
+from casereach.gateways.queries import MAX_ID
 from casereach.gateways.registry import GATEWAY_TYPES, gateway_class
 from casereach.projects.actions import do_update_settings, validation_message
 from casereach.projects.models import Project
@@ -192,10 +193,6 @@ def _offer(gw: GatewayConfig, projects: list[Project]) -> None:
     )
 
 
-# Ids beyond a 64-bit key name no gateway (and would overflow the database's integer).
-MAX_ID = 2**63 - 1
-
-
 def do_accept_share(gw_id: int, project: Project, *, by: str) -> GatewayConfig:
     """``project`` accepts the gateway offered to it (its admin, or a system administrator
     through the CLI). Accepting again changes nothing. NotFound when no offer exists, so a
@@ -231,7 +228,7 @@ def do_delete_gateway(gw: GatewayConfig) -> None:
     gw.delete()
 
 
-def _parse_routes(data: Any) -> tuple[str | None, dict[str, str]]:
+def parse_routes(data: Any) -> tuple[str | None, dict[str, str]]:
     if not isinstance(data, dict):
         raise BadRequest("Payload must be a single JSON object")
     unknown = sorted(set(data) - {"default_gateway", "prefixes"})
@@ -261,7 +258,7 @@ def _parse_routes(data: Any) -> tuple[str | None, dict[str, str]]:
 def do_set_routes(project: Project, data: Any, known: set[str]) -> None:
     """Replace the project's prefix routes and default gateway. ``known`` are the lower-case
     names of gateways the project may use; naming another one is refused."""
-    default, prefixes = _parse_routes(data)
+    default, prefixes = parse_routes(data)
     for name in [default, *prefixes.values()]:
         if name is not None and name.lower() not in known:
             raise BadRequest(f"no gateway named '{name}' is available to this project")
@@ -269,7 +266,7 @@ def do_set_routes(project: Project, data: Any, known: set[str]) -> None:
 
 
 def do_set_global_routes(data: Any) -> GlobalRoutes:
-    default, prefixes = _parse_routes(data)
+    default, prefixes = parse_routes(data)
     with transaction.atomic():
         row = GlobalRoutes.objects.order_by("pk").first() or GlobalRoutes()
         row.default_gateway = default or ""

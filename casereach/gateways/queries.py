@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from casereach.core.crypto import decrypt_json
+from casereach.core.errors import NotFound
 from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig, GatewayShare, GlobalRoutes
 from casereach.gateways.registry import gateway_class
@@ -102,6 +103,37 @@ def _longest_prefix(prefixes: dict[str, str], number: str) -> str | None:
 def global_routes() -> GlobalRoutes:
     row = GlobalRoutes.objects.order_by("pk").first()
     return row if row is not None else GlobalRoutes()
+
+
+# Ids beyond a 64-bit key name no gateway (and would overflow the database's integer).
+MAX_ID = 2**63 - 1
+
+
+def global_gateway(gateway_id: int) -> GatewayConfig:
+    """The global gateway with this id (NotFound for a project's, or none)."""
+    gw = (
+        GatewayConfig.objects.filter(project__isnull=True, pk=gateway_id).first()
+        if 0 < gateway_id <= MAX_ID
+        else None
+    )
+    if gw is None:
+        raise NotFound(f"no global gateway {gateway_id}")
+    return gw
+
+
+def global_gateway_named(name: str) -> GatewayConfig:
+    gw = GatewayConfig.objects.filter(project__isnull=True, name_key=name.strip().lower()).first()
+    if gw is None:
+        raise NotFound(f"no gateway named '{name}' in the global gateways")
+    return gw
+
+
+def global_route_uses(name: str, routes: GlobalRoutes | None = None) -> list[str]:
+    """Where the global routes name the gateway ``name`` (``default``, ``prefix 254``)."""
+    routes = routes or global_routes()
+    key = name.lower()
+    uses = ["default"] if routes.default_gateway.lower() == key else []
+    return uses + [f"prefix {p}" for p, g in sorted(routes.prefixes.items()) if g.lower() == key]
 
 
 def route(

@@ -15,7 +15,8 @@ from casereach.core.openapi import OpenSchema
 from casereach.core.requests import absolute_url
 from casereach.core.timeutil import iso
 from casereach.gateways.base import Gateway
-from casereach.gateways.models import GatewayConfig, GatewayShare
+from casereach.gateways.models import GatewayConfig, GatewayShare, GlobalRoutes
+from casereach.gateways.queries import global_route_uses
 from casereach.gateways.registry import gateway_class
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
@@ -181,4 +182,28 @@ def serialize_routes(proj: Project) -> dict[str, Any]:
     return {
         "default_gateway": s.default_gateway,
         "prefixes": [{"prefix": p, "gateway": g} for p, g in sorted(s.prefix_routes.items())],
+    }
+
+
+def serialize_global(
+    request: HttpRequest, gw: GatewayConfig, routes: GlobalRoutes | None = None
+) -> dict[str, Any]:
+    cls = gateway_class(gw.type)
+    stored = decrypt_json(gw.secrets) if gw.secrets else {}
+    return {
+        "id": gw.pk,
+        "name": gw.name,
+        "type": gw.type,
+        "scope": "global",
+        "project": None,
+        "shared_with": [],
+        "rate_limit_per_s": gw.rate_limit_per_s,
+        "rate_limit_per_minute": gw.rate_limit_per_minute,
+        "rate_limit_per_sender": gw.rate_limit_per_sender,
+        "sender_numbers": gw.sender_numbers,
+        "is_active": gw.is_active,
+        "config": cls.public_config(gw.config),
+        "secrets_set": sorted(k for k in cls.secret_fields if stored.get(k)),
+        **gateway_urls(request, gw),
+        "routes": global_route_uses(gw.name, routes),
     }

@@ -2,6 +2,11 @@
 project, plus logged-in web users (session) for the UI; and the one place where every
 operation's required role is checked.
 
+The system administrator (a Django superuser: their browser session, or an API key they
+own, whichever project it was made for) is a principal of its own: only they may call the
+operations declared with ``requires_system_admin`` (``/api/admin/v1/…``); no project role,
+not even admin, grants them.
+
 Failures: no or bad credentials → 401; a key or user of another project → 403; a role too
 weak for the operation → 403 naming the role; an unsafe request signed in by session without
 its CSRF token → 403; too many requests with one key, or too many bad keys from one client
@@ -19,9 +24,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponseForbidden
 from django.middleware.csrf import CsrfViewMiddleware
 from ninja.decorators import decorate_view
@@ -59,6 +66,14 @@ class Principal:
     key_id: int | None = None
     user_id: int | None = None
     role: Role | None = None
+    system_admin: bool = False
+
+
+class SystemRole(Enum):
+    """What an operation outside every project needs: the system administrator (a Django
+    superuser). Not a project role: ``Role.ADMIN`` of any project does not grant it."""
+
+    SYSTEM_ADMIN = "system administrator"
 
 
 def parse_authorization(header: str) -> tuple[str, str] | None:
@@ -110,7 +125,7 @@ _ROLE_ATTR = "casereach_required_role"
 _PROJECT_ATTR = "casereach_project"
 
 
-def requires(role: Role) -> Callable[[F], F]:
+def requires(role: Role | SystemRole) -> Callable[[F], F]:
     """Declare the role an API operation needs; put it under the ``@router`` decorator::
 
         @router.api_operation(["PUT"], "/a/{project}/api/messaging/v1/settings")
@@ -137,6 +152,11 @@ def requires(role: Role) -> Callable[[F], F]:
         return decorate_view(mark)(fn)
 
     return decorator
+
+
+def requires_system_admin() -> Callable[[F], F]:
+    """Declare an operation of the system administrator's (global gateways and routes)."""
+    return requires(SystemRole.SYSTEM_ADMIN)
 
 
 def required_role(request: HttpRequest) -> Role:
@@ -293,9 +313,30 @@ def _url_project(request: HttpRequest) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def _system_admin(principal: Principal) -> Principal:
+    """The principal as the system administrator: an active superuser signed in, or owning
+    the API key (403 naming what it takes otherwise)."""
+    users = get_user_model().objects.filter(is_active=True, is_superuser=True)
+    if principal.key_id is not None:
+        allowed = users.filter(**{get_user_model().USERNAME_FIELD: principal.username}).exists()
+        who = "this API key's owner is not"
+    else:
+        allowed = principal.user_id is not None and users.filter(pk=principal.user_id).exists()
+        who = "you are not"
+    if not allowed:
+        raise Forbidden(
+            f"this operation needs the system administrator (a superuser); {who} one",
+            {"required_role": SystemRole.SYSTEM_ADMIN.value},
+        )
+    return dataclasses.replace(principal, system_admin=True)
+
+
 def _with_role(request: HttpRequest, principal: Principal) -> Principal:
     """The principal with its role in the URL's project, if that role allows the operation
-    (403 naming the role otherwise)."""
+    (403 naming the role otherwise); for a system administrator's operation, the principal
+    as the system administrator."""
+    if getattr(request, _ROLE_ATTR, None) is SystemRole.SYSTEM_ADMIN:
+        return _system_admin(principal)
     name = _url_project(request)
     if name is None:
         return principal

@@ -23,6 +23,7 @@ Bodies = Callable[[Tenant, Tenant, Walker], list[Any]]
 C2 = "/a/{project}/api/case/v2/"
 MV = "/a/{project}/api/messaging/v1/"
 V05 = "/a/{project}/api/v0.5/"
+ADMIN = "/api/admin/v1/"  # the system administrator's: B's admin must get 403 on each
 CALLBACKS = {
     ("POST", "/gateways/{gateway_type}/{inbound_key}/status"),
     ("POST", "/gateways/{gateway_type}/{inbound_key}/inbound"),
@@ -49,6 +50,7 @@ def path_values(a: Tenant) -> dict[str, list[str]]:
         "alert_id": [str(i) for i in a.alert_ids],
         "contact_id": [a.case_ids["mother"], a.worker_ids[0]],
         "number": [a.numbers["mother"], a.numbers["stopped"]],
+        "prefix": ["254", "2547"],
     }
 
 
@@ -259,6 +261,24 @@ BODIES: dict[Op, Bodies] = {
         {"default_gateway": a.gateway_names()[0]},
         {"daily_limit": 1},
     ],
+    ("POST", ADMIN + "gateways"): lambda a, b, w: [
+        {"name": f"{b.tag.upper()}-GLOBAL", "type": "test"},
+        {"name": a.wanted_gateway, "type": "test"},
+    ],
+    ("PUT", ADMIN + "gateways/{gateway_id}"): lambda a, b, w: [
+        {"name": f"{b.tag.upper()}-RENAMED", "is_active": False},
+    ],
+    ("PUT", ADMIN + "routes"): lambda a, b, w: [
+        {
+            "default_gateway": a.gateway_names()[0],
+            "prefixes": [{"prefix": "2547", "gateway": a.gateway_names()[1]}],
+        },
+        {"default_gateway": None, "prefixes": []},
+    ],
+    ("PUT", ADMIN + "routes/default"): lambda a, b, w: [{"gateway": a.gateway_names()[0]}],
+    ("PUT", ADMIN + "routes/prefixes/{prefix}"): lambda a, b, w: [
+        {"gateway": a.gateway_names()[1]}
+    ],
 }
 
 
@@ -320,6 +340,8 @@ def walk_api(w: Walker, schema: dict[str, Any]) -> set[Op]:
                 for path, query, body in _requests(a, b, w, op, spec):
                     path = path.replace(f"/a/{b.name}/", f"/a/{prefix}/", 1)
                     r = w.call(who, op[0], path, query=query, body=body)
+                    if op[1].startswith(ADMIN) and r.status != 403:
+                        w.results.setdefault("admin_not_refused", []).append(r.line())
                     if op == ("POST", MV + "gateways") and r.status == 201:
                         w.results.setdefault("b_gateways", []).append(r.text)
                 covered.add(op)

@@ -124,8 +124,38 @@ def walk_ui(w: Walker) -> set[str]:
             fresh = {k: _fresh(v) for k, v in form.items()}
             w.call("session", "POST", path, form=fresh)
             names.add(resolve(path).url_name or path)
+    names |= walk_sysadmin(w)
     w.call("session", "POST", "/logout", form={})
     names.add("logout")
+    return names
+
+
+def walk_sysadmin(w: Walker) -> set[str]:
+    """The system administrator's pages and forms, as B's admin (no superuser): each a 403."""
+    a = w.a
+    gid = str(a.gateway_ids()[0])
+    requests: list[tuple[str, str, dict[str, str] | None]] = [
+        ("GET", "/sysadmin/gateways", None),
+        ("GET", "/sysadmin/gateways/new", {"type": "http"}),
+        ("GET", f"/sysadmin/gateways/{gid}", None),
+        (
+            "POST",
+            "/sysadmin/gateways",
+            {"form": "routes", "default_gateway": a.gateway_names()[0], "prefixes": ""},
+        ),
+        ("POST", "/sysadmin/gateways", {"form": "delete", "gateway": gid}),
+        ("POST", "/sysadmin/gateways/new", {"type": "test", "name": a.wanted_gateway}),
+        ("POST", f"/sysadmin/gateways/{gid}", {"name": "taken", "is_active": ""}),
+    ]
+    names: set[str] = set()
+    for method, path, data in requests:
+        if method == "GET":
+            r = w.call("session", method, path, query=data)
+        else:
+            r = w.call("session", method, path, form=data)
+        if r.status != 403:
+            w.results.setdefault("admin_not_refused", []).append(r.line())
+        names.add(resolve(path).url_name or path)
     return names
 
 

@@ -1,43 +1,42 @@
 """Names instead of raw ids in the text the UI shows.
 
-The API's warnings name a two-way holder by its contact id ("held by contact 01a24a04-…");
-the UI shows that contact's name instead, linked to its page.
+A ``two_way_conflict`` warning of the API names the number's two-way holder in its
+``holder_id`` field (and, for API clients, in its text: "held by contact 01a24a04-…"); the UI
+shows that contact's name instead, linked to its page. The text is never parsed for the id.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from django.urls import reverse
 from django.utils.html import escape, format_html
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
 from casereach.contacts.queries import contact_names
+from casereach.contacts.rules import WARNING_TEXT
 from casereach.projects.models import Project
 
-HELD_BY = re.compile(r"held by contact ([^\s()]+)")
 
-
-def link_holders(project: Project, messages: Iterable[str]) -> list[SafeString]:
-    """Each message as HTML, with every "held by contact <id>" of this project turned into
-    "held by <the contact's name>", linked to the contact."""
-    texts = list(messages)
-    ids = {m.group(1) for text in texts for m in HELD_BY.finditer(text)}
+def link_holders(project: Project, warnings: Iterable[Mapping[str, str]]) -> list[SafeString]:
+    """Each warning's message as HTML; one whose ``holder_id`` is a contact of this project
+    reads "… (held by <the contact's name>)", linked to the contact."""
+    items = list(warnings)
+    ids = {w["holder_id"] for w in items if w.get("holder_id")}
     names = contact_names(project, ids) if ids else {}
     out: list[SafeString] = []
-    for text in texts:
-        parts: list[str] = []
-        last = 0
-        for match in HELD_BY.finditer(text):
-            contact_id = match.group(1)
-            if contact_id not in names:
-                continue
-            parts.append(escape(text[last : match.start()]))
-            url = reverse("web:contact", args=[project.name, contact_id])
-            name = names[contact_id] or contact_id
-            parts.append(format_html('held by <a href="{}">{}</a>', url, name))
-            last = match.end()
-        parts.append(escape(text[last:]))
-        out.append(mark_safe("".join(parts)))  # noqa: S308 (every part is escaped above)
+    for w in items:
+        holder = w.get("holder_id") or ""
+        if holder not in names or w.get("code") not in WARNING_TEXT:
+            out.append(escape(w["message"]))
+            continue
+        url = reverse("web:contact", args=[project.name, holder])
+        out.append(
+            format_html(
+                '{} (held by <a href="{}">{}</a>)',
+                WARNING_TEXT[w["code"]],
+                url,
+                names[holder] or holder,
+            )
+        )
     return out

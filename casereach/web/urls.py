@@ -13,6 +13,7 @@ from casereach.web import (
     views_contacts,
     views_import,
     views_messages,
+    views_sysadmin,
 )
 
 app_name = "web"
@@ -47,4 +48,9 @@ urlpatterns = [
     path(P + "gateways", views_admin.gateways, name="gateways"),
     path(P + "gateways/new", views_admin.gateway_new, name="gateway_new"),
     path(P + "gateways/<int:gateway_id>", views_admin.gateway_edit, name="gateway"),
+    path("sysadmin/gateways", views_sysadmin.gateways, name="sysadmin_gateways"),
+    path("sysadmin/gateways/new", views_sysadmin.gateway_new, name="sysadmin_gateway_new"),
+    path(
+        "sysadmin/gateways/<int:gateway_id>", views_sysadmin.gateway_edit, name="sysadmin_gateway"
+    ),
 ]

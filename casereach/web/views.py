@@ -88,7 +88,7 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
         )
     quality = data_quality(project)
     for q in quality[:20]:
-        q["messages"] = link_holders(project, q["messages"])
+        q["messages"] = link_holders(project, q["details"])
     conflicts, conflict_total = phone_entries(project, status="conflict", limit=20)
     names = contact_names(project, (c["contact_id"] for c in conflicts))
     for c in conflicts:

@@ -107,9 +107,7 @@ def contact(request: HttpRequest, project: Project, contact_id: str) -> HttpResp
         row["local"] = _local(row["due_local"], row["time_zone"])
         row["info"] = describe(row["error_code"]) if row.get("error_code") else None
     warnings = profile.get("warnings") or []
-    for w, html in zip(
-        warnings, link_holders(project, (w["message"] for w in warnings)), strict=True
-    ):
+    for w, html in zip(warnings, link_holders(project, warnings), strict=True):
         w["html"] = html
     history = [message_row(m, zone) for m in contact_messages(project, contact_id, 100)]
     case = find_case(project, contact_id)

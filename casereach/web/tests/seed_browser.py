@@ -8,6 +8,12 @@ import json
 import sys
 
 
+def _superuser() -> None:
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("root", "root@example.org", "root-password-1")
+
+
 def main(out: str) -> None:
     import django
 
@@ -28,6 +34,7 @@ def main(out: str) -> None:
     load_demo()
     demo = Project.objects.get(name="demo")
     do_create_web_user(demo, "pm", "pm-password-1", role=Role.ADMIN)
+    _superuser()  # the system administrator (test_browser_sysadmin)
     reminder = do_create_alert(
         demo,
         {

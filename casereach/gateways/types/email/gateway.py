@@ -180,7 +180,8 @@ class EmailGateway(Gateway):
     def last_exchange(self, exchange: Exchange | None) -> None:
         self._local.exchange = exchange
 
-    def send(self, message: OutgoingMessage) -> SendResult:
+    def _compose(self, message: OutgoingMessage) -> tuple[EmailMessage, str, str]:
+        """The email for ``message``, its recipient and its envelope sender."""
         cfg = self.config
         assert isinstance(cfg, EmailConfig)
         to = message.email_to.strip()
@@ -201,8 +202,10 @@ class EmailGateway(Gateway):
             raise GatewayError(
                 ERROR_INVALID_EMAIL_ADDRESS, retryable=False, detail=f"cannot address email: {exc}"
             ) from exc
-        envelope_from = parseaddr(sender)[1]
+        return email, to, parseaddr(sender)[1]
 
+    def send(self, message: OutgoingMessage) -> SendResult:
+        email, to, envelope_from = self._compose(message)
         requests: list[str] = []
         responses: list[str] = []
         stage: Stage = "connect"

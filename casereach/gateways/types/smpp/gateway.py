@@ -25,18 +25,15 @@ command_status mapping (the status is kept verbatim as ``provider_code``, e.g. `
 from __future__ import annotations
 
 import dataclasses
-import re
 import threading
 import time
 import zlib
-from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from casereach.gateways import addresses
 from casereach.gateways.base import (
     GATEWAY_ERROR,
     INVALID_DESTINATION_NUMBER,
@@ -48,7 +45,6 @@ from casereach.gateways.base import (
     InboundMessage,
     OutgoingMessage,
     SendResult,
-    Status,
     StatusUpdate,
 )
 from casereach.gateways.masking import mask_text
@@ -68,22 +64,28 @@ from casereach.gateways.types.smpp.codec import (
     encode_message,
     split_udh,
 )
+from casereach.gateways.types.smpp.config import PRINTABLE, SmppConfig
 from casereach.gateways.types.smpp.pdu import Pdu
+from casereach.gateways.types.smpp.receipts import (
+    RECEIPT_STATUS,
+    Reassembler,
+    ReceiptTracker,
+    parse_receipt,
+)
+
+__all__ = [
+    "GATEWAY",
+    "RECEIPT_STATUS",
+    "ReceiptTracker",
+    "SmppConfig",
+    "SmppGateway",
+    "parse_receipt",
+]
 
 ESM_MESSAGE_TYPE = 0x3C  # esm_class bits 2-5: 0 = a normal message; 0x04 = SMSC delivery receipt
 ESM_RECEIPT = 0x04
-
-# Receipt "stat:" words → our statuses (SMPP 3.4 Appendix B).
-RECEIPT_STATUS: dict[str, Status] = {
-    "DELIVRD": "delivered",
-    "UNDELIV": "failed",
-    "EXPIRED": "failed",
-    "REJECTD": "failed",
-    "DELETED": "failed",
-    "ACCEPTD": "sent",
-    "ENROUTE": "sent",
-    "UNKNOWN": "sent",
-}
+_EVENTS_MAX = 100_000  # events kept for an owner that does not poll (oldest dropped first)
+_HOLD_MAX_S = 600.0  # an unmatched receipt waits at most this long for its send to finish
 
 # command_status → (our code, retryable). Anything not listed is a permanent GATEWAY_ERROR.
 STATUS_ERRORS: dict[int, tuple[str, bool]] = {
@@ -96,182 +98,6 @@ STATUS_ERRORS: dict[int, tuple[str, bool]] = {
     pdus.ESME_RINVBNDSTS: (GATEWAY_ERROR, True),
     pdus.ESME_RX_T_APPN: (GATEWAY_ERROR, True),
 }
-
-_ADDRESS = re.compile(r"^[\x20-\x7e]*$")
-_RECEIPT_KEY = re.compile(
-    r"\b(id|sub|dlvrd|submit date|done date|stat|err|text)\s*:", re.IGNORECASE
-)
-_TRACKED_MAX = 100_000  # part ids remembered for matching receipts (oldest forgotten first)
-_EVENTS_MAX = 100_000  # events kept for an owner that does not poll (oldest dropped first)
-_HOLD_MAX_S = 600.0  # an unmatched receipt waits at most this long for its send to finish
-_INBOUND_PARTS_TTL_S = 3600.0
-
-
-class SmppConfig(BaseModel):
-    """Connection and addressing settings of one SMPP account."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    host: str = Field(description="SMSC host name or IP address")
-    port: int = Field(2775, ge=1, le=65535)
-    system_id: str = Field(description="account name given by the SMSC operator")
-    password: str = ""
-    system_type: str = ""
-    source_addr: str = Field("", description="default sender (number or alphanumeric id)")
-    source_ton: int = Field(1, description="type of number: 1 international, 5 alphanumeric")
-    source_npi: int = Field(1, description="numbering plan: 1 ISDN/E.164, 0 unknown")
-    dest_ton: int = 1
-    dest_npi: int = 1
-    window: int = Field(10, ge=1, le=1000, description="max submit_sm awaiting a response")
-    enquire_link_s: float = Field(30.0, gt=0, le=3600)
-    bind_timeout_s: float = Field(10.0, gt=0, le=300)
-    response_timeout_s: float = Field(10.0, gt=0, le=300)
-    reconnect_delay_s: float = Field(5.0, ge=0, le=3600)
-    registered_delivery: bool = True
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str) -> str:
-        value = value.strip()
-        if not value or "://" in value or " " in value or "/" in value:
-            raise ValueError("host must be a bare host name or IP address, like smsc.example.org")
-        return addresses.check_host(value)
-
-    @field_validator("system_id")
-    @classmethod
-    def _system_id(cls, value: str) -> str:
-        return _c_string(value, 15, "system_id")
-
-    @field_validator("password")
-    @classmethod
-    def _password(cls, value: str) -> str:
-        return _c_string(value, 8, "password")
-
-    @field_validator("system_type")
-    @classmethod
-    def _system_type(cls, value: str) -> str:
-        return _c_string(value, 12, "system_type")
-
-    @field_validator("source_addr")
-    @classmethod
-    def _source_addr(cls, value: str) -> str:
-        return _c_string(value, 20, "source_addr")
-
-    @field_validator("source_ton", "dest_ton")
-    @classmethod
-    def _ton(cls, value: int) -> int:
-        if not 0 <= value <= 6:
-            raise ValueError("type of number (TON) must be 0-6: 1 international, 5 alphanumeric")
-        return value
-
-    @field_validator("source_npi", "dest_npi")
-    @classmethod
-    def _npi(cls, value: int) -> int:
-        if value not in (0, 1, 3, 4, 6, 8, 9, 10, 14, 18):
-            raise ValueError("numbering plan (NPI) must be an SMPP 3.4 value: 0 unknown, 1 E.164")
-        return value
-
-
-def _c_string(value: str, limit: int, name: str) -> str:
-    if name == "system_id" and not value:
-        raise ValueError("system_id is required (the account name given by the SMSC operator)")
-    if not _ADDRESS.match(value):
-        raise ValueError(f"{name} must be printable ASCII")
-    if len(value) > limit:
-        raise ValueError(f"SMPP 3.4 allows at most {limit} characters in {name}")
-    return value
-
-
-def parse_receipt(short_message: bytes) -> StatusUpdate:
-    """Parse an SMSC delivery receipt (``id:… sub:… dlvrd:… stat:DELIVRD err:… text:…``).
-
-    Returns:
-        The update for the *part* named by ``id`` (``provider_id``); failed receipts carry
-        ``GATEWAY_ERROR`` and the ``stat``/``err`` words as ``provider_code``.
-
-    Raises:
-        ValueError: the text has no ``id`` or no ``stat``.
-    """
-    text = short_message.decode("latin-1")
-    keys = list(_RECEIPT_KEY.finditer(text))
-    fields: dict[str, str] = {}
-    for i, match in enumerate(keys):
-        end = keys[i + 1].start() if i + 1 < len(keys) else len(text)
-        fields.setdefault(match.group(1).lower(), text[match.end() : end].strip())
-    receipt_id = fields.get("id", "")
-    stat = fields.get("stat", "").upper()
-    if not receipt_id or not stat:
-        raise ValueError("not a delivery receipt: no id or no stat")
-    status = RECEIPT_STATUS.get(stat, "sent")
-    err = fields.get("err", "")
-    if status == "failed":
-        provider_code = f"{stat} err:{err}" if err else stat
-        return StatusUpdate(
-            receipt_id, status, error_code=GATEWAY_ERROR, provider_code=provider_code
-        )
-    return StatusUpdate(receipt_id, status, provider_code=stat)
-
-
-@dataclasses.dataclass
-class _Tracked:
-    provider_id: str
-    parts: frozenset[str]
-    delivered: set[str] = dataclasses.field(default_factory=set)
-    final: bool = False
-
-
-class ReceiptTracker:
-    """Remembers every part id of recent messages so a receipt for any part finds its message."""
-
-    def __init__(self, capacity: int = _TRACKED_MAX) -> None:
-        self._capacity = capacity
-        self._by_part: OrderedDict[str, _Tracked] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def register(self, part_ids: Sequence[str]) -> None:
-        tracked = _Tracked(provider_id=part_ids[-1], parts=frozenset(part_ids))
-        with self._lock:
-            for part_id in part_ids:
-                self._by_part[part_id] = tracked
-                self._by_part.move_to_end(part_id)
-            while len(self._by_part) > self._capacity:
-                self._by_part.popitem(last=False)
-
-    def resolve(self, update: StatusUpdate) -> tuple[bool, StatusUpdate | None]:
-        """``(matched, message-level update or None when nothing is to be reported yet)``."""
-        with self._lock:
-            tracked = self._by_part.get(update.provider_id)
-            if tracked is None:
-                return False, None
-            if tracked.final:
-                return True, None  # already delivered or failed: later receipts change nothing
-            if update.status == "delivered":
-                tracked.delivered.add(update.provider_id)
-                if tracked.delivered != tracked.parts:
-                    return True, None
-            if update.status in ("delivered", "failed"):
-                tracked.final = True
-        return True, dataclasses.replace(update, provider_id=tracked.provider_id)
-
-
-class _Reassembler:
-    """Joins the parts of a concatenated inbound SMS."""
-
-    def __init__(self) -> None:
-        self._parts: dict[tuple[str, str, int, int], tuple[float, dict[int, str]]] = {}
-
-    def add(self, key: tuple[str, str, int, int], seq: int, text: str) -> str | None:
-        now = time.monotonic()
-        for stale in [k for k, (t, _) in self._parts.items() if now - t > _INBOUND_PARTS_TTL_S]:
-            del self._parts[stale]
-        _, parts = self._parts.setdefault(key, (now, {}))
-        parts[seq] = text
-        total = key[3]
-        if len(parts) < total:
-            return None
-        del self._parts[key]
-        return "".join(parts[i] for i in sorted(parts))
-
 
 Event = StatusUpdate | InboundMessage
 
@@ -291,7 +117,7 @@ class SmppGateway(Gateway):
         assert isinstance(cfg, SmppConfig)
         self._secrets = tuple(self.secret_values())
         self._tracker = ReceiptTracker()
-        self._reassembler = _Reassembler()
+        self._reassembler = Reassembler()
         self._events: deque[tuple[float, Event]] = deque(maxlen=_EVENTS_MAX)
         self._events_lock = threading.Lock()
         self._inflight: dict[int, float] = {}
@@ -345,7 +171,7 @@ class SmppGateway(Gateway):
                 detail="SMPP needs a destination of 1-20 digits",
             )
         source = message.sender or cfg.source_addr
-        if len(source) > 20 or not _ADDRESS.match(source):
+        if len(source) > 20 or not PRINTABLE.match(source):
             raise GatewayError(
                 GATEWAY_ERROR, retryable=False, detail="sender must be at most 20 ASCII characters"
             )
