@@ -26,26 +26,16 @@ from casereach.projects.settings_change import do_change_settings
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
 from casereach.web import settings_form
 from casereach.web.access import project_page
+from casereach.web.gateway_form import (
+    field_kind,
+    gateway_body,
+    shown,
+    type_fields,
+)
 
 # -- settings ------------------------------------------------------------------------------------
 
 ROUTE_SETTINGS = {"default_gateway", "prefix_routes"}  # edited on the gateways page
-
-
-def _kind(name: str, prop: dict[str, Any]) -> str:
-    if "enum" in prop:
-        return "select"
-    kind = prop.get("type")
-    if kind == "boolean":
-        return "checkbox"
-    if kind == "integer":
-        return "number"
-    if kind == "string":
-        return "text"
-    any_of = [p.get("type") for p in prop.get("anyOf", [])]
-    if any_of and set(any_of) <= {"string", "null"}:
-        return "text"
-    return "json"
 
 
 HELP = {
@@ -80,17 +70,6 @@ HELP = {
 }
 
 
-def _shown(value: Any, kind: str) -> str:
-    if kind == "json":
-        compact = json.dumps(value, ensure_ascii=False)
-        if len(compact) <= 70:
-            return compact
-        return json.dumps(value, ensure_ascii=False, indent=1)
-    if value is None:
-        return ""
-    return str(value)
-
-
 def _settings_fields(
     current: dict[str, Any], typed: QueryDict | None, errors: dict[str, str]
 ) -> list[dict[str, Any]]:
@@ -108,11 +87,11 @@ def _settings_fields(
             fd.update({"label": label, "help": help_text, "error": errors.get(name)})
             fields.append(fd)
             continue
-        kind = _kind(name, prop)
+        kind = field_kind(name, prop)
         if typed is not None:
             value = "on" if kind == "checkbox" and typed.get(name) else typed.get(name, "")
         else:
-            value = _shown(current.get(name), kind)
+            value = shown(current.get(name), kind)
             if kind == "checkbox":
                 value = "on" if current.get(name) else ""
         fields.append(
@@ -149,7 +128,7 @@ def _parse_settings(
                     changes[name] = value
                     window_rows = rows or window_rows
             continue
-        kind = _kind(name, schema["properties"].get(name, {}))
+        kind = field_kind(name, schema["properties"].get(name, {}))
         if kind != "checkbox" and name not in post:
             continue  # not on the form: unchanged
         raw = post.get(name, "")
@@ -217,65 +196,6 @@ def settings_page(request: HttpRequest, project: Project) -> HttpResponse:
 
 
 # -- gateways ------------------------------------------------------------------------------------
-
-
-def _type_fields(
-    slug: str, config: dict[str, Any], typed: QueryDict | None
-) -> list[dict[str, Any]]:
-    cls = gateway_class(slug)
-    schema = cls.config_model.model_json_schema()
-    required = set(schema.get("required", []))
-    fields = []
-    for name, prop in schema.get("properties", {}).items():
-        secret = name in cls.secret_fields
-        kind = "password" if secret else _kind(name, prop)
-        if typed is not None:
-            value = "" if secret else typed.get(f"config-{name}", "")
-        else:
-            value = "" if secret else _shown(config.get(name, prop.get("default")), kind)
-        fields.append(
-            {
-                "name": name,
-                "label": prop.get("title") or name.replace("_", " "),
-                "kind": kind,
-                "value": value,
-                "choices": prop.get("enum", []),
-                "help": prop.get("description", ""),
-                "required": name in required,
-                "secret": secret,
-            }
-        )
-    return fields
-
-
-def _config_from_post(slug: str, post: QueryDict) -> dict[str, Any]:
-    cls = gateway_class(slug)
-    schema = cls.config_model.model_json_schema()
-    config: dict[str, Any] = {}
-    for name, prop in schema.get("properties", {}).items():
-        raw = post.get(f"config-{name}", "")
-        kind = _kind(name, prop)
-        if name in cls.secret_fields:
-            if raw:
-                config[name] = raw  # blank = keep the stored credential
-            continue
-        if kind == "checkbox":
-            config[name] = bool(raw)
-        elif raw == "":
-            continue
-        elif kind == "number":
-            try:
-                config[name] = int(raw)
-            except ValueError:
-                raise CasereachError(f"{name}: enter a whole number") from None
-        elif kind == "json":
-            try:
-                config[name] = json.loads(raw)
-            except ValueError:
-                raise CasereachError(f"{name}: not valid JSON") from None
-        else:
-            config[name] = raw
-    return config
 
 
 @project_page(get=Role.VIEWER, post=Role.ADMIN)
@@ -363,7 +283,7 @@ def _gateway_form(
             "urls": serialize_gateway(request, gw, project) if gw is not None else None,
             "slug": slug,
             "label": cls.label,
-            "fields": _type_fields(slug, cls.public_config(gw.config) if gw else {}, typed),
+            "fields": type_fields(slug, cls.public_config(gw.config) if gw else {}, typed),
             "secrets_set": secrets_set,
             "name": typed.get("name", "") if typed else (gw.name if gw else ""),
             "senders": typed.get("sender_numbers", "")
@@ -382,19 +302,6 @@ def _gateway_form(
     )
 
 
-def _gateway_body(slug: str, post: QueryDict) -> dict[str, Any]:
-    rate = post.get("rate_limit_per_s", "").strip()
-    return {
-        "name": post.get("name", "").strip(),
-        "config": _config_from_post(slug, post),
-        "sender_numbers": [
-            s.strip() for s in post.get("sender_numbers", "").split(",") if s.strip()
-        ],
-        "rate_limit_per_s": float(rate) if rate.replace(".", "", 1).isdigit() else None,
-        "is_active": bool(post.get("is_active")),
-    }
-
-
 @project_page(get=Role.ADMIN)
 def gateway_new(request: HttpRequest, project: Project) -> HttpResponse:
     slug = request.POST.get("type") or request.GET.get("type", "test")
@@ -404,7 +311,7 @@ def gateway_new(request: HttpRequest, project: Project) -> HttpResponse:
         raise Http404("no such gateway type") from None
     if request.method == "POST":
         try:
-            body = _gateway_body(slug, request.POST)
+            body = gateway_body(slug, request.POST)
             body["type"] = slug
             gw = do_create_gateway(project, body)
         except CasereachError as exc:
@@ -420,7 +327,7 @@ def gateway_edit(request: HttpRequest, project: Project, gateway_id: int) -> Htt
         raise Http404("no such gateway")
     if request.method == "POST":
         try:
-            do_update_gateway(gw, _gateway_body(gw.type, request.POST))
+            do_update_gateway(gw, gateway_body(gw.type, request.POST))
         except CasereachError as exc:
             return _gateway_form(request, project, gw, gw.type, exc.message)
         return HttpResponseRedirect(reverse("web:gateways", args=[project.name]))

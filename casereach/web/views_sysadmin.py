@@ -28,7 +28,7 @@ from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import global_gateway, global_routes
 from casereach.gateways.registry import available_types, gateway_class
 from casereach.gateways.serializers import serialize_global
-from casereach.web.views_admin import _gateway_body, _type_fields
+from casereach.web.gateway_form import gateway_body, type_fields
 
 SysadminView = Callable[..., HttpResponse]
 DONE = "sysadmin_done"  # what the last change did, shown once on the list page
@@ -47,14 +47,6 @@ def sysadmin_page(view: SysadminView) -> SysadminView:
 
     wrapper.sysadmin_only = True  # type: ignore[attr-defined]
     return wrapper
-
-
-def _body(slug: str, request: HttpRequest) -> dict[str, Any]:
-    """The gateway form as an update; a JSON field left at ``null`` (how the form shows a
-    field with no default, such as ``headers``) keeps the type's default."""
-    body = _gateway_body(slug, request.POST)
-    body["config"] = {k: v for k, v in body["config"].items() if v is not None}
-    return body
 
 
 def _routes_text(prefixes: dict[str, str]) -> str:
@@ -139,7 +131,7 @@ def _form(
             "shown": shown,
             "slug": slug,
             "label": cls.label,
-            "fields": _type_fields(slug, cls.public_config(gw.config) if gw else {}, typed),
+            "fields": type_fields(slug, cls.public_config(gw.config) if gw else {}, typed),
             "secrets_set": shown["secrets_set"] if shown else [],
             "name": typed.get("name", "") if typed else (gw.name if gw else ""),
             "senders": typed.get("sender_numbers", "")
@@ -163,7 +155,7 @@ def gateway_new(request: HttpRequest) -> HttpResponse:
         raise Http404("no such gateway type") from None
     if request.method == "POST":
         try:
-            gw = do_create_global_gateway({**_body(slug, request), "type": slug})
+            gw = do_create_global_gateway({**gateway_body(slug, request.POST), "type": slug})
         except CasereachError as exc:
             return _form(request, None, slug, exc.message)
         return HttpResponseRedirect(reverse("web:sysadmin_gateway", args=[gw.pk]))
@@ -178,7 +170,7 @@ def gateway_edit(request: HttpRequest, gateway_id: int) -> HttpResponse:
         raise Http404("no such global gateway") from None
     if request.method == "POST":
         try:
-            do_update_global_gateway(gw, _body(gw.type, request))
+            do_update_global_gateway(gw, gateway_body(gw.type, request.POST))
         except CasereachError as exc:
             gw.refresh_from_db()
             return _form(request, gw, gw.type, exc.message)
