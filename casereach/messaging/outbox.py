@@ -7,7 +7,7 @@ batches. SQLite: the IMMEDIATE write transaction already excludes other writers.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
@@ -19,6 +19,11 @@ TABLE = Message._meta.db_table
 ATTEMPTS = SendAttempt._meta.db_table
 
 
+# What became of one gateway call: accepted, retried, maybe sent (retried with the same
+# idempotency key), refused for good.
+AttemptOutcome = Literal["sent", "retry", "unknown", "failed"]
+
+
 class AttemptRow(NamedTuple):
     """One ``SendAttempt`` row as inserted (a plain row: no model object); the fields are
     the columns."""
@@ -26,7 +31,7 @@ class AttemptRow(NamedTuple):
     message_id: str
     number: int
     gateway_name: str
-    outcome: str  # sent | retry | unknown | failed
+    outcome: AttemptOutcome
     error_code: str | None
     provider_code: str
     detail: str

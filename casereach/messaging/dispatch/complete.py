@@ -34,7 +34,7 @@ from casereach.messaging.models import (
     MessagingSubEvent,
 )
 from casereach.messaging.optouts import do_person_opt_out, gateway_scope
-from casereach.messaging.outbox import AttemptRow, insert_attempts
+from casereach.messaging.outbox import AttemptOutcome, AttemptRow, insert_attempts
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
@@ -274,7 +274,7 @@ class Outcomes:
             )
         )
 
-    def _attempt(self, j: Job, outcome: str) -> None:
+    def _attempt(self, j: Job, outcome: AttemptOutcome) -> None:
         err = j.error
         detail = err.detail if err else (j.result.detail if j.result else "")
         self.attempts.append(
