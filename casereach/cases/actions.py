@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import os
-import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,12 +29,13 @@ from casereach.contacts.rules import (
     is_verified,
 )
 from casereach.core import bulk
+from casereach.core.bulk import IN_CHUNK
 from casereach.core.errors import BadRequest, NotFound
+from casereach.core.ids import time_ordered_uuid
 from casereach.core.timeutil import ONE_MICROSECOND, now
-from casereach.projects.actions import lock_project
+from casereach.projects.actions import lock_project, tick_clock
 from casereach.projects.models import Project
 
-IN_CHUNK = 900
 CASE_TABLE = Case._meta.db_table
 INDEX_TABLE = CaseIndex._meta.db_table
 CASE_COLUMNS = (
@@ -74,49 +72,9 @@ def register_case_change_hook(hook: CaseChangeHook) -> None:
         CASE_CHANGE_HOOKS.append(hook)
 
 
-_RANDOM = threading.local()
-_RANDOM_POOL = 512
-
-
-def _random80() -> int:
-    """80 random bits from the OS, drawn 512 values per system call (one getrandom per id
-    cost more than the rest of the id). The pool is per thread, and a forked child starts
-    with none, so no two processes or threads ever hand out the same bits."""
-    pool: list[int] | None = getattr(_RANDOM, "pool", None)
-    if not pool:
-        data = os.urandom(10 * _RANDOM_POOL)
-        pool = _RANDOM.pool = [
-            int.from_bytes(data[i : i + 10], "big") for i in range(0, len(data), 10)
-        ]
-    return pool.pop()
-
-
-def _forget_random_pool() -> None:
-    global _RANDOM
-    _RANDOM = threading.local()
-
-
-os.register_at_fork(after_in_child=_forget_random_pool)
-
-
-def new_case_id() -> str:
-    """A new case id: a UUIDv7 (RFC 9562), random but ordered by creation time.
-
-    Case ids key the case, contact and phone-entry indexes. Random (v4) ids send every insert
-    to a random leaf of each of those B-trees, so once they outgrow the page cache every batch
-    dirties, writes to the WAL and checkpoints thousands of pages; time-ordered ids append at
-    the right edge. 74 random bits keep collisions negligible; clients see an opaque string.
-    """
-    rand = _random80()  # 74 of the 80 bits are used
-    value = (
-        (time.time_ns() // 1_000_000) << 80  # unix_ts_ms
-        | 0x7 << 76  # version 7
-        | (rand >> 68) << 64  # rand_a (12 bits)
-        | 0b10 << 62  # variant
-        | (rand & (2**62 - 1))  # rand_b (62 bits)
-    )
-    h = f"{value:032x}"  # formatted by hand: uuid.UUID() costs another microsecond
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+# A new case id: a UUIDv7 (RFC 9562), random but ordered by creation time (see core.ids:
+# time-ordered ids append at the right edge of the case, contact and phone-entry indexes).
+new_case_id = time_ordered_uuid
 
 
 @dataclass
@@ -383,9 +341,7 @@ def _persist(project: Project, states: Sequence[CaseState]) -> None:
     """Stamp and write ``states`` (the project row is locked by the caller)."""
     if not states:
         return
-    stamp = now()
-    last = project.last_indexed_on
-    tick = max(stamp, last + ONE_MICROSECOND) if last else stamp
+    tick = tick_clock(project, len(states))
     for state in states:
         state.indexed_on = tick
         state.server_last_modified = tick
@@ -397,8 +353,6 @@ def _persist(project: Project, states: Sequence[CaseState]) -> None:
         if state.deleted and state.deleted_on is None:
             state.deleted_on = tick
         tick += ONE_MICROSECOND
-    project.last_indexed_on = tick - ONE_MICROSECOND
-    project.save(update_fields=["last_indexed_on"])
     adapt = bulk.adapt_datetime
     rows = [
         (

@@ -17,12 +17,12 @@ from django.db import connection, transaction
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.contacts.rules import ContactSource, DerivedContact, ProjectRules, derive
 from casereach.core import bulk
+from casereach.core.bulk import IN_CHUNK
 from casereach.core.errors import BadRequest, Conflict, NotFound
 from casereach.core.timeutil import now
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
 
-IN_CHUNK = 900
 CONTACT_TABLE = Contact._meta.db_table
 ENTRY_TABLE = PhoneEntry._meta.db_table
 

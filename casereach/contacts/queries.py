@@ -18,12 +18,12 @@ from django.db.models import BooleanField, ExpressionWrapper, OrderBy, Q, QueryS
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.contacts.rules import UNUSABLE_PHONE, warning
 from casereach.core import bulk
+from casereach.core.bulk import IN_CHUNK
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.timeutil import iso
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
 
-IN_CHUNK = 900
 ANOTHER_PROJECT = "another project"
 ENTRY_STATUSES = ("two_way", "one_way", "pending", "conflict")
 MAX_LIMIT = 1000

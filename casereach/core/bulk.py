@@ -9,9 +9,11 @@ Column and table names come only from our own code, never from input.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -22,9 +24,52 @@ from django.db.models.expressions import RawSQL
 
 Row = Sequence[Any]
 
+# Bound values in one SQLite ``IN`` list: under its oldest variable limit (999).
+IN_CHUNK = 900
+
+
+# -- the dialect: every SQLite/PostgreSQL difference is decided here (and in core.rows) --------
+
 
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+def one_writer_database() -> bool:
+    """SQLite: one writer at a time for the whole database (its IMMEDIATE write transaction
+    excludes every other writer, so per-row and advisory locks have nothing to add)."""
+    return connection.vendor == "sqlite"
+
+
+def has_row_locks() -> bool:
+    """``SELECT … FOR UPDATE`` exists (PostgreSQL)."""
+    return bool(connection.features.has_select_for_update)
+
+
+def for_update(sql: str, *, skip_locked: bool = False) -> str:
+    """``sql`` with a row lock where the dialect has one (SQLite: the write lock serialises)."""
+    if not has_row_locks():
+        return sql
+    return sql + (" FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE")
+
+
+# SQLite has one writer at a time. A transaction that finds the write lock taken waits in
+# SQLite's busy handler, which sleeps 1, 2, 5, … up to 100 ms between tries: the lock sits idle
+# while every waiter sleeps, and under a burst of webhooks throughput collapses and latency grows
+# to seconds. The writers of this process that opt in queue on a mutex instead, and the next
+# one starts the moment the last one commits.
+_sqlite_writer = threading.Lock()
+
+
+@contextlib.contextmanager
+def process_writer_turn() -> Iterator[None]:
+    """Hold the process's SQLite writer mutex for an outermost transaction (nothing to do on
+    PostgreSQL, or inside a transaction that already holds the write lock)."""
+    if not one_writer_database() or connection.in_atomic_block:
+        yield
+        return
+    with _sqlite_writer:
+        yield
 
 
 @functools.cache
@@ -113,7 +158,7 @@ def is_in(column: str, values: Sequence[Any]) -> RawSQL:
 def in_chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     """``items`` in chunks sized for one ``in_sql`` list: 900 bound values on SQLite (under
     its oldest variable limit), 10,000 on PostgreSQL (one array; each round trip costs)."""
-    return chunks(items, 10_000 if is_postgres() else 900)
+    return chunks(items, 10_000 if is_postgres() else IN_CHUNK)
 
 
 def upsert(

@@ -1,5 +1,4 @@
-"""The only writers of the message log: queueing sends, completing them, status updates,
-opt-outs.
+"""Sends and delivery reports: what to record, checked; ``messaging.log`` writes it.
 
 ``do_send`` creates the event, one sub-event per recipient and the messages in one
 transaction. A send that fails a check before reaching a gateway is still recorded, with its
@@ -8,31 +7,25 @@ error code; one that passes is queued for the dispatcher.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from django.db import transaction
-from django.db.models import F
 
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.contacts.queries import send_order
 from casereach.contacts.rules import ProjectRules, check_email, check_phone
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.segments import analyse
-from casereach.core.timeutil import ONE_MICROSECOND, now
+from casereach.core.timeutil import now
 from casereach.gateways.base import StatusUpdate
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import email_gateway, find_gateway, route
+from casereach.messaging import log as message_log
 from casereach.messaging.content import pick_translation
-from casereach.messaging.models import (
-    STATUS_RANK,
-    Message,
-    MessagingEvent,
-    MessagingSubEvent,
-)
+from casereach.messaging.models import Message, MessagingEvent
 from casereach.messaging.optouts import do_person_opt_out, gateway_scope, is_opted_out
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
@@ -82,17 +75,6 @@ def _validate_texts(texts: Mapping[str, Any], what: str, limit: int) -> dict[str
     return out
 
 
-def _activity_stamp(project: Project) -> dt.datetime:
-    """A strictly increasing per-project stamp for sub-events (commcare-export pages on it).
-    The project row is locked by the caller."""
-    current = now()
-    last = project.last_indexed_on
-    stamp = max(current, last + ONE_MICROSECOND) if last else current
-    project.last_indexed_on = stamp
-    project.save(update_fields=["last_indexed_on"])
-    return stamp
-
-
 def do_send(project: Project, req: SendRequest) -> tuple[MessagingEvent, list[Message]]:
     """Record and queue one send (to one contact or one raw number/address)."""
     limit = MAX_SMS_CHARS if req.channel == "sms" else MAX_EMAIL_CHARS
@@ -120,23 +102,15 @@ def do_send(project: Project, req: SendRequest) -> tuple[MessagingEvent, list[Me
             email, status = check_email(req.email_address)
             if status != "ok":
                 raise BadRequest("email_address is not a valid address")
-        event = MessagingEvent.objects.create(
-            project=locked,
+        event = message_log.new_event(
+            locked,
             source=req.source,
             source_id=req.source_id,
             content_type=req.channel,
             triggered_by=req.triggered_by,
             created_on=stamp,
         )
-        sub = MessagingSubEvent.objects.create(
-            event=event,
-            project=locked,
-            contact_id=contact.contact_id if contact else None,
-            contact_type=contact.contact_type if contact else "",
-            recipient_name=contact.name if contact else "",
-            created_on=stamp,
-            date_last_activity=_activity_stamp(locked),
-        )
+        sub = message_log.new_subevent(locked, event, contact, created_on=stamp)
         language = contact.lang_effective if contact else None
         pick = sms if req.channel == "sms" else body
         text, used = pick_translation(
@@ -181,9 +155,8 @@ def do_send(project: Project, req: SendRequest) -> tuple[MessagingEvent, list[Me
         if error is not None:
             msg.status, msg.error_code, msg.failed_on = "failed", error, stamp
             msg.next_attempt_at = None
-        msg.save(force_insert=True)
-        _finish_subevent(sub, msg)
-        _finish_event(event, [msg])
+        message_log.add_message(msg)
+        message_log.close_event(event, sub, [(msg.status, msg.error_code)])
     return event, [msg]
 
 
@@ -261,61 +234,13 @@ def _chosen_gateway(project: Project, req: SendRequest) -> GatewayConfig | None:
     return gw
 
 
-def _finish_subevent(sub: MessagingSubEvent, msg: Message) -> None:
-    if msg.status == "failed":
-        sub.status, sub.error_code = "error", msg.error_code
-    elif msg.status in ("sent", "delivered"):
-        sub.status = "completed"
-    else:
-        return
-    sub.save(update_fields=["status", "error_code"])
-
-
-def _finish_event(event: MessagingEvent, msgs: Iterable[Message]) -> None:
-    statuses = [m.status for m in msgs]
-    if statuses and all(s == "failed" for s in statuses):
-        event.status = "error"
-        event.error_code = "SUBEVENT_ERROR"
-    elif statuses and all(s in ("sent", "delivered", "failed") for s in statuses):
-        event.status = "completed"
-    else:
-        return
-    event.save(update_fields=["status", "error_code"])
-
-
 def do_apply_status(
     message_id: str, status: str, *, error_code: str | None = None, provider_code: str = ""
 ) -> bool:
     """Move a message forward to ``status``; never backwards. True when it changed."""
-    lower = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
-    stamp = now()
-    changes: dict[str, Any] = {"status": status, "updated_on": stamp}
-    if status == "delivered":
-        changes["delivered_on"] = stamp
-    elif status == "sent":
-        changes["sent_on"] = stamp
-    elif status == "failed":
-        changes.update(
-            failed_on=stamp, error_code=error_code or "GATEWAY_ERROR", provider_code=provider_code
-        )
-    with transaction.atomic():
-        changed = Message.objects.filter(id=message_id, status__in=lower).update(**changes)
-        if changed and status == "delivered":
-            Message.objects.filter(id=message_id, sent_on__isnull=True).update(
-                sent_on=F("delivered_on")
-            )
-        if changed:
-            msg = Message.objects.select_related("subevent", "event").get(id=message_id)
-            if msg.subevent is not None and msg.project_id is not None:
-                _finish_subevent(msg.subevent, msg)
-                MessagingSubEvent.objects.filter(pk=msg.subevent.pk).update(
-                    date_last_activity=_sub_stamp(msg.project_id)
-                )
-    return bool(changed)
-
-
-def _sub_stamp(project_id: int) -> dt.datetime:
-    return _activity_stamp(lock_project(project_id))
+    return message_log.set_status(
+        message_id, status, error_code=error_code, provider_code=provider_code
+    )
 
 
 def do_apply_status_update(gw: GatewayConfig, update: StatusUpdate) -> bool:

@@ -20,14 +20,16 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 from pydantic import Field
 
+from casereach.core import bulk
 from casereach.core.errors import BadRequest, CasereachError
 from casereach.core.openapi import ApiError, OpenSchema
 from casereach.core.requests import public_base_url
+from casereach.core.rows import RawRows
 from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import instantiate
 from casereach.messaging.actions import do_apply_status_update
-from casereach.messaging.inbound import InboundResult, RawRows, batched, do_receive
+from casereach.messaging.inbound import InboundResult, batched, do_receive
 from casereach.messaging.inbound_queue import do_queue_inbound, queues_inbound
 
 log = logging.getLogger(__name__)
@@ -295,7 +297,7 @@ os.register_at_fork(after_in_child=_worker.after_fork)
 def on_db_thread(fn: Callable[[], T]) -> T:
     """``fn()`` on the SQLite worker thread, or here when that cannot help: on PostgreSQL, or
     inside a transaction (whose uncommitted rows another connection would not see)."""
-    if connection.vendor != "sqlite" or connection.in_atomic_block or _worker.is_current():
+    if not bulk.one_writer_database() or connection.in_atomic_block or _worker.is_current():
         return fn()
     return _worker.run(fn)
 

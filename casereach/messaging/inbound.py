@@ -25,20 +25,22 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db import connection, transaction
 
 from casereach.cases.actions import do_apply_case_changes
 from casereach.cases.changes import CaseChange
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
 from casereach.core.errors import BadRequest, CasereachError, Conflict, NotFound
+from casereach.core.rows import RawRows
 from casereach.core.segments import SegmentInfo, analyse
-from casereach.core.timeutil import ONE_MICROSECOND, now
+from casereach.core.timeutil import now
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import route, serving_projects
+from casereach.messaging import log as message_log
 from casereach.messaging.content import pick_translation
 from casereach.messaging.keywords import (
     DEFAULT_HELP_REPLY,
@@ -59,6 +61,9 @@ from casereach.messaging.keywords import (
     reserved_word,
 )
 from casereach.messaging.models import (
+    COMPLETED,
+    IN_PROGRESS,
+    EventStatus,
     Keyword,
     Message,
     MessagingEvent,
@@ -122,151 +127,6 @@ class _Ctx:
         return self.contact.lang_effective if self.contact else None
 
 
-# -- raw rows and inserts ------------------------------------------------------------------------
-#
-# Inbound SMS is the hot webhook: building ORM queries costs more than running them. The few
-# statements of the common path are written once as SQL; rows come back as the same model
-# instances a queryset would give (the ORM's own converters are applied), and new rows are
-# written with the values ``save(force_insert=True)`` would write.
-
-M = TypeVar("M", bound=models.Model)
-
-
-class RawRows(Generic[M]):
-    """``model`` instances from raw SQL rows holding ``attnames`` (all concrete fields when
-    none are named; the others are deferred and load on first access, as with ``only()``)."""
-
-    def __init__(self, model: type[M], *attnames: str) -> None:
-        wanted = set(attnames)
-        fields = [f for f in model._meta.concrete_fields if not wanted or f.attname in wanted]
-        if wanted and len(fields) != len(wanted):
-            raise ValueError(f"unknown fields of {model.__name__}: {sorted(wanted)}")
-        self.model = model
-        self.fields = fields
-        self.attnames = [f.attname for f in fields]
-        self._local = threading.local()
-
-    def columns(self, alias: str) -> str:
-        """The select list, in the order ``build`` takes the values."""
-        return ", ".join(f'{alias}."{f.column}"' for f in self.fields)
-
-    def _converters(self) -> list[tuple[int, list[tuple[Any, Any]]]]:
-        """The ORM's converters per column, for this thread's connection."""
-        conn = connections[DEFAULT_DB_ALIAS]
-        local = self._local
-        if getattr(local, "conn", None) is not conn:
-            table = self.model._meta.db_table
-            convs = []
-            for i, f in enumerate(self.fields):
-                col = f.get_col(table)
-                funcs = conn.ops.get_db_converters(col) + col.get_db_converters(conn)
-                if funcs:
-                    convs.append((i, [(func, col) for func in funcs]))
-            local.conn, local.convs = conn, convs
-        converters: list[tuple[int, list[tuple[Any, Any]]]] = local.convs
-        return converters
-
-    def build(self, values: Sequence[Any]) -> M:
-        row = list(values)
-        conn = connections[DEFAULT_DB_ALIAS]
-        for i, funcs in self._converters():
-            for func, col in funcs:
-                row[i] = func(row[i], col, conn)
-        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, row)
-
-
-# How ``_insert`` turns an attribute into a parameter: "str", "int", "bool" (values of that exact
-# type pass as they are: what the field's get_db_prep_save returns for them), "datetime" (UTC
-# values through bulk.adapt_datetime, the ORM's result without its per-value overhead), or
-# "orm" (get_db_prep_save itself; also for any value of an unexpected type).
-_Prep = tuple[str, Any, str]  # (attname, field, kind)
-
-
-_STR_FIELDS = (models.CharField, models.TextField, models.SlugField)
-_INT_FIELDS = (
-    models.IntegerField,
-    models.BigIntegerField,
-    models.PositiveIntegerField,
-    models.AutoField,
-    models.BigAutoField,
-)
-
-
-def _prep_kind(f: models.Field[Any, Any]) -> str:
-    """Plain field classes only: a subclass may prepare its values its own way."""
-    if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-        return "orm"  # pre_save sets the value
-    if f.is_relation:
-        target = getattr(f, "target_field", None)
-        return "int" if type(target) in _INT_FIELDS else "orm"
-    if type(f) is models.BooleanField:
-        return "bool"
-    if type(f) in _INT_FIELDS:
-        return "int"
-    if type(f) in _STR_FIELDS:
-        return "str"
-    if type(f) is models.DateTimeField:
-        return "datetime"
-    return "orm"
-
-
-@functools.cache
-def _insert_plan(
-    model: type[models.Model], with_pk: bool, suffix: str, vendor: str
-) -> tuple[str, bool, list[_Prep]]:
-    meta = model._meta
-    fields = [f for f in meta.local_concrete_fields if with_pk or f is not meta.pk]
-    names = ", ".join(f'"{f.column}"' for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    # SQLite gives the new id as lastrowid; PostgreSQL needs RETURNING.
-    returning = not with_pk and vendor == "postgresql"
-    sql = f'INSERT INTO "{meta.db_table}" ({names}) VALUES ({marks}){suffix}'
-    if returning:
-        sql += f' RETURNING "{meta.pk.column}"'
-    return sql, returning, [(f.attname, f, _prep_kind(f)) for f in fields]
-
-
-_FAST_TYPES = {"str": str, "int": int, "bool": bool}
-
-
-def _insert(obj: models.Model, suffix: str = "") -> bool:
-    """INSERT ``obj`` with the values ``save(force_insert=True)`` would write (no signals: none
-    are connected to these models); sets an auto primary key. False when ``suffix``
-    (ON CONFLICT … DO NOTHING) skipped the row."""
-    with_pk = obj.pk is not None
-    sql, returning, plan = _insert_plan(type(obj), with_pk, suffix, connection.vendor)
-    values = []
-    for attname, f, kind in plan:
-        value = getattr(obj, attname)
-        if value is None and kind != "orm":
-            pass
-        elif kind == "datetime" and isinstance(value, dt.datetime) and value.tzinfo is dt.UTC:
-            value = bulk.adapt_datetime(value)
-        elif type(value) is not _FAST_TYPES.get(kind):
-            value = f.get_db_prep_save(f.pre_save(obj, True), connection)
-        values.append(value)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        if returning:
-            row = cursor.fetchone()
-            if row is None:
-                return False
-            obj.pk = row[0]
-        else:
-            if cursor.rowcount == 0:
-                return False
-            if not with_pk:
-                obj.pk = cursor.lastrowid
-    obj._state.adding = False
-    obj._state.db = DEFAULT_DB_ALIAS
-    return True
-
-
-def _execute(sql: str, params: Sequence[Any]) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-
-
 # -- the sender, the project, the settings --------------------------------------------------------
 
 _ENTRY = RawRows(
@@ -315,7 +175,7 @@ def _find_sender(
     """Inside the message's transaction. SQLite reads the project row here too: its write
     transaction already excludes every other writer, as the row lock does on PostgreSQL
     (which takes it in ``_lock_project``)."""
-    with_project = not connection.features.has_select_for_update
+    with_project = not bulk.has_row_locks()
     with connection.cursor() as cursor:
         cursor.execute(_sender_sql(with_project), [gw.pk, provider_id, number, word])
         row = cursor.fetchone()
@@ -347,9 +207,7 @@ def _in_scope(gw: GatewayConfig, project_id: int, as_project: int | None) -> boo
 
 def _lock_project(project_id: int) -> tuple[Project, ProjectSettings]:
     """``lock_project`` and the project's effective settings."""
-    sql = f"SELECT {_PROJECT.columns('p')} FROM projects_project p WHERE p.id = %s"
-    if connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
+    sql = bulk.for_update(f"SELECT {_PROJECT.columns('p')} FROM projects_project p WHERE p.id = %s")
     with connection.cursor() as cursor:
         cursor.execute(sql, [project_id])
         row = cursor.fetchone()
@@ -385,25 +243,6 @@ def _scope(gw: GatewayConfig, as_project: int | None) -> set[int] | None:
     return serving_projects(gw)
 
 
-# SQLite has one writer at a time. A transaction that finds the write lock taken waits in
-# SQLite's busy handler, which sleeps 1, 2, 5, … up to 100 ms between tries: the lock sits idle
-# while every waiter sleeps, and under a burst of webhooks throughput collapses and latency grows
-# to seconds. The inbound writers of this process queue on a mutex instead, and the next one
-# starts the moment the last one commits.
-_sqlite_writer = threading.Lock()
-
-
-@contextlib.contextmanager
-def _one_writer() -> Iterator[None]:
-    """Hold the process's SQLite writer mutex for an outermost transaction (nothing to do on
-    PostgreSQL, or inside a transaction that already holds the write lock)."""
-    if connection.vendor != "sqlite" or connection.in_atomic_block:
-        yield
-        return
-    with _sqlite_writer:
-        yield
-
-
 class _Duplicate(Exception):
     """The message was stored already (raised: roll back whatever this delivery did)."""
 
@@ -420,7 +259,7 @@ def batched() -> Iterator[None]:
     """One transaction for every message received inside, without a savepoint each (one
     commit for all). A failure in one leaves the whole transaction to roll back
     (``connection.needs_rollback``): the caller then receives each message again on its own."""
-    with _one_writer(), transaction.atomic():
+    with bulk.process_writer_turn(), transaction.atomic():
         _batch.on = True
         try:
             yield
@@ -430,12 +269,6 @@ def batched() -> Iterator[None]:
 
 def _in_batch() -> bool:
     return bool(getattr(_batch, "on", False)) and connection.in_atomic_block
-
-
-_INBOUND_ONCE = (
-    " ON CONFLICT (gateway_id, provider_id)"
-    " WHERE direction = 'in' AND provider_id IS NOT NULL DO NOTHING"
-)
 
 
 def do_receive(
@@ -456,7 +289,7 @@ def do_receive(
     word, _ = first_word(inbound.text)
     info = analyse(inbound.text) if inbound.text else None
     try:
-        with _one_writer(), transaction.atomic(savepoint=not _in_batch()):
+        with bulk.process_writer_turn(), transaction.atomic(savepoint=not _in_batch()):
             outcome = _receive(
                 gw, inbound, stamp, provider_id, word, info, as_project.pk if as_project else None
             )
@@ -525,7 +358,7 @@ def _receive(
     msg.error_detail = "; ".join(ctx.notes)[:500]
     msg.event = ctx.event
     msg.subevent = ctx.subevent
-    if not _insert(msg, _INBOUND_ONCE if provider_id is not None else ""):
+    if not message_log.add_message(msg, inbound_once=provider_id is not None):
         raise _Duplicate(project_id)
     if not closed:
         _close_event(ctx)
@@ -739,14 +572,10 @@ def do_start_verification(
             result = "started"
         contact = Contact.objects.filter(contact_id=worker.id).first()
         s = effective_settings(locked.settings)
-        event = MessagingEvent.objects.create(
-            project=locked,
-            source="verification",
-            content_type="sms",
-            triggered_by="verification",
-            created_on=now(),
+        event = message_log.new_event(
+            locked, source="verification", content_type="sms", triggered_by="verification"
         )
-        sub = _subevent(locked, event, contact)
+        sub = message_log.new_subevent(locked, event, contact)
         ctx = _Ctx(
             gw=GatewayConfig(),
             msg=Message(phone_number=chosen.number),
@@ -790,62 +619,22 @@ def _translated(ctx: _Ctx, texts: Mapping[str, str]) -> str | None:
     return text
 
 
-_LAST_INDEXED = Project._meta.get_field("last_indexed_on")
-
-
-def _activity_stamp(project: Project) -> dt.datetime:
-    """``messaging.actions._activity_stamp`` (strictly increasing per project; the caller
-    holds the project row lock) with one raw UPDATE."""
-    current = now()
-    last = project.last_indexed_on
-    stamp = max(current, last + ONE_MICROSECOND) if last else current
-    project.last_indexed_on = stamp
-    _execute(
-        "UPDATE projects_project SET last_indexed_on = %s WHERE id = %s",
-        [_LAST_INDEXED.get_db_prep_save(stamp, connection), project.pk],
-    )
-    return stamp
-
-
-def _subevent(
-    project: Project,
-    event: MessagingEvent,
-    contact: Contact | None,
-    status: str = "in_progress",
-) -> MessagingSubEvent:
-    sub = MessagingSubEvent(
-        event=event,
-        project=project,
-        contact_id=contact.contact_id if contact else None,
-        contact_type=contact.contact_type if contact else "",
-        recipient_name=contact.name if contact else "",
-        status=status,
-        created_on=now(),
-        date_last_activity=_activity_stamp(project),
-    )
-    _insert(sub)
-    return sub
-
-
 def _ensure_event(ctx: _Ctx, source: str, source_id: str, completed: bool = False) -> None:
     """The event and sub-event of this message (``completed``: it has no replies and gets
     none, so it is written closed)."""
     if ctx.event is not None or ctx.project is None:
         return
-    status = "completed" if completed else "in_progress"
-    event = MessagingEvent(
-        project=ctx.project,
+    status: EventStatus = COMPLETED if completed else IN_PROGRESS
+    ctx.event = message_log.new_event(
+        ctx.project,
         source=source,
         source_id=source_id,
         source_name=source_id if source == "keyword" else "",  # the keyword itself
         content_type="sms",
         status=status,
         triggered_by=f"sms:{ctx.msg.phone_number}",
-        created_on=now(),
     )
-    _insert(event)
-    ctx.event = event
-    ctx.subevent = _subevent(ctx.project, event, ctx.contact, status)
+    ctx.subevent = message_log.new_subevent(ctx.project, ctx.event, ctx.contact, status=status)
 
 
 def _reply(
@@ -933,7 +722,7 @@ def _queue(
     ):
         msg.status, msg.error_code, msg.failed_on = "failed", "PHONE_NUMBER_OPTED_OUT", stamp
         msg.next_attempt_at = None
-    _insert(msg)
+    message_log.add_message(msg)
     ctx.replies.append(msg.id)
     ctx.reply_states.append((msg.status, msg.error_code))
 
@@ -955,22 +744,9 @@ def _recent_replies(number: str, text: str, since: dt.datetime) -> int:
 
 
 def _close_event(ctx: _Ctx) -> None:
-    """An event whose replies all failed at once is closed now (the dispatcher closes the
-    rest when their messages reach a final state)."""
-    event, sub = ctx.event, ctx.subevent
-    if event is None or sub is None:
-        return
-    statuses = ctx.reply_states  # every outbound message of this event
-    if not statuses:
-        MessagingSubEvent.objects.filter(pk=sub.pk).update(status="completed")
-        MessagingEvent.objects.filter(pk=event.pk).update(status="completed")
-    elif all(st == "failed" for st, _ in statuses):
-        MessagingSubEvent.objects.filter(pk=sub.pk).update(
-            status="error", error_code=statuses[0][1]
-        )
-        MessagingEvent.objects.filter(pk=event.pk).update(
-            status="error", error_code="SUBEVENT_ERROR"
-        )
+    """An event whose replies all failed at once (or that has none) is closed now (the
+    dispatcher closes the rest when their messages reach a final state)."""
+    message_log.close_event(ctx.event, ctx.subevent, ctx.reply_states)
 
 
 # -- keywords ------------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 
+from casereach.core import bulk
 from casereach.core.timeutil import now
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.models import GatewayConfig
@@ -87,7 +88,7 @@ def handle_queued(limit: int = 50) -> int:
             qs = InboundQueue.objects.filter(attempts__lt=MAX_INBOUND_ATTEMPTS).order_by(
                 "received_on", "id"
             )
-            if connection.vendor == "postgresql":
+            if bulk.has_row_locks():
                 qs = qs.select_for_update(skip_locked=True)
             row = qs.first()
             if row is None:

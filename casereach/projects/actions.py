@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
+from casereach.core import rows
 from casereach.core.errors import BadRequest, Conflict, NotFound
+from casereach.core.timeutil import ONE_MICROSECOND, now
 from casereach.projects.models import ApiKey, Membership, Project, Role
 from casereach.projects.settings_schema import ProjectSettings
 
@@ -190,3 +193,21 @@ def do_create_web_user(
 def lock_project(project_id: int) -> Project:
     """Lock the project row for this transaction (case writes are serialised per project)."""
     return Project.objects.select_for_update().get(pk=project_id)
+
+
+_LAST_INDEXED = Project._meta.get_field("last_indexed_on")
+_TICK_SQL = f"UPDATE {Project._meta.db_table} SET {_LAST_INDEXED.column} = %s WHERE {Project._meta.pk.column} = %s"
+
+
+def tick_clock(project: Project, count: int = 1) -> dt.datetime:
+    """Take ``count`` stamps of the project's clock (``last_indexed_on``, strictly increasing
+    per project: commcare-export pages on it) and return the first; the others follow it a
+    microsecond apart. The caller holds the project row lock (``lock_project``); one raw
+    UPDATE, and ``project`` is updated in place."""
+    current = now()
+    last = project.last_indexed_on
+    first = max(current, last + ONE_MICROSECOND) if last else current
+    stamp = first + ONE_MICROSECOND * (max(count, 1) - 1)
+    project.last_indexed_on = stamp
+    rows.execute(_TICK_SQL, [_LAST_INDEXED.get_db_prep_save(stamp, connection), project.pk])
+    return first

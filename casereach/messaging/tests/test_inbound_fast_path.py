@@ -14,6 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from casereach.contacts.models import Contact, PhoneEntry
+from casereach.core import rows
 from casereach.core.timeutil import now
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.models import GatewayConfig
@@ -84,7 +85,7 @@ def test_raw_inserts_store_what_the_orm_stores(project: Project) -> None:
     }
     by_orm, by_raw = MessagingEvent(**event_fields), MessagingEvent(**event_fields)
     by_orm.save(force_insert=True)
-    assert inbound._insert(by_raw)
+    assert rows.insert_instance(by_raw)
     assert by_raw.pk is not None and by_raw.pk != by_orm.pk
     assert row(by_orm) == row(by_raw)
 
@@ -98,7 +99,7 @@ def test_raw_inserts_store_what_the_orm_stores(project: Project) -> None:
     }
     sub_orm, sub_raw = MessagingSubEvent(**sub_fields), MessagingSubEvent(**sub_fields)
     sub_orm.save(force_insert=True)
-    assert inbound._insert(sub_raw)
+    assert rows.insert_instance(sub_raw)
     assert row(sub_orm) == row(sub_raw)
 
     message_fields = {
@@ -126,11 +127,11 @@ def test_raw_inserts_store_what_the_orm_stores(project: Project) -> None:
     }
     msg_orm, msg_raw = Message(**message_fields), Message(**message_fields)
     msg_orm.save(force_insert=True)
-    assert inbound._insert(msg_raw)
+    assert rows.insert_instance(msg_raw)
     assert row(msg_orm) == row(msg_raw)
     # A value of an unexpected type takes the ORM's own conversion.
     odd = Message(**{**message_fields, "segments": "3", "created_on": stamp.astimezone()})
-    assert inbound._insert(odd)
+    assert rows.insert_instance(odd)
     assert (3, stamp) == (Message.objects.get(pk=odd.pk).segments, odd.created_on)
 
 
@@ -138,7 +139,7 @@ def test_raw_rows_build_what_the_orm_loads(api: Api, project: Project) -> None:
     cid = case(api, phone=NUMBER, verified="yes", language_code="sw")
     api.post(M + "keywords", {"keyword": "HI", "reply": {"sw": "Habari"}, "description": "d"})
     Project.objects.filter(pk=project.pk).update(last_indexed_on=now())
-    for model, rows in [
+    for model, raw in [
         (Project, inbound._PROJECT),
         (Keyword, inbound._KEYWORD),
         (Contact, inbound._CONTACT),
@@ -146,14 +147,14 @@ def test_raw_rows_build_what_the_orm_loads(api: Api, project: Project) -> None:
     ]:
         expected = model.objects.order_by("pk").first()
         assert expected is not None
-        cols = rows.columns("t")
+        cols = raw.columns("t")
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT {cols} FROM {model._meta.db_table} t WHERE t.{model._meta.pk.column} = %s",
                 [expected.pk],
             )
-            built = rows.build(cursor.fetchone())
-        for attname in rows.attnames:
+            built = raw.build(cursor.fetchone())
+        for attname in raw.attnames:
             assert getattr(expected, attname) == getattr(built, attname), (model, attname)
             assert type(getattr(expected, attname)) is type(getattr(built, attname))
     assert cid == Contact.objects.get().contact_id
