@@ -7,42 +7,21 @@ batches. SQLite: the IMMEDIATE write transaction already excludes other writers.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
 from casereach.core import bulk
-from casereach.messaging.models import QUEUED, SENDING, Message, SendAttempt
+from casereach.messaging import log
+from casereach.messaging.models import QUEUED, SENDING, Message
 
 TABLE = Message._meta.db_table
-ATTEMPTS = SendAttempt._meta.db_table
 
 
-# What became of one gateway call: accepted, retried, maybe sent (retried with the same
-# idempotency key), refused for good.
+# What became of one gateway call (``SendAttempt.outcome``): accepted, retried, maybe sent
+# (retried with the same idempotency key), refused for good.
 AttemptOutcome = Literal["sent", "retry", "unknown", "failed"]
-
-
-class AttemptRow(NamedTuple):
-    """One ``SendAttempt`` row as inserted (a plain row: no model object); the fields are
-    the columns."""
-
-    message_id: str
-    number: int
-    gateway_name: str
-    outcome: AttemptOutcome
-    error_code: str | None
-    provider_code: str
-    detail: str
-    request: str
-    response: str
-    duration_ms: int
-    created_on: Any  # adapted for the driver (``bulk.adapt_datetime``)
-
-
-def insert_attempts(rows: list[AttemptRow]) -> None:
-    bulk.insert(ATTEMPTS, AttemptRow._fields, rows)
 
 
 def _claim_statement(returning: str) -> str:
@@ -169,9 +148,9 @@ def reap(at: dt.datetime, limit: int = 1000) -> list[str]:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-        insert_attempts(
+        log.add_attempts(
             [
-                AttemptRow(
+                log.AttemptDraft(
                     message_id=mid,
                     number=attempts,
                     gateway_name=gw or "",
@@ -182,7 +161,7 @@ def reap(at: dt.datetime, limit: int = 1000) -> list[str]:
                     request="",
                     response="",
                     duration_ms=0,
-                    created_on=stamp,
+                    created_on=at,
                 )
                 for mid, attempts, gw in rows
             ]
