@@ -21,7 +21,13 @@ from functools import cache
 import httpx
 
 from casereach.gateways import netpolicy
-from casereach.gateways.base import Exchange, Gateway, GatewayError, OutgoingMessage
+from casereach.gateways.base import (
+    GATEWAY_ERROR,
+    Exchange,
+    Gateway,
+    GatewayError,
+    OutgoingMessage,
+)
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import instantiate
 from casereach.gateways.registry import available_types, gateway_class
@@ -236,6 +242,6 @@ def _unexpected(job: Job, cfg: GatewayConfig, exc: Exception) -> None:
     unexpected library error): logged, and recorded as a retryable internal error."""
     log.exception("gateway %s failed unexpectedly", cfg.name)
     job.error = GatewayError(
-        "GATEWAY_ERROR", retryable=True, detail=f"internal: {type(exc).__name__}"
+        GATEWAY_ERROR, retryable=True, detail=f"internal: {type(exc).__name__}"
     )
     job.error_code = "INTERNAL_SERVER_ERROR"

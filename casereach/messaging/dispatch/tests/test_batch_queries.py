@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from casereach.core.timeutil import now
 from casereach.gateways.types.test.gateway import OUTBOX
 from casereach.messaging.dispatch import Dispatcher
-from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
+from casereach.messaging.models import SENDING, Message, MessagingEvent, MessagingSubEvent
 from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"
@@ -51,7 +51,7 @@ def batch_statements() -> int:
     finally:
         d.close()
     assert claimed == Message.objects.count()
-    assert not Message.objects.filter(status="sending").exists()
+    assert not Message.objects.filter(status=SENDING).exists()
     return len(queries.captured_queries)
 
 
