@@ -17,12 +17,15 @@ Error classification::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from casereach.gateways.wire import WirePool
 
 # What an API or form shows in place of a write-only value kept inside another field (a secret
 # header or param); sent back unchanged (or blank, or left out), it keeps the stored value.
@@ -147,6 +150,13 @@ class Gateway(ABC):
     config_model: ClassVar[type[BaseModel]]
     secret_fields: ClassVar[tuple[str, ...]] = ()
     supports_idempotency: ClassVar[bool] = False
+    # Capabilities: what the dispatcher asks of a type (types override the ones they have).
+    # ``persistent``: one object per process holds a session (SMPP); the dispatcher builds it
+    # once, binds it at start (``connect``) and polls what arrives on it (``drain_events``).
+    persistent: ClassVar[bool] = False
+    # ``sends_async``: ``send_async`` is a lean-client path the dispatcher runs on its event
+    # loop (the ``http`` type); other types are sent from the dispatcher's thread pool.
+    sends_async: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self.config = self.config_model.model_validate(dict(config))
@@ -182,6 +192,26 @@ class Gateway(ABC):
     @abstractmethod
     def send(self, message: OutgoingMessage) -> SendResult:
         """Send one message, or raise GatewayError."""
+
+    async def send_async(
+        self, message: OutgoingMessage, pool: WirePool, record: Callable[[Exchange], None]
+    ) -> SendResult:
+        """``send`` through the lean client (types with ``sends_async``): the same request,
+        checks and classification, the masked exchange handed to ``record``."""
+        raise NotImplementedError(f"the {self.slug} gateway type has no lean-client path")
+
+    def connect(self) -> None:
+        """Open the session now (``persistent`` types); nothing by default.
+
+        Raises:
+            GatewayError: retryable when the session cannot be opened.
+        """
+        return None
+
+    def drain_events(self) -> list[StatusUpdate | InboundMessage]:
+        """What arrived on the session since the last call (``persistent`` types): receipts
+        and inbound SMS, oldest first; nothing by default."""
+        return []
 
     def parse_status(
         self, form: Mapping[str, str], body: bytes, content_type: str

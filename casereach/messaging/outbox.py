@@ -7,16 +7,21 @@ batches. SQLite: the IMMEDIATE write transaction already excludes other writers.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
 from casereach.core import bulk
-from casereach.messaging.models import Message, SendAttempt
+from casereach.messaging import log
+from casereach.messaging.models import QUEUED, SENDING, Message
 
 TABLE = Message._meta.db_table
-ATTEMPTS = SendAttempt._meta.db_table
+
+
+# What became of one gateway call (``SendAttempt.outcome``): accepted, retried, maybe sent
+# (retried with the same idempotency key), refused for good.
+AttemptOutcome = Literal["sent", "retry", "unknown", "failed"]
 
 
 def _claim_statement(returning: str) -> str:
@@ -30,20 +35,20 @@ def _claim_statement(returning: str) -> str:
         # the previous one locked and returns new ones: under contention one claim took the
         # whole outbox instead of ``limit`` rows.
         return (
-            f"WITH picked AS MATERIALIZED (SELECT id FROM {TABLE} WHERE status = 'queued' "
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {TABLE} WHERE status = '{QUEUED}' "
             f"AND next_attempt_at <= %s ORDER BY next_attempt_at LIMIT %s "
             f"FOR UPDATE SKIP LOCKED) "
-            f"UPDATE {TABLE} AS m SET status = 'sending', lease_until = %s, lease_token = %s, "
+            f"UPDATE {TABLE} AS m SET status = '{SENDING}', lease_until = %s, lease_token = %s, "
             f"attempts = m.attempts + 1, updated_on = %s FROM picked WHERE m.id = picked.id "
             f"RETURNING {', '.join('m.' + c for c in returning.split(', '))}"
         )
     # SQLite: the IMMEDIATE write transaction excludes every other claimer.
     return (
-        f"WITH picked AS (SELECT id FROM {TABLE} WHERE status = 'queued' "
+        f"WITH picked AS (SELECT id FROM {TABLE} WHERE status = '{QUEUED}' "
         f"AND next_attempt_at <= %s ORDER BY next_attempt_at LIMIT %s) "
-        f"UPDATE {TABLE} SET status = 'sending', lease_until = %s, lease_token = %s, "
+        f"UPDATE {TABLE} SET status = '{SENDING}', lease_until = %s, lease_token = %s, "
         f"attempts = attempts + 1, updated_on = %s "
-        f"WHERE id IN (SELECT id FROM picked) AND status = 'queued' RETURNING {returning}"
+        f"WHERE id IN (SELECT id FROM picked) AND status = '{QUEUED}' RETURNING {returning}"
     )
 
 
@@ -112,6 +117,9 @@ def raw_before(raw: Any, when: dt.datetime) -> bool:
     return parsed < when
 
 
+LEASE_EXPIRED = "lease expired during the gateway call; outcome unknown, retried with the same id"
+
+
 def reap(at: dt.datetime, limit: int = 1000) -> list[str]:
     """Put messages whose lease expired mid-send back in the queue.
 
@@ -121,54 +129,41 @@ def reap(at: dt.datetime, limit: int = 1000) -> list[str]:
     stamp = bulk.adapt_datetime(at)
     if bulk.is_postgres():  # picked once, as in claim()
         sql = (
-            f"WITH picked AS MATERIALIZED (SELECT id FROM {TABLE} WHERE status = 'sending' "
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {TABLE} WHERE status = '{SENDING}' "
             f"AND lease_until < %s LIMIT %s FOR UPDATE SKIP LOCKED) "
-            f"UPDATE {TABLE} AS m SET status = 'queued', lease_until = NULL, lease_token = NULL, "
+            f"UPDATE {TABLE} AS m SET status = '{QUEUED}', lease_until = NULL, lease_token = NULL, "
             f"unknown_outcomes = m.unknown_outcomes + 1, next_attempt_at = %s, updated_on = %s "
             f"FROM picked WHERE m.id = picked.id RETURNING m.id, m.attempts, m.gateway_name"
         )
         params = [stamp, limit, stamp, stamp]
     else:
         sql = (
-            f"UPDATE {TABLE} SET status = 'queued', lease_until = NULL, lease_token = NULL, "
+            f"UPDATE {TABLE} SET status = '{QUEUED}', lease_until = NULL, lease_token = NULL, "
             f"unknown_outcomes = unknown_outcomes + 1, next_attempt_at = %s, updated_on = %s "
-            f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'sending' AND lease_until < %s "
-            f"LIMIT %s) AND status = 'sending' RETURNING id, attempts, gateway_name"
+            f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = '{SENDING}' "
+            f"AND lease_until < %s LIMIT %s) AND status = '{SENDING}' "
+            f"RETURNING id, attempts, gateway_name"
         )
         params = [stamp, stamp, stamp, limit]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-        bulk.insert(
-            ATTEMPTS,
-            (
-                "message_id",
-                "number",
-                "gateway_name",
-                "outcome",
-                "error_code",
-                "provider_code",
-                "detail",
-                "request",
-                "response",
-                "duration_ms",
-                "created_on",
-            ),
+        log.add_attempts(
             [
-                (
-                    mid,
-                    attempts,
-                    gw or "",
-                    "unknown",
-                    None,
-                    "",
-                    "lease expired during the gateway call; outcome unknown, retried with the same id",
-                    "",
-                    "",
-                    0,
-                    stamp,
+                log.AttemptDraft(
+                    message_id=mid,
+                    number=attempts,
+                    gateway_name=gw or "",
+                    outcome="unknown",
+                    error_code=None,
+                    provider_code="",
+                    detail=LEASE_EXPIRED,
+                    request="",
+                    response="",
+                    duration_ms=0,
+                    created_on=at,
                 )
                 for mid, attempts, gw in rows
-            ],
+            ]
         )
         return [row[0] for row in rows]

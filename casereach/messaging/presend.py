@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.core import bulk
@@ -49,12 +49,19 @@ ROW_FIELDS = (
 )
 
 
+# What the checks decide for one message.
+Action = Literal["send", "fail", "postpone"]
+SEND: Final = "send"
+FAIL: Final = "fail"
+POSTPONE: Final = "postpone"
+
+
 @dataclass
 class Verdict:
     """What to do with one message: send it (through ``gateway``), fail it with
     ``error_code``, or postpone it until ``until``."""
 
-    action: str = "send"  # send | fail | postpone
+    action: Action = SEND
     error_code: str | None = None
     until: dt.datetime | None = None
     gateway: GatewayConfig | None = None
@@ -73,7 +80,10 @@ class PresendContext:
     overrides: dict[tuple[str, str], str]
     opted: OptedOut
     routes: GlobalRoutes
+    # Read on first use, once per project: the gateways a project's SMS may be routed to,
+    # and its email gateway (filled in advance, ``check`` reads no database at all).
     indexes: dict[int, GatewayIndex] = field(default_factory=dict)
+    email_gateways: dict[int, GatewayConfig | None] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -138,6 +148,19 @@ class PresendContext:
             return self.opted.in_project(row["phone_number"], row["project_id"])
         return self.opted.refuses(row["phone_number"], None, gateway.pk)
 
+    def index(self, project: Project) -> GatewayIndex:
+        """The project's routable gateways by name (read once per context)."""
+        index = self.indexes.get(project.pk)
+        if index is None:
+            index = self.indexes[project.pk] = gateway_index(project)
+        return index
+
+    def email_gateway(self, project: Project) -> GatewayConfig | None:
+        """The project's email gateway (read once per context)."""
+        if project.pk not in self.email_gateways:
+            self.email_gateways[project.pk] = email_gateway(project)
+        return self.email_gateways[project.pk]
+
 
 def check(
     ctx: PresendContext, row: Mapping[str, Any], at: dt.datetime, *, limit_reached: bool = False
@@ -148,23 +171,23 @@ def check(
     s = ctx.settings[row["project_id"]]
     contact = ctx.contacts.get(row["contact_id"]) if row["contact_id"] else None
     if outbox.raw_before(row["created_on"], at - dt.timedelta(hours=s.stale_after_hours)):
-        return Verdict("fail", "MESSAGE_IS_STALE")
+        return Verdict(FAIL, "MESSAGE_IS_STALE")
     if row["contact_id"] and (contact is None or not contact["active"]):
-        return Verdict("fail", "CONTACT_IS_INACTIVE")
+        return Verdict(FAIL, "CONTACT_IS_INACTIVE")
     check_opt_out = row["channel"] == "sms" and not row["allow_opted_out"]
     if check_opt_out and ctx.opted_out(row):
-        return Verdict("fail", "PHONE_NUMBER_OPTED_OUT")
+        return Verdict(FAIL, "PHONE_NUMBER_OPTED_OUT")
     reply = row["gateway_source"] == "inbound"  # answers a person who just wrote
     if not reply and limit_reached:
-        return Verdict("postpone", "DAILY_LIMIT_REACHED", until=at + dt.timedelta(hours=1))
+        return Verdict(POSTPONE, "DAILY_LIMIT_REACHED", until=at + dt.timedelta(hours=1))
     zone = contact["tz_effective"] if contact else s.time_zone
     later = None if reply else next_allowed(at, s.restricted_windows, zone or "UTC")
     if later is not None:
-        return Verdict("postpone", until=later)
+        return Verdict(POSTPONE, until=later)
     verdict = _gateway(ctx, row, s)
     if check_opt_out and verdict.gateway is not None and ctx.opted_out(row, verdict.gateway):
         return Verdict(
-            "fail",
+            FAIL,
             "PHONE_NUMBER_OPTED_OUT",
             gateway=verdict.gateway,
             gateway_source=verdict.gateway_source,
@@ -179,7 +202,7 @@ def _gateway(ctx: PresendContext, row: Mapping[str, Any], s: ProjectSettings) ->
         # A reply goes out through the gateway that received the message.
         gw = ctx.pinned.get(row["gateway_id"] or 0)
         if gw is None:
-            return Verdict("fail", "NO_SUITABLE_GATEWAY")
+            return Verdict(FAIL, "NO_SUITABLE_GATEWAY")
         return Verdict(
             gateway=gw, gateway_source="inbound", sender=pick_sender(gw, row["phone_number"])
         )
@@ -187,27 +210,29 @@ def _gateway(ctx: PresendContext, row: Mapping[str, Any], s: ProjectSettings) ->
         # The sender named the gateway; it must still exist and be active.
         gw = ctx.pinned.get(row["gateway_id"] or 0)
         if gw is None:
-            return Verdict("fail", "GATEWAY_NOT_FOUND")
+            return Verdict(FAIL, "GATEWAY_NOT_FOUND")
         sender = pick_sender(gw, row["phone_number"]) if row["channel"] == "sms" else ""
         return Verdict(gateway=gw, gateway_source=CHOSEN, sender=sender)
     if project is None:
-        return Verdict("fail", "NO_SUITABLE_GATEWAY")
+        return Verdict(FAIL, "NO_SUITABLE_GATEWAY")
     if row["channel"] == "sms":
         override = ctx.overrides.get((row["contact_id"] or "", row["phone_number"]), "")
-        index = ctx.indexes.get(project.pk)
-        if index is None:
-            index = ctx.indexes[project.pk] = gateway_index(project)
         chosen = route(
-            project, row["phone_number"], override, routes=ctx.routes, index=index, settings=s
+            project,
+            row["phone_number"],
+            override,
+            routes=ctx.routes,
+            index=ctx.index(project),
+            settings=s,
         )
         if chosen.gateway is None:
-            return Verdict("fail", chosen.error_code, gateway_source=chosen.source)
+            return Verdict(FAIL, chosen.error_code, gateway_source=chosen.source)
         return Verdict(
             gateway=chosen.gateway,
             gateway_source=chosen.source,
             sender=pick_sender(chosen.gateway, row["phone_number"]),
         )
-    gw = email_gateway(project)
+    gw = ctx.email_gateway(project)
     if gw is None:
-        return Verdict("fail", "NO_SUITABLE_GATEWAY")
+        return Verdict(FAIL, "NO_SUITABLE_GATEWAY")
     return Verdict(gateway=gw, gateway_source="email")

@@ -12,7 +12,6 @@ import pytest
 
 from casereach.core.timeutil import now
 from casereach.gateways.types.test.gateway import OUTBOX
-from casereach.messaging import dispatch
 from casereach.messaging.dispatch import Dispatcher
 from casereach.messaging.models import Message
 from casereach.testing.world import Api
@@ -32,7 +31,7 @@ def test_two_dispatchers_share_one_rate_and_drain_a_backlog(
         assert 202 == api.post(M + "send", {"phone_number": f"2547120{i:05d}", "text": "x"}).status
     start = now() + dt.timedelta(seconds=1)
     clock: dict[str, Any] = {"at": start}
-    monkeypatch.setattr(dispatch, "now", lambda: clock["at"])
+    monkeypatch.setattr(Dispatcher, "clock", lambda self: clock["at"])
     dispatchers = [Dispatcher(batch_size=8, concurrency=1) for _ in range(2)]
     sent_at: Counter[int] = Counter()
     try:

@@ -85,6 +85,7 @@ class HttpGateway(Gateway):
     secret_fields = ("password",)
     # Per config: with idempotency_header null this instance does not honour the key.
     supports_idempotency = True
+    sends_async = True  # ``send_async``: the dispatcher's lean-client path
 
     # Secret header and param values are write-only like ``password``: stored encrypted under
     # these keys, shown as SECRET_MARK (see ``split_secrets`` / ``restore_secrets``).

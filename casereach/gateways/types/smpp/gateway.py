@@ -109,6 +109,7 @@ class SmppGateway(Gateway):
     label = "SMPP 3.4 (SMSC)"
     config_model = SmppConfig
     secret_fields: ClassVar[tuple[str, ...]] = ("password",)
+    persistent = True  # one session per process: ``connect`` and ``drain_events``
 
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self._local = threading.local()  # before super(): it sets last_exchange
