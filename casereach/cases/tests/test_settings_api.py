@@ -9,7 +9,8 @@ import pytest
 
 from casereach.cases import api_settings
 from casereach.projects.models import Project
-from casereach.testing.world import Api, case_body
+from casereach.testing.cases import create_case_id as create
+from casereach.testing.world import Api
 from casereach.workers.actions import do_create_worker, do_resync_project_workers
 
 SETTINGS = "/a/{project}/api/messaging/v1/settings"
@@ -20,12 +21,6 @@ CASES = "/a/{project}/api/case/v2/"
 def _workers_resync(monkeypatch: pytest.MonkeyPatch) -> None:
     """casereach.api.main plugs the worker re-derivation in; make sure it is there."""
     monkeypatch.setitem(api_settings._RESYNC, "workers", do_resync_project_workers)
-
-
-def create(api: Api, **kw: Any) -> str:
-    r = api.post(CASES, case_body(**kw))
-    assert r.status == 200, r.body
-    return str(r.body["case"]["case_id"])
 
 
 def profile(api: Api, contact_id: str) -> dict[str, Any]:
