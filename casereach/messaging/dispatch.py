@@ -193,6 +193,7 @@ class Dispatcher:
         self._shared_http = http
         self._local = threading.local()
         self._clients: list[httpx.Client] = []
+        self._thread_gateways: list[Gateway] = []  # closed with the dispatcher (SMTP sessions)
         self._clients_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._persistent: dict[tuple[int, str], Gateway] = {}
@@ -213,7 +214,7 @@ class Dispatcher:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
-        for gw in self._persistent.values():
+        for gw in [*self._persistent.values(), *self._thread_gateways]:
             gw.close()
         for client in self._clients:
             client.close()
@@ -607,6 +608,8 @@ class Dispatcher:
                 del cache[stale]
             gw = instantiate(cfg, http=self.http)
             cache[key] = gw
+            with self._clients_lock:
+                self._thread_gateways.append(gw)
         return gw
 
     def _send(self, jobs: list[Job]) -> None:
