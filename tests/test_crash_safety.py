@@ -54,6 +54,11 @@ def _statuses(db: Path) -> dict[str, int]:
         con.close()
 
 
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
 @pytest.mark.slow
 def test_kill_9_mid_dispatch_loses_nothing_and_sends_once(tmp_path: Path) -> None:
     provider = CountingProvider(delay_s=0.02)
@@ -88,6 +93,7 @@ def test_kill_9_mid_dispatch_loses_nothing_and_sends_once(tmp_path: Path) -> Non
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
         first.wait(30)
+        _close_pipes(first)
         killed_at = provider.total()
         assert killed_at < MESSAGES, "killed too late to prove anything"
 
@@ -104,6 +110,7 @@ def test_kill_9_mid_dispatch_loses_nothing_and_sends_once(tmp_path: Path) -> Non
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(60)
+            _close_pipes(second)
         assert {"sent": MESSAGES} == _statuses(db)
         con = sqlite3.connect(db)
         unknown = {

@@ -55,7 +55,8 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_tour_import_lands_six_patients_and_reports_three_bad_rows(tmp_path: Path) -> None:
-    header = next(csv.reader(PATIENTS.open()))
+    with PATIENTS.open(newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f))
     assert CONTACT_PROPERTIES <= set(header)
     env = {**os.environ, "CASEREACH_DATABASE_URL": str(tmp_path / "tour.sqlite3")}
     assert 0 == cli(env, "demo", "--no-serve").returncode
@@ -75,11 +76,13 @@ def test_the_tour_import_lands_six_patients_and_reports_three_bad_rows(tmp_path:
 
     assert 1 == r.returncode, r.stderr
     assert "imported 6 cases, 3 rows failed" in r.stdout, r.stdout
+    with report.open(newline="", encoding="utf-8") as f:
+        reported = list(csv.DictReader(f))
     assert [
         {"row": "8", "column": "owner_id", "reason": "Property owner_id is required."},
         {"row": "9", "column": "external_id", "reason": "case_id or external_id is required"},
         {"row": "10", "column": "case_name", "reason": "Property case_name is required."},
-    ] == list(csv.DictReader(report.open()))
+    ] == reported
 
 
 def sheets(book: openpyxl.Workbook) -> dict[str, list[tuple[Any, ...]]]:

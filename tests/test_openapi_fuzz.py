@@ -39,6 +39,7 @@ from casereach.api.links import LINKS
 from casereach.gateways.types.twilio.gateway import twilio_signature
 from casereach.messaging.models import Message
 from casereach.projects import auth
+from casereach.testing.gateways import create_gateway
 from casereach.testing.world import Api, case_body, conditional_alert_body
 from casereach.wsgi import application
 
@@ -107,10 +108,7 @@ def no_throttles(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def gateway(api: Api) -> dict[str, Any]:
     """The project's test gateway, so that sends succeed."""
-    r = api.post(M + "/gateways", {"name": "TEST", "type": "test"})
-    assert 201 == r.status, r.body
-    body: dict[str, Any] = r.body
-    return body
+    return create_gateway(api)
 
 
 @pytest.fixture

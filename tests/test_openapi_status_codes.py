@@ -16,6 +16,7 @@ from casereach.api.main import api as ninja_api
 from casereach.gateways.types.twilio.gateway import twilio_signature
 from casereach.messaging.callbacks import MAX_CALLBACK_BYTES
 from casereach.projects.models import Project
+from casereach.testing.gateways import inbound_path as path_of
 from casereach.testing.world import Api, Response, case_body
 
 M = "/a/{project}/api/messaging/v1"
@@ -95,10 +96,6 @@ def a_case(api: Api, **kw: Any) -> str:
     assert 200 == r.status, r.body
     cid: str = r.body["case"]["case_id"]
     return cid
-
-
-def path_of(url: str) -> str:
-    return url.replace("http://testserver", "")
 
 
 # --- the messaging API ------------------------------------------------------------------------

@@ -21,9 +21,9 @@ from django.apps import apps
 from django.db import connection, models
 from django.test import Client
 
-from casereach.messaging.dispatch import Dispatcher
 from casereach.projects.actions import do_create_web_user
 from casereach.projects.models import Project, Role
+from casereach.testing.sending import drain
 from casereach.testing.world import Api, Response, conditional_alert_body, make_project
 
 M = "/a/{project}/api/messaging/v1/"
@@ -158,14 +158,6 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def drain() -> None:
-    dispatcher = Dispatcher(concurrency=1)
-    try:
-        dispatcher.drain()
-    finally:
-        dispatcher.close()
-
-
 def build_tenant(tag: str, digits: str, first_id: int) -> Tenant:
     """A project named ``tag`` whose numbers are ``2547<digits>0<n>`` and whose rows have
     ids from ``first_id`` on."""
@@ -174,70 +166,83 @@ def build_tenant(tag: str, digits: str, first_id: int) -> Tenant:
     admin = f"{tag}-admin"
     do_create_web_user(project, admin, PASSWORD, role=Role.ADMIN)
     web, csrf = web_login(admin, PASSWORD)
-    api = Api(project, username=admin)
-    up = tag.upper()
     numbers = {r: f"2547{digits}0{n}" for n, r in enumerate(("mother", "patient", "child"), 1)}
     numbers |= {"worker": f"2547{digits}07", "stopped": f"2547{digits}08", "admin_out": ""}
     numbers["admin_out"] = f"2547{digits}09"
     t = Tenant(
         tag=tag,
         project=project,
-        api=api,
+        api=Api(project, username=admin),
         admin=admin,
         web=web,
         csrf=csrf,
         numbers=numbers,
         emails=[f"{tag}.mother@{tag}-mail.example.org", f"{tag}.chw@{tag}-mail.example.org"],
-        wanted_gateway=f"{up}-WANTED",
+        wanted_gateway=f"{tag.upper()}-WANTED",
     )
+    _add_gateways(t)
+    _add_cases(t)
+    _add_worker_keyword_and_alerts(t)
+    _add_traffic(t)
+    return t
 
-    def call(method: str, path: str, body: Any = None, *expected: int, **q: Any) -> Any:
-        return ok(api.call(method, path, body, **q), *expected)
 
-    # Gateways: a test gateway (the default, and the test phone's) and an http one.
-    test = call("POST", M + "gateways", {"name": f"{up}-TEST", "type": "test"}, 201)
+def _call(t: Tenant, method: str, path: str, body: Any = None, *expected: int, **q: Any) -> Any:
+    return ok(t.api.call(method, path, body, **q), *expected)
+
+
+def _add_gateways(t: Tenant) -> None:
+    """A test gateway (the default, and the test phone's) and an http one."""
+    tag, up = t.tag, t.tag.upper()
+    test = _call(t, "POST", M + "gateways", {"name": f"{up}-TEST", "type": "test"}, 201)
     http_config = {
         "url": f"https://sms.{tag}-provider.example.org/send",
         "params": {"to": "{to}", "text": "{text}", "ref": "{message_id}"},
         "username": f"{tag}-provider-user",
         "password": f"{tag}-provider-password",
     }
-    http = call(
+    http = _call(
+        t,
         "POST",
         M + "gateways",
         {"name": f"{up}-HTTP", "type": "http", "config": http_config},
         201,
     )
     t.gateways = {"test": test, "http": {**http, "config": http_config}}
-    call("PATCH", M + "settings", {"default_gateway": f"{up}-TEST"}, 200)
+    _call(t, "PATCH", M + "settings", {"default_gateway": f"{up}-TEST"}, 200)
 
-    # Cases: a mother (two-way, email, a due date), a patient asking for a gateway the
-    # project lacks, a child of the mother (one-way), and people who opted out.
-    def case(role: str, case_type: str, **props: str) -> str:
-        name = f"{tag.title()} {role.title()} Zawadi"
-        body = {
-            "case_type": case_type,
-            "case_name": name,
-            "owner_id": f"{tag}-owner",
-            "external_id": f"{tag}-ext-{role}",
-            "properties": props,
-        }
-        if role == "child":
-            body["indices"] = {
-                "parent": {
-                    "case_id": t.case_ids["mother"],
-                    "case_type": "mother",
-                    "relationship": "child",
-                }
+
+def _add_case(t: Tenant, role: str, case_type: str, **props: str) -> str:
+    tag = t.tag
+    name = f"{tag.title()} {role.title()} Zawadi"
+    body: dict[str, Any] = {
+        "case_type": case_type,
+        "case_name": name,
+        "owner_id": f"{tag}-owner",
+        "external_id": f"{tag}-ext-{role}",
+        "properties": props,
+    }
+    if role == "child":
+        body["indices"] = {
+            "parent": {
+                "case_id": t.case_ids["mother"],
+                "case_type": "mother",
+                "relationship": "child",
             }
-        created = call("POST", V2, body, 200, 201)["case"]
-        t.case_ids[role] = created["case_id"]
-        t.case_names.append(name)
-        t.external_ids.append(f"{tag}-ext-{role}")
-        return str(created["case_id"])
+        }
+    created = _call(t, "POST", V2, body, 200, 201)["case"]
+    t.case_ids[role] = created["case_id"]
+    t.case_names.append(name)
+    t.external_ids.append(f"{tag}-ext-{role}")
+    return str(created["case_id"])
 
-    verified = {"contact_phone_number_is_verified": "1"}
-    case(
+
+def _add_cases(t: Tenant) -> None:
+    """A mother (two-way, email, a due date), a patient asking for a gateway the project
+    lacks, a child of the mother (one-way), and people who opted out."""
+    numbers, verified = t.numbers, {"contact_phone_number_is_verified": "1"}
+    _add_case(
+        t,
         "mother",
         "mother",
         contact_phone_number=numbers["mother"],
@@ -245,19 +250,24 @@ def build_tenant(tag: str, digits: str, first_id: int) -> Tenant:
         edd="2031-01-15",
         **verified,
     )
-    case(
+    _add_case(
+        t,
         "patient",
         "patient",
         contact_phone_number=numbers["patient"],
         contact_backend_id=t.wanted_gateway,
         **verified,
     )
-    case("child", "child", contact_phone_number=numbers["child"])
-    case("stopped", "patient", contact_phone_number=numbers["stopped"], **verified)
-    case("admin_out", "patient", contact_phone_number=numbers["admin_out"], **verified)
-    t.owner_ids = [f"{tag}-owner"]
+    _add_case(t, "child", "child", contact_phone_number=numbers["child"])
+    _add_case(t, "stopped", "patient", contact_phone_number=numbers["stopped"], **verified)
+    _add_case(t, "admin_out", "patient", contact_phone_number=numbers["admin_out"], **verified)
+    t.owner_ids = [f"{t.tag}-owner"]
 
-    worker = call(
+
+def _add_worker_keyword_and_alerts(t: Tenant) -> None:
+    tag, up, numbers = t.tag, t.tag.upper(), t.numbers
+    worker = _call(
+        t,
         "POST",
         USERS,
         {
@@ -272,7 +282,8 @@ def build_tenant(tag: str, digits: str, first_id: int) -> Tenant:
     t.worker_ids = [str(worker["id"])]
     t.worker_usernames = [f"{tag}-chw"]
 
-    keyword = call(
+    keyword = _call(
+        t,
         "POST",
         M + "keywords",
         {
@@ -285,7 +296,8 @@ def build_tenant(tag: str, digits: str, first_id: int) -> Tenant:
     t.keyword_ids = [int(keyword["id"])]
     t.keywords = [f"{up}WT"]
 
-    broadcast = call(
+    broadcast = _call(
+        t,
         "POST",
         M + "alerts",
         {
@@ -297,25 +309,27 @@ def build_tenant(tag: str, digits: str, first_id: int) -> Tenant:
         },
         201,
     )
-    conditional = call(
-        "POST", M + "alerts", conditional_alert_body(name=f"{tag}-conditional-alert"), 201
+    conditional = _call(
+        t, "POST", M + "alerts", conditional_alert_body(name=f"{tag}-conditional-alert"), 201
     )
     t.alert_ids = [int(broadcast["id"]), int(conditional["id"])]
     t.alert_names = [f"{tag}-broadcast-alert", f"{tag}-conditional-alert"]
 
-    # Traffic: ad-hoc sends, a keyword run and a STOP through the test phone, an admin
-    # opt-out; then the dispatcher sends what is due through the test gateway.
+
+def _add_traffic(t: Tenant) -> None:
+    """Ad-hoc sends, a keyword run and a STOP through the test phone, an admin opt-out; then
+    the dispatcher sends what is due through the test gateway."""
+    tag, up, numbers = t.tag, t.tag.upper(), t.numbers
     t.texts = [f"{tag}-broadcast-text", f"{tag}-adhoc-text", f"{tag}-worker-text"]
-    call("POST", M + "send", {"contact_id": t.case_ids["mother"], "text": t.texts[1]}, 202)
-    call("POST", M + "send", {"contact_id": t.worker_ids[0], "text": t.texts[2]}, 202)
-    call("POST", M + "test-phone", {"from": numbers["patient"], "text": f"{up}WT 71"}, 201)
-    call("POST", M + "test-phone", {"from": numbers["stopped"], "text": "STOP"}, 201)
-    call("POST", M + "opt-outs", {"phone_number": numbers["admin_out"], "opted_out": True}, 200)
-    drain()
-    t.message_ids = [m["id"] for m in call("GET", M + "messages", None, 200)["objects"]]
-    events = call("GET", "/a/{project}/api/v0.5/messaging-event/", None, 200)["objects"]
+    _call(t, "POST", M + "send", {"contact_id": t.case_ids["mother"], "text": t.texts[1]}, 202)
+    _call(t, "POST", M + "send", {"contact_id": t.worker_ids[0], "text": t.texts[2]}, 202)
+    _call(t, "POST", M + "test-phone", {"from": numbers["patient"], "text": f"{up}WT 71"}, 201)
+    _call(t, "POST", M + "test-phone", {"from": numbers["stopped"], "text": "STOP"}, 201)
+    _call(t, "POST", M + "opt-outs", {"phone_number": numbers["admin_out"], "opted_out": True}, 200)
+    drain(concurrency=1)
+    t.message_ids = [m["id"] for m in _call(t, "GET", M + "messages", None, 200)["objects"]]
+    events = _call(t, "GET", "/a/{project}/api/v0.5/messaging-event/", None, 200)["objects"]
     t.event_ids = [str(e["id"]) for e in events]
-    return t
 
 
 def dumps(value: Any) -> str:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from casereach.testing.gateways import default_gateway
 from casereach.testing.world import Api
-
-M = "/a/{project}/api/messaging/v1/"
 
 
 @pytest.fixture(autouse=True)
@@ -16,7 +15,4 @@ def _default_gateway(request: pytest.FixtureRequest) -> None:
     if "api" not in request.fixturenames:
         return
     api: Api = request.getfixturevalue("api")
-    r = api.post(M + "gateways", {"name": "default-test", "type": "test"})
-    assert 201 == r.status, r.body
-    r = api.put(M + "routes", {"default_gateway": "default-test", "prefixes": []})
-    assert 200 == r.status, r.body
+    default_gateway(api, "default-test")

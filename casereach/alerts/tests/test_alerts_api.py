@@ -12,19 +12,13 @@ from casereach.alerts.models import Firing, ScheduleInstance
 from casereach.alerts.scheduler import fire_due, run_until_idle
 from casereach.core.timeutil import now
 from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
+from casereach.testing.alerts import create_alert as create
+from casereach.testing.cases import mother_case_id as case
 from casereach.testing.world import Api, case_body, conditional_alert_body
 
 M = "/a/{project}/api/messaging/v1/"
 V2 = "/a/{project}/api/case/v2/"
 NAIROBI = ZoneInfo("Africa/Nairobi")
-
-
-def case(api: Api, **kw: Any) -> str:
-    kw.setdefault("case_type", "mother")
-    r = api.post(V2, case_body(**kw))
-    assert 200 == r.status, r.body
-    cid: str = r.body["case"]["case_id"]
-    return cid
 
 
 def update(api: Api, cid: str, **props: Any) -> None:
@@ -34,13 +28,6 @@ def update(api: Api, cid: str, **props: Any) -> None:
 
 def conditional(**over: Any) -> dict[str, Any]:
     return conditional_alert_body(**over)
-
-
-def create(api: Api, body: dict[str, Any]) -> dict[str, Any]:
-    r = api.post(M + "alerts", body)
-    assert 201 == r.status, r.body
-    out: dict[str, Any] = r.body
-    return out
 
 
 def next_local_9(zone: ZoneInfo = NAIROBI) -> dt.datetime:

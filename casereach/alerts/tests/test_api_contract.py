@@ -14,7 +14,8 @@ from casereach.alerts.queries import upcoming
 from casereach.alerts.scheduler import run_until_idle
 from casereach.alerts.serializers import serialize_alert
 from casereach.api.main import api as ninja_api
-from casereach.testing.world import Api, case_body, conditional_alert_body
+from casereach.testing.cases import mother_case_id as case
+from casereach.testing.world import Api, conditional_alert_body
 
 M = "/a/{project}/api/messaging/v1/"
 DOC_M = "/a/{project}/api/messaging/v1"
@@ -52,14 +53,6 @@ def assert_conforms(method: str, path: str, status: int, body: Any) -> None:
     ref = schema["$ref"].rsplit("/", 1)[-1]
     documented = set(doc["components"]["schemas"][ref]["properties"])
     assert set() == documented - set(body), ref
-
-
-def case(api: Api, **kw: Any) -> str:
-    kw.setdefault("case_type", "mother")
-    r = api.post("/a/{project}/api/case/v2/", case_body(**kw))
-    assert 200 == r.status, r.body
-    cid: str = r.body["case"]["case_id"]
-    return cid
 
 
 def broadcast(cid: str, **over: Any) -> dict[str, Any]:

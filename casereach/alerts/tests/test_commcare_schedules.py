@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 
 from casereach.alerts.models import ScheduleInstance
 from casereach.core.timeutil import now
-from casereach.testing.world import Api, case_body
+from casereach.testing.alerts import create_alert as create
+from casereach.testing.cases import mother_with_phone as a_case
+from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"
 V2 = "/a/{project}/api/case/v2/"
@@ -34,21 +36,6 @@ def daytime_zone() -> tuple[str, dt.datetime]:
         if 4 <= local.hour <= 21:
             return name, local
     raise AssertionError("no zone is in daytime")  # pragma: no cover - offsets span 25 h
-
-
-def a_case(api: Api, **props: str) -> str:
-    body = case_body(case_type="mother", phone="254712345678", **props)
-    r = api.post(V2, body)
-    assert 200 == r.status, r.body
-    cid: str = r.body["case"]["case_id"]
-    return cid
-
-
-def create(api: Api, body: dict[str, Any]) -> dict[str, Any]:
-    r = api.post(M + "alerts", body)
-    assert 201 == r.status, r.body
-    out: dict[str, Any] = r.body
-    return out
 
 
 def broadcast(cid: str, schedule: dict[str, Any], active: bool = False) -> dict[str, Any]:

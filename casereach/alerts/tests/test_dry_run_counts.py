@@ -4,28 +4,15 @@ and never one instant twice."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from casereach.alerts.scheduler import run_until_idle
 from casereach.messaging.models import Message
-from casereach.testing.world import Api, case_body
+from casereach.testing.alerts import create_alert as create
+from casereach.testing.cases import mother_with_phone as a_case
+from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"
 V2 = "/a/{project}/api/case/v2/"
-
-
-def a_case(api: Api, **props: str) -> str:
-    r = api.post(V2, case_body(case_type="mother", phone="254712345678", **props))
-    assert 200 == r.status, r.body
-    cid: str = r.body["case"]["case_id"]
-    return cid
-
-
-def create(api: Api, body: dict[str, Any]) -> dict[str, Any]:
-    r = api.post(M + "alerts", body)
-    assert 201 == r.status, r.body
-    out: dict[str, Any] = r.body
-    return out
 
 
 def test_the_dry_run_of_an_immediate_broadcast_counts_its_messages(api: Api) -> None:

@@ -11,6 +11,8 @@ import pytest
 
 from casereach.alerts.scheduler import fire_due
 from casereach.core.timeutil import now
+from casereach.testing.alerts import create_alert as create
+from casereach.testing.cases import mother_with_phone as a_case
 from casereach.testing.world import Api, case_body
 
 M = "/a/{project}/api/messaging/v1/"
@@ -21,13 +23,6 @@ DAILY_9 = {
     "events": [{"time": "09:00"}],
     "repeat": {"unit": "days", "iterations": 30},
 }
-
-
-def a_case(api: Api, **props: str) -> str:
-    r = api.post(V2, case_body(case_type="mother", phone="254712345678", **props))
-    assert 200 == r.status, r.body
-    cid: str = r.body["case"]["case_id"]
-    return cid
 
 
 def a_worker(api: Api, zone: str) -> str:
@@ -44,13 +39,6 @@ def a_worker(api: Api, zone: str) -> str:
     assert 201 == r.status, r.body
     wid: str = r.body["id"]
     return wid
-
-
-def create(api: Api, body: dict[str, Any]) -> dict[str, Any]:
-    r = api.post(M + "alerts", body)
-    assert 201 == r.status, r.body
-    out: dict[str, Any] = r.body
-    return out
 
 
 def conditional_from_property(**over: Any) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from casereach.testing.cases import create_case as create
+from casereach.testing.cases import create_cases as create_many
 from casereach.testing.world import Api, case_body
 
 LIST = "/a/{project}/api/v0.5/case/"
@@ -17,20 +19,6 @@ V2 = "/a/{project}/api/case/v2/"
 
 INDEXED_ON = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 NAIVE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$")
-
-
-def create(api: Api, **kw: Any) -> dict[str, Any]:
-    resp = api.post(V2, case_body(**kw))
-    assert 200 == resp.status, resp.body
-    case: dict[str, Any] = resp.body["case"]
-    return case
-
-
-def create_many(api: Api, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    resp = api.post(V2, [{**b, "create": True} for b in bodies])
-    assert 200 == resp.status, resp.body
-    cases: list[dict[str, Any]] = resp.body["cases"]
-    return cases
 
 
 def naive(z_value: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from casereach.cases.models import Case
+from casereach.testing.cases import create_case as create
 from casereach.testing.world import Api, case_body
 
 V2 = "/a/{project}/api/case/v2/"
@@ -28,13 +29,6 @@ KEYS = {
     "properties",
     "indices",
 }
-
-
-def create(api: Api, **kw: Any) -> dict[str, Any]:
-    r = api.post(V2, case_body(**kw))
-    assert 200 == r.status, r.body
-    case: dict[str, Any] = r.body["case"]
-    return case
 
 
 def test_create_returns_form_id_and_all_fourteen_keys(api: Api) -> None:

@@ -16,73 +16,32 @@ used only to create and drop it) and is skipped when no server answers there.
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 import re
-import shutil
-import subprocess
-import sys
-import uuid
-import zipfile
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openpyxl
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.rows import dict_row
 
 from casereach.cases.actions import do_apply_case_changes
 from casereach.cases.changes import parse_bulk
 from casereach.projects.actions import do_create_api_key
 from casereach.projects.models import Project
+from casereach.testing.commcare_export import (
+    CLI,
+    USER,
+    CommCareExport,
+    csv_rows,
+    received,
+    sql_rows,
+)
 from casereach.testing.world import make_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CLI = shutil.which("commcare-export")
-USER = "exporter@example.org"
-TIMEOUT = 120
-BATCH = 10
-
-# Loaded into the CLI's interpreter through PYTHONPATH: any connection to a non-loopback
-# address fails, so the export can only ever talk to the live test server.
-LOCAL_ONLY = """
-import ipaddress
-import socket
-
-_connect = socket.socket.connect
-_connect_ex = socket.socket.connect_ex
-
-
-def _check(address):
-    if isinstance(address, tuple):
-        host = address[0]
-        try:
-            local = ipaddress.ip_address(host.split("%")[0]).is_loopback
-        except ValueError:
-            local = host == "localhost"
-        if not local:
-            raise OSError(f"commcare-export test: non-local connection to {address!r} refused")
-
-
-def connect(self, address):
-    _check(address)
-    return _connect(self, address)
-
-
-def connect_ex(self, address):
-    _check(address)
-    return _connect_ex(self, address)
-
-
-socket.socket.connect = connect
-socket.socket.connect_ex = connect_ex
-"""
+EXPORT = CommCareExport(source="case", batch_size=10, timeout_s=120)
+run_export, fetches = EXPORT.run, EXPORT.fetches
 
 FIELDS = [
     ("id", "id"),
@@ -137,95 +96,6 @@ def case_ids_by_name(project: Project) -> dict[str, str]:
             "case_id", "case_name"
         )
     }
-
-
-def run_export(
-    server: str, project: Project, key: str, query: Path, workdir: Path, *output: str
-) -> subprocess.CompletedProcess[str]:
-    guard = workdir / "guard"
-    guard.mkdir(exist_ok=True)
-    (guard / "sitecustomize.py").write_text(LOCAL_ONLY)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-        and not k.startswith(("DJANGO_", "CASEREACH_"))
-    }
-    env["PYTHONPATH"] = str(guard)
-    env["NO_PROXY"] = "localhost,127.0.0.1"
-    assert CLI is not None
-    cmd = [
-        CLI,
-        "--commcare-hq",
-        server,
-        "--project",
-        project.name,
-        "--auth-mode",
-        "apikey",
-        "--username",
-        USER,
-        "--password",
-        key,
-        "--query",
-        str(query),
-        "--batch-size",
-        str(BATCH),
-        "--no-logfile",
-        "--verbose",
-        *output,
-    ]
-    try:
-        proc = subprocess.run(
-            cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=TIMEOUT
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"commcare-export timed out after {TIMEOUT}s; stderr:\n{exc.stderr!r}")
-    if proc.returncode != 0 or "Traceback" in proc.stderr:
-        sys.stderr.write(proc.stderr)
-        pytest.fail(f"commcare-export exited {proc.returncode}; stderr:\n{proc.stderr[-5000:]}")
-    return proc
-
-
-def fetches(proc: subprocess.CompletedProcess[str]) -> list[str]:
-    """The client's own debug lines: one per request it sent."""
-    return re.findall(r"Fetching 'case' batch: (.*)", proc.stderr)
-
-
-def received(proc: subprocess.CompletedProcess[str]) -> list[str]:
-    return re.findall(r"Received (\d+ of -?\d+)", proc.stderr)
-
-
-def sql_rows(url: str) -> list[dict[str, Any]]:
-    with psycopg.connect(url, row_factory=dict_row) as con:
-        return list(con.execute("SELECT * FROM cases"))
-
-
-@pytest.fixture
-def export_db() -> Iterator[str]:
-    """A scratch PostgreSQL database for the SQL output and its checkpoints; dropped after."""
-    admin = os.environ.get(
-        "CASEREACH_EXPORT_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    name = f"cc_export_{uuid.uuid4().hex[:12]}"
-    try:
-        con = psycopg.connect(admin, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL for commcare-export's SQL writer at {admin}: {exc}")
-    with con:
-        con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            info = con.info
-            yield f"postgresql://{info.user}@{info.host}:{info.port}/{name}"
-        finally:
-            con.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def csv_rows(archive: Path) -> list[dict[str, str]]:
-    with zipfile.ZipFile(archive) as zf:
-        text = zf.read("cases.csv").decode()
-    return list(csv.DictReader(io.StringIO(text)))
 
 
 @pytest.mark.skipif(CLI is None, reason="commcare-export is not installed")

@@ -12,7 +12,8 @@ import pytest
 
 from casereach.projects import settings_change
 from casereach.projects.models import Project
-from casereach.testing.world import Api, case_body
+from casereach.testing.cases import create_case_id as create
+from casereach.testing.world import Api
 from casereach.workers.actions import do_create_worker
 
 SETTINGS = "/a/{project}/api/messaging/v1/settings"
@@ -42,12 +43,6 @@ def test_resyncs_are_wired_by_the_apps_without_the_api() -> None:
         env=env,
     )
     assert out.stdout.strip() == "cases,workers"
-
-
-def create(api: Api, **kw: Any) -> str:
-    r = api.post(CASES, case_body(**kw))
-    assert r.status == 200, r.body
-    return str(r.body["case"]["case_id"])
 
 
 def profile(api: Api, contact_id: str) -> dict[str, Any]:

@@ -10,17 +10,12 @@ import pytest
 
 from casereach.contacts.queries import data_quality
 from casereach.projects.models import Project
+from casereach.testing.cases import create_case_id as create
 from casereach.testing.world import Api, case_body
 
 CASES = "/a/{project}/api/case/v2/"
 V1 = "/a/{project}/api/messaging/v1"
 NUMBER = "254712345678"
-
-
-def create(api: Api, **kw: Any) -> str:
-    r = api.post(CASES, case_body(**kw))
-    assert r.status == 200, r.body
-    return str(r.body["case"]["case_id"])
 
 
 def bulk_create(api: Api, bodies: list[dict[str, Any]]) -> None:

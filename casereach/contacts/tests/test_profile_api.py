@@ -8,17 +8,12 @@ import pytest
 
 from casereach.contacts.models import PhoneEntry
 from casereach.projects.models import Project
-from casereach.testing.world import Api, case_body
+from casereach.testing.cases import create_case_id as create
+from casereach.testing.world import Api
 from casereach.workers.actions import do_create_worker, do_set_worker_active
 
 CASES = "/a/{project}/api/case/v2/"
 NUMBER = "254712345678"
-
-
-def create(api: Api, **kw: Any) -> str:
-    r = api.post(CASES, case_body(**kw))
-    assert r.status == 200, r.body
-    return str(r.body["case"]["case_id"])
 
 
 def update(api: Api, case_id: str, body: dict[str, Any]) -> None:

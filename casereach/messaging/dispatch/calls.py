@@ -60,6 +60,7 @@ class GatewayCalls:
         self._clients_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._persistent: dict[Key, Gateway] = {}
+        self._thread_gateways: list[Gateway] = []  # closed with the dispatcher (SMTP sessions)
         # The event loop runs in whichever thread sends, one batch (or stream turn) at a time.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wire: WirePool | None = None
@@ -80,7 +81,7 @@ class GatewayCalls:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
-        for gateway in self._persistent.values():
+        for gateway in [*self._persistent.values(), *self._thread_gateways]:
             gateway.close()
         for client in self._clients:
             client.close()
@@ -129,6 +130,8 @@ class GatewayCalls:
             for stale in [k for k in cached if k[0] == cfg.pk]:  # the config changed
                 del cached[stale]
             gateway = cached[key] = instantiate(cfg, http=self.http)
+            with self._clients_lock:
+                self._thread_gateways.append(gateway)
         return gateway
 
     def send(self, jobs: list[Job]) -> None:

@@ -19,74 +19,34 @@ with a socket guard that refuses any non-loopback connection.
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 import re
-import shutil
-import subprocess
-import sys
-import uuid
-import zipfile
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openpyxl
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.rows import dict_row
 
 from casereach.messaging.actions import SendRequest, do_apply_status, do_send
-from casereach.messaging.dispatch import Dispatcher
 from casereach.messaging.models import Message, MessagingSubEvent
 from casereach.projects.models import Project
-from casereach.testing.world import Api, case_body, make_project
+from casereach.testing.cases import create_case_id
+from casereach.testing.commcare_export import (
+    CLI,
+    USER,
+    CommCareExport,
+    csv_rows,
+    received,
+    sql_rows,
+)
+from casereach.testing.gateways import default_gateway
+from casereach.testing.sending import drain
+from casereach.testing.world import Api, make_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CLI = shutil.which("commcare-export")
-USER = "exporter@example.org"
-TIMEOUT = 180
-BATCH = 5
-
-# Loaded into the CLI's interpreter through PYTHONPATH: any connection to a non-loopback
-# address fails, so the export can only ever talk to the live test server (and the local
-# PostgreSQL it writes to).
-LOCAL_ONLY = """
-import ipaddress
-import socket
-
-_connect = socket.socket.connect
-_connect_ex = socket.socket.connect_ex
-
-
-def _check(address):
-    if isinstance(address, tuple):
-        host = address[0]
-        try:
-            local = ipaddress.ip_address(host.split("%")[0]).is_loopback
-        except ValueError:
-            local = host == "localhost"
-        if not local:
-            raise OSError(f"commcare-export test: non-local connection to {address!r} refused")
-
-
-def connect(self, address):
-    _check(address)
-    return _connect(self, address)
-
-
-def connect_ex(self, address):
-    _check(address)
-    return _connect_ex(self, address)
-
-
-socket.socket.connect = connect
-socket.socket.connect_ex = connect_ex
-"""
+EXPORT = CommCareExport(source="messaging-event", batch_size=5, timeout_s=180)
+run_export, fetches = EXPORT.run, EXPORT.fetches
 
 EVENT_FIELDS = [
     ("id", "id"),
@@ -134,14 +94,6 @@ def write_query(path: Path, *, messages: bool = True) -> Path:
     return path
 
 
-def drain() -> None:
-    d = Dispatcher(concurrency=2)
-    try:
-        d.drain()
-    finally:
-        d.close()
-
-
 def add_sends(project: Project, cases: list[str], first: int, count: int) -> None:
     """Sends ``first``…``first+count-1``: mostly to cases with a phone, every 4th to a raw
     number, every 5th to the case with no phone (NO_PHONE_NUMBER), every 7th an email with no
@@ -162,20 +114,11 @@ def add_sends(project: Project, cases: list[str], first: int, count: int) -> Non
 
 def setup_world(project: Project) -> tuple[Api, list[str]]:
     api = Api(project)
-    assert (
-        201
-        == api.post(
-            f"/a/{project.name}/api/messaging/v1/gateways", {"name": "TEST", "type": "test"}
-        ).status
-    )
-    routes = {"default_gateway": "TEST", "prefixes": []}
-    assert 200 == api.put(f"/a/{project.name}/api/messaging/v1/routes", routes).status
+    default_gateway(api)
     cases = []
     for i in range(6):
         phone = None if i == 0 else f"2547120000{i:02d}"
-        r = api.post(f"/a/{project.name}/api/case/v2/", case_body(name=f"Patient {i}", phone=phone))
-        assert 200 == r.status, r.body
-        cases.append(r.body["case"]["case_id"])
+        cases.append(create_case_id(api, name=f"Patient {i}", phone=phone))
     return api, cases
 
 
@@ -197,95 +140,6 @@ def expected_events(project: Project) -> dict[str, dict[str, Any]]:
             "date_last_activity": sub.date_last_activity.replace(tzinfo=None).isoformat(),
         }
     return out
-
-
-def run_export(
-    server: str, project: Project, key: str, query: Path, workdir: Path, *output: str
-) -> subprocess.CompletedProcess[str]:
-    guard = workdir / "guard"
-    guard.mkdir(exist_ok=True)
-    (guard / "sitecustomize.py").write_text(LOCAL_ONLY)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-        and not k.startswith(("DJANGO_", "CASEREACH_"))
-    }
-    env["PYTHONPATH"] = str(guard)
-    env["NO_PROXY"] = "localhost,127.0.0.1"
-    assert CLI is not None
-    cmd = [
-        CLI,
-        "--commcare-hq",
-        server,
-        "--project",
-        project.name,
-        "--auth-mode",
-        "apikey",
-        "--username",
-        USER,
-        "--password",
-        key,
-        "--query",
-        str(query),
-        "--batch-size",
-        str(BATCH),
-        "--no-logfile",
-        "--verbose",
-        *output,
-    ]
-    try:
-        proc = subprocess.run(
-            cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=TIMEOUT
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"commcare-export timed out after {TIMEOUT}s; stderr:\n{exc.stderr!r}")
-    if proc.returncode != 0 or "Traceback" in proc.stderr:
-        sys.stderr.write(proc.stderr)
-        pytest.fail(f"commcare-export exited {proc.returncode}; stderr:\n{proc.stderr[-5000:]}")
-    return proc
-
-
-def fetches(proc: subprocess.CompletedProcess[str]) -> list[str]:
-    """The client's own debug lines: one per request it sent."""
-    return re.findall(r"Fetching 'messaging-event' batch: (.*)", proc.stderr)
-
-
-def received(proc: subprocess.CompletedProcess[str]) -> list[str]:
-    return re.findall(r"Received (\d+ of -?\d+)", proc.stderr)
-
-
-def sql_rows(url: str, table: str) -> list[dict[str, Any]]:
-    with psycopg.connect(url, row_factory=dict_row) as con:
-        return list(con.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table))))
-
-
-@pytest.fixture
-def export_db() -> Iterator[str]:
-    """A scratch PostgreSQL database for the SQL output and its checkpoints; dropped after."""
-    admin = os.environ.get(
-        "CASEREACH_EXPORT_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    name = f"cc_export_{uuid.uuid4().hex[:12]}"
-    try:
-        con = psycopg.connect(admin, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL for commcare-export's SQL writer at {admin}: {exc}")
-    with con:
-        con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            info = con.info
-            yield f"postgresql://{info.user}@{info.host}:{info.port}/{name}"
-        finally:
-            con.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def csv_rows(archive: Path, sheet: str) -> list[dict[str, str]]:
-    with zipfile.ZipFile(archive) as zf:
-        text = zf.read(f"{sheet}.csv").decode()
-    return list(csv.DictReader(io.StringIO(text)))
 
 
 def assert_events_match(project: Project, rows: list[dict[str, Any]]) -> None:

@@ -13,40 +13,18 @@ from django.test import Client
 
 from casereach.cases.models import Case
 from casereach.gateways.actions import do_create_gateway, do_set_global_routes
-from casereach.gateways.types.test.gateway import OUTBOX
-from casereach.messaging.dispatch import Dispatcher
 from casereach.projects.models import Project, Role
-from casereach.testing.world import Api, case_body
+from casereach.testing.cases import create_case_id as case
+from casereach.testing.gateways import create_gateway as gateway
+from casereach.testing.gateways import set_routes as routes
+from casereach.testing.sending import drain, send
+from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"
 B = "/a/other/api/messaging/v1/"
 V2 = "/a/{project}/api/case/v2/"
 NUMBER = "254712345678"  # A's contact's number
 HTTP_CONFIG = {"url": "https://b.example.org/send", "params": {"to": "{to}", "text": "{text}"}}
-
-
-@pytest.fixture(autouse=True)
-def _clear_outbox() -> None:
-    OUTBOX.clear()
-
-
-def gateway(api: Api, name: str, gw_type: str = "test", **kw: Any) -> dict[str, Any]:
-    r = api.post(M + "gateways", {"name": name, "type": gw_type, **kw})
-    assert 201 == r.status, r.body
-    body: dict[str, Any] = r.body
-    return body
-
-
-def routes(api: Api, default: str) -> None:
-    r = api.put(M + "routes", {"default_gateway": default, "prefixes": []})
-    assert 200 == r.status, r.body
-
-
-def case(api: Api, **kw: Any) -> str:
-    r = api.post(V2, case_body(**kw))
-    assert 200 == r.status, r.body
-    cid: str = r.body["case"]["case_id"]
-    return cid
 
 
 def inbound(gw: dict[str, Any], text: str, sender: str = NUMBER) -> int:
@@ -59,21 +37,6 @@ def profile(api: Api, cid: str) -> dict[str, Any]:
     assert 200 == r.status, r.body
     body: dict[str, Any] = r.body
     return body
-
-
-def send(api: Api, **body: Any) -> dict[str, Any]:
-    r = api.post(M + "send", body)
-    assert 202 == r.status, r.body
-    msg: dict[str, Any] = r.body["messages"][0]
-    return msg
-
-
-def drain() -> None:
-    d = Dispatcher(concurrency=1)
-    try:
-        d.drain()
-    finally:
-        d.close()
 
 
 def status_of(api: Api, mid: str) -> tuple[str, str | None]:
@@ -105,7 +68,7 @@ def test_b_test_phone_stop_does_not_opt_out_a_contact(
     assert [] == p["opt_outs"]
     msg = send(api, contact_id=a_contact, text="Clinic tomorrow")
     assert ("queued", None) == (msg["status"], msg["error_code"])
-    drain()
+    drain(concurrency=1)
     assert ("sent", None) == status_of(api, msg["id"])
     # A's admin may still opt the number out and back in (no person's STOP in A's scope).
     r = api.post(M + "opt-outs", {"phone_number": NUMBER, "opted_out": True})
@@ -162,7 +125,7 @@ def test_the_dispatcher_refuses_by_the_sending_projects_scope(
     b_msg = send(other_api, phone_number=NUMBER, text="for B")
     r = other_api.post(B + "test-phone", {"from": NUMBER, "text": "STOP"})
     assert 201 == r.status
-    drain()
+    drain(concurrency=1)
     assert ("sent", None) == status_of(api, a_msg["id"])
     assert ("failed", "PHONE_NUMBER_OPTED_OUT") == status_of(other_api, b_msg["id"])
 

@@ -12,9 +12,9 @@ import pytest
 
 from casereach.core.timeutil import now
 from casereach.gateways.models import GatewayState
-from casereach.gateways.testing import ProviderServer, Reply
 from casereach.messaging.dispatch import Dispatcher
 from casereach.messaging.models import Message, SendAttempt
+from casereach.testing.provider import ProviderServer, Reply
 from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"

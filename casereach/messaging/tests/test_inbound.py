@@ -13,42 +13,18 @@ from django.test import Client
 from casereach.cases.models import Case
 from casereach.gateways.types.test.gateway import OUTBOX
 from casereach.gateways.types.twilio.gateway import twilio_signature
-from casereach.messaging.dispatch import Dispatcher
 from casereach.messaging.models import Message, OptOut
 from casereach.projects.models import Project
-from casereach.testing.world import Api, case_body
+from casereach.testing.cases import create_case_id as case
+from casereach.testing.gateways import create_gateway as gateway
+from casereach.testing.gateways import inbound_path as path_of
+from casereach.testing.gateways import post_inbound as inbound
+from casereach.testing.sending import drain
+from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"
 V2 = "/a/{project}/api/case/v2/"
 NUMBER = "254712345678"
-
-
-@pytest.fixture(autouse=True)
-def _clear_outbox() -> None:
-    OUTBOX.clear()
-
-
-def gateway(api: Api, name: str = "TEST", gw_type: str = "test", **kw: Any) -> dict[str, Any]:
-    r = api.post(M + "gateways", {"name": name, "type": gw_type, **kw})
-    assert 201 == r.status, r.body
-    body: dict[str, Any] = r.body
-    return body
-
-
-def path_of(url: str) -> str:
-    return url.replace("http://testserver", "")
-
-
-def inbound(gw: dict[str, Any], text: str, sender: str = NUMBER, **extra: str) -> Any:
-    form = {"from": sender, "to": "5550000", "text": text, **extra}
-    return Client().post(path_of(gw["inbound_url"]), form)
-
-
-def case(api: Api, **kw: Any) -> str:
-    r = api.post(V2, case_body(**kw))
-    assert 200 == r.status, r.body
-    cid: str = r.body["case"]["case_id"]
-    return cid
 
 
 def settings(api: Api, **values: Any) -> None:
@@ -62,14 +38,6 @@ def last_inbound() -> Message:
 
 def replies() -> list[Message]:
     return list(Message.objects.filter(direction="out").order_by("created_on", "id"))
-
-
-def drain() -> int:
-    d = Dispatcher(concurrency=2)
-    try:
-        return d.drain()
-    finally:
-        d.close()
 
 
 @pytest.fixture

@@ -28,35 +28,16 @@ from casereach.messaging.models import (
     OptOut,
 )
 from casereach.projects.models import Project
-from casereach.testing.world import Api, case_body
+from casereach.testing.cases import create_case_id as case
+from casereach.testing.gateways import create_gateway as gateway
+from casereach.testing.gateways import inbound_path as path_of
+from casereach.testing.gateways import post_inbound as post
+from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"
 V2 = "/a/{project}/api/case/v2/"
 NUMBER = "254712345678"
 TOKEN = "t0k3n-0123456789abcdef0123456789ab"
-
-
-def gateway(api: Api, name: str = "TEST", gw_type: str = "test", **kw: Any) -> dict[str, Any]:
-    r = api.post(M + "gateways", {"name": name, "type": gw_type, **kw})
-    assert 201 == r.status, r.body
-    body: dict[str, Any] = r.body
-    return body
-
-
-def path_of(url: str) -> str:
-    return url.replace("http://testserver", "")
-
-
-def post(gw: dict[str, Any], text: str, sender: str = NUMBER, **extra: str) -> Any:
-    form = {"from": sender, "to": "5550000", "text": text, **extra}
-    return Client().post(path_of(gw["inbound_url"]), form)
-
-
-def case(api: Api, **kw: Any) -> str:
-    r = api.post(V2, case_body(**kw))
-    assert 200 == r.status, r.body
-    cid: str = r.body["case"]["case_id"]
-    return cid
 
 
 def last_inbound() -> Message:

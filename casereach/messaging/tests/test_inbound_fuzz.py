@@ -11,9 +11,9 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from casereach.gateways.types.inbound_testing import fuzz_inputs, invalid_utf8_inputs
 from casereach.gateways.types.twilio.gateway import twilio_signature
 from casereach.messaging.models import Message
+from casereach.testing.inbound_tables import fuzz_inputs, invalid_utf8_inputs
 from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"

@@ -14,11 +14,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from casereach.gateways.types.test.gateway import OUTBOX
-from casereach.messaging.dispatch import Dispatcher
 from casereach.messaging.errors import describe
 from casereach.messaging.models import Message, MessagingSubEvent
-from casereach.testing.world import Api, Response, case_body
+from casereach.testing.cases import create_case_id as case
+from casereach.testing.gateways import default_gateway as setup_gateway
+from casereach.testing.sending import drain, send
+from casereach.testing.world import Api, Response
 
 EV = "/a/{project}/api/v0.5/messaging-event/"
 EV1 = "/a/{project}/api/messaging-event/v1/"
@@ -55,40 +56,6 @@ SMS_KEYS = [
 ]
 NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?")
 NAIVE_MS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?")
-
-
-@pytest.fixture(autouse=True)
-def _clear_outbox() -> None:
-    OUTBOX.clear()
-
-
-def setup_gateway(api: Api) -> None:
-    r = api.post(M + "gateways", {"name": "TEST", "type": "test"})
-    assert 201 == r.status, r.body
-    r = api.put(M + "routes", {"default_gateway": "TEST", "prefixes": []})
-    assert 200 == r.status, r.body
-
-
-def case(api: Api, **kw: Any) -> str:
-    r = api.post(V2, case_body(**kw))
-    assert 200 == r.status, r.body
-    cid: str = r.body["case"]["case_id"]
-    return cid
-
-
-def send(api: Api, **body: Any) -> dict[str, Any]:
-    r = api.post(M + "send", body)
-    assert 202 == r.status, r.body
-    msg: dict[str, Any] = r.body["messages"][0]
-    return msg
-
-
-def drain() -> int:
-    d = Dispatcher(concurrency=2)
-    try:
-        return d.drain()
-    finally:
-        d.close()
 
 
 def get(api: Api, path: str = EV, **query: str) -> Response:

@@ -10,8 +10,9 @@ import pytest
 
 from casereach.core.timeutil import now
 from casereach.gateways.types.test.gateway import OUTBOX
-from casereach.messaging.dispatch import Dispatcher
 from casereach.messaging.models import Message
+from casereach.testing.gateways import default_gateway as gateway
+from casereach.testing.sending import run_once
 from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"
@@ -19,30 +20,11 @@ M = "/a/{project}/api/messaging/v1/"
 TO_A, TO_A2, TO_B = "254712345601", "254712345602", "254712345604"
 
 
-@pytest.fixture(autouse=True)
-def _clear_outbox() -> None:
-    OUTBOX.clear()
-
-
-def gateway(api: Api, **kw: Any) -> None:
-    r = api.post(M + "gateways", {"name": "TEST", "type": "test", **kw})
-    assert 201 == r.status, r.body
-    assert 200 == api.put(M + "routes", {"default_gateway": "TEST", "prefixes": []}).status
-
-
 def send(api: Api, to: str) -> str:
     r = api.post(M + "send", {"phone_number": to, "text": "Hi"})
     assert 202 == r.status, r.body
     mid: str = r.body["messages"][0]["id"]
     return mid
-
-
-def run_once() -> None:
-    d = Dispatcher(concurrency=1)
-    try:
-        d.run_once()
-    finally:
-        d.close()
 
 
 def test_ten_per_minute_sends_ten_at_once_and_holds_the_eleventh(api: Api) -> None:

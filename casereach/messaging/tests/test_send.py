@@ -15,62 +15,21 @@ from casereach.gateways.types.test.gateway import OUTBOX
 from casereach.messaging.dispatch import Dispatcher
 from casereach.messaging.models import Message, MessagingEvent, SendAttempt
 from casereach.messaging.optouts import Scope, do_person_opt_out
-from casereach.testing.world import Api, case_body
+from casereach.testing.cases import create_case_id as case
+from casereach.testing.gateways import create_gateway as gateway
+from casereach.testing.gateways import set_routes as routes
+from casereach.testing.sending import drain, send
+from casereach.testing.world import Api
 
 V2 = "/a/{project}/api/case/v2/"
 M = "/a/{project}/api/messaging/v1/"
 NUMBER = "254712345678"
 
 
-@pytest.fixture(autouse=True)
-def _clear_outbox() -> None:
-    OUTBOX.clear()
-
-
 def opt_out(api: Api, number: str) -> None:
     """The person's STOP in the project's scope."""
     with transaction.atomic():
         do_person_opt_out(number, Scope(projects=(api.project.pk,)), source="test")
-
-
-def gateway(api: Api, name: str = "TEST", **kw: Any) -> dict[str, Any]:
-    r = api.post(M + "gateways", {"name": name, "type": "test", **kw})
-    assert 201 == r.status, r.body
-    body: dict[str, Any] = r.body
-    return body
-
-
-def routes(api: Api, default: str | None, **prefixes: str) -> None:
-    r = api.put(
-        M + "routes",
-        {
-            "default_gateway": default,
-            "prefixes": [{"prefix": p[1:], "gateway": g} for p, g in prefixes.items()],
-        },
-    )
-    assert 200 == r.status, r.body
-
-
-def case(api: Api, **kw: Any) -> str:
-    r = api.post(V2, case_body(**kw))
-    assert 200 == r.status, r.body
-    cid: str = r.body["case"]["case_id"]
-    return cid
-
-
-def send(api: Api, **body: Any) -> dict[str, Any]:
-    r = api.post(M + "send", body)
-    assert 202 == r.status, r.body
-    msg: dict[str, Any] = r.body["messages"][0]
-    return msg
-
-
-def drain() -> int:
-    d = Dispatcher(concurrency=2)
-    try:
-        return d.drain()
-    finally:
-        d.close()
 
 
 def message(mid: str) -> Message:

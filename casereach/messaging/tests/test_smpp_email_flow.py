@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from casereach.gateways.smsc_sim import SmscSimulator
 from casereach.messaging.dispatch import Dispatcher
 from casereach.messaging.models import Message
+from casereach.testing.smsc_sim import SmscSimulator
 from casereach.testing.world import Api, case_body
 
 M = "/a/{project}/api/messaging/v1/"

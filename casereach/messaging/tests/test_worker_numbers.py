@@ -8,18 +8,12 @@ from typing import Any
 import pytest
 
 from casereach.alerts.scheduler import run_until_idle
-from casereach.gateways.types.test.gateway import OUTBOX
 from casereach.messaging.models import Message
 from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"
 USERS = "/a/{project}/api/v0.5/user/"
 FIRST, SECOND = "254700000001", "254700000002"
-
-
-@pytest.fixture(autouse=True)
-def _clear_outbox() -> None:
-    OUTBOX.clear()
 
 
 @pytest.fixture

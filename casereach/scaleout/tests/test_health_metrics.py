@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from casereach.gateways.testing import ProviderServer, Reply
 from casereach.messaging.dispatch import Dispatcher
+from casereach.testing.provider import ProviderServer, Reply
 from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from casereach.contacts.models import Contact, PhoneEntry
+from casereach.testing.workers import create_worker as create
+from casereach.testing.workers import worker_body
 from casereach.testing.world import Api, case_body
 
 USERS = "/a/{project}/api/v0.5/user/"
 USERS_V1 = "/a/{project}/api/user/v1/"
-
-
-def worker_body(username: str = "amina", **fields: Any) -> dict[str, Any]:
-    return {"username": username, "password": "s3cret-pass", **fields}
-
-
-def create(api: Api, username: str = "amina", **fields: Any) -> dict[str, Any]:
-    resp = api.post(USERS, worker_body(username, **fields))
-    assert resp.status == 201, resp.body
-    body: dict[str, Any] = resp.body
-    return body
 
 
 def entries(number: str) -> dict[str, bool]:

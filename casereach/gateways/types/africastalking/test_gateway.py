@@ -17,7 +17,12 @@ from casereach.gateways.base import (
     StatusUpdate,
 )
 from casereach.gateways.registry import gateway_class
-from casereach.gateways.testing import (
+from casereach.gateways.types.africastalking.gateway import (
+    SANDBOX_BASE_URL,
+    AfricasTalkingConfig,
+    AfricasTalkingGateway,
+)
+from casereach.testing.gateway_tables import (
     DEFAULT_MESSAGE,
     ConfigCase,
     OutgoingCase,
@@ -27,11 +32,6 @@ from casereach.gateways.testing import (
     run_config_case,
     run_outgoing_case,
     run_status_case,
-)
-from casereach.gateways.types.africastalking.gateway import (
-    SANDBOX_BASE_URL,
-    AfricasTalkingConfig,
-    AfricasTalkingGateway,
 )
 
 API_KEY = "atsk_0b1e2d3c4f5a69788796a5f4c3d2e1b0"

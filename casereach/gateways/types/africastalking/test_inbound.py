@@ -9,7 +9,7 @@ from hypothesis import given, settings
 
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.types.africastalking.gateway import AfricasTalkingGateway
-from casereach.gateways.types.inbound_testing import (
+from casereach.testing.inbound_tables import (
     FORM,
     JSON,
     InboundCase,

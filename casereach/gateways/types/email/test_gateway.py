@@ -23,13 +23,13 @@ from casereach.gateways.base import (
     GatewayError,
     OutgoingMessage,
 )
-from casereach.gateways.testing import ConfigCase, run_config_case
 from casereach.gateways.types.email.gateway import (
     EmailConfig,
     EmailGateway,
     config_from_settings,
     message_id_header,
 )
+from casereach.testing.gateway_tables import ConfigCase, run_config_case
 
 USER = "mailer"
 PASSWORD = "Sm7p-Pa55"  # noqa: S105 - the local test server's credential

@@ -21,7 +21,9 @@ from casereach.gateways.base import (
     StatusUpdate,
 )
 from casereach.gateways.registry import gateway_class
-from casereach.gateways.testing import (
+from casereach.gateways.types.http import template
+from casereach.gateways.types.http.gateway import HttpGateway
+from casereach.testing.gateway_tables import (
     DEFAULT_MESSAGE,
     ConfigCase,
     OutgoingCase,
@@ -32,8 +34,6 @@ from casereach.gateways.testing import (
     run_outgoing_case,
     run_status_case,
 )
-from casereach.gateways.types.http import template
-from casereach.gateways.types.http.gateway import HttpGateway
 
 HEADER_SECRET = "hdr-5ecret-value-77"  # noqa: S105 (made-up test secret)
 PARAM_SECRET = "prm/5ecret+value&88"  # noqa: S105 (made up; URL-encoding changes it)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.types.http.gateway import HttpGateway
-from casereach.gateways.types.inbound_testing import (
+from casereach.testing.inbound_tables import (
     FORM,
     JSON,
     InboundCase,

@@ -1,4 +1,4 @@
-"""The shared test runner (``gateways/testing.py``) fails when it should.
+"""The shared test runner (``casereach/testing/gateway_tables.py``) fails when it should.
 
 Kept next to the ``http`` type until ``gateways/tests/`` takes it: every gateway's table relies
 on these guards, so a runner that silently passed would hide real bugs.
@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from casereach.gateways.base import Exchange, Gateway, OutgoingMessage, SendResult
-from casereach.gateways.testing import (
+from casereach.testing.gateway_tables import (
     OutgoingCase,
     ProviderServer,
     Reply,

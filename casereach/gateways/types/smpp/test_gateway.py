@@ -23,8 +23,6 @@ from casereach.gateways.base import (
     OutgoingMessage,
     StatusUpdate,
 )
-from casereach.gateways.smsc_sim import SmscSimulator
-from casereach.gateways.testing import ConfigCase, run_config_case
 from casereach.gateways.types.smpp.codec import concat_info, gsm_decode, gsm_encode
 from casereach.gateways.types.smpp.gateway import (
     ReceiptTracker,
@@ -32,6 +30,8 @@ from casereach.gateways.types.smpp.gateway import (
     SmppGateway,
     parse_receipt,
 )
+from casereach.testing.gateway_tables import ConfigCase, run_config_case
+from casereach.testing.smsc_sim import SmscSimulator
 
 PASSWORD = "Pw7#kq2Z"  # noqa: S105 - the local simulator's test credential
 WRONG_PASSWORD = "Wr0ngPw!"  # noqa: S105 - refused by the simulator

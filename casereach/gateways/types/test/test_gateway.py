@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from casereach.gateways.base import StatusUpdate
-from casereach.gateways.testing import StatusCase, run_status_case
 from casereach.gateways.types.test.gateway import TestGateway
+from casereach.testing.gateway_tables import StatusCase, run_status_case
 
 STATUS_CASES = [
     StatusCase(

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 
 from casereach.gateways.base import InboundMessage
-from casereach.gateways.types.inbound_testing import (
+from casereach.gateways.types.test.gateway import TestGateway
+from casereach.testing.inbound_tables import (
     FORM,
     JSON,
     InboundCase,
@@ -20,7 +21,6 @@ from casereach.gateways.types.inbound_testing import (
     refuses,
     run_inbound_case,
 )
-from casereach.gateways.types.test.gateway import TestGateway
 
 VALID = {"from": "+254700000001", "to": "12345", "text": "Yes please", "id": "t-1"}
 MESSAGE = InboundMessage(sender="254700000001", to="12345", text="Yes please", provider_id="t-1")

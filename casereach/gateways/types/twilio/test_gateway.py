@@ -23,7 +23,12 @@ from casereach.gateways.base import (
     StatusUpdate,
 )
 from casereach.gateways.registry import gateway_class
-from casereach.gateways.testing import (
+from casereach.gateways.types.twilio.gateway import (
+    TwilioGateway,
+    twilio_signature,
+    valid_signature,
+)
+from casereach.testing.gateway_tables import (
     DEFAULT_MESSAGE,
     ConfigCase,
     OutgoingCase,
@@ -33,11 +38,6 @@ from casereach.gateways.testing import (
     run_config_case,
     run_outgoing_case,
     run_status_case,
-)
-from casereach.gateways.types.twilio.gateway import (
-    TwilioGateway,
-    twilio_signature,
-    valid_signature,
 )
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2

@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from casereach.gateways.base import InboundMessage
-from casereach.gateways.types.inbound_testing import (
+from casereach.gateways.types.twilio.gateway import (
+    EMPTY_TWIML,
+    TwilioGateway,
+    twilio_signature,
+    valid_signature,
+)
+from casereach.testing.inbound_tables import (
     FORM,
     JSON,
     InboundCase,
@@ -23,12 +29,6 @@ from casereach.gateways.types.inbound_testing import (
     parse_or_refuse,
     refuses,
     run_inbound_case,
-)
-from casereach.gateways.types.twilio.gateway import (
-    EMPTY_TWIML,
-    TwilioGateway,
-    twilio_signature,
-    valid_signature,
 )
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2

@@ -1,7 +1,7 @@
 """Test support for inbound-SMS webhooks: a table row type and hypothesis strategies.
 
 ``InboundCase`` + ``run_inbound_case`` mirror ``StatusCase`` / ``run_status_case`` in
-``casereach.gateways.testing``: one callback in, messages or a ValueError out.
+``casereach.testing.gateway_tables``: one callback in, messages or a ValueError out.
 ``parse_or_refuse`` is the fuzz property every type shares: ``parse_inbound`` returns valid
 ``InboundMessage`` values or raises ValueError, never anything else (anything else is a 500).
 
