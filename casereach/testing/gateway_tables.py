@@ -169,8 +169,7 @@ def _guarded_client(server: ProviderServer) -> httpx.Client:
 def _send_through_wire(gateway: Gateway, message: OutgoingMessage) -> SendResult:
     """``gateway.send_async`` through a fresh lean-client pool, the exchange kept as
     ``last_exchange`` (as ``send`` keeps it)."""
-    send_async = getattr(gateway, "send_async", None)
-    assert send_async is not None, f"{gateway.slug} has no lean-client path"
+    assert gateway.sends_async, f"{gateway.slug} has no lean-client path"
 
     def record(exchange: Exchange) -> None:
         gateway.last_exchange = exchange
@@ -178,7 +177,7 @@ def _send_through_wire(gateway: Gateway, message: OutgoingMessage) -> SendResult
     async def go() -> SendResult:
         pool = WirePool()
         try:
-            result: SendResult = await send_async(message, pool, record)
+            result: SendResult = await gateway.send_async(message, pool, record)
             return result
         finally:
             pool.close()
