@@ -66,14 +66,14 @@ def access(meta: dict[str, Any]) -> tuple[int, str] | None:
     )
 
 
-def render() -> str:
-    at = bulk.adapt_datetime(now())
-    msg = Message._meta.db_table
-    att = SendAttempt._meta.db_table
-    inst = ScheduleInstance._meta.db_table
-    out: list[str] = []
+def _gauge(name: str, help_text: str, value: object) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
 
-    out += [
+
+def _outbox(at: object) -> list[str]:
+    msg = Message._meta.db_table
+    inst = ScheduleInstance._meta.db_table
+    out = [
         "# HELP casereach_outbox_messages Outbound messages by status.",
         "# TYPE casereach_outbox_messages gauge",
     ]
@@ -81,45 +81,36 @@ def render() -> str:
         f"SELECT status, COUNT(*) FROM {msg} WHERE direction = 'out' GROUP BY status"
     ):
         out.append(f'casereach_outbox_messages{{status="{_label(str(status))}"}} {count}')
-
     (due,) = _rows(
         f"SELECT COUNT(*) FROM {msg} WHERE status = 'queued' AND next_attempt_at <= %s", [at]
     )[0]
-    out += [
-        "# HELP casereach_outbox_due Queued messages whose send time has come.",
-        "# TYPE casereach_outbox_due gauge",
-        f"casereach_outbox_due {due}",
-    ]
+    out += _gauge("casereach_outbox_due", "Queued messages whose send time has come.", due)
     (expired,) = _rows(
         f"SELECT COUNT(*) FROM {msg} WHERE status = 'sending' AND lease_until < %s", [at]
     )[0]
-    out += [
-        "# HELP casereach_outbox_expired_leases Messages whose dispatcher lease expired.",
-        "# TYPE casereach_outbox_expired_leases gauge",
-        f"casereach_outbox_expired_leases {expired}",
-    ]
+    out += _gauge(
+        "casereach_outbox_expired_leases", "Messages whose dispatcher lease expired.", expired
+    )
     (instances,) = _rows(
         f"SELECT COUNT(*) FROM {inst} WHERE active = %s AND next_due <= %s", [True, at]
     )[0]
-    out += [
-        "# HELP casereach_schedule_due Active schedule instances that are due.",
-        "# TYPE casereach_schedule_due gauge",
-        f"casereach_schedule_due {instances}",
-    ]
+    out += _gauge("casereach_schedule_due", "Active schedule instances that are due.", instances)
     queued, dead = _rows(
         "SELECT COUNT(*) - COUNT(CASE WHEN attempts >= %s THEN 1 END), "
         f"COUNT(CASE WHEN attempts >= %s THEN 1 END) FROM {InboundQueue._meta.db_table}",
         [MAX_INBOUND_ATTEMPTS, MAX_INBOUND_ATTEMPTS],
     )[0]
-    out += [
-        "# HELP casereach_inbound_queued Inbound SMS accepted and waiting for a worker.",
-        "# TYPE casereach_inbound_queued gauge",
-        f"casereach_inbound_queued {queued}",
-        "# HELP casereach_inbound_dead Inbound SMS whose handling failed every attempt.",
-        "# TYPE casereach_inbound_dead gauge",
-        f"casereach_inbound_dead {dead}",
-    ]
+    out += _gauge(
+        "casereach_inbound_queued", "Inbound SMS accepted and waiting for a worker.", queued
+    )
+    out += _gauge(
+        "casereach_inbound_dead", "Inbound SMS whose handling failed every attempt.", dead
+    )
+    return out
 
+
+def _gateway_calls() -> list[str]:
+    att = SendAttempt._meta.db_table
     buckets = ", ".join(f"SUM(CASE WHEN duration_ms <= {b} THEN 1 ELSE 0 END)" for b in BUCKETS_MS)
     rows = _rows(
         f"SELECT gateway_name, outcome, COUNT(*), COALESCE(SUM(duration_ms), 0), {buckets}, "
@@ -127,7 +118,7 @@ def render() -> str:
         f"FROM {att} GROUP BY gateway_name, outcome ORDER BY gateway_name, outcome",
         [LEASE_DETAIL],
     )
-    out += [
+    out = [
         "# HELP casereach_gateway_sends_total Gateway calls by gateway and outcome.",
         "# TYPE casereach_gateway_sends_total counter",
     ]
@@ -158,4 +149,9 @@ def render() -> str:
         "# TYPE casereach_lease_reclaims_total counter",
         f"casereach_lease_reclaims_total {reclaims}",
     ]
+    return out
+
+
+def render() -> str:
+    out = _outbox(bulk.adapt_datetime(now())) + _gateway_calls()
     return "\n".join(out) + "\n"
