@@ -132,3 +132,20 @@ def test_table_constants_and_annotated_returns_cross_modules() -> None:
     }
     table = writer_table(scan_sources(sources, SCHEMA))
     assert {"messaging.Message": ["casereach.b"], "messaging.OptOut": ["casereach.b"]} == table
+
+
+def test_a_writes_comment_names_the_model_of_a_raw_row_call() -> None:
+    body = """
+        from casereach.core import rows
+
+        def f(drafts):
+            rows.insert(drafts)
+        """
+    assert {(UNKNOWN, "rows")} == found(body)
+    noted = body.replace("rows.insert(drafts)", "rows.insert(drafts)  # writes: messaging.Message")
+    assert {("messaging.Message", "rows")} == found(noted)
+    above = body.replace(
+        "            rows.insert(drafts)",
+        "            # writes: messaging.Message, messaging.OptOut\n            rows.insert(drafts)",
+    )
+    assert {("messaging.Message", "rows"), ("messaging.OptOut", "rows")} == found(above)

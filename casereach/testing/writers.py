@@ -14,7 +14,9 @@ A write is any of:
   insert, upsert, update, delete, write, save) with a model or a table among its arguments.
 
 A write whose model cannot be inferred is reported as model ``"?"`` (so an unexplained
-``.save()`` fails the writer-table test until its receiver is annotated), except inside
+``.save()`` fails the writer-table test until its receiver is annotated), unless a comment
+``# writes: app.Model[, app.Model]`` on the call's line or the line above names what it writes
+(for raw-row calls on drafts, whose model the draft class carries), except inside
 ``casereach.core``, whose generic raw-row layer writes whatever table its caller names.
 """
 
@@ -41,6 +43,7 @@ ORM_WRITES = frozenset(
 )
 INSTANCE_WRITES = frozenset({"save", "delete"})
 MANAGERS = frozenset({"objects", "_default_manager", "_base_manager"})
+_WRITES_NOTE = re.compile(r"#\s*writes:\s*([\w.,\s]+)")
 ROW_LAYER_WRITE = re.compile(r"insert|upsert|update|delete|write|save", re.IGNORECASE)
 GENERIC_LAYER = "casereach.core"
 _PLACEHOLDER = "\x00{}\x00"
@@ -116,7 +119,7 @@ def shared_names(sources: Mapping[str, str], schema: Schema) -> Schema:
     constants: dict[str, str] = dict(schema.constants)
     returns: dict[str, str] = dict(schema.returns)
     for module, source in sources.items():
-        scanner = _Module(module, ast.parse(source), schema)
+        scanner = _Module(module, ast.parse(source), schema, source.splitlines())
         for name, label in scanner.table_names.items():
             constants[f"{module}.{name}"] = label
         for name, label in scanner.returns.items():
@@ -132,7 +135,7 @@ def scan_sources(sources: Mapping[str, str], schema: Schema) -> list[Write]:
 
 def scan_source(source: str, module: str, schema: Schema) -> list[Write]:
     """Every write in one module's text."""
-    scanner = _Module(module, ast.parse(source), schema)
+    scanner = _Module(module, ast.parse(source), schema, source.splitlines())
     writes = scanner.writes()
     if module == GENERIC_LAYER or module.startswith(GENERIC_LAYER + "."):
         writes = [w for w in writes if w.model != UNKNOWN]
@@ -163,8 +166,11 @@ def markdown(table: Mapping[str, list[str]], writes: Iterable[Write] = ()) -> st
 
 
 class _Module:
-    def __init__(self, module: str, tree: ast.Module, schema: Schema) -> None:
+    def __init__(
+        self, module: str, tree: ast.Module, schema: Schema, lines: list[str] | None = None
+    ) -> None:
         self.module = module
+        self.lines = lines or []
         self.tree = tree
         self.schema = schema
         self.models: dict[str, str] = {}  # local name -> label
@@ -345,9 +351,31 @@ class _Module:
                 out.extend(self._call(node, env))
             fresh = id(node) not in seen_strings and id(node) not in self.docstrings
             if fresh and isinstance(node, (ast.BinOp, ast.JoinedStr, ast.Constant)):
-                out.extend(self._sql(node, env, seen_strings))
+                out.extend(self._resolve(self._sql(node, env, seen_strings)))
+
+    def _noted(self, line: int) -> set[str]:
+        """Models named by a ``# writes:`` comment on ``line`` or the line above."""
+        found: set[str] = set()
+        for text in self.lines[max(line - 2, 0) : line]:
+            m = _WRITES_NOTE.search(text)
+            if m:
+                found |= {label.strip() for label in m.group(1).split(",") if label.strip()}
+        return found
 
     def _call(self, node: ast.Call, env: Mapping[str, str]) -> Iterator[Write]:
+        return self._resolve(self._call_writes(node, env))
+
+    def _resolve(self, writes: Iterable[Write]) -> Iterator[Write]:
+        """Writes of unknown model take the models a ``# writes:`` comment names."""
+        for write in writes:
+            noted = self._noted(write.line) if write.model == UNKNOWN else set()
+            if noted:
+                for label in sorted(noted):
+                    yield Write(label, write.module, write.line, write.how)
+            else:
+                yield write
+
+    def _call_writes(self, node: ast.Call, env: Mapping[str, str]) -> Iterator[Write]:
         func = node.func
         if isinstance(func, ast.Attribute):
             if func.attr in ORM_WRITES or func.attr in INSTANCE_WRITES:
