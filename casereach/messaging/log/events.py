@@ -1,54 +1,42 @@
-"""The message log's one writer: events, sub-events, messages and send attempts.
-
-Every module that records a send, a reply, an alert firing or a delivery outcome calls this
-one; none writes these tables itself. Two shapes of call:
+"""Events, sub-events, messages and send attempts: written one at a time or as drafts, and
+closed by one rule (``outcome``).
 
 - one at a time, with model instances (an API send, an inbound reply): ``new_event``,
-  ``new_subevent``, ``add_message``, ``close_event``, ``set_status``;
-- set-based, with ``core.rows`` drafts or named row types (the due scan, the dispatcher
-  batch): ``add_events``, ``add_subevents``, ``add_messages``, ``add_attempts``,
-  ``set_event_outcomes``, ``complete_leased``, ``close_after_send`` — a fixed number of
-  statements per batch, whatever its size.
+  ``new_subevent``, ``add_message``, ``close_event``;
+- set-based, with ``core.rows`` drafts (the due scan, the dispatcher batch): ``add_events``,
+  ``add_subevents``, ``add_messages``, ``add_attempts``, ``set_event_outcomes`` — one
+  statement set per batch, whatever its size.
 
-Closing follows one rule (``outcome``): a set of messages is ``error`` when all failed,
-``completed`` when none is still queued or sending, and stays open otherwise. Sub-events are
-stamped with the project's clock (``projects.actions.tick_clock``), under the project lock the
-caller holds.
+Sub-events are stamped with the project's clock (``projects.actions.tick_clock``), under the
+project lock the caller holds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from typing import Any
-
-from django.db import transaction
-from django.db.models import F
+from typing import Any, Literal
 
 from casereach.contacts.models import Contact
 from casereach.core import bulk, rows
 from casereach.core.ids import time_ordered_id
 from casereach.core.rows import Draft
+from casereach.core.sqlgen import update_sql
 from casereach.core.timeutil import now
 from casereach.messaging.models import (
     COMPLETED,
-    DELIVERED,
     ERROR,
     FAILED,
     IN_PROGRESS,
     QUEUED,
     SENDING,
-    SENT,
-    STATUS_RANK,
     EventStatus,
     Message,
     MessagingEvent,
     MessagingSubEvent,
     SendAttempt,
 )
-from casereach.projects.actions import lock_project, tick_clock
+from casereach.projects.actions import tick_clock
 from casereach.projects.models import Project
 
 MSG_TABLE = Message._meta.db_table
@@ -158,50 +146,9 @@ def close_event(
 def _set_status(table: str, pk: int, status: str, error_code: str | None) -> None:
     if error_code is None and status == COMPLETED:
         # The error code is kept as it is (a completed row never had one).
-        rows.execute(f"UPDATE {table} SET status = %s WHERE id = %s", [status, pk])
+        rows.execute(update_sql(table, ("status",), ("id",)), [status, pk])
         return
-    rows.execute(
-        f"UPDATE {table} SET status = %s, error_code = %s WHERE id = %s", [status, error_code, pk]
-    )
-
-
-def set_status(
-    message_id: str, status: str, *, error_code: str | None = None, provider_code: str = ""
-) -> bool:
-    """Move a message forward to ``status``; never backwards; its sub-event closes on a final
-    status and is stamped with the project's clock. True when it changed."""
-    lower = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
-    stamp = now()
-    changes: dict[str, Any] = {"status": status, "updated_on": stamp}
-    if status == DELIVERED:
-        changes["delivered_on"] = stamp
-    elif status == SENT:
-        changes["sent_on"] = stamp
-    elif status == FAILED:
-        changes.update(
-            failed_on=stamp, error_code=error_code or "GATEWAY_ERROR", provider_code=provider_code
-        )
-    with transaction.atomic():
-        changed = Message.objects.filter(id=message_id, status__in=lower).update(**changes)
-        if changed and status == DELIVERED:
-            Message.objects.filter(id=message_id, sent_on__isnull=True).update(
-                sent_on=F("delivered_on")
-            )
-        if changed:
-            msg = Message.objects.only("subevent_id", "project_id", "status", "error_code").get(
-                id=message_id
-            )
-            if msg.subevent_id is not None and msg.project_id is not None:
-                closed = outcome([msg.status])
-                if closed is not None:
-                    code = msg.error_code if closed == ERROR else None
-                    MessagingSubEvent.objects.filter(pk=msg.subevent_id).update(
-                        status=closed, error_code=code
-                    )
-                MessagingSubEvent.objects.filter(pk=msg.subevent_id).update(
-                    date_last_activity=tick_clock(lock_project(msg.project_id))
-                )
-    return bool(changed)
+    rows.execute(update_sql(table, ("status", "error_code"), ("id",)), [status, error_code, pk])
 
 
 # -- set-based: drafts of many rows ----------------------------------------------------------
@@ -222,6 +169,11 @@ class MessageDraft(Draft):
         self.__dict__.update(values)
         if values.get("id") is None:
             self.__dict__["id"] = time_ordered_id()
+
+
+# What became of one gateway call (``SendAttempt.outcome``): accepted, retried, maybe sent
+# (retried with the same idempotency key), refused for good.
+AttemptOutcome = Literal["sent", "retry", "unknown", "failed"]
 
 
 class AttemptDraft(Draft):
@@ -253,182 +205,9 @@ def add_attempts(drafts: Sequence[AttemptDraft]) -> None:
     rows.insert(drafts)
 
 
+_EVENT_OUTCOME_SQL = update_sql(EVENT_TABLE, ("status", "error_code"), ("id",))
+
+
 def set_event_outcomes(changes: Sequence[tuple[int, str, str | None]]) -> None:
     """``(event id, status, error code)`` each, in one statement set."""
-    bulk.execute_many(
-        f"UPDATE {EVENT_TABLE} SET status = %s, error_code = %s WHERE id = %s",
-        [(status, code, pk) for pk, status, code in changes],
-    )
-
-
-# -- set-based: the dispatcher's outcomes --------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Sent:
-    """A leased message the gateway accepted."""
-
-    id: str
-    lease_token: str
-    provider_id: str | None
-    gateway_name: str
-    gateway_id: int | None
-    gateway_source: str
-    sender: str
-
-
-@dataclass(slots=True)
-class Failed:
-    """A leased message that failed for good."""
-
-    id: str
-    lease_token: str
-    error_code: str | None
-    provider_code: str
-    error_detail: str
-    gateway_name: str
-    gateway_id: int | None
-    gateway_source: str
-
-
-@dataclass(slots=True)
-class Requeued:
-    """A leased message to try again at ``next_attempt_at`` (``attempts``: added to its
-    count, -1 to give back an attempt that was not made; ``unknown_outcomes``: 1 when the
-    call's outcome is unknown)."""
-
-    id: str
-    lease_token: str
-    next_attempt_at: dt.datetime
-    error_code: str | None
-    provider_code: str
-    attempts: int = 0
-    unknown_outcomes: int = 0
-
-
-_SENT_SQL = (
-    f"UPDATE {MSG_TABLE} SET provider_id = %s, sent_on = COALESCE(sent_on, %s), "
-    "status = CASE WHEN status = 'sending' THEN 'sent' ELSE status END, "
-    "error_code = NULL, gateway_name = %s, gateway_id = %s, gateway_source = %s, "
-    "sender = %s, lease_until = NULL, lease_token = NULL, updated_on = %s "
-    "WHERE id = %s AND lease_token = %s"
-)
-_FAILED_SQL = (
-    f"UPDATE {MSG_TABLE} SET status = 'failed', error_code = %s, provider_code = %s, "
-    "error_detail = %s, failed_on = %s, gateway_name = %s, gateway_id = %s, "
-    "gateway_source = %s, lease_until = NULL, lease_token = NULL, "
-    "next_attempt_at = NULL, updated_on = %s "
-    "WHERE id = %s AND lease_token = %s AND status = 'sending'"
-)
-_REQUEUED_SQL = (
-    f"UPDATE {MSG_TABLE} SET status = 'queued', next_attempt_at = %s, error_code = %s, "
-    "provider_code = %s, attempts = attempts + %s, "
-    "unknown_outcomes = unknown_outcomes + %s, lease_until = NULL, lease_token = NULL, "
-    "updated_on = %s WHERE id = %s AND lease_token = %s AND status = 'sending'"
-)
-
-
-def complete_leased(
-    sent: Sequence[Sent], failed: Sequence[Failed], requeued: Sequence[Requeued], at: dt.datetime
-) -> None:
-    """Record a dispatcher batch's outcomes on its leased messages: three statements, each
-    applied only while the caller's lease (``lease_token``) still holds."""
-    stamp = bulk.adapt_datetime(at)
-    adapt = bulk.adapt_datetime
-    bulk.execute_many(
-        _SENT_SQL,
-        [
-            (
-                r.provider_id,
-                stamp,
-                r.gateway_name,
-                r.gateway_id,
-                r.gateway_source,
-                r.sender,
-                stamp,
-                r.id,
-                r.lease_token,
-            )
-            for r in sent
-        ],
-    )
-    bulk.execute_many(
-        _FAILED_SQL,
-        [
-            (
-                r.error_code,
-                r.provider_code,
-                r.error_detail,
-                stamp,
-                r.gateway_name,
-                r.gateway_id,
-                r.gateway_source,
-                stamp,
-                r.id,
-                r.lease_token,
-            )
-            for r in failed
-        ],
-    )
-    bulk.execute_many(
-        _REQUEUED_SQL,
-        [
-            (
-                adapt(r.next_attempt_at),
-                r.error_code,
-                r.provider_code,
-                r.attempts,
-                r.unknown_outcomes,
-                stamp,
-                r.id,
-                r.lease_token,
-            )
-            for r in requeued
-        ],
-    )
-
-
-def close_after_send(message_ids: Sequence[str]) -> None:
-    """Close the sub-events of messages the dispatcher just made final (``error`` when the
-    message failed, else ``completed``; stamped with strictly increasing activity times) and
-    the events all of whose messages are final: a fixed number of statements per batch."""
-    if not message_ids:
-        return
-    msgs = list(
-        Message.objects.filter(bulk.is_in("id", list(message_ids))).values(
-            "subevent_id", "event_id", "project_id", "status", "error_code"
-        )
-    )
-    by_project: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for m in msgs:
-        if m["subevent_id"]:
-            by_project[m["project_id"]].append(dict(m))
-    changes: list[tuple[Any, ...]] = []
-    step = dt.timedelta(microseconds=1)
-    for project_id, group in by_project.items():
-        tick = tick_clock(lock_project(project_id), len(group))
-        for i, sub in enumerate(group):
-            failed = sub["status"] == FAILED
-            changes.append(
-                (
-                    ERROR if failed else COMPLETED,
-                    sub["error_code"] if failed else None,
-                    bulk.adapt_datetime(tick + step * i),
-                    sub["subevent_id"],
-                )
-            )
-    bulk.execute_many(
-        f"UPDATE {SUBEVENT_TABLE} SET status = %s, error_code = %s, "
-        "date_last_activity = %s WHERE id = %s",
-        changes,
-    )
-    event_ids = sorted({m["event_id"] for m in msgs if m["event_id"]})
-    statuses: dict[int, set[str]] = defaultdict(set)
-    for event_id, status in Message.objects.filter(event_id__in=event_ids).values_list(
-        "event_id", "status"
-    ):
-        statuses[event_id].add(status)
-    closed = [(e, outcome(st)) for e, st in statuses.items()]
-    set_event_outcomes(
-        [(e, c, SUBEVENT_ERROR if c == ERROR else None) for e, c in closed if c is not None]
-    )
+    bulk.execute_many(_EVENT_OUTCOME_SQL, [(status, code, pk) for pk, status, code in changes])
