@@ -39,7 +39,6 @@ from casereach.messaging.models import (
 from casereach.projects.actions import tick_clock
 from casereach.projects.models import Project
 
-MSG_TABLE = Message._meta.db_table
 EVENT_TABLE = MessagingEvent._meta.db_table
 SUBEVENT_TABLE = MessagingSubEvent._meta.db_table
 
