@@ -25,7 +25,7 @@ from casereach.gateways.queries import (
     pick_sender,
     route,
 )
-from casereach.messaging import outbox
+from casereach.messaging import log as message_log
 from casereach.messaging.actions import CHOSEN
 from casereach.messaging.optouts import OptedOut, opted_out_pairs
 from casereach.messaging.windows import next_allowed
@@ -170,7 +170,7 @@ def check(
     gateway (pinned, routed, or the email gateway)."""
     s = ctx.settings[row["project_id"]]
     contact = ctx.contacts.get(row["contact_id"]) if row["contact_id"] else None
-    if outbox.raw_before(row["created_on"], at - dt.timedelta(hours=s.stale_after_hours)):
+    if message_log.raw_before(row["created_on"], at - dt.timedelta(hours=s.stale_after_hours)):
         return Verdict(FAIL, "MESSAGE_IS_STALE")
     if row["contact_id"] and (contact is None or not contact["active"]):
         return Verdict(FAIL, "CONTACT_IS_INACTIVE")

@@ -100,11 +100,11 @@ def reap_leases() -> int:
     from django.db import close_old_connections
 
     from casereach.core.timeutil import now
-    from casereach.messaging import outbox
+    from casereach.messaging import log as message_log
 
     close_old_connections()
     try:
-        return len(outbox.reap(now()))
+        return len(message_log.reap(now()))
     finally:
         close_old_connections()
 

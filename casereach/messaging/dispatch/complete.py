@@ -22,7 +22,6 @@ from casereach.messaging import log
 from casereach.messaging.dispatch import breaker
 from casereach.messaging.dispatch.jobs import FAIL, POSTPONE, Job
 from casereach.messaging.optouts import do_person_opt_out, gateway_scope
-from casereach.messaging.outbox import AttemptOutcome
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
 
@@ -154,7 +153,7 @@ class Outcomes:
             )
         )
 
-    def _attempt(self, j: Job, outcome: AttemptOutcome) -> None:
+    def _attempt(self, j: Job, outcome: log.AttemptOutcome) -> None:
         err = j.error
         detail = err.detail if err else (j.result.detail if j.result else "")
         self.attempts.append(

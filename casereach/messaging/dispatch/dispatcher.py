@@ -27,7 +27,7 @@ from casereach.core.requests import public_base_url
 from casereach.core.timeutil import now
 from casereach.gateways.base import GatewayError, InboundMessage, StatusUpdate
 from casereach.gateways.models import GatewayConfig
-from casereach.messaging import outbox
+from casereach.messaging import log as message_log
 from casereach.messaging.actions import do_apply_status_update
 from casereach.messaging.dispatch import breaker
 from casereach.messaging.dispatch.calls import GatewayCalls, persistent_types
@@ -112,9 +112,9 @@ class Dispatcher:
         due) under a new lease token."""
         at = self.clock()
         self.poll_events()
-        outbox.reap(at)
+        message_log.reap(at)
         token = uuid.uuid4().hex
-        claimed = outbox.claim_rows(
+        claimed = message_log.claim_rows(
             self.batch_size, at + dt.timedelta(seconds=self.lease_s), token, at
         )
         if not claimed:

@@ -15,7 +15,7 @@ __all__ = ["FAIL", "POSTPONE", "SEND", "Action", "Job"]
 
 @dataclass
 class Job:
-    """One claimed message (``row``: the claim's columns, see ``outbox.CLAIM_COLUMNS``) and
+    """One claimed message (``row``: the claim's columns, see ``log.CLAIM_COLUMNS``) and
     what to do with it; after the call, its result or error."""
 
     row: dict[str, Any]

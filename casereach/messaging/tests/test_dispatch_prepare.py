@@ -51,7 +51,7 @@ def context(
 
 
 def row(**kw: Any) -> dict[str, Any]:
-    """A claimed row (``outbox.CLAIM_COLUMNS``)."""
+    """A claimed row (``log.CLAIM_COLUMNS``)."""
     base: dict[str, Any] = {
         "id": "m1",
         "project_id": 1,

@@ -6,8 +6,10 @@ import datetime as dt
 
 import pytest
 
+from casereach.core import bulk
 from casereach.core.timeutil import now
 from casereach.messaging import log
+from casereach.messaging.log import leases
 from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
 from casereach.projects.actions import lock_project, tick_clock
 from casereach.projects.models import Project
@@ -116,3 +118,38 @@ def test_an_event_is_closed_once_by_its_replies(project: Project) -> None:
     )
     log.set_event_outcomes([(event.pk, "completed", None)])
     assert "completed" == MessagingEvent.objects.get(pk=event.pk).status
+
+
+def test_the_dispatcher_statements_name_each_column_once() -> None:
+    """The completion statements are generated from the named rows: a row's fields are the
+    columns it sets (its key, ``id`` and ``lease_token``, guards the lease), the batch's time
+    fills the ``shared`` stamps."""
+    columns = {f.column for f in Message._meta.concrete_fields}
+    for update in (leases.SENT_UPDATE, leases.FAILED_UPDATE, leases.REQUEUED_UPDATE):
+        assert set(update.placeholders) <= columns
+        assert ("id", "lease_token") == update.where_fields
+        assert len(update.placeholders) == update.sql.count("%s")
+    assert (
+        "UPDATE messaging_message SET provider_id = %s, gateway_name = %s, gateway_id = %s, "
+        "gateway_source = %s, sender = %s, sent_on = COALESCE(sent_on, %s), updated_on = %s, "
+        "status = CASE WHEN status = 'sending' THEN 'sent' ELSE status END, "
+        "error_code = NULL, lease_until = NULL, lease_token = NULL "
+        "WHERE id = %s AND lease_token = %s"
+    ) == leases.SENT_UPDATE.sql
+    assert (
+        "UPDATE messaging_message SET error_code = %s, provider_code = %s, error_detail = %s, "
+        "gateway_name = %s, gateway_id = %s, gateway_source = %s, failed_on = %s, "
+        "updated_on = %s, status = 'failed', lease_until = NULL, lease_token = NULL, "
+        "next_attempt_at = NULL WHERE id = %s AND lease_token = %s AND status = 'sending'"
+    ) == leases.FAILED_UPDATE.sql
+    assert (
+        "UPDATE messaging_message SET next_attempt_at = %s, error_code = %s, "
+        "provider_code = %s, attempts = attempts + %s, "
+        "unknown_outcomes = unknown_outcomes + %s, updated_on = %s, status = 'queued', "
+        "lease_until = NULL, lease_token = NULL "
+        "WHERE id = %s AND lease_token = %s AND status = 'sending'"
+    ) == leases.REQUEUED_UPDATE.sql
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    row = log.Requeued("m1", "tok", at, "SLOW", "p1", -1, 1)
+    (params,) = leases.REQUEUED_UPDATE.params([row], updated_on="T")
+    assert (bulk.adapt_datetime(at), "SLOW", "p1", -1, 1, "T", "m1", "tok") == params

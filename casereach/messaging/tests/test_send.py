@@ -316,13 +316,13 @@ def test_status_callbacks_move_forward_only(api: Api) -> None:
 
 
 def test_reaper_requeues_expired_leases_as_unknown(api: Api) -> None:
-    from casereach.messaging import outbox
+    from casereach.messaging import log
 
     gateway(api)
     routes(api, "TEST")
     msg = send(api, phone_number=NUMBER, text="x")
     at = now()
-    assert [msg["id"]] == outbox.claim(10, at - dt.timedelta(seconds=1), "dead-worker", at)
+    assert [msg["id"]] == log.claim(10, at - dt.timedelta(seconds=1), "dead-worker", at)
     drain()
     m = message(msg["id"])
     assert ("sent", 1, 2) == (m.status, m.unknown_outcomes, m.attempts)

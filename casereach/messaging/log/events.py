@@ -1,0 +1,212 @@
+"""Events, sub-events, messages and send attempts: written one at a time or as drafts, and
+closed by one rule (``outcome``).
+
+- one at a time, with model instances (an API send, an inbound reply): ``new_event``,
+  ``new_subevent``, ``add_message``, ``close_event``;
+- set-based, with ``core.rows`` drafts (the due scan, the dispatcher batch): ``add_events``,
+  ``add_subevents``, ``add_messages``, ``add_attempts``, ``set_event_outcomes`` — one
+  statement set per batch, whatever its size.
+
+Sub-events are stamped with the project's clock (``projects.actions.tick_clock``), under the
+project lock the caller holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+from typing import Any, Literal
+
+from casereach.contacts.models import Contact
+from casereach.core import bulk, rows
+from casereach.core.ids import time_ordered_id
+from casereach.core.rows import Draft
+from casereach.core.sqlgen import update_sql
+from casereach.core.timeutil import now
+from casereach.messaging.models import (
+    COMPLETED,
+    ERROR,
+    FAILED,
+    IN_PROGRESS,
+    QUEUED,
+    SENDING,
+    EventStatus,
+    Message,
+    MessagingEvent,
+    MessagingSubEvent,
+    SendAttempt,
+)
+from casereach.projects.actions import tick_clock
+from casereach.projects.models import Project
+
+EVENT_TABLE = MessagingEvent._meta.db_table
+SUBEVENT_TABLE = MessagingSubEvent._meta.db_table
+
+# The code of an event all of whose messages failed.
+SUBEVENT_ERROR = "SUBEVENT_ERROR"
+
+
+def outcome(statuses: Collection[str]) -> EventStatus | None:
+    """How a set of messages closes an event or sub-event: ``error`` when every one failed,
+    ``completed`` when none is still queued or sending (or there is none), else None (it
+    stays in progress)."""
+    if not statuses:
+        return COMPLETED
+    if all(s == FAILED for s in statuses):
+        return ERROR
+    if any(s in (QUEUED, SENDING) for s in statuses):
+        return None
+    return COMPLETED
+
+
+# -- one at a time -------------------------------------------------------------------------------
+
+
+def new_event(
+    project: Project,
+    *,
+    source: str,
+    source_id: str = "",
+    source_name: str = "",
+    content_type: str = "sms",
+    triggered_by: str = "",
+    status: EventStatus = IN_PROGRESS,
+    created_on: dt.datetime | None = None,
+) -> MessagingEvent:
+    """INSERT one event (``status`` ``completed``: one that gets no messages)."""
+    event = MessagingEvent(
+        project=project,
+        source=source,
+        source_id=source_id,
+        source_name=source_name,
+        content_type=content_type,
+        status=status,
+        triggered_by=triggered_by,
+        created_on=created_on or now(),
+    )
+    rows.insert_instance(event)
+    return event
+
+
+def new_subevent(
+    project: Project,
+    event: MessagingEvent,
+    contact: Contact | None,
+    *,
+    status: EventStatus = IN_PROGRESS,
+    created_on: dt.datetime | None = None,
+) -> MessagingSubEvent:
+    """INSERT the sub-event of ``contact`` (or of a raw number), stamped with the project's
+    clock (the caller holds the project lock)."""
+    sub = MessagingSubEvent(
+        event=event,
+        project=project,
+        contact_id=contact.contact_id if contact else None,
+        contact_type=contact.contact_type if contact else "",
+        recipient_name=contact.name if contact else "",
+        status=status,
+        created_on=created_on or now(),
+        date_last_activity=tick_clock(project),
+    )
+    rows.insert_instance(sub)
+    return sub
+
+
+# A provider re-delivering one inbound message: the unique index ``message_inbound_once``.
+INBOUND_ONCE = "(gateway_id, provider_id) WHERE direction = 'in' AND provider_id IS NOT NULL"
+
+
+def add_message(msg: Message, *, inbound_once: bool = False) -> bool:
+    """INSERT one message (its id, a time-ordered uuid, is set by the model). ``inbound_once``:
+    skip it if the same inbound message is stored already (then False)."""
+    return rows.insert_instance(msg, INBOUND_ONCE if inbound_once else "")
+
+
+def close_event(
+    event: MessagingEvent | None,
+    sub: MessagingSubEvent | None,
+    messages: Sequence[tuple[str, str | None]],
+) -> None:
+    """Close an event of one sub-event by ``outcome`` of its outbound ``messages`` ((status,
+    error code) each; the sub-event's error is the first message's). Nothing when it stays in
+    progress; the dispatcher closes it when its messages reach a final state."""
+    if event is None or sub is None:
+        return
+    closed = outcome([status for status, _ in messages])
+    if closed is None:
+        return
+    code = messages[0][1] if closed == ERROR else None
+    _set_status(SUBEVENT_TABLE, sub.pk, closed, code)
+    _set_status(EVENT_TABLE, event.pk, closed, SUBEVENT_ERROR if closed == ERROR else None)
+    sub.status, sub.error_code = closed, code
+    event.status, event.error_code = closed, SUBEVENT_ERROR if closed == ERROR else None
+
+
+def _set_status(table: str, pk: int, status: str, error_code: str | None) -> None:
+    if error_code is None and status == COMPLETED:
+        # The error code is kept as it is (a completed row never had one).
+        rows.execute(update_sql(table, ("status",), ("id",)), [status, pk])
+        return
+    rows.execute(update_sql(table, ("status", "error_code"), ("id",)), [status, error_code, pk])
+
+
+# -- set-based: drafts of many rows ----------------------------------------------------------
+
+
+class EventDraft(Draft):
+    model = MessagingEvent
+
+
+class SubEventDraft(Draft):
+    model = MessagingSubEvent
+
+
+class MessageDraft(Draft):
+    model = Message
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+        if values.get("id") is None:
+            self.__dict__["id"] = time_ordered_id()
+
+
+# What became of one gateway call (``SendAttempt.outcome``): accepted, retried, maybe sent
+# (retried with the same idempotency key), refused for good.
+AttemptOutcome = Literal["sent", "retry", "unknown", "failed"]
+
+
+class AttemptDraft(Draft):
+    model = SendAttempt
+
+
+def add_events(drafts: Sequence[EventDraft]) -> None:
+    """One batch INSERT; each draft gets its ``pk``."""
+    rows.insert(drafts)
+
+
+def add_subevents(project: Project, drafts: Sequence[SubEventDraft]) -> None:
+    """One batch INSERT, the drafts stamped in order with the project's clock (the caller
+    holds the project lock); each draft gets its ``pk``."""
+    if not drafts:
+        return
+    tick = tick_clock(project, len(drafts))
+    step = dt.timedelta(microseconds=1)
+    for i, d in enumerate(drafts):
+        d.date_last_activity = tick + step * i
+    rows.insert(drafts)
+
+
+def add_messages(drafts: Sequence[MessageDraft]) -> None:
+    rows.insert(drafts)
+
+
+def add_attempts(drafts: Sequence[AttemptDraft]) -> None:
+    rows.insert(drafts)
+
+
+_EVENT_OUTCOME_SQL = update_sql(EVENT_TABLE, ("status", "error_code"), ("id",))
+
+
+def set_event_outcomes(changes: Sequence[tuple[int, str, str | None]]) -> None:
+    """``(event id, status, error code)`` each, in one statement set."""
+    bulk.execute_many(_EVENT_OUTCOME_SQL, [(status, code, pk) for pk, status, code in changes])

@@ -1,0 +1,61 @@
+"""A message's status moved forward by a delivery report or a gateway's answer (``set_status``),
+its sub-event closed and stamped with the project's clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from casereach.core.timeutil import now
+from casereach.messaging.log.events import outcome
+from casereach.messaging.models import (
+    DELIVERED,
+    ERROR,
+    FAILED,
+    SENT,
+    STATUS_RANK,
+    Message,
+    MessagingSubEvent,
+)
+from casereach.projects.actions import lock_project, tick_clock
+
+
+def set_status(
+    message_id: str, status: str, *, error_code: str | None = None, provider_code: str = ""
+) -> bool:
+    """Move a message forward to ``status``; never backwards; its sub-event closes on a final
+    status and is stamped with the project's clock. True when it changed."""
+    lower = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+    stamp = now()
+    changes: dict[str, Any] = {"status": status, "updated_on": stamp}
+    if status == DELIVERED:
+        changes["delivered_on"] = stamp
+    elif status == SENT:
+        changes["sent_on"] = stamp
+    elif status == FAILED:
+        changes.update(
+            failed_on=stamp, error_code=error_code or "GATEWAY_ERROR", provider_code=provider_code
+        )
+    with transaction.atomic():
+        changed = Message.objects.filter(id=message_id, status__in=lower).update(**changes)
+        if changed and status == DELIVERED:
+            Message.objects.filter(id=message_id, sent_on__isnull=True).update(
+                sent_on=F("delivered_on")
+            )
+        if changed:
+            msg = Message.objects.only("subevent_id", "project_id", "status", "error_code").get(
+                id=message_id
+            )
+            if msg.subevent_id is not None and msg.project_id is not None:
+                closed = outcome([msg.status])
+                if closed is not None:
+                    code = msg.error_code if closed == ERROR else None
+                    MessagingSubEvent.objects.filter(pk=msg.subevent_id).update(
+                        status=closed, error_code=code
+                    )
+                MessagingSubEvent.objects.filter(pk=msg.subevent_id).update(
+                    date_last_activity=tick_clock(lock_project(msg.project_id))
+                )
+    return bool(changed)
