@@ -89,9 +89,12 @@ def adapter(f: models.Field[Any, Any]) -> Adapter | None:
     if kind in ("str", "int"):
         return None
     if kind == "datetime":
-        fast = bulk.adapt_datetime
+        fast, known = bulk.adapt_datetime, bulk.adapted_already
 
         def adapt_datetime(value: Any) -> Any:
+            hit = known(value)  # an equal instant: the same parameter
+            if hit is not None:
+                return hit
             if value is None:
                 return None
             if value.__class__ is dt.datetime and value.tzinfo is dt.UTC:
