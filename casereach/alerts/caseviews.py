@@ -82,7 +82,7 @@ def _row_parent_id(indices: Any) -> str | None:
     return _parent_id(indices) if indices else None
 
 
-def _with_parents(found: list[Sequence[Any]], project_id: int | None) -> list[CaseView]:
+def _with_parents(found: Sequence[Sequence[Any]], project_id: int | None) -> list[CaseView]:
     parent_ids = {pid for r in found if (pid := _row_parent_id(r[5]))}
     parents: dict[str, CaseView] = {}
     if parent_ids:
@@ -120,10 +120,10 @@ def load_open_views(case_ids: Sequence[str]) -> tuple[list[CaseView], dict[str, 
                 params,
             )
             for row in cursor.fetchall():
-                found.append(_CASE(row[:8]))
+                found.append(row[:8])
                 if row[8]:
                     zones[row[0]] = row[8]
-    return _with_parents(found, None), zones
+    return _with_parents(_CASE.all(found), None), zones
 
 
 def contact_zones(contact_ids: Iterable[str], default: str) -> dict[str, str]:
