@@ -17,12 +17,7 @@ from typing import Any, Protocol
 from django.db import transaction
 
 from casereach.alerts.caseviews import BATCH, load_open_views, load_views, open_case_ids
-from casereach.alerts.evaluation import (
-    INSTANCE_COLUMNS,
-    Changes,
-    evaluate,
-    evaluate_broadcast,
-)
+from casereach.alerts.evaluation import Changes, evaluate, evaluate_broadcast
 from casereach.alerts.models import (
     CONDITIONAL,
     EVAL_DONE,
@@ -240,40 +235,31 @@ def apply_changes(changes: Changes) -> None:
     write_changes(changes.change)
 
 
+# What a recomputation changes in an instance (``evaluation.refresh_instance``).
+RECOMPUTED = (
+    "start",
+    "next_due",
+    "active",
+    "time_zone",
+    "start_value",
+    "time_value",
+    "reset_value",
+    "stop_value",
+    "updated_on",
+)
+
+
 def write_changes(change: Sequence[ScheduleInstance]) -> None:
     """Recomputed instances, one bulk statement."""
     if change:
-        adapt = bulk.adapt_datetime
-        bulk.execute_many(
-            f"UPDATE {INSTANCE_TABLE} SET start = %s, next_due = %s, active = %s, "
-            "time_zone = %s, start_value = %s, time_value = %s, reset_value = %s, "
-            "stop_value = %s, updated_on = %s WHERE id = %s",
-            [
-                (
-                    adapt(i.start),
-                    adapt(i.next_due),
-                    i.active,
-                    i.time_zone,
-                    i.start_value,
-                    i.time_value,
-                    i.reset_value,
-                    i.stop_value,
-                    adapt(i.updated_on),
-                    i.pk,
-                )
-                for i in change
-            ],
-        )
+        rows.update(ScheduleInstance, change, fields=RECOMPUTED)
 
 
-def insert_instances(rows: Sequence[tuple[Any, ...]]) -> None:
-    """New instances in one statement per batch; one that exists already is left alone."""
-    bulk.upsert(
-        INSTANCE_TABLE,
-        INSTANCE_COLUMNS,
-        rows,
-        conflict=("alert_id", "alert_version", "recipient_key"),
-        update=(),
+def insert_instances(new: Sequence[Sequence[Any]]) -> None:
+    """New instances (``evaluation.instance_row``) in one statement per batch; one that
+    exists already is left alone."""
+    rows.insert_rows(
+        ScheduleInstance, new, skip_conflicts=("alert_id", "alert_version", "recipient_key")
     )
 
 
@@ -294,17 +280,13 @@ class Advanced(Protocol):
     def updated_on(self) -> dt.datetime | None: ...
 
 
+# What firing an instance moves on (``scheduler._advance``).
+ADVANCED = ("next_due", "active", "period", "event", "updated_on")
+
+
 def save_advanced(instances: Sequence[Advanced]) -> None:
     """Fired (or stale) instances moved to their next occurrence, one bulk statement."""
-    adapt = bulk.adapt_datetime
-    bulk.execute_many(
-        f"UPDATE {INSTANCE_TABLE} SET next_due = %s, active = %s, period = %s, event = %s, "
-        "updated_on = %s WHERE id = %s",
-        [
-            (adapt(i.next_due), i.active, i.period, i.event, adapt(i.updated_on), i.pk)
-            for i in instances
-        ],
-    )
+    rows.update(ScheduleInstance, instances, fields=ADVANCED)
 
 
 class FiringDraft(rows.Draft):

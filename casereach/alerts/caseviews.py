@@ -7,7 +7,6 @@ dry run read thousands at a time.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,7 +16,7 @@ from casereach.alerts.criteria import CaseView
 from casereach.cases.models import Case
 from casereach.contacts.models import Contact, PhoneEntry
 from casereach.contacts.queries import send_order
-from casereach.core import bulk
+from casereach.core import bulk, rows
 
 BATCH = 2000  # cases read (and evaluated) at a time
 CASE_TABLE = Case._meta.db_table
@@ -42,28 +41,35 @@ def open_case_ids(project_id: int, case_type: str) -> list[str]:
     )
 
 
-CASE_COLUMNS = (
-    "c.case_id, c.case_type, c.case_name, c.owner_id, c.properties, c.indices, c.closed, c.deleted"
+# The columns a CaseView is made of, decoded as the ORM loads them (JSON parsed, booleans).
+_CASE = rows.decoder(
+    Case,
+    "case_id",
+    "case_type",
+    "case_name",
+    "owner_id",
+    "properties",
+    "indices",
+    "closed",
+    "deleted",
 )
+CASE_COLUMNS = _CASE.columns("c")
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
-def _views(rows: Iterable[Sequence[Any]], parents: dict[str, CaseView]) -> list[CaseView]:
+def _views(found: Iterable[Sequence[Any]], parents: dict[str, CaseView]) -> list[CaseView]:
+    """CaseViews of decoded ``_CASE`` rows."""
     out = []
-    for case_id, case_type, name, owner_id, properties, indices, closed, deleted in rows:
+    for case_id, case_type, name, owner_id, properties, indices, closed, deleted in found:
         pid = _row_parent_id(indices)
         out.append(
             CaseView(
                 case_id=case_id,
                 case_type=case_type,
-                properties=_json(properties) or {},
+                properties=properties or {},
                 name=name,
                 owner_id=owner_id,
-                closed=bool(closed),
-                deleted=bool(deleted),
+                closed=closed,
+                deleted=deleted,
                 parent_id=pid,
                 parent=parents.get(pid) if pid else None,
             )
@@ -72,39 +78,37 @@ def _views(rows: Iterable[Sequence[Any]], parents: dict[str, CaseView]) -> list[
 
 
 def _row_parent_id(indices: Any) -> str | None:
-    """The parent case id of a raw ``indices`` value (most cases have none: no decoding)."""
-    if indices in (None, "{}", "[]"):
-        return None
-    return _parent_id(_json(indices) or {})
+    """The parent case id of a decoded ``indices`` value (most cases have none)."""
+    return _parent_id(indices) if indices else None
 
 
-def _with_parents(rows: list[Sequence[Any]], project_id: int | None) -> list[CaseView]:
-    parent_ids = {pid for r in rows if (pid := _row_parent_id(r[5]))}
+def _with_parents(found: Sequence[Sequence[Any]], project_id: int | None) -> list[CaseView]:
+    parent_ids = {pid for r in found if (pid := _row_parent_id(r[5]))}
     parents: dict[str, CaseView] = {}
     if parent_ids:
         parents = {v.case_id: v for v in load_views(project_id, sorted(parent_ids), parents=False)}
-    return _views(rows, parents)
+    return _views(found, parents)
 
 
 def load_views(
     project_id: int | None, case_ids: Sequence[str], *, parents: bool = True
 ) -> list[CaseView]:
     """Cases (and their parents) as CaseViews: two queries per chunk, no model objects."""
-    rows: list[Sequence[Any]] = []
+    found: list[Sequence[Any]] = []
     with connection.cursor() as cursor:
         for chunk in bulk.in_chunks(list(case_ids)):
             where, params = bulk.in_sql("c.case_id", chunk)
             cursor.execute(f"SELECT {CASE_COLUMNS} FROM {CASE_TABLE} c WHERE {where}", params)
-            rows.extend(cursor.fetchall())
+            found.extend(_CASE.all(cursor.fetchall()))
     if not parents:
-        return _views(rows, {})
-    return _with_parents(rows, project_id)
+        return _views(found, {})
+    return _with_parents(found, project_id)
 
 
 def load_open_views(case_ids: Sequence[str]) -> tuple[list[CaseView], dict[str, str]]:
     """The open cases among ``case_ids`` as CaseViews (with parents), and the effective time
     zone of each one's contact (absent when it has none), read together."""
-    rows: list[Sequence[Any]] = []
+    found: list[Sequence[Any]] = []
     zones: dict[str, str] = {}
     with connection.cursor() as cursor:
         for chunk in bulk.in_chunks(list(case_ids)):
@@ -116,10 +120,10 @@ def load_open_views(case_ids: Sequence[str]) -> tuple[list[CaseView], dict[str, 
                 params,
             )
             for row in cursor.fetchall():
-                rows.append(row[:8])
+                found.append(row[:8])
                 if row[8]:
                     zones[row[0]] = row[8]
-    return _with_parents(rows, None), zones
+    return _with_parents(_CASE.all(found), None), zones
 
 
 def contact_zones(contact_ids: Iterable[str], default: str) -> dict[str, str]:

@@ -25,7 +25,7 @@ from casereach.alerts.spec import (
     TimedSchedule,
 )
 from casereach.contacts.models import Contact
-from casereach.core import bulk
+from casereach.core import bulk, rows
 from casereach.core.timeutil import now
 from casereach.projects.models import Project
 
@@ -176,10 +176,10 @@ def schedule_next(
 
 @dataclass
 class Changes:
-    """What an evaluation found: instances to create (rows of INSTANCE_COLUMNS), to update
-    (recomputed in place) and to delete (ids)."""
+    """What an evaluation found: instances to create (rows built by ``instance_row``), to
+    update (recomputed in place) and to delete (ids)."""
 
-    create: list[tuple[Any, ...]] = field(default_factory=list)
+    create: list[list[Any]] = field(default_factory=list)
     change: list[ScheduleInstance] = field(default_factory=list)
     remove: list[int] = field(default_factory=list)
 
@@ -289,7 +289,9 @@ def evaluate_broadcast(
     return out
 
 
-INSTANCE_COLUMNS = (
+# A new instance's row, built from the fields it sets (the others take the model's defaults):
+# no model object on the hot path.
+_NEW_INSTANCE = rows.table(ScheduleInstance).builder(
     "alert_id",
     "alert_version",
     "project_id",
@@ -298,8 +300,6 @@ INSTANCE_COLUMNS = (
     "contact_id",
     "time_zone",
     "start",
-    "period",
-    "event",
     "next_due",
     "active",
     "start_value",
@@ -319,11 +319,9 @@ def instance_row(
     plan: Plan,
     due: dt.datetime | None,
     at: dt.datetime,
-) -> tuple[Any, ...]:
-    """A new instance as a row of INSTANCE_COLUMNS (no model object on the hot path)."""
-    adapt = bulk.adapt_datetime
-    stamp = adapt(at)
-    return (
+) -> list[Any]:
+    """A new instance as the parameters of a ``ScheduleInstance`` row (``rows.insert_rows``)."""
+    return _NEW_INSTANCE(
         alert.pk,
         alert.version,
         alert.project_id,
@@ -331,17 +329,15 @@ def instance_row(
         case_id,
         recipient_key,
         zone,
-        adapt(plan.start),
-        0,
-        0,
-        adapt(due),
+        plan.start,
+        due,
         due is not None,
         plan.start_value,
         plan.time_value,
         plan.reset_value,
         plan.stop_value,
-        stamp,
-        stamp,
+        at,
+        at,
     )
 
 

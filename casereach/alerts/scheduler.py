@@ -29,10 +29,17 @@ from casereach.alerts.evaluation import (
     per_recipient_times,
     schedule_next,
 )
-from casereach.alerts.models import CONDITIONAL, FIRED, SKIPPED_LATE, Alert, Firing
+from casereach.alerts.models import (
+    CONDITIONAL,
+    FIRED,
+    SKIPPED_LATE,
+    Alert,
+    Firing,
+    ScheduleInstance,
+)
 from casereach.alerts.recipients import NO_RECIPIENT, Target, addresses, targets_of
 from casereach.alerts.spec import AlertSpec, spec_of
-from casereach.core import bulk
+from casereach.core import bulk, rows
 from casereach.core.timeutil import ONE_MICROSECOND, now
 from casereach.messaging import log as message_log
 from casereach.messaging.log import EventDraft, MessageDraft, SubEventDraft
@@ -95,11 +102,10 @@ class Claimed:
     stop_value: str
     updated_on: dt.datetime | None
 
-    def __init__(self, row: Sequence[Any]) -> None:
-        for name, value in zip(CLAIM_FIELDS, row, strict=True):
+    def __init__(self, values: Sequence[Any]) -> None:
+        """``values``: a claimed row decoded by ``_CLAIMED`` (aware datetimes, a bool)."""
+        for name, value in zip(CLAIM_FIELDS, values, strict=True):
             setattr(self, name, value)
-        self.start, self.next_due = _stamp(self.start), _stamp(self.next_due)
-        self.active = bool(self.active)
         self.updated_on = None
 
     @property
@@ -123,20 +129,11 @@ def fire_due(at: dt.datetime | None = None, limit: int = BATCH) -> int:
     return len(instances)
 
 
+_CLAIMED = rows.decoder(ScheduleInstance, *CLAIM_FIELDS)
 _CLAIM_SQL = (
-    f"SELECT {', '.join(CLAIM_FIELDS)} FROM {INSTANCE_TABLE} "
+    f"SELECT {_CLAIMED.columns()} FROM {INSTANCE_TABLE} "
     "WHERE active AND next_due <= %s ORDER BY next_due, id LIMIT %s"
 )
-
-
-def _stamp(value: Any) -> Any:
-    """A datetime column as read raw: naive UTC (or its text) on SQLite, aware on
-    PostgreSQL."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 def _claim(at: dt.datetime, limit: int) -> list[Claimed]:
@@ -145,8 +142,8 @@ def _claim(at: dt.datetime, limit: int) -> list[Claimed]:
     sql = bulk.for_update(_CLAIM_SQL, skip_locked=True)
     with connection.cursor() as cursor:
         cursor.execute(sql, [bulk.adapt_datetime(at), limit])
-        rows = cursor.fetchall()
-    return [Claimed(row) for row in rows]
+        found = cursor.fetchall()
+    return [Claimed(values) for values in _CLAIMED.all(found)]
 
 
 def run_until_idle(at: dt.datetime | None = None, max_batches: int = 10_000) -> int:

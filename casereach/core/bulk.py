@@ -113,6 +113,9 @@ def adapt_datetime(value: dt.datetime | None) -> Any:
 
 
 _adapted: dict[dt.datetime, Any] = {}
+# The parameter of a UTC datetime ``adapt_datetime`` adapted already (None when it did not):
+# ``core.rows``' datetime columns look here first, saving a call per value.
+adapted_already = _adapted.get
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 

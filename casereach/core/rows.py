@@ -3,13 +3,19 @@
 Driven by the model's own fields, so no module spells a column list or a value adapter again:
 
 - ``Table`` (``table(model)``): the insertable columns of a model, the model's defaults and,
-  per column, how a Python value becomes a parameter (``adapt``: datetimes, JSON, booleans);
+  per column that needs one, how a Python value becomes a parameter (``adapter``: datetimes,
+  JSON, booleans), decided once per table;
 - ``Draft``: a row to write as a plain attribute bag (subclass it with ``model = …``), written
   in batch by ``insert`` — one statement set per batch, auto ids returned in row order,
   optionally ``ON CONFLICT … DO NOTHING``;
 - ``insert_instance``: one model instance, with the values ``save(force_insert=True)`` would
   write (the hot inbound webhook);
-- ``RawRows``: model instances decoded from raw SQL rows (the ORM's converters applied).
+- ``insert_rows``: rows built by ``Table.pack``/``Table.builder`` (a hot path's positional
+  values, named once), one batch INSERT, optionally ``ON CONFLICT … DO NOTHING``;
+- ``update``: one ``executemany`` of ``UPDATE t SET a = %s, … WHERE key = %s`` built from the
+  fields named, the values read off objects by attribute and adapted like ``Table``'s;
+- ``decoder`` (``Decoder``): raw SQL rows decoded to Python values as the ORM loads them (its
+  converters per column), without model instances; ``RawRows``: model instances from them.
 
 The hot paths build ORM queries more slowly than the database runs them; the statements
 themselves go through ``core.bulk``. The SQLite/PostgreSQL differences of both modules live
@@ -20,10 +26,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
+import operator
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 from casereach.core import bulk
@@ -32,11 +41,11 @@ M = TypeVar("M", bound=models.Model)
 
 # -- value adapters --------------------------------------------------------------------------
 
-# How a value becomes a parameter, per field: "str", "int", "bool" (values of that exact type
-# pass as they are: what the field's get_db_prep_save returns for them), "datetime" (UTC
-# values through bulk.adapt_datetime, the ORM's result without its per-value overhead),
-# "json" (bulk.adapt_json) or "orm" (get_db_prep_save itself; also for any value of an
-# unexpected type).
+# How a value becomes a parameter, per field, decided once per table: values of str and int
+# columns pass as they are (what the field's get_db_prep_save returns for them); datetimes go
+# through bulk.adapt_datetime (UTC values: the ORM's result without its per-value overhead),
+# JSON through bulk.adapt_json, booleans as they are when they are bools; anything else (and a
+# value of an unexpected type) through the field's get_db_prep_save. None stays None.
 _STR_FIELDS = (models.CharField, models.TextField, models.SlugField)
 _INT_FIELDS = (
     models.IntegerField,
@@ -46,6 +55,8 @@ _INT_FIELDS = (
     models.BigAutoField,
 )
 _FAST_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool}
+
+Adapter = Callable[[Any], Any]
 
 
 def value_kind(f: models.Field[Any, Any]) -> str:
@@ -70,21 +81,51 @@ def value_kind(f: models.Field[Any, Any]) -> str:
     return "orm"
 
 
-def adapt(f: models.Field[Any, Any], kind: str, value: Any) -> Any:
-    """``value`` of field ``f`` (of ``value_kind`` ``kind``) as a query parameter."""
-    if value is None:
+def adapter(f: models.Field[Any, Any]) -> Adapter | None:
+    """The function that makes a value of ``f`` a parameter; None when values pass as they
+    are (str and int columns)."""
+    kind = value_kind(f)
+    prep = f.get_db_prep_save
+    if kind in ("str", "int"):
         return None
-    if kind == "datetime" and isinstance(value, dt.datetime) and value.tzinfo is dt.UTC:
-        return bulk.adapt_datetime(value)
+    if kind == "datetime":
+        fast, known = bulk.adapt_datetime, bulk.adapted_already
+
+        def adapt_datetime(value: Any) -> Any:
+            hit = known(value)  # an equal instant: the same parameter
+            if hit is not None:
+                return hit
+            if value is None:
+                return None
+            if value.__class__ is dt.datetime and value.tzinfo is dt.UTC:
+                return fast(value)
+            return prep(value, connection)
+
+        return adapt_datetime
     if kind == "json":
-        return bulk.adapt_json(value)
-    if type(value) is _FAST_TYPES.get(kind):
-        return value
-    return f.get_db_prep_save(value, connection)
+        as_json = bulk.adapt_json
+        return lambda value: None if value is None else as_json(value)
+    if kind == "bool":
+        return lambda value: (
+            value if value is True or value is False or value is None else prep(value, connection)
+        )
+    return lambda value: None if value is None else prep(value, connection)
+
+
+def _picker(positions: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """``operator.itemgetter`` that always returns a tuple (one position included)."""
+    if len(positions) == 1:
+        (only,) = positions
+        return lambda source: (source[only],)
+    return operator.itemgetter(*positions)
 
 
 class Table:
-    """A model's insertable columns (the auto primary key left out), defaults and adapters."""
+    """A model's insertable columns (the auto primary key left out), defaults and adapters.
+
+    Rows are built without a per-value type test: the values are picked in column order by
+    ``operator.itemgetter`` and only the columns that need it (datetimes, JSON, booleans,
+    the rest of the ORM's kinds) go through their adapter, decided once per table."""
 
     def __init__(self, model: type[models.Model]) -> None:
         meta = model._meta
@@ -96,26 +137,53 @@ class Table:
             fields = [f for f in fields if f is not meta.pk]
         self.fields = fields
         self.columns: list[str] = [str(f.column) for f in fields]
+        self.attnames: list[str] = [f.attname for f in fields]
         self.defaults: dict[str, Any] = {
             f.attname: (None if f.primary_key else f.get_default()) for f in fields
         }
-        self.layout: list[tuple[str, Any]] = [(f.attname, self.defaults[f.attname]) for f in fields]
-        self.kinds = [value_kind(f) for f in fields]
-        # The columns whose values need more than passing on (datetimes, JSON, the rest).
-        self.adapted = [
-            (i, f, k) for i, (f, k) in enumerate(zip(fields, self.kinds, strict=True)) if k != "str"
+        self._default_row = tuple(self.defaults[a] for a in self.attnames)
+        self._pick = _picker(self.attnames)
+        self.adapters: list[tuple[int, Adapter]] = [
+            (i, fn) for i, f in enumerate(fields) if (fn := adapter(f)) is not None
         ]
 
-    def row(self, values: dict[str, Any]) -> list[Any]:
-        """``values`` (attname → value, the defaults for those missing) as parameters in
-        ``columns`` order."""
-        get = values.get
-        row = [get(n, d) for n, d in self.layout]
-        for i, f, kind in self.adapted:
-            value = row[i]
-            if value is not None and type(value) is not _FAST_TYPES.get(kind):
-                row[i] = adapt(f, kind, value)
+    def row(self, values: Mapping[str, Any]) -> list[Any]:
+        """``values`` (attname → value, the defaults for those missing; other keys ignored)
+        as parameters in ``columns`` order."""
+        row = list(self._pick({**self.defaults, **values}))
+        for i, fn in self.adapters:
+            row[i] = fn(row[i])
         return row
+
+    def pack(self, values: Sequence[Any]) -> list[Any]:
+        """A row of values in ``columns`` order as parameters."""
+        if len(values) != len(self.columns):
+            raise ValueError(f"{self.name}: {len(values)} values for {len(self.columns)} columns")
+        row = list(values)
+        for i, fn in self.adapters:
+            row[i] = fn(row[i])
+        return row
+
+    def builder(self, *attnames: str) -> Callable[..., list[Any]]:
+        """A function of the values of ``attnames`` (in that order) that returns the row's
+        parameters in ``columns`` order, the defaults for the other columns: a hot path
+        names its fields once instead of spelling every column of the table."""
+        unknown = set(attnames) - set(self.attnames)
+        if unknown or len(set(attnames)) != len(attnames):
+            raise ValueError(f"{self.name}: unknown or repeated fields {sorted(unknown)}")
+        n = len(attnames)
+        pick = _picker(
+            [attnames.index(a) if a in attnames else n + j for j, a in enumerate(self.attnames)]
+        )
+        defaults, adapters = self._default_row, self.adapters
+
+        def build(*values: Any) -> list[Any]:
+            row = list(pick(values + defaults))
+            for i, fn in adapters:
+                row[i] = fn(row[i])
+            return row
+
+        return build
 
 
 @functools.cache
@@ -172,6 +240,59 @@ def insert(drafts: Sequence[Draft], *, skip_conflicts: Sequence[str] = ()) -> No
         bulk.upsert(t.name, t.columns, rows, conflict=skip_conflicts, update=())
     else:
         bulk.insert(t.name, t.columns, rows)
+
+
+def insert_rows(
+    model: type[models.Model], built: Sequence[Sequence[Any]], *, skip_conflicts: Sequence[str] = ()
+) -> None:
+    """Rows already built for ``model`` (``Table.pack``/``builder``: parameters in ``columns``
+    order) in one batch INSERT, optionally ``ON CONFLICT (skip_conflicts) DO NOTHING``; no ids
+    are returned (the hot path that writes them has no use for them)."""
+    t = table(model)
+    if skip_conflicts:
+        bulk.upsert(t.name, t.columns, built, conflict=skip_conflicts, update=())
+    else:
+        bulk.insert(t.name, t.columns, built)
+
+
+class _Update:
+    """``UPDATE t SET a = %s, … WHERE key = %s`` for one model and one set of fields: the
+    values read off each object by attribute (``operator.attrgetter``), adapted per column
+    as ``Table`` adapts them."""
+
+    def __init__(self, model: type[models.Model], fields: tuple[str, ...], key: str) -> None:
+        meta = model._meta
+        by_name = {f.attname: f for f in meta.concrete_fields}
+        unknown = sorted({*fields, key} - set(by_name))
+        if unknown or not fields:
+            raise ValueError(f"{model.__name__}: unknown or no fields {unknown}")
+        sets = ", ".join(f"{by_name[a].column} = %s" for a in fields)
+        self.sql = f"UPDATE {meta.db_table} SET {sets} WHERE {by_name[key].column} = %s"
+        self.get = operator.attrgetter(*fields, key)  # two names at least: a tuple
+        self.adapters = [
+            (i, fn) for i, a in enumerate([*fields, key]) if (fn := adapter(by_name[a])) is not None
+        ]
+
+    def row(self, obj: Any) -> list[Any]:
+        row = list(self.get(obj))
+        for i, fn in self.adapters:
+            row[i] = fn(row[i])
+        return row
+
+
+@functools.cache
+def _update_plan(model: type[models.Model], fields: tuple[str, ...], key: str) -> _Update:
+    return _Update(model, fields, key)
+
+
+def update(
+    model: type[models.Model], objs: Iterable[Any], *, fields: Sequence[str], key: str = "id"
+) -> None:
+    """Write ``fields`` (attnames) of each object in ``objs`` (anything with those
+    attributes: model instances, drafts, row objects) to the row whose ``key`` equals the
+    object's: one ``executemany`` of ``UPDATE t SET a = %s, … WHERE key = %s``."""
+    plan = _update_plan(model, tuple(fields), key)
+    bulk.execute_many(plan.sql, [plan.row(obj) for obj in objs])
 
 
 # -- one instance ------------------------------------------------------------------------------
@@ -232,26 +353,32 @@ def insert_instance(obj: models.Model, on_conflict: str = "") -> bool:
 # -- raw reads ---------------------------------------------------------------------------------
 
 
-class RawRows(Generic[M]):
-    """``model`` instances from raw SQL rows holding ``attnames`` (all concrete fields when
-    none are named; the others are deferred and load on first access, as with ``only()``)."""
+class Decoder:
+    """Raw SQL rows holding ``attnames`` (in that order; all concrete fields, in model
+    order, when none are named) decoded to Python values as the ORM loads them (its
+    converters applied per column: SQLite's text/naive datetimes made aware, JSON parsed,
+    0/1 made booleans), without building model instances. ``columns(alias)`` is the select
+    list in that order; calling the decoder decodes one row, ``all`` a batch."""
 
-    def __init__(self, model: type[M], *attnames: str) -> None:
-        wanted = set(attnames)
-        fields = [f for f in model._meta.concrete_fields if not wanted or f.attname in wanted]
-        if wanted and len(fields) != len(wanted):
-            raise ValueError(f"unknown fields of {model.__name__}: {sorted(wanted)}")
+    def __init__(self, model: type[models.Model], *attnames: str) -> None:
+        concrete = model._meta.concrete_fields
+        by_name = {f.attname: f for f in concrete}
+        unknown = sorted(set(attnames) - set(by_name))
+        if unknown:
+            raise ValueError(f"unknown fields of {model.__name__}: {unknown}")
         self.model = model
-        self.fields = fields
-        self.attnames = [f.attname for f in fields]
+        self.fields = [by_name[a] for a in attnames] if attnames else list(concrete)
+        self.attnames = [f.attname for f in self.fields]
         self._local = threading.local()
 
-    def columns(self, alias: str) -> str:
-        """The select list, in the order ``build`` takes the values."""
-        return ", ".join(f'{alias}."{f.column}"' for f in self.fields)
+    def columns(self, alias: str = "") -> str:
+        """The select list, in the order the decoder takes the values."""
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(f'{prefix}"{f.column}"' for f in self.fields)
 
-    def _converters(self) -> list[tuple[int, list[tuple[Any, Any]]]]:
-        """The ORM's converters per column, for this thread's connection."""
+    def converters(self) -> list[tuple[int, Adapter]]:
+        """Per column that needs one, the ORM's converters as one function, for this
+        thread's connection."""
         conn = connections[DEFAULT_DB_ALIAS]
         local = self._local
         if getattr(local, "conn", None) is not conn:
@@ -261,18 +388,101 @@ class RawRows(Generic[M]):
                 col = f.get_col(table_name)
                 funcs = conn.ops.get_db_converters(col) + col.get_db_converters(conn)
                 if funcs:
-                    convs.append((i, [(func, col) for func in funcs]))
+                    convs.append((i, _converter(funcs, col, conn)))
             local.conn, local.convs = conn, convs
-        converters: list[tuple[int, list[tuple[Any, Any]]]] = local.convs
+        converters: list[tuple[int, Adapter]] = local.convs
         return converters
 
+    def __call__(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        return self.all((row,))[0]
+
+    def all(self, rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        convs = self.converters()
+        out = []
+        for row in rows:
+            values = list(row)
+            for i, fn in convs:
+                values[i] = fn(values[i])
+            out.append(tuple(values))
+        return out
+
+
+def _converter(funcs: Sequence[Any], col: Any, conn: Any) -> Adapter:
+    """The converters of one column (``func(value, expression, connection)``) as one
+    function of the value, the common ones by a fast equivalent (``_fast``)."""
+    calls: list[Adapter] = [_fast(func, col, conn) for func in funcs]
+    if len(calls) == 1:
+        return calls[0]
+
+    def convert(value: Any) -> Any:
+        for call in calls:
+            value = call(value)
+        return value
+
+    return convert
+
+
+def _fast(func: Any, col: Any, conn: Any) -> Adapter:
+    """``func`` bound to its column, or — for the converters every raw read meets — a
+    function that gives the same result for the usual value without their per-value
+    look-ups and falls back to ``func`` for any other: SQLite's datetimes (naive UTC from
+    the driver, with a UTC connection), SQLite's booleans (bools from the driver) and plain
+    JSON fields (text; ``"{}"`` needs no parser)."""
+    name = getattr(func, "__name__", "")
+    field = col.output_field
+    if name == "convert_datetimefield_value" and conn.vendor == "sqlite":
+        if settings.USE_TZ and conn.timezone is dt.UTC:
+
+            def naive_utc(value: Any) -> Any:
+                if value.__class__ is dt.datetime and value.tzinfo is None:
+                    return value.replace(tzinfo=dt.UTC)
+                return func(value, col, conn)
+
+            return naive_utc
+    elif name == "convert_booleanfield_value" and conn.vendor == "sqlite":
+        return lambda value: value if value is True or value is False else func(value, col, conn)
+    elif type(field) is models.JSONField and field.decoder is None and name == "from_db_value":
+        loads, invalid = json.loads, json.JSONDecodeError
+
+        def load_json(value: Any) -> Any:
+            if value.__class__ is not str:
+                return func(value, col, conn)
+            if value == "{}":
+                return {}
+            try:
+                return loads(value)
+            except invalid:
+                return value
+
+        return load_json
+    return lambda value: func(value, col, conn)
+
+
+def decoder(model: type[models.Model], *attnames: str) -> Decoder:
+    return Decoder(model, *attnames)
+
+
+class RawRows(Generic[M]):
+    """``model`` instances from raw SQL rows holding ``attnames`` (all concrete fields when
+    none are named; the others are deferred and load on first access, as with ``only()``)."""
+
+    def __init__(self, model: type[M], *attnames: str) -> None:
+        wanted = set(attnames)
+        fields = [f.attname for f in model._meta.concrete_fields if f.attname in wanted]
+        if len(fields) != len(wanted):
+            raise ValueError(f"unknown fields of {model.__name__}: {sorted(wanted)}")
+        self.model = model
+        # ``from_db`` takes the values in model order.
+        self._decode = Decoder(model, *fields)
+        self.fields = self._decode.fields
+        self.attnames = self._decode.attnames
+
+    def columns(self, alias: str) -> str:
+        """The select list, in the order ``build`` takes the values."""
+        return self._decode.columns(alias)
+
     def build(self, values: Sequence[Any]) -> M:
-        row = list(values)
-        conn = connections[DEFAULT_DB_ALIAS]
-        for i, funcs in self._converters():
-            for func, col in funcs:
-                row[i] = func(row[i], col, conn)
-        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, row)
+        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, list(self._decode(values)))
 
 
 def execute(sql: str, params: Sequence[Any]) -> None:

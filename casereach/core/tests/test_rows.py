@@ -104,3 +104,59 @@ def test_raw_rows_decode_a_raw_read(project: Project) -> None:
         assert getattr(expected, attname) == getattr(built, attname)
     with pytest.raises(ValueError, match="unknown fields"):
         rows.RawRows(Project, "nope")
+
+
+def test_built_and_packed_rows_are_the_table_row() -> None:
+    t = rows.table(Keyword)
+    stamp = now()
+    values = {"project_id": 1, "keyword": "K", "reply": {"en": "hi"}, "created_on": stamp}
+    values["updated_on"] = stamp
+    row = t.row(values)
+    build = t.builder("keyword", "project_id", "reply", "created_on", "updated_on")
+    assert row == build("K", 1, {"en": "hi"}, stamp, stamp)
+    assert row == t.pack([{**t.defaults, **values}[a] for a in t.attnames])
+    with pytest.raises(ValueError, match="unknown"):
+        t.builder("nope")
+    with pytest.raises(ValueError, match="columns"):
+        t.pack([1])
+
+
+def test_rows_inserted_updated_and_decoded_as_the_orm_does(project: Project) -> None:
+    stamp = now()
+    kw = Keyword.objects.create(
+        project=project, keyword="A", reply={"en": "hi"}, created_on=stamp, updated_on=stamp
+    )
+    new = rows.table(Keyword).builder("project_id", "keyword", "reply", "created_on", "updated_on")
+
+    def build(project_id: int, keyword: str, reply: dict[str, str], at: dt.datetime) -> Any:
+        return new(project_id, keyword, reply, at, at)
+
+    rows.insert_rows(Keyword, [build(project.pk, "B", {"en": "hi"}, stamp)])
+    # B again (and A) clash with keyword_per_project: skipped.
+    again = [build(project.pk, "B", {"en": "x"}, stamp), build(project.pk, "A", {}, stamp)]
+    rows.insert_rows(Keyword, again, skip_conflicts=("project_id", "keyword"))
+    b = Keyword.objects.get(project=project, keyword="B")
+    assert ({"en": "hi"}, [], {}) == (b.reply, b.fields, b.error_reply)
+
+    later = stamp + dt.timedelta(seconds=5)
+    kw.reply, kw.updated_on, b.description = {"fr": "salut"}, later, "bee"
+    rows.update(Keyword, [kw, b], fields=("reply", "updated_on", "description"))
+    kw.refresh_from_db()
+    assert ({"fr": "salut"}, later) == (kw.reply, kw.updated_on)
+    assert "bee" == Keyword.objects.get(pk=b.pk).description
+
+    decode = rows.decoder(Keyword, "updated_on", "reply", "id")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {decode.columns('k')} FROM messaging_keyword k WHERE k.id = %s", [kw.pk]
+        )
+        assert (later, {"fr": "salut"}, kw.pk) == decode(cursor.fetchone())
+    msg = Message.objects.create(
+        id="d" * 32, project=project, allow_opted_out=True, created_on=stamp, updated_on=stamp
+    )
+    flags = rows.decoder(Message, "allow_opted_out", "next_attempt_at")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {flags.columns()} FROM messaging_message WHERE id = %s", [msg.id])
+        assert [(True, None)] == flags.all(cursor.fetchall())
+    with pytest.raises(ValueError, match="unknown"):
+        rows.update(Keyword, [kw], fields=("nope",))
