@@ -296,4 +296,4 @@ class FiringDraft(rows.Draft):
 def record_firings(firings: Sequence[FiringDraft]) -> None:
     """The batch's firings, one batch INSERT. The unique key is the last guard: a firing
     recorded twice fails the whole batch."""
-    rows.insert(firings)
+    rows.insert(firings)  # writes: alerts.Firing

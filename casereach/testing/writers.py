@@ -44,7 +44,7 @@ ORM_WRITES = frozenset(
 INSTANCE_WRITES = frozenset({"save", "delete"})
 MANAGERS = frozenset({"objects", "_default_manager", "_base_manager"})
 _WRITES_NOTE = re.compile(r"#\s*writes:\s*([\w.,\s]+)")
-ROW_LAYER_WRITE = re.compile(r"insert|upsert|update|delete|write|save", re.IGNORECASE)
+ROW_LAYER_WRITE = re.compile(r"^(insert|upsert|update|delete|write|save)", re.IGNORECASE)
 GENERIC_LAYER = "casereach.core"
 _PLACEHOLDER = "\x00{}\x00"
 _SQL_WRITE = re.compile(
@@ -393,7 +393,7 @@ class _Module:
         if is_core and ROW_LAYER_WRITE.search(name):
             labels = set()
             for arg in [*node.args, *(k.value for k in node.keywords)]:
-                label = self._model_class(arg) or self._table_of(arg, env)
+                label = self._model_class(arg) or self._table_of(arg, env) or self._holds(arg, env)
                 if label:
                     labels.add(label)
             for label in labels or {UNKNOWN}:

@@ -145,8 +145,10 @@ def close_event(
 def _set_status(table: str, pk: int, status: str, error_code: str | None) -> None:
     if error_code is None and status == COMPLETED:
         # The error code is kept as it is (a completed row never had one).
+        # writes: messaging.MessagingEvent, messaging.MessagingSubEvent
         rows.execute(update_sql(table, ("status",), ("id",)), [status, pk])
         return
+    # writes: messaging.MessagingEvent, messaging.MessagingSubEvent
     rows.execute(update_sql(table, ("status", "error_code"), ("id",)), [status, error_code, pk])
 
 
@@ -181,7 +183,7 @@ class AttemptDraft(Draft):
 
 def add_events(drafts: Sequence[EventDraft]) -> None:
     """One batch INSERT; each draft gets its ``pk``."""
-    rows.insert(drafts)
+    rows.insert(drafts)  # writes: messaging.MessagingEvent
 
 
 def add_subevents(project: Project, drafts: Sequence[SubEventDraft]) -> None:
@@ -193,15 +195,15 @@ def add_subevents(project: Project, drafts: Sequence[SubEventDraft]) -> None:
     step = dt.timedelta(microseconds=1)
     for i, d in enumerate(drafts):
         d.date_last_activity = tick + step * i
-    rows.insert(drafts)
+    rows.insert(drafts)  # writes: messaging.MessagingSubEvent
 
 
 def add_messages(drafts: Sequence[MessageDraft]) -> None:
-    rows.insert(drafts)
+    rows.insert(drafts)  # writes: messaging.Message
 
 
 def add_attempts(drafts: Sequence[AttemptDraft]) -> None:
-    rows.insert(drafts)
+    rows.insert(drafts)  # writes: messaging.SendAttempt
 
 
 _EVENT_OUTCOME_SQL = update_sql(EVENT_TABLE, ("status", "error_code"), ("id",))
