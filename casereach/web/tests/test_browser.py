@@ -254,7 +254,8 @@ def test_import_shows_the_result_and_the_error_report(page: Page, tmp_path: Path
         p.get_by_role("link", name="Download the error report (CSV)").click()
     target = tmp_path / "errors.csv"
     info.value.save_as(target)
-    rows = list(csv.reader(target.open(newline="")))
+    with target.open(newline="") as report:
+        rows = list(csv.reader(report))
     assert ["row", "column", "reason"] == rows[0]
     assert 2 == len(rows)
 
