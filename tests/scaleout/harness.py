@@ -257,6 +257,7 @@ class Cluster:
         }
         self.prefix = self.env["CASEREACH_QUEUE_PREFIX"]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.clients: list[Client] = []  # closed with the cluster
         self.web_url = ""
 
     def cli(self, *args: str, timeout: float = 120) -> str:
@@ -272,13 +273,14 @@ class Cluster:
         return out.stdout
 
     def _start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "casereach", *args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        # The child writes to its own copy of the descriptor; ours closes here.
+        with (self.logs / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "casereach", *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.procs[name] = proc
         return proc
 
@@ -335,6 +337,8 @@ class Cluster:
             proc.wait(10)
 
     def stop_all(self) -> None:
+        for client in self.clients:
+            client.http.close()
         for name in list(self.procs):
             self.stop(name)
         forget_broker(self.broker, self.prefix)
@@ -369,7 +373,9 @@ def make_project(cluster: Cluster, name: str) -> Client:
     out = cluster.cli("apikey", "create", "--project", name, "--username", f"{name}@example.org")
     key = out.strip().splitlines()[-1]
     assert re.fullmatch(r"\S+", key)
-    return Client(cluster.web_url, name, f"ApiKey {name}@example.org:{key}")
+    client = Client(cluster.web_url, name, f"ApiKey {name}@example.org:{key}")
+    cluster.clients.append(client)
+    return client
 
 
 # -- private servers the fault tests may stop (never the machine's shared ones) ----------------
