@@ -33,8 +33,8 @@ from casereach.gateways.api import (
     NOT_FOUND,
     ROUTES_BODY,
 )
-from casereach.gateways.models import GatewayConfig, GlobalRoutes
-from casereach.gateways.queries import global_gateway, global_routes
+from casereach.gateways.models import GlobalRoutes
+from casereach.gateways.queries import global_gateway, global_gateways, global_routes
 from casereach.gateways.serializers import (
     GatewayDeleted,
     GatewayOut,
@@ -110,7 +110,7 @@ def routes_body(routes: GlobalRoutes) -> dict[str, Any]:
 @requires_system_admin()
 def admin_gateways_list(request: HttpRequest) -> JsonResponse:
     routes = global_routes()
-    gws = GatewayConfig.objects.filter(project__isnull=True).order_by("name_key", "pk")
+    gws = global_gateways()
     return JsonResponse({"objects": [serialize_global(request, g, routes) for g in gws]})
 
 

@@ -100,6 +100,11 @@ def _longest_prefix(prefixes: dict[str, str], number: str) -> str | None:
     return best
 
 
+def global_gateways() -> QuerySet[GatewayConfig]:
+    """The server's global gateways, in name order (the system administrator's list)."""
+    return GatewayConfig.objects.filter(project__isnull=True).order_by("name_key", "pk")
+
+
 def global_routes() -> GlobalRoutes:
     row = GlobalRoutes.objects.order_by("pk").first()
     return row if row is not None else GlobalRoutes()

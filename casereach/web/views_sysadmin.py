@@ -25,7 +25,7 @@ from casereach.gateways.actions_global import (
     do_update_global_gateway,
 )
 from casereach.gateways.models import GatewayConfig
-from casereach.gateways.queries import global_gateway, global_routes
+from casereach.gateways.queries import global_gateway, global_gateways, global_routes
 from casereach.gateways.registry import available_types, gateway_class
 from casereach.gateways.serializers import serialize_global
 from casereach.web.gateway_form import gateway_body, type_fields
@@ -96,7 +96,7 @@ def gateways(request: HttpRequest) -> HttpResponse:
             request.session[DONE] = done
             return HttpResponseRedirect(reverse("web:sysadmin_gateways"))
     routes = global_routes()
-    gws = GatewayConfig.objects.filter(project__isnull=True).order_by("name_key", "pk")
+    gws = global_gateways()
     typed = request.POST if error and request.POST.get("form") == "routes" else None
     return render(
         request,
