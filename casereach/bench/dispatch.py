@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,62 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from casereach.bench.fastprovider import Provider
+
 CONCURRENCY = 16
 HTTPX_SAMPLE = 10_000  # requests sent through httpx's async client for comparison
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Provider:
-    def __init__(
-        self,
-        workers: int = 2,
-        latency_ms: float = 0.0,
-        slow_every: int = 0,
-        slow_ms: float = 0.0,
-    ) -> None:
-        self.port = _free_port()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "casereach.bench.fastprovider",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(workers),
-                "--latency-ms",
-                str(latency_ms),
-                "--slow-every",
-                str(slow_every),
-                "--slow-ms",
-                str(slow_ms),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the benchmark provider did not start") from None
-                time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/send"
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return sum(int(x) for x in out.split() if x.isdigit())
 
 
 async def _floor_httpx(url: str, count: int, concurrency: int) -> float:
@@ -249,7 +195,7 @@ def _dispatch_run(
 
 def run_dispatch(messages: int, drain_rows: int, latency_ms: float = 0.0) -> dict[str, Any]:
     """Measure; returns the ``results`` map of the JSON report."""
-    provider = Provider(latency_ms=latency_ms)
+    provider = Provider(delay_ms=latency_ms)
     try:
         # The floor runs before and after ours and counts as their mean: on a shared machine
         # it moved by half between two runs a minute apart, far more than ours did.
@@ -294,7 +240,7 @@ def _slow_tail(messages: int) -> dict[str, Any]:
     dispatcher against sending batch by batch (``run_once``, 200 a batch, as the scale-out
     tasks do), on a few thousand messages."""
     count = max(1, min(messages, SLOW_TAIL_MESSAGES))
-    provider = Provider(latency_ms=20.0, slow_every=100, slow_ms=2000.0)
+    provider = Provider(delay_ms=20.0, slow_every=100, slow_ms=2000.0)
     try:
         stream = _dispatch_run(provider.url, count, mode="stream", batch=200)
         batches = _dispatch_run(provider.url, count, mode="batches", batch=200)

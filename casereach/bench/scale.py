@@ -20,7 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from casereach.bench.dispatch import Provider, _dispatch_run, _floor
+from casereach.bench.dispatch import _dispatch_run, _floor
+from casereach.bench.fastprovider import Provider
 
 WORKER_CONCURRENCY = 4
 FLOOR_CONNECTIONS = 64  # as many calls in flight as one worker can have
@@ -87,7 +88,7 @@ def run_dispatch_cluster(messages: int, workers: int, latency_ms: float) -> dict
     admin = f"{base}/postgres"
     _psql(admin, f"CREATE DATABASE {name}")
     url = f"{base}/{name}"
-    provider = Provider(latency_ms=latency_ms)
+    provider = Provider(delay_ms=latency_ms)
     procs: list[subprocess.Popen[bytes]] = []
     logs = Path(tempfile.mkdtemp(prefix="casereach-bench-logs-"))
     env = {
@@ -225,7 +226,7 @@ def run_all(*, messages: int, latency_ms: float, json_out: Path | None) -> dict[
 
     _require_cluster_env()
     say = Console(stderr=True).print
-    provider = Provider(latency_ms=latency_ms)
+    provider = Provider(delay_ms=latency_ms)
     try:
         say("floor: bare asyncio client")
         floor = asyncio.run(_floor(provider.port, messages, FLOOR_CONNECTIONS))
