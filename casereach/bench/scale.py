@@ -22,6 +22,7 @@ from typing import Any
 
 from casereach.bench.dispatch import _dispatch_run, _floor
 from casereach.bench.fastprovider import Provider
+from casereach.bench.outcomes import STUCK_SQL, check
 
 WORKER_CONCURRENCY = 4
 FLOOR_CONNECTIONS = 64  # as many calls in flight as one worker can have
@@ -37,6 +38,9 @@ from casereach.messaging.models import Message
 from casereach.projects.actions import do_create_project
 count = int(os.environ["BENCH_MESSAGES"])
 p = do_create_project("bench")
+# The default daily limit (50,000) would postpone the rest of a larger outbox by an hour.
+p.settings = {**p.settings, "daily_limit": max(count, 50000)}
+p.save()
 gw = do_create_gateway(p, {"name": "FAST", "type": "http", "config": {
     "url": os.environ["BENCH_URL"], "method": "POST", "encoding": "json",
     "params": {"to": "{to}", "text": "{text}"}, "provider_id_path": "id"}})
@@ -180,12 +184,14 @@ def _wait_drained(url: str) -> tuple[Any, Any]:
             assert row is not None
             if row[0] == 0:
                 break
+            check(con.execute(STUCK_SQL).fetchall(), "dispatch")
             if time.monotonic() > deadline:
                 raise RuntimeError("the benchmark did not finish")
             time.sleep(0.25)
         not_sent = con.execute(
             "SELECT COUNT(*) FROM messaging_message WHERE status <> 'sent'"
         ).fetchone()
+        check(con.execute(STUCK_SQL).fetchall(), "dispatch")
     return row, not_sent
 
 
