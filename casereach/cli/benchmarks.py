@@ -38,12 +38,22 @@ def bench(
         float,
         typer.Option("--gateway-latency-ms", help="The local gateway answers this slowly"),
     ] = 0.0,
+    max_in_flight: Annotated[
+        int | None,
+        typer.Option("--max-in-flight", help="The gateway's max_in_flight (dispatch)"),
+    ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option("--rate-limit", help="The gateway's rate_limit_per_s (dispatch)"),
+    ] = None,
 ) -> None:
     """Run a benchmark suite (ingest, dispatch, inbound, alerts): our path and the raw floor
     side by side.
 
     For dispatch, --cases is the number of queued messages and --rss-rows the size of the
-    outbox drained for the peak-RSS measurement. For inbound, --requests is the number of
+    outbox drained for the peak-RSS measurement. With --gateway-latency-ms (and optionally
+    --max-in-flight, --rate-limit) it measures latency hiding alone: e.g. 300 ms, rate limit
+    2000. For inbound, --requests is the number of
     inbound SMS (and of floor requests) in the closed-loop runs; --cases and --rss-rows are
     not used. For alerts, --cases is the number of cases a conditional alert is activated
     over (and of instances the scheduler fires); --rss-rows is not used.
@@ -70,6 +80,19 @@ def bench(
         if suite == "dispatch" and (config.broker_mode() or workers is not None):
             run_dispatch_scaleout_suite(
                 messages=cases, workers=workers or 1, latency_ms=latency_ms, json_out=json_out
+            )
+            return
+        if max_in_flight is not None and not 1 <= max_in_flight <= 1000:
+            fail("--max-in-flight must be from 1 to 1000")
+        if suite == "dispatch" and (max_in_flight or rate_limit):
+            from casereach.bench.dispatch import run_latency_suite
+
+            run_latency_suite(
+                messages=cases,
+                latency_ms=latency_ms,
+                max_in_flight=max_in_flight,
+                rate_limit_per_s=rate_limit,
+                json_out=json_out,
             )
             return
         _run_suite(suite, cases, json_out, rss_rows, requests, latency_ms)
