@@ -7,7 +7,6 @@ CI runs it at 400 cases; ``CASEREACH_FORWARDING_CASES=10000`` runs the target's 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -66,16 +65,22 @@ def hq_states(rng: random.Random, n: int) -> list[list[HqCase]]:
     return out
 
 
+def _renamed(value: Any, ids: dict[str, str]) -> Any:
+    """``value`` with every string that is a case id replaced by its external id."""
+    if isinstance(value, dict):
+        return {k: _renamed(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, ids) for v in value]
+    return ids.get(value, value) if isinstance(value, str) else value
+
+
 def profiles(api: Api, ids: dict[str, str]) -> dict[str, Any]:
     """external id → the contact profile, with every case id written as its external id."""
     out = {}
     for case_id, ext in ids.items():
         r = api.get(PROFILE + case_id)
         assert 200 == r.status, r.body
-        text = json.dumps(r.body, sort_keys=True)
-        for cid, e in ids.items():
-            text = text.replace(cid, e) if cid in text else text
-        out[ext] = json.loads(text)
+        out[ext] = _renamed(r.body, ids)
     return out
 
 
