@@ -34,6 +34,8 @@ EXPECTED_WRITERS = {
     "auth.User": "casereach.projects.actions",
     "cases.Case": "casereach.cases.actions",
     "cases.CaseIndex": "casereach.cases.actions",
+    "cases.FormReceipt": "casereach.cases.forwarding",
+    "cases.ForwardedVersion": "casereach.cases.forwarding",
     "contacts.Contact": "casereach.contacts.actions",
     "contacts.PhoneEntry": "casereach.contacts.actions",
     "gateways.GatewayConfig": "casereach.gateways.actions",

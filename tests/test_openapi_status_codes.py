@@ -254,6 +254,65 @@ def test_users(api: Api) -> None:
     assert 404 == documented("DELETE", one, api.delete(one.replace("{user_id}", "nope"))).status
 
 
+FORWARDING = "/a/{project}/api/commcare/case-forwarding/"
+RECEIVER = "/a/{project}/receiver/"
+CASE_XML = (
+    '<case xmlns="http://commcarehq.org/case/transaction/v2" case_id="hq-1">'
+    "<create><case_type>mother</case_type><case_name>A</case_name><owner_id>o</owner_id>"
+    "</create></case>"
+)
+
+
+def raw_api_post(api: Api, path: str, body: bytes, content_type: str, **kw: Any) -> Response:
+    resp = Client().post(
+        path.replace("{project}", api.project.name),
+        body,
+        content_type=content_type,
+        HTTP_AUTHORIZATION=kw.pop("auth", api.auth),
+    )
+    try:
+        parsed = json.loads(resp.content) if resp.content else None
+    except ValueError:
+        parsed = None
+    return Response(resp.status_code, parsed, dict(resp.headers), resp.content)
+
+
+def test_case_forwarding(api: Api, other_api: Api) -> None:
+    xml = CASE_XML.encode()
+    r = documented("POST", FORWARDING, raw_api_post(api, FORWARDING, xml, "text/xml"))
+    assert (200, "applied") == (r.status, r.body["outcome"])
+    json_body = b'{"case_id": "hq-1", "properties": {"case_name": "B"}}'
+    r = documented("POST", FORWARDING, raw_api_post(api, FORWARDING, json_body, "application/json"))
+    assert 200 == r.status, r.body
+    r = documented("POST", FORWARDING, raw_api_post(api, FORWARDING, b"<case", "text/xml"))
+    assert 400 == r.status
+    big = b"<x>" + b" " * (6 * 1024 * 1024) + b"</x>"
+    assert (
+        413 == documented("POST", FORWARDING, raw_api_post(api, FORWARDING, big, "text/xml")).status
+    )
+    r = raw_api_post(other_api, FORWARDING.replace("{project}", api.project.name), xml, "text/xml")
+    assert 403 == documented("POST", FORWARDING, r).status
+    r = raw_api_post(api, FORWARDING, xml, "text/xml", auth="ApiKey nobody:nothing")
+    assert 401 == documented("POST", FORWARDING, r).status
+
+
+def test_form_receiver(api: Api, other_api: Api) -> None:
+    form = f"<data><meta><instanceID>i-1</instanceID></meta>{CASE_XML}</data>".encode()
+    assert 201 == documented("POST", RECEIVER, raw_api_post(api, RECEIVER, form, "text/xml")).status
+    assert 201 == documented("POST", RECEIVER, raw_api_post(api, RECEIVER, form, "text/xml")).status
+    bad = b'<data><case xmlns="http://commcarehq.org/case/transaction/v2" case_id="nope"><close/></case></data>'
+    assert 422 == documented("POST", RECEIVER, raw_api_post(api, RECEIVER, bad, "text/xml")).status
+    assert (
+        400 == documented("POST", RECEIVER, raw_api_post(api, RECEIVER, b"<d", "text/xml")).status
+    )
+    big = b"<x>" + b" " * (6 * 1024 * 1024) + b"</x>"
+    assert 413 == documented("POST", RECEIVER, raw_api_post(api, RECEIVER, big, "text/xml")).status
+    r = raw_api_post(other_api, RECEIVER.replace("{project}", api.project.name), form, "text/xml")
+    assert 403 == documented("POST", RECEIVER, r).status
+    r = raw_api_post(api, RECEIVER, form, "text/xml", auth="ApiKey nobody:nothing")
+    assert 401 == documented("POST", RECEIVER, r).status
+
+
 # --- provider webhooks ------------------------------------------------------------------------
 
 

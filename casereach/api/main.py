@@ -17,6 +17,7 @@ from ninja.parser import Parser
 from casereach.alerts.api import router as alerts_router
 from casereach.api.links import add_links
 from casereach.cases.api import router as cases_router
+from casereach.cases.api_commcare import router as commcare_router
 from casereach.cases.api_v05 import router as cases_v05_router
 from casereach.contacts.api import router as contacts_router
 from casereach.core.errors import CasereachError
@@ -145,6 +146,7 @@ api.add_router("", gateways_admin_router)  # the system administrator's /api/adm
 api.add_router("", messaging_router)
 api.add_router("", callbacks_router)
 api.add_router("", cases_v05_router)
+api.add_router("", commcare_router)  # data forwarding and form submissions from CommCare HQ
 api.add_router("", events_router)
 api.add_router("", inbound_router)
 api.add_router("", alerts_router)

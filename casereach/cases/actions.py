@@ -229,6 +229,12 @@ class _Batch:
     def resolve_index(self, name: str, spec: IndexSpec) -> dict[str, str]:
         if spec.case_id:
             ref = self.mine(spec.case_id)
+            if ref is None and spec.may_dangle:
+                return {
+                    "case_id": spec.case_id,
+                    "case_type": spec.case_type,
+                    "relationship": spec.relationship,
+                }
             if ref is None:
                 raise ChangeError(
                     f"InvalidCaseIndex: Case '{spec.case_id}' referenced by index '{name}' not found"
@@ -262,6 +268,8 @@ class _Batch:
             name: (None if spec.removes else self.resolve_index(name, spec))
             for name, spec in change.indices.items()
         }
+        if change.whole_state:
+            resolved.update({name: None for name in state.indices if name not in resolved})
         if change.temporary_id is not None:
             if change.temporary_id in self.temp:
                 raise ChangeError(f"temporary_id '{change.temporary_id}' is used twice")

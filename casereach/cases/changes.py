@@ -51,6 +51,9 @@ class IndexSpec:
     temporary_id: str | None = None
     case_type: str = ""
     relationship: str = "child"
+    # A forwarded case's index names a case HQ may forward later, or never (repeaters filter
+    # by case type): it is kept as it is, not checked against the cases we have.
+    may_dangle: bool = False
 
     @property
     def removes(self) -> bool:
@@ -73,6 +76,8 @@ class CaseChange:
     reopen: bool = False
     last_modified: dt.datetime | None = None
     user: str = ""
+    # The change is the case's whole state (data forwarding): indices it lacks are removed.
+    whole_state: bool = False
 
 
 def valid_xml_name(name: str) -> bool:

@@ -59,3 +59,28 @@ class CaseIndex(models.Model):
         indexes = [
             models.Index(fields=["project", "name", "referenced_id"], name="case_index_reverse")
         ]
+
+
+class FormReceipt(models.Model):
+    """A form submission whose case blocks were applied, by its ``meta/instanceID``: the same
+    form again is answered as a success and changes nothing (phones and integrations retry)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    instance_id = models.CharField(max_length=255)
+    received_on = models.DateTimeField()
+    case_count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "instance_id"], name="form_receipt_unique")
+        ]
+
+
+class ForwardedVersion(models.Model):
+    """HQ's ``server-modified-on`` of the last forwarded state applied to a case: an older or
+    repeated forwarding POST (repeaters resend and reorder) changes nothing."""
+
+    case = models.OneToOneField(
+        Case, on_delete=models.CASCADE, primary_key=True, related_name="forwarded"
+    )
+    server_modified_on = models.DateTimeField()

@@ -193,6 +193,8 @@ BODIES: dict[Op, Bodies] = {
         {"close": True},
         {"indices": {"parent": {"case_id": a.case_ids["child"], "case_type": "child"}}},
     ],
+    ("POST", "/a/{project}/api/commcare/case-forwarding/"): lambda a, b, w: _forwarded(a, b),
+    ("POST", "/a/{project}/receiver/"): lambda a, b, w: _forms(a, b),
     ("POST", MV + "gateways"): lambda a, b, w: [
         _gateway(b, a, f"{b.tag.upper()}-SHARED", "http"),
         _gateway(b, a, a.wanted_gateway, "test"),
@@ -286,6 +288,66 @@ BODIES: dict[Op, Bodies] = {
 }
 
 
+_CASE_NS = "http://commcarehq.org/case/transaction/v2"
+
+
+def _forwarded(a: Tenant, b: Tenant) -> list[Any]:
+    """HQ forwarding A's case ids into B (JSON; XML ones are in ``RAW``)."""
+    return [
+        {
+            "case_id": a.case_ids[role],
+            "closed": role == "patient",
+            "server_date_modified": "2099-01-01T00:00:00.000000Z",
+            "properties": {
+                "case_name": "taken",
+                "case_type": "mother",
+                "owner_id": b.owner_ids[0],
+                "contact_phone_number": a.numbers["mother"],
+            },
+            "indices": {"parent": {"case_id": a.case_ids["child"], "case_type": "child"}},
+        }
+        for role in ("mother", "patient")
+    ] + [
+        RawXml(_case_xml(a.case_ids["mother"], create=True, extra="<close/>")),
+        RawXml(_case_xml(a.case_ids["child"], create=False)),
+    ]
+
+
+def _case_xml(case_id: str, *, create: bool, extra: str = "") -> str:
+    create_xml = (
+        "<create><case_type>mother</case_type><case_name>taken</case_name>"
+        "<owner_id>b</owner_id></create>"
+        if create
+        else ""
+    )
+    return (
+        f'<case xmlns="{_CASE_NS}" case_id="{case_id}">{create_xml}'
+        f"<update><contact_phone_number>0</contact_phone_number></update>{extra}</case>"
+    )
+
+
+def _forms(a: Tenant, b: Tenant) -> list[Any]:
+    """Forms (sent raw as XML) whose case blocks name A's cases."""
+    mother = a.case_ids["mother"]
+    blocks = [
+        _case_xml(mother, create=False, extra="<close/>"),
+        _case_xml(mother, create=True),
+        _case_xml(
+            f"{b.tag}-new",
+            create=True,
+            extra=f'<index><parent case_type="mother">{mother}</parent></index>',
+        ),
+    ]
+    return [
+        RawXml(f"<data><meta><instanceID>{b.tag}-{n}</instanceID></meta>{block}</data>")
+        for n, block in enumerate(blocks)
+    ] + [RawXml(_case_xml(a.case_ids["patient"], create=True, extra="<close/>"))]
+
+
+class RawXml(str):
+    """A body sent as it is, as text/xml (not as JSON)."""
+
+
 def operations(schema: dict[str, Any]) -> list[tuple[Op, dict[str, Any]]]:
     return [
         ((method.upper(), path), op)
@@ -343,7 +405,10 @@ def walk_api(w: Walker, schema: dict[str, Any]) -> set[Op]:
             for who in ("key", "session"):
                 for path, query, body in _requests(a, b, w, op, spec):
                     path = path.replace(f"/a/{b.name}/", f"/a/{prefix}/", 1)
-                    r = w.call(who, op[0], path, query=query, body=body)
+                    if isinstance(body, RawXml):
+                        r = w.call(who, op[0], path, raw=str(body), content_type="text/xml")
+                    else:
+                        r = w.call(who, op[0], path, query=query, body=body)
                     if op[1].startswith(ADMIN) and r.status != 403:
                         w.results.setdefault("admin_not_refused", []).append(r.line())
                     if op == ("POST", MV + "gateways") and r.status == 201:

@@ -21,12 +21,19 @@ BAD_BODIES = {
 }
 
 
+def _takes_json(op: dict[str, Any]) -> bool:
+    """The operation documents a JSON body (or none: then it reads whatever comes); the form
+    receiver takes only XML and answers in OpenRosa XML."""
+    content = op.get("requestBody", {}).get("content")
+    return content is None or "application/json" in content
+
+
 def json_operations() -> list[tuple[str, str]]:
     schema: dict[str, Any] = ninja_api.get_openapi_schema()
     out = []
     for path, item in schema["paths"].items():
         for method in ("post", "put", "patch"):
-            if method in item and path.startswith("/a/{project}/"):
+            if method in item and path.startswith("/a/{project}/") and _takes_json(item[method]):
                 out.append((method.upper(), path))
     return sorted(out)
 
