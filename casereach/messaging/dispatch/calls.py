@@ -15,6 +15,7 @@ shared by every such gateway).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import threading
 import time
@@ -41,7 +42,7 @@ from casereach.messaging.dispatch.jobs import Job
 
 log = logging.getLogger(__name__)
 
-Key = tuple[int, str]  # a config and its version: (pk, updated_on)
+Key = tuple[int, dt.datetime]  # a config and its version: (pk, updated_on)
 
 
 @cache
@@ -51,7 +52,8 @@ def persistent_types() -> frozenset[str]:
 
 
 def _key(cfg: GatewayConfig) -> Key:
-    return (cfg.pk, cfg.updated_on.isoformat())
+    # the datetime itself: formatting it was 4% of the dispatcher's time (a key per call)
+    return (cfg.pk, cfg.updated_on)
 
 
 class GatewayCalls:

@@ -115,15 +115,18 @@ class Stream:
         if self.drained:
             self.next_claim = time.monotonic() + self.idle_s
         self.total += len(jobs)
+        seen: set[int] = set()  # gateways whose window this claim read
         for job in jobs:
             if job.action != SEND or job.cfg is None:
                 self.finished.append((job, token))
                 continue
             gateway_id = job.cfg.pk
-            if gateway_id not in self.waiting:
-                self.waiting[gateway_id] = deque()
-                self.running[gateway_id] = 0
-            self.windows[gateway_id] = self.d.calls.window(job.cfg)  # the config may change
+            if gateway_id not in seen:  # once per claim: the config may have changed
+                seen.add(gateway_id)
+                if gateway_id not in self.waiting:
+                    self.waiting[gateway_id] = deque()
+                    self.running[gateway_id] = 0
+                self.windows[gateway_id] = self.d.calls.window(job.cfg)
             self.waiting[gateway_id].append((job, token))
             self.queued += 1
 
@@ -149,6 +152,7 @@ class Stream:
     def wake(self) -> None:
         if self.waker:
             _wake(self.waker[0])
+            self.waker.clear()  # the turn ends: no call after this one needs to ask again
 
     async def work(self, gateway_id: int) -> None:
         queue = self.waiting[gateway_id]
@@ -158,8 +162,8 @@ class Stream:
                 self.queued -= 1
                 await self.d.calls.call_job(self.loop, job)
                 self.finished.append((job, token))
-                if not self.drained and self.wants_claim():
-                    self.wake()  # time to claim more
+                if self.waker and not self.drained and self.wants_claim():
+                    self.wake()  # time to claim more (once: the wake ends this turn)
         finally:
             self.running[gateway_id] -= 1
 
