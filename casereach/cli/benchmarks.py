@@ -17,10 +17,26 @@ if TYPE_CHECKING:
     pass
 
 
+# The options of 'bench send' only (see docs/cli.md).
+SendN = Annotated[int | None, typer.Option("--n", help="Messages per phase (send; 20,000)")]
+SendClients = Annotated[
+    int | None, typer.Option("--clients", help="Connections for /healthz and /send (send; 8)")
+]
+SendDatabase = Annotated[
+    str | None, typer.Option("--database", help="postgres://… to run on PostgreSQL (send)")
+]
+SendOnly = Annotated[
+    str | None, typer.Option("--only", help="Phases: accept,drain,latency300,e2e (send)")
+]
+SendPeer = Annotated[
+    Path | None, typer.Option("--peer-json", help="A peer-kannel run's --json (send)")
+]
+
+
 @app.command()
 def bench(
     suite: Annotated[
-        str, typer.Argument(help="Benchmark suite: ingest, dispatch, inbound or alerts")
+        str, typer.Argument(help="Benchmark suite: ingest, dispatch, inbound, alerts or send")
     ] = "ingest",
     cases: Annotated[int, typer.Option("--cases", help="Cases per measurement")] = 100_000,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results here")] = None,
@@ -38,9 +54,14 @@ def bench(
         float,
         typer.Option("--gateway-latency-ms", help="The local gateway answers this slowly"),
     ] = 0.0,
+    n: SendN = None,
+    clients: SendClients = None,
+    database: SendDatabase = None,
+    only: SendOnly = None,
+    peer_json: SendPeer = None,
 ) -> None:
-    """Run a benchmark suite (ingest, dispatch, inbound, alerts): our path and the raw floor
-    side by side.
+    """Run a benchmark suite (ingest, dispatch, inbound, alerts, send): our path and the raw
+    floor side by side. For send: --n, --clients, --database, --only, --peer-json, --json.
 
     For dispatch, --cases is the number of queued messages and --rss-rows the size of the
     outbox drained for the peak-RSS measurement. For inbound, --requests is the number of
@@ -63,7 +84,13 @@ def bench(
         fail("--gateway-latency-ms must be 0 or more")
     if workers is not None and suite not in ("dispatch", "all"):
         fail("--workers applies to 'dispatch' and 'all' only")
+    send_options = (n, clients, database, only, peer_json)
+    if suite != "send" and any(v is not None for v in send_options):
+        fail("--n, --clients, --database, --only and --peer-json apply to 'send' only")
     try:
+        if suite == "send":
+            _run_send(n, clients, database, only, json_out, peer_json)
+            return
         if suite == "all":
             run_all(messages=cases, latency_ms=latency_ms or 20.0, json_out=json_out)
             return
@@ -79,6 +106,26 @@ def bench(
             json_out.write_text(json.dumps(document, indent=2) + "\n")
     except ValueError as exc:
         fail(str(exc))
+
+
+def _run_send(
+    n: int | None,
+    clients: int | None,
+    database: str | None,
+    only: str | None,
+    json_out: Path | None,
+    peer_json: Path | None,
+) -> None:
+    from casereach.bench.send import run_send_suite
+
+    run_send_suite(
+        n=20_000 if n is None else n,
+        clients=8 if clients is None else clients,
+        database=database,
+        only=only,
+        json_out=json_out,
+        peer_json=peer_json,
+    )
 
 
 def _run_suite(
