@@ -404,6 +404,8 @@ def run_send_suite(
     results["load_average_after"] = _load()
     if peer is not None:
         results.update(peer_ratios(results, peer))
+        if peer["n"] != n:
+            opts.note(f"the peer run sent {peer['n']} messages a phase, this one {n:,}")
     document = {
         "suite": "send",
         "results": results,
