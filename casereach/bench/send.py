@@ -51,6 +51,7 @@ LATENCY_RATE = 2_000.0
 LATENCY_IN_FLIGHT = 1_000
 CHECK_EVERY_S = 1.0
 SETTLE_S = 1.0  # after the last expected request, so that late duplicates show
+OUTBOX_WAIT_S = 15.0  # for the last completions to be recorded after the provider has all
 
 
 @dataclass
@@ -110,11 +111,21 @@ def _trouble(inst: Instance) -> str:
     return f" (message log: {trouble})" if trouble else ""
 
 
-def _check_outbox(inst: Instance, what: str, expected: dict[str, int]) -> dict[str, int]:
-    outbox = {k: v for k, v in inst.outbox().items() if v}
-    if outbox != expected:
-        raise BenchError(f"{what}: /metrics outbox {outbox}, expected {expected}{_trouble(inst)}")
-    return outbox
+def _check_outbox(
+    inst: Instance, what: str, expected: dict[str, int], wait_s: float = 0.0
+) -> dict[str, int]:
+    """``/metrics``' outbox must show ``expected``; after a drain the last completions may
+    still be on their way, so it is asked again for up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        outbox = {k: v for k, v in inst.outbox().items() if v}
+        if outbox == expected:
+            return outbox
+        if time.monotonic() >= deadline:
+            raise BenchError(
+                f"{what}: /metrics outbox {outbox}, expected {expected}{_trouble(inst)}"
+            )
+        time.sleep(0.2)
 
 
 def watch(
@@ -243,7 +254,9 @@ def _queue_then_drain(
         _say(ws, f"{name}: serve (with its dispatcher) drains them")
         started = inst.serve(workers=True)
         tally = watch(inst, provider, n, name, opts)
-        out["outbox_after"] = _check_outbox(inst, f"{name} after the drain", {"sent": n})
+        out["outbox_after"] = _check_outbox(
+            inst, f"{name} after the drain", {"sent": n}, OUTBOX_WAIT_S
+        )
     finally:
         inst.close()
         provider.stop()
@@ -318,7 +331,7 @@ def phase_e2e(ws: Workspace, opts: Options) -> None:
         tally = watch(inst, provider, n, "e2e", opts, alive=alive)
         thread.join()
         alive()
-        r["e2e_outbox"] = _check_outbox(inst, "e2e", {"sent": n})
+        r["e2e_outbox"] = _check_outbox(inst, "e2e", {"sent": n}, OUTBOX_WAIT_S)
     finally:
         inst.close()  # first: a sender still running then stops at once
         if thread is not None:
