@@ -51,6 +51,11 @@ CASE_ID = "00000000-0000-4000-8000-000000000001"
         ("POST", V2 + "bulk-fetch/", {"case_ids": ["\ud800"]}),
         ("POST", "/a/{project}/api/v0.5/user/", {"username": "\ud800", "password": "pw12345678"}),
         ("POST", "/a/{project}/api/messaging/v1/send", {"phone_number": "\ud800", "text": "x"}),
+        (
+            "POST",
+            "/a/{project}/api/messaging/v1/send-batch",
+            {"messages": [{"phone_number": "254712345678", "text": "\udfff"}]},
+        ),
         ("PUT", "/a/{project}/api/messaging/v1/settings", {"default_time_zone": "\ud800"}),
     ],
 )

@@ -181,6 +181,9 @@ def valid_bodies() -> dict[str, Callable[[int], Any]]:
         f"POST {M}/keywords": lambda n: {"keyword": f"KW{n}", "reply": {"en": "Thanks"}},
         f"POST {M}/alerts": lambda n: conditional_alert_body(name=f"alert {n}"),
         f"POST {M}/send": lambda n: {"phone_number": NUMBER, "text": f"hello {n}"},
+        f"POST {M}/send-batch": lambda n: {
+            "messages": [{"phone_number": NUMBER, "text": f"hello {n}.{i}"} for i in range(3)]
+        },
         "POST /a/{project}/api/case/v2/": lambda n: case_body(name=f"case {n}", phone=NUMBER),
         "PUT /a/{project}/api/case/v2/ext/{external_id}/": lambda n: case_body(name=f"ext {n}"),
         "POST /a/{project}/api/v0.5/user/": lambda n: {"username": f"w{n}", "password": "pw"},

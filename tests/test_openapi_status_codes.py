@@ -169,6 +169,20 @@ def test_send_and_the_message_log(api: Api) -> None:
     assert 200 == documented("GET", M + "/error-codes", api.get(M + "/error-codes")).status
 
 
+def test_send_batch(api: Api, other_api: Api) -> None:
+    gateway(api, "TEST")
+    path = M + "/send-batch"
+    items = [{"phone_number": NUMBER, "text": "hello"}, {"contact_id": "nobody", "text": "x"}]
+    r = documented("POST", path, api.post(path, {"messages": items[:1]}))
+    assert 202 == r.status, r.body
+    r = documented("POST", path, api.post(path, {"messages": items}))
+    assert (400, 1) == (r.status, r.body["index"])
+    assert 400 == documented("POST", path, api.post(path, {"messages": "x"})).status
+    r = other_api.post(path.replace("{project}", api.project.name), {"messages": items[:1]})
+    assert 403 == documented("POST", path, r).status
+    assert 401 == documented("POST", path, api.post(path, {"messages": []}, auth=None)).status
+
+
 def test_gateways_and_routes(api: Api) -> None:
     gw = gateway(api, "TEST")
     r = documented(

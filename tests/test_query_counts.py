@@ -1,6 +1,7 @@
 """Query-count pins on ingest (issue 17): a batch costs the same number of statements
-whatever its size — ``casereach import-cases`` (``import_cases``, one batch per file here) and
-the bulk case API (one POST of many cases)."""
+whatever its size — ``casereach import-cases`` (``import_cases``, one batch per file here),
+the bulk case API (one POST of many cases) and the batch send (issue 18); a single send costs
+a few statements."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -16,6 +18,8 @@ from casereach.projects.models import Project
 from casereach.testing.cases import CASES
 from casereach.testing.world import Api, case_body, make_project
 
+GATEWAYS = "/a/{project}/api/messaging/v1/gateways"
+ROUTES = "/a/{project}/api/messaging/v1/routes"
 SMALL, LARGE = 5, 60  # both within one IN-list chunk and one bulk request (at most 100)
 
 
@@ -77,3 +81,79 @@ def test_a_bulk_case_request_costs_the_same_statements_whatever_its_size(api: Ap
     large = _bulk(api, 2000, LARGE)
 
     assert len(small) == len(large), "\n".join(large)
+
+
+# -- sends (issue 18) ----------------------------------------------------------------------------
+
+SEND_BATCH = "/a/{project}/api/messaging/v1/send-batch"
+SEND = "/a/{project}/api/messaging/v1/send"
+# A single send, the whole request: the key, the project and the membership (3), the project
+# lock, the gateways, the contact and its phone entry, the opt-outs, the routes (6), the
+# project's clock and the three rows (SQLite: 9 with the next ids of the event and sub-event),
+# and the test's savepoint (2).
+SINGLE_SEND_MAX = 20
+
+
+def _send_world(api: Api) -> list[str]:
+    """A gateway and routes, and contacts to send to (with phones, one opted out)."""
+    assert 201 == api.post(GATEWAYS, {"name": "TEST", "type": "test"}).status
+    assert 200 == api.put(ROUTES, {"default_gateway": "TEST", "prefixes": []}).status
+    bodies = [
+        {**case_body(name=f"Patient {n}", external_id=f"c-{n}", phone=f"2547125{n:05d}"), "create": True}
+        for n in range(LARGE)
+    ]  # fmt: skip
+    r = api.post(CASES, bodies)
+    assert 200 == r.status, r.body
+    return [c["case_id"] for c in r.body["cases"]]
+
+
+def _items(contacts: list[str], first: int, count: int) -> list[dict[str, Any]]:
+    """A mix: contacts, raw numbers, an opted-out number, an email with no gateway."""
+    items: list[dict[str, Any]] = []
+    for n in range(first, first + count):
+        if n % 3 == 0:
+            items.append({"contact_id": contacts[n % len(contacts)], "text": f"hello {n}"})
+        elif n % 5 == 0:
+            items.append({"email_address": f"p{n}@example.org", "text": "hello"})
+        else:
+            items.append({"phone_number": f"2547126{n:05d}", "text": f"hello {n}"})
+    return items
+
+
+def _send_batch(api: Api, items: list[dict[str, Any]]) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        r = api.post(SEND_BATCH, {"messages": items})
+    assert 202 == r.status, r.body
+    assert len(items) == len(r.body["objects"])
+    return statements(captured)
+
+
+def test_a_batch_send_costs_the_same_statements_whatever_its_size(api: Api) -> None:
+    contacts = _send_world(api)
+    _send_batch(api, _items(contacts, 0, 3))  # one-time reads (the key, settings, caches)
+
+    small = _send_batch(api, _items(contacts, 1000, SMALL))
+    large = _send_batch(api, _items(contacts, 2000, LARGE))
+
+    assert len(small) == len(large), "\n".join(large)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"phone_number": "254712600001", "text": "hello"},
+        {"contact": 0, "text": "hello"},
+        {"email_address": "a@example.org", "text": "hello"},
+    ],
+)
+def test_a_single_send_costs_a_few_statements(api: Api, item: dict[str, Any]) -> None:
+    contacts = _send_world(api)
+    if "contact" in item:
+        item = {"contact_id": contacts[item.pop("contact")], **item}
+    api.post(SEND, item)  # one-time reads
+
+    with CaptureQueriesContext(connection) as captured:
+        r = api.post(SEND, item)
+
+    assert 202 == r.status, r.body
+    assert len(statements(captured)) <= SINGLE_SEND_MAX, "\n".join(statements(captured))

@@ -66,7 +66,15 @@ def run() -> None:
 
 # The commands, in the order ``casereach --help`` lists them: importing a module registers its
 # commands on ``app`` (after this module has defined what gateways_admin imports from it).
-COMMAND_MODULES = ("server", "admin", "gateway_commands", "data", "benchmarks", "gateways_admin")
+COMMAND_MODULES = (
+    "server",
+    "admin",
+    "gateway_commands",
+    "data",
+    "sending",
+    "benchmarks",
+    "gateways_admin",
+)
 for _name in COMMAND_MODULES:
     importlib.import_module(f"casereach.cli.{_name}")
 

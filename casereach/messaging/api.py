@@ -7,17 +7,20 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Router
 
-from casereach.core.errors import BadRequest
+from casereach.core.errors import BadRequest, CasereachError
 from casereach.core.openapi import ApiError
 from casereach.core.requests import json_body, page_args
-from casereach.messaging.actions import SendRequest, do_send
+from casereach.messaging.actions import SendRequest, do_send, do_send_batch
 from casereach.messaging.errors import ERRORS
 from casereach.messaging.models import Message
 from casereach.messaging.queries import filter_messages
+from casereach.messaging.sending import MAX_BATCH, ItemError, as_json
 from casereach.messaging.serializers import (
+    BatchError,
     ErrorCodeList,
     MessageDetail,
     MessageList,
+    SendBatchOut,
     SendOut,
     message_csv_rows,
     serialize_attempt,
@@ -45,49 +48,68 @@ MESSAGES_CSV = {
     "responses": {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 }
 
+SEND_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "contact_id": {"type": "string"},
+        "phone_number": {"type": "string"},
+        "email_address": {"type": "string"},
+        "channel": {"type": "string", "enum": ["sms", "email"]},
+        "gateway": {
+            "type": "string",
+            "description": (
+                "Send through this gateway (by name) instead of routing: one "
+                "the project owns, is shared with, or a global one, active and "
+                "of the message's channel. Every other check still applies."
+            ),
+        },
+        "text": {"type": "string"},
+        "content": {
+            "type": "object",
+            "properties": {
+                "sms": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                },
+                "email": {
+                    "type": "object",
+                    "properties": {
+                        "subject": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                        "body": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
 SEND_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": SEND_SCHEMA}},
+    }
+}
+SEND_BATCH_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {
                 "schema": {
                     "type": "object",
+                    "required": ["messages"],
                     "properties": {
-                        "contact_id": {"type": "string"},
-                        "phone_number": {"type": "string"},
-                        "email_address": {"type": "string"},
-                        "channel": {"type": "string", "enum": ["sms", "email"]},
-                        "gateway": {
-                            "type": "string",
-                            "description": (
-                                "Send through this gateway (by name) instead of routing: one "
-                                "the project owns, is shared with, or a global one, active and "
-                                "of the message's channel. Every other check still applies."
-                            ),
-                        },
-                        "text": {"type": "string"},
-                        "content": {
-                            "type": "object",
-                            "properties": {
-                                "sms": {
-                                    "type": "object",
-                                    "additionalProperties": {"type": "string"},
-                                },
-                                "email": {
-                                    "type": "object",
-                                    "properties": {
-                                        "subject": {
-                                            "type": "object",
-                                            "additionalProperties": {"type": "string"},
-                                        },
-                                        "body": {
-                                            "type": "object",
-                                            "additionalProperties": {"type": "string"},
-                                        },
-                                    },
-                                },
-                            },
-                        },
+                        "messages": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH,
+                            "items": SEND_SCHEMA,
+                            "description": "Each item exactly the body of POST …/send.",
+                        }
                     },
                 }
             }
@@ -176,21 +198,56 @@ def send(request: HttpRequest, project: str) -> JsonResponse:
     the message is recorded with its error code."""
     proj = project_for(request, project)
     req = parse_send(json_body(request), principal_of(request).username)
-    event, msgs = do_send(proj, req)
+    return JsonResponse(as_json([do_send(proj, req)])[0], status=202)
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/send-batch",
+    operation_id="send_batch",
+    summary="Send up to 1,000 SMS or emails at once",
+    response={202: SendBatchOut, 400: BatchError, **AUTH_ERRORS},
+    openapi_extra=SEND_BATCH_BODY,
+)
+@requires(Role.MEMBER)
+def send_batch(request: HttpRequest, project: str) -> JsonResponse:
+    """Queue each item (the body of ``send``) as ``send`` would, in one transaction. 202 with
+    one result per item, in order, even when checks failed (those messages are recorded with
+    their error code); 400 naming the first bad item, and nothing stored."""
+    proj = project_for(request, project)
+    items = parse_batch(json_body(request))
+    user = principal_of(request).username
+    reqs = []
+    for i, item in enumerate(items):
+        try:
+            reqs.append(parse_send(item, user))
+        except CasereachError as exc:
+            return _item_error(ItemError(i, exc))
+    try:
+        sent = do_send_batch(proj, reqs)
+    except ItemError as exc:
+        return _item_error(exc)
+    return JsonResponse({"objects": as_json(sent)}, status=202)
+
+
+def parse_batch(data: Any) -> list[Any]:
+    """The items of a batch send body: ``{"messages": [ … ]}``, 1 to ``MAX_BATCH`` of them."""
+    if not isinstance(data, dict):
+        raise BadRequest("Payload must be a single JSON object")
+    unknown = sorted(set(data) - {"messages"})
+    if unknown:
+        raise BadRequest(f"'{unknown[0]}' is not a valid field.")
+    items = data.get("messages")
+    if not isinstance(items, list):
+        raise BadRequest("messages must be a list of send requests")
+    if not 1 <= len(items) <= MAX_BATCH:
+        raise BadRequest(f"messages must hold 1 to {MAX_BATCH} items (got {len(items)})")
+    return items
+
+
+def _item_error(exc: ItemError) -> JsonResponse:
     return JsonResponse(
-        {
-            "event_id": event.pk,
-            "messages": [
-                {
-                    "id": m.id,
-                    "status": m.status,
-                    "error_code": m.error_code,
-                    "gateway": m.gateway_name or None,
-                }
-                for m in msgs
-            ],
-        },
-        status=202,
+        {"error": exc.message, "detail": exc.detail, "index": exc.index}, status=400
     )
 
 

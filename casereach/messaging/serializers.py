@@ -43,6 +43,20 @@ class SendOut(OpenSchema):
     messages: list[SentMessage]
 
 
+class SendBatchOut(OpenSchema):
+    """One ``SendOut`` per item of a batch send, in item order."""
+
+    objects: list[SendOut]
+
+
+class BatchError(OpenSchema):
+    """A batch refused because of one item: ``index`` names it (from 0)."""
+
+    error: str
+    detail: Any = None
+    index: int | None = None
+
+
 class MessageOut(OpenSchema):
     """One message of the log."""
 

@@ -209,6 +209,10 @@ BODIES: dict[Op, Bodies] = {
         {"default_gateway": None, "prefixes": []},
     ],
     ("POST", MV + "send"): _send_bodies,
+    ("POST", MV + "send-batch"): lambda a, b, w: [
+        {"messages": _send_bodies(a, b, w)},
+        *({"messages": [body]} for body in _send_bodies(a, b, w)),
+    ],
     ("POST", MV + "test-phone"): lambda a, b, w: [
         *(
             {"from": a.numbers[role], "text": text}
