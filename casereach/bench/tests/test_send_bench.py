@@ -27,6 +27,7 @@ FIGURES = (
     "serve_drain_incl_startup_msgs_per_s",
     "latency300_msgs_per_s",
     "e2e_batch_msgs_per_s",
+    "send_batch_per_s",
 )
 
 
@@ -42,8 +43,8 @@ def test_bench_send_writes_every_figure_and_checks_each_message(tmp_path: Path) 
     assert [] == results["problems"]
     for key in FIGURES:
         assert results[key] > 0, key
-    # None only while the batch endpoint is not served (then a note says so).
-    assert "send_batch_per_s" in results
+    assert ("send-batch", "send-batch") == (results["drain_queued_by"], results["e2e_sent_by"])
+    assert 1 == results["send_batch_requests"]
     for phase in ("drain", "latency300", "e2e"):
         assert {
             "expected": 40,
