@@ -34,6 +34,9 @@ def database_from_url(url: str) -> dict[str, Any]:
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(Path(path).expanduser().absolute()),
+        # Keep each thread's connection between requests: opening one (and its PRAGMAs) and
+        # closing it (the last close checkpoints the WAL) cost more than a whole /healthz.
+        "CONN_MAX_AGE": 600,
         "OPTIONS": {
             # Writers take the lock at BEGIN, so concurrent writers queue instead of failing
             # with "database is locked" when a read transaction upgrades.

@@ -49,6 +49,7 @@ EXPECTED_WRITERS = {
     "messaging.OptOut": "casereach.messaging.optouts",
     "messaging.SendAttempt": "casereach.messaging.log",
     "projects.ApiKey": "casereach.projects.actions",
+    "projects.ConfigGeneration": "casereach.projects.actions",
     "projects.Membership": "casereach.projects.actions",
     "projects.Project": "casereach.projects.actions",
     "web.ImportProgress": "casereach.web.actions",

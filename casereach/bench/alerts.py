@@ -275,6 +275,9 @@ def problems_of(results: dict[str, Any]) -> list[str]:
         found.append(f"{results['firings']:,} firings recorded for {cases:,} instances")
     if results["instances_advanced"] != cases:
         found.append(f"{results['instances_advanced']:,} of {cases:,} instances advanced")
+    if results["message_errors"]:
+        codes = ", ".join(f"{n:,} {code}" for code, n in results["message_errors"].items())
+        found.append(f"messages were postponed or failed: {codes}")
     if results["instances_still_due"]:
         found.append(f"{results['instances_still_due']:,} instances still due after the scan")
     return found

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,62 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from casereach.bench.fastprovider import Provider
+from casereach.bench.outcomes import BenchStalled, check
+
 CONCURRENCY = 16
 HTTPX_SAMPLE = 10_000  # requests sent through httpx's async client for comparison
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Provider:
-    def __init__(
-        self,
-        workers: int = 2,
-        latency_ms: float = 0.0,
-        slow_every: int = 0,
-        slow_ms: float = 0.0,
-    ) -> None:
-        self.port = _free_port()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "casereach.bench.fastprovider",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(workers),
-                "--latency-ms",
-                str(latency_ms),
-                "--slow-every",
-                str(slow_every),
-                "--slow-ms",
-                str(slow_ms),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the benchmark provider did not start") from None
-                time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/send"
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return sum(int(x) for x in out.split() if x.isdigit())
 
 
 async def _floor_httpx(url: str, count: int, concurrency: int) -> float:
@@ -188,11 +135,16 @@ from casereach.projects.actions import do_create_project
 count = int(os.environ["BENCH_MESSAGES"])
 p = do_create_project("bench")
 # The default daily limit (50,000) would postpone the rest of a larger outbox by an hour.
-p.settings = {**p.settings, "daily_limit": max(count, 50000)}
+daily_limit = os.environ.get("BENCH_DAILY_LIMIT")  # the tests set one, to be hit
+p.settings = {**p.settings, "daily_limit": int(daily_limit or max(count, 50000))}
 p.save()
-gw = do_create_gateway(p, {"name": "FAST", "type": "http", "config": {
-    "url": os.environ["BENCH_URL"], "method": "POST", "encoding": "json",
-    "params": {"to": "{to}", "text": "{text}"}, "provider_id_path": "id"}})
+config = {"url": os.environ["BENCH_URL"], "method": "POST", "encoding": "json",
+          "params": {"to": "{to}", "text": "{text}"}, "provider_id_path": "id"}
+if os.environ.get("BENCH_MAX_IN_FLIGHT"):
+    config["max_in_flight"] = int(os.environ["BENCH_MAX_IN_FLIGHT"])
+rate = float(os.environ["BENCH_RATE"]) if os.environ.get("BENCH_RATE") else None
+gw = do_create_gateway(p, {"name": "FAST", "type": "http", "config": config,
+                           "rate_limit_per_s": rate})
 do_set_routes(p, {"default_gateway": "FAST", "prefixes": []}, {"fast"})
 t = now()
 chunk = 20000
@@ -214,14 +166,27 @@ else:  # what serve runs
 elapsed = time.perf_counter() - start
 d.close()
 left = Message.objects.exclude(status="sent").count()
+from django.db import connection
+from casereach.bench.outcomes import STUCK_SQL
+with connection.cursor() as cursor:
+    cursor.execute(STUCK_SQL)
+    stuck = [list(r) for r in cursor.fetchall()]
 print(json.dumps({"claimed": sent, "sent": count - left, "seconds": elapsed, "not_sent": left,
+                  "stuck": stuck,
                   "rss_before_mb": before / 1024,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def _dispatch_run(
-    url: str, count: int, *, mode: str = "stream", batch: int = 500
+def _dispatch_run(  # long: the environment of the measuring subprocess, then its checks
+    url: str,
+    count: int,
+    *,
+    mode: str = "stream",
+    batch: int = 500,
+    max_in_flight: int | None = None,
+    rate_limit_per_s: float | None = None,
+    daily_limit: int | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="casereach-bench-") as tmp:
         env = {
@@ -232,6 +197,9 @@ def _dispatch_run(
             "BENCH_CONCURRENCY": str(CONCURRENCY),
             "BENCH_MODE": mode,
             "BENCH_BATCH": str(batch),
+            "BENCH_MAX_IN_FLIGHT": str(max_in_flight or ""),
+            "BENCH_RATE": str(rate_limit_per_s or ""),
+            "BENCH_DAILY_LIMIT": str(daily_limit or ""),
         }
         out = subprocess.run(
             [sys.executable, "-c", WORKER],
@@ -244,12 +212,15 @@ def _dispatch_run(
         if out.returncode != 0:
             raise RuntimeError(f"dispatch benchmark failed: {out.stderr.strip()[-500:]}")
         result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        check(result["stuck"], "dispatch")
+        if result["not_sent"]:
+            raise BenchStalled(f"bench dispatch: {result['not_sent']:,} messages were not sent")
         return result
 
 
 def run_dispatch(messages: int, drain_rows: int, latency_ms: float = 0.0) -> dict[str, Any]:
     """Measure; returns the ``results`` map of the JSON report."""
-    provider = Provider(latency_ms=latency_ms)
+    provider = Provider(delay_ms=latency_ms)
     try:
         # The floor runs before and after ours and counts as their mean: on a shared machine
         # it moved by half between two runs a minute apart, far more than ours did.
@@ -294,7 +265,7 @@ def _slow_tail(messages: int) -> dict[str, Any]:
     dispatcher against sending batch by batch (``run_once``, 200 a batch, as the scale-out
     tasks do), on a few thousand messages."""
     count = max(1, min(messages, SLOW_TAIL_MESSAGES))
-    provider = Provider(latency_ms=20.0, slow_every=100, slow_ms=2000.0)
+    provider = Provider(delay_ms=20.0, slow_every=100, slow_ms=2000.0)
     try:
         stream = _dispatch_run(provider.url, count, mode="stream", batch=200)
         batches = _dispatch_run(provider.url, count, mode="batches", batch=200)
@@ -307,19 +278,116 @@ def _slow_tail(messages: int) -> dict[str, Any]:
     }
 
 
+def run_latency(
+    messages: int,
+    *,
+    delay_ms: float = 300.0,
+    rate_limit_per_s: float | None = 2000.0,
+    max_in_flight: int | None = None,
+) -> dict[str, Any]:
+    """Latency hiding: ``messages`` queued for a provider answering in ``delay_ms``, the
+    gateway with ``max_in_flight`` (its type's default when None) and ``rate_limit_per_s``,
+    drained by the embedded dispatcher (``stream``, as serve). The ceiling is the smaller of
+    window / latency and the rate limit."""
+    from casereach.gateways.types.http.config import HttpConfig
+
+    window = max_in_flight or int(HttpConfig.model_fields["max_in_flight"].default)
+    provider = Provider(delay_ms=delay_ms)
+    try:
+        run = _dispatch_run(
+            provider.url,
+            messages,
+            batch=500,
+            max_in_flight=max_in_flight,
+            rate_limit_per_s=rate_limit_per_s,
+        )
+    finally:
+        answered = provider.stop()
+    ceiling = window / (delay_ms / 1000) if delay_ms else float("inf")
+    if rate_limit_per_s:
+        ceiling = min(ceiling, rate_limit_per_s)
+    return {
+        "latency_messages": messages,
+        "latency_ms": delay_ms,
+        "latency_max_in_flight": window,
+        "latency_rate_limit_per_s": rate_limit_per_s,
+        "latency_msgs_per_s": round(run["sent"] / run["seconds"], 1) if run["seconds"] else 0.0,
+        "latency_ceiling_msgs_per_s": round(ceiling, 1),
+        "latency_provider_requests": answered,
+    }
+
+
 SLOW_TAIL_MESSAGES = 3000
 TARGETS = {"dispatch_msgs_per_s": 1500.0, "dispatch_floor_ratio": 0.5}
 
 
-def run_dispatch_suite(
-    *, messages: int, drain_rows: int, json_out: Path | None, latency_ms: float = 0.0
+def run_latency_suite(
+    *,
+    messages: int,
+    latency_ms: float,
+    max_in_flight: int | None,
+    rate_limit_per_s: float | None,
+    json_out: Path | None,
 ) -> dict[str, Any]:
-    """``casereach bench dispatch``: measure, print a table, optionally write JSON."""
+    """``casereach bench dispatch --gateway-latency-ms N``: latency hiding alone."""
+    from rich.console import Console
+    from rich.table import Table
+
+    results = run_latency(
+        messages,
+        delay_ms=latency_ms,
+        rate_limit_per_s=rate_limit_per_s,
+        max_in_flight=max_in_flight,
+    )
+    if results["latency_provider_requests"] != messages:
+        raise BenchStalled(
+            f"bench dispatch: the provider answered {results['latency_provider_requests']:,} "
+            f"requests for {messages:,} messages"
+        )
+    rate = results["latency_rate_limit_per_s"]
+    table = Table(
+        title=f"dispatch: {messages:,} messages, provider answering in {latency_ms:g} ms, "
+        f"max_in_flight {results['latency_max_in_flight']}, "
+        f"rate limit {f'{rate:,.0f}/s' if rate else 'none'}"
+    )
+    for column in ("measurement", "value"):
+        table.add_column(column)
+    table.add_row("our dispatcher, embedded (msgs/s)", f"{results['latency_msgs_per_s']:,.0f}")
+    table.add_row(
+        "ceiling: min(max_in_flight / latency, rate limit) (msgs/s)",
+        f"{results['latency_ceiling_msgs_per_s']:,.0f}",
+    )
+    Console().print(table)
+    document = {"suite": "dispatch-latency", "results": results}
+    if json_out is not None:
+        json_out.write_text(json.dumps(document, indent=2) + "\n")
+    return document
+
+
+def run_dispatch_suite(
+    *,
+    messages: int,
+    drain_rows: int,
+    json_out: Path | None,
+    latency_ms: float = 0.0,
+    max_in_flight: int | None = None,
+    rate_limit_per_s: float | None = None,
+) -> dict[str, Any]:
+    """``casereach bench dispatch``: measure, print a table, optionally write JSON. With a
+    gateway latency, the latency-hiding measurement alone (``run_latency_suite``)."""
     from rich.console import Console
     from rich.table import Table
 
     if messages < 1:
         raise ValueError("--cases must be at least 1")
+    if latency_ms or max_in_flight or rate_limit_per_s:
+        return run_latency_suite(
+            messages=messages,
+            latency_ms=latency_ms,
+            max_in_flight=max_in_flight,
+            rate_limit_per_s=rate_limit_per_s,
+            json_out=json_out,
+        )
     results = run_dispatch(messages, drain_rows, latency_ms)
     table = Table(title=f"dispatch: {messages:,} queued messages → local http gateway")
     for column in ("measurement", "value", "target"):

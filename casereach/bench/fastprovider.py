@@ -1,8 +1,10 @@
 """A fast local SMS provider for the dispatch benchmark: a minimal asyncio HTTP/1.1 server,
 several processes on one port (SO_REUSEPORT), answering every POST with a JSON message id.
 
-Run: ``python -m casereach.bench.fastprovider --port N --workers 2``. It counts requests per
-process and prints the totals on SIGTERM.
+Run: ``python -m casereach.bench.fastprovider --port N --workers 2 [--delay-ms 300]``. It
+counts requests per process and prints the totals on SIGTERM. From Python, ``Provider(workers=2,
+delay_ms=300)`` starts it on a free port (``.url``, ``.port``) and ``.stop()`` returns the
+number of requests it answered.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import multiprocessing
 import os
 import signal
 import socket
+import subprocess
 import sys
+import time
 
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n"
@@ -74,11 +78,78 @@ def _worker(port: int, latency_s: float = 0.0, slow_every: int = 0, slow_s: floa
     sys.stdout.flush()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Provider:
+    """The provider in its own processes on a free port: every reply after ``delay_ms``;
+    with ``slow_every`` N, every Nth reply after ``slow_ms`` instead (a slow tail)."""
+
+    def __init__(
+        self,
+        workers: int = 2,
+        delay_ms: float = 0.0,
+        slow_every: int = 0,
+        slow_ms: float = 0.0,
+    ) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "casereach.bench.fastprovider",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--delay-ms",
+                str(delay_ms),
+                "--slow-every",
+                str(slow_every),
+                "--slow-ms",
+                str(slow_ms),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.proc.kill()
+                    self.proc.communicate()
+                    raise RuntimeError("the benchmark provider did not start") from None
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/send"
+
+    def stop(self) -> int:
+        """Stop it; returns how many requests it answered."""
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        return sum(int(x) for x in out.split() if x.isdigit())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--delay-ms",
+        "--latency-ms",
+        dest="latency_ms",
+        type=float,
+        default=0.0,
+        help="how long every reply waits (a slow provider)",
+    )
     parser.add_argument("--slow-every", type=int, default=0, help="every Nth reply is slow")
     parser.add_argument("--slow-ms", type=float, default=0.0, help="how slow that reply is")
     args = parser.parse_args()

@@ -41,7 +41,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from casereach.bench.dispatch import Provider
+from casereach.bench.fastprovider import Provider
 from casereach.bench.httpload import (
     LoadRun,
     closed_loop,

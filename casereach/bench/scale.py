@@ -20,7 +20,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from casereach.bench.dispatch import Provider, _dispatch_run, _floor
+from casereach.bench.dispatch import _dispatch_run, _floor
+from casereach.bench.fastprovider import Provider
+from casereach.bench.outcomes import STUCK_SQL, check
 
 WORKER_CONCURRENCY = 4
 FLOOR_CONNECTIONS = 64  # as many calls in flight as one worker can have
@@ -36,6 +38,9 @@ from casereach.messaging.models import Message
 from casereach.projects.actions import do_create_project
 count = int(os.environ["BENCH_MESSAGES"])
 p = do_create_project("bench")
+# The default daily limit (50,000) would postpone the rest of a larger outbox by an hour.
+p.settings = {**p.settings, "daily_limit": max(count, 50000)}
+p.save()
 gw = do_create_gateway(p, {"name": "FAST", "type": "http", "config": {
     "url": os.environ["BENCH_URL"], "method": "POST", "encoding": "json",
     "params": {"to": "{to}", "text": "{text}"}, "provider_id_path": "id"}})
@@ -87,7 +92,7 @@ def run_dispatch_cluster(messages: int, workers: int, latency_ms: float) -> dict
     admin = f"{base}/postgres"
     _psql(admin, f"CREATE DATABASE {name}")
     url = f"{base}/{name}"
-    provider = Provider(latency_ms=latency_ms)
+    provider = Provider(delay_ms=latency_ms)
     procs: list[subprocess.Popen[bytes]] = []
     logs = Path(tempfile.mkdtemp(prefix="casereach-bench-logs-"))
     env = {
@@ -179,12 +184,14 @@ def _wait_drained(url: str) -> tuple[Any, Any]:
             assert row is not None
             if row[0] == 0:
                 break
+            check(con.execute(STUCK_SQL).fetchall(), "dispatch")
             if time.monotonic() > deadline:
                 raise RuntimeError("the benchmark did not finish")
             time.sleep(0.25)
         not_sent = con.execute(
             "SELECT COUNT(*) FROM messaging_message WHERE status <> 'sent'"
         ).fetchone()
+        check(con.execute(STUCK_SQL).fetchall(), "dispatch")
     return row, not_sent
 
 
@@ -225,7 +232,7 @@ def run_all(*, messages: int, latency_ms: float, json_out: Path | None) -> dict[
 
     _require_cluster_env()
     say = Console(stderr=True).print
-    provider = Provider(latency_ms=latency_ms)
+    provider = Provider(delay_ms=latency_ms)
     try:
         say("floor: bare asyncio client")
         floor = asyncio.run(_floor(provider.port, messages, FLOOR_CONNECTIONS))

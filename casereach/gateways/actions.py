@@ -15,7 +15,7 @@ from casereach.core.timeutil import now
 from casereach.gateways.models import GatewayConfig, GatewayShare, GlobalRoutes
 from casereach.gateways.queries import MAX_ID
 from casereach.gateways.registry import GATEWAY_TYPES, gateway_class
-from casereach.projects.actions import do_update_settings, validation_message
+from casereach.projects.actions import bump_generation, do_update_settings, validation_message
 from casereach.projects.models import Project
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -130,6 +130,7 @@ def do_create_gateway(project: Project | None, data: Any) -> GatewayConfig:
                 is_active=bool(data.get("is_active", True)),
             )
             _offer(gw, shared)
+            bump_generation()
     except IntegrityError:
         raise Conflict(f"a gateway named '{name}' already exists") from None
     return gw
@@ -178,6 +179,7 @@ def do_update_gateway(gw: GatewayConfig, data: Any) -> GatewayConfig:
             if gw.project is None:
                 raise BadRequest("a global gateway serves every project: it has no shared_with")
             _offer(gw, _shared(data["shared_with"], gw.project))
+        bump_generation()
     return gw
 
 
@@ -211,6 +213,7 @@ def do_accept_share(gw_id: int, project: Project, *, by: str) -> GatewayConfig:
         if share.accepted_on is None:
             share.accepted_on, share.accepted_by = now(), by[:150]
             share.save(update_fields=["accepted_on", "accepted_by"])
+            bump_generation()
     return share.gateway
 
 
@@ -219,13 +222,17 @@ def do_decline_share(gw_id: int, project: Project) -> None:
     removed (the owner may offer it again)."""
     if not 0 < gw_id <= MAX_ID:
         raise NotFound(f"no gateway {gw_id} is offered to this project")
-    deleted, _ = GatewayShare.objects.filter(gateway_id=gw_id, project=project).delete()
+    with transaction.atomic():
+        deleted, _ = GatewayShare.objects.filter(gateway_id=gw_id, project=project).delete()
+        bump_generation()
     if not deleted:
         raise NotFound(f"no gateway {gw_id} is offered to this project")
 
 
 def do_delete_gateway(gw: GatewayConfig) -> None:
-    gw.delete()
+    with transaction.atomic():
+        gw.delete()
+        bump_generation()
 
 
 def parse_routes(data: Any) -> tuple[str | None, dict[str, str]]:
@@ -272,6 +279,7 @@ def do_set_global_routes(data: Any) -> GlobalRoutes:
         row.default_gateway = default or ""
         row.prefixes = prefixes
         row.save()
+        bump_generation()
     return row
 
 
@@ -292,7 +300,9 @@ def do_sync_server_email_gateway() -> GatewayConfig | None:
     if not getattr(settings, "EMAIL_HOST", ""):
         if existing is not None and existing.is_active:
             existing.is_active = False
-            existing.save(update_fields=["is_active", "updated_on"])
+            with transaction.atomic():
+                existing.save(update_fields=["is_active", "updated_on"])
+                bump_generation()
         return None
     public, secret = _validate_config("email", config_from_settings(settings), {})
     if existing is None:
@@ -301,5 +311,7 @@ def do_sync_server_email_gateway() -> GatewayConfig | None:
             {"name": SERVER_EMAIL_GATEWAY, "type": "email", "config": {**public, **secret}},
         )
     existing.config, existing.secrets, existing.is_active = public, encrypt_json(secret), True
-    existing.save(update_fields=["config", "secrets", "is_active", "updated_on"])
+    with transaction.atomic():
+        existing.save(update_fields=["config", "secrets", "is_active", "updated_on"])
+        bump_generation()
     return existing

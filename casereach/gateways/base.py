@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
     from casereach.gateways.wire import WirePool
@@ -53,6 +53,25 @@ GATEWAY_CODES = frozenset(
         EMAIL_BOUNCED,
     }
 )
+
+# ``max_in_flight``: how many of a gateway's calls the dispatcher keeps in flight at once
+# (each dispatcher process, for that gateway alone). Every type's config has it, with a
+# default that suits the type (hundreds for the asyncio client, a handful for SMTP).
+MAX_IN_FLIGHT_TOP = 1000
+
+
+def max_in_flight_field(default: int) -> Any:
+    """The ``max_in_flight`` field of a type's config model, with the type's default."""
+    return Field(
+        default,
+        ge=1,
+        le=MAX_IN_FLIGHT_TOP,
+        description=(
+            "gateway calls in flight at once per dispatcher (a slow provider needs more: "
+            "calls of 300 ms each, 300 in flight, send 1,000 a second)"
+        ),
+    )
+
 
 Channel = Literal["sms", "email"]
 Status = Literal["queued", "sent", "delivered", "failed"]
@@ -184,6 +203,18 @@ class Gateway(ABC):
     def public_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         """A stored config as it may be shown: secret values replaced by ``SECRET_MARK``."""
         return {k: v for k, v in config.items() if k not in cls.secret_fields}
+
+    @classmethod
+    def max_in_flight(cls, config: Mapping[str, Any]) -> int:
+        """How many calls the dispatcher keeps in flight for a gateway with this stored
+        config: its ``max_in_flight``, else the type's default (configs stored before the
+        field existed). Read without validating the whole config (no secrets needed)."""
+        field = cls.config_model.model_fields.get("max_in_flight")
+        default = field.default if field is not None and isinstance(field.default, int) else 16
+        value = config.get("max_in_flight", default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return default
+        return max(1, min(MAX_IN_FLIGHT_TOP, value))
 
     def secret_values(self) -> list[str]:
         """Values that must never reach a log (types with config-dependent secrets extend)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -13,8 +14,16 @@ from casereach.core.errors import NotFound
 from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig, GatewayShare, GlobalRoutes
 from casereach.gateways.registry import gateway_class
+from casereach.projects.cache import GenerationCache
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
+
+# Per process, under the configuration generation (projects.cache): each project's active
+# visible gateways, the global routes, and each project's validated settings (kept with the
+# raw settings they were validated from, and used only for the same raw settings).
+_VISIBLE: GenerationCache[int, list[GatewayConfig]] = GenerationCache()
+_GLOBAL_ROUTES: GenerationCache[str, GlobalRoutes] = GenerationCache()
+_SETTINGS: GenerationCache[int, tuple[dict[str, Any], ProjectSettings]] = GenerationCache()
 
 
 def visible_gateways(project: Project) -> QuerySet[GatewayConfig]:
@@ -59,15 +68,25 @@ def _rank(project: Project, g: GatewayConfig) -> tuple[int, int]:
 GatewayIndex = dict[str, GatewayConfig]
 
 
-def gateway_index(project: Project) -> GatewayIndex:
-    """Every active gateway the project may use, by lower-case name, the best-ranked one
-    per name (owned, then shared, then global): one query for a whole batch of routing."""
+def _active_visible(project: Project) -> list[GatewayConfig]:
+    """The project's active visible gateways, cached (callers copy what they hand out)."""
+    return _VISIBLE.get(project.pk, lambda: list(visible_gateways(project).filter(is_active=True)))
+
+
+def _index(project: Project) -> GatewayIndex:
     index: GatewayIndex = {}
-    for g in visible_gateways(project).filter(is_active=True):
+    for g in _active_visible(project):
         best = index.get(g.name_key)
         if best is None or _rank(project, g) < _rank(project, best):
             index[g.name_key] = g
     return index
+
+
+def gateway_index(project: Project) -> GatewayIndex:
+    """Every active gateway the project may use, by lower-case name, the best-ranked one
+    per name (owned, then shared, then global): at most one query for a whole batch of
+    routing (none while the request cache holds them)."""
+    return {name: copy.copy(g) for name, g in _index(project).items()}
 
 
 def find_gateway(
@@ -79,9 +98,8 @@ def find_gateway(
         return None
     if index is not None:
         return index.get(key)
-    candidates = list(visible_gateways(project).filter(name_key=key, is_active=True))
-    candidates.sort(key=lambda g: _rank(project, g))
-    return candidates[0] if candidates else None
+    found = _index(project).get(key)
+    return copy.copy(found) if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -106,8 +124,23 @@ def global_gateways() -> QuerySet[GatewayConfig]:
 
 
 def global_routes() -> GlobalRoutes:
-    row = GlobalRoutes.objects.order_by("pk").first()
-    return row if row is not None else GlobalRoutes()
+    """The global routes (an empty row when none are set), a copy of the cached row."""
+    row = _GLOBAL_ROUTES.get(
+        "routes", lambda: GlobalRoutes.objects.order_by("pk").first() or GlobalRoutes()
+    )
+    mine = copy.copy(row)
+    mine.prefixes = dict(row.prefixes)
+    return mine
+
+
+def project_settings(project: Project) -> ProjectSettings:
+    """``effective_settings(project.settings)``, validated once per generation for the same
+    stored settings. Read only: the instance is shared by every request."""
+    raw = project.settings
+    cached = _SETTINGS.get(project.pk, lambda: (copy.deepcopy(raw), effective_settings(raw)))
+    if cached[0] == raw:
+        return cached[1]
+    return effective_settings(raw)
 
 
 # Ids beyond a 64-bit key name no gateway (and would overflow the database's integer).
@@ -159,7 +192,7 @@ def route(
             return Route(None, "contact", "GATEWAY_NOT_FOUND", override.strip())
         return Route(found, "contact", None, override.strip())
     if settings is None:  # a batch passes the project's settings, validated once
-        settings = effective_settings(project.settings)
+        settings = project_settings(project)
     prefix = _longest_prefix(settings.prefix_routes, number)
     if prefix is not None:
         found = find_gateway(project, settings.prefix_routes[prefix], index)
@@ -185,10 +218,10 @@ def route(
 def email_gateway(project: Project) -> GatewayConfig | None:
     """The project's email gateway: its own first, then shared, then global."""
     candidates = sorted(
-        visible_gateways(project).filter(type="email", is_active=True),
+        (g for g in _active_visible(project) if g.type == "email"),
         key=lambda g: (0 if g.project_id == project.pk else 1 if g.project_id else 2, g.pk),
     )
-    return candidates[0] if candidates else None
+    return copy.copy(candidates[0]) if candidates else None
 
 
 def instantiate(gateway: GatewayConfig, **kwargs: Any) -> Gateway:

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from casereach.core import rows
 from casereach.core.errors import BadRequest, Conflict, NotFound
 from casereach.core.timeutil import ONE_MICROSECOND, now
-from casereach.projects.models import ApiKey, Membership, Project, Role
+from casereach.projects.cache import forget_generation
+from casereach.projects.models import ApiKey, ConfigGeneration, Membership, Project, Role
 from casereach.projects.settings_schema import ProjectSettings
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
@@ -24,6 +25,17 @@ _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def bump_generation() -> None:
+    """Tell every process's request caches (projects.cache) that keys, memberships, projects,
+    gateways, shares or routes changed: call it inside the writer's transaction, after the
+    change. A random number, not a counter, so no value ever comes back (a rolled-back bump
+    would otherwise hand a counter's next value to different rows)."""
+    value = secrets.randbits(62)
+    if not ConfigGeneration.objects.filter(pk=1).update(value=value):
+        ConfigGeneration.objects.update_or_create(pk=1, defaults={"value": value})
+    forget_generation()
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -54,9 +66,11 @@ def do_create_project(
     with transaction.atomic():
         if Project.objects.filter(name=name).exists():
             raise Conflict(f"project {name!r} already exists")
-        return Project.objects.create(
+        project = Project.objects.create(
             name=name, settings=validated.model_dump(mode="json", exclude_defaults=True)
         )
+        bump_generation()
+    return project
 
 
 def do_update_settings(project: Project, changes: dict[str, Any]) -> ProjectSettings:
@@ -69,6 +83,7 @@ def do_update_settings(project: Project, changes: dict[str, Any]) -> ProjectSett
     with transaction.atomic():
         project.settings = validated.model_dump(mode="json")
         project.save(update_fields=["settings"])
+        bump_generation()
     return validated
 
 
@@ -97,6 +112,7 @@ def _member(project: Project, username: str, role: Role | None, *, default: Role
     if not created and role is not None and membership.role != role:
         membership.role = role
         membership.save(update_fields=["role"])
+    bump_generation()
     return membership
 
 
@@ -127,8 +143,13 @@ def do_create_api_key(project: Project, username: str, *, role: Role | None = No
 def do_revoke_other_api_keys(project: Project, username: str, *, keep: str) -> int:
     """Deactivate every active key of ``username`` on ``project`` except ``keep`` (a key in
     clear); returns how many were revoked (the demo does this when it makes a new key)."""
-    keys = ApiKey.objects.filter(project=project, username=username, is_active=True)
-    return keys.exclude(key_hash=hash_key(keep)).update(is_active=False, revoked_on=timezone.now())
+    with transaction.atomic():
+        keys = ApiKey.objects.filter(project=project, username=username, is_active=True)
+        revoked = keys.exclude(key_hash=hash_key(keep)).update(
+            is_active=False, revoked_on=timezone.now()
+        )
+        bump_generation()
+    return revoked
 
 
 def do_revoke_api_keys(
@@ -152,6 +173,7 @@ def do_revoke_api_keys(
             raise Conflict(f"{len(found)} keys have prefix {prefix!r}; revoke by --username")
         now = timezone.now()
         ApiKey.objects.filter(pk__in=[k.pk for k in found]).update(is_active=False, revoked_on=now)
+        bump_generation()
     for k in found:
         k.is_active, k.revoked_on = False, now
     return found
@@ -170,6 +192,7 @@ def do_set_role(project: Project, username: str, role: Role) -> Membership:
         if membership.role != role:
             membership.role = role
             membership.save(update_fields=["role"])
+            bump_generation()
     return membership
 
 

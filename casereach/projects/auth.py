@@ -36,8 +36,8 @@ from ninja.security import APIKeyHeader
 from ninja.utils import contribute_operation_callback
 
 from casereach.core.errors import CasereachError
-from casereach.projects.models import Membership, Project, Role
-from casereach.projects.queries import find_api_key
+from casereach.projects.models import Project, Role
+from casereach.projects.queries import find_api_key, member_role, project_named
 
 
 class Unauthorized(CasereachError):
@@ -356,26 +356,24 @@ def _with_role(request: HttpRequest, principal: Principal) -> Principal:
 def _membership(principal: Principal, project_name: str) -> tuple[Project, Role]:
     """The URL's project and the caller's role in it (403 otherwise, also for unknown names,
     so a key never learns which other projects exist)."""
-    project = Project.objects.filter(name=project_name).first()
+    project = project_named(project_name)
     if principal.key_id is not None:
         if project is None or project.pk != principal.project_id:
             raise Forbidden("this API key is not valid for this project")
-        membership = Membership.objects.filter(
-            project=project, user__username=principal.username
-        ).first()
-        if membership is None:
+        role = member_role(project, username=principal.username)
+        if role is None:
             raise Forbidden(
                 f"this API key's owner {principal.username!r} is not a member of {project.name}"
             )
-        return project, Role(membership.role)
-    membership = (
-        Membership.objects.filter(project=project, user_id=principal.user_id).first()
+        return project, role
+    role = (
+        member_role(project, user_id=principal.user_id)
         if project is not None and principal.user_id is not None
         else None
     )
-    if project is None or membership is None:
+    if project is None or role is None:
         raise Forbidden("you are not a member of this project")
-    return project, Role(membership.role)
+    return project, role
 
 
 def principal_of(request: HttpRequest) -> Principal:

@@ -80,3 +80,12 @@ class Membership(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["user", "project"], name="membership_unique")
         ]
+
+
+class ConfigGeneration(models.Model):
+    """One row (id 1): a number every writer of what the per-process request caches hold
+    (API keys, memberships, projects and their settings, gateways, shares, global routes)
+    bumps in the same transaction as its change. Each request reads it once, by primary key;
+    a cache entry made under another number is thrown away (projects.cache)."""
+
+    value = models.BigIntegerField(default=0)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
 from casereach.core.errors import NotFound
 from casereach.projects.actions import hash_key
-from casereach.projects.models import ApiKey, Membership, Project
+from casereach.projects.cache import GenerationCache
+from casereach.projects.models import ApiKey, Membership, Project, Role
+
+# What every API request looks up, cached per process under the configuration generation
+# (projects.cache): failed look-ups are not kept (a spray of bad keys cannot fill memory).
+_KEYS: GenerationCache[str, ApiKey | None] = GenerationCache(keep=lambda v: v is not None)
+_PROJECTS: GenerationCache[str, Project | None] = GenerationCache(keep=lambda v: v is not None)
+_ROLES: GenerationCache[tuple[int, str | int], Role | None] = GenerationCache(
+    keep=lambda v: v is not None
+)
 
 
 def get_project_by_name(name: str) -> Project:
@@ -21,14 +31,49 @@ def get_project_by_name(name: str) -> Project:
 def find_api_key(username: str, key: str) -> ApiKey | None:
     """The active key matching ``username:key``, or None."""
     digest = hash_key(key)
-    found = ApiKey.objects.filter(key_hash=digest, is_active=True).select_related("project").first()
+    found = _KEYS.get(
+        digest,
+        lambda: (
+            ApiKey.objects.filter(key_hash=digest, is_active=True).select_related("project").first()
+        ),
+    )
     # Bytes: compare_digest refuses str holding anything but ASCII (a TypeError, once a 500
     # for ``ApiKey uä:<key>``); surrogatepass so no header text can make the encoding fail.
     if found is None or not hmac.compare_digest(
         found.username.encode("utf-8", "surrogatepass"), username.encode("utf-8", "surrogatepass")
     ):
         return None
-    return found
+    return copy.copy(found)
+
+
+def project_named(name: str) -> Project | None:
+    """The project of this name (None when there is none), from the request cache: a copy
+    of its own for each caller, settings included, so no caller changes another's."""
+    found = _PROJECTS.get(name, lambda: Project.objects.filter(name=name).first())
+    if found is None:
+        return None
+    mine = copy.copy(found)
+    mine.settings = copy.deepcopy(found.settings)
+    return mine
+
+
+def member_role(
+    project: Project, *, username: str | None = None, user_id: int | None = None
+) -> Role | None:
+    """The role of the user named ``username`` (an API key's owner) or with id ``user_id``
+    (a signed-in web user) in ``project``; None when not a member."""
+
+    def load() -> Role | None:
+        members = Membership.objects.filter(project=project)
+        if username is not None:
+            members = members.filter(user__username=username)
+        else:
+            members = members.filter(user_id=user_id or 0)
+        role = members.values_list("role", flat=True).first()
+        return Role(role) if role is not None else None
+
+    who: str | int = f"name:{username}" if username is not None else int(user_id or 0)
+    return _ROLES.get((project.pk, who), load)
 
 
 @dataclass(frozen=True)

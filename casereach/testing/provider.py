@@ -72,6 +72,7 @@ class RecordedRequest:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a dispatcher opens many connections at once (max_in_flight)
     provider: ProviderServer
 
 

@@ -6,6 +6,10 @@ validates the config and decrypts credentials): session types (``Gateway.persist
 once per process, the others once per dispatch thread, each with that thread's HTTP client.
 Types with a lean-client path (``Gateway.sends_async``: ``http``) are sent from an event loop
 this object owns, keep-alive connections living in a ``WirePool`` between batches.
+
+Calls in flight are counted per gateway: up to its ``max_in_flight`` (``window``), for the
+thread-pool types also at most the pool's ``concurrency`` threads (CASEREACH_DISPATCH_THREADS,
+shared by every such gateway).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import httpx
 from casereach.gateways import netpolicy
 from casereach.gateways.base import (
     GATEWAY_ERROR,
+    MAX_IN_FLIGHT_TOP,
     Exchange,
     Gateway,
     GatewayError,
@@ -76,7 +81,8 @@ class GatewayCalls:
     @property
     def wire(self) -> WirePool:
         if self._wire is None:
-            self._wire = WirePool(max_idle_per_origin=max(self.concurrency, 1))
+            # as many idle connections as the largest window can leave behind
+            self._wire = WirePool(max_idle_per_origin=MAX_IN_FLIGHT_TOP)
         return self._wire
 
     def close(self) -> None:
@@ -134,13 +140,20 @@ class GatewayCalls:
                 self._thread_gateways.append(gateway)
         return gateway
 
+    def window(self, cfg: GatewayConfig) -> int:
+        """How many of ``cfg``'s calls may be in flight at once: its ``max_in_flight``; for
+        types sent from the thread pool at most its ``concurrency`` threads as well."""
+        try:
+            limit = gateway_class(cfg.type).max_in_flight(cfg.config or {})
+        except Exception:  # an unknown type: ``call`` reports it, one at a time will do
+            return 1
+        if self._shared_http is not None or self.wire_gateway(cfg) is None:
+            limit = min(limit, max(self.concurrency, 1))
+        return limit
+
     def send(self, jobs: list[Job]) -> None:
-        """Every gateway call of a batch: lean-client types on the event loop, the others on
-        the thread pool, at most ``concurrency`` calls in flight in all (the window
-        ``CASEREACH_DISPATCH_THREADS`` sets, whatever mix of gateway types a batch holds)."""
-        if self._shared_http is not None or not any(self.wire_gateway(j.cfg) for j in jobs):
-            list(self.pool.map(self.call, jobs))  # the pool has ``concurrency`` threads
-            return
+        """Every gateway call of a batch, each gateway's ``window`` calls in flight at once:
+        lean-client types on the event loop, the others on the thread pool."""
         self.loop.run_until_complete(self._send_async(jobs))
 
     def wire_gateway(self, cfg: GatewayConfig | None) -> Gateway | None:
@@ -165,16 +178,25 @@ class GatewayCalls:
         return gateway
 
     async def _send_async(self, jobs: list[Job]) -> None:
-        """``concurrency`` workers take the batch's jobs one after another, each call the way
+        """Per gateway, ``window`` workers take its jobs one after another, each call the way
         the streaming dispatcher makes it (``call_job``)."""
         loop = asyncio.get_running_loop()
-        pending = iter(jobs)
+        by_gateway: dict[int, list[Job]] = {}
+        for job in jobs:
+            assert job.cfg is not None
+            by_gateway.setdefault(job.cfg.pk, []).append(job)
 
-        async def worker() -> None:
+        async def worker(pending: Iterator[Job]) -> None:
             for job in pending:
                 await self.call_job(loop, job)
 
-        await asyncio.gather(*[worker() for _ in range(min(max(self.concurrency, 1), len(jobs)))])
+        workers = []
+        for group in by_gateway.values():
+            assert group[0].cfg is not None
+            pending = iter(group)
+            count = min(self.window(group[0].cfg), len(group))
+            workers += [worker(pending) for _ in range(count)]
+        await asyncio.gather(*workers)
 
     async def call_job(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
         """One gateway call: the lean client for types that have one, else the thread pool."""

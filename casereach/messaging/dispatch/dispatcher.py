@@ -107,15 +107,15 @@ class Dispatcher:
         self.complete(jobs, token)
         return len(jobs)
 
-    def claim_batch(self) -> tuple[str, list[Job]]:
-        """Session events, the reaper, then a claimed and checked batch (empty when nothing is
-        due) under a new lease token."""
+    def claim_batch(self, limit: int | None = None) -> tuple[str, list[Job]]:
+        """Session events, the reaper, then a claimed and checked batch of up to ``limit``
+        (``batch_size`` unless given; empty when nothing is due) under a new lease token."""
         at = self.clock()
         self.poll_events()
         message_log.reap(at)
         token = uuid.uuid4().hex
         claimed = message_log.claim_rows(
-            self.batch_size, at + dt.timedelta(seconds=self.lease_s), token, at
+            limit or self.batch_size, at + dt.timedelta(seconds=self.lease_s), token, at
         )
         if not claimed:
             return token, []

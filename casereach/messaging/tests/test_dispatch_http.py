@@ -4,7 +4,6 @@ circuit breaker, unknown outcomes."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -132,7 +131,7 @@ def test_one_slow_call_holds_one_slot_when_streaming(
 ) -> None:
     """``stream`` (what serve runs) completes the fast messages while a slow call is still in
     flight; ``run_once`` (one batch per Celery task) completes its batch together."""
-    http_gateway(api, provider, timeout_s=5)
+    http_gateway(api, provider, timeout_s=5, max_in_flight=4)
     provider.script("/send", Reply(200, {"id": "slow"}, delay_s=2.0))
     provider.script("/send", *[Reply(200, {"id": f"p-{i}"}) for i in range(9)])
     ids = [send(api, f"2547000000{i:02d}") for i in range(10)]
@@ -155,7 +154,7 @@ def test_one_slow_call_holds_one_slot_when_streaming(
 def test_stopping_a_stream_puts_unsent_claims_back_without_an_attempt(
     api: Api, provider: ProviderServer
 ) -> None:
-    http_gateway(api, provider, timeout_s=5)
+    http_gateway(api, provider, timeout_s=5, max_in_flight=1)
     provider.script("/send", *[Reply(200, {"id": f"p-{i}"}, delay_s=0.3) for i in range(5)])
     ids = [send(api, f"2547000000{i:02d}") for i in range(5)]
     d = Dispatcher(concurrency=1)
@@ -193,49 +192,3 @@ def test_a_stream_keeps_the_daily_limit_with_sends_in_flight(
     )
     assert [("queued", "DAILY_LIMIT_REACHED")] * 3 + [("sent", None)] * 3 == outcomes
     assert 3 == len(provider.requests)
-
-
-class PeakProvider(ProviderServer):
-    """Counts how many requests were being answered at once (each reply takes ``HOLD_S``)."""
-
-    HOLD_S = 0.4
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arrivals: list[float] = []
-        self.peak = 0
-
-    def _take(self, request: Any) -> Reply:
-        at = time.monotonic()
-        with self._lock:
-            self.arrivals.append(at)
-            self.peak = max(self.peak, sum(1 for t in self.arrivals if at - t < self.HOLD_S))
-        return super()._take(request)
-
-
-def test_one_window_bounds_calls_in_flight_across_gateway_types(api: Api) -> None:
-    """A batch mixing a lean-client type (http) and a thread-pool type (Twilio) keeps at most
-    ``concurrency`` calls in flight in all, as CASEREACH_DISPATCH_THREADS promises."""
-    account = "AC" + "0123456789abcdef" * 2
-    with PeakProvider() as provider:
-        http_gateway(api, provider, timeout_s=5)
-        twilio = {"account_sid": account, "auth_token": "0f" * 16}
-        twilio.update(from_number="+15005550006", base_url=provider.url)
-        r = api.post(M + "gateways", {"name": "TW", "type": "twilio", "config": twilio})
-        assert 201 == r.status, r.body
-        api.put(
-            M + "routes",
-            {"default_gateway": "HTTP", "prefixes": [{"prefix": "255", "gateway": "TW"}]},
-        )
-        hold = PeakProvider.HOLD_S
-        provider.script("/send", *[Reply(200, {"id": f"h{i}"}, delay_s=hold) for i in range(3)])
-        provider.script(
-            f"/2010-04-01/Accounts/{account}/Messages.json",
-            *[Reply(201, {"sid": f"SM{i}", "status": "queued"}, delay_s=hold) for i in range(3)],
-        )
-        ids = [send(api, f"25471200000{i}") for i in range(3)]
-        ids += [send(api, f"25571200000{i}") for i in range(3)]
-        run_once()  # concurrency=2
-        assert 6 == len(provider.requests)
-        assert 2 == provider.peak
-    assert ["sent"] * 6 == [Message.objects.get(id=i).status for i in ids]

@@ -50,6 +50,7 @@ from casereach.gateways.base import (
     SendResult,
     Status,
     StatusUpdate,
+    max_in_flight_field,
 )
 from casereach.gateways.inbound import FORM as _FORM
 from casereach.gateways.inbound import MAX_INBOUND_TEXT, MAX_PROVIDER_ID, callback_fields
@@ -107,6 +108,8 @@ class AfricasTalkingConfig(BaseModel):
     sender_id: str = Field(default="", description="Default short code or alphanumeric sender")
     base_url: str = DEFAULT_BASE_URL
     timeout_s: float = Field(default=netpolicy.DEFAULT_TIMEOUT_S, gt=0, le=netpolicy.MAX_TIMEOUT_S)
+    # Sent from the dispatcher's threads: at most CASEREACH_DISPATCH_THREADS at once.
+    max_in_flight: int = max_in_flight_field(16)
 
     @field_validator("username")
     @classmethod

@@ -46,6 +46,7 @@ from casereach.gateways.base import (
     GatewayError,
     OutgoingMessage,
     SendResult,
+    max_in_flight_field,
 )
 from casereach.gateways.masking import mask_text
 
@@ -70,6 +71,8 @@ class EmailConfig(BaseModel):
     use_ssl: bool = Field(False, description="implicit TLS from the first byte (port 465)")
     from_address: str = Field(description='the sender, e.g. "Clinic <noreply@example.org>"')
     timeout_s: float = Field(30.0, gt=0, le=600)
+    # One SMTP session per dispatch thread: a handful, as mail servers like it.
+    max_in_flight: int = max_in_flight_field(4)
 
     @field_validator("host")
     @classmethod

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from casereach.gateways import netpolicy
+from casereach.gateways.base import max_in_flight_field
 from casereach.gateways.types.http import template
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -56,6 +57,8 @@ class HttpConfig(BaseModel):
         default_factory=dict, description="Extra callback status words"
     )
     timeout_s: float = Field(default=netpolicy.DEFAULT_TIMEOUT_S, gt=0, le=netpolicy.MAX_TIMEOUT_S)
+    # The asyncio client holds hundreds of requests open at once at little cost.
+    max_in_flight: int = max_in_flight_field(500)
 
     @field_validator("url")
     @classmethod

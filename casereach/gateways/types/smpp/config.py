@@ -7,6 +7,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from casereach.gateways import addresses
+from casereach.gateways.base import max_in_flight_field
 
 PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
 
@@ -27,6 +28,8 @@ class SmppConfig(BaseModel):
     dest_ton: int = 1
     dest_npi: int = 1
     window: int = Field(10, ge=1, le=1000, description="max submit_sm awaiting a response")
+    # At most ``window`` (the session's submit_sm awaiting a response), whatever it says.
+    max_in_flight: int = max_in_flight_field(10)
     enquire_link_s: float = Field(30.0, gt=0, le=3600)
     bind_timeout_s: float = Field(10.0, gt=0, le=300)
     response_timeout_s: float = Field(10.0, gt=0, le=300)

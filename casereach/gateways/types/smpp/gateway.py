@@ -111,6 +111,13 @@ class SmppGateway(Gateway):
     secret_fields: ClassVar[tuple[str, ...]] = ("password",)
     persistent = True  # one session per process: ``connect`` and ``drain_events``
 
+    @classmethod
+    def max_in_flight(cls, config: Mapping[str, Any]) -> int:
+        """Never more than the session's ``window`` of unanswered submit_sm."""
+        window = config.get("window", 10)
+        window = window if isinstance(window, int) and not isinstance(window, bool) else 10
+        return max(1, min(super().max_in_flight(config), window))
+
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self._local = threading.local()  # before super(): it sets last_exchange
         super().__init__(config, http)

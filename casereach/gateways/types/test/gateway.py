@@ -27,6 +27,7 @@ from casereach.gateways.base import (
     OutgoingMessage,
     SendResult,
     StatusUpdate,
+    max_in_flight_field,
 )
 from casereach.gateways.inbound import (
     checked_inbound as _inbound_message,
@@ -52,6 +53,7 @@ class TestConfig(BaseModel):
     fail_numbers: list[str] = Field(default_factory=list)
     retry_numbers: list[str] = Field(default_factory=list)
     sender: str = ""
+    max_in_flight: int = max_in_flight_field(16)
 
 
 class TestGateway(Gateway):
