@@ -84,12 +84,29 @@ class Instance:
                 raise BenchError(f"{self.name}: casereach serve did not become healthy in 120 s")
             time.sleep(0.05)
 
+    def log_tail(self) -> str:
+        """The last lines serve wrote (it logs warnings and errors only)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(line.strip() for line in lines[-LOG_TAIL:])
+
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-LOG_TAIL:]
             raise BenchError(
-                f"{self.name}: casereach serve exited ({self.proc.returncode}): " + " | ".join(tail)
+                f"{self.name}: casereach serve exited ({self.proc.returncode}): {self.log_tail()}"
             )
+
+    def _get(self, path: str, **params: str) -> httpx.Response:
+        """GET from serve; a failed request is a BenchError quoting serve's log."""
+        try:
+            return self.client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            self.check_alive()
+            raise BenchError(
+                f"{self.name}: GET {path} failed ({exc!r}); serve's log ends: {self.log_tail()}"
+            ) from None
 
     def stop(self) -> None:
         if self.proc is None:
@@ -157,7 +174,7 @@ class Instance:
 
     def outbox(self) -> dict[str, int]:
         """``/metrics``: outbound messages by status."""
-        text = httpx.get(self.base + "/metrics", timeout=60).text
+        text = self._get("/metrics").text
         return {
             m.group(1): int(float(m.group(2)))
             for m in re.finditer(
@@ -166,7 +183,7 @@ class Instance:
         }
 
     def _total(self, **params: str) -> int:
-        resp = self.client.get(API + "/messages", params={**params, "limit": "1"})
+        resp = self._get(API + "/messages", **params, limit="1")
         if resp.status_code != 200:
             raise BenchError(f"{self.name}: GET /messages answered {resp.status_code}")
         return int(resp.json()["meta"]["total_count"])
@@ -186,7 +203,7 @@ class Instance:
         ):
             if not count:
                 continue
-            page = self.client.get(API + "/messages", params={**filt, "limit": "1000"})
+            page = self._get(API + "/messages", **filt, limit="1000")
             seen = Counter(str(m.get("error_code")) for m in page.json()["objects"])
             by_code = ", ".join(
                 f"{code} x {self._total(status=filt['status'], error_code=code):,}"
