@@ -17,10 +17,32 @@ if TYPE_CHECKING:
     pass
 
 
+DispatchInFlight = Annotated[
+    int | None, typer.Option("--max-in-flight", help="The gateway's max_in_flight (dispatch)")
+]
+DispatchRate = Annotated[
+    float | None, typer.Option("--rate-limit", help="The gateway's rate_limit_per_s (dispatch)")
+]
+# The options of 'bench send' only (see docs/cli.md).
+SendN = Annotated[int | None, typer.Option("--n", help="Messages per phase (send; 20,000)")]
+SendClients = Annotated[
+    int | None, typer.Option("--clients", help="Connections for /healthz and /send (send; 8)")
+]
+SendDatabase = Annotated[
+    str | None, typer.Option("--database", help="postgres://… to run on PostgreSQL (send)")
+]
+SendOnly = Annotated[
+    str | None, typer.Option("--only", help="Phases: accept,drain,latency300,e2e (send)")
+]
+SendPeer = Annotated[
+    Path | None, typer.Option("--peer-json", help="A peer-kannel run's --json (send)")
+]
+
+
 @app.command()
 def bench(
     suite: Annotated[
-        str, typer.Argument(help="Benchmark suite: ingest, dispatch, inbound or alerts")
+        str, typer.Argument(help="Benchmark suite: ingest, dispatch, inbound, alerts or send")
     ] = "ingest",
     cases: Annotated[int, typer.Option("--cases", help="Cases per measurement")] = 100_000,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results here")] = None,
@@ -38,25 +60,24 @@ def bench(
         float,
         typer.Option("--gateway-latency-ms", help="The local gateway answers this slowly"),
     ] = 0.0,
-    max_in_flight: Annotated[
-        int | None,
-        typer.Option("--max-in-flight", help="The gateway's max_in_flight (dispatch)"),
-    ] = None,
-    rate_limit: Annotated[
-        float | None,
-        typer.Option("--rate-limit", help="The gateway's rate_limit_per_s (dispatch)"),
-    ] = None,
+    max_in_flight: DispatchInFlight = None,
+    rate_limit: DispatchRate = None,
+    n: SendN = None,
+    clients: SendClients = None,
+    database: SendDatabase = None,
+    only: SendOnly = None,
+    peer_json: SendPeer = None,
 ) -> None:
-    """Run a benchmark suite (ingest, dispatch, inbound, alerts): our path and the raw floor
-    side by side.
+    """Run a benchmark suite (ingest, dispatch, inbound, alerts, send): our path and the raw
+    floor side by side. For send: --n, --clients, --database, --only, --peer-json, --json.
 
     For dispatch, --cases is the number of queued messages and --rss-rows the size of the
     outbox drained for the peak-RSS measurement. With --gateway-latency-ms (and optionally
     --max-in-flight, --rate-limit) it measures latency hiding alone: e.g. 300 ms, rate limit
-    2000. For inbound, --requests is the number of
-    inbound SMS (and of floor requests) in the closed-loop runs; --cases and --rss-rows are
-    not used. For alerts, --cases is the number of cases a conditional alert is activated
-    over (and of instances the scheduler fires); --rss-rows is not used.
+    2000. For inbound, --requests is the number of inbound SMS (and of floor requests) in the
+    closed-loop runs; --cases and --rss-rows are not used. For alerts, --cases is the number
+    of cases a conditional alert is activated over (and of instances the scheduler fires);
+    --rss-rows is not used.
 
     The mode comes from the environment: CASEREACH_BROKER_URL plus a PostgreSQL
     CASEREACH_DATABASE_URL run dispatch through --workers N Celery workers (default 1).
@@ -73,7 +94,11 @@ def bench(
         fail("--gateway-latency-ms must be 0 or more")
     if workers is not None and suite not in ("dispatch", "all"):
         fail("--workers applies to 'dispatch' and 'all' only")
+    _send_options_only_for_send(suite, (n, clients, database, only, peer_json))
     try:
+        if suite == "send":
+            _run_send(n, clients, database, only, json_out, peer_json)
+            return
         if suite == "all":
             run_all(messages=cases, latency_ms=latency_ms or 20.0, json_out=json_out)
             return
@@ -85,15 +110,7 @@ def bench(
         if max_in_flight is not None and not 1 <= max_in_flight <= 1000:
             fail("--max-in-flight must be from 1 to 1000")
         if suite == "dispatch" and (max_in_flight or rate_limit):
-            from casereach.bench.dispatch import run_latency_suite
-
-            run_latency_suite(
-                messages=cases,
-                latency_ms=latency_ms,
-                max_in_flight=max_in_flight,
-                rate_limit_per_s=rate_limit,
-                json_out=json_out,
-            )
+            _run_latency(cases, latency_ms, max_in_flight, rate_limit, json_out)
             return
         _run_suite(suite, cases, json_out, rss_rows, requests, latency_ms)
         if json_out is not None and json_out.exists():
@@ -102,6 +119,49 @@ def bench(
             json_out.write_text(json.dumps(document, indent=2) + "\n")
     except ValueError as exc:
         fail(str(exc))
+
+
+def _send_options_only_for_send(suite: str, values: tuple[object, ...]) -> None:
+    if suite != "send" and any(v is not None for v in values):
+        fail("--n, --clients, --database, --only and --peer-json apply to 'send' only")
+
+
+def _run_latency(
+    cases: int,
+    latency_ms: float,
+    max_in_flight: int | None,
+    rate_limit: float | None,
+    json_out: Path | None,
+) -> None:
+    from casereach.bench.dispatch import run_latency_suite
+
+    run_latency_suite(
+        messages=cases,
+        latency_ms=latency_ms,
+        max_in_flight=max_in_flight,
+        rate_limit_per_s=rate_limit,
+        json_out=json_out,
+    )
+
+
+def _run_send(
+    n: int | None,
+    clients: int | None,
+    database: str | None,
+    only: str | None,
+    json_out: Path | None,
+    peer_json: Path | None,
+) -> None:
+    from casereach.bench.send import run_send_suite
+
+    run_send_suite(
+        n=20_000 if n is None else n,
+        clients=8 if clients is None else clients,
+        database=database,
+        only=only,
+        json_out=json_out,
+        peer_json=peer_json,
+    )
 
 
 def _run_suite(
