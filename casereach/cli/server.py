@@ -86,7 +86,16 @@ def _serve(
     from casereach.core.hosts import allow_bind_address
 
     allow_bind_address(host)  # Host headers naming the listening address are answered
-    server = create_server(application, host=host, port=port, threads=threads, ident="casereach")
+    # poll(), not select(): the dispatcher in this process holds up to max_in_flight provider
+    # connections per gateway, which push socket numbers past select()'s limit of 1023.
+    server = create_server(
+        application,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="casereach",
+        asyncore_use_poll=True,
+    )
     url = f"http://{host}:{server.effective_port}"  # type: ignore[union-attr]
 
     def stop(signum: int, frame: object) -> None:

@@ -132,6 +132,45 @@ def test_serve_health_api_and_sigterm(env: dict[str, str]) -> None:
     assert "casereach stopped" in out
 
 
+# Opens 1,100 descriptors first, as a dispatcher holding hundreds of provider connections
+# does, so that the server's sockets are numbered past select()'s limit of 1023.
+MANY_FDS = """
+import os, sys
+held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+from casereach.cli.main import run
+sys.argv = ["casereach", "serve", "--no-workers", "--port", sys.argv[1]]
+run()
+"""
+
+
+def test_serve_answers_on_sockets_numbered_past_1023(env: dict[str, str]) -> None:
+    assert 0 == cli(env, "init").returncode
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MANY_FDS, str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        statuses = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            while not statuses:
+                try:
+                    statuses = [client.get("/healthz").status_code for _ in range(3)]
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise
+                    time.sleep(0.2)
+        assert [200, 200, 200] == statuses
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    assert 0 == proc.returncode, err
+
+
 def _demo_key(r: subprocess.CompletedProcess[str]) -> str:
     assert 0 == r.returncode, r.stderr
     last = r.stdout.strip().splitlines()[-1]
