@@ -47,7 +47,7 @@ class ApiKey(models.Model):
     last_used = models.DateTimeField(null=True, blank=True)
     # The key's HTTP Digest secrets (HA1 over the key as password), encrypted (core.crypto);
     # "" for keys made before Digest (they work with every other scheme).
-    digest_secret = models.TextField(blank=True, default="")
+    digest_secret = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         indexes = [models.Index(fields=["username", "project"])]
