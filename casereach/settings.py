@@ -296,5 +296,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "web/locked.html"
 AXES_CLIENT_IP_CALLABLE = "casereach.projects.auth.client_address"
 AXES_VERBOSE = False
+# Not a password rule: keeps each web user's HTTP Digest secret when their password is set
+# (casereach.projects.digest, decisions/0011).
+AUTH_PASSWORD_VALIDATORS = [{"NAME": "casereach.projects.digest.DigestPasswordHook"}]
 CASEREACH_CLIENT_IP_HEADER = os.environ.get("CASEREACH_CLIENT_IP_HEADER", "").strip()
 # --- end of login throttling --------------------------------------------------------------

@@ -313,6 +313,60 @@ def test_form_receiver(api: Api, other_api: Api) -> None:
     assert 401 == documented("POST", RECEIVER, r).status
 
 
+SEND_SMS = "/a/{project}/sms/api/send_sms/"
+
+
+def form_post(api: Api, form: dict[str, str], **kw: Any) -> Response:
+    resp = Client().post(
+        SEND_SMS.replace("{project}", api.project.name),
+        form,
+        HTTP_AUTHORIZATION=kw.pop("auth", api.auth),
+    )
+    media = resp.headers.get("Content-Type", "")
+    parsed = json.loads(resp.content) if media.startswith("application/json") else None
+    return Response(resp.status_code, parsed, dict(resp.headers), resp.content)
+
+
+def test_commcare_send_sms(api: Api, other_api: Api) -> None:
+    """HQ's send-SMS API: plain-text answers, its statuses and messages."""
+    no_phone = a_case(api)
+    answers = []
+    for form in [
+        {"phone_number": NUMBER, "text": "hi"},  # no gateway yet: recorded, not sent
+        {"text": "hi"},
+        {"phone_number": NUMBER},
+        {"contact_id": "nobody", "text": "hi"},
+        {"contact_id": no_phone, "text": "hi"},
+        {"phone_number": "12", "text": "hi"},
+        {"phone_number": NUMBER, "text": "hi", "backend_id": "NOPE"},
+    ]:
+        r = documented("POST", SEND_SMS, form_post(api, form))
+        assert r.headers["Content-Type"].startswith("text/plain"), r.raw
+        answers.append((r.status, r.raw.decode()))
+    assert [
+        (200, "ERROR: NO_SUITABLE_GATEWAY"),
+        (400, "Not enough arguments."),
+        (400, "Not enough arguments."),
+        (400, "Contact not found."),
+        (400, "Contact has no phone number."),
+    ] == answers[:5]
+    assert [400, 400] == [status for status, _ in answers[5:]], answers
+    assert "gateway 'NOPE' not found (or not active) for this project" == answers[6][1]
+    gateway(api, "TEST")
+    with_phone = a_case(api, phone=NUMBER)
+    for form in [
+        {"phone_number": NUMBER, "text": "hi", "backend_id": "TEST"},
+        {"contact_id": with_phone, "text": "hi", "backend_id": "TEST"},
+    ]:
+        r = documented("POST", SEND_SMS, form_post(api, form))
+        assert (200, b"OK") == (r.status, r.raw)
+    r = form_post(api, {"phone_number": NUMBER, "text": "hi"}, auth=other_api.auth)
+    assert 403 == documented("POST", SEND_SMS, r).status
+    r = documented("POST", SEND_SMS, form_post(api, {"text": "x"}, auth="ApiKey nobody:nothing"))
+    assert 401 == r.status
+    assert r.headers["WWW-Authenticate"].startswith("Digest ")
+
+
 # --- provider webhooks ------------------------------------------------------------------------
 
 

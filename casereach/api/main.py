@@ -25,11 +25,12 @@ from casereach.core.text import parse_json
 from casereach.gateways.api import router as gateways_router
 from casereach.gateways.api_admin import router as gateways_admin_router
 from casereach.messaging.api import router as messaging_router
+from casereach.messaging.api_commcare_sms import router as commcare_sms_router
 from casereach.messaging.api_events import router as events_router
 from casereach.messaging.api_inbound import router as inbound_router
 from casereach.messaging.callbacks import router as callbacks_router
 from casereach.projects.api import router as projects_router
-from casereach.projects.auth import ApiKeyAuth, Throttled
+from casereach.projects.auth import ApiKeyAuth, Throttled, Unauthorized
 from casereach.workers.api import router as workers_router
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ def _casereach_error(request: HttpRequest, exc: CasereachError) -> HttpResponse:
     response = error_response(request, exc.status, exc.message, exc.detail)
     if isinstance(exc, Throttled):
         response["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthorized):
+        response["WWW-Authenticate"] = exc.challenge
     return response
 
 
@@ -148,6 +151,7 @@ api.add_router("", callbacks_router)
 api.add_router("", cases_v05_router)
 api.add_router("", commcare_router)  # data forwarding and form submissions from CommCare HQ
 api.add_router("", events_router)
+api.add_router("", commcare_sms_router)  # CommCare HQ's send-SMS API (form body, plain text)
 api.add_router("", inbound_router)
 api.add_router("", alerts_router)
 api.add_router("", workers_router)

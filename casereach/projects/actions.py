@@ -9,15 +9,24 @@ import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
 from casereach.core import rows
 from casereach.core.errors import BadRequest, Conflict, NotFound
 from casereach.core.timeutil import ONE_MICROSECOND, now
+from casereach.projects import digest
 from casereach.projects.cache import forget_generation
-from casereach.projects.models import ApiKey, ConfigGeneration, Membership, Project, Role
+from casereach.projects.models import (
+    ApiKey,
+    ConfigGeneration,
+    DigestNonce,
+    Membership,
+    PasswordDigest,
+    Project,
+    Role,
+)
 from casereach.projects.settings_schema import ProjectSettings
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
@@ -135,7 +144,11 @@ def do_create_api_key(project: Project, username: str, *, role: Role | None = No
             )
         _member(project, username, None, default=role or Role.ADMIN)
         ApiKey.objects.create(
-            project=project, username=username, key_hash=hash_key(key), prefix=key[:8]
+            project=project,
+            username=username,
+            key_hash=hash_key(key),
+            prefix=key[:8],
+            digest_secret=digest.seal(username, key),
         )
     return key
 
@@ -234,3 +247,34 @@ def tick_clock(project: Project, count: int = 1) -> dt.datetime:
     project.last_indexed_on = stamp
     rows.execute(_TICK_SQL, [_LAST_INDEXED.get_db_prep_save(stamp, connection), project.pk])
     return first
+
+
+def do_store_password_digest(user: Any, password: str) -> None:
+    """Keep ``user``'s HTTP Digest secrets for ``password`` (called whenever a password is
+    saved: ``digest.DigestPasswordHook``); an unusable password removes them."""
+    if not user.has_usable_password():
+        PasswordDigest.objects.filter(user_id=user.pk).delete()
+        return
+    PasswordDigest.objects.update_or_create(
+        user_id=user.pk, defaults={"secret": digest.seal(user.get_username(), password)}
+    )
+
+
+def do_use_nonce(nonce: str, count: int) -> bool:
+    """Record a use of a Digest nonce with nonce count ``count``: True when it is higher
+    than every count accepted with this nonce before (in any process), else False (a
+    replay). Expired nonces' rows are dropped when a new nonce is first used."""
+    for _ in range(2):
+        if DigestNonce.objects.filter(nonce=nonce, count__lt=count).update(count=count):
+            return True
+        if DigestNonce.objects.filter(nonce=nonce).exists():
+            return False
+        expires = timezone.now() + dt.timedelta(seconds=digest.NONCE_LIFETIME_S * 2)
+        try:
+            with transaction.atomic():
+                DigestNonce.objects.filter(expires_on__lt=timezone.now()).delete()
+                DigestNonce.objects.create(nonce=nonce, count=count, expires_on=expires)
+            return True
+        except IntegrityError:
+            continue  # another process recorded it first: compare with its count
+    return False

@@ -7,7 +7,10 @@ own, whichever project it was made for) is a principal of its own: only they may
 operations declared with ``requires_system_admin`` (``/api/admin/v1/…``); no project role,
 not even admin, grants them.
 
-Failures: no or bad credentials → 401; a key or user of another project → 403; a role too
+The ``Authorization`` schemes (ApiKey, Basic, Bearer, Digest) are read by
+``projects.credentials``.
+
+Failures: no or bad credentials → 401 with a Digest challenge; a key or user of another project → 403; a role too
 weak for the operation → 403 naming the role; an unsafe request signed in by session without
 its CSRF token → 403; too many requests with one key, or too many bad keys from one client
 address → 429 with ``Retry-After``.
@@ -36,12 +39,20 @@ from ninja.security import APIKeyHeader
 from ninja.utils import contribute_operation_callback
 
 from casereach.core.errors import CasereachError
+from casereach.projects import digest
 from casereach.projects.models import Project, Role
-from casereach.projects.queries import find_api_key, member_role, project_named
+from casereach.projects.queries import member_role, project_named
 
 
 class Unauthorized(CasereachError):
+    """401, with a fresh HTTP Digest challenge for the ``WWW-Authenticate`` header (so a
+    client in Digest mode, as commcare-export by default, answers it)."""
+
     status = 401
+
+    def __init__(self, message: str, detail: Any = None, *, stale: bool = False) -> None:
+        super().__init__(message, detail)
+        self.challenge = digest.challenge(stale=stale)
 
 
 class Forbidden(CasereachError):
@@ -74,16 +85,6 @@ class SystemRole(Enum):
     superuser). Not a project role: ``Role.ADMIN`` of any project does not grant it."""
 
     SYSTEM_ADMIN = "system administrator"
-
-
-def parse_authorization(header: str) -> tuple[str, str] | None:
-    scheme, _, data = header.strip().partition(" ")
-    if scheme.lower() != "apikey" or ":" not in data:
-        return None
-    username, _, key = data.strip().partition(":")
-    if not username or not key:
-        return None
-    return username, key
 
 
 class _Bucket:
@@ -269,45 +270,34 @@ def check_csrf(request: HttpRequest) -> None:
 
 
 class ApiKeyAuth(APIKeyHeader):
-    """Documented in OpenAPI as the ``Authorization`` header."""
+    """Documented in OpenAPI as the ``Authorization`` header; the schemes are
+    ``projects.credentials``'s."""
 
     param_name = "Authorization"
-    openapi_description = "ApiKey <username>:<key> (scheme matched case-insensitively)"
+    openapi_description = (
+        "ApiKey <username>:<key> (scheme matched case-insensitively); Basic (username with "
+        "an API key or the web password); Bearer <key>; or HTTP Digest (realm casereach, "
+        "qop auth, MD5 or SHA-256) with an API key or the web password"
+    )
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:
         if key:
-            principal = self._key_principal(request, key)
+            from casereach.projects.credentials import principal_from
+
+            principal = principal_from(request, key)
         else:
             user = getattr(request, "user", None)
             if user is None or not user.is_authenticated:
                 raise Unauthorized(
-                    "authentication required: send 'Authorization: ApiKey <username>:<key>'"
+                    "authentication required: send 'Authorization: ApiKey <username>:<key>', "
+                    "Basic or Digest credentials"
                 )
             check_csrf(request)
             principal = Principal(username=user.get_username(), project_id=None, user_id=user.pk)
         return _with_role(request, principal)
 
-    def _key_principal(self, request: HttpRequest, key: str) -> Principal:
-        parsed = parse_authorization(key)
-        found = find_api_key(*parsed) if parsed is not None else None
-        if found is None:
-            # A valid key always works (192 random bits: nobody guesses one); bad keys from
-            # one address past the limit get 429 instead of 401, so guessing is slowed.
-            address = client_address(request)
-            wait = KEY_FAILURES.wait(address)
-            if wait > 0:
-                raise Throttled(wait)
-            KEY_FAILURES.fail(address)
-            if parsed is None:
-                raise Unauthorized("Authorization must be 'ApiKey <username>:<key>'")
-            raise Unauthorized("invalid API key")
-        wait = BUCKET.take(found.key_hash)
-        if wait > 0:
-            raise Throttled(wait)
-        return Principal(username=found.username, project_id=found.project_id, key_id=found.pk)
 
-
-def _url_project(request: HttpRequest) -> str | None:
+def url_project(request: HttpRequest) -> str | None:
     match = getattr(request, "resolver_match", None)
     name = match.kwargs.get("project") if match is not None else None
     return name if isinstance(name, str) else None
@@ -337,7 +327,7 @@ def _with_role(request: HttpRequest, principal: Principal) -> Principal:
     as the system administrator."""
     if getattr(request, _ROLE_ATTR, None) is SystemRole.SYSTEM_ADMIN:
         return _system_admin(principal)
-    name = _url_project(request)
+    name = url_project(request)
     if name is None:
         return principal
     project, role = _membership(principal, name)

@@ -45,6 +45,9 @@ class ApiKey(models.Model):
     created_on = models.DateTimeField(auto_now_add=True)
     revoked_on = models.DateTimeField(null=True, blank=True)
     last_used = models.DateTimeField(null=True, blank=True)
+    # The key's HTTP Digest secrets (HA1 over the key as password), encrypted (core.crypto);
+    # "" for keys made before Digest (they work with every other scheme).
+    digest_secret = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         indexes = [models.Index(fields=["username", "project"])]
@@ -89,3 +92,24 @@ class ConfigGeneration(models.Model):
     a cache entry made under another number is thrown away (projects.cache)."""
 
     value = models.BigIntegerField(default=0)
+
+
+class PasswordDigest(models.Model):
+    """A web user's HTTP Digest secrets (HA1 = H(username:realm:password), MD5 and SHA-256),
+    encrypted with the key derived from SECRET_KEY (core.crypto); written whenever the
+    user's password is set (projects.digest, decisions/0011)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="password_digest"
+    )
+    secret = models.TextField()
+    updated_on = models.DateTimeField(auto_now=True)
+
+
+class DigestNonce(models.Model):
+    """A Digest nonce seen in use and the highest nonce count (``nc``) accepted with it: a
+    request must bring a higher one, so no request is replayed (in any process)."""
+
+    nonce = models.CharField(max_length=100, unique=True)
+    count = models.BigIntegerField()
+    expires_on = models.DateTimeField(db_index=True)

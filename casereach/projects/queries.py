@@ -10,7 +10,7 @@ from datetime import datetime
 from casereach.core.errors import NotFound
 from casereach.projects.actions import hash_key
 from casereach.projects.cache import GenerationCache
-from casereach.projects.models import ApiKey, Membership, Project, Role
+from casereach.projects.models import ApiKey, Membership, PasswordDigest, Project, Role
 
 # What every API request looks up, cached per process under the configuration generation
 # (projects.cache): failed look-ups are not kept (a spray of bad keys cannot fill memory).
@@ -28,8 +28,9 @@ def get_project_by_name(name: str) -> Project:
         raise NotFound(f"Project '{name}' not found") from None
 
 
-def find_api_key(username: str, key: str) -> ApiKey | None:
-    """The active key matching ``username:key``, or None."""
+def find_api_key(username: str | None, key: str) -> ApiKey | None:
+    """The active key matching ``username:key``, or None; with no ``username``, the active
+    key ``key`` whoever owns it (a key alone names its owner: ``Bearer <key>``)."""
     digest = hash_key(key)
     found = _KEYS.get(
         digest,
@@ -37,10 +38,13 @@ def find_api_key(username: str, key: str) -> ApiKey | None:
             ApiKey.objects.filter(key_hash=digest, is_active=True).select_related("project").first()
         ),
     )
+    if found is not None and username is None:
+        return copy.copy(found)
     # Bytes: compare_digest refuses str holding anything but ASCII (a TypeError, once a 500
     # for ``ApiKey uä:<key>``); surrogatepass so no header text can make the encoding fail.
     if found is None or not hmac.compare_digest(
-        found.username.encode("utf-8", "surrogatepass"), username.encode("utf-8", "surrogatepass")
+        found.username.encode("utf-8", "surrogatepass"),
+        (username or "").encode("utf-8", "surrogatepass"),
     ):
         return None
     return copy.copy(found)
@@ -103,3 +107,33 @@ def list_api_keys(project: Project, *, username: str | None = None) -> list[ApiK
         )
         for k in keys
     ]
+
+
+@dataclass(frozen=True)
+class DigestSecret:
+    """One secret a Digest answer from ``username`` may have been made with: an API key of
+    theirs (``key``) or their password (``user_id``)."""
+
+    secret: str
+    key: ApiKey | None = None
+    user_id: int | None = None
+
+
+def digest_secrets(username: str, project_name: str | None) -> list[DigestSecret]:
+    """The Digest secrets of ``username``: their active keys (the URL project's first), then
+    their password's (active users with a usable password only)."""
+    keys = sorted(
+        ApiKey.objects.filter(username=username, is_active=True)
+        .exclude(digest_secret="")
+        .select_related("project"),
+        key=lambda k: (k.project.name != project_name, k.pk),
+    )
+    out = [DigestSecret(k.digest_secret, key=k) for k in keys]
+    password = (
+        PasswordDigest.objects.filter(user__username=username, user__is_active=True)
+        .values_list("secret", "user_id", "user__password")
+        .first()
+    )
+    if password is not None and not password[2].startswith("!"):  # "!": unusable
+        out.append(DigestSecret(password[0], user_id=password[1]))
+    return out

@@ -79,9 +79,19 @@ class CommCareExport:
     timeout_s: int
 
     def run(
-        self, server: str, project: Project, key: str, query: Path, workdir: Path, *output: str
+        self,
+        server: str,
+        project: Project,
+        key: str,
+        query: Path,
+        workdir: Path,
+        *output: str,
+        auth_mode: str | None = "apikey",
+        username: str = USER,
     ) -> subprocess.CompletedProcess[str]:
-        """One export of ``query`` as ``USER``; fails the test on an error or a traceback."""
+        """One export of ``query`` as ``username`` (``key`` its API key, or with
+        ``auth_mode=None``, commcare-export's default HTTP Digest, an API key or the web
+        password); fails the test on an error or a traceback."""
         guard = workdir / "guard"
         guard.mkdir(exist_ok=True)
         (guard / "sitecustomize.py").write_text(LOCAL_ONLY)
@@ -96,8 +106,9 @@ class CommCareExport:
         assert CLI is not None
         cmd = [
             CLI,
-            *("--commcare-hq", server, "--project", project.name, "--auth-mode", "apikey"),
-            *("--username", USER, "--password", key, "--query", str(query)),
+            *("--commcare-hq", server, "--project", project.name),
+            *(("--auth-mode", auth_mode) if auth_mode else ()),
+            *("--username", username, "--password", key, "--query", str(query)),
             *("--batch-size", str(self.batch_size), "--no-logfile", "--verbose"),
             *output,
         ]

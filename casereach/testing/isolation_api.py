@@ -195,6 +195,7 @@ BODIES: dict[Op, Bodies] = {
     ],
     ("POST", "/a/{project}/api/commcare/case-forwarding/"): lambda a, b, w: _forwarded(a, b),
     ("POST", "/a/{project}/receiver/"): lambda a, b, w: _forms(a, b),
+    ("POST", "/a/{project}/sms/api/send_sms/"): lambda a, b, w: _send_sms_forms(a, b, w),
     ("POST", MV + "gateways"): lambda a, b, w: [
         _gateway(b, a, f"{b.tag.upper()}-SHARED", "http"),
         _gateway(b, a, a.wanted_gateway, "test"),
@@ -348,6 +349,22 @@ class RawXml(str):
     """A body sent as it is, as text/xml (not as JSON)."""
 
 
+class FormBody(dict[str, str]):
+    """A body sent as a form (CommCare's send-SMS API), not as JSON."""
+
+
+def _send_sms_forms(a: Tenant, b: Tenant, w: Walker) -> list[Any]:
+    """HQ's send-SMS API naming A's contacts, numbers and gateways."""
+    return [
+        FormBody(contact_id=a.case_ids["mother"], text="hi"),
+        FormBody(contact_id=a.worker_ids[0], text="hi"),
+        FormBody(phone_number=a.numbers["mother"], text="hi"),
+        FormBody(phone_number=a.numbers["stopped"], text="hi"),
+        FormBody(phone_number=b.numbers["mother"], text="hi", backend_id=a.gateway_names()[0]),
+        FormBody(phone_number=b.numbers["mother"], text="hi", backend_id=a.gateway_names()[1]),
+    ]
+
+
 def operations(schema: dict[str, Any]) -> list[tuple[Op, dict[str, Any]]]:
     return [
         ((method.upper(), path), op)
@@ -407,6 +424,8 @@ def walk_api(w: Walker, schema: dict[str, Any]) -> set[Op]:
                     path = path.replace(f"/a/{b.name}/", f"/a/{prefix}/", 1)
                     if isinstance(body, RawXml):
                         r = w.call(who, op[0], path, raw=str(body), content_type="text/xml")
+                    elif isinstance(body, FormBody):
+                        r = w.call(who, op[0], path, form=dict(body))
                     else:
                         r = w.call(who, op[0], path, query=query, body=body)
                     if op[1].startswith(ADMIN) and r.status != 403:
