@@ -266,14 +266,39 @@ def insert(drafts: Sequence[Draft], *, skip_conflicts: Sequence[str] = ()) -> No
         if skip_conflicts:
             raise ValueError(f"{t.name}: ON CONFLICT DO NOTHING with auto ids")
         ids = _pg_unnest_returning_ids(t, rows) if bulk.is_postgres() else None
-        if ids is None:
+        if len(rows) == 1:
+            ids = [_insert_one(t, rows[0])]
+        elif ids is None:
             ids = bulk.insert_rows_returning_ids(t.name, t.columns, rows)
         for d, new_id in zip(drafts, ids, strict=True):
             d.pk = new_id
     elif skip_conflicts:
         bulk.upsert(t.name, t.columns, rows, conflict=skip_conflicts, update=())
+    elif len(rows) == 1:  # one statement (PostgreSQL's COPY path takes four)
+        execute(_one_sql(t.model, False), rows[0])
     else:
         bulk.insert(t.name, t.columns, rows)
+
+
+def _insert_one(t: Table, row: Sequence[Any]) -> Any:
+    """One row with an auto id, in one statement (a single send's event and sub-event): the
+    id from ``lastrowid`` (SQLite) or ``RETURNING`` (PostgreSQL)."""
+    returning = bulk.is_postgres()
+    sql = _one_sql(t.model, returning)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, row)
+        if returning:
+            found = cursor.fetchone()
+            return found[0]
+        return cursor.lastrowid
+
+
+@functools.cache
+def _one_sql(model: type[models.Model], returning: bool) -> str:
+    t = table(model)
+    marks = ", ".join(["%s"] * len(t.columns))
+    sql = f"INSERT INTO {t.name} ({', '.join(t.columns)}) VALUES ({marks})"
+    return sql + f" RETURNING {model._meta.pk.column}" if returning else sql
 
 
 def _array_item(value: Any) -> str | None:
