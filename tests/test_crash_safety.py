@@ -247,3 +247,81 @@ def test_kill_9_during_batch_sends_keeps_every_acknowledged_batch_whole(tmp_path
         con.close()
     assert set() == {i for ids_ in acked.values() for i in ids_} - ids
     print(f"acknowledged {len(acked)} batches, stored {len(stored)}")
+
+
+@pytest.mark.slow
+def test_kill_9_during_grouped_single_sends_keeps_every_acknowledged_send(
+    tmp_path: Path,
+) -> None:
+    # Concurrent single sends are recorded in groups (one commit for several callers): a
+    # 202 is only answered after its group committed.
+    db = tmp_path / "single.sqlite3"
+    env = {**os.environ, "CASEREACH_DATABASE_URL": str(db), "CASEREACH_API_RATE": "100000"}
+    for args in (
+        ("init",),
+        ("project", "create", "crash"),
+        ("gateway", "add", "LOCAL", "--type", "test", "--project", "crash", "--default"),
+    ):
+        subprocess.run([sys.executable, "-m", "casereach", *args], env=env, check=True, timeout=120)
+    made = subprocess.run(
+        [sys.executable, "-m", "casereach", "apikey", "create", "--project", "crash",
+         "--username", "ops@example.org"],
+        env=env, check=True, timeout=120, capture_output=True, text=True,
+    )  # fmt: skip
+    auth = f"ApiKey ops@example.org:{made.stdout.strip().splitlines()[-1]}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "casereach", "serve", "--port", str(port)],
+            env={**env, "CASEREACH_DISPATCH_PAUSE": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def client(worker: int) -> None:
+        with httpx.Client(timeout=30, headers={"Authorization": auth}) as http:
+            for n in itertools.count():
+                if stop.is_set():
+                    return
+                body = {"phone_number": f"2547{worker:02d}{n:06d}", "text": f"w{worker} {n}"}
+                try:
+                    r = http.post(url + "/a/crash/api/messaging/v1/send", json=body)
+                except httpx.HTTPError:
+                    return  # the server died mid-request: not acknowledged
+                if r.status_code != 202:
+                    return
+                acked.append(r.json()["messages"][0]["id"])
+
+    first = start()
+    try:
+        _wait_healthy(first, url)
+        clients = [threading.Thread(target=client, args=(w,)) for w in range(8)]
+        for t in clients:
+            t.start()
+        deadline = time.monotonic() + 120
+        while len(acked) < 100:
+            assert time.monotonic() < deadline, "too few sends were acknowledged"
+            time.sleep(0.01)
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        stop.set()
+        for t in clients:
+            t.join(60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(30)
+        _close_pipes(first)
+
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        ids = {r[0] for r in con.execute("SELECT id FROM messaging_message")}
+    finally:
+        con.close()
+    assert set() == set(acked) - ids
+    print(f"acknowledged {len(acked)} single sends, stored {len(ids)}")

@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import operator
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import DEFAULT_DB_ALIAS, connection, models
 
 from casereach.core import bulk
+from casereach.core.rows_read import Decoder as Decoder
+from casereach.core.rows_read import RawRows as RawRows
+from casereach.core.rows_read import decoder as decoder
 
 M = TypeVar("M", bound=models.Model)
 
@@ -120,6 +120,14 @@ def _picker(positions: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
     return operator.itemgetter(*positions)
 
 
+# ``Table.row``'s plan for one set of keys: the row picker, the values picker, the adapters.
+_RowPlan = tuple[
+    Callable[[Any], tuple[Any, ...]],
+    Callable[[Any], tuple[Any, ...]],
+    list[tuple[int, Adapter]],
+]
+
+
 class Table:
     """A model's insertable columns (the auto primary key left out), defaults and adapters.
 
@@ -146,14 +154,37 @@ class Table:
         self.adapters: list[tuple[int, Adapter]] = [
             (i, fn) for i, f in enumerate(fields) if (fn := adapter(f)) is not None
         ]
+        self._plans: dict[tuple[str, ...], _RowPlan] = {}
+        self._adapted_defaults: tuple[Any, ...]
 
     def row(self, values: Mapping[str, Any]) -> list[Any]:
         """``values`` (attname → value, the defaults for those missing; other keys ignored)
         as parameters in ``columns`` order."""
-        row = list(self._pick({**self.defaults, **values}))
-        for i, fn in self.adapters:
+        keys = tuple(values)
+        plan = self._plans.get(keys)
+        if plan is None:
+            plan = self._plans[keys] = self._plan(keys)
+        pick, own, adapters = plan
+        row = list(pick(own(values) + self._adapted_defaults))
+        for i, fn in adapters:
             row[i] = fn(row[i])
         return row
+
+    def _plan(self, keys: tuple[str, ...]) -> _RowPlan:
+        """How ``row`` builds the row of a mapping with these keys (in this order): the
+        known ones picked by one ``itemgetter``, the defaults (adapted once) for the
+        others, and adapters only for the values given."""
+        if not hasattr(self, "_adapted_defaults"):
+            defaults = list(self._default_row)
+            for i, fn in self.adapters:
+                defaults[i] = fn(defaults[i])
+            self._adapted_defaults = tuple(defaults)
+        given = [k for k in keys if k in self.defaults]
+        n = len(given)
+        positions = [given.index(a) if a in given else n + j for j, a in enumerate(self.attnames)]
+        own = _picker(given) if given else (lambda values: ())
+        adapters = [(i, fn) for i, fn in self.adapters if self.attnames[i] in given]
+        return _picker(positions), own, adapters
 
     def pack(self, values: Sequence[Any]) -> list[Any]:
         """A row of values in ``columns`` order as parameters."""
@@ -214,8 +245,9 @@ class Draft:
         except KeyError:
             raise AttributeError(name) from None
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        self.__dict__[name] = value
+    if TYPE_CHECKING:  # any attribute may be set (at run time: the plain instance dict)
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
     def row(self) -> list[Any]:
         return self._table.row(self.__dict__)
@@ -233,13 +265,92 @@ def insert(drafts: Sequence[Draft], *, skip_conflicts: Sequence[str] = ()) -> No
     if t.auto_id:
         if skip_conflicts:
             raise ValueError(f"{t.name}: ON CONFLICT DO NOTHING with auto ids")
-        ids = bulk.insert_rows_returning_ids(t.name, t.columns, rows)
+        ids = _pg_unnest_returning_ids(t, rows) if bulk.is_postgres() else None
+        if len(rows) == 1:
+            ids = [_insert_one(t, rows[0])]
+        elif ids is None:
+            ids = bulk.insert_rows_returning_ids(t.name, t.columns, rows)
         for d, new_id in zip(drafts, ids, strict=True):
             d.pk = new_id
     elif skip_conflicts:
         bulk.upsert(t.name, t.columns, rows, conflict=skip_conflicts, update=())
+    elif len(rows) == 1:  # one statement (PostgreSQL's COPY path takes four)
+        execute(_one_sql(t.model, False), rows[0])
     else:
         bulk.insert(t.name, t.columns, rows)
+
+
+def _insert_one(t: Table, row: Sequence[Any]) -> Any:
+    """One row with an auto id, in one statement (a single send's event and sub-event): the
+    id from ``lastrowid`` (SQLite) or ``RETURNING`` (PostgreSQL)."""
+    returning = bulk.is_postgres()
+    sql = _one_sql(t.model, returning)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, row)
+        if returning:
+            found = cursor.fetchone()
+            return found[0]
+        return cursor.lastrowid
+
+
+@functools.cache
+def _one_sql(model: type[models.Model], returning: bool) -> str:
+    t = table(model)
+    marks = ", ".join(["%s"] * len(t.columns))
+    sql = f"INSERT INTO {t.name} ({', '.join(t.columns)}) VALUES ({marks})"
+    return sql + f" RETURNING {model._meta.pk.column}" if returning else sql
+
+
+def _array_item(value: Any) -> str | None:
+    """One element of a PostgreSQL array literal; None for a value of another type."""
+    cls = value.__class__
+    if cls is str:
+        text: str = value
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if value is None:
+        return "NULL"
+    if cls is bool:
+        return "t" if value else "f"
+    if cls is int:
+        return str(value)
+    if cls is dt.datetime and value.tzinfo is not None:
+        stamp: dt.datetime = value
+        return '"' + stamp.isoformat(" ") + '"'
+    return None
+
+
+def _pg_unnest_returning_ids(t: Table, rows: Sequence[Sequence[Any]]) -> list[Any] | None:
+    """PostgreSQL, more than one row: ``INSERT … SELECT … FROM unnest(arrays) WITH
+    ORDINALITY ORDER BY ordinality RETURNING id`` — one statement whose parameters are one
+    array literal per column (built by joins), instead of a VALUES list of rows times columns
+    parameters that the client-side binding parses and quotes one by one (about 60 µs a row
+    for the message log's tables). None (the caller's multi-row VALUES) for one row or a
+    value of a type the literal does not take."""
+    if len(rows) < 2:
+        return None
+    arrays = []
+    for column in zip(*rows, strict=True):
+        items = [_array_item(v) for v in column]
+        if None in items:
+            return None
+        arrays.append("{" + ",".join(items) + "}")  # type: ignore[arg-type]
+    sql = _unnest_sql(t.model, connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, arrays)
+        return [r[0] for r in cursor.fetchall()]
+
+
+@functools.cache
+def _unnest_sql(model: type[models.Model], vendor: str) -> str:
+    t = table(model)
+    casts = ", ".join(f"%s::{f.db_type(connection)}[]" for f in t.fields)
+    names = ", ".join(f"u{i}" for i in range(len(t.fields)))
+    cols = ", ".join(t.columns)
+    pk = model._meta.pk.column
+    return (
+        f"INSERT INTO {t.name} ({cols}) SELECT {names} FROM unnest({casts}) WITH ORDINALITY "
+        f"AS u({names}, _ord) ORDER BY _ord RETURNING {pk}"
+    )
 
 
 def insert_rows(
@@ -350,139 +461,7 @@ def insert_instance(obj: models.Model, on_conflict: str = "") -> bool:
     return True
 
 
-# -- raw reads ---------------------------------------------------------------------------------
-
-
-class Decoder:
-    """Raw SQL rows holding ``attnames`` (in that order; all concrete fields, in model
-    order, when none are named) decoded to Python values as the ORM loads them (its
-    converters applied per column: SQLite's text/naive datetimes made aware, JSON parsed,
-    0/1 made booleans), without building model instances. ``columns(alias)`` is the select
-    list in that order; calling the decoder decodes one row, ``all`` a batch."""
-
-    def __init__(self, model: type[models.Model], *attnames: str) -> None:
-        concrete = model._meta.concrete_fields
-        by_name = {f.attname: f for f in concrete}
-        unknown = sorted(set(attnames) - set(by_name))
-        if unknown:
-            raise ValueError(f"unknown fields of {model.__name__}: {unknown}")
-        self.model = model
-        self.fields = [by_name[a] for a in attnames] if attnames else list(concrete)
-        self.attnames = [f.attname for f in self.fields]
-        self._local = threading.local()
-
-    def columns(self, alias: str = "") -> str:
-        """The select list, in the order the decoder takes the values."""
-        prefix = f"{alias}." if alias else ""
-        return ", ".join(f'{prefix}"{f.column}"' for f in self.fields)
-
-    def converters(self) -> list[tuple[int, Adapter]]:
-        """Per column that needs one, the ORM's converters as one function, for this
-        thread's connection."""
-        conn = connections[DEFAULT_DB_ALIAS]
-        local = self._local
-        if getattr(local, "conn", None) is not conn:
-            table_name = self.model._meta.db_table
-            convs = []
-            for i, f in enumerate(self.fields):
-                col = f.get_col(table_name)
-                funcs = conn.ops.get_db_converters(col) + col.get_db_converters(conn)
-                if funcs:
-                    convs.append((i, _converter(funcs, col, conn)))
-            local.conn, local.convs = conn, convs
-        converters: list[tuple[int, Adapter]] = local.convs
-        return converters
-
-    def __call__(self, row: Sequence[Any]) -> tuple[Any, ...]:
-        return self.all((row,))[0]
-
-    def all(self, rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        convs = self.converters()
-        out = []
-        for row in rows:
-            values = list(row)
-            for i, fn in convs:
-                values[i] = fn(values[i])
-            out.append(tuple(values))
-        return out
-
-
-def _converter(funcs: Sequence[Any], col: Any, conn: Any) -> Adapter:
-    """The converters of one column (``func(value, expression, connection)``) as one
-    function of the value, the common ones by a fast equivalent (``_fast``)."""
-    calls: list[Adapter] = [_fast(func, col, conn) for func in funcs]
-    if len(calls) == 1:
-        return calls[0]
-
-    def convert(value: Any) -> Any:
-        for call in calls:
-            value = call(value)
-        return value
-
-    return convert
-
-
-def _fast(func: Any, col: Any, conn: Any) -> Adapter:
-    """``func`` bound to its column, or — for the converters every raw read meets — a
-    function that gives the same result for the usual value without their per-value
-    look-ups and falls back to ``func`` for any other: SQLite's datetimes (naive UTC from
-    the driver, with a UTC connection), SQLite's booleans (bools from the driver) and plain
-    JSON fields (text; ``"{}"`` needs no parser)."""
-    name = getattr(func, "__name__", "")
-    field = col.output_field
-    if name == "convert_datetimefield_value" and conn.vendor == "sqlite":
-        if settings.USE_TZ and conn.timezone is dt.UTC:
-
-            def naive_utc(value: Any) -> Any:
-                if value.__class__ is dt.datetime and value.tzinfo is None:
-                    return value.replace(tzinfo=dt.UTC)
-                return func(value, col, conn)
-
-            return naive_utc
-    elif name == "convert_booleanfield_value" and conn.vendor == "sqlite":
-        return lambda value: value if value is True or value is False else func(value, col, conn)
-    elif type(field) is models.JSONField and field.decoder is None and name == "from_db_value":
-        loads, invalid = json.loads, json.JSONDecodeError
-
-        def load_json(value: Any) -> Any:
-            if value.__class__ is not str:
-                return func(value, col, conn)
-            if value == "{}":
-                return {}
-            try:
-                return loads(value)
-            except invalid:
-                return value
-
-        return load_json
-    return lambda value: func(value, col, conn)
-
-
-def decoder(model: type[models.Model], *attnames: str) -> Decoder:
-    return Decoder(model, *attnames)
-
-
-class RawRows(Generic[M]):
-    """``model`` instances from raw SQL rows holding ``attnames`` (all concrete fields when
-    none are named; the others are deferred and load on first access, as with ``only()``)."""
-
-    def __init__(self, model: type[M], *attnames: str) -> None:
-        wanted = set(attnames)
-        fields = [f.attname for f in model._meta.concrete_fields if f.attname in wanted]
-        if len(fields) != len(wanted):
-            raise ValueError(f"unknown fields of {model.__name__}: {sorted(wanted)}")
-        self.model = model
-        # ``from_db`` takes the values in model order.
-        self._decode = Decoder(model, *fields)
-        self.fields = self._decode.fields
-        self.attnames = self._decode.attnames
-
-    def columns(self, alias: str) -> str:
-        """The select list, in the order ``build`` takes the values."""
-        return self._decode.columns(alias)
-
-    def build(self, values: Sequence[Any]) -> M:
-        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, list(self._decode(values)))
+# -- raw reads: in ``core.rows_read`` (re-exported here) ------------------------------------------
 
 
 def execute(sql: str, params: Sequence[Any]) -> None:

@@ -9,6 +9,7 @@ Anything outside the GSM-7 set makes the whole message UCS-2: 70 UTF-16 units in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,9 +43,32 @@ def _cost(ch: str, encoding: Encoding) -> int:
     return 2 if ord(ch) > 0xFFFF else 1
 
 
+# Texts of one unit per character: GSM-7's basic set, and (for UCS-2) the Basic Multilingual
+# Plane. Their parts are plain slices, so ``analyse`` skips the per-character costing.
+_ONE_SEPTET = re.compile("[" + re.escape("".join(sorted(GSM_BASIC))) + "]*")
+_ONE_UNIT = re.compile("[\u0000-\uffff]*")
+
+
+def _sliced(text: str, encoding: Encoding, single: int, multi: int) -> SegmentInfo:
+    n = len(text)
+    if n <= single:
+        return SegmentInfo(encoding, n, 1 if text else 0, (text,) if text else ())
+    parts = tuple(text[i : i + multi] for i in range(0, n, multi))
+    return SegmentInfo(encoding, n, len(parts), parts)
+
+
 def analyse(text: str) -> SegmentInfo:
     """Encoding, length in units, number of parts, and the parts themselves."""
+    if _ONE_SEPTET.fullmatch(text):  # the usual SMS: one septet a character
+        return _sliced(text, "GSM", 160, 153)
     encoding = encoding_of(text)
+    if encoding == "UCS2" and _ONE_UNIT.fullmatch(text):
+        return _sliced(text, "UCS2", 70, 67)
+    return costed(text, encoding)
+
+
+def costed(text: str, encoding: Encoding) -> SegmentInfo:
+    """``analyse`` character by character (any text; its fast paths give the same answer)."""
     single, multi = (160, 153) if encoding == "GSM" else (70, 67)
     costs = [_cost(ch, encoding) for ch in text]
     units = sum(costs)

@@ -10,11 +10,12 @@ from ninja import Router
 from casereach.core.errors import BadRequest, CasereachError
 from casereach.core.openapi import ApiError
 from casereach.core.requests import json_body, page_args
-from casereach.messaging.actions import SendRequest, do_send, do_send_batch
+from casereach.messaging.actions import SendRequest, do_send_batch
 from casereach.messaging.errors import ERRORS
 from casereach.messaging.models import Message
 from casereach.messaging.queries import filter_messages
 from casereach.messaging.sending import MAX_BATCH, ItemError, as_json
+from casereach.messaging.sending_group import send_single
 from casereach.messaging.serializers import (
     BatchError,
     ErrorCodeList,
@@ -198,7 +199,7 @@ def send(request: HttpRequest, project: str) -> JsonResponse:
     the message is recorded with its error code."""
     proj = project_for(request, project)
     req = parse_send(json_body(request), principal_of(request).username)
-    return JsonResponse(as_json([do_send(proj, req)])[0], status=202)
+    return JsonResponse(as_json([send_single(proj, req)])[0], status=202)
 
 
 @router.api_operation(

@@ -107,16 +107,40 @@ def do_send_batch(project: Project, reqs: Sequence[SendRequest]) -> list[Sent]:
     if not reqs:
         return []
     items, errors = _validate(project, reqs)
+    done = _send_items(project, items, errors, strict=True)
+    return [r for r in done if not isinstance(r, CasereachError)]
+
+
+def send_each(project: Project, reqs: Sequence[SendRequest]) -> list[Sent | CasereachError]:
+    """Like ``do_send_batch`` for requests that passed ``bad_input``, but one naming a wrong
+    gateway or contact gets its own error and the others are recorded (in one transaction):
+    the group commit of single sends."""
+    items, errors = _validate(project, reqs)
+    return _send_items(project, items, errors, strict=False)
+
+
+def bad_input(project: Project, req: SendRequest) -> bool:
+    """Whether ``req`` fails the checks that need no database (texts, recipient)."""
+    return bool(_validate(project, [req])[1])
+
+
+def _send_items(
+    project: Project, items: Sequence[_Item], errors: Errors, *, strict: bool
+) -> list[Sent | CasereachError]:
+    """Lock, read, decide and write ``items`` (``errors``: those of ``_validate``).
+    ``strict``: the first bad one fails them all (``ItemError``); else each bad one gets
+    its own error and the others are written."""
     stamp = now()
     with bulk.process_writer_turn(), transaction.atomic():
         locked = lock_project(project.pk)
         reads = _read(locked, items, errors)
-        if errors:
+        if errors and strict:
             first = min(errors)
             raise ItemError(first, errors[first][1])
-        sent = [_decide(locked, it, reads, stamp) for it in items]
+        sent = [_decide(locked, it, reads, stamp) for i, it in enumerate(items) if i not in errors]
         _write(locked, sent)
-    return sent
+    out = iter(sent)
+    return [errors[i][1] if i in errors else next(out) for i in range(len(items))]
 
 
 def do_send_one(project: Project, req: SendRequest) -> Sent:

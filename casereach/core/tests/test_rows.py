@@ -160,3 +160,31 @@ def test_rows_inserted_updated_and_decoded_as_the_orm_does(project: Project) -> 
         assert [(True, None)] == flags.all(cursor.fetchall())
     with pytest.raises(ValueError, match="unknown"):
         rows.update(Keyword, [kw], fields=("nope",))
+
+
+def test_a_batch_of_auto_id_drafts_stores_every_value_in_order(project: Project) -> None:
+    # PostgreSQL writes these through array literals: quoting, NULLs and order must hold.
+    stamp = now()
+    awkward = ['a"b', "c\\d", "{e,f}", "NULL", "", " g ", "h\u00e9\U0001f600", "i'j"]
+    drafts = [
+        EventDraft(
+            project_id=project.pk,
+            source="alert",
+            source_id=text,
+            triggered_by=text[::-1],
+            error_code=None if n % 2 else text,
+            created_on=stamp + dt.timedelta(microseconds=n),
+        )
+        for n, text in enumerate(awkward)
+    ]
+    rows.insert(drafts)
+    got = {
+        e.pk: (e.source_id, e.triggered_by, e.error_code, e.created_on)
+        for e in MessagingEvent.objects.filter(pk__in=[d.pk for d in drafts])
+    }
+    expected = [
+        (text, text[::-1], None if n % 2 else text, stamp + dt.timedelta(microseconds=n))
+        for n, text in enumerate(awkward)
+    ]
+    assert expected == [got[d.pk] for d in drafts]
+    assert sorted(got) == [d.pk for d in drafts]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from casereach.core.segments import GSM_BASIC, GSM_EXTENSION, analyse
+from casereach.core.segments import GSM_BASIC, GSM_EXTENSION, analyse, costed, encoding_of
 
 
 @pytest.mark.parametrize(
@@ -68,3 +68,15 @@ def test_gsm0338_oracle(text: str) -> None:
     single, multi = (160, 153) if info.encoding == "GSM" else (70, 67)
     for part in info.parts:
         assert analyse(part).units <= (single if info.segments == 1 else multi)
+
+
+@settings(max_examples=300, derandomize=True)
+@given(
+    st.text(
+        alphabet=st.sampled_from([*sorted(GSM_BASIC | GSM_EXTENSION), "ç", "я", "😀", "\ud800"]),
+        max_size=400,
+    )
+    | st.text(max_size=400)
+)
+def test_the_fast_paths_answer_as_the_character_by_character_count(text: str) -> None:
+    assert costed(text, encoding_of(text)) == analyse(text)
