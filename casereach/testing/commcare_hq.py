@@ -329,6 +329,7 @@ class CaseApi:
         username: str = "hq-user@example.org",
         api_key: str = "hq-key",
         slow_s: float = 3.0,
+        delay_s: float = 0.0,
         auto_deliver: bool = False,
         deliver_every_s: float = 0.05,
     ) -> None:
@@ -338,6 +339,7 @@ class CaseApi:
         self.hq = hq
         self.auth = f"apikey {username}:{api_key}"
         self.slow_s = slow_s
+        self.delay_s = delay_s  # every request waits this long before it is applied
         self.faults: list[Fault] = []
         self.received: list[Received] = []
         self.lock = threading.Lock()
@@ -450,6 +452,8 @@ def _handler(api: CaseApi) -> Any:
                 self._answer(401, {"error": "unauthorized"})
                 api.record(Received(self.command, self.path, body, 401, False))
                 return
+            if api.delay_s:
+                time.sleep(api.delay_s)
             fault = api.next_fault()
             if fault == "drop-before":
                 api.record(Received(self.command, self.path, body, 0, False))
