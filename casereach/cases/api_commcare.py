@@ -31,7 +31,7 @@ from casereach.cases.changes import ChangeError, parse_timestamp
 from casereach.cases.forwarding import do_receive_form, do_receive_forwarded_case
 from casereach.cases.writeback import do_retry_write
 from casereach.cases.writeback_queries import backlog, list_writes, serialize_write
-from casereach.core.errors import BadRequest, CasereachError
+from casereach.core.errors import BadRequest, CasereachError, NotFound
 from casereach.core.openapi import ApiError, OpenSchema, query_param
 from casereach.projects.auth import principal_of, project_for, requires
 from casereach.projects.models import Role
@@ -333,6 +333,7 @@ def writeback_list(request: HttpRequest, project: str) -> JsonResponse:
     summary="Send a failed (or waiting) write-back again now",
     response={
         200: WriteOut,
+        400: ApiError,
         401: ApiError,
         403: ApiError,
         404: ApiError,
@@ -341,6 +342,8 @@ def writeback_list(request: HttpRequest, project: str) -> JsonResponse:
     },
 )
 @requires(Role.MEMBER)
-def writeback_retry(request: HttpRequest, project: str, write_id: int) -> JsonResponse:
+def writeback_retry(request: HttpRequest, project: str, write_id: str) -> JsonResponse:
     proj = project_for(request, project)
-    return JsonResponse(serialize_write(do_retry_write(proj, write_id)))
+    if not write_id.isascii() or not write_id.isdigit() or len(write_id) > 18:
+        raise NotFound(f"write-back {write_id[:40]!r} not found")
+    return JsonResponse(serialize_write(do_retry_write(proj, int(write_id))))

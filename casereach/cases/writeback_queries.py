@@ -13,6 +13,7 @@ from casereach.core.errors import BadRequest
 from casereach.projects.models import Project
 
 MAX_LIMIT = 500
+MAX_OFFSET = 1_000_000_000
 
 
 @dataclass
@@ -59,8 +60,8 @@ def list_writes(
         raise BadRequest(f"status must be one of {', '.join(CommCareWrite.STATUSES)}")
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be 1 to {MAX_LIMIT}")
-    if offset < 0:
-        raise BadRequest("offset must not be negative")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise BadRequest(f"offset must be 0 to {MAX_OFFSET}")
     qs = CommCareWrite.objects.filter(project=project)
     if case_id:
         qs = qs.filter(case_id=case_id)
