@@ -36,6 +36,8 @@ EXPECTED_WRITERS = {
     "cases.CaseIndex": "casereach.cases.actions",
     "cases.FormReceipt": "casereach.cases.forwarding",
     "cases.ForwardedVersion": "casereach.cases.forwarding",
+    "cases.CommCareWrite": "casereach.cases.writeback",
+    "cases.CommCareCaseLink": "casereach.cases.writeback",
     "contacts.Contact": "casereach.contacts.actions",
     "contacts.PhoneEntry": "casereach.contacts.actions",
     "gateways.GatewayConfig": "casereach.gateways.actions",

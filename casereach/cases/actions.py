@@ -17,6 +17,7 @@ from django.db import transaction
 
 from casereach.cases.changes import CaseChange, ChangeError, IndexSpec, require_create_fields
 from casereach.cases.models import Case, CaseIndex
+from casereach.cases.writeback import enqueue_writes
 from casereach.contacts.actions import do_sync_contacts, project_rules
 from casereach.contacts.rules import (
     EMAIL_PROP,
@@ -317,12 +318,15 @@ def do_apply_case_changes(
     *,
     partial: bool = False,
     single: bool = False,
+    write_back: bool = False,
 ) -> ApplyResult:
     """Apply ``changes`` in one transaction.
 
     ``partial=False`` (the API): any bad change refuses the whole batch with CommCare's
     "Error in row n: …" message. ``partial=True`` (imports): bad rows are reported in
-    ``errors`` and the good ones are written.
+    ``errors`` and the good ones are written. ``write_back=True``: the change is
+    casereach's own (a keyword, a self-registration), queued in the same transaction for
+    the project's CommCare HQ (``cases.writeback``).
     """
     with transaction.atomic():
         locked = lock_project(project.pk)
@@ -340,6 +344,10 @@ def do_apply_case_changes(
                 raise BadRequest(next(iter(errors.values())))
             raise BadRequest("; ".join(f"Error in row {r}: {m}" for r, m in errors.items()))
         dirty = [batch.by_id[cid] for cid in batch.order]
+        if write_back:
+            enqueue_writes(
+                locked, changes, [r if r is not None and r.dirty else None for r in results]
+            )
         _persist(locked, dirty)
         project.last_indexed_on = locked.last_indexed_on
     return ApplyResult(results, errors, len(dirty))

@@ -29,8 +29,10 @@ from casereach.cases.caseblock import (
 )
 from casereach.cases.changes import ChangeError, parse_timestamp
 from casereach.cases.forwarding import do_receive_form, do_receive_forwarded_case
-from casereach.core.errors import BadRequest, CasereachError
-from casereach.core.openapi import ApiError, OpenSchema
+from casereach.cases.writeback import do_retry_write
+from casereach.cases.writeback_queries import backlog, list_writes, serialize_write
+from casereach.core.errors import BadRequest, CasereachError, NotFound
+from casereach.core.openapi import ApiError, OpenSchema, query_param
 from casereach.projects.auth import principal_of, project_for, requires
 from casereach.projects.models import Role
 
@@ -50,9 +52,10 @@ class TooLarge(CasereachError):
 
 class ForwardOut(OpenSchema):
     case_id: str
-    outcome: Literal["applied", "unchanged", "stale"] = Field(
+    outcome: Literal["applied", "unchanged", "stale", "echo"] = Field(
         description="applied: the state was written; unchanged: it equals what we have; "
-        "stale: HQ sent this state or a newer one before (nothing written)"
+        "stale: HQ sent this state or a newer one before (nothing written); echo: HQ "
+        "sending back casereach's own write-back (nothing written)"
     )
 
 
@@ -255,3 +258,92 @@ def form_receiver(request: HttpRequest, project: str) -> HttpResponse:
 @requires(Role.MEMBER)
 def form_receiver_api(request: HttpRequest, project: str) -> HttpResponse:
     return receive_form(request, project)
+
+
+# -- write-back (cases.writeback): what casereach sent to HQ, and a retry ------------------------
+
+WRITEBACK = "/a/{project}/api/commcare/writeback"
+
+
+class WriteOut(OpenSchema):
+    id: int
+    case_id: str
+    op: Literal["create", "update"]
+    status: Literal["queued", "sending", "sent", "failed"]
+    attempts: int
+    unknown_outcomes: int
+    last_error: str
+    last_status: int | None = None
+    body: dict[str, Any]
+    hq_case_id: str | None = None
+    created_on: str
+    next_attempt_at: str | None = None
+
+
+class WriteListOut(OpenSchema):
+    objects: list[WriteOut]
+    total_count: int
+    backlog: dict[str, int] = Field(description="writes per status, all of the project's")
+
+
+def _int_param(request: HttpRequest, name: str, default: int) -> int:
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number") from None
+
+
+@router.api_operation(
+    ["GET"],
+    WRITEBACK,
+    operation_id="commcare_writeback_list",
+    summary="List case changes written back to CommCare HQ (newest first)",
+    response={200: WriteListOut, 400: ApiError, 401: ApiError, 403: ApiError, 429: ApiError},
+    openapi_extra={
+        "parameters": [
+            query_param("case_id", "only this case's writes"),
+            query_param("status", "queued, sending, sent or failed"),
+            query_param("limit", "at most this many (1-500, default 100)", {"type": "integer"}),
+            query_param("offset", "skip this many", {"type": "integer"}),
+        ]
+    },
+)
+@requires(Role.VIEWER)
+def writeback_list(request: HttpRequest, project: str) -> JsonResponse:
+    proj = project_for(request, project)
+    page = list_writes(
+        proj,
+        case_id=request.GET.get("case_id") or None,
+        status=request.GET.get("status") or None,
+        limit=_int_param(request, "limit", 100),
+        offset=_int_param(request, "offset", 0),
+    )
+    return JsonResponse(
+        {"objects": page.objects, "total_count": page.total, "backlog": backlog(proj)}
+    )
+
+
+@router.api_operation(
+    ["POST"],
+    WRITEBACK + "/{write_id}/retry",
+    operation_id="commcare_writeback_retry",
+    summary="Send a failed (or waiting) write-back again now",
+    response={
+        200: WriteOut,
+        400: ApiError,
+        401: ApiError,
+        403: ApiError,
+        404: ApiError,
+        409: ApiError,
+        429: ApiError,
+    },
+)
+@requires(Role.MEMBER)
+def writeback_retry(request: HttpRequest, project: str, write_id: str) -> JsonResponse:
+    proj = project_for(request, project)
+    if not write_id.isascii() or not write_id.isdigit() or len(write_id) > 18:
+        raise NotFound(f"write-back {write_id[:40]!r} not found")
+    return JsonResponse(serialize_write(do_retry_write(proj, int(write_id))))

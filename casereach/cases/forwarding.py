@@ -14,22 +14,25 @@ from django.db import transaction
 from casereach.cases.actions import do_apply_case_changes
 from casereach.cases.caseblock import Forwarded, Submission
 from casereach.cases.models import FormReceipt, ForwardedVersion
+from casereach.cases.writeback import prepare_forwarded
 from casereach.core.timeutil import now
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 
-Outcome = Literal["applied", "unchanged", "stale"]
+Outcome = Literal["applied", "unchanged", "stale", "echo"]
 
 
 def do_receive_forwarded_case(project: Project, forwarded: Forwarded) -> Outcome:
     """Apply one forwarded case state, unless HQ already sent this one or a newer one
     (``server_modified``): "stale" then, and nothing is written. BadRequest (nothing written)
-    when the state cannot be applied."""
+    when the state cannot be applied. "echo": HQ sending back our own write-back, which
+    changed nothing here (``writeback.prepare_forwarded``)."""
     change = forwarded.change
     assert change.case_id is not None
     stamp = forwarded.server_modified
     with transaction.atomic():
         lock_project(project.pk)  # serialises the guard's read with the write below
+        echo = prepare_forwarded(project, change, stamp)
         seen = None
         if stamp is not None:
             seen = (
@@ -47,7 +50,9 @@ def do_receive_forwarded_case(project: Project, forwarded: Forwarded) -> Outcome
                 ForwardedVersion.objects.filter(case_id=change.case_id).update(
                     server_modified_on=stamp
                 )
-    return "applied" if result.written else "unchanged"
+    if result.written:
+        return "applied"
+    return "echo" if echo else "unchanged"
 
 
 @dataclass

@@ -84,3 +84,55 @@ class ForwardedVersion(models.Model):
         Case, on_delete=models.CASCADE, primary_key=True, related_name="forwarded"
     )
     server_modified_on = models.DateTimeField()
+
+
+class CommCareWrite(models.Model):
+    """One case change casereach made, to write back to the project's CommCare HQ (Case API
+    v2), in the order made: a case's writes go out one at a time, oldest (lowest id) first.
+    Written only by ``casereach.cases.writeback``."""
+
+    QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
+    STATUSES = (QUEUED, SENDING, SENT, FAILED)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    case_id = models.CharField(max_length=64)  # ours (HQ's may differ: CommCareCaseLink)
+    op = models.CharField(max_length=10)  # create | update
+    body = models.JSONField(default=dict)  # the Case API v2 body (2.3)
+    status = models.CharField(max_length=10, default=QUEUED)
+    attempts = models.IntegerField(default=0)
+    unknown_outcomes = models.IntegerField(default=0)  # calls that may or may not have landed
+    next_attempt_at = models.DateTimeField(null=True)
+    lease_until = models.DateTimeField(null=True)
+    lease_token = models.CharField(max_length=64, null=True)
+    last_error = models.TextField(default="")
+    last_status = models.IntegerField(null=True)  # HQ's HTTP status of the last attempt
+    hq_case_id = models.CharField(max_length=64, default="")
+    hq_form_id = models.CharField(max_length=64, default="")
+    hq_modified_on = models.DateTimeField(null=True)  # HQ's server_last_modified after it
+    created_on = models.DateTimeField()
+    updated_on = models.DateTimeField()
+    sent_on = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="cc_write_due"),
+            models.Index(fields=["project", "case_id", "id"], name="cc_write_case"),
+            models.Index(fields=["project", "status", "id"], name="cc_write_status"),
+        ]
+
+
+class CommCareCaseLink(models.Model):
+    """HQ's id of a case casereach created and wrote back (HQ makes its own ids on create):
+    later writes go to it, and HQ forwarding it back lands on our case. Written only by
+    ``casereach.cases.writeback``."""
+
+    case = models.OneToOneField(
+        Case, on_delete=models.CASCADE, primary_key=True, related_name="commcare_link"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hq_case_id = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "hq_case_id"], name="cc_link_unique")
+        ]

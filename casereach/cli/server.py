@@ -77,10 +77,13 @@ def _serve(
 
     from casereach.alerts.scheduler import fire_due
     from casereach.messaging.runner import BackgroundLoops
+    from casereach.scaleout.app import write_back_once
     from casereach.wsgi import application
 
     try:
-        loops = BackgroundLoops(extra=[("scheduler", fire_due)])
+        loops = BackgroundLoops(
+            extra=[("scheduler", fire_due), ("commcare-writeback", write_back_once)]
+        )
     except ValueError as exc:  # a bad CASEREACH_DISPATCH_* value
         fail(str(exc))
     from casereach.core.hosts import allow_bind_address

@@ -65,6 +65,7 @@ def run_keyword(ctx: Ctx, kw: Keyword, rest: str) -> str:
                         )
                     ],
                     single=True,
+                    write_back=True,
                 )
                 ctx.notes.append("updated " + ", ".join(sorted(props)))
         except (StructuredError, CasereachError) as exc:
@@ -110,6 +111,7 @@ def self_register(ctx: Ctx, rest: str) -> bool:
             )
         ],
         single=True,
+        write_back=True,
     )
     case = result.cases[0] if result.cases else None
     ctx.project = lock_project(target.pk)

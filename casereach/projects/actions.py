@@ -27,7 +27,7 @@ from casereach.projects.models import (
     Project,
     Role,
 )
-from casereach.projects.settings_schema import ProjectSettings
+from casereach.projects.settings_schema import STORE_CONTEXT, ProjectSettings, merge_settings
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
 
@@ -84,13 +84,13 @@ def do_create_project(
 
 def do_update_settings(project: Project, changes: dict[str, Any]) -> ProjectSettings:
     """Merge ``changes`` into the project's settings; refuses the whole change on any error."""
-    merged = {**project.settings, **changes}
+    merged = merge_settings(project.settings, changes)  # keeps write-only secrets
     try:
         validated = ProjectSettings.model_validate(merged)
     except ValidationError as exc:
         raise BadRequest(validation_message(exc)) from exc
     with transaction.atomic():
-        project.settings = validated.model_dump(mode="json")
+        project.settings = validated.model_dump(mode="json", context=STORE_CONTEXT)
         project.save(update_fields=["settings"])
         bump_generation()
     return validated

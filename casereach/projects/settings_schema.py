@@ -11,13 +11,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FieldSerializationInfo,
     StrictBool,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
+from casereach.core.crypto import decrypt_json, encrypt_json
 from casereach.core.text import first_bad_path
 from casereach.core.zones import canonical_zone
 
@@ -73,6 +76,95 @@ class SelfRegistration(BaseModel):
     welcome_text: dict[str, str] = Field(
         default_factory=dict, description="Language → reply to a JOIN that registered"
     )
+
+
+# A stored CommCare API key is this prefix + a Fernet token (core.crypto); anything else
+# given as ``api_key`` is a new key, encrypted on validation.
+SECRET_PREFIX = "enc:v1:"  # noqa: S105 (a marker, not a secret)
+# Serialise with this context to get what is stored (the encrypted key): every other dump
+# (GET settings, the web form) shows ``api_key`` as null and ``api_key_set``.
+STORE_CONTEXT = {"store": True}
+
+
+class CommCareSettings(BaseModel):
+    """The CommCare HQ project that casereach writes its own case changes back to (Case API
+    v2). The API key is write-only: it is stored encrypted and read back as null, with
+    ``api_key_set`` saying whether one is stored; leaving ``api_key`` out (or null) keeps it,
+    ``""`` removes it."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(
+        default="", description="HQ's base URL, e.g. https://www.commcarehq.org ('' = off)"
+    )
+    domain: str = Field(default="", description="The HQ project space (its URL name)")
+    username: str = Field(default="", description="The HQ web user the API key belongs to")
+    api_key: str | None = Field(
+        default=None, description="Write-only: the user's HQ API key (always null when read)"
+    )
+    api_key_set: bool = Field(
+        default=False, description="Read-only: whether an API key is stored (ignored on write)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k != "api_key_set"}
+            key = data.get("api_key")
+            data["api_key_set"] = bool(key)
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", value):
+            raise ValueError("commcare.url must be an http:// or https:// URL")
+        return value
+
+    @field_validator("domain", "username")
+    @classmethod
+    def _plain(cls, value: str) -> str:
+        value = value.strip()
+        if len(value) > 255 or any(c.isspace() or c == "/" for c in value):
+            raise ValueError("must be at most 255 characters, without spaces or slashes")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _encrypt(cls, value: str | None) -> str | None:
+        if not value or value.startswith(SECRET_PREFIX):
+            return value or None
+        if len(value) > 500:
+            raise ValueError("api_key is longer than 500 characters")
+        return SECRET_PREFIX + encrypt_json({"k": value})
+
+    @field_serializer("api_key")
+    def _hide(self, value: str | None, info: FieldSerializationInfo) -> str | None:
+        context = info.context
+        return value if isinstance(context, dict) and context.get("store") else None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url and self.domain and self.username and self.api_key)
+
+    def plain_api_key(self) -> str:
+        """The stored key in clear; ValueError when it cannot be decrypted."""
+        if not self.api_key:
+            return ""
+        key = decrypt_json(self.api_key.removeprefix(SECRET_PREFIX)).get("k", "")
+        return str(key)
+
+
+def merge_settings(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` over ``stored`` (top-level keys), keeping the stored CommCare API key when
+    the new ``commcare`` block leaves ``api_key`` out or null (it is never read back)."""
+    merged = {**stored, **changes}
+    new, old = changes.get("commcare"), stored.get("commcare")
+    keep = isinstance(old, dict) and old.get("api_key")
+    if isinstance(new, dict) and isinstance(old, dict) and new.get("api_key") is None and keep:
+        merged["commcare"] = {**new, "api_key": old["api_key"]}
+    return merged
 
 
 # SPEC 6.3: the built-in reserved words, whatever a project adds (read by messaging.keywords).
@@ -133,6 +225,10 @@ class ProjectSettings(BaseModel):
         default=10, ge=1, le=24 * 60, description="… within this many minutes"
     )
     self_registration: SelfRegistration = Field(default_factory=SelfRegistration)
+    commcare: CommCareSettings = Field(
+        default_factory=CommCareSettings,
+        description="Write-back of casereach's own case changes to CommCare HQ",
+    )
 
     @field_validator("time_zone")
     @classmethod

@@ -109,6 +109,29 @@ def reap_leases() -> int:
         close_old_connections()
 
 
+def _writeback_sender() -> Any:
+    """One CommCare write-back sender per thread, on the outbound network policy's client."""
+    from casereach.cases.writeback_send import WriteBackSender
+    from casereach.gateways.netpolicy import make_client
+
+    sender = getattr(_local, "writeback", None)
+    if sender is None:
+        sender = _local.writeback = WriteBackSender(make_client)
+    return sender
+
+
+def write_back_once() -> int:
+    """One write-back step: reap, claim, call HQ, record (``serve``'s loop runs it)."""
+    done: int = _writeback_sender().run_once()
+    return done
+
+
+def commcare_writeback(budget_s: float | None = None) -> int:
+    """Write casereach's own case changes back to CommCare HQ (claimed with leases, one
+    at a time per case, in order)."""
+    return _loop(write_back_once, config.TASK_BUDGET_S if budget_s is None else budget_s)
+
+
 def reevaluate_alert(alert_id: int) -> str:
     """Evaluate a (re)activated alert over every candidate recipient, in batches."""
     from casereach.alerts.actions import evaluate_alert
@@ -137,6 +160,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "casereach.fire_due": fire_due,
     "casereach.reap_leases": reap_leases,
     "casereach.handle_inbound": handle_inbound,
+    "casereach.commcare_writeback": commcare_writeback,
     "casereach.reevaluate_alert": reevaluate_alert,
     "casereach.import_cases": import_cases,
 }

@@ -100,6 +100,7 @@ def celery_settings(url: str) -> dict[str, Any]:
             "casereach.dispatch": {"queue": queue_name("dispatch")},
             "casereach.reap_leases": {"queue": queue_name("dispatch")},
             "casereach.handle_inbound": {"queue": queue_name("dispatch")},
+            "casereach.commcare_writeback": {"queue": queue_name("schedule")},
             "casereach.fire_due": {"queue": queue_name("schedule")},
             "casereach.reevaluate_alert": {"queue": queue_name("bulk")},
             "casereach.import_cases": {"queue": queue_name("bulk")},
@@ -125,6 +126,11 @@ def celery_settings(url: str) -> dict[str, Any]:
             },
             "handle-inbound": {
                 "task": "casereach.handle_inbound",
+                "schedule": KICK_INTERVAL_S,
+                "options": {"expires": KICK_INTERVAL_S * 3},
+            },
+            "commcare-writeback": {
+                "task": "casereach.commcare_writeback",
                 "schedule": KICK_INTERVAL_S,
                 "options": {"expires": KICK_INTERVAL_S * 3},
             },

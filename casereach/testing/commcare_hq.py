@@ -148,6 +148,7 @@ class FakeHq:
         fmt: Format | Literal["alternate"] = "xml",
         max_attempts: int = 3,
         start: dt.datetime | None = None,
+        real_clock: bool = False,
     ) -> None:
         self.domain = domain
         self.send = send
@@ -157,9 +158,12 @@ class FakeHq:
         self.queue: list[Record] = []
         self.records: list[Record] = []
         self.clock = start or dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+        self.real_clock = real_clock  # HQ's times follow the wall clock (write-back tests)
 
     def _tick(self) -> dt.datetime:
         self.clock += dt.timedelta(milliseconds=1)
+        if self.real_clock:
+            self.clock = max(self.clock, dt.datetime.now(dt.UTC))
         return self.clock
 
     def _format(self) -> Format:
@@ -195,13 +199,19 @@ class FakeHq:
         return status
 
     def deliver(
-        self, *, shuffle: float = 0.0, repeat: float = 0.0, rng: random.Random | None = None
+        self,
+        *,
+        shuffle: float = 0.0,
+        repeat: float = 0.0,
+        rng: random.Random | None = None,
+        batch: list[Record] | None = None,
     ) -> list[Record]:
         """Send every queued record: a ``shuffle`` share of them moved later than their
         turn, a ``repeat`` share sent twice; failures retried (after the others) until
         delivered or ``max_attempts``. Returns the records that were cancelled."""
         rng = rng or random.Random(0)
-        batch, self.queue = self.queue, []
+        if batch is None:
+            batch, self.queue = self.queue, []
         order = list(batch)
         for record in [r for r in batch if rng.random() < shuffle]:
             i = order.index(record)  # out of order: sent after later changes
@@ -262,3 +272,223 @@ class HttpSender:
 
     def close(self) -> None:
         self.http.close()
+
+
+# -- HQ's Case API v2 writes (reference/commcare-api.md 2.1-2.5), for write-back tests ----------
+
+Fault = Literal["500", "timeout", "drop", "drop-before"]
+
+
+def serialize_v2(case: HqCase, domain: str) -> dict[str, Any]:
+    """The 14 keys of a Case API v2 case (2.2)."""
+    assert case.date_modified is not None and case.server_modified_on is not None
+    return {
+        "domain": domain,
+        "case_id": case.case_id,
+        "case_type": case.case_type,
+        "case_name": case.case_name,
+        "external_id": case.external_id,
+        "owner_id": case.owner_id,
+        "date_opened": hq_time(case.date_opened or case.date_modified),
+        "last_modified": hq_time(case.date_modified),
+        "server_last_modified": hq_time(case.server_modified_on),
+        "indexed_on": hq_time(case.server_modified_on),
+        "closed": case.closed,
+        "date_closed": hq_time(case.date_modified) if case.closed else None,
+        "properties": dict(case.properties),
+        "indices": {k: dict(v) for k, v in case.indices.items()},
+    }
+
+
+@dataclass
+class Received:
+    """One Case API request as HQ read it, and what became of it."""
+
+    method: str
+    path: str
+    body: Any
+    status: int  # answered (0: no answer: the connection was dropped or timed out)
+    applied: bool
+    case_id: str | None = None
+
+
+class CaseApi:
+    """HQ's Case API v2 writes on ``hq``'s cases, served over HTTP on 127.0.0.1: ``POST /`` a
+    new case, ``PUT /<case_id>/`` an update, ``PUT /ext/<external_id>/`` an upsert. Every
+    request is recorded in ``received``. ``faults`` (consumed one per request, in order)
+    make a request fail: ``500`` (not applied), ``timeout`` (applied, answered after
+    ``slow_s``), ``drop`` (applied, connection closed unanswered), ``drop-before`` (connection
+    closed after reading, not applied). Each applied write queues the case's new state on
+    ``hq`` for forwarding, as HQ's repeater does (the echo); ``auto_deliver`` sends them
+    from a thread every ``deliver_every_s``."""
+
+    def __init__(
+        self,
+        hq: FakeHq,
+        *,
+        username: str = "hq-user@example.org",
+        api_key: str = "hq-key",
+        slow_s: float = 3.0,
+        delay_s: float = 0.0,
+        auto_deliver: bool = False,
+        deliver_every_s: float = 0.05,
+    ) -> None:
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self.hq = hq
+        self.auth = f"apikey {username}:{api_key}"
+        self.slow_s = slow_s
+        self.delay_s = delay_s  # every request waits this long before it is applied
+        self.faults: list[Fault] = []
+        self.received: list[Received] = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server.daemon_threads = True
+        self.threads = [threading.Thread(target=self.server.serve_forever, daemon=True)]
+        if auto_deliver:
+            self.threads.append(
+                threading.Thread(target=self._deliver_loop, args=(deliver_every_s,), daemon=True)
+            )
+        for t in self.threads:
+            t.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        for t in self.threads:
+            t.join(10)
+
+    def _deliver_loop(self, every_s: float) -> None:
+        while not self.stopping.wait(every_s):
+            with self.lock:
+                queued = bool(self.hq.queue)
+            if queued:
+                self.deliver()
+
+    def deliver(self) -> list[Record]:
+        """Forward the queued states (the echoes), outside the request lock."""
+        with self.lock:
+            batch, self.hq.queue = self.hq.queue, []
+        return self.hq.deliver(batch=batch) if batch else []
+
+    def next_fault(self) -> Fault | None:
+        with self.lock:
+            return self.faults.pop(0) if self.faults else None
+
+    def apply(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any], str | None]:
+        """(status, reply, case id) of one write, applied to ``hq`` when it succeeds."""
+        import uuid
+
+        prefix = f"/a/{self.hq.domain}/api/case/v2/"
+        if not path.startswith(prefix):
+            return 404, {"error": "not found"}, None
+        rest = path[len(prefix) :].strip("/")
+        if not isinstance(body, dict):
+            return 400, {"error": "Payload must be a single JSON object"}, None
+        with self.lock:
+            if method == "POST" and rest == "":
+                if "case_id" in body:
+                    return (
+                        400,
+                        {"error": "You cannot specify case_id when creating a new case"},
+                        None,
+                    )
+                case = HqCase(case_id=str(uuid.uuid4()), case_type="", case_name="", owner_id="")
+            elif method == "PUT" and rest.startswith("ext/"):
+                ext = rest[4:]
+                found = [c for c in self.hq.cases.values() if c.external_id == ext]
+                case = found[0] if found else HqCase(str(uuid.uuid4()), "", "", "", external_id=ext)
+            elif method == "PUT" and rest:
+                if rest not in self.hq.cases:
+                    return 400, {"error": f"No case found with ID '{rest}'"}, None
+                case = self.hq.cases[rest]
+            else:
+                return 405, {"error": "Request method not allowed"}, None
+            case = replace(
+                case,
+                properties={**case.properties, **(body.get("properties") or {})},
+                date_modified=None,
+            )
+            for key in ("case_type", "case_name", "owner_id", "external_id"):
+                if isinstance(body.get(key), str):
+                    setattr(case, key, body[key])
+            if body.get("close"):
+                case.closed = True
+            saved = self.hq.save(case).state
+            reply = {"form_id": str(uuid.uuid4()), "case": serialize_v2(saved, self.hq.domain)}
+            return 200, reply, saved.case_id
+
+    def record(self, entry: Received) -> None:
+        with self.lock:
+            self.received.append(entry)
+
+
+def _handler(api: CaseApi) -> Any:
+    import time
+    from http.server import BaseHTTPRequestHandler
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            return
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw or b"null")
+            except ValueError:
+                body = None
+            if (self.headers.get("Authorization") or "").lower() != api.auth.lower():
+                self._answer(401, {"error": "unauthorized"})
+                api.record(Received(self.command, self.path, body, 401, False))
+                return
+            if api.delay_s:
+                time.sleep(api.delay_s)
+            fault = api.next_fault()
+            if fault == "drop-before":
+                api.record(Received(self.command, self.path, body, 0, False))
+                self.close_connection = True
+                return
+            if fault == "500":
+                api.record(Received(self.command, self.path, body, 500, False))
+                self._answer(500, {"error": "Internal Server Error"})
+                return
+            status, reply, case_id = api.apply(self.command, self.path, body)
+            applied = status == 200
+            if fault == "drop":
+                api.record(Received(self.command, self.path, body, 0, applied, case_id))
+                self.close_connection = True
+                return
+            if fault == "timeout":
+                api.record(Received(self.command, self.path, body, 0, applied, case_id))
+                time.sleep(api.slow_s)
+                self.close_connection = True
+                return
+            api.record(Received(self.command, self.path, body, status, applied, case_id))
+            self._answer(status, reply)
+
+        def _answer(self, status: int, reply: dict[str, Any]) -> None:
+            data = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            self._handle()
+
+        def do_PUT(self) -> None:
+            self._handle()
+
+    return Handler

@@ -51,7 +51,16 @@ def path_values(a: Tenant) -> dict[str, list[str]]:
         "contact_id": [a.case_ids["mother"], a.worker_ids[0]],
         "number": [a.numbers["mother"], a.numbers["stopped"]],
         "prefix": ["254", "2547"],
+        "write_id": _write_ids(a),
     }
+
+
+def _write_ids(a: Tenant) -> list[str]:
+    """A's CommCare write-backs (none unless a test queued some: then a made-up id)."""
+    from casereach.cases.models import CommCareWrite
+
+    ids = CommCareWrite.objects.filter(project__name=a.name).values_list("id", flat=True)
+    return [str(i) for i in ids] or ["987654321"]
 
 
 def query_values(a: Tenant) -> dict[str, str]:

@@ -36,6 +36,8 @@ from casereach.web.gateway_form import (
 # -- settings ------------------------------------------------------------------------------------
 
 ROUTE_SETTINGS = {"default_gateway", "prefix_routes"}  # edited on the gateways page
+# Not on the settings page: the CommCare connection gets its own page (issue 19, item 6).
+ROUTE_SETTINGS |= {"commcare"}
 
 
 HELP = {

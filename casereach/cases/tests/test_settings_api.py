@@ -88,6 +88,13 @@ def test_get_returns_every_setting_with_defaults(api: Api) -> None:
             "owner_id": None,
             "welcome_text": {},
         },
+        "commcare": {
+            "url": "",
+            "domain": "",
+            "username": "",
+            "api_key": None,
+            "api_key_set": False,
+        },
     }
 
 

@@ -1,0 +1,343 @@
+"""Write-back to CommCare HQ: the outbox of case changes casereach itself made (a structured
+SMS, a self-registration), sent to the project's HQ through Case API v2
+(reference/commcare-api.md 2.3). The only writer of ``CommCareWrite`` and
+``CommCareCaseLink``; ``writeback_send`` does the HTTP calls and records outcomes here.
+
+- **Which changes.** Only those ``do_apply_case_changes(write_back=True)`` makes: keywords and
+  self-registration. Changes that came from HQ (forwarding, form receiver) are never written
+  back, nor are Case API writes by an integration (it wrote them; it can write HQ too).
+- **Durable.** A change is queued in the transaction that makes it: committed together, or
+  neither.
+- **In order, one at a time per case.** Only a case's oldest unfinished write (lowest id not
+  ``sent``) can be claimed; a ``failed`` one holds the later ones back until it is retried.
+- **Unknown outcomes.** A call that timed out or lost its connection after sending, or whose
+  lease expired (the process died mid-call), is queued again as the same request before the
+  case's next change. A create is retried as the idempotent ``PUT /ext/<our case id>/``
+  (creates carry our case id as ``external_id`` when the case has none), never a second POST.
+- **No echo.** HQ forwards our own write back. ``prepare_forwarded`` maps HQ's id of a case we
+  created to ours, lays our writes HQ had not yet applied at that state over it (so an echo
+  never reverts a newer local change), and says whether it is the echo of one of our writes
+  (HQ's ``server_modified_on`` equals the one HQ answered our write with). Forwarded changes
+  are not written back, so nothing loops.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+
+from casereach.cases.changes import CaseChange
+from casereach.cases.models import Case, CommCareCaseLink, CommCareWrite
+from casereach.core import bulk
+from casereach.core.errors import Conflict, NotFound
+from casereach.core.timeutil import now
+from casereach.projects.models import Project
+from casereach.projects.settings_schema import effective_settings
+
+if TYPE_CHECKING:
+    from casereach.cases.actions import CaseState
+
+TABLE = CommCareWrite._meta.db_table
+QUEUED, SENDING, SENT, FAILED = (
+    CommCareWrite.QUEUED,
+    CommCareWrite.SENDING,
+    CommCareWrite.SENT,
+    CommCareWrite.FAILED,
+)
+UNFINISHED = (QUEUED, SENDING, FAILED)
+
+# -- queueing ------------------------------------------------------------------------------------
+
+
+def create_body(state: CaseState) -> dict[str, Any]:
+    """A new case, as Case API v2 creates it (HQ makes its own id; ours rides along as
+    ``external_id`` when the case has none, so a retried create can be an upsert)."""
+    body: dict[str, Any] = {
+        "case_type": state.case_type,
+        "case_name": state.case_name,
+        "owner_id": state.owner_id or "",
+        "external_id": state.external_id or state.case_id,
+        "properties": dict(state.properties),
+    }
+    if state.closed:
+        body["close"] = True
+    return body
+
+
+def update_body(change: CaseChange, state: CaseState) -> dict[str, Any]:
+    """What ``change`` set, as a Case API v2 update (properties merge at HQ)."""
+    body: dict[str, Any] = {}
+    for key in ("case_type", "case_name", "owner_id", "external_id"):
+        value = getattr(change, key)
+        if value is not None:
+            body[key] = value
+    if change.properties:
+        body["properties"] = dict(change.properties)
+    if change.close and state.closed:
+        body["close"] = True
+    return body
+
+
+def enqueue_writes(
+    project: Project, changes: Sequence[CaseChange], states: Sequence[CaseState | None]
+) -> int:
+    """Queue the changes that changed a case (``states``: each change's case, taken before
+    the write reset ``is_new``/``dirty``; pairs of (change, state) in order). Called by
+    ``cases.actions`` in the writing transaction; nothing is queued while the project has no
+    CommCare connection configured. Returns the number queued."""
+    cc = effective_settings(project.settings).commcare
+    if not (cc.url and cc.domain):
+        return 0
+    stamp = now()
+    rows: list[CommCareWrite] = []
+    created: set[str] = set()
+    for change, state in zip(changes, states, strict=True):
+        if state is None:
+            continue
+        if state.is_new:
+            if state.case_id in created:
+                continue  # the create body already holds the whole new state
+            created.add(state.case_id)
+            op, body = "create", create_body(state)
+        else:
+            op, body = "update", update_body(change, state)
+            if not body:
+                continue
+        rows.append(
+            CommCareWrite(
+                project_id=project.pk,
+                case_id=state.case_id,
+                op=op,
+                body=body,
+                next_attempt_at=stamp,
+                created_on=stamp,
+                updated_on=stamp,
+            )
+        )
+    CommCareWrite.objects.bulk_create(rows)
+    return len(rows)
+
+
+# -- claiming, reaping, completing ----------------------------------------------------------------
+
+CLAIM_COLUMNS = ("id", "project_id", "case_id", "op", "body", "attempts", "unknown_outcomes")
+
+
+def _claim_statement() -> str:
+    """Due queued writes that are their case's oldest unfinished one → ``sending``.
+    Parameters: at, limit, lease_until, token, at."""
+    pick = (
+        f"SELECT w.id FROM {TABLE} w WHERE w.status = '{QUEUED}' AND w.next_attempt_at <= %s "
+        f"AND NOT EXISTS (SELECT 1 FROM {TABLE} o WHERE o.project_id = w.project_id "
+        f"AND o.case_id = w.case_id AND o.id < w.id "
+        f"AND o.status IN ('{QUEUED}', '{SENDING}', '{FAILED}')) "
+        f"ORDER BY w.id LIMIT %s"
+    )
+    cols = ", ".join(CLAIM_COLUMNS)
+    if bulk.has_row_locks():
+        return (
+            f"WITH picked AS MATERIALIZED ({bulk.for_update(pick, skip_locked=True)}) "
+            f"UPDATE {TABLE} AS m SET status = '{SENDING}', lease_until = %s, "
+            f"lease_token = %s, attempts = m.attempts + 1, updated_on = %s FROM picked "
+            f"WHERE m.id = picked.id RETURNING {', '.join('m.' + c for c in CLAIM_COLUMNS)}"
+        )
+    return (
+        f"WITH picked AS ({pick}) UPDATE {TABLE} SET status = '{SENDING}', lease_until = %s, "
+        f"lease_token = %s, attempts = attempts + 1, updated_on = %s "
+        f"WHERE id IN (SELECT id FROM picked) AND status = '{QUEUED}' RETURNING {cols}"
+    )
+
+
+@dataclass
+class Claimed:
+    id: int
+    project_id: int
+    case_id: str
+    op: str
+    body: dict[str, Any]
+    attempts: int  # counting this one
+    unknown_outcomes: int
+    hq_case_id: str = ""  # where it goes: HQ's id of the case (links resolved at claim)
+
+
+def claim(limit: int, lease_until: dt.datetime, token: str, at: dt.datetime) -> list[Claimed]:
+    """Lease up to ``limit`` due writes (at most one per case), oldest first."""
+    stamp = bulk.adapt_datetime(at)
+    params = [stamp, limit, bulk.adapt_datetime(lease_until), token, stamp]
+    with transaction.atomic(), connection.cursor() as cursor:  # writes: cases.CommCareWrite
+        cursor.execute(_claim_statement(), params)
+        rows = [dict(zip(CLAIM_COLUMNS, r, strict=True)) for r in cursor.fetchall()]
+    for row in rows:
+        if isinstance(row["body"], str):  # SQLite returns the JSON text
+            row["body"] = json.loads(row["body"])
+    claimed = sorted((Claimed(**row) for row in rows), key=lambda c: c.id)
+    links = dict(
+        CommCareCaseLink.objects.filter(
+            bulk.is_in("case_id", sorted({c.case_id for c in claimed}))
+        ).values_list("case_id", "hq_case_id")
+    )
+    for c in claimed:
+        c.hq_case_id = links.get(c.case_id, "" if c.op == "create" else c.case_id)
+    return claimed
+
+
+LEASE_EXPIRED = "lease expired during the call to HQ; outcome unknown, the same request is retried"
+
+
+def reap(at: dt.datetime) -> int:
+    """Writes whose lease expired (the sender died mid-call) back to ``queued``, due now, as
+    an unknown outcome: the same request goes again before the case's next change."""
+    return CommCareWrite.objects.filter(status=SENDING, lease_until__lt=at).update(
+        status=QUEUED,
+        lease_until=None,
+        lease_token=None,
+        next_attempt_at=at,
+        unknown_outcomes=F("unknown_outcomes") + 1,
+        last_error=LEASE_EXPIRED,
+        updated_on=at,
+    )
+
+
+@dataclass
+class Outcome:
+    """How one leased write ended: ``status`` sent, queued (retry at ``retry_at``) or failed."""
+
+    write: Claimed
+    token: str
+    status: str
+    error: str = ""
+    http_status: int | None = None
+    unknown: bool = False
+    retry_at: dt.datetime | None = None
+    hq_case_id: str = ""
+    hq_form_id: str = ""
+    hq_modified_on: dt.datetime | None = None
+
+
+def complete(outcomes: Sequence[Outcome], at: dt.datetime) -> None:
+    """Record outcomes, each only while its lease still holds (a reaped write is not
+    touched); a create that succeeded links our case to HQ's id, in the same transaction."""
+    with transaction.atomic():
+        for o in outcomes:
+            fields: dict[str, Any] = {
+                "status": o.status,
+                "lease_until": None,
+                "lease_token": None,
+                "last_error": o.error,
+                "last_status": o.http_status,
+                "updated_on": at,
+            }
+            if o.unknown:
+                fields["unknown_outcomes"] = F("unknown_outcomes") + 1
+            if o.status == QUEUED:
+                fields["next_attempt_at"] = o.retry_at or at
+            if o.status == SENT:
+                fields.update(
+                    sent_on=at,
+                    hq_case_id=o.hq_case_id,
+                    hq_form_id=o.hq_form_id,
+                    hq_modified_on=o.hq_modified_on,
+                    next_attempt_at=None,
+                )
+            done = CommCareWrite.objects.filter(
+                pk=o.write.id, lease_token=o.token, status=SENDING
+            ).update(**fields)
+            if done and o.status == SENT and o.write.op == "create" and o.hq_case_id:
+                link_case(o.write.project_id, o.write.case_id, o.hq_case_id)
+
+
+def link_case(project_id: int, case_id: str, hq_case_id: str) -> None:
+    if hq_case_id == case_id or not Case.objects.filter(pk=case_id).exists():
+        return
+    CommCareCaseLink.objects.update_or_create(
+        case_id=case_id, defaults={"project_id": project_id, "hq_case_id": hq_case_id}
+    )
+
+
+def do_retry_write(project: Project, write_id: int) -> CommCareWrite:
+    """A failed (or waiting) write is queued again, due now; the case's later writes follow
+    it. Conflict for one that was sent or is being sent."""
+    with transaction.atomic():
+        write = (
+            CommCareWrite.objects.select_for_update().filter(project=project, pk=write_id).first()
+        )
+        if write is None:
+            raise NotFound(f"write-back {write_id} not found")
+        if write.status not in (FAILED, QUEUED):
+            raise Conflict(
+                f"write-back {write_id} is {write.status}: only a failed or queued "
+                "one can be retried"
+            )
+        stamp = now()
+        write.status, write.next_attempt_at, write.updated_on = QUEUED, stamp, stamp
+        write.save(update_fields=["status", "next_attempt_at", "updated_on"])
+    return write
+
+
+# -- what HQ forwards back -----------------------------------------------------------------------
+
+
+def prepare_forwarded(
+    project: Project, change: CaseChange, server_modified: dt.datetime | None
+) -> bool:
+    """Make a forwarded case state safe to apply (called by ``cases.forwarding`` under the
+    project lock, before its stale guard): HQ's id of a case we created becomes ours, and
+    our writes HQ had not applied at ``server_modified`` are laid over the state. True when
+    the state is the echo of one of our writes."""
+    assert change.case_id is not None
+    local = (
+        CommCareCaseLink.objects.filter(project_id=project.pk, hq_case_id=change.case_id)
+        .values_list("case_id", flat=True)
+        .first()
+    )
+    # The echo of a create may arrive before HQ's answer to it was recorded.
+    if (
+        local is None
+        and change.external_id
+        and change.external_id != change.case_id
+        and CommCareWrite.objects.filter(
+            project_id=project.pk, case_id=change.external_id, op="create"
+        ).exists()
+        and not Case.objects.filter(pk=change.case_id).exists()
+    ):
+        local = change.external_id
+        link_case(project.pk, local, change.case_id)
+    if local is not None:
+        change.case_id = local
+    later = Q(status__in=UNFINISHED)
+    if server_modified is not None:
+        later |= Q(status=SENT, hq_modified_on__gt=server_modified)
+    else:
+        later = Q(pk__isnull=False)
+    writes = list(
+        CommCareWrite.objects.filter(later, project_id=project.pk, case_id=change.case_id)
+        .order_by("id")
+        .values_list("body", flat=True)
+    )
+    for body in writes:
+        _overlay(change, body)
+    if server_modified is None:
+        return False
+    return CommCareWrite.objects.filter(
+        project_id=project.pk,
+        case_id=change.case_id,
+        status=SENT,
+        hq_modified_on=server_modified,
+    ).exists()
+
+
+def _overlay(change: CaseChange, body: dict[str, Any]) -> None:
+    for key in ("case_type", "case_name", "owner_id"):
+        if isinstance(body.get(key), str):
+            setattr(change, key, body[key])
+    props = body.get("properties")
+    if isinstance(props, dict):
+        change.properties = {**change.properties, **props}
+    if body.get("close"):
+        change.close = True
