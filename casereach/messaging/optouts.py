@@ -213,17 +213,26 @@ class OptedOut:
         return number in self.gateway_numbers
 
 
+_OPTOUT_TABLE = OptOut._meta.db_table
+
+
 def opted_out_pairs(numbers: Iterable[str], project_ids: Iterable[int]) -> OptedOut:
     """Set-based: one query per chunk of numbers, for the projects' scopes and every gateway
-    scope (the gateway a message takes is known only once it is routed)."""
+    scope (the gateway a message takes is known only once it is routed). Raw SQL: a single
+    send runs this on every request, and building the ORM query cost more than running it."""
     pids = sorted(set(project_ids))
     out = OptedOut()
     for chunk in bulk.in_chunks(sorted({n for n in numbers if n})):
-        rows: Sequence[tuple[str, int | None, int | None]] = list(
-            OptOut.objects.filter(bulk.is_in("phone_number", chunk), opted_out=True)
-            .filter(Q(project_id__in=pids) | Q(gateway_id__isnull=False))
-            .values_list("phone_number", "project_id", "gateway_id")
+        numbers_sql, params = bulk.in_sql("phone_number", chunk)
+        pids_sql, pid_params = bulk.in_sql("project_id", pids)
+        sql = (
+            f"SELECT phone_number, project_id, gateway_id FROM {_OPTOUT_TABLE} "
+            f"WHERE {numbers_sql} AND opted_out = %s "
+            f"AND ({pids_sql} OR gateway_id IS NOT NULL)"
         )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, True, *pid_params])
+            rows: Sequence[tuple[str, int | None, int | None]] = cursor.fetchall()
         for number, project_id, gateway_id in rows:
             if project_id is not None:
                 out.projects.add((number, project_id))

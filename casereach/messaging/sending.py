@@ -36,6 +36,7 @@ from casereach.gateways.queries import (
     email_gateway,
     gateway_index,
     global_routes,
+    project_settings,
     route,
 )
 from casereach.messaging import log as message_log
@@ -52,7 +53,7 @@ from casereach.messaging.sending_request import (
 )
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
-from casereach.projects.settings_schema import ProjectSettings, effective_settings
+from casereach.projects.settings_schema import ProjectSettings
 
 # The most requests one batch takes (the API's and the CLI's batch size).
 MAX_BATCH = 1000
@@ -233,7 +234,7 @@ def _read(project: Project, items: Sequence[_Item], errors: Errors) -> _Reads:
     routed = any(it.chosen is None for it in sms)
     emailed = any(it.req.channel == "email" and it.chosen is None for it in items)
     return _Reads(
-        settings=effective_settings(project.settings),
+        settings=project_settings(project),  # validated once per generation
         index=index,
         contacts=contacts,
         entries=entries,
