@@ -36,6 +36,7 @@ EXPECTED_WRITERS = {
     "cases.CaseIndex": "casereach.cases.actions",
     "cases.FormReceipt": "casereach.cases.forwarding",
     "cases.ForwardedVersion": "casereach.cases.forwarding",
+    "cases.LastForwarded": "casereach.cases.forwarding",
     "cases.CommCareWrite": "casereach.cases.writeback",
     "cases.CommCareCaseLink": "casereach.cases.writeback",
     "contacts.Contact": "casereach.contacts.actions",

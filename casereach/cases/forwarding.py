@@ -1,7 +1,8 @@
 """Cases that CommCare HQ pushes in: data forwarding (one case's whole state per POST) and
-form submissions (every case block of a form). The only writer of ``FormReceipt`` and
-``ForwardedVersion``; cases themselves are written by ``cases.actions``, in the same
-transaction, so the contact sync and the alert hooks run as for every other case write.
+form submissions (every case block of a form). The only writer of ``FormReceipt``,
+``ForwardedVersion`` and ``LastForwarded``; cases themselves are written by ``cases.actions``,
+in the same transaction, so the contact sync and the alert hooks run as for every other case
+write.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from django.db import transaction
 
 from casereach.cases.actions import do_apply_case_changes
 from casereach.cases.caseblock import Forwarded, Submission
-from casereach.cases.models import FormReceipt, ForwardedVersion
+from casereach.cases.models import FormReceipt, ForwardedVersion, LastForwarded
 from casereach.cases.writeback import prepare_forwarded
 from casereach.core.timeutil import now
 from casereach.projects.actions import lock_project
@@ -30,6 +31,7 @@ def do_receive_forwarded_case(project: Project, forwarded: Forwarded) -> Outcome
     change = forwarded.change
     assert change.case_id is not None
     stamp = forwarded.server_modified
+    outcome: Outcome
     with transaction.atomic():
         lock_project(project.pk)  # serialises the guard's read with the write below
         echo = prepare_forwarded(project, change, stamp)
@@ -40,19 +42,29 @@ def do_receive_forwarded_case(project: Project, forwarded: Forwarded) -> Outcome
                 .values_list("server_modified_on", flat=True)
                 .first()
             )
-            if seen is not None and stamp <= seen:
-                return "stale"
-        result = do_apply_case_changes(project, [change], single=True)
-        if stamp is not None:
-            if seen is None:
-                ForwardedVersion.objects.create(case_id=change.case_id, server_modified_on=stamp)
-            else:
-                ForwardedVersion.objects.filter(case_id=change.case_id).update(
-                    server_modified_on=stamp
-                )
-    if result.written:
-        return "applied"
-    return "echo" if echo else "unchanged"
+        if seen is not None and stamp is not None and stamp <= seen:
+            outcome = "stale"
+        else:
+            result = do_apply_case_changes(project, [change], single=True)
+            if stamp is not None:
+                if seen is None:
+                    ForwardedVersion.objects.create(
+                        case_id=change.case_id, server_modified_on=stamp
+                    )
+                else:
+                    ForwardedVersion.objects.filter(case_id=change.case_id).update(
+                        server_modified_on=stamp
+                    )
+            outcome = "applied" if result.written else ("echo" if echo else "unchanged")
+        _record_last(project, change.case_id, outcome)
+    return outcome
+
+
+def _record_last(project: Project, case_id: str, outcome: Outcome) -> None:
+    """Remember this POST as the project's last forwarded case (under the project lock)."""
+    values = {"case_id": case_id, "received_on": now(), "outcome": outcome}
+    if not LastForwarded.objects.filter(project_id=project.pk).update(**values):
+        LastForwarded.objects.create(project_id=project.pk, **values)
 
 
 @dataclass

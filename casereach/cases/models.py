@@ -86,6 +86,18 @@ class ForwardedVersion(models.Model):
     server_modified_on = models.DateTimeField()
 
 
+class LastForwarded(models.Model):
+    """The last case HQ's Data Forwarding sent to a project and what became of it (shown on
+    the Connect page): one row per project, overwritten by every forwarding POST."""
+
+    project = models.OneToOneField(
+        Project, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    case_id = models.CharField(max_length=255)
+    received_on = models.DateTimeField()
+    outcome = models.CharField(max_length=16)  # applied, unchanged, stale or echo
+
+
 class CommCareWrite(models.Model):
     """One case change casereach made, to write back to the project's CommCare HQ (Case API
     v2), in the order made: a case's writes go out one at a time, oldest (lowest id) first.

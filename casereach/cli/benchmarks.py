@@ -42,7 +42,7 @@ SendPeer = Annotated[
 @app.command()
 def bench(
     suite: Annotated[
-        str, typer.Argument(help="Benchmark suite: ingest, dispatch, inbound, alerts or send")
+        str, typer.Argument(help="Suite: ingest, dispatch, inbound, alerts, send or forwarding")
     ] = "ingest",
     cases: Annotated[int, typer.Option("--cases", help="Cases per measurement")] = 100_000,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results here")] = None,
@@ -68,8 +68,8 @@ def bench(
     only: SendOnly = None,
     peer_json: SendPeer = None,
 ) -> None:
-    """Run a benchmark suite (ingest, dispatch, inbound, alerts, send): our path and the raw
-    floor side by side. For send: --n, --clients, --database, --only, --peer-json, --json.
+    """Run a benchmark suite: our path and the raw floor side by side. For send: --n, --clients,
+    --database, --only, --peer-json, --json; for forwarding (vs /healthz): --n, --clients.
 
     For dispatch, --cases is the number of queued messages and --rss-rows the size of the
     outbox drained for the peak-RSS measurement. With --gateway-latency-ms (and optionally
@@ -96,8 +96,8 @@ def bench(
         fail("--workers applies to 'dispatch' and 'all' only")
     _send_options_only_for_send(suite, (n, clients, database, only, peer_json))
     try:
-        if suite == "send":
-            _run_send(n, clients, database, only, json_out, peer_json)
+        if suite in ("send", "forwarding"):
+            _run_send(suite, n, clients, database, only, json_out, peer_json)
             return
         if suite == "all":
             run_all(messages=cases, latency_ms=latency_ms or 20.0, json_out=json_out)
@@ -122,7 +122,9 @@ def bench(
 
 
 def _send_options_only_for_send(suite: str, values: tuple[object, ...]) -> None:
-    if suite != "send" and any(v is not None for v in values):
+    if suite == "forwarding" and any(v is not None for v in values[2:]):
+        fail("'forwarding' takes --n, --clients and --json only")
+    if suite not in ("send", "forwarding") and any(v is not None for v in values):
         fail("--n, --clients, --database, --only and --peer-json apply to 'send' only")
 
 
@@ -145,6 +147,7 @@ def _run_latency(
 
 
 def _run_send(
+    suite: str,
     n: int | None,
     clients: int | None,
     database: str | None,
@@ -152,8 +155,16 @@ def _run_send(
     json_out: Path | None,
     peer_json: Path | None,
 ) -> None:
+    from casereach.bench.forwarding import run_forwarding_suite
     from casereach.bench.send import run_send_suite
 
+    if suite == "forwarding":
+        run_forwarding_suite(
+            n=5_000 if n is None else n,
+            clients=8 if clients is None else clients,
+            json_out=json_out,
+        )
+        return
     run_send_suite(
         n=20_000 if n is None else n,
         clients=8 if clients is None else clients,

@@ -485,10 +485,13 @@ def _handler(api: CaseApi) -> Any:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:
-            self._handle()
+        do_POST = do_PUT = _handle  # noqa: N815 (http.server names them)
 
-        def do_PUT(self) -> None:
-            self._handle()
+        def do_GET(self) -> None:  # the Case API v2 list (the Connect page's test call)
+            ok = (self.headers.get("Authorization") or "").lower() == api.auth.lower()
+            found = self.path.split("?")[0].rstrip("/") == f"/a/{api.hq.domain}/api/case/v2"
+            status = (200 if found else 404) if ok else 401
+            api.record(Received("GET", self.path, None, status, False))
+            self._answer(status, {"matching_records": len(api.hq.cases)} if status == 200 else {})
 
     return Handler

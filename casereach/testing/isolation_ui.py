@@ -42,6 +42,7 @@ def pages(a: Tenant) -> list[Page]:
         (f"alerts/{alert}/edit", None),
         (f"alerts/{alert}/status", None),
         ("settings", None),
+        ("connect", None),
         ("gateways", None),
         ("gateways/new", {"type": "http"}),
         *((f"gateways/{g}", None) for g in a.gateway_ids()),
@@ -81,6 +82,9 @@ def forms(a: Tenant, b: Tenant, w: Walker) -> list[tuple[str, dict[str, Any]]]:
             for c in [a.case_ids["mother"], *w.results.get("b_cases", [])]
         ),
         ("settings", {"daily_limit": "1", "default_country": "KE"}),
+        ("connect", {"action": "save", "url": "http://127.0.0.1:9", "domain": a.name}),
+        ("connect", {"action": "create_key"}),
+        *(("connect", {"action": "retry", "write_id": str(i)}) for i in range(1, 4)),
         (
             "gateways",
             {

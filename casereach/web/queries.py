@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from casereach.alerts.models import Alert
+from casereach.cases.models import LastForwarded
 from casereach.core.timeutil import now
 from casereach.projects.models import Project
 from casereach.web.models import ImportProgress
@@ -27,3 +28,8 @@ def project_alerts(project: Project, *, newest_first: bool = False) -> list[Aler
     """The project's alerts by name (the message log's alert filter), or newest first (the
     alerts page)."""
     return list(Alert.objects.filter(project=project).order_by("-id" if newest_first else "name"))
+
+
+def last_forwarded(project: Project) -> LastForwarded | None:
+    """The last case HQ's Data Forwarding sent to ``project`` (the Connect page)."""
+    return LastForwarded.objects.filter(project_id=project.pk).first()
