@@ -124,6 +124,12 @@ def test_connect_page_key_forwarding_test_button_and_retry(page: Page, hq: CaseA
         time.sleep(0.3)
     expect(p.locator("#backlog [data-status=failed]")).to_have_text("0")
     expect(p.locator("#backlog table")).to_contain_text("No failed write.")
+    # The retried write is queued again at once; the sender loop delivers it a moment later.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if hq.hq.cases["hq-case-1"].properties.get("baby_weight_kg") is not None:
+            break
+        time.sleep(0.2)
     assert "3.6" == hq.hq.cases["hq-case-1"].properties.get("baby_weight_kg")
     shot(page, "retried")
 
