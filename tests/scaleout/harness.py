@@ -57,6 +57,12 @@ def wait_for(what: str, ok: Callable[[], bool], timeout: float, every: float = 0
 # -- the provider ------------------------------------------------------------------------------
 
 
+class _Server(ThreadingHTTPServer):
+    # The listen backlog is set in the constructor: assigning it afterwards changes nothing,
+    # and the default 5 drops connections when a worker opens hundreds at once.
+    request_queue_size = 1024
+
+
 class CountingProvider:
     """An SMS provider on loopback: counts requests per Idempotency-Key, keeps the bodies."""
 
@@ -98,9 +104,8 @@ class CountingProvider:
             def log_message(self, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.server.request_queue_size = 256
         self.server.handle_error = lambda *args: None  # type: ignore[method-assign]  # resets from killed workers
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

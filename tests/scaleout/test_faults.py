@@ -49,7 +49,10 @@ p.save()
 gw = do_create_gateway(p, {"name": "PROVIDER", "type": "http", "config": {
     "url": os.environ["PROVIDER_URL"], "method": "POST", "encoding": "json",
     "params": {"to": "{to}", "text": "{text}", "id": "{message_id}"},
-    "provider_id_path": "id", "timeout_s": 10}})
+    "provider_id_path": "id", "timeout_s": 10,
+    # 16 in flight per task, as before per-gateway windows: a claim stays the batch of 50
+    # that IN_FLIGHT counts, and the run outlasts the broker's outage.
+    "max_in_flight": 16}})
 do_set_routes(p, {"default_gateway": "PROVIDER", "prefixes": []}, {"provider"})
 t = now()
 count = int(os.environ["MESSAGES"])
