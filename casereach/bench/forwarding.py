@@ -55,18 +55,36 @@ def _load() -> list[float]:
         return []
 
 
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) the process has used so far; 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _measure(inst: Instance, n: int, clients: int, r: dict[str, Any]) -> None:
     posts = [forwarding_post(i, inst.auth) for i in range(n + WARMUP)]
     warm = asyncio.run(closed_loop(inst.port, lambda i: posts[n + i], WARMUP, clients))
     asyncio.run(closed_loop(inst.port, lambda i: get("/healthz"), WARMUP, clients))
     if warm.failures():
         raise BenchError(f"forwarding warm-up: {warm.failures()}")
+    pid = inst.proc.pid if inst.proc is not None else None
+    cpu = _cpu_s(pid)
     fwd = asyncio.run(closed_loop(inst.port, lambda i: posts[i], n, clients))
     if fwd.failures():
         raise BenchError(f"forwarding: {fwd.failures()}")
+    cpu_fwd, cpu = _cpu_s(pid) - cpu, _cpu_s(pid)
     health = asyncio.run(closed_loop(inst.port, lambda i: get("/healthz"), n, clients))
     if health.failures():
         raise BenchError(f"GET /healthz: {health.failures()}")
+    cpu_health = _cpu_s(pid) - cpu
+    # The server's CPU per request: less sensitive to other load on the machine than rates.
+    r["forwarding_server_cpu_ms"] = round(cpu_fwd / n * 1000, 3)
+    r["healthz_server_cpu_ms"] = round(cpu_health / n * 1000, 3)
     r["forwarding_cases_per_s"] = round(fwd.rate, 1)
     r["forwarding_p50_ms"] = fwd.percentile_ms(50)
     r["forwarding_p99_ms"] = fwd.percentile_ms(99)

@@ -29,7 +29,7 @@ from casereach.contacts.rules import (
     ContactSource,
     is_verified,
 )
-from casereach.core import bulk
+from casereach.core import bulk, rows
 from casereach.core.bulk import IN_CHUNK
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.ids import time_ordered_uuid
@@ -127,6 +127,7 @@ class ApplyResult:
     cases: list[CaseState | None]
     errors: dict[int, str]
     written: int
+    changed: frozenset[str] = frozenset()  # the ids of the cases written
 
 
 def _load(query_filter: dict[str, Any], *conditions: Any) -> list[CaseState]:
@@ -136,6 +137,24 @@ def _load(query_filter: dict[str, Any], *conditions: Any) -> list[CaseState]:
             "case_id", "project_id", *STATE_FIELDS
         )
     ]
+
+
+_STATE_VIEW = rows.decoder(Case, "case_id", "project_id", *STATE_FIELDS)
+
+
+def _load_raw(column: str, values: Sequence[str], project_id: int | None = None) -> list[CaseState]:
+    """``_load`` by ``case_id`` (any project) or by ``external_id`` (the project's live
+    cases), in raw SQL: every case write runs it, and the ORM's query building cost more
+    than the query."""
+    where, params = bulk.in_sql(column, values)
+    if project_id is not None:
+        where += " AND project_id = %s AND deleted = %s"
+        params += [project_id, False]
+    found = rows.fetch_all(
+        f"SELECT {_STATE_VIEW.columns()} FROM {CASE_TABLE} WHERE {where}", params
+    )
+    names = _STATE_VIEW.attnames
+    return [CaseState(**dict(zip(names, values, strict=True))) for values in _STATE_VIEW.all(found)]
 
 
 class _Batch:
@@ -157,13 +176,11 @@ class _Batch:
                     exts.add(spec.external_id)
         self.by_id: dict[str, CaseState] = {}
         for chunk in bulk.in_chunks(sorted(ids)):
-            for state in _load({}, bulk.is_in("case_id", chunk)):
+            for state in _load_raw("case_id", chunk):
                 self.by_id[state.case_id] = state
         self.by_ext: dict[str, list[str]] = {}
         for chunk in bulk.in_chunks(sorted(exts)):
-            for state in _load(
-                {"project_id": project.pk, "deleted": False}, bulk.is_in("external_id", chunk)
-            ):
+            for state in _load_raw("external_id", chunk, project.pk):
                 self.by_id.setdefault(state.case_id, state)
                 assert state.external_id is not None
                 self.by_ext.setdefault(state.external_id, []).append(state.case_id)
@@ -350,7 +367,7 @@ def do_apply_case_changes(
             )
         _persist(locked, dirty)
         project.last_indexed_on = locked.last_indexed_on
-    return ApplyResult(results, errors, len(dirty))
+    return ApplyResult(results, errors, len(dirty), frozenset(s.case_id for s in dirty))
 
 
 def _persist(project: Project, states: Sequence[CaseState]) -> None:

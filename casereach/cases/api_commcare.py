@@ -28,7 +28,7 @@ from casereach.cases.caseblock import (
     forwarded_xml,
 )
 from casereach.cases.changes import ChangeError, parse_timestamp
-from casereach.cases.forwarding import do_receive_form, do_receive_forwarded_case
+from casereach.cases.forwarding import do_receive_form, receive_forwarded
 from casereach.cases.writeback import do_retry_write
 from casereach.cases.writeback_queries import backlog, list_writes, serialize_write
 from casereach.core.errors import BadRequest, CasereachError, NotFound
@@ -181,7 +181,7 @@ def read_forwarded(request: HttpRequest, user: str) -> Forwarded:
 def case_forwarding(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     forwarded = read_forwarded(request, principal_of(request).username)
-    outcome = do_receive_forwarded_case(proj, forwarded)
+    outcome = receive_forwarded(proj, forwarded)
     return JsonResponse({"case_id": forwarded.change.case_id, "outcome": outcome})
 
 

@@ -14,10 +14,11 @@ SMS, a self-registration), sent to the project's HQ through Case API v2
   lease expired (the process died mid-call), is queued again as the same request before the
   case's next change. A create is retried as the idempotent ``PUT /ext/<our case id>/``
   (creates carry our case id as ``external_id`` when the case has none), never a second POST.
-- **No echo.** HQ forwards our own write back. ``prepare_forwarded`` maps HQ's id of a case we
-  created to ours, lays our writes HQ had not yet applied at that state over it (so an echo
-  never reverts a newer local change), and says whether it is the echo of one of our writes
-  (HQ's ``server_modified_on`` equals the one HQ answered our write with). Forwarded changes
+- **No echo.** HQ forwards our own write back. ``map_forwarded_ids`` maps HQ's id of a case
+  we created to ours; ``overlay_forwarded`` lays our writes HQ had not yet applied at that
+  state over it (so an echo never reverts a newer local change), and says whether it is the
+  echo of one of our writes (HQ's ``server_modified_on`` equals the one HQ answered our
+  write with). Both are set-based: one group of forwarded cases, a fixed number of reads. Forwarded changes
   are not written back, so nothing loops.
 """
 
@@ -30,11 +31,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 
 from casereach.cases.changes import CaseChange
 from casereach.cases.models import Case, CommCareCaseLink, CommCareWrite
-from casereach.core import bulk
+from casereach.core import bulk, rows
 from casereach.core.errors import Conflict, NotFound
 from casereach.core.timeutil import now
 from casereach.projects.models import Project
@@ -283,53 +284,116 @@ def do_retry_write(project: Project, write_id: int) -> CommCareWrite:
 # -- what HQ forwards back -----------------------------------------------------------------------
 
 
-def prepare_forwarded(
-    project: Project, change: CaseChange, server_modified: dt.datetime | None
-) -> bool:
-    """Make a forwarded case state safe to apply (called by ``cases.forwarding`` under the
-    project lock, before its stale guard): HQ's id of a case we created becomes ours, and
-    our writes HQ had not applied at ``server_modified`` are laid over the state. True when
-    the state is the echo of one of our writes."""
-    assert change.case_id is not None
-    local = (
-        CommCareCaseLink.objects.filter(project_id=project.pk, hq_case_id=change.case_id)
-        .values_list("case_id", flat=True)
-        .first()
+_LINK_TABLE = CommCareCaseLink._meta.db_table
+_WRITE_VIEW = rows.decoder(CommCareWrite, "case_id", "op", "status", "hq_modified_on", "body")
+
+
+@dataclass
+class ForwardedContext:
+    """What the write-back outbox knows about a group of forwarded cases: HQ's ids of cases
+    we created (→ ours), and our writes of those cases (oldest first)."""
+
+    links: dict[str, str]
+    writes: dict[str, list[tuple[str, str, dt.datetime | None, dict[str, Any]]]]
+
+
+def forwarded_context(
+    project: Project,
+    changes: Sequence[CaseChange],
+    stamps: Sequence[dt.datetime | None] = (),
+) -> ForwardedContext:
+    """Two raw reads for the whole group, taken before ``map_forwarded_ids`` (``stamps``: the
+    states' HQ modification times; this runs for every forwarding POST, and a project that
+    never wrote back gets two empty answers)."""
+    hq_ids = sorted({c.case_id for c in changes if c.case_id})
+    if not hq_ids:
+        return ForwardedContext({}, {})
+    in_hq, hq_params = bulk.in_sql("hq_case_id", hq_ids)
+    links: dict[str, str] = dict(
+        rows.fetch_all(
+            f"SELECT hq_case_id, case_id FROM {_LINK_TABLE} WHERE project_id = %s AND {in_hq}",
+            [project.pk, *hq_params],
+        )
     )
-    # The echo of a create may arrive before HQ's answer to it was recorded.
-    if (
-        local is None
-        and change.external_id
-        and change.external_id != change.case_id
-        and CommCareWrite.objects.filter(
-            project_id=project.pk, case_id=change.external_id, op="create"
-        ).exists()
-        and not Case.objects.filter(pk=change.case_id).exists()
-    ):
-        local = change.external_id
-        link_case(project.pk, local, change.case_id)
-    if local is not None:
-        change.case_id = local
-    later = Q(status__in=UNFINISHED)
-    if server_modified is not None:
-        later |= Q(status=SENT, hq_modified_on__gt=server_modified)
-    else:
-        later = Q(pk__isnull=False)
-    writes = list(
-        CommCareWrite.objects.filter(later, project_id=project.pk, case_id=change.case_id)
-        .order_by("id")
-        .values_list("body", flat=True)
+    wanted = set(hq_ids) | set(links.values())
+    wanted |= {c.external_id for c in changes if c.external_id}
+    in_case, case_params = bulk.in_sql("case_id", sorted(wanted))
+    params: list[Any] = [project.pk, *case_params]
+    recent = ""
+    if stamps and all(s is not None for s in stamps):
+        # A write HQ had applied before the oldest state of the group matters no more
+        # (creates still do: they name the cases whose echo may precede HQ's answer).
+        recent = f" AND (status <> '{SENT}' OR op = 'create' OR hq_modified_on >= %s)"
+        params.append(bulk.adapt_datetime(min(s for s in stamps if s is not None)))
+    found = rows.fetch_all(
+        f"SELECT {_WRITE_VIEW.columns()} FROM {TABLE} WHERE project_id = %s AND {in_case}"
+        f"{recent} ORDER BY id",
+        params,
     )
-    for body in writes:
-        _overlay(change, body)
-    if server_modified is None:
-        return False
-    return CommCareWrite.objects.filter(
-        project_id=project.pk,
-        case_id=change.case_id,
-        status=SENT,
-        hq_modified_on=server_modified,
-    ).exists()
+    writes: dict[str, list[tuple[str, str, dt.datetime | None, dict[str, Any]]]] = {}
+    for case_id, op, status, modified, body in _WRITE_VIEW.all(found):
+        writes.setdefault(case_id, []).append((op, status, modified, body))
+    return ForwardedContext(links, writes)
+
+
+def map_forwarded_ids(
+    project: Project, changes: Sequence[CaseChange], context: ForwardedContext
+) -> None:
+    """Forwarded states of cases we created and wrote back carry HQ's id: give them ours
+    (called by ``cases.forwarding`` under the project lock). The echo of a create may
+    arrive before HQ's answer to it was recorded: a state whose ``external_id`` is a case we
+    queued a create for, under an id we do not have, is that case, and the link is recorded
+    now."""
+    links = context.links
+    maybe = {
+        c.case_id: c.external_id
+        for c in changes
+        if c.case_id
+        and c.case_id not in links
+        and c.external_id
+        and c.external_id != c.case_id
+        and any(w[0] == "create" for w in context.writes.get(c.external_id, ()))
+    }
+    if maybe:
+        known = set(
+            Case.objects.filter(bulk.is_in("case_id", sorted(maybe))).values_list(
+                "case_id", flat=True
+            )
+        )
+        for hq_id, local in maybe.items():
+            if hq_id not in known:
+                assert hq_id is not None and local is not None
+                link_case(project.pk, local, hq_id)
+                links[hq_id] = local
+    for c in changes:
+        if c.case_id in links:
+            c.case_id = links[c.case_id]
+
+
+def overlay_forwarded(
+    changes: Sequence[CaseChange],
+    stamps: Sequence[dt.datetime | None],
+    context: ForwardedContext,
+) -> list[bool]:
+    """Lay over each forwarded state (our ids: ``map_forwarded_ids`` ran) the writes of ours
+    HQ had not applied at its ``stamps`` (HQ's ``server_modified_on``; None: all of them), so
+    an echo never reverts a newer local change. Per change: whether it is the echo of one of
+    our writes (HQ answered that write with this very ``server_modified_on``)."""
+    echoes: list[bool] = []
+    for change, stamp in zip(changes, stamps, strict=True):
+        echo = False
+        for _op, status, modified, body in context.writes.get(change.case_id or "", ()):
+            if stamp is None:
+                _overlay(change, body)
+                continue
+            if status in UNFINISHED or (
+                status == SENT and modified is not None and modified > stamp
+            ):
+                _overlay(change, body)
+            if status == SENT and modified == stamp:
+                echo = True
+        echoes.append(echo)
+    return echoes
 
 
 def _overlay(change: CaseChange, body: dict[str, Any]) -> None:

@@ -470,6 +470,13 @@ def execute(sql: str, params: Sequence[Any]) -> None:
         cursor.execute(sql, params)
 
 
+def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Every row of one query (SQL from our own code), undecoded (``Decoder`` decodes)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [tuple(r) for r in cursor.fetchall()]
+
+
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -1,10 +1,7 @@
 """Group commit of single sends: concurrent ``POST …/send`` requests of one process are
-recorded by one ``sending.send_each`` (one lock, one statement set, one commit).
-
-A leader/follower combiner: a caller queues its request; the first caller finding no
-leader becomes it and records everything queued at that moment, per project, then hands
-the lead to the first request queued meanwhile (a leader never serves others for longer
-than one round). Each caller gets exactly its own result or its own error:
+recorded by one ``sending.send_each`` (one lock, one statement set, one commit), through the
+leader/follower combiner of ``core.groupcommit``. Each caller gets exactly its own result
+or its own error:
 
 - a request that is bad input without the database (texts, recipient) never joins a group
   (the caller sends it alone and gets its own 400), and one naming a wrong gateway or
@@ -20,13 +17,11 @@ send runs there, on the caller's connection.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from django.db import connection
 
-from casereach.core.errors import CasereachError
+from casereach.core.groupcommit import Combiner as _Combiner
 from casereach.messaging.sending import Sent, bad_input, do_send_one, send_each
 from casereach.messaging.sending_request import SendRequest
 from casereach.projects.models import Project
@@ -35,72 +30,16 @@ from casereach.projects.models import Project
 ENABLED = os.environ.get("CASEREACH_SEND_GROUP_COMMIT", "1") != "0"
 
 
-@dataclass
-class _Waiter:
-    project: Project
-    req: SendRequest
-    done: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False  # woken to lead the next round, not with a result
-    result: Sent | None = None
-    error: BaseException | None = None
+def _record(project: Project, reqs: Sequence[SendRequest]) -> Sequence[Sent | BaseException]:
+    return send_each(project, reqs)  # looked up per call: tests replace it
 
 
-class Combiner:
+class Combiner(_Combiner[Project, SendRequest, Sent]):
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queue: list[_Waiter] = []
-        self._leading = False
+        super().__init__(_record, key=lambda project: project.pk)
 
     def send(self, project: Project, req: SendRequest) -> Sent:
-        me = _Waiter(project, req)
-        with self._lock:
-            self._queue.append(me)
-            lead = not self._leading
-            self._leading = True
-        if not lead:
-            me.done.wait()
-            if me.lead:
-                me.done.clear()
-                lead = True
-        if lead:
-            self._round()
-        if me.error is not None:
-            raise me.error
-        assert me.result is not None
-        return me.result
-
-    def _round(self) -> None:
-        """Record everything queued now, then pass the lead on (or give it up)."""
-        with self._lock:
-            group, self._queue = self._queue, []
-        by_project: dict[int, list[_Waiter]] = {}
-        for w in group:
-            by_project.setdefault(w.project.pk, []).append(w)
-        for waiters in by_project.values():
-            _record(waiters)
-        with self._lock:
-            if self._queue:
-                nxt = self._queue[0]
-                nxt.lead = True
-                nxt.done.set()
-            else:
-                self._leading = False
-        for w in group:
-            w.done.set()
-
-
-def _record(waiters: Sequence[_Waiter]) -> None:
-    try:
-        results = send_each(waiters[0].project, [w.req for w in waiters])
-    except Exception as exc:  # the database failed: every caller of the group gets it
-        for w in waiters:
-            w.error = exc
-        return
-    for w, got in zip(waiters, results, strict=True):
-        if isinstance(got, CasereachError):
-            w.error = got
-        else:
-            w.result = got
+        return self.submit(project, req)
 
 
 _COMBINER = Combiner()
