@@ -7,6 +7,7 @@ worker, see ``batched``), in this order, the first that applies taking it:
    ``YES`` opts in silently and lets the message go on (``inbound_optouts``);
 2. a pending worker verification completed by a reply containing ``123``
    (``inbound_verification``);
+2b. a conversation holding the pair, such as an SMS survey (``inbound_conversations``);
 3. ``JOIN <project>`` self-registration from a number no contact holds;
 4. a project keyword (first word) from an active two-way holder (``inbound_keywords``);
 5. the project's default response.
@@ -38,6 +39,7 @@ from casereach.core.timeutil import now
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.models import GatewayConfig
 from casereach.messaging import log as message_log
+from casereach.messaging.inbound_conversations import run_conversations
 from casereach.messaging.inbound_keywords import (
     JOIN_WORD,
     do_delete_keyword,
@@ -344,6 +346,9 @@ def _handle(ctx: Ctx) -> str:
             complete_verification(ctx)
             return prefix + "verification"
         ctx.notes.append("verification pending: the reply did not contain 123")
+    action = run_conversations(ctx, "message")
+    if action:
+        return prefix + action
     keyword, rest = first_word(text)
     if keyword == JOIN_WORD and entry is None:
         done = self_register(ctx, rest)

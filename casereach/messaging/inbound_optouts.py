@@ -7,6 +7,7 @@ silently and lets the message go on. The opt-out list itself is written by
 
 from __future__ import annotations
 
+from casereach.messaging.inbound_conversations import run_conversations
 from casereach.messaging.inbound_replies import Ctx, reply
 from casereach.messaging.keywords import (
     DEFAULT_HELP_REPLY,
@@ -36,12 +37,16 @@ def handle_reserved(ctx: Ctx) -> tuple[str | None, str]:
     if word == "opt_out":
         do_person_opt_out(number, gateway_scope(ctx.gw, ctx.as_project), source=source)
         reply(ctx, "opt_out", s.opt_out_reply, DEFAULT_OPT_OUT_REPLY, allow_opted_out=True)
+        run_conversations(ctx, "stop")
         return "opt_out", ""
     if word == "opt_in":
         do_person_opt_in(number, gateway_scope(ctx.gw, ctx.as_project), source=source)
         reply(ctx, "opt_in", s.opt_in_reply, DEFAULT_OPT_IN_REPLY)
         return "opt_in", ""
     if word == "help":
+        action = run_conversations(ctx, "help")
+        if action:
+            return action, ""
         reply(ctx, "help", s.help_text, DEFAULT_HELP_REPLY, allow_opted_out=True)
         return "help", ""
     if word == "opt_in_silent":

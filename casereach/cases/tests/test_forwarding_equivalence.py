@@ -12,8 +12,10 @@ import random
 import time
 from typing import Any
 
+import pytest
 from django.db import transaction
 
+from casereach.projects import auth
 from casereach.testing.commcare_hq import FakeHq, HqCase, client_sender
 from casereach.testing.world import Api
 
@@ -114,7 +116,11 @@ def through_case_api(api: Api, finals: list[HqCase]) -> dict[str, Any]:
     return seen
 
 
-def test_forwarded_cases_end_as_the_same_contacts_as_through_the_case_api(api: Api) -> None:
+def test_forwarded_cases_end_as_the_same_contacts_as_through_the_case_api(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tens of thousands of requests with one key: the per-key rate limit is not under test.
+    monkeypatch.setattr(auth, "BUCKET", auth._Bucket(1e9, 2e9))
     rng = random.Random(19)
     per_case = hq_states(rng, CASES)
     finals = [states[-1] for states in per_case]
