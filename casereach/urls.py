@@ -11,6 +11,7 @@ from django.views import defaults
 
 from casereach.api.main import api
 from casereach.scaleout import config, health, metrics
+from casereach.web import views as web_views
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -47,8 +48,12 @@ def prometheus(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("healthz", healthz),
     path("metrics", prometheus),
-    path("", include("casereach.web.urls")),  # the UI's paths never start with a/<p>/api/
+    # The UI's home before the API's root; then the API (its paths and the UI's never
+    # overlap), so that an API request does not first fail through every UI pattern (Django
+    # lists each one tried: about a tenth of a forwarding POST's request handling).
+    path("", web_views.home, name="home"),
     path("", api.urls),
+    path("", include("casereach.web.urls")),
 ]
 
 # Paths of the API and the provider callbacks: a 404 there is JSON like every API error; the
