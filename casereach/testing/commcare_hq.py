@@ -277,6 +277,10 @@ class HttpSender:
 # -- HQ's Case API v2 writes (reference/commcare-api.md 2.1-2.5), for write-back tests ----------
 
 Fault = Literal["500", "timeout", "drop", "drop-before"]
+# What a Case API v2 create or update may carry (2.3); any other key is a 400.
+V2_FIELDS = frozenset(
+    {"case_type", "case_name", "owner_id", "external_id", "properties", "indices", "close"}
+)
 
 
 def serialize_v2(case: HqCase, domain: str) -> dict[str, Any]:
@@ -412,9 +416,22 @@ class CaseApi:
                 case = self.hq.cases[rest]
             else:
                 return 405, {"error": "Request method not allowed"}, None
+            unknown = sorted(set(body) - V2_FIELDS)
+            if unknown:
+                return 400, {"error": f"'{unknown[0]}' is not a valid field."}, None
+            indices = {k: dict(v) for k, v in case.indices.items()}
+            for name, idx in (body.get("indices") or {}).items():
+                if not idx.get("case_id"):
+                    indices.pop(name, None)
+                elif idx["case_id"] not in self.hq.cases:
+                    error = f"InvalidCaseIndex: Case '{idx['case_id']}' referenced by index"
+                    return 400, {"error": f"{error} '{name}' not found"}, None
+                else:
+                    indices[name] = {k: idx[k] for k in ("case_id", "case_type", "relationship")}
             case = replace(
                 case,
                 properties={**case.properties, **(body.get("properties") or {})},
+                indices=indices,
                 date_modified=None,
             )
             for key in ("case_type", "case_name", "owner_id", "external_id"):
@@ -487,11 +504,18 @@ def _handler(api: CaseApi) -> Any:
 
         do_POST = do_PUT = _handle  # noqa: N815 (http.server names them)
 
-        def do_GET(self) -> None:  # the Case API v2 list (the Connect page's test call)
+        def do_GET(self) -> None:  # the list (the Connect page's test call) or one case
             ok = (self.headers.get("Authorization") or "").lower() == api.auth.lower()
-            found = self.path.split("?")[0].rstrip("/") == f"/a/{api.hq.domain}/api/case/v2"
-            status = (200 if found else 404) if ok else 401
+            path = self.path.split("?")[0].rstrip("/")
+            base = f"/a/{api.hq.domain}/api/case/v2"
+            reply: dict[str, Any] = {}
+            with api.lock:
+                if path == base:
+                    reply = {"matching_records": len(api.hq.cases)}
+                elif path.startswith(base + "/") and path[len(base) + 1 :] in api.hq.cases:
+                    reply = serialize_v2(api.hq.cases[path[len(base) + 1 :]], api.hq.domain)
+            status = (200 if reply else 404) if ok else 401
             api.record(Received("GET", self.path, None, status, False))
-            self._answer(status, {"matching_records": len(api.hq.cases)} if status == 200 else {})
+            self._answer(status, reply if status == 200 else {})
 
     return Handler
