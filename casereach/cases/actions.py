@@ -105,6 +105,7 @@ class CaseState:
     id_generated: bool = False  # created here with a new_case_id(): no contact can exist yet
     dirty: bool = False
     indices_dirty: bool = False
+    reopened: bool = False  # a closed case reopened by this write (write-back sends it)
     client_modified: dt.datetime | None = None
 
     def content(self) -> tuple[Any, ...]:
@@ -117,6 +118,7 @@ class CaseState:
             self.indices,
             self.closed,
             self.deleted,
+            self.date_opened,
         )
 
 
@@ -321,6 +323,13 @@ class _Batch:
         if change.reopen and state.closed:
             state.closed = False
             state.date_closed = None
+            state.reopened = True
+        if change.date_opened is not None and not (  # HQ's, on a forwarded case
+            change.date_opened_date_only
+            and state.date_opened is not None
+            and state.date_opened.date() == change.date_opened.date()
+        ):
+            state.date_opened = change.date_opened
         if before is None or before != state.content():
             state.dirty = True
             state.user_id = change.user
@@ -379,7 +388,7 @@ def _persist(project: Project, states: Sequence[CaseState]) -> None:
         state.indexed_on = tick
         state.server_last_modified = tick
         state.last_modified = state.client_modified or tick
-        if state.is_new:
+        if state.is_new and state.date_opened is None:
             state.date_opened = tick
         if state.closed and state.date_closed is None:
             state.date_closed = tick
@@ -441,6 +450,7 @@ def _persist(project: Project, states: Sequence[CaseState]) -> None:
         s.is_new = False
         s.dirty = False
         s.indices_dirty = False
+        s.reopened = False
 
 
 def contact_source(state: CaseState) -> ContactSource:

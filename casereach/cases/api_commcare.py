@@ -268,7 +268,7 @@ WRITEBACK = "/a/{project}/api/commcare/writeback"
 class WriteOut(OpenSchema):
     id: int
     case_id: str
-    op: Literal["create", "update"]
+    op: Literal["create", "update", "reopen"]
     status: Literal["queued", "sending", "sent", "failed"]
     attempts: int
     unknown_outcomes: int

@@ -35,7 +35,9 @@ MAX_CASE_ID = 64
 MAX_USER = 150
 CREATE_FIELDS = ("case_type", "case_name", "owner_id")
 BUILTINS = frozenset({*CREATE_FIELDS, "external_id"})
-IGNORED_UPDATES = frozenset({"date_opened"})  # the case's opening stamp is ours
+# Not a property: HQ's opening date, which a forwarded case's ``date_opened`` takes (a form's
+# or a partial block's is ignored: the case's opening stamp is then ours).
+IGNORED_UPDATES = frozenset({"date_opened"})
 
 
 class PayloadError(ValueError):
@@ -154,6 +156,7 @@ def block_change(
     create, update, index = parts.get("create"), parts.get("update"), parts.get("index")
     builtins: dict[str, str] = {}
     props: dict[str, str] = {}
+    opened: str | None = None
     if create is not None:
         for child in create:
             if local(child.tag) in CREATE_FIELDS:
@@ -164,12 +167,15 @@ def block_change(
         name = local(child.tag)
         if name in BUILTINS:
             builtins[name] = child.text or ""
+        elif name == "date_opened":
+            opened = child.text
         elif name not in IGNORED_UPDATES:
             props[name] = child.text or ""
     whole = forwarded and create is not None
     if whole:
         builtins.setdefault("external_id", "")  # absent from the state: the case has none
     close = "close" in parts
+    date_opened = _timestamp(opened, "date_opened") if whole else None
     return CaseChange(
         op="upsert_id" if create is not None else "update",
         row=row,
@@ -185,7 +191,13 @@ def block_change(
         last_modified=_timestamp(elem.get("date_modified"), "date_modified"),
         user=(elem.get("user_id") or user)[:MAX_USER],
         whole_state=whole,
+        date_opened=date_opened,
+        date_opened_date_only=date_opened is not None and _date_only(opened),
     )
+
+
+def _date_only(value: str | None) -> bool:
+    return value is not None and "T" not in value.strip() and " " not in value.strip()
 
 
 def forwarded_xml(raw: bytes, *, user: str = "") -> Forwarded:
@@ -284,6 +296,7 @@ def forwarded_json(raw: bytes, *, user: str = "") -> Forwarded:
     if not isinstance(raw_props, dict):
         raise ChangeError("Property properties must be an object of string values.")
     builtins = {k: _json_string(raw_props, k) for k in (*CREATE_FIELDS, "external_id")}
+    opened = _json_string(raw_props, "date_opened")
     dynamic = {
         k: v
         for k, v in raw_props.items()
@@ -303,6 +316,8 @@ def forwarded_json(raw: bytes, *, user: str = "") -> Forwarded:
         last_modified=_timestamp(_json_string(data, "date_modified"), "date_modified"),
         user=(_json_string(data, "user_id") or user)[:MAX_USER],
         whole_state=True,
+        date_opened=_timestamp(opened, "date_opened"),
+        date_opened_date_only=_date_only(opened),
     )
     server = _timestamp(_json_string(data, "server_date_modified"), "server_date_modified")
     return Forwarded(change, server)

@@ -78,6 +78,11 @@ class CaseChange:
     user: str = ""
     # The change is the case's whole state (data forwarding): indices it lacks are removed.
     whole_state: bool = False
+    # When the case was opened, as HQ says (data forwarding only; the API never sets it): a
+    # new case is otherwise stamped with the time it reached us. ``date_only``: HQ sent a
+    # date without a time (XML), so a stored stamp of that same day is kept.
+    date_opened: dt.datetime | None = None
+    date_opened_date_only: bool = False
 
 
 def valid_xml_name(name: str) -> bool:

@@ -108,7 +108,7 @@ class CommCareWrite(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
     case_id = models.CharField(max_length=64)  # ours (HQ's may differ: CommCareCaseLink)
-    op = models.CharField(max_length=10)  # create | update
+    op = models.CharField(max_length=10)  # create | update | reopen (v2 has none: HQ is read)
     body = models.JSONField(default=dict)  # the Case API v2 body (2.3)
     status = models.CharField(max_length=10, default=QUEUED)
     attempts = models.IntegerField(default=0)

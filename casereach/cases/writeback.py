@@ -5,7 +5,15 @@ SMS, a self-registration), sent to the project's HQ through Case API v2
 
 - **Which changes.** Only those ``do_apply_case_changes(write_back=True)`` makes: keywords and
   self-registration. Changes that came from HQ (forwarding, form receiver) are never written
-  back, nor are Case API writes by an integration (it wrote them; it can write HQ too).
+  back, nor are Case API writes by an integration (it wrote them; it can write HQ too), nor
+  deletes (only the Case API deletes a case).
+- **What a write carries.** A create: the whole new state, indices included. An update: what
+  the change set (built-ins, properties, indices added or removed, a close). Index targets
+  are our case ids, mapped to HQ's at claim time; a write whose target case is still waiting
+  for its own create at HQ waits for it. A **reopen** is a write of its own (``op`` reopen):
+  Case API v2 has no way to reopen a case (2.3), so the sender asks HQ for the case and
+  records the write ``sent`` when HQ has it open, otherwise ``failed`` with an error saying
+  to reopen it in HQ and press Retry.
 - **Durable.** A change is queued in the transaction that makes it: committed together, or
   neither.
 - **In order, one at a time per case.** Only a case's oldest unfinished write (lowest id not
@@ -66,6 +74,8 @@ def create_body(state: CaseState) -> dict[str, Any]:
         "external_id": state.external_id or state.case_id,
         "properties": dict(state.properties),
     }
+    if state.indices:
+        body["indices"] = {name: dict(idx) for name, idx in state.indices.items()}
     if state.closed:
         body["close"] = True
     return body
@@ -80,6 +90,12 @@ def update_body(change: CaseChange, state: CaseState) -> dict[str, Any]:
             body[key] = value
     if change.properties:
         body["properties"] = dict(change.properties)
+    indices = {
+        name: dict(state.indices[name]) if name in state.indices else {"case_id": ""}
+        for name in change.indices
+    }
+    if indices:  # set ones as resolved (our ids); removed ones as HQ removes them: no id
+        body["indices"] = indices
     if change.close and state.closed:
         body["close"] = True
     return body
@@ -107,22 +123,30 @@ def enqueue_writes(
             created.add(state.case_id)
             op, body = "create", create_body(state)
         else:
-            op, body = "update", update_body(change, state)
-            if not body:
-                continue
-        rows.append(
-            CommCareWrite(
-                project_id=project.pk,
-                case_id=state.case_id,
-                op=op,
-                body=body,
-                next_attempt_at=stamp,
-                created_on=stamp,
-                updated_on=stamp,
-            )
-        )
+            ops = [("update", update_body(change, state))]
+            if change.reopen and state.reopened and not state.closed:
+                ops.append(("reopen", {"reopen": True}))
+            for op, body in ops:
+                if body:
+                    rows.append(_row(project, state.case_id, op, body, stamp))
+            continue
+        rows.append(_row(project, state.case_id, op, body, stamp))
     CommCareWrite.objects.bulk_create(rows)
     return len(rows)
+
+
+def _row(
+    project: Project, case_id: str, op: str, body: dict[str, Any], stamp: dt.datetime
+) -> CommCareWrite:
+    return CommCareWrite(
+        project_id=project.pk,
+        case_id=case_id,
+        op=op,
+        body=body,
+        next_attempt_at=stamp,
+        created_on=stamp,
+        updated_on=stamp,
+    )
 
 
 # -- claiming, reaping, completing ----------------------------------------------------------------
@@ -165,6 +189,7 @@ class Claimed:
     attempts: int  # counting this one
     unknown_outcomes: int
     hq_case_id: str = ""  # where it goes: HQ's id of the case (links resolved at claim)
+    waits_for: str = ""  # a case its indices name whose create HQ has not answered yet
 
 
 def claim(limit: int, lease_until: dt.datetime, token: str, at: dt.datetime) -> list[Claimed]:
@@ -178,14 +203,44 @@ def claim(limit: int, lease_until: dt.datetime, token: str, at: dt.datetime) -> 
         if isinstance(row["body"], str):  # SQLite returns the JSON text
             row["body"] = json.loads(row["body"])
     claimed = sorted((Claimed(**row) for row in rows), key=lambda c: c.id)
+    targets = {t for c in claimed for t in _index_targets(c.body).values()}
     links = dict(
         CommCareCaseLink.objects.filter(
-            bulk.is_in("case_id", sorted({c.case_id for c in claimed}))
+            bulk.is_in("case_id", sorted({c.case_id for c in claimed} | targets))
         ).values_list("case_id", "hq_case_id")
     )
+    pending = _unanswered_creates(targets - set(links))
     for c in claimed:
         c.hq_case_id = links.get(c.case_id, "" if c.op == "create" else c.case_id)
+        for name, target in _index_targets(c.body).items():
+            if target in pending:
+                c.waits_for = target
+            idx = c.body["indices"][name]
+            c.body["indices"][name] = {**idx, "case_id": links.get(target, target)}
     return claimed
+
+
+def _index_targets(body: dict[str, Any]) -> dict[str, str]:
+    """{index name: our id of the case it names} of a write body (removals left out)."""
+    indices = body.get("indices")
+    if not isinstance(indices, dict):
+        return {}
+    return {
+        name: idx["case_id"]
+        for name, idx in indices.items()
+        if isinstance(idx, dict) and isinstance(idx.get("case_id"), str) and idx["case_id"]
+    }
+
+
+def _unanswered_creates(case_ids: set[str]) -> dict[str, int]:
+    """{case id: id of its create write} for those cases whose create HQ has not answered."""
+    if not case_ids:
+        return {}
+    return dict(
+        CommCareWrite.objects.filter(
+            bulk.is_in("case_id", sorted(case_ids)), op="create", status__in=UNFINISHED
+        ).values_list("case_id", "id")
+    )
 
 
 LEASE_EXPIRED = "lease expired during the call to HQ; outcome unknown, the same request is retried"

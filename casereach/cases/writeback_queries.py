@@ -1,5 +1,6 @@
 """Reads of the write-back outbox (``cases.writeback``): the per-case and per-status list the
-API and the Connect page show, and the backlog counts."""
+API and the Connect page show, a case's writes not yet at HQ (the contact page), and the
+backlog counts."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from casereach.projects.models import Project
 
 MAX_LIMIT = 500
 MAX_OFFSET = 1_000_000_000
+UNFINISHED_STATUSES = (CommCareWrite.FAILED, CommCareWrite.QUEUED, CommCareWrite.SENDING)
 
 
 @dataclass
@@ -70,6 +72,25 @@ def list_writes(
     total = qs.count()
     rows = list(qs.order_by("-id")[offset : offset + limit])
     return WritePage([serialize_write(w) for w in rows], total)
+
+
+def unfinished_writes(project: Project, case_id: str, limit: int = 50) -> WritePage:
+    """The case's writes not yet at HQ (failed, queued, being sent), oldest first: the order
+    they go in (a failed one holds the later ones)."""
+    qs = CommCareWrite.objects.filter(
+        project=project, case_id=case_id, status__in=UNFINISHED_STATUSES
+    )
+    rows = list(qs.order_by("id")[:limit])
+    return WritePage([serialize_write(w) for w in rows], qs.count())
+
+
+def case_of_write(project: Project, write_id: int) -> str | None:
+    """Our id of the case a write of ``project`` belongs to (None: no such write here)."""
+    return (
+        CommCareWrite.objects.filter(project=project, pk=write_id)
+        .values_list("case_id", flat=True)
+        .first()
+    )
 
 
 def backlog(project: Project) -> dict[str, int]:

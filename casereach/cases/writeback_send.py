@@ -15,6 +15,11 @@ Outcomes::
     read/write timeout, connection
     dropped after sending           retried as the same request: outcome unknown
     after MAX_ATTEMPTS              failed
+
+A **reopen** cannot be written through Case API v2 (it has no field for it, 2.3): the sender
+reads the case (``GET …/v2/<case_id>``) and records the write sent when HQ has it open, and
+failed otherwise, with an error saying to reopen it in HQ, then Retry. A write whose indices
+name a case HQ has not created yet waits (retried with backoff) until it has.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ MAX_ATTEMPTS = 12
 MAX_BACKOFF_S = 3600.0
 MAX_ERROR = 2000
 ClientFactory = Callable[[float], httpx.Client]
+REOPEN_ERROR = (
+    "CommCare HQ's Case API v2 cannot reopen a case, and HQ still has it closed: reopen it "
+    "in CommCare HQ (the case's page, or a form), then press Retry"
+)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -62,6 +71,8 @@ def case_api_url(cc: CommCareSettings, write: Claimed) -> tuple[str, str]:
     """(method, URL) of ``write``: POST a new case; retry a create as the idempotent upsert
     ``PUT /ext/<external_id>/``; PUT an update to HQ's id of the case."""
     base = f"{cc.url}/a/{quote(cc.domain, safe='')}/api/case/v2/"
+    if write.op == "reopen":
+        return "GET", f"{base}{quote(write.hq_case_id, safe='')}"
     if write.op == "create":
         if write.attempts <= 1:
             return "POST", base
@@ -121,15 +132,19 @@ class WriteBackSender:
             key = cc.plain_api_key()
         except ValueError as exc:
             return Outcome(write, token, FAILED, str(exc))
-        if write.op == "update" and not write.hq_case_id:
+        if write.op != "create" and not write.hq_case_id:
             return Outcome(write, token, FAILED, "HQ's id of this case is not known")
+        if write.waits_for:
+            error = f"waiting for CommCare HQ to create case {write.waits_for}, which it indexes"
+            return self._retry(write, token, error, None, unknown=False)
         method, url = case_api_url(cc, write)
         headers = {
             "Authorization": f"ApiKey {cc.username}:{key}",
             "User-Agent": "casereach-writeback",
         }
         try:
-            response = self.client.request(method, url, json=write.body, headers=headers)
+            body = None if method == "GET" else write.body
+            response = self.client.request(method, url, json=body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             return self._retry(write, token, f"{type(exc).__name__}: {exc}", None, unknown=False)
         except httpx.TransportError as exc:  # sent, answer lost: the same request again
@@ -139,6 +154,8 @@ class WriteBackSender:
     def _answer(self, write: Claimed, token: str, response: httpx.Response) -> Outcome:
         status = response.status_code
         text = response.text[:MAX_ERROR]
+        if write.op == "reopen" and 200 <= status < 300:
+            return self._reopened(write, token, response)
         if 200 <= status < 300:
             try:
                 data: Any = response.json()
@@ -161,6 +178,25 @@ class WriteBackSender:
             wait = _retry_after(response.headers.get("Retry-After"))
             return self._retry(write, token, error, status, unknown=False, wait_s=wait)
         return Outcome(write, token, FAILED, error, http_status=status)
+
+    def _reopened(self, write: Claimed, token: str, response: httpx.Response) -> Outcome:
+        """HQ's answer to the read of a case we reopened: sent when HQ has it open."""
+        try:
+            case: Any = response.json()
+        except ValueError:
+            case = None
+        if not isinstance(case, dict) or not isinstance(case.get("closed"), bool):
+            error = f"HTTP {response.status_code}: HQ's answer is not a Case API v2 case"
+            return Outcome(write, token, FAILED, error, http_status=response.status_code)
+        if case["closed"]:
+            return Outcome(write, token, FAILED, REOPEN_ERROR, http_status=response.status_code)
+        return Outcome(
+            write,
+            token,
+            SENT,
+            http_status=response.status_code,
+            hq_case_id=write.hq_case_id,
+        )
 
     def _retry(
         self,

@@ -277,6 +277,10 @@ class HttpSender:
 # -- HQ's Case API v2 writes (reference/commcare-api.md 2.1-2.5), for write-back tests ----------
 
 Fault = Literal["500", "timeout", "drop", "drop-before"]
+# What a Case API v2 create or update may carry (2.3); any other key is a 400.
+V2_FIELDS = frozenset(
+    {"case_type", "case_name", "owner_id", "external_id", "properties", "indices", "close"}
+)
 
 
 def serialize_v2(case: HqCase, domain: str) -> dict[str, Any]:
@@ -344,7 +348,9 @@ class CaseApi:
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        from casereach.testing.commcare_hq_http import handler
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler(self))
         self.server.daemon_threads = True
         self.threads = [threading.Thread(target=self.server.serve_forever, daemon=True)]
         if auto_deliver:
@@ -412,9 +418,22 @@ class CaseApi:
                 case = self.hq.cases[rest]
             else:
                 return 405, {"error": "Request method not allowed"}, None
+            unknown = sorted(set(body) - V2_FIELDS)
+            if unknown:
+                return 400, {"error": f"'{unknown[0]}' is not a valid field."}, None
+            indices = {k: dict(v) for k, v in case.indices.items()}
+            for name, idx in (body.get("indices") or {}).items():
+                if not idx.get("case_id"):
+                    indices.pop(name, None)
+                elif idx["case_id"] not in self.hq.cases:
+                    error = f"InvalidCaseIndex: Case '{idx['case_id']}' referenced by index"
+                    return 400, {"error": f"{error} '{name}' not found"}, None
+                else:
+                    indices[name] = {k: idx[k] for k in ("case_id", "case_type", "relationship")}
             case = replace(
                 case,
                 properties={**case.properties, **(body.get("properties") or {})},
+                indices=indices,
                 date_modified=None,
             )
             for key in ("case_type", "case_name", "owner_id", "external_id"):
@@ -429,69 +448,3 @@ class CaseApi:
     def record(self, entry: Received) -> None:
         with self.lock:
             self.received.append(entry)
-
-
-def _handler(api: CaseApi) -> Any:
-    import time
-    from http.server import BaseHTTPRequestHandler
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            return
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
-            try:
-                body = json.loads(raw or b"null")
-            except ValueError:
-                body = None
-            if (self.headers.get("Authorization") or "").lower() != api.auth.lower():
-                self._answer(401, {"error": "unauthorized"})
-                api.record(Received(self.command, self.path, body, 401, False))
-                return
-            if api.delay_s:
-                time.sleep(api.delay_s)
-            fault = api.next_fault()
-            if fault == "drop-before":
-                api.record(Received(self.command, self.path, body, 0, False))
-                self.close_connection = True
-                return
-            if fault == "500":
-                api.record(Received(self.command, self.path, body, 500, False))
-                self._answer(500, {"error": "Internal Server Error"})
-                return
-            status, reply, case_id = api.apply(self.command, self.path, body)
-            applied = status == 200
-            if fault == "drop":
-                api.record(Received(self.command, self.path, body, 0, applied, case_id))
-                self.close_connection = True
-                return
-            if fault == "timeout":
-                api.record(Received(self.command, self.path, body, 0, applied, case_id))
-                time.sleep(api.slow_s)
-                self.close_connection = True
-                return
-            api.record(Received(self.command, self.path, body, status, applied, case_id))
-            self._answer(status, reply)
-
-        def _answer(self, status: int, reply: dict[str, Any]) -> None:
-            data = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_POST = do_PUT = _handle  # noqa: N815 (http.server names them)
-
-        def do_GET(self) -> None:  # the Case API v2 list (the Connect page's test call)
-            ok = (self.headers.get("Authorization") or "").lower() == api.auth.lower()
-            found = self.path.split("?")[0].rstrip("/") == f"/a/{api.hq.domain}/api/case/v2"
-            status = (200 if found else 404) if ok else 401
-            api.record(Received("GET", self.path, None, status, False))
-            self._answer(status, {"matching_records": len(api.hq.cases)} if status == 200 else {})
-
-    return Handler

@@ -11,6 +11,8 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from casereach.cases.queries import case_types, find_case, search_cases
+from casereach.cases.writeback import do_retry_write
+from casereach.cases.writeback_queries import case_of_write, unfinished_writes
 from casereach.contacts.actions import do_transfer_ownership
 from casereach.contacts.queries import (
     contact_names,
@@ -24,6 +26,7 @@ from casereach.core.errors import CasereachError
 from casereach.messaging.errors import describe
 from casereach.messaging.queries import contact_messages
 from casereach.projects.models import Project, Role
+from casereach.projects.settings_schema import effective_settings
 from casereach.web.access import project_page
 from casereach.web.naming import link_holders
 from casereach.web.pages import PAGE, message_row, offset_of, pager
@@ -96,12 +99,33 @@ def _local(value: str | None, zone: str) -> str:
     return parsed.astimezone(ZoneInfo(zone)).strftime("%a %d %b %Y, %H:%M")
 
 
-@project_page(get=Role.VIEWER)
+def _retry_write(project: Project, contact_id: str, raw: str) -> tuple[str | None, str, int]:
+    """(done message, error, status) of the contact page's Retry of one of its case's
+    write-backs; Http404 for a write of another case or project."""
+    write_id = int(raw) if raw.isdigit() else -1
+    if case_of_write(project, write_id) != contact_id:
+        raise Http404("no such write-back for this case")
+    try:
+        write = do_retry_write(project, write_id)
+    except CasereachError as exc:
+        return None, exc.message, exc.status if exc.status < 500 else 400
+    return f"Write-back {write.pk} queued again: it goes to CommCare HQ next.", "", 200
+
+
+@project_page(get=Role.VIEWER, post=Role.MEMBER)
 def contact(request: HttpRequest, project: Project, contact_id: str) -> HttpResponse:
     try:
         profile = contact_profile(project, contact_id)
     except CasereachError:
         raise Http404("no such contact") from None
+    done, error, status = None, "", 200
+    if request.method == "POST":
+        if request.POST.get("action") != "retry_write":
+            error, status = "unknown action", 400
+        else:
+            done, error, status = _retry_write(
+                project, contact_id, request.POST.get("write_id", "")
+            )
     zone = profile["time_zone"]["effective"] or project.time_zone
     for row in profile.get("upcoming", []):
         row["local"] = _local(row["due_local"], row["time_zone"])
@@ -132,8 +156,14 @@ def contact(request: HttpRequest, project: Project, contact_id: str) -> HttpResp
                 (profile.get("gateway") or {}).get("source") or "none", ""
             ),
             "history": history,
+            "writes": unfinished_writes(project, contact_id) if case else None,
+            "writeback_on": effective_settings(project.settings).commcare.configured,
+            "can_retry": Role(getattr(request, "project_role", Role.VIEWER)).allows(Role.MEMBER),
+            "done": done,
+            "error": error,
             "nav": "cases",
         },
+        status=status,
     )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
+from casereach.cases.writeback_queries import backlog, list_writes
 from casereach.contacts.queries import contact_names, contact_with_number
 from casereach.core.errors import CasereachError
 from casereach.gateways.queries import visible_gateways
@@ -25,6 +28,7 @@ from casereach.web.access import project_page
 from casereach.web.pages import PAGE, message_row, offset_of, pager
 from casereach.web.queries import project_alerts
 
+WRITEBACK_SHOWN = 10
 LOG_FILTERS = ("since", "until", "status", "error_code", "contact_id", "phone_number", "gateway")
 
 
@@ -58,6 +62,11 @@ def messages(request: HttpRequest, project: Project) -> HttpResponseBase:
     for m in rows:
         m["contact_name"] = names.get(m["contact_id"] or "", "")
     gateways = sorted(visible_gateways(project).values_list("name", flat=True))
+    failed = list_writes(project, status="failed", limit=WRITEBACK_SHOWN)
+    zone = ZoneInfo(project.time_zone)
+    for w in failed.objects:
+        w["local"] = dt.datetime.fromisoformat(w["updated_on"]).astimezone(zone)
+        w["local"] = w["local"].strftime("%d %b %Y %H:%M")
     csv_query = request.GET.copy()
     csv_query["format"] = "csv"
     csv_query.pop("offset", None)
@@ -75,6 +84,9 @@ def messages(request: HttpRequest, project: Project) -> HttpResponseBase:
             "gateways": gateways,
             "alerts": project_alerts(project),
             "csv_url": "?" + csv_query.urlencode(),
+            "wb_failed": failed.objects,
+            "wb_failed_total": failed.total,
+            "wb_backlog": backlog(project),
             **pager(request, offset, total),
             "nav": "messages",
         },
