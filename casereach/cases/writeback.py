@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection, transaction
 from django.db.models import F
 
-from casereach.cases.changes import CaseChange
+from casereach.cases.changes import CaseChange, IndexSpec
 from casereach.cases.models import Case, CommCareCaseLink, CommCareWrite
 from casereach.core import bulk, rows
 from casereach.core.errors import Conflict, NotFound
@@ -459,4 +459,20 @@ def _overlay(change: CaseChange, body: dict[str, Any]) -> None:
     if isinstance(props, dict):
         change.properties = {**change.properties, **props}
     if body.get("close"):
-        change.close = True
+        change.close, change.reopen = True, False
+    if body.get("reopen"):  # a reopen HQ has not seen: the echo must not close it again
+        change.close, change.reopen = False, True
+    indices = body.get("indices")
+    if isinstance(indices, dict):  # ours, as the write holds them (our case ids)
+        for name, idx in indices.items():
+            if not isinstance(idx, dict):
+                continue
+            if not idx.get("case_id"):
+                change.indices[name] = IndexSpec()
+            else:
+                change.indices[name] = IndexSpec(
+                    case_id=str(idx["case_id"]),
+                    case_type=str(idx.get("case_type", "")),
+                    relationship=str(idx.get("relationship", "child")),
+                    may_dangle=True,
+                )

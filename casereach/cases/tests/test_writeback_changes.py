@@ -176,6 +176,12 @@ def test_a_reopen_fails_clearly_until_hq_has_the_case_open_then_retry_sends_it(
     )
     assert "cannot reopen" in failed["last_error"]
     assert {"queued": 1, "sending": 0, "sent": 2, "failed": 1} == r.body["backlog"]
+    # HQ forwards its states back (closed; visit 2): our pending reopen and visit 3 hold.
+    hq.deliver()
+    assert (False, "3") == (
+        api.get(V2 + "hq-1").body["closed"],
+        api.get(V2 + "hq-1").body["properties"]["visit"],
+    )
     # The admin reopens it in HQ, then presses Retry: recorded as sent, the next change follows.
     hq.hq.save(dataclasses.replace(hq.hq.cases["hq-1"], closed=False, date_modified=None))
     assert 200 == api.post(WB + f"/{failed['id']}/retry").status
@@ -199,3 +205,18 @@ def test_a_case_open_already_is_not_reopened_and_a_delete_is_not_written_back(
     drain(sender)
     assert [("PUT", "hq-1/", {"properties": {"a": "1"}}, 200)] == sent(hq)
     assert 1 == CommCareWrite.objects.count()
+
+
+def test_an_hq_state_forwarded_before_our_index_change_reached_hq_keeps_it(
+    api: Api, hq: CaseApi
+) -> None:
+    from_hq(hq, "hq-2", case_type="household")
+    from_hq(hq, "hq-1")
+    parent = IndexSpec(case_id="hq-2", case_type="household", relationship="child")
+    ours(api, CaseChange(op="update", case_id="hq-1", indices={"parent": parent}))
+    # Someone edits the case in HQ before our write went out; HQ forwards it, index-less.
+    hq.hq.save(dataclasses.replace(hq.hq.cases["hq-1"], case_name="renamed", date_modified=None))
+    hq.deliver()
+
+    case = api.get(V2 + "hq-1").body
+    assert ("renamed", "hq-2") == (case["case_name"], case["indices"]["parent"]["case_id"])
