@@ -23,7 +23,7 @@ from typing import TypeAlias
 
 from casereach.alerts.templates import UNKNOWN, Placeholder, RenderContext, parse_template, render
 from casereach.surveys.answers import Answer, pick_text
-from casereach.surveys.conditions import evaluate, parse_condition
+from casereach.surveys.conditions import evaluate
 from casereach.surveys.spec import Question, SurveySpec
 from casereach.surveys.textcheck import ANSWER_PREFIX, fold
 
@@ -41,9 +41,9 @@ def is_shown(
     spec: SurveySpec, question: Question, answers: Answers, case_properties: Mapping[str, str]
 ) -> bool:
     """Whether ``question``'s show_if holds (a question without one is always shown)."""
-    if question.show_if is None:
+    condition = question.condition()
+    if condition is None:
         return True
-    condition = parse_condition(question.show_if)
     multi = frozenset(q.id for q in spec.questions if q.type == "multi_select")
     return evaluate(condition, _given(answers), case_properties, multi)
 

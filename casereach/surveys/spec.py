@@ -19,12 +19,22 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from casereach.alerts.regexguard import regex_problem
 from casereach.cases.changes import valid_xml_name
 from casereach.core.errors import BadRequest
-from casereach.surveys.conditions import ConditionError, compares, parse_condition
+from casereach.surveys.conditions import Condition, ConditionError, compares, parse_condition
 from casereach.surveys.textcheck import check_texts, fold
 
 QuestionType = Literal[
@@ -69,8 +79,8 @@ class Constraints(_Strict):
     (the whole reply must match)."""
 
     required: bool = True
-    min: str | int | float | None = None
-    max: str | int | float | None = None
+    min: StrictStr | StrictInt | StrictFloat | None = None
+    max: StrictStr | StrictInt | StrictFloat | None = None
     regex: str | None = None
 
 
@@ -85,6 +95,16 @@ class Question(_Strict):
     on_max_retries: Literal["fail", "skip"] = "fail"
     case_property: str | None = None
     show_if: dict[str, Any] | None = None
+    _condition: Condition | None = PrivateAttr(default=None)
+
+    def condition(self) -> Condition | None:
+        """``show_if`` parsed (once); ``None`` when the question is always shown. Raises
+        ConditionError only for a definition that was never checked (``check_definition``)."""
+        if self.show_if is None:
+            return None
+        if self._condition is None:
+            self._condition = parse_condition(self.show_if)
+        return self._condition
 
     @field_validator("id")
     @classmethod
@@ -157,7 +177,9 @@ def _check_choices(q: Question, where: str, languages: Sequence[str], out: list[
         out.extend(check_texts(choice.label, f"{at}.label", languages, answer_ids=None))
         for lang, label in choice.label.items():
             key = fold(label)
-            if key.isdigit():
+            if "{" in label or "}" in label:
+                out.append(f"{at}.label[{lang}]: a label is plain text, without placeholders")
+            elif key.isdigit():
                 out.append(f"{at}.label[{lang}]: {label!r} reads as a choice number")
             elif (lang, key) in seen_labels:
                 first = seen_labels[(lang, key)]

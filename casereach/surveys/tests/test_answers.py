@@ -128,6 +128,31 @@ def test_never_raises_on_any_text(kind: str, text: str) -> None:
     assert isinstance(result, Answer | Invalid)
 
 
+CONSTRAINED = [
+    question("text", constraints={"regex": "[A-Z]{2}\\d{4}", "required": False}),
+    question("integer", constraints={"min": -5, "max": 60}),
+    question("decimal", constraints={"min": 0.5, "max": 8}),
+    question("date", constraints={"min": "2020-01-01", "max": "2030-12-31"}),
+    question("multi_select", constraints={"required": False}),
+]
+
+
+@given(index=st.integers(0, len(CONSTRAINED) - 1), text=st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_never_raises_with_constraints(index: int, text: str) -> None:
+    result = parse(CONSTRAINED[index], text, "sw")
+    assert isinstance(result, Answer | Invalid)
+
+
+@given(
+    kind=st.sampled_from(["integer", "decimal", "single_select", "multi_select", "date"]),
+    text=st.from_regex(r"\s*[-+]?[0-9.,/ ]{1,25}\s*", fullmatch=True),
+)
+@settings(max_examples=300, deadline=None)
+def test_never_raises_on_number_like_text(kind: str, text: str) -> None:
+    assert isinstance(parse(question(kind), text, "en"), Answer | Invalid)
+
+
 @given(number=st.integers(min_value=-(10**17), max_value=10**17))
 def test_integer_round_trip(number: int) -> None:
     assert ok(str(number)) == parse(question("integer"), str(number), "en")

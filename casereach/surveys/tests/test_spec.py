@@ -130,6 +130,11 @@ def test_the_example_is_valid() -> None:
             "questions[0].choices[1].label[sw]: 'NDIYÓ' is also choice 1's label",
         ),
         (
+            "placeholder in a label",
+            lambda b: b["questions"][0]["choices"][0]["label"].update(en="Yes {case.name}"),
+            "questions[0].choices[0].label[en]: a label is plain text, without placeholders",
+        ),
+        (
             "bad case property",
             lambda b: b["questions"][2].update(case_property="xml_days"),
             "questions[2].case_property: 'xml_days' is not a valid case property name",
@@ -162,6 +167,7 @@ def test_refused_with_the_path(label: str, change: Any, expected: str) -> None:
         ({"type": "photo"}, "questions[2].type: Input should be"),
         ({"max_retries": 11}, "questions[2].max_retries: Input should be less than or equal to 10"),
         ({"colour": "red"}, "questions[2].colour: Extra inputs are not permitted"),
+        ({"constraints": {"min": True}}, "questions[2].constraints.min"),
     ],
 )
 def test_shape_errors_name_the_path(over: dict[str, Any], expected: str) -> None:
