@@ -12,12 +12,14 @@ choice's label in the contact's language, a date as YYYY-MM-DD, a phone number w
 
 Choices: a select question's prompt gets its choices appended as ``1 Yes 2 No`` (number,
 space, label in the contact's language; a space between choices), after one space, unless
-the rendered prompt already shows every choice's label (compared with ``textcheck.fold``), so
+the rendered prompt already shows every choice's label as whole words (compared with
+``textcheck.fold``), so
 a prompt that lists them itself in another style is sent as written.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TypeAlias
 
@@ -103,11 +105,16 @@ def choices_line(question: Question, language: str) -> str:
     )
 
 
+def _shows(text: str, label: str) -> bool:
+    """Whether ``label`` appears in ``text`` as whole words ("no" is not in "now")."""
+    return re.search(rf"(?<!\w){re.escape(label)}(?!\w)", text) is not None
+
+
 def _with_choices(question: Question, text: str, language: str) -> str:
     if not question.choices:
         return text
     shown = fold(text)
-    if all(fold(pick_text(c.label, language)) in shown for c in question.choices):
+    if all(_shows(shown, fold(pick_text(c.label, language))) for c in question.choices):
         return text
     return (
         f"{text} {choices_line(question, language)}" if text else choices_line(question, language)

@@ -49,6 +49,7 @@ _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _CHOICE_VALUE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _NUMBER = re.compile(r"^-?\d{1,18}(\.\d{1,12})?$")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NUMBERED = re.compile(r"\(?\d+[.)]?")  # how a reply names a choice by its number
 
 Texts = dict[str, str]
 
@@ -179,8 +180,13 @@ def _check_choices(q: Question, where: str, languages: Sequence[str], out: list[
             key = fold(label)
             if "{" in label or "}" in label:
                 out.append(f"{at}.label[{lang}]: a label is plain text, without placeholders")
-            elif key.isdigit():
+            elif _NUMBERED.fullmatch(key):
                 out.append(f"{at}.label[{lang}]: {label!r} reads as a choice number")
+            elif q.type == "multi_select" and ("," in label or ";" in label):
+                out.append(
+                    f"{at}.label[{lang}]: a multi_select label cannot contain ',' or ';' "
+                    "(they separate the choices in a reply)"
+                )
             elif (lang, key) in seen_labels:
                 first = seen_labels[(lang, key)]
                 out.append(f"{at}.label[{lang}]: {label!r} is also choice {first + 1}'s label")

@@ -67,6 +67,9 @@ def test_choices_are_appended_unless_the_prompt_lists_them() -> None:
     body["questions"][0]["prompt"]["en"] = "Medicine today? Reply YES or NO"
     s = spec(body)
     assert "Medicine today? Reply YES or NO" == question_text(s.questions[0], "en", AMINA, {})
+    body["questions"][0]["prompt"]["en"] = "Yesterday or now?"  # not whole words
+    s = spec(body)
+    assert "Yesterday or now? 1 Yes 2 No" == question_text(s.questions[0], "en", AMINA, {})
 
 
 def test_unanswered_answer_placeholder_renders_unknown() -> None:

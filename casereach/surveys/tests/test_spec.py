@@ -130,6 +130,17 @@ def test_the_example_is_valid() -> None:
             "questions[0].choices[1].label[sw]: 'NDIYÓ' is also choice 1's label",
         ),
         (
+            "numbered label",
+            lambda b: b["questions"][0]["choices"][0]["label"].update(sw="(3)"),
+            "questions[0].choices[0].label[sw]: '(3)' reads as a choice number",
+        ),
+        (
+            "comma in a multi_select label",
+            lambda b: b["questions"][1]["choices"][0]["label"].update(en="Forgot, busy"),
+            "questions[1].choices[0].label[en]: a multi_select label cannot contain ',' or ';' "
+            "(they separate the choices in a reply)",
+        ),
+        (
             "placeholder in a label",
             lambda b: b["questions"][0]["choices"][0]["label"].update(en="Yes {case.name}"),
             "questions[0].choices[0].label[en]: a label is plain text, without placeholders",
