@@ -24,9 +24,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
     ValidationError,
     field_validator,
 )
@@ -80,9 +77,17 @@ class Constraints(_Strict):
     (the whole reply must match)."""
 
     required: bool = True
-    min: StrictStr | StrictInt | StrictFloat | None = None
-    max: StrictStr | StrictInt | StrictFloat | None = None
+    min: str | int | float | None = None
+    max: str | int | float | None = None
     regex: str | None = None
+
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _bound_shape(cls, value: object) -> object:
+        # One message rather than pydantic's one per member of the union.
+        if value is None or (isinstance(value, str | int | float) and not isinstance(value, bool)):
+            return value
+        raise ValueError("must be a number, or a date as YYYY-MM-DD")
 
 
 class Question(_Strict):

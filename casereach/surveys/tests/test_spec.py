@@ -178,7 +178,10 @@ def test_refused_with_the_path(label: str, change: Any, expected: str) -> None:
         ({"type": "photo"}, "questions[2].type: Input should be"),
         ({"max_retries": 11}, "questions[2].max_retries: Input should be less than or equal to 10"),
         ({"colour": "red"}, "questions[2].colour: Extra inputs are not permitted"),
-        ({"constraints": {"min": True}}, "questions[2].constraints.min"),
+        (
+            {"constraints": {"min": True}},
+            "questions[2].constraints.min: must be a number, or a date as YYYY-MM-DD",
+        ),
     ],
 )
 def test_shape_errors_name_the_path(over: dict[str, Any], expected: str) -> None:
