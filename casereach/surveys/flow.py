@@ -13,8 +13,7 @@ choice's label in the contact's language, a date as YYYY-MM-DD, a phone number w
 Choices: a select question's prompt gets its choices appended as ``1 Yes 2 No`` (number,
 space, label in the contact's language; a space between choices), after one space, unless
 the rendered prompt already shows every choice's label as whole words (compared with
-``textcheck.fold``), so
-a prompt that lists them itself in another style is sent as written.
+``textcheck.fold``), so a prompt that lists them itself in another style is sent as written.
 """
 
 from __future__ import annotations
@@ -59,10 +58,10 @@ def next_question(
 ) -> Question | None:
     """The next question to ask, or ``None`` when the survey is over.
 
-    The first question after ``after`` (from the start when ``None``; after the last
-    question in ``answers`` when ``after`` is not given and ``answers`` is not empty) that is
-    not already in ``answers`` and whose show_if holds on the answers so far and
-    ``case_properties`` (the case's current properties; ``case.name`` is not one).
+    The first question that comes after ``after`` (a question id; when not given, the last
+    question in ``answers``, or the start when ``answers`` is empty), is not already in
+    ``answers``, and whose show_if holds on the answers so far and ``case_properties`` (the
+    case's current properties; ``case.name`` is not one).
     """
     ids = [q.id for q in spec.questions]
     if after is None and answers:
