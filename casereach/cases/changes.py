@@ -184,6 +184,12 @@ def parse_timestamp(value: Any) -> dt.datetime:
     if not isinstance(value, str):
         raise ChangeError("Property last_modified must be a string.")
     try:
+        # The standard library's parser first: HQ's forms (…T16:04:54.950000Z) are ISO 8601
+        # as it reads them, at a tenth of dateutil's cost (every forwarded case has several).
+        return as_utc(dt.datetime.fromisoformat(value))
+    except ValueError:
+        pass
+    try:
         return as_utc(dateparser.isoparse(value))
     except (ValueError, OverflowError):
         raise ChangeError(f"Cannot parse datetime '{value}'") from None
