@@ -23,6 +23,7 @@ from casereach.gateways.queries import (
     gateway_index,
     global_routes,
     pick_sender,
+    project_settings,
     route,
 )
 from casereach.messaging import log as message_log
@@ -30,7 +31,7 @@ from casereach.messaging.actions import CHOSEN
 from casereach.messaging.optouts import OptedOut, opted_out_pairs
 from casereach.messaging.windows import next_allowed
 from casereach.projects.models import Project
-from casereach.projects.settings_schema import ProjectSettings, effective_settings
+from casereach.projects.settings_schema import ProjectSettings
 
 # Messages that go out through the gateway they name (a reply through the gateway that
 # received the message; a send whose sender chose the gateway), not through routing.
@@ -93,8 +94,10 @@ class PresendContext:
             projects = {
                 p.pk: p for p in Project.objects.filter(pk__in={r["project_id"] for r in rows})
             }
+        # Validated once per configuration generation, not per batch (the drain loads a
+        # context for every batch it claims).
         settings: dict[int | None, ProjectSettings] = {
-            pk: effective_settings(p.settings) for pk, p in projects.items()
+            pk: project_settings(p) for pk, p in projects.items()
         }
         settings[None] = ProjectSettings()  # traffic on a global gateway that no project owns
         pinned_ids = {
