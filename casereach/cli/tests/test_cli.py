@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -13,27 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from casereach.testing.cli import cli_env, run_cli
+
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    e = dict(os.environ)
-    e["CASEREACH_DATABASE_URL"] = str(tmp_path / "cli.sqlite3")
-    e.pop("CASEREACH_PASSWORD", None)
-    return e
+    return cli_env(tmp_path)
 
 
-def cli(
-    env: dict[str, str], *args: str, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "casereach", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        input=input,
-        check=False,
-    )
+cli = run_cli
 
 
 def free_port() -> int:
@@ -155,7 +142,7 @@ def test_serve_answers_on_sockets_numbered_past_1023(env: dict[str, str]) -> Non
     )
     try:
         deadline = time.monotonic() + 30
-        statuses = []
+        statuses: list[int] = []
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             while not statuses:
                 try:

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from casereach.testing.cli import cli_env, run_cli
+
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    e = dict(os.environ)
-    e["CASEREACH_DATABASE_URL"] = str(tmp_path / "cli.sqlite3")
-    return e
+    return cli_env(tmp_path)
 
 
-def cli(
-    env: dict[str, str], *args: str, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "casereach", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        input=input,
-        check=False,
-    )
+cli = run_cli
 
 
 def _world(env: dict[str, str]) -> None:
