@@ -8,15 +8,19 @@ transaction.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from django.db import transaction
 
 from casereach.cases.changes import CaseChange, ChangeError, IndexSpec, require_create_fields
 from casereach.cases.models import Case, CaseIndex
+from casereach.cases.state import (
+    CASE_COLUMNS,
+    CaseState,
+    load_states,
+    load_states_by,
+)
 from casereach.cases.writeback import enqueue_writes
 from casereach.contacts.actions import do_sync_contacts, project_rules
 from casereach.contacts.rules import (
@@ -29,7 +33,7 @@ from casereach.contacts.rules import (
     ContactSource,
     is_verified,
 )
-from casereach.core import bulk, rows
+from casereach.core import bulk
 from casereach.core.bulk import IN_CHUNK
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.ids import time_ordered_uuid
@@ -39,27 +43,6 @@ from casereach.projects.models import Project
 
 CASE_TABLE = Case._meta.db_table
 INDEX_TABLE = CaseIndex._meta.db_table
-CASE_COLUMNS = (
-    "case_id",
-    "project_id",
-    "case_type",
-    "case_name",
-    "owner_id",
-    "external_id",
-    "properties",
-    "indices",
-    "closed",
-    "date_closed",
-    "deleted",
-    "deleted_on",
-    "date_opened",
-    "last_modified",
-    "server_last_modified",
-    "indexed_on",
-    "opened_by",
-    "user_id",
-)
-STATE_FIELDS = CASE_COLUMNS[2:]
 
 
 CaseChangeHook = Callable[[Project, Sequence["CaseState"]], None]
@@ -79,50 +62,6 @@ new_case_id = time_ordered_uuid
 
 
 @dataclass
-class CaseState:
-    """A working copy of one case (same attribute names as the model, so one serializer
-    serves both)."""
-
-    case_id: str
-    project_id: int
-    case_type: str = ""
-    case_name: str = ""
-    owner_id: str | None = None
-    external_id: str | None = None
-    properties: dict[str, str] = field(default_factory=dict)
-    indices: dict[str, dict[str, str]] = field(default_factory=dict)
-    closed: bool = False
-    date_closed: dt.datetime | None = None
-    deleted: bool = False
-    deleted_on: dt.datetime | None = None
-    date_opened: dt.datetime | None = None
-    last_modified: dt.datetime | None = None
-    server_last_modified: dt.datetime | None = None
-    indexed_on: dt.datetime | None = None
-    opened_by: str = ""
-    user_id: str = ""
-    is_new: bool = False
-    id_generated: bool = False  # created here with a new_case_id(): no contact can exist yet
-    dirty: bool = False
-    indices_dirty: bool = False
-    reopened: bool = False  # a closed case reopened by this write (write-back sends it)
-    client_modified: dt.datetime | None = None
-
-    def content(self) -> tuple[Any, ...]:
-        return (
-            self.case_type,
-            self.case_name,
-            self.owner_id,
-            self.external_id,
-            self.properties,
-            self.indices,
-            self.closed,
-            self.deleted,
-            self.date_opened,
-        )
-
-
-@dataclass
 class ApplyResult:
     """Per change (in request order) the resulting case, or None when that row failed."""
 
@@ -130,33 +69,6 @@ class ApplyResult:
     errors: dict[int, str]
     written: int
     changed: frozenset[str] = frozenset()  # the ids of the cases written
-
-
-def _load(query_filter: dict[str, Any], *conditions: Any) -> list[CaseState]:
-    return [
-        CaseState(**row)
-        for row in Case.objects.filter(*conditions, **query_filter).values(
-            "case_id", "project_id", *STATE_FIELDS
-        )
-    ]
-
-
-_STATE_VIEW = rows.decoder(Case, "case_id", "project_id", *STATE_FIELDS)
-
-
-def _load_raw(column: str, values: Sequence[str], project_id: int | None = None) -> list[CaseState]:
-    """``_load`` by ``case_id`` (any project) or by ``external_id`` (the project's live
-    cases), in raw SQL: every case write runs it, and the ORM's query building cost more
-    than the query."""
-    where, params = bulk.in_sql(column, values)
-    if project_id is not None:
-        where += " AND project_id = %s AND deleted = %s"
-        params += [project_id, False]
-    found = rows.fetch_all(
-        f"SELECT {_STATE_VIEW.columns()} FROM {CASE_TABLE} WHERE {where}", params
-    )
-    names = _STATE_VIEW.attnames
-    return [CaseState(**dict(zip(names, values, strict=True))) for values in _STATE_VIEW.all(found)]
 
 
 class _Batch:
@@ -178,11 +90,11 @@ class _Batch:
                     exts.add(spec.external_id)
         self.by_id: dict[str, CaseState] = {}
         for chunk in bulk.in_chunks(sorted(ids)):
-            for state in _load_raw("case_id", chunk):
+            for state in load_states_by("case_id", chunk):
                 self.by_id[state.case_id] = state
         self.by_ext: dict[str, list[str]] = {}
         for chunk in bulk.in_chunks(sorted(exts)):
-            for state in _load_raw("external_id", chunk, project.pk):
+            for state in load_states_by("external_id", chunk, project.pk):
                 self.by_id.setdefault(state.case_id, state)
                 assert state.external_id is not None
                 self.by_ext.setdefault(state.external_id, []).append(state.case_id)
@@ -476,7 +388,7 @@ def do_delete_case(project: Project, case_id: str) -> CaseState:
     """Soft delete: the case disappears from every read, its contact becomes inactive."""
     with transaction.atomic():
         locked = lock_project(project.pk)
-        states = _load({"case_id": case_id, "project_id": locked.pk, "deleted": False})
+        states = load_states({"case_id": case_id, "project_id": locked.pk, "deleted": False})
         if not states:
             raise NotFound(f"Case '{case_id}' not found")
         state = states[0]
@@ -498,7 +410,7 @@ def do_resync_project_contacts(project: Project, case_ids: Iterable[str] | None 
             # (the forced version below would otherwise overwrite it with older data).
             locked = lock_project(project.pk)
             rules = {project.pk: project_rules(locked)}
-            states = _load({"case_id__in": chunk, "project_id": project.pk})
+            states = load_states({"case_id__in": chunk, "project_id": project.pk})
             # Re-derivation under new settings: force past the version guard.
             stamp = now()
             forced = [

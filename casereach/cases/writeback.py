@@ -36,21 +36,19 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F
 
 from casereach.cases.changes import CaseChange, IndexSpec
 from casereach.cases.models import Case, CommCareCaseLink, CommCareWrite
+from casereach.cases.state import CaseState
 from casereach.core import bulk, rows
 from casereach.core.errors import Conflict, NotFound
 from casereach.core.timeutil import now
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
-
-if TYPE_CHECKING:
-    from casereach.cases.actions import CaseState
 
 TABLE = CommCareWrite._meta.db_table
 QUEUED, SENDING, SENT, FAILED = (
