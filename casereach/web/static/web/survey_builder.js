@@ -51,6 +51,7 @@
     var block = questionTemplate.content.firstElementChild.cloneNode(true);
     list.appendChild(block);
     reveal(block);
+    showChoices(block);
     renumber();
     block.querySelector("input").focus();
   }
@@ -93,6 +94,21 @@
     event.preventDefault();
   });
 
+  // Choices only matter for the select types: hide the box for the others (it still posts).
+  function showChoices(q) {
+    var type = q.querySelector("[data-type]");
+    var box = q.querySelector("[data-choices]");
+    if (type && box) {
+      box.hidden = type.value !== "single_select" && type.value !== "multi_select";
+    }
+  }
+
+  form.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("[data-type]")) {
+      showChoices(event.target.closest("[data-question]"));
+    }
+  });
+
   var timers = new WeakMap();
 
   function showSegments(textarea) {
@@ -130,4 +146,5 @@
   });
 
   reveal(form);
+  questions().forEach(showChoices);
 })();
