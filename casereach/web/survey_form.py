@@ -207,6 +207,8 @@ def _json(value: str, where: str) -> Any:
         return json.loads(value)
     except ValueError as exc:
         raise BadRequest(f"invalid survey: {where}: not valid JSON ({exc.args[0]})") from None
+    except RecursionError:
+        raise BadRequest(f"invalid survey: {where}: nested too deeply") from None
 
 
 def _filled(texts: dict[str, str]) -> dict[str, str]:

@@ -157,6 +157,41 @@ def test_invalid_show_if_json_and_a_taken_name_are_refused_with_the_input_kept(
     assert 1 == len(_stored(api))
 
 
+def test_garbage_in_any_field_is_a_400_naming_the_path_and_stores_nothing(
+    api: Api, member: Client
+) -> None:
+    data = survey_form_data(survey_body(), LANGS)
+    data.update(
+        {
+            "q-0-max_retries": "lots",
+            "q-1-type": "bogus",
+            "q-3-show_if": "[1, 2]",
+            "reask_max": "-1",
+            "no_reply": "[" * 100_000,
+            "question_count": "99999999999999999999",
+        }
+    )
+    response = member.post("/a/demo/surveys/new", data)
+    assert 400 == response.status_code
+    assert "settings.no_reply: nested too deeply" in response.content.decode()
+    del data["no_reply"]
+    response = member.post("/a/demo/surveys/new", data)
+    assert 400 == response.status_code
+    html = response.content.decode()
+    for path in (
+        "questions[0].max_retries",
+        "questions[1].type",
+        "questions[3].show_if",
+        "settings.reask_max",
+    ):
+        assert f"<li>{path}" in html, path
+    huge = survey_form_data(survey_body(), LANGS) | {"q-2-min": "1e400"}
+    response = member.post("/a/demo/surveys/new", huge)
+    assert 400 == response.status_code
+    assert "<li>questions[2].constraints.min: " in response.content.decode()
+    assert [] == _stored(api)
+
+
 def test_the_preview_plays_the_form_with_a_retry_a_skipped_question_and_the_closing(
     api: Api, member: Client
 ) -> None:
