@@ -9,6 +9,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import resolve
 
 from casereach.testing.isolation_api import inbound_texts
+from casereach.testing.survey_form import survey_form_data
+from casereach.testing.surveys import survey_body
 from casereach.testing.tenants import Tenant
 from casereach.testing.walker import Walker
 
@@ -41,6 +43,11 @@ def pages(a: Tenant) -> list[Page]:
         (f"alerts/{a.alert_ids[1]}", None),
         (f"alerts/{alert}/edit", None),
         (f"alerts/{alert}/status", None),
+        ("surveys", None),
+        ("surveys/new", None),
+        ("surveys/preview", None),
+        ("surveys/segments", None),
+        *((f"surveys/{i}/edit", None) for i in a.survey_ids),
         ("settings", None),
         ("connect", None),
         ("gateways", None),
@@ -60,6 +67,11 @@ def _alert_form(a: Tenant) -> dict[str, str]:
         "sms-en": "from B",
         "rule_count": "0",
     }
+
+
+def _survey_form(b: Tenant, name: str | None = None) -> dict[str, str]:
+    body = survey_body(name=name or f"{b.tag} survey")
+    return survey_form_data(body, ["en", "sw"])
 
 
 def forms(a: Tenant, b: Tenant, w: Walker) -> list[tuple[str, dict[str, Any]]]:
@@ -103,6 +115,10 @@ def forms(a: Tenant, b: Tenant, w: Walker) -> list[tuple[str, dict[str, Any]]]:
         ("alerts/estimate", _alert_form(a)),
         *((f"alerts/{i}/edit", {**_alert_form(a), "name": "taken"}) for i in a.alert_ids),
         *((f"alerts/{i}/status", {"action": "deactivate"}) for i in a.alert_ids),
+        ("surveys/new", _survey_form(b)),
+        ("surveys/preview", {**_survey_form(b), "preview_replies": "1\n2"}),
+        ("surveys/segments", {"text": "from B"}),
+        *((f"surveys/{i}/edit", _survey_form(b, "taken")) for i in a.survey_ids),
         (
             "import",
             {"file": SimpleUploadedFile("cases.csv", csv, "text/csv"), "case_type": "patient"},

@@ -14,6 +14,7 @@ from casereach.web import (
     views_contacts,
     views_import,
     views_messages,
+    views_surveys,
     views_sysadmin,
 )
 
@@ -45,6 +46,11 @@ urlpatterns = [
     path(P + "alerts/<int:alert_id>", views_alerts.alert_detail, name="alert"),
     path(P + "alerts/<int:alert_id>/edit", views_alerts.alert_edit, name="alert_edit"),
     path(P + "alerts/<int:alert_id>/status", views_alerts.alert_status, name="alert_status"),
+    path(P + "surveys", views_surveys.surveys, name="surveys"),
+    path(P + "surveys/new", views_surveys.survey_new, name="survey_new"),
+    path(P + "surveys/preview", views_surveys.survey_preview, name="survey_preview"),
+    path(P + "surveys/segments", views_surveys.survey_segments, name="survey_segments"),
+    path(P + "surveys/<int:survey_id>/edit", views_surveys.survey_edit, name="survey_edit"),
     path(P + "settings", views_admin.settings_page, name="settings"),
     path(P + "connect", views_connect.connect, name="connect"),
     path(P + "gateways", views_admin.gateways, name="gateways"),

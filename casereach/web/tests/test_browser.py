@@ -23,6 +23,7 @@ PAGES = [
     ("phone-numbers", "/a/demo/phone-numbers"),
     ("alerts", "/a/demo/alerts"),
     ("alert-new", "/a/demo/alerts/new"),
+    ("surveys", "/a/demo/surveys"),
     ("messages", "/a/demo/messages"),
     ("test-phone", "/a/demo/test-phone"),
     ("gateways", "/a/demo/gateways"),
