@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "casereach.gateways",
     "casereach.messaging",
     "casereach.alerts",
+    "casereach.surveys",
     "casereach.web",
     "casereach.scaleout",
 ]

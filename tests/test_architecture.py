@@ -59,6 +59,7 @@ EXPECTED_WRITERS = {
     "projects.Membership": "casereach.projects.actions",
     "projects.PasswordDigest": "casereach.projects.actions",
     "projects.Project": "casereach.projects.actions",
+    "surveys.Survey": "casereach.surveys.actions",
     "web.ImportProgress": "casereach.web.actions",
     "workers.MobileWorker": "casereach.workers.actions",
 }

@@ -40,6 +40,7 @@ from casereach.gateways.types.twilio.gateway import twilio_signature
 from casereach.messaging.models import Message
 from casereach.projects import auth
 from casereach.testing.gateways import create_gateway
+from casereach.testing.surveys import survey_body
 from casereach.testing.world import Api, case_body, conditional_alert_body
 from casereach.wsgi import application
 
@@ -180,6 +181,10 @@ def valid_bodies() -> dict[str, Callable[[int], Any]]:
         f"POST {M}/gateways": lambda n: {"name": f"gw-{n}", "type": "test"},
         f"POST {M}/keywords": lambda n: {"keyword": f"KW{n}", "reply": {"en": "Thanks"}},
         f"POST {M}/alerts": lambda n: conditional_alert_body(name=f"alert {n}"),
+        "POST /a/{project}/api/surveys/v1/surveys": lambda n: survey_body(name=f"survey {n}"),
+        "POST /a/{project}/api/surveys/v1/surveys/{survey_id}/preview": lambda n: {
+            "replies": ["2", "1 3", str(n), "1/2/2027"][: n % 5]
+        },
         f"POST {M}/send": lambda n: {"phone_number": NUMBER, "text": f"hello {n}"},
         f"POST {M}/send-batch": lambda n: {
             "messages": [{"phone_number": NUMBER, "text": f"hello {n}.{i}"} for i in range(3)]

@@ -68,6 +68,13 @@ LINKS: tuple[Link, ...] = (
             "alerts_dry_run",
         ),
     ),
+    Link(
+        "surveys_create",
+        "201",
+        "survey_id",
+        "$response.body#/id",
+        ("surveys_get", "surveys_update", "surveys_delete", "surveys_preview"),
+    ),
     Link("send", "202", "message_id", "$response.body#/messages/0/id", ("messages_get",)),
     Link(
         "user_create",

@@ -31,6 +31,7 @@ from casereach.messaging.api_inbound import router as inbound_router
 from casereach.messaging.callbacks import router as callbacks_router
 from casereach.projects.api import router as projects_router
 from casereach.projects.auth import ApiKeyAuth, Throttled, Unauthorized
+from casereach.surveys.api import router as surveys_router
 from casereach.workers.api import router as workers_router
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ api.add_router("", events_router)
 api.add_router("", commcare_sms_router)  # CommCare HQ's send-SMS API (form body, plain text)
 api.add_router("", inbound_router)
 api.add_router("", alerts_router)
+api.add_router("", surveys_router)
 api.add_router("", workers_router)
 api.add_router("", contacts_router)
 api.add_router("", projects_router)  # messaging v1 settings

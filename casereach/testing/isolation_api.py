@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from casereach.testing.surveys import survey_body
 from casereach.testing.tenants import Tenant
 from casereach.testing.walker import Walker
 
@@ -23,6 +24,7 @@ Bodies = Callable[[Tenant, Tenant, Walker], list[Any]]
 C2 = "/a/{project}/api/case/v2/"
 MV = "/a/{project}/api/messaging/v1/"
 V05 = "/a/{project}/api/v0.5/"
+SV = "/a/{project}/api/surveys/v1/"
 ADMIN = "/api/admin/v1/"  # the system administrator's: B's admin must get 403 on each
 CALLBACKS = {
     ("POST", "/gateways/{gateway_type}/{inbound_key}/status"),
@@ -48,6 +50,7 @@ def path_values(a: Tenant) -> dict[str, list[str]]:
         "worker_id": a.worker_ids,
         "user_id": a.worker_ids,
         "alert_id": [str(i) for i in a.alert_ids],
+        "survey_id": [str(i) for i in a.survey_ids],
         "contact_id": [a.case_ids["mother"], a.worker_ids[0]],
         "number": [a.numbers["mother"], a.numbers["stopped"]],
         "prefix": ["254", "2547"],
@@ -253,6 +256,15 @@ BODIES: dict[Op, Bodies] = {
     ("POST", MV + "alerts"): lambda a, b, w: [_alert(a, b)],
     ("PUT", MV + "alerts/{alert_id}"): lambda a, b, w: [_alert(a, b, name="taken")],
     ("PATCH", MV + "alerts/{alert_id}"): lambda a, b, w: [{"active": False}, {"name": "taken"}],
+    # Surveys are addressed by id only: the attack is A's survey id in B's path.
+    ("POST", SV + "surveys"): lambda a, b, w: [survey_body(name=f"{b.tag} survey")],
+    ("PUT", SV + "surveys/{survey_id}"): lambda a, b, w: [
+        survey_body(name="taken", active=False),
+    ],
+    ("POST", SV + "surveys/{survey_id}/preview"): lambda a, b, w: [
+        {"replies": ["2", "1", "12", "1/1/2027"]},
+        {"replies": []},
+    ],
     ("POST", V05 + "user/"): lambda a, b, w: [
         {
             "username": a.worker_usernames[0],

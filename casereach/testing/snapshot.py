@@ -136,6 +136,7 @@ def api_state(t: Tenant) -> dict[str, Any]:
         "settings": (M + "settings", {}),
         "keywords": (M + "keywords", {}),
         "alerts": (M + "alerts", {}),
+        "surveys": ("/a/{project}/api/surveys/v1/surveys", {}),
         "messages": (M + "messages", {"limit": 100}),
         "opt_outs": (M + "opt-outs", {}),
         "phone_numbers": (M + "phone-numbers", {"limit": 100}),

@@ -24,9 +24,11 @@ from django.test import Client
 from casereach.projects.actions import do_create_web_user
 from casereach.projects.models import Project, Role
 from casereach.testing.sending import drain
+from casereach.testing.surveys import survey_body
 from casereach.testing.world import Api, Response, conditional_alert_body, make_project
 
 M = "/a/{project}/api/messaging/v1/"
+SURVEYS = "/a/{project}/api/surveys/v1/surveys"
 V2 = "/a/{project}/api/case/v2/"
 USERS = "/a/{project}/api/v0.5/user/"
 PASSWORD = "tenant-password-1"  # noqa: S105 (a test login)
@@ -95,6 +97,8 @@ class Tenant:
     keywords: list[str] = field(default_factory=list)
     alert_ids: list[int] = field(default_factory=list)
     alert_names: list[str] = field(default_factory=list)
+    survey_ids: list[int] = field(default_factory=list)
+    survey_names: list[str] = field(default_factory=list)
     message_ids: list[str] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # phrases only this tenant's messages hold
@@ -139,6 +143,7 @@ class Tenant:
             *self.case_names,
             *self.worker_ids,
             *self.alert_names,
+            *self.survey_names,
             *self.message_ids,
             *self.texts,
             *self.inbound_keys(),
@@ -314,6 +319,10 @@ def _add_worker_keyword_and_alerts(t: Tenant) -> None:
     )
     t.alert_ids = [int(broadcast["id"]), int(conditional["id"])]
     t.alert_names = [f"{tag}-broadcast-alert", f"{tag}-conditional-alert"]
+
+    t.survey_names = [f"{tag}-survey"]
+    survey = _call(t, "POST", SURVEYS, survey_body(name=t.survey_names[0]), 201)
+    t.survey_ids = [int(survey["id"])]
 
 
 def _add_traffic(t: Tenant) -> None:
