@@ -8,6 +8,7 @@ class SurveysConfig(AppConfig):
 
     def ready(self) -> None:
         from casereach.messaging.inbound_conversations import register_conversation_hook
+        from casereach.surveys.session_queries import PROBE
         from casereach.surveys.sessions import on_inbound
 
-        register_conversation_hook(on_inbound)
+        register_conversation_hook(on_inbound, PROBE)

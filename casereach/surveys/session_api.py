@@ -11,7 +11,7 @@ from ninja import Router
 
 from casereach.core.errors import BadRequest
 from casereach.core.requests import json_object, page_args
-from casereach.projects.auth import project_for, requires
+from casereach.projects.auth import principal_of, project_for, requires
 from casereach.projects.models import Role
 from casereach.surveys.api import ERRORS, NOT_FOUND
 from casereach.surveys.models import SurveyAnswer, SurveySession
@@ -58,8 +58,7 @@ def surveys_start(request: HttpRequest, project: str, survey_id: int) -> JsonRes
     gateway = body.get("gateway")
     if gateway is not None and not isinstance(gateway, str):
         raise BadRequest("gateway: must be a gateway's name")
-    user = getattr(request, "user", None)
-    who = f"api:{getattr(user, 'username', '')}" if user is not None else "api"
+    who = principal_of(request).username
     session = do_start_survey(proj, survey, contact, gateway, triggered_by=who)
     return JsonResponse(serialize_session(session), status=201)
 

@@ -27,9 +27,11 @@ from casereach.surveys.session_steps import Context
 from casereach.surveys.spec import SurveySpec, load_stored
 
 _ACTIVE_SQL = (
-    f"SELECT id FROM {SurveySession._meta.db_table} "
-    "WHERE gateway_id = %s AND phone_number = %s AND status = 'active'"
+    f"SELECT ss.id FROM {SurveySession._meta.db_table} ss "
+    "WHERE ss.gateway_id = %s AND ss.phone_number = %s AND ss.status = 'active'"
 )
+# The inbound conversation probe: read with the sender, in the same statement.
+PROBE = ("survey", _ACTIVE_SQL)
 
 
 def active_session_id(gateway_id: int, number: str) -> int | None:

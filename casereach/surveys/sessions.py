@@ -36,6 +36,7 @@ from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.surveys.models import ACTIVE, QUEUED, Survey, SurveyAnswer, SurveySession
 from casereach.surveys.session_queries import (
+    PROBE,
     active_session_id,
     answers_of,
     due_session_ids,
@@ -57,6 +58,7 @@ from casereach.surveys.spec import NoReply
 
 log = logging.getLogger(__name__)
 DUE_BATCH = 100
+MISSING = object()  # ctx.held without the probe: the message did not come through do_receive
 
 
 # -- starting ------------------------------------------------------------------------------------
@@ -215,7 +217,8 @@ def _write_case(project: Project, session: SurveySession, properties: dict[str, 
 def on_inbound(ctx: Ctx, happening: str) -> str | None:
     """The conversation hook: the pair's active session takes the message (see module)."""
     number = ctx.msg.phone_number
-    session_id = active_session_id(ctx.gw.pk, number)
+    probed = ctx.held.get(PROBE[0], MISSING)
+    session_id = active_session_id(ctx.gw.pk, number) if probed is MISSING else probed
     if happening == "stop":
         if session_id is not None or queued_ids(ctx.gw.pk, number):
             _stop_pair(ctx.gw.pk, number, now())

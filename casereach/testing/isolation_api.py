@@ -105,9 +105,7 @@ EXTRA_QUERIES: dict[Op, Callable[[Tenant], list[dict[str, str]]]] = {
     ],
     ("GET", MV + "test-phone"): lambda a: [{"number": n} for n in a.numbers.values()],
     ("GET", SV + "survey-sessions"): lambda a: [
-        {"contact_id": a.case_ids["mother"]},
-        {"survey": str(a.survey_ids[0])},
-        {"status": "active"},
+        {"contact_id": a.case_ids["mother"], "survey": str(a.survey_ids[0]), "status": "active"}
     ],
     ("GET", MV + "opt-outs"): lambda a: [{"format": "csv"}],
     ("GET", MV + "data-quality"): lambda a: [{"format": "csv"}],
@@ -267,11 +265,9 @@ BODIES: dict[Op, Bodies] = {
     ("PUT", SV + "surveys/{survey_id}"): lambda a, b, w: [
         survey_body(name="taken", active=False),
     ],
-    # A's survey for A's contact, and for B's own contact with B's survey id elsewhere.
     ("POST", SV + "surveys/{survey_id}/start"): lambda a, b, w: [
-        {"contact_id": a.case_ids["mother"]},
-        {"contact_id": a.worker_ids[0], "gateway": a.gateway_names()[0]},
-        {"contact_id": b.case_ids["mother"]},
+        {"contact_id": c, "gateway": a.gateway_names()[0]}
+        for c in (a.case_ids["mother"], a.worker_ids[0])
     ],
     ("POST", SV + "surveys/{survey_id}/preview"): lambda a, b, w: [
         {"replies": ["2", "1", "12", "1/1/2027"]},

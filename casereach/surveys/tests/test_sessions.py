@@ -356,3 +356,15 @@ def test_list_filters_and_the_answers_csv(api: Api, project: Project, gw: dict[s
         rows[0][q] for q in ("took", "why_not", "days", "weight", "visit")
     )
     assert ("active", "") == (rows[1]["status"], rows[1]["took"])
+
+
+def test_the_test_phone_plays_a_survey(api: Api, gw: dict[str, Any]) -> None:
+    mother = case(api, name="Amina", phone=NUMBER, verified="yes")
+    started = start(api, create_survey(api, ONE_QUESTION), mother)
+
+    r = api.post("/a/{project}/api/messaging/v1/test-phone", {"from": NUMBER, "text": "ndiyo"})
+
+    assert 201 == r.status, r.body
+    assert "completed" == session(api, started["id"])["status"]
+    assert ["Are you well? 1 Yes 2 No", "Thanks."] == sent()
+    assert "yes" == properties(api, mother)["feels_well"]
