@@ -30,7 +30,7 @@ from casereach.core import bulk
 from casereach.core.errors import BadRequest, CasereachError
 from casereach.core.timeutil import now
 from casereach.gateways.models import GatewayConfig
-from casereach.gateways.queries import find_gateway, route
+from casereach.gateways.queries import find_gateway, project_settings, route
 from casereach.messaging.inbound_replies import Ctx
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
@@ -253,6 +253,7 @@ def _take_over(ctx: Ctx, session: SurveySession) -> Project:
     if project is None or project.pk != session.project_id:
         project = lock_project(session.project_id)
         ctx.project = ctx.msg.project = project
+        ctx.settings = project_settings(project)
     if ctx.contact is None or ctx.contact.contact_id != session.contact_id:
         contact = Contact.objects.filter(contact_id=session.contact_id).first()
         if contact is not None:
