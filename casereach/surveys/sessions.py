@@ -121,10 +121,8 @@ def do_start_survey(
             created_on=at,
             triggered_by=triggered_by[:150],
         )
-        if active_session_id(gw.pk, number) is None:
-            _activate(project, session, at)
-            if session.status != ACTIVE:
-                _start_next(project, gw.pk, number, at)
+        if active_session_id(gw.pk, number) is None:  # the pair is free: the oldest starts
+            _start_next(project, gw.pk, number, at)
     session.refresh_from_db()
     return session
 
