@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
 
 from django.db import connection
 from django.db.models import QuerySet
@@ -170,12 +169,3 @@ def queued_ids(gateway_id: int, number: str) -> list[int]:
     """The pair's queued sessions, first asked first."""
     qs = SurveySession.objects.filter(gateway_id=gateway_id, phone_number=number, status="queued")
     return list(qs.order_by("id").values_list("id", flat=True))
-
-
-def is_active(session: SurveySession) -> bool:
-    return session.status == ACTIVE
-
-
-def describe(session: SurveySession) -> dict[str, Any]:
-    """The pair a session holds, for messages and logs."""
-    return {"gateway": session.gateway_name, "phone_number": session.phone_number}
