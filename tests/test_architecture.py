@@ -60,6 +60,8 @@ EXPECTED_WRITERS = {
     "projects.PasswordDigest": "casereach.projects.actions",
     "projects.Project": "casereach.projects.actions",
     "surveys.Survey": "casereach.surveys.actions",
+    "surveys.SurveyAnswer": "casereach.surveys.sessions",
+    "surveys.SurveySession": "casereach.surveys.sessions",
     "web.ImportProgress": "casereach.web.actions",
     "workers.MobileWorker": "casereach.workers.actions",
 }

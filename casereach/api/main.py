@@ -32,6 +32,7 @@ from casereach.messaging.callbacks import router as callbacks_router
 from casereach.projects.api import router as projects_router
 from casereach.projects.auth import ApiKeyAuth, Throttled, Unauthorized
 from casereach.surveys.api import router as surveys_router
+from casereach.surveys.session_api import router as survey_sessions_router
 from casereach.workers.api import router as workers_router
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ api.add_router("", commcare_sms_router)  # CommCare HQ's send-SMS API (form body
 api.add_router("", inbound_router)
 api.add_router("", alerts_router)
 api.add_router("", surveys_router)
+api.add_router("", survey_sessions_router)
 api.add_router("", workers_router)
 api.add_router("", contacts_router)
 api.add_router("", projects_router)  # messaging v1 settings

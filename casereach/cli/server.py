@@ -80,11 +80,16 @@ def _serve(
     from casereach.alerts.scheduler import fire_due
     from casereach.messaging.runner import BackgroundLoops
     from casereach.scaleout.app import write_back_once
+    from casereach.surveys.sessions import run_due_sessions
     from casereach.wsgi import application
 
     try:
         loops = BackgroundLoops(
-            extra=[("scheduler", fire_due), ("commcare-writeback", write_back_once)]
+            extra=[
+                ("scheduler", fire_due),
+                ("survey-timers", run_due_sessions),
+                ("commcare-writeback", write_back_once),
+            ]
         )
     except ValueError as exc:  # a bad CASEREACH_DISPATCH_* value
         fail(str(exc))

@@ -70,6 +70,7 @@ SOURCE_SLUGS: dict[str, str] = {
     "verification": "other",
     "unrecognized": "unrecognized",
     "forwarded": "forwarded-message",
+    "survey": "other",  # an SMS survey's messages (issue 20): HQ's source of an API start
 }
 ALL_SOURCES = frozenset(
     {

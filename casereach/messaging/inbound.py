@@ -39,7 +39,7 @@ from casereach.core.timeutil import now
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.models import GatewayConfig
 from casereach.messaging import log as message_log
-from casereach.messaging.inbound_conversations import run_conversations
+from casereach.messaging.inbound_conversations import active_probes, run_conversations
 from casereach.messaging.inbound_keywords import (
     JOIN_WORD,
     do_delete_keyword,
@@ -99,17 +99,18 @@ _SETTINGS_COLUMN = _PROJECT.attnames.index("settings")
 
 
 @functools.cache
-def _sender_sql(with_project: bool) -> str:
+def _sender_sql(with_project: bool, probes: tuple[tuple[str, str], ...] = ()) -> str:
     """The sender's two-way holder entry, its contact, the project keyword named by the first
-    word, an earlier copy of this message and (``with_project``) the entry's project, in one
-    statement: one row, found or not (one holder per number, one keyword per word and
-    project)."""
+    word, an earlier copy of this message, the conversation probes and (``with_project``) the
+    entry's project, in one statement: one row, found or not (one holder per number, one
+    keyword per word and project)."""
     project = f", {_PROJECT.columns('p')}" if with_project else ""
     join = " LEFT JOIN projects_project p ON p.id = pe.project_id" if with_project else ""
+    held = "".join(f"({sql}), " for _, sql in probes)
     return (
         "SELECT (SELECT m.id FROM messaging_message m WHERE m.gateway_id = %s"
         " AND m.provider_id = %s AND m.direction = 'in' LIMIT 1), "
-        f"{_ENTRY.columns('pe')}, {_CONTACT.columns('c')}, {_KEYWORD.columns('k')}{project} "
+        f"{held}{_ENTRY.columns('pe')}, {_CONTACT.columns('c')}, {_KEYWORD.columns('k')}{project} "
         "FROM (SELECT 1 AS one) AS x "
         "LEFT JOIN contacts_phoneentry pe ON pe.number = %s AND pe.holder "
         "LEFT JOIN contacts_contact c ON c.contact_id = pe.contact_id "
@@ -125,6 +126,7 @@ class _Sender:
     earlier_id: str | None  # an inbound message already stored with this provider id
     # The entry's project and its settings, when read with it.
     project: tuple[Project, ProjectSettings] | None = None
+    held: dict[str, Any] = field(default_factory=dict)  # the conversation probes' values
 
 
 def _find_sender(
@@ -134,23 +136,29 @@ def _find_sender(
     transaction already excludes every other writer, as the row lock does on PostgreSQL
     (which takes it in ``_lock_project``)."""
     with_project = not bulk.has_row_locks()
+    probes = active_probes()
+    params: list[Any] = [gw.pk, provider_id]
+    for _ in probes:
+        params += [gw.pk, number]
     with connection.cursor() as cursor:
-        cursor.execute(_sender_sql(with_project), [gw.pk, provider_id, number, word])
+        cursor.execute(_sender_sql(with_project, probes), [*params, number, word])
         row = cursor.fetchone()
     assert row is not None
     earlier_id = row[0]
-    e_end = 1 + len(_ENTRY.fields)
+    held = {name: row[1 + i] for i, (name, _) in enumerate(probes)}
+    e_start = 1 + len(probes)
+    e_end = e_start + len(_ENTRY.fields)
     c_end = e_end + len(_CONTACT.fields)
     k_end = c_end + len(_KEYWORD.fields)
-    if row[1] is None:
-        return _Sender(None, None, None, earlier_id)
-    entry = _ENTRY.build(row[1:e_end])
+    if row[e_start] is None:
+        return _Sender(None, None, None, earlier_id, held=held)
+    entry = _ENTRY.build(row[e_start:e_end])
     if not in_scope(gw, entry.project_id, as_project):
-        return _Sender(None, None, None, earlier_id)
+        return _Sender(None, None, None, earlier_id, held=held)
     contact = _CONTACT.build(row[e_end:c_end]) if row[e_end] is not None else None
     keyword = _KEYWORD.build(row[c_end:k_end]) if row[c_end] is not None else None
     project = _project_of(row[k_end:]) if with_project and row[k_end] is not None else None
-    return _Sender(entry, contact, keyword, earlier_id, project)
+    return _Sender(entry, contact, keyword, earlier_id, project, held)
 
 
 def _lock_project(project_id: int) -> tuple[Project, ProjectSettings]:
@@ -287,7 +295,15 @@ def _receive(
     if info is not None:
         msg.segments, msg.encoding = info.segments, info.encoding
     ctx = Ctx(
-        gw, msg, project, settings, entry, contact, keyword=sender.keyword, as_project=as_project
+        gw,
+        msg,
+        project,
+        settings,
+        entry,
+        contact,
+        keyword=sender.keyword,
+        as_project=as_project,
+        held=sender.held,
     )
     action = _handle(ctx)
     # Every message a project sees is in its messaging-event log, replied to or not.

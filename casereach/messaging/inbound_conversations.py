@@ -12,6 +12,12 @@ A hook is called with the message's context and what happened:
   that pair end; the return value is not used.
 
 Hooks run inside the message's transaction, in registration order; the first action wins.
+
+A hook may come with a **probe**: a name and one SQL scalar subquery taking the gateway id and
+the sender's number (``%s`` twice, in that order), whose value says which conversation holds
+the pair (NULL: none). The probe is read in the statement that finds the sender, so that the
+common path costs no statement more; its value is in ``ctx.held[name]``, and a hook whose probe
+found nothing is not called for ``"message"`` or ``"help"`` (it is for ``"stop"``).
 """
 
 from __future__ import annotations
@@ -24,16 +30,34 @@ from casereach.messaging.inbound_replies import Ctx
 Happening = Literal["message", "help", "stop"]
 ConversationHook = Callable[[Ctx, Happening], str | None]
 CONVERSATION_HOOKS: list[ConversationHook] = []
+PROBES: dict[ConversationHook, tuple[str, str]] = {}
 
 
-def register_conversation_hook(hook: ConversationHook) -> None:
+def register_conversation_hook(
+    hook: ConversationHook, probe: tuple[str, str] | None = None
+) -> None:
     if hook not in CONVERSATION_HOOKS:
         CONVERSATION_HOOKS.append(hook)
+    if probe is not None:
+        PROBES[hook] = probe
+
+
+def active_probes() -> tuple[tuple[str, str], ...]:
+    """(name, SQL) of the registered hooks' probes, in registration order."""
+    return tuple(PROBES[hook] for hook in CONVERSATION_HOOKS if hook in PROBES)
 
 
 def run_conversations(ctx: Ctx, happening: Happening) -> str | None:
     """The action of the first conversation that took the message, else None."""
     for hook in CONVERSATION_HOOKS:
+        probe = PROBES.get(hook)
+        if (
+            probe is not None
+            and happening != "stop"
+            and probe[0] in ctx.held
+            and ctx.held[probe[0]] is None
+        ):
+            continue  # the probe found no conversation of this hook holding the pair
         action = hook(ctx, happening)
         if action:
             return action

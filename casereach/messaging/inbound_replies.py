@@ -60,6 +60,8 @@ class Ctx:
     keyword: Keyword | None = NOT_LOADED
     # The test phone's project: the gateway then acts as that project's own (see do_receive).
     as_project: int | None = None
+    # Conversation probes read with the sender: name → value (``inbound_conversations``).
+    held: dict[str, Any] = field(default_factory=dict)
 
     @property
     def language(self) -> str | None:

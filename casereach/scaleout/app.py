@@ -84,6 +84,14 @@ def fire_due(budget_s: float | None = None) -> int:
     return _loop(step, config.TASK_BUDGET_S if budget_s is None else budget_s)
 
 
+def survey_timers(budget_s: float | None = None) -> int:
+    """Fire due survey-session timers (re-ask, expiry, reply deadline); each is claimed by a
+    guarded update, so a duplicate task fires nothing twice."""
+    from casereach.surveys.sessions import run_due_sessions
+
+    return _loop(run_due_sessions, config.TASK_BUDGET_S if budget_s is None else budget_s)
+
+
 def handle_inbound(budget_s: float | None = None) -> int:
     """Handle inbound SMS the webhooks queued (claimed ``FOR UPDATE SKIP LOCKED``); their
     replies go out with the next dispatch, kicked at once."""
@@ -158,6 +166,7 @@ def import_cases(path: str, project_id: int, case_type: str | None = None) -> di
 TASKS: dict[str, Callable[..., Any]] = {
     "casereach.dispatch": dispatch,
     "casereach.fire_due": fire_due,
+    "casereach.survey_timers": survey_timers,
     "casereach.reap_leases": reap_leases,
     "casereach.handle_inbound": handle_inbound,
     "casereach.commcare_writeback": commcare_writeback,

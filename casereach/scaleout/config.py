@@ -102,6 +102,7 @@ def celery_settings(url: str) -> dict[str, Any]:
             "casereach.handle_inbound": {"queue": queue_name("dispatch")},
             "casereach.commcare_writeback": {"queue": queue_name("schedule")},
             "casereach.fire_due": {"queue": queue_name("schedule")},
+            "casereach.survey_timers": {"queue": queue_name("schedule")},
             "casereach.reevaluate_alert": {"queue": queue_name("bulk")},
             "casereach.import_cases": {"queue": queue_name("bulk")},
         },
@@ -121,6 +122,11 @@ def celery_settings(url: str) -> dict[str, Any]:
             },
             "fire-due": {
                 "task": "casereach.fire_due",
+                "schedule": KICK_INTERVAL_S,
+                "options": {"expires": KICK_INTERVAL_S * 3},
+            },
+            "survey-timers": {
+                "task": "casereach.survey_timers",
                 "schedule": KICK_INTERVAL_S,
                 "options": {"expires": KICK_INTERVAL_S * 3},
             },

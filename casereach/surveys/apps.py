@@ -5,3 +5,10 @@ class SurveysConfig(AppConfig):
     name = "casereach.surveys"
     label = "surveys"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from casereach.messaging.inbound_conversations import register_conversation_hook
+        from casereach.surveys.session_queries import PROBE
+        from casereach.surveys.sessions import on_inbound
+
+        register_conversation_hook(on_inbound, PROBE)

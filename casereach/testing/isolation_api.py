@@ -51,6 +51,7 @@ def path_values(a: Tenant) -> dict[str, list[str]]:
         "user_id": a.worker_ids,
         "alert_id": [str(i) for i in a.alert_ids],
         "survey_id": [str(i) for i in a.survey_ids],
+        "session_id": [str(i) for i in a.session_ids],
         "contact_id": [a.case_ids["mother"], a.worker_ids[0]],
         "number": [a.numbers["mother"], a.numbers["stopped"]],
         "prefix": ["254", "2547"],
@@ -103,6 +104,9 @@ EXTRA_QUERIES: dict[Op, Callable[[Tenant], list[dict[str, str]]]] = {
         {"format": "csv", "phone_number": a.numbers["mother"]},
     ],
     ("GET", MV + "test-phone"): lambda a: [{"number": n} for n in a.numbers.values()],
+    ("GET", SV + "survey-sessions"): lambda a: [
+        {"contact_id": a.case_ids["mother"], "survey": str(a.survey_ids[0]), "status": "active"}
+    ],
     ("GET", MV + "opt-outs"): lambda a: [{"format": "csv"}],
     ("GET", MV + "data-quality"): lambda a: [{"format": "csv"}],
     ("GET", MV + "phone-numbers"): lambda a: [{"number": n} for n in a.numbers.values()],
@@ -260,6 +264,10 @@ BODIES: dict[Op, Bodies] = {
     ("POST", SV + "surveys"): lambda a, b, w: [survey_body(name=f"{b.tag} survey")],
     ("PUT", SV + "surveys/{survey_id}"): lambda a, b, w: [
         survey_body(name="taken", active=False),
+    ],
+    ("POST", SV + "surveys/{survey_id}/start"): lambda a, b, w: [
+        {"contact_id": c, "gateway": a.gateway_names()[0]}
+        for c in (a.case_ids["mother"], a.worker_ids[0])
     ],
     ("POST", SV + "surveys/{survey_id}/preview"): lambda a, b, w: [
         {"replies": ["2", "1", "12", "1/1/2027"]},

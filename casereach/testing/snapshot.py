@@ -137,6 +137,7 @@ def api_state(t: Tenant) -> dict[str, Any]:
         "keywords": (M + "keywords", {}),
         "alerts": (M + "alerts", {}),
         "surveys": ("/a/{project}/api/surveys/v1/surveys", {}),
+        "survey_sessions": ("/a/{project}/api/surveys/v1/survey-sessions", {"limit": 100}),
         "messages": (M + "messages", {"limit": 100}),
         "opt_outs": (M + "opt-outs", {}),
         "phone_numbers": (M + "phone-numbers", {"limit": 100}),

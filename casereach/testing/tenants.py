@@ -98,6 +98,7 @@ class Tenant:
     alert_ids: list[int] = field(default_factory=list)
     alert_names: list[str] = field(default_factory=list)
     survey_ids: list[int] = field(default_factory=list)
+    session_ids: list[int] = field(default_factory=list)
     survey_names: list[str] = field(default_factory=list)
     message_ids: list[str] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
@@ -326,8 +327,9 @@ def _add_worker_keyword_and_alerts(t: Tenant) -> None:
 
 
 def _add_traffic(t: Tenant) -> None:
-    """Ad-hoc sends, a keyword run and a STOP through the test phone, an admin opt-out; then
-    the dispatcher sends what is due through the test gateway."""
+    """Ad-hoc sends, a keyword run and a STOP through the test phone, an admin opt-out, a
+    survey started for the mother; then the dispatcher sends what is due through the test
+    gateway."""
     tag, up, numbers = t.tag, t.tag.upper(), t.numbers
     t.texts = [f"{tag}-broadcast-text", f"{tag}-adhoc-text", f"{tag}-worker-text"]
     _call(t, "POST", M + "send", {"contact_id": t.case_ids["mother"], "text": t.texts[1]}, 202)
@@ -335,6 +337,10 @@ def _add_traffic(t: Tenant) -> None:
     _call(t, "POST", M + "test-phone", {"from": numbers["patient"], "text": f"{up}WT 71"}, 201)
     _call(t, "POST", M + "test-phone", {"from": numbers["stopped"], "text": "STOP"}, 201)
     _call(t, "POST", M + "opt-outs", {"phone_number": numbers["admin_out"], "opted_out": True}, 200)
+    started = _call(
+        t, "POST", f"{SURVEYS}/{t.survey_ids[0]}/start", {"contact_id": t.case_ids["mother"]}, 201
+    )
+    t.session_ids = [int(started["id"])]
     drain(concurrency=1)
     t.message_ids = [m["id"] for m in _call(t, "GET", M + "messages", None, 200)["objects"]]
     events = _call(t, "GET", "/a/{project}/api/v0.5/messaging-event/", None, 200)["objects"]

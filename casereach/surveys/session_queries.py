@@ -1,0 +1,171 @@
+"""Reading survey sessions: the active one of a (gateway, number) pair (the inbound hot path,
+one statement on the partial unique index), what a session's next step needs (its frozen
+definition, its answers, the case), and the API's lists. Every API lookup is scoped to one
+project: another project's session is not found."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from django.db import connection
+from django.db.models import QuerySet
+
+from casereach.alerts.templates import RenderContext
+from casereach.cases.models import Case
+from casereach.cases.queries import parse_date_bound
+from casereach.contacts.models import Contact, PhoneEntry
+from casereach.contacts.queries import contact_names, send_order
+from casereach.core.errors import BadRequest, NotFound
+from casereach.gateways.queries import project_settings
+from casereach.projects.models import Project
+from casereach.surveys.answers import Answer
+from casereach.surveys.models import ACTIVE, SESSION_STATUSES, SurveyAnswer, SurveySession
+from casereach.surveys.queries import MAX_ID
+from casereach.surveys.session_steps import Context
+from casereach.surveys.spec import SurveySpec, load_stored
+
+_ACTIVE_SQL = (
+    f"SELECT ss.id FROM {SurveySession._meta.db_table} ss "
+    "WHERE ss.gateway_id = %s AND ss.phone_number = %s AND ss.status = 'active'"
+)
+# The inbound conversation probe: read with the sender, in the same statement.
+PROBE = ("survey", _ACTIVE_SQL)
+
+
+def active_session_id(gateway_id: int, number: str) -> int | None:
+    """The active session holding the pair, if any (the inbound hook's only statement when
+    there is none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ACTIVE_SQL, [gateway_id, number])
+        row = cursor.fetchone()
+    return int(row[0]) if row else None
+
+
+def session_spec(session: SurveySession) -> SurveySpec:
+    """The session's frozen definition, parsed once per loaded row (ids are reused by
+    rolled-back tests and restored databases, so no cache outlives the row)."""
+    spec = getattr(session, "_spec", None)
+    if not isinstance(spec, SurveySpec):
+        spec = load_stored(session.definition)
+        session._spec = spec  # type: ignore[attr-defined]
+    return spec
+
+
+def answers_of(session: SurveySession) -> dict[str, Answer | None]:
+    """Question id → the answer given (None: skipped), in the order they were given."""
+    rows = SurveyAnswer.objects.filter(session=session).order_by("id")
+    return {
+        a.question_id: None if a.skipped else Answer(a.value, a.display)
+        for a in rows.only("question_id", "skipped", "value", "display")
+    }
+
+
+def live_case(project_id: int, case_id: str | None) -> Case | None:
+    if not case_id:
+        return None
+    return Case.objects.filter(project_id=project_id, case_id=case_id, deleted=False).first()
+
+
+def step_context(project: Project, session: SurveySession) -> Context:
+    """The session's language, its case's properties and names, the project's country."""
+    case = live_case(project.pk, session.case_id)
+    props: Mapping[str, str] = case.properties if case is not None else {}
+    owner = case.owner_id if case is not None else None
+    names = contact_names(project, [session.contact_id, *([owner] if owner else [])])
+    render = RenderContext(
+        case_name=case.case_name if case is not None else None,
+        case_properties=props,
+        owner_name=names.get(owner) if owner else None,
+        recipient_name=names.get(session.contact_id),
+    )
+    country = project_settings(project).default_country
+    return Context(session.language, render, props, country)
+
+
+def first_entry(contact_id: str) -> tuple[str, str] | None:
+    """The contact's number SMS go to and its gateway override (``send_order``)."""
+    row = (
+        PhoneEntry.objects.filter(contact_id=contact_id)
+        .order_by(*send_order())
+        .values_list("number", "gateway")
+        .first()
+    )
+    return (row[0], row[1]) if row else None
+
+
+def get_contact(project: Project, contact_id: object) -> Contact:
+    if not isinstance(contact_id, str) or not contact_id.strip():
+        raise BadRequest("contact_id: must be a contact's id")
+    contact = Contact.objects.filter(project=project, contact_id=contact_id).first()
+    if contact is None:
+        raise NotFound(f"contact '{contact_id}' not found")
+    return contact
+
+
+def get_session(project: Project, session_id: int) -> SurveySession:
+    """The project's session ``session_id``, or NotFound (also for another project's)."""
+    found = None
+    if 0 < session_id <= MAX_ID:
+        found = SurveySession.objects.filter(project=project, pk=session_id).first()
+    if found is None:
+        raise NotFound(f"survey session {session_id} not found")
+    return found
+
+
+def _int_param(params: Mapping[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name}: must be a whole number") from None
+    if not 0 < value <= MAX_ID:
+        raise BadRequest(f"{name}: out of range")
+    return value
+
+
+def filter_sessions(project: Project, params: Mapping[str, str]) -> QuerySet[SurveySession]:
+    """Filters: ``survey`` (id), ``contact_id``, ``status``, ``started_from``/``started_to``
+    (dates or datetimes; on ``created_on``, when the start was asked for)."""
+    qs = SurveySession.objects.filter(project=project)
+    survey = _int_param(params, "survey")
+    if survey is not None:
+        qs = qs.filter(survey_id=survey)
+    if params.get("contact_id"):
+        qs = qs.filter(contact_id=params["contact_id"])
+    status = params.get("status")
+    if status:
+        if status not in SESSION_STATUSES:
+            raise BadRequest(f"status: must be one of {', '.join(SESSION_STATUSES)}")
+        qs = qs.filter(status=status)
+    for name, qualifier in (("started_from", "gte"), ("started_to", "lte")):
+        if params.get(name):
+            lookup, when = parse_date_bound(params[name], qualifier)
+            qs = qs.filter(**{f"created_on__{lookup}": when})
+    return qs
+
+
+def sessions_of_survey(project: Project, survey_id: int) -> QuerySet[SurveySession]:
+    return SurveySession.objects.filter(project=project, survey_id=survey_id).order_by("id")
+
+
+def answers_by_session(sessions: list[SurveySession]) -> dict[int, list[SurveyAnswer]]:
+    out: dict[int, list[SurveyAnswer]] = {s.pk: [] for s in sessions}
+    if sessions:
+        for a in SurveyAnswer.objects.filter(session_id__in=list(out)).order_by("id"):
+            out[a.session_id].append(a)
+    return out
+
+
+def due_session_ids(at: dt.datetime, limit: int) -> list[int]:
+    """Active sessions whose earliest timer has passed, oldest first."""
+    qs = SurveySession.objects.filter(status=ACTIVE, next_timer_at__lte=at)
+    return list(qs.order_by("next_timer_at", "id").values_list("id", flat=True)[:limit])
+
+
+def queued_ids(gateway_id: int, number: str) -> list[int]:
+    """The pair's queued sessions, first asked first."""
+    qs = SurveySession.objects.filter(gateway_id=gateway_id, phone_number=number, status="queued")
+    return list(qs.order_by("id").values_list("id", flat=True))
