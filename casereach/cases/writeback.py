@@ -361,14 +361,16 @@ def forwarded_context(
     hq_ids = sorted({c.case_id for c in changes if c.case_id})
     if not hq_ids:
         return ForwardedContext({}, {})
-    in_hq, hq_params = bulk.in_sql("hq_case_id", hq_ids)
+    # The cases' own ids and those their indices name (a parent we created has HQ's id there).
+    targets = {spec.case_id for c in changes for spec in c.indices.values() if spec.case_id}
+    in_hq, hq_params = bulk.in_sql("hq_case_id", sorted(set(hq_ids) | targets))
     links: dict[str, str] = dict(
         rows.fetch_all(
             f"SELECT hq_case_id, case_id FROM {_LINK_TABLE} WHERE project_id = %s AND {in_hq}",
             [project.pk, *hq_params],
         )
     )
-    wanted = set(hq_ids) | set(links.values())
+    wanted = set(hq_ids) | {links[i] for i in hq_ids if i in links}
     wanted |= {c.external_id for c in changes if c.external_id}
     in_case, case_params = bulk.in_sql("case_id", sorted(wanted))
     params: list[Any] = [project.pk, *case_params]
@@ -392,8 +394,8 @@ def forwarded_context(
 def map_forwarded_ids(
     project: Project, changes: Sequence[CaseChange], context: ForwardedContext
 ) -> None:
-    """Forwarded states of cases we created and wrote back carry HQ's id: give them ours
-    (called by ``cases.forwarding`` under the project lock). The echo of a create may
+    """Forwarded states of cases we created and wrote back carry HQ's id, as do indices
+    naming them: give them ours (called by ``cases.forwarding`` under the project lock). The echo of a create may
     arrive before HQ's answer to it was recorded: a state whose ``external_id`` is a case we
     queued a create for, under an id we do not have, is that case, and the link is recorded
     now."""
@@ -421,6 +423,9 @@ def map_forwarded_ids(
     for c in changes:
         if c.case_id in links:
             c.case_id = links[c.case_id]
+        for spec in c.indices.values():
+            if spec.case_id in links:
+                spec.case_id = links[spec.case_id]
 
 
 def overlay_forwarded(

@@ -28,6 +28,7 @@ from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"
 WB = "/a/{project}/api/commcare/writeback"
+V2 = "/a/{project}/api/case/v2/"
 PHONE = "254712345678"
 HQ_USER, HQ_KEY = "hq-user@example.org", "s3cret-hq-key"
 
@@ -299,3 +300,27 @@ def test_nothing_is_queued_without_a_connection(api: Api, gw: dict[str, Any]) ->
     inbound(gw, "WEIGHT 1", sender=PHONE)
     assert "1" == Case.objects.get(case_id="hq-1").properties["weight"]
     assert 0 == CommCareWrite.objects.count()
+
+
+def test_an_hq_case_indexed_to_a_case_we_created_points_at_ours(
+    api: Api, hq: CaseApi, sender: WriteBackSender, gw: dict[str, Any]
+) -> None:
+    r = api.call(
+        "PATCH",
+        M + "settings",
+        {"self_registration": {"enabled": True, "case_type": "mother", "owner_id": "o1"}},
+    )
+    assert 200 == r.status, r.body
+    inbound(gw, f"JOIN {api.project.name}", sender="254700000004")
+    drain(sender)
+    hq.deliver()
+    (mother,) = Case.objects.filter(project=api.project)
+    (create,) = [w for w in hq.received if w.method == "POST"]
+    # A child made in HQ under the mother HQ knows by its own id, forwarded to us.
+    parent = {"case_id": create.case_id, "case_type": "mother", "relationship": "child"}
+    hq.hq.save(HqCase("hq-child", "child", "Baby", "o1", indices={"parent": parent}))
+    hq.deliver()
+
+    child = api.get(V2 + "hq-child")
+    assert 200 == child.status, child.body
+    assert mother.case_id == child.body["indices"]["parent"]["case_id"]
