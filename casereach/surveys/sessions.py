@@ -215,16 +215,21 @@ def _write_case(project: Project, session: SurveySession, properties: dict[str, 
 def on_inbound(ctx: Ctx, happening: str) -> str | None:
     """The conversation hook: the pair's active session takes the message (see module)."""
     number = ctx.msg.phone_number
+    # The test phone acts as its project's own gateway: on a global test gateway it must
+    # neither answer nor stop another project's session of the same number.
+    scope = ctx.as_project
     probed = ctx.held.get(PROBE[0], MISSING)
     session_id = active_session_id(ctx.gw.pk, number) if probed is MISSING else probed
     if happening == "stop":
         if session_id is not None or queued_ids(ctx.gw.pk, number):
-            _stop_pair(ctx.gw.pk, number, now())
+            _stop_pair(ctx.gw.pk, number, now(), scope)
         return None
     if session_id is None:
         return None
     session = SurveySession.objects.select_for_update().filter(pk=session_id).first()
     if session is None or session.status != ACTIVE:
+        return None
+    if scope is not None and session.project_id != scope:
         return None
     project = _take_over(ctx, session)
     at = now()
@@ -297,16 +302,23 @@ def _apply(ctx: Ctx, project: Project, session: SurveySession, step: Step, at: d
     session.save()
 
 
-def _stop_pair(gateway_id: int, number: str, at: dt.datetime) -> None:
-    """STOP: the pair's active session ends ``opted_out``, its queued ones are cancelled."""
-    active = SurveySession.objects.select_for_update().filter(
-        gateway_id=gateway_id, phone_number=number, status=ACTIVE
-    )
-    for session in active:
+def _stop_pair(
+    gateway_id: int, number: str, at: dt.datetime, project_id: int | None = None
+) -> None:
+    """STOP: the pair's active session ends ``opted_out``, its queued ones are cancelled
+    (only ``project_id``'s: the test phone's STOP; another project's queue then moves on)."""
+    pair = SurveySession.objects.filter(gateway_id=gateway_id, phone_number=number)
+    if project_id is not None:
+        pair = pair.filter(project_id=project_id)
+    ended = False
+    for session in pair.select_for_update().filter(status=ACTIVE):
         _end(session, "opted_out", at, "the number opted out (STOP)")
-    SurveySession.objects.filter(gateway_id=gateway_id, phone_number=number, status=QUEUED).update(
+        ended = True
+    pair.filter(status=QUEUED).update(
         status="cancelled", ended_on=at, detail="the number opted out (STOP)"
     )
+    if ended and project_id is not None:
+        _start_next(None, gateway_id, number, at)
 
 
 # -- timers ----------------------------------------------------------------------------------

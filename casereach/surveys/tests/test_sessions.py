@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from casereach.gateways.actions_global import do_create_global_gateway
 from casereach.messaging.models import Message, MessagingEvent
 from casereach.projects.models import Project, Role
 from casereach.surveys.models import SurveyAnswer
@@ -368,3 +369,24 @@ def test_the_test_phone_plays_a_survey(api: Api, gw: dict[str, Any]) -> None:
     assert "completed" == session(api, started["id"])["status"]
     assert ["Are you well? 1 Yes 2 No", "Thanks."] == sent()
     assert "yes" == properties(api, mother)["feels_well"]
+
+
+def test_another_projects_test_phone_neither_answers_nor_stops_a_session(
+    api: Api, other_api: Api
+) -> None:
+    """A global test gateway serves both projects; B's test phone acts as B's own gateway."""
+    do_create_global_gateway({"name": "SHARED", "type": "test"})
+    mother = case(api, name="Amina", phone=NUMBER, verified="yes")
+    started = start(api, create_survey(api, ONE_QUESTION), mother, gateway="SHARED")
+    assert "active" == started["status"]
+
+    for text in ("ndiyo", "STOP"):
+        r = other_api.post(
+            "/a/{project}/api/messaging/v1/test-phone", {"from": NUMBER, "text": text}
+        )
+        assert 201 == r.status, r.body
+
+    assert ("active", []) == (
+        session(api, started["id"])["status"],
+        session(api, started["id"])["answers"],
+    )
