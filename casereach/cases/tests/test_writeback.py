@@ -6,7 +6,6 @@ read back."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,31 +24,17 @@ from casereach.testing.commcare_hq import (
 from casereach.testing.gateways import create_gateway
 from casereach.testing.gateways import post_inbound as inbound
 from casereach.testing.world import Api
+from casereach.testing.writeback import HQ_KEY, connected_hq, drain
 
 M = "/a/{project}/api/messaging/v1/"
 WB = "/a/{project}/api/commcare/writeback"
 V2 = "/a/{project}/api/case/v2/"
 PHONE = "254712345678"
-HQ_USER, HQ_KEY = "hq-user@example.org", "s3cret-hq-key"
 
 
 @pytest.fixture
 def hq(api: Api) -> Iterator[CaseApi]:
-    fake = FakeHq(api.project.name, client_sender(api.client, api.auth), real_clock=True)
-    server = CaseApi(fake, username=HQ_USER, api_key=HQ_KEY, slow_s=1.5)
-    r = api.call(
-        "PATCH",
-        M + "settings",
-        {
-            "commcare": {
-                "url": server.url,
-                "domain": api.project.name,
-                "username": HQ_USER,
-                "api_key": HQ_KEY,
-            }
-        },
-    )
-    assert 200 == r.status, r.body
+    server = connected_hq(api, slow_s=1.5)
     yield server
     server.close()
 
@@ -67,19 +52,6 @@ def gw(api: Api) -> dict[str, Any]:
     r = api.put(M + "routes", {"default_gateway": "TEST", "prefixes": []})
     assert 200 == r.status, r.body
     return g
-
-
-def drain(sender: WriteBackSender, rounds: int = 50) -> None:
-    """Run the sender until nothing is left it can send (retries are due at once here)."""
-    idle = 0
-    for _ in range(rounds):
-        if not CommCareWrite.objects.filter(status__in=["queued", "sending"]).exists():
-            return
-        idle = 0 if sender.run_once() else idle + 1
-        if idle >= 3:
-            return  # what is left waits behind a failed write
-        time.sleep(0.005)
-    raise AssertionError("write-back did not drain")
 
 
 def hq_case(hq: CaseApi, case_id: str = "hq-1") -> None:

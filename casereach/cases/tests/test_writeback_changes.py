@@ -8,7 +8,6 @@ interface a keyword, a self-registration or a survey answer uses."""
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,32 +18,18 @@ from casereach.cases.changes import CaseChange, IndexSpec
 from casereach.cases.models import CommCareWrite
 from casereach.cases.writeback_send import REOPEN_ERROR, WriteBackSender
 from casereach.gateways.netpolicy import make_client
-from casereach.testing.commcare_hq import CaseApi, FakeHq, HqCase, client_sender
+from casereach.testing.commcare_hq import CaseApi, HqCase
 from casereach.testing.world import Api
+from casereach.testing.writeback import connected_hq, drain
 
 M = "/a/{project}/api/messaging/v1/"
 WB = "/a/{project}/api/commcare/writeback"
 V2 = "/a/{project}/api/case/v2/"
-HQ_USER, HQ_KEY = "hq-user@example.org", "s3cret-hq-key"
 
 
 @pytest.fixture
 def hq(api: Api) -> Iterator[CaseApi]:
-    fake = FakeHq(api.project.name, client_sender(api.client, api.auth), real_clock=True)
-    server = CaseApi(fake, username=HQ_USER, api_key=HQ_KEY)
-    r = api.call(
-        "PATCH",
-        M + "settings",
-        {
-            "commcare": {
-                "url": server.url,
-                "domain": api.project.name,
-                "username": HQ_USER,
-                "api_key": HQ_KEY,
-            }
-        },
-    )
-    assert 200 == r.status, r.body
+    server = connected_hq(api)
     yield server
     server.close()
 
@@ -54,18 +39,6 @@ def sender() -> Iterator[WriteBackSender]:
     s = WriteBackSender(make_client, timeout_s=2, retry_base_s=0.001, concurrency=2)
     yield s
     s.close()
-
-
-def drain(sender: WriteBackSender, rounds: int = 50) -> None:
-    idle = 0
-    for _ in range(rounds):
-        if not CommCareWrite.objects.filter(status__in=["queued", "sending"]).exists():
-            return
-        idle = 0 if sender.run_once() else idle + 1
-        if idle >= 3:
-            return  # what is left waits behind a failed write
-        time.sleep(0.005)
-    raise AssertionError("write-back did not drain")
 
 
 def from_hq(hq: CaseApi, case_id: str, case_type: str = "mother", **over: Any) -> None:
