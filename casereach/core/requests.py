@@ -8,6 +8,7 @@ limit.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from django.http import HttpRequest
@@ -76,6 +77,26 @@ def page_args(request: HttpRequest, *, default: int = 100, most: int = 1000) -> 
             {"limit": request.GET.get("limit"), "offset": request.GET.get("offset")},
         )
     return min(most, max(1, limit)), offset
+
+
+def paged(
+    request: HttpRequest, qs: Any, serialize: Callable[[Any], Any], *, default: int = 50
+) -> dict[str, Any]:
+    """One page of ``qs`` (already ordered) as ``{"objects", "meta"}``: ``limit``/``offset``
+    from the query string, the total, and ``next``, this URL with the next offset (None on
+    the last page)."""
+    limit, offset = page_args(request, default=default)
+    total = qs.count()
+    page = list(qs[offset : offset + limit])
+    nxt = None
+    if offset + limit < total:
+        params = request.GET.copy()
+        params["limit"], params["offset"] = str(limit), str(offset + limit)
+        nxt = f"{request.path}?{params.urlencode()}"
+    return {
+        "objects": [serialize(item) for item in page],
+        "meta": {"limit": limit, "offset": offset, "total_count": total, "next": nxt},
+    }
 
 
 def public_base_url() -> str:

@@ -9,7 +9,7 @@ from ninja import Router
 
 from casereach.core.errors import BadRequest, CasereachError
 from casereach.core.openapi import ApiError
-from casereach.core.requests import json_body, page_args
+from casereach.core.requests import json_body, paged
 from casereach.messaging.actions import SendRequest, do_send_batch
 from casereach.messaging.errors import ERRORS
 from casereach.messaging.models import Message
@@ -272,20 +272,7 @@ def messages_list(request: HttpRequest, project: str) -> Any:
         )
         response["Content-Disposition"] = f'attachment; filename="{proj.name}-messages.csv"'
         return response
-    limit, offset = page_args(request, default=50)
-    total = qs.count()
-    page = list(qs.order_by("-created_on", "-id")[offset : offset + limit])
-    nxt = None
-    if offset + limit < total:
-        params = request.GET.copy()
-        params["limit"], params["offset"] = str(limit), str(offset + limit)
-        nxt = f"{request.path}?{params.urlencode()}"
-    return JsonResponse(
-        {
-            "objects": [serialize_message(m) for m in page],
-            "meta": {"limit": limit, "offset": offset, "total_count": total, "next": nxt},
-        }
-    )
+    return JsonResponse(paged(request, qs.order_by("-created_on", "-id"), serialize_message))
 
 
 @router.api_operation(

@@ -10,7 +10,7 @@ from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Router
 
 from casereach.core.errors import BadRequest
-from casereach.core.requests import json_object, page_args
+from casereach.core.requests import json_object, paged
 from casereach.projects.auth import principal_of, project_for, requires
 from casereach.projects.models import Role
 from casereach.surveys.api import ERRORS, NOT_FOUND
@@ -74,20 +74,7 @@ def surveys_start(request: HttpRequest, project: str, survey_id: int) -> JsonRes
 def survey_sessions_list(request: HttpRequest, project: str) -> JsonResponse:
     proj = project_for(request, project)
     qs = filter_sessions(proj, request.GET)
-    limit, offset = page_args(request, default=50)
-    total = qs.count()
-    page = list(qs.order_by("-created_on", "-id")[offset : offset + limit])
-    nxt = None
-    if offset + limit < total:
-        params = request.GET.copy()
-        params["limit"], params["offset"] = str(limit), str(offset + limit)
-        nxt = f"{request.path}?{params.urlencode()}"
-    return JsonResponse(
-        {
-            "objects": [serialize_session(s) for s in page],
-            "meta": {"limit": limit, "offset": offset, "total_count": total, "next": nxt},
-        }
-    )
+    return JsonResponse(paged(request, qs.order_by("-created_on", "-id"), serialize_session))
 
 
 @router.api_operation(
