@@ -90,7 +90,7 @@ def shipped_sources() -> dict[str, str]:
 
 
 # A writer may be a package: its modules split one writer by concern (the message log).
-WRITER_PACKAGES = ("casereach.messaging.log",)
+WRITER_PACKAGES = ("casereach.messaging.log", "casereach.surveys.sessions")
 
 
 def _writer_unit(module: str) -> str:

@@ -1,4 +1,5 @@
-"""Survey sessions (issue 20): the only writer of ``SurveySession`` and ``SurveyAnswer``.
+"""Survey sessions (issue 20): the only writer of ``SurveySession`` and ``SurveyAnswer`` (this
+package: its modules split the writer by concern).
 
 - **Starting** (``do_start_survey``): the contact's number and the gateway it would be sent
   through (or the one asked for) make the pair; a pair that already has an active session
