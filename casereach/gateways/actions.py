@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from casereach.core.crypto import decrypt_json, encrypt_json
 from casereach.core.errors import BadRequest, Conflict, NotFound
 from casereach.core.timeutil import now
+from casereach.gateways.hooks import run_before_delete
 from casereach.gateways.models import GatewayConfig, GatewayShare, GlobalRoutes
 from casereach.gateways.queries import MAX_ID
 from casereach.gateways.registry import GATEWAY_TYPES, gateway_class
@@ -230,7 +231,10 @@ def do_decline_share(gw_id: int, project: Project) -> None:
 
 
 def do_delete_gateway(gw: GatewayConfig) -> None:
+    """Delete a gateway; what higher layers keep about it is settled first, in the same
+    transaction (a global gateway's opt-outs become its projects' own: ``gateways.hooks``)."""
     with transaction.atomic():
+        run_before_delete(gw)
         gw.delete()
         bump_generation()
 

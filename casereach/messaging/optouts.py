@@ -28,7 +28,7 @@ from casereach.core.errors import Conflict, NotFound
 from casereach.core.timeutil import iso, now
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import serving_projects, visible_gateways
-from casereach.messaging.models import OptOut
+from casereach.messaging.models import Message, OptOut
 from casereach.projects.models import Project
 
 SOURCE_CHARS = 30
@@ -171,6 +171,70 @@ def _gateway_opt_out(project: Project, number: str) -> str | None:
         .first()
     )
     return row.gateway.name if row is not None and row.gateway is not None else None
+
+
+def keep_opt_outs_of(gw: GatewayConfig) -> int:
+    """Before a global gateway is deleted: every STOP received through it stays in force as
+    an opt-out of each project that messaged the number through it (the projects its STOP
+    applied to in practice), so a gateway set up again for the same provider never messages
+    someone who said STOP. A project row the admin or the person changed after that STOP is
+    left as it is. Returns how many project rows were written."""
+    stops = {
+        r.phone_number: r
+        for r in OptOut.objects.filter(gateway_id=gw.pk, opted_out=True).only(
+            "phone_number", "changed_on", "can_opt_in"
+        )
+    }
+    if not stops:
+        return 0
+    pairs = _projects_that_messaged(gw.pk, list(stops))
+    existing = {
+        (r.project_id, r.phone_number): r
+        for r in OptOut.objects.select_for_update().filter(
+            project_id__in={p for p, _ in pairs}, phone_number__in={n for _, n in pairs}
+        )
+    }
+    source = f"STOP via {gw.name} (deleted)"[:SOURCE_CHARS]
+    new: list[OptOut] = []
+    written = 0
+    for project_id, number in sorted(pairs):
+        stop = stops[number]
+        row = existing.get((project_id, number))
+        if row is None:
+            new.append(
+                OptOut(
+                    phone_number=number,
+                    project_id=project_id,
+                    opted_out=True,
+                    can_opt_in=stop.can_opt_in,
+                    changed_on=stop.changed_on,
+                    source=source,
+                )
+            )
+        elif not row.opted_out and row.changed_on < stop.changed_on:
+            row.opted_out, row.can_opt_in = True, stop.can_opt_in
+            row.changed_on, row.source = stop.changed_on, source
+            row.save(update_fields=["opted_out", "can_opt_in", "changed_on", "source"])
+            written += 1
+    OptOut.objects.bulk_create(new)
+    return written + len(new)
+
+
+def _projects_that_messaged(gateway_id: int, numbers: list[str]) -> set[tuple[int, str]]:
+    """(project, number) for every message either way between the gateway and the numbers."""
+    found: set[tuple[int, str]] = set()
+    for start in range(0, len(numbers), 500):
+        rows = (
+            Message.objects.filter(
+                gateway_id=gateway_id,
+                phone_number__in=numbers[start : start + 500],
+                project_id__isnull=False,
+            )
+            .values_list("project_id", "phone_number")
+            .distinct()
+        )
+        found.update((p, n) for p, n in rows if p is not None)
+    return found
 
 
 # -- reads ---------------------------------------------------------------------------------------

@@ -304,3 +304,38 @@ def test_one_module_writes_the_opt_out_table() -> None:
         and ("OptOut.objects" in path.read_text() or "messaging_optout" in path.read_text())
     )
     assert [] == writers
+
+
+def test_deleting_a_global_gateway_keeps_its_stops_in_the_projects_that_used_it(
+    api: Api, other_api: Api
+) -> None:
+    from casereach.gateways.actions_global import do_delete_global_gateway
+
+    shared = do_create_gateway(None, {"name": "GLOBAL", "type": "test"})
+    do_set_global_routes({"default_gateway": "GLOBAL", "prefixes": []})
+    a_cid = case(api, phone=NUMBER, verified="yes")
+    b_cid = case(other_api, phone=NUMBER)  # B never messaged the number
+    first = send(api, contact_id=a_cid, text="Clinic tomorrow")
+    assert ("queued", None) == (first["status"], first["error_code"])
+    r = Client().post(
+        f"/gateways/test/{shared.inbound_key}/inbound",
+        {"from": NUMBER, "to": "5550000", "text": "STOP"},
+    )
+    assert 200 == r.status_code
+
+    do_set_global_routes({"default_gateway": "", "prefixes": []})
+    do_delete_global_gateway(shared)
+    do_create_gateway(None, {"name": "GLOBAL-2", "type": "test"})
+    do_set_global_routes({"default_gateway": "GLOBAL-2", "prefixes": []})
+
+    msg = send(api, contact_id=a_cid, text="x")
+    assert ("failed", "PHONE_NUMBER_OPTED_OUT") == (msg["status"], msg["error_code"])
+    assert [("project", False)] == [
+        (o["scope"], o["can_opt_in"]) for o in profile(api, a_cid)["opt_outs"]
+    ]
+    # The person's own STOP: A's admin cannot opt them back in; START through a gateway can.
+    r = api.post(M + "opt-outs", {"phone_number": NUMBER, "opted_out": False})
+    assert 409 == r.status, r.body
+    assert profile(other_api, b_cid)["opted_out"] is False
+    msg = send(other_api, contact_id=b_cid, text="x")
+    assert ("queued", None) == (msg["status"], msg["error_code"])
