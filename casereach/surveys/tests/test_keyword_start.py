@@ -5,9 +5,11 @@ project."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from casereach.messaging.models import Message
 from casereach.projects.models import Project, Role
@@ -281,3 +283,80 @@ def test_each_project_starts_its_own_survey_with_the_same_word(
     inbound(other_gw, "well")
     assert 1 == len(sessions(other_api))
     assert 404 == other_api.get(f"{K}/{mine['id']}").status
+
+
+def test_the_test_phone_starts_a_survey_by_keyword(api: Api, gw: dict[str, Any]) -> None:
+    case(api, name="Amina", phone=NUMBER, verified="yes")
+    survey_keyword(api, create_survey(api))
+
+    r = api.post("/a/{project}/api/messaging/v1/test-phone", {"from": NUMBER, "text": "well"})
+
+    assert 201 == r.status, r.body
+    [started] = sessions(api)
+    assert ("TEST", "active") == (started["gateway"], started["status"])
+    assert [("TEST", Q1_EN)] == sent()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_deliveries_of_one_keyword_start_one_session(project: Project) -> None:
+    api = Api(project)
+    gw = default_gateway(api)
+    case(api, name="Amina", phone=NUMBER, verified="yes")
+    survey_keyword(api, create_survey(api))
+    statuses: list[int] = []
+
+    def deliver() -> None:
+        try:
+            statuses.append(inbound(gw, "WELL", id="same-id").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert [200] * 4 == statuses
+    assert 1 == SurveySession.objects.count()
+    assert [("TEST", Q1_EN)] == sent()
+
+
+def race_save_and_delete(api: Api, word: str, survey_id: int) -> tuple[int, int]:
+    """(the keyword save's status, the survey delete's status), sent at the same time."""
+    results: dict[str, int] = {}
+    body = {"keyword": word, "action": "survey", "survey_id": survey_id}
+
+    def save() -> None:
+        try:
+            results["save"] = api.post(K, body).status
+        finally:
+            connection.close()
+
+    def delete() -> None:
+        try:
+            results["delete"] = api.call("DELETE", f"{S}/{survey_id}").status
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=save), threading.Thread(target=delete)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results["save"], results["delete"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_saving_a_keyword_and_deleting_its_survey_at_once_never_both_succeed(
+    project: Project,
+) -> None:
+    api = Api(project)
+    outcomes = [
+        race_save_and_delete(api, f"W{n}", create_survey(api, survey_body(name=f"S{n}")))
+        for n in range(4)
+    ]
+
+    assert set(outcomes) <= {(201, 409), (400, 204)}, outcomes
+    for kw in api.get(K).body["objects"]:  # every keyword names a survey that exists
+        assert 200 == api.get(f"{S}/{kw['survey_id']}").status
