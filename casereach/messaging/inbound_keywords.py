@@ -138,6 +138,7 @@ KEYWORD_FIELDS = frozenset(
     {"keyword", "description", "reply", "fields", "error_reply", "action", "survey_id"}
 )
 MAX_REPLY_CHARS = 1600
+MAX_ID = 2**63 - 1  # a larger id cannot be looked up (a bigint column)
 
 
 def _texts(value: object, what: str) -> dict[str, str]:
@@ -227,6 +228,8 @@ def _apply_action(
         target = data["survey_id"]
         if target is not None and (isinstance(target, bool) or not isinstance(target, int)):
             raise BadRequest("survey_id must be a survey's id (an integer) or null")
+        if target is not None and not 0 < target <= MAX_ID:
+            raise BadRequest(f"survey_id: survey {target} not found in this project")
         kw.survey_id = target
     if kw.action == REPLY:
         if "survey_id" in data and kw.survey_id is not None:

@@ -116,6 +116,8 @@ def test_bad_survey_keywords_are_refused_and_nothing_is_stored(api: Api, other_a
         ({**base, "survey_id": str(survey_id)}, "an integer"),
         ({**base, "survey_id": True}, "an integer"),
         ({**base, "survey_id": 987654}, "survey 987654 not found in this project"),
+        ({**base, "survey_id": 10**30}, f"survey {10**30} not found in this project"),
+        ({**base, "survey_id": -1}, "survey -1 not found in this project"),
         ({**base, "survey_id": theirs}, f"survey {theirs} not found in this project"),
         ({**base, "survey_id": inactive}, f"survey {inactive} is inactive"),
         ({**base, "survey_id": survey_id, "reply": {"en": "hi"}}, "has no reply and no fields"),
