@@ -271,6 +271,8 @@ KEYWORD_BODY = {
                                 },
                             },
                         },
+                        "action": {"type": "string", "enum": ["reply", "survey"]},
+                        "survey_id": {"type": ["integer", "null"]},
                     },
                 }
             }
@@ -297,7 +299,7 @@ def keywords_list(request: HttpRequest, project: str) -> JsonResponse:
     ["POST"],
     BASE + "/keywords",
     operation_id="keywords_create",
-    summary="Add a keyword (reply and/or structured SMS)",
+    summary="Add a keyword (reply and/or structured SMS, or start a survey)",
     response={201: KeywordOut, **ERRORS, **CONFLICT},
     openapi_extra=KEYWORD_BODY,
 )

@@ -13,6 +13,7 @@ from casereach.contacts.models import Contact
 from casereach.core.errors import BadRequest, CasereachError, Conflict, NotFound
 from casereach.core.timeutil import now
 from casereach.messaging.inbound_replies import NOT_LOADED, Ctx, reply, scope, translated
+from casereach.messaging.keyword_actions import REPLY, action_names, keyword_action
 from casereach.messaging.keywords import (
     DEFAULT_JOIN_REPLY,
     HELP_WORDS,
@@ -47,6 +48,12 @@ def find_keyword(ctx: Ctx, word: str) -> Keyword | None:
 def run_keyword(ctx: Ctx, kw: Keyword, rest: str) -> str:
     assert ctx.project is not None and ctx.contact is not None
     name = kw.keyword
+    if kw.action != REPLY:
+        action = keyword_action(kw.action)
+        if action is not None:
+            return action.run(ctx, kw, rest)
+        ctx.notes.append(f"{name}: the action {kw.action!r} is not available")
+        return f"keyword_error:{name}"
     fields = parse_field_specs(kw.fields)
     if fields:
         try:
@@ -127,8 +134,11 @@ def self_register(ctx: Ctx, rest: str) -> bool:
 
 # -- the writer ----------------------------------------------------------------------------------
 
-KEYWORD_FIELDS = frozenset({"keyword", "description", "reply", "fields", "error_reply"})
+KEYWORD_FIELDS = frozenset(
+    {"keyword", "description", "reply", "fields", "error_reply", "action", "survey_id"}
+)
 MAX_REPLY_CHARS = 1600
+MAX_ID = 2**63 - 1  # a larger id cannot be looked up (a bigint column)
 
 
 def _texts(value: object, what: str) -> dict[str, str]:
@@ -200,8 +210,46 @@ def _apply_keyword(project: Project, kw: Keyword, data: object, *, creating: boo
             }
             for f in specs
         ]
-    if not kw.fields and not any(t.strip() for t in kw.reply.values()):
-        raise BadRequest("a keyword needs a reply, fields to update, or both")
+    _apply_action(project, kw, data, creating=creating)
+
+
+def _apply_action(
+    project: Project, kw: Keyword, data: dict[str, object], *, creating: bool
+) -> None:
+    """``action`` and its ``survey_id``; a target is checked (``validate``) when either is
+    given, so editing another field of a keyword whose survey was since deactivated works."""
+    if "action" in data:
+        name = data["action"]
+        if name not in action_names():
+            raise BadRequest(f"action must be one of: {', '.join(action_names())}")
+        assert isinstance(name, str)
+        kw.action = name
+    if "survey_id" in data:
+        target = data["survey_id"]
+        if target is not None and (isinstance(target, bool) or not isinstance(target, int)):
+            raise BadRequest("survey_id must be a survey's id (an integer) or null")
+        if target is not None and not 0 < target <= MAX_ID:
+            raise BadRequest(f"survey_id: survey {target} not found in this project")
+        kw.survey_id = target
+    if kw.action == REPLY:
+        if "survey_id" in data and kw.survey_id is not None:
+            raise BadRequest('survey_id is only for "action": "survey"')
+        kw.survey_id = None
+        if not kw.fields and not any(t.strip() for t in kw.reply.values()):
+            raise BadRequest("a keyword needs a reply, fields to update, or both")
+        return
+    if kw.fields or any(t.strip() for t in kw.reply.values()):
+        raise BadRequest(
+            f'a keyword with "action": "{kw.action}" has no reply and no fields'
+            ' (its first message is the reply): send "reply": {} and "fields": []'
+        )
+    if kw.survey_id is None:
+        raise BadRequest(f'"action": "{kw.action}" needs survey_id')
+    action = keyword_action(kw.action)
+    if action is not None and (creating or "action" in data or "survey_id" in data):
+        problem = action.validate(project, kw.survey_id)
+        if problem:
+            raise BadRequest(f"survey_id: {problem}")
 
 
 def do_save_keyword(project: Project, data: object, keyword_id: int | None = None) -> Keyword:

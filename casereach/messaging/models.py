@@ -226,6 +226,11 @@ class Keyword(models.Model):
     # Structured SMS: [{"property", "type", "choices", "required", "label"}]
     fields = models.JSONField(default=list)
     error_reply = models.JSONField(default=dict)  # language → prefix before the problem
+    # What the keyword does: "reply" (the reply and/or structured SMS above) or "survey"
+    # (start survey ``survey_id`` for the sender; ``messaging.keyword_actions``). A plain id:
+    # surveys sit above messaging, so the surveys app guards it (no deleting a named survey).
+    action = models.CharField(max_length=16, default="reply")
+    survey_id = models.BigIntegerField(null=True)
     created_on = models.DateTimeField()
     updated_on = models.DateTimeField()
 

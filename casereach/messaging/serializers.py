@@ -262,6 +262,8 @@ class KeywordOut(OpenSchema):
     reply: dict[str, str]
     fields: list[dict[str, Any]]
     error_reply: dict[str, str]
+    action: str = Field(json_schema_extra={"enum": ["reply", "survey"]})
+    survey_id: int | None
     created_on: str | None = Field(json_schema_extra={"format": "date-time"})
     updated_on: str | None = Field(json_schema_extra={"format": "date-time"})
 
@@ -315,6 +317,8 @@ def serialize_keyword(kw: Keyword) -> dict[str, Any]:
         "reply": kw.reply,
         "fields": kw.fields,
         "error_reply": kw.error_reply,
+        "action": kw.action,
+        "survey_id": kw.survey_id,
         "created_on": iso(kw.created_on),
         "updated_on": iso(kw.updated_on),
     }

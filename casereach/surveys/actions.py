@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from casereach.core.errors import BadRequest, Conflict
 from casereach.core.timeutil import now
 from casereach.projects.models import Project
+from casereach.surveys.keyword_start import keywords_naming
 from casereach.surveys.models import Survey
 from casereach.surveys.spec import SurveySpec, validated_survey
 
@@ -72,4 +73,14 @@ def do_update_survey(survey: Survey, data: dict[str, Any]) -> Survey:
 
 
 def do_delete_survey(survey: Survey) -> None:
-    survey.delete()
+    """Delete it, or Conflict naming the keywords that start it (nothing deleted). The row
+    is locked first: saving a keyword naming it locks it too, so the two cannot cross."""
+    with transaction.atomic():
+        Survey.objects.select_for_update().filter(pk=survey.pk).first()
+        names = keywords_naming(survey)
+        if names:
+            raise Conflict(
+                f"the keyword {', '.join(names)} starts this survey: change or delete it first",
+                {"keywords": names},
+            )
+        survey.delete()

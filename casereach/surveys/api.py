@@ -96,8 +96,8 @@ def surveys_update(request: HttpRequest, project: str, survey_id: int) -> JsonRe
     ["DELETE"],
     BASE + "/surveys/{survey_id}",
     operation_id="surveys_delete",
-    summary="Delete a survey",
-    response={204: None, **ERRORS, **NOT_FOUND},
+    summary="Delete a survey (409 while a keyword starts it)",
+    response={204: None, **ERRORS, **NOT_FOUND, 409: ApiError},
 )
 @requires(Role.MEMBER)
 def surveys_delete(request: HttpRequest, project: str, survey_id: int) -> HttpResponse:
