@@ -33,9 +33,10 @@ from casereach.alerts.models import (
     Alert,
     AlertReplyWait,
 )
+from casereach.alerts.replyspec import NoReply
 from casereach.alerts.replywait_queries import PROBE, due_wait_ids, reply_seen, waiting_for_pair
 from casereach.alerts.replywait_send import message_owner, other_gateway, set_property
-from casereach.alerts.spec import NoReply, spec_of
+from casereach.alerts.spec import spec_of
 from casereach.core import bulk, rows
 from casereach.core.timeutil import now
 from casereach.messaging.inbound_replies import Ctx

@@ -21,8 +21,8 @@ from pydantic import (
 )
 
 from casereach.alerts.regexguard import regex_problem
+from casereach.alerts.replyspec import MAX_REPLY_WAIT, NoReply, check_reply
 from casereach.alerts.templates import TemplateError, validate_content
-from casereach.cases.changes import valid_xml_name
 from casereach.core.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -346,45 +346,6 @@ class Content(_Strict):
     email: EmailContent | None = None
 
 
-class NoReply(_Strict):
-    """What happens when ``expect_reply_within_minutes`` passes with no reply (the survey
-    setting's shape; ``alerts.replywait`` runs it). ``set_property``: ``property`` =
-    ``value`` on the case; ``message_owner``: ``message`` to the case owner;
-    ``other_gateway``: the same message again through ``gateway``."""
-
-    action: Literal["set_property", "message_owner", "other_gateway"]
-    property: str | None = None
-    value: str | None = None
-    message: dict[str, str] = Field(default_factory=dict)
-    gateway: str | None = None
-
-
-MAX_REPLY_WAIT = 4 * 10080  # minutes: four weeks
-
-
-def _check_reply(spec: AlertSpec) -> None:
-    """``expect_reply_within_minutes`` and ``no_reply``: SMS only, the action complete."""
-    nr = spec.no_reply
-    if spec.expect_reply_within_minutes is not None and spec.channel != "sms":
-        raise ValueError("expect_reply_within_minutes is for SMS alerts (channel 'sms') only")
-    if nr is None:
-        return
-    if spec.expect_reply_within_minutes is None:
-        raise ValueError("no_reply needs expect_reply_within_minutes")
-    if nr.action == "set_property":
-        if not nr.property or not valid_xml_name(nr.property) or len(nr.property) > 255:
-            raise ValueError("no_reply.property: set_property needs a valid case property name")
-        if nr.value is None:
-            raise ValueError("no_reply.value: set_property needs a value")
-    elif nr.action == "message_owner":
-        try:
-            validate_content(nr.message, what="no_reply.message")
-        except TemplateError as exc:
-            raise ValueError(str(exc)) from None
-    elif not nr.gateway or not nr.gateway.strip():
-        raise ValueError("no_reply.gateway: other_gateway needs the gateway's name")
-
-
 BROADCAST_RECIPIENTS = {"case", "case_group", "worker", "user_group"}
 CONDITIONAL_RECIPIENTS = {"self", "owner", "parent", "children", "user_property", "email_property"}
 
@@ -447,7 +408,7 @@ class AlertSpec(_Strict):
         for name in (self.stop_property, self.reset_property):
             if name is not None:
                 _prop(name)
-        _check_reply(self)
+        check_reply(self.channel, self.expect_reply_within_minutes, self.no_reply)
         # Every template present is checked, in every language, whichever channel is used:
         # the other channel's texts are stored too, and may be sent after an edit.
         email = self.content.email
