@@ -354,3 +354,33 @@ def test_the_setting_is_checked_when_the_alert_is_saved(api: Api, gw: dict[str, 
         assert message in r.body["error"], (over, r.body)
     r = api.get(M + "alerts")
     assert [] == r.body["objects"]
+
+
+def test_a_conditional_alert_writes_to_its_own_case(api: Api, gw: dict[str, Any]) -> None:
+    mother = case(api, case_type="mother", name="Amina", phone=NUMBER, verified="yes", missed="yes")
+    r = api.post(
+        M + "alerts",
+        {
+            "name": "Missed dose",
+            "kind": "conditional",
+            "active": True,
+            "case_type": "mother",
+            "criteria": {"rules": [{"property": "missed", "op": "equal", "value": "yes"}]},
+            "content": {"sms": {"en": "{case.name}, did you take it?"}},
+            "schedule": {"type": "alert", "events": [{"wait_minutes": 0}]},
+            "recipients": [{"type": "self"}],
+            "expect_reply_within_minutes": 60,
+            "no_reply": MISSED,
+        },
+    )
+    assert 201 == r.status, r.body
+    run_until_idle()
+    drain()
+    assert [("Amina, did you take it?", "TEST")] == sent()
+
+    assert 0 == run_due_waits(at=later(59))
+    assert 1 == run_due_waits(at=later(62))
+
+    wait = the_wait(api)
+    assert ("no_reply", mother, r.body["id"]) == (wait["status"], wait["case_id"], wait["alert_id"])
+    assert "yes" == properties(api, mother)["visit_unconfirmed"]
