@@ -384,3 +384,18 @@ def test_a_conditional_alert_writes_to_its_own_case(api: Api, gw: dict[str, Any]
     wait = the_wait(api)
     assert ("no_reply", mother, r.body["id"]) == (wait["status"], wait["case_id"], wait["alert_id"])
     assert "yes" == properties(api, mother)["visit_unconfirmed"]
+
+
+def test_an_action_that_cannot_run_says_why(api: Api, gw: dict[str, Any]) -> None:
+    mother = case(api, name="Amina", phone=NUMBER, verified="yes")
+    broadcast(api, mother, {"action": "other_gateway", "gateway": "NOWHERE"})
+
+    assert 1 == run_due_waits(at=later(31))
+
+    wait = the_wait(api)
+    assert "no_reply" == wait["status"]
+    assert (
+        "no reply: other_gateway NOWHERE: not sent: "
+        "gateway 'NOWHERE' not found (or not active) for this project"
+    ) == wait["detail"]
+    assert [(TEXT, "TEST")] == sent()
