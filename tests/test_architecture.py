@@ -29,6 +29,7 @@ NOT_WRITERS = ("casereach.bench", "casereach.cli.bench")
 # The target of issue 17: every table has one writer.
 EXPECTED_WRITERS = {
     "alerts.Alert": "casereach.alerts.actions",
+    "alerts.AlertReplyWait": "casereach.alerts.replywait",
     "alerts.Firing": "casereach.alerts.actions",
     "alerts.ScheduleInstance": "casereach.alerts.actions",
     "auth.User": "casereach.projects.actions",

@@ -28,6 +28,7 @@ from casereach.alerts.models import (
     ScheduleInstance,
 )
 from casereach.alerts.recipients import broadcast_contacts, check_recipients
+from casereach.alerts.replywait_queries import check_reply_texts
 from casereach.alerts.spec import AlertSpec, spec_of, validated_spec
 from casereach.core import bulk, rows
 from casereach.core.errors import BadRequest
@@ -46,6 +47,7 @@ def do_create_alert(project: Project, data: Any) -> Alert:
     active = _pop_active(data)
     spec = validated_spec(data)
     check_recipients(project, spec)
+    check_reply_texts(project, spec)
     stamp = now()
     alert = Alert.objects.create(
         project=project,
@@ -80,6 +82,7 @@ def do_update_alert(alert: Alert, data: Any) -> Alert:
         raise BadRequest("Payload must be a single JSON object")
     spec = validated_spec(merged)
     check_recipients(alert.project, spec)
+    check_reply_texts(alert.project, spec)
     with transaction.atomic():
         Alert.objects.filter(pk=alert.pk).update(
             name=spec.name,

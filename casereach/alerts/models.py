@@ -116,3 +116,54 @@ class Firing(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["alert", "due"], name="firing_alert_due")]
+
+
+# Where an alert message's expected reply stands (``alerts.replywait``).
+ReplyWaitStatus = Literal["waiting", "replied", "no_reply", "cancelled"]
+WAITING: Final = "waiting"
+REPLIED: Final = "replied"
+NO_REPLY: Final = "no_reply"
+CANCELLED: Final = "cancelled"
+REPLY_WAIT_STATUSES: tuple[ReplyWaitStatus, ...] = (WAITING, REPLIED, NO_REPLY, CANCELLED)
+
+
+class AlertReplyWait(models.Model):
+    """One SMS of an alert with ``expect_reply_within_minutes``, waiting for its reply.
+
+    ``due_at`` is an absolute UTC instant: first the queueing time plus the wait, then (once
+    the message is sent) its ``sent_on`` plus the wait. ``no_reply`` is the alert's action
+    as it was when the message was queued (an edit does not change a wait under way)."""
+
+    # Indexed first in ``replywait_project``.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    alert = models.ForeignKey(
+        Alert, on_delete=models.CASCADE, related_name="reply_waits", db_index=False
+    )
+    alert_version = models.IntegerField()
+    event_id = models.BigIntegerField()
+    message_id = models.CharField(max_length=32)
+    contact_id = models.CharField(max_length=64, null=True)
+    case_id = models.CharField(max_length=64, null=True)
+    phone_number = models.CharField(max_length=32)
+    within_minutes = models.IntegerField()
+    no_reply = models.JSONField(null=True)
+    gateway_id = models.BigIntegerField(null=True)  # known once the message is sent
+    gateway_name = models.CharField(max_length=100, default="")
+    sent_on = models.DateTimeField(null=True)
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=20, default=WAITING)
+    detail = models.CharField(max_length=500, default="")
+    reply_message_id = models.CharField(max_length=32, null=True)
+    replied_on = models.DateTimeField(null=True)
+    ended_on = models.DateTimeField(null=True)
+    created_on = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["due_at"], condition=Q(status="waiting"), name="replywait_due"),
+            models.Index(
+                fields=["phone_number"], condition=Q(status="waiting"), name="replywait_number"
+            ),
+            models.Index(fields=["project", "created_on"], name="replywait_project"),
+            models.Index(fields=["alert"], name="replywait_alert"),
+        ]

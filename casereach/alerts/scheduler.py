@@ -38,6 +38,7 @@ from casereach.alerts.models import (
     ScheduleInstance,
 )
 from casereach.alerts.recipients import NO_RECIPIENT, Target, addresses, targets_of
+from casereach.alerts.replywait import record_waits
 from casereach.alerts.spec import AlertSpec, spec_of
 from casereach.core import bulk, rows
 from casereach.core.timeutil import ONE_MICROSECOND, now
@@ -218,6 +219,7 @@ def _fire_project(
         advanced.append(_advance(alert, spec, inst, due, project, at, memo))
     if out.firings:
         _write(project, out, at)
+        record_waits(alerts, out.firings, out.messages, at)
     return advanced
 
 

@@ -136,6 +136,26 @@ ALERT_SCHEMA: dict[str, Any] = {
         "stop_property": {"type": "string"},
         "reset_property": {"type": "string"},
         "late_limit_hours": {"type": "integer"},
+        "expect_reply_within_minutes": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": 40320,
+            "description": "SMS only: no reply within this long runs no_reply (docs/alerts.md)",
+        },
+        "no_reply": {
+            "type": ["object", "null"],
+            "required": ["action"],
+            "properties": {
+                "action": {
+                    "type": "string",
+                    "enum": ["set_property", "message_owner", "other_gateway"],
+                },
+                "property": {"type": "string"},
+                "value": {"type": "string"},
+                "message": _TEXTS,
+                "gateway": {"type": "string"},
+            },
+        },
     },
 }
 EXAMPLES = {
@@ -281,6 +301,8 @@ class AlertOut(AlertSummary):
     stop_property: str | None = None
     reset_property: str | None = None
     late_limit_hours: int
+    expect_reply_within_minutes: int | None = None
+    no_reply: dict[str, Any] | None = None
     estimates: list[SegmentEstimate]
     missing_translations: list[str] = Field(
         description="project languages the content has no (or an empty) translation for"

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from casereach.alerts.regexguard import regex_problem
+from casereach.alerts.replyspec import MAX_REPLY_WAIT, NoReply, check_reply
 from casereach.alerts.templates import TemplateError, validate_content
 from casereach.core.errors import BadRequest
 
@@ -362,6 +363,8 @@ class AlertSpec(_Strict):
     stop_property: str | None = None
     reset_property: str | None = None
     late_limit_hours: int = Field(default=48, ge=1, le=24 * 365)
+    expect_reply_within_minutes: int | None = Field(default=None, ge=1, le=MAX_REPLY_WAIT)
+    no_reply: NoReply | None = None
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> AlertSpec:
@@ -405,6 +408,7 @@ class AlertSpec(_Strict):
         for name in (self.stop_property, self.reset_property):
             if name is not None:
                 _prop(name)
+        check_reply(self.channel, self.expect_reply_within_minutes, self.no_reply)
         # Every template present is checked, in every language, whichever channel is used:
         # the other channel's texts are stored too, and may be sent after an edit.
         email = self.content.email

@@ -15,6 +15,7 @@ from ninja.openapi.schema import OpenAPISchema
 from ninja.parser import Parser
 
 from casereach.alerts.api import router as alerts_router
+from casereach.alerts.replywait_api import router as alert_reply_waits_router
 from casereach.api.links import add_links
 from casereach.cases.api import router as cases_router
 from casereach.cases.api_commcare import router as commcare_router
@@ -156,6 +157,7 @@ api.add_router("", events_router)
 api.add_router("", commcare_sms_router)  # CommCare HQ's send-SMS API (form body, plain text)
 api.add_router("", inbound_router)
 api.add_router("", alerts_router)
+api.add_router("", alert_reply_waits_router)
 api.add_router("", surveys_router)
 api.add_router("", survey_sessions_router)
 api.add_router("", workers_router)

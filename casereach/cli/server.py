@@ -77,6 +77,7 @@ def _serve(
 ) -> None:
     from waitress.server import create_server
 
+    from casereach.alerts.replywait import run_due_waits
     from casereach.alerts.scheduler import fire_due
     from casereach.messaging.runner import BackgroundLoops
     from casereach.scaleout.app import write_back_once
@@ -88,6 +89,7 @@ def _serve(
             extra=[
                 ("scheduler", fire_due),
                 ("survey-timers", run_due_sessions),
+                ("alert-reply-timers", run_due_waits),
                 ("commcare-writeback", write_back_once),
             ]
         )

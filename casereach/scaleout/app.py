@@ -92,6 +92,14 @@ def survey_timers(budget_s: float | None = None) -> int:
     return _loop(run_due_sessions, config.TASK_BUDGET_S if budget_s is None else budget_s)
 
 
+def alert_reply_timers(budget_s: float | None = None) -> int:
+    """Settle due alert reply waits (no reply: the alert's action); each is claimed by a
+    guarded update, so a duplicate task runs no action twice."""
+    from casereach.alerts.replywait import run_due_waits
+
+    return _loop(run_due_waits, config.TASK_BUDGET_S if budget_s is None else budget_s)
+
+
 def handle_inbound(budget_s: float | None = None) -> int:
     """Handle inbound SMS the webhooks queued (claimed ``FOR UPDATE SKIP LOCKED``); their
     replies go out with the next dispatch, kicked at once."""
@@ -167,6 +175,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "casereach.dispatch": dispatch,
     "casereach.fire_due": fire_due,
     "casereach.survey_timers": survey_timers,
+    "casereach.alert_reply_timers": alert_reply_timers,
     "casereach.reap_leases": reap_leases,
     "casereach.handle_inbound": handle_inbound,
     "casereach.commcare_writeback": commcare_writeback,

@@ -103,6 +103,7 @@ def celery_settings(url: str) -> dict[str, Any]:
             "casereach.commcare_writeback": {"queue": queue_name("schedule")},
             "casereach.fire_due": {"queue": queue_name("schedule")},
             "casereach.survey_timers": {"queue": queue_name("schedule")},
+            "casereach.alert_reply_timers": {"queue": queue_name("schedule")},
             "casereach.reevaluate_alert": {"queue": queue_name("bulk")},
             "casereach.import_cases": {"queue": queue_name("bulk")},
         },
@@ -127,6 +128,11 @@ def celery_settings(url: str) -> dict[str, Any]:
             },
             "survey-timers": {
                 "task": "casereach.survey_timers",
+                "schedule": KICK_INTERVAL_S,
+                "options": {"expires": KICK_INTERVAL_S * 3},
+            },
+            "alert-reply-timers": {
+                "task": "casereach.alert_reply_timers",
                 "schedule": KICK_INTERVAL_S,
                 "options": {"expires": KICK_INTERVAL_S * 3},
             },
