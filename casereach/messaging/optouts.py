@@ -214,6 +214,7 @@ def keep_opt_outs_of(gw: GatewayConfig) -> int:
         elif not row.opted_out and row.changed_on < stop.changed_on:
             row.opted_out, row.can_opt_in = True, stop.can_opt_in
             row.changed_on, row.source = stop.changed_on, source
+            # writes: messaging.OptOut
             row.save(update_fields=["opted_out", "can_opt_in", "changed_on", "source"])
             written += 1
     OptOut.objects.bulk_create(new)
