@@ -224,9 +224,11 @@ def start_survey(
 ) -> tuple[SurveySession | None, str]:
     """Start the survey posted as ``survey`` for ``contact``: (the session, "") or (None,
     the problem)."""
-    raw = request.POST.get("survey", "")
+    raw = request.POST.get("survey", "").strip()
+    if not raw.isdigit():
+        return None, "survey: choose one of the project's surveys"
     try:
-        survey = get_survey(project, int(raw) if raw.isdigit() else 0)
+        survey = get_survey(project, int(raw))
         session = do_start_survey(
             project, survey, contact, gateway or None, triggered_by=request.user.get_username()
         )

@@ -214,7 +214,7 @@ def test_start_refuses_bad_input_with_the_problem(
     survey_id = _survey(api, ONE)
     url = f"/a/demo/contacts/{mother}"
     for data, problem in [
-        ({"survey": "x"}, "survey 0 not found"),
+        ({"survey": "x"}, "survey: choose one of the project's surveys"),
         ({"survey": survey_id, "gateway": "NOPE"}, "gateway 'NOPE' not found"),
     ]:
         r = member.post(url, {"action": "start_survey", **data})
