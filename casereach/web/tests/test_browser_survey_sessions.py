@@ -76,6 +76,14 @@ def _send(p: Any, text: str, expected: str) -> None:
     expect(bubbles.last).to_contain_text(expected)
 
 
+def _shot(page: Page, name: str) -> None:
+    """Screenshots at 1280 and 360 px; at 360 px nothing is wider than the screen."""
+    p = page.page
+    p.set_viewport_size({"width": 360, "height": 800})
+    assert p.evaluate("document.documentElement.scrollWidth") <= 360, name
+    page.shot(name)
+
+
 def _write_transcript(lines: list[dict[str, str]], properties: dict[str, Any]) -> Path:
     TRANSCRIPTS.mkdir(parents=True, exist_ok=True)
     out = TRANSCRIPTS / "survey-test-phone.md"
@@ -120,7 +128,7 @@ def test_a_survey_played_on_the_test_phone_writes_the_case(page: Page) -> None:
     expect(box).to_have_attribute("data-status", "completed")
     expect(box.locator("[data-question=why_not]")).to_contain_text("skipped")
     expect(box.locator(".written-properties")).to_contain_text("next_visit=2027-01-05")
-    page.shot("survey-test-phone")
+    _shot(page, "survey-test-phone")
 
     with _api(page) as api:
         case = api.get(f"/case/v2/{case_id}/").json()
@@ -158,7 +166,7 @@ def test_a_survey_played_on_the_test_phone_writes_the_case(page: Page) -> None:
     for prop, value in WRITTEN.items():
         expect(p.locator(".session-answers")).to_contain_text(prop)
         expect(p.locator(".written-properties")).to_contain_text(f"{prop}={value}")
-    page.shot("survey-session")
+    _shot(page, "survey-session")
     _write_transcript(lines, props)
 
     # The survey's sessions: one completed.
@@ -208,4 +216,4 @@ def test_a_second_survey_for_the_number_waits_in_its_queue(page: Page) -> None:
     expect(rows).to_have_count(3)
     assert ["active", "queued", "cancelled"] == [r.get_attribute("data-status") for r in rows.all()]
     expect(rows.nth(1)).to_contain_text("1st in the queue of 254711000666")
-    page.shot("contact-surveys")
+    _shot(page, "contact-surveys")
