@@ -10,6 +10,7 @@ from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Router
 
 from casereach.core.errors import BadRequest
+from casereach.core.openapi import ApiError
 from casereach.core.requests import json_object, paged
 from casereach.projects.auth import principal_of, project_for, requires
 from casereach.projects.models import Role
@@ -32,6 +33,7 @@ from casereach.surveys.session_serializers import (
     serialize_session,
 )
 from casereach.surveys.sessions import do_start_survey
+from casereach.surveys.sessions.cancel import do_cancel_session
 
 router = Router(tags=["surveys"])
 BASE = "/a/{project}/api/surveys/v1"
@@ -88,6 +90,21 @@ def survey_sessions_list(request: HttpRequest, project: str) -> JsonResponse:
 def survey_sessions_get(request: HttpRequest, project: str, session_id: int) -> JsonResponse:
     proj = project_for(request, project)
     session = get_session(proj, session_id)
+    answers = list(SurveyAnswer.objects.filter(session=session).order_by("id"))
+    return JsonResponse(serialize_session(session, answers))
+
+
+@router.api_operation(
+    ["POST"],
+    BASE + "/survey-sessions/{session_id}/cancel",
+    operation_id="survey_sessions_cancel",
+    summary="Cancel an active or queued session (an active one frees its pair: the next starts)",
+    response={200: SessionOut, **ERRORS, **NOT_FOUND, 409: ApiError},
+)
+@requires(Role.MEMBER)
+def survey_sessions_cancel(request: HttpRequest, project: str, session_id: int) -> JsonResponse:
+    proj = project_for(request, project)
+    session = do_cancel_session(proj, session_id, by=principal_of(request).username)
     answers = list(SurveyAnswer.objects.filter(session=session).order_by("id"))
     return JsonResponse(serialize_session(session, answers))
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from casereach.alerts.templates import RenderContext
 from casereach.cases.models import Case
@@ -18,9 +19,11 @@ from casereach.contacts.models import Contact, PhoneEntry
 from casereach.contacts.queries import contact_names, send_order
 from casereach.core.errors import BadRequest, NotFound
 from casereach.gateways.queries import project_settings
+from casereach.messaging.models import Message, MessagingEvent
 from casereach.projects.models import Project
 from casereach.surveys.answers import Answer
-from casereach.surveys.models import ACTIVE, SESSION_STATUSES, SurveyAnswer, SurveySession
+from casereach.surveys.flow import properties_to_write
+from casereach.surveys.models import ACTIVE, QUEUED, SESSION_STATUSES, SurveyAnswer, SurveySession
 from casereach.surveys.queries import MAX_ID
 from casereach.surveys.session_steps import Context
 from casereach.surveys.spec import SurveySpec, load_stored
@@ -169,3 +172,104 @@ def queued_ids(gateway_id: int, number: str) -> list[int]:
     """The pair's queued sessions, first asked first."""
     qs = SurveySession.objects.filter(gateway_id=gateway_id, phone_number=number, status="queued")
     return list(qs.order_by("id").values_list("id", flat=True))
+
+
+# -- what the web UI shows ---------------------------------------------------------------------
+
+
+def status_counts(project: Project, survey_id: int) -> dict[str, int]:
+    """Status → how many of the survey's sessions have it (every status, zeros included)."""
+    rows = (
+        SurveySession.objects.filter(project=project, survey_id=survey_id)
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    found = dict(rows)
+    return {status: int(found.get(status, 0)) for status in SESSION_STATUSES}
+
+
+def contact_sessions(project: Project, contact_id: str, limit: int = 50) -> list[SurveySession]:
+    """The contact's sessions, the live ones (active, then queued) first, then newest first."""
+    qs = SurveySession.objects.filter(project=project, contact_id=contact_id)
+    live = list(qs.filter(status__in=(ACTIVE, QUEUED)).order_by("status", "id")[:limit])
+    ended = qs.exclude(status__in=(ACTIVE, QUEUED)).order_by("-created_on", "-id")
+    return live + list(ended[: max(0, limit - len(live))])
+
+
+def queue_places(sessions: list[SurveySession]) -> dict[int, int]:
+    """Queued session id → its place in its pair's queue (1: starts next), counting every
+    project's sessions on the pair (a global gateway's queue is shared)."""
+    queued = [s for s in sessions if s.status == QUEUED]
+    if not queued:
+        return {}
+    pairs = Q()
+    for s in queued:
+        pairs |= Q(gateway_id=s.gateway_id, phone_number=s.phone_number)
+    rows = SurveySession.objects.filter(pairs, status=QUEUED).order_by("id")
+    seen: dict[tuple[int, str], int] = {}
+    places: dict[int, int] = {}
+    for pk, gw, number in rows.values_list("id", "gateway_id", "phone_number"):
+        seen[(gw, number)] = seen.get((gw, number), 0) + 1
+        places[pk] = seen[(gw, number)]
+    return {s.pk: places[s.pk] for s in queued if s.pk in places}
+
+
+def latest_on_number(project: Project, number: str, gateway_ids: list[int]) -> SurveySession | None:
+    """The project's session on ``number`` through one of ``gateway_ids`` that the test
+    phone shows: the active one, else the newest."""
+    qs = SurveySession.objects.filter(
+        project=project, phone_number=number, gateway_id__in=gateway_ids
+    )
+    return qs.filter(status=ACTIVE).first() or qs.order_by("-created_on", "-id").first()
+
+
+def properties_written(session: SurveySession, answers: dict[str, Answer | None]) -> dict[str, str]:
+    """The case properties the session has written (by its status and ``write_mode``): every
+    answer's once it completed, those accepted so far with ``per_answer``, the answers given
+    at expiry with ``write_on_expiry``; nothing when the case refused the write."""
+    if not session.case_id or session.detail.startswith("case properties not written"):
+        return {}
+    spec = session_spec(session)
+    settings = spec.settings
+    if (
+        session.status == "completed"
+        or settings.write_mode == "per_answer"
+        or (session.status == "expired" and settings.write_on_expiry)
+    ):
+        return properties_to_write(spec, answers)
+    return {}
+
+
+@dataclass(frozen=True)
+class TranscriptLine:
+    """One message of a session: sent (``direction`` out) or a reply (in) with what the
+    session made of it: ``accepted``, ``invalid``, ``skipped``, ``help`` (or "")."""
+
+    message: Message
+    result: str
+    answer: SurveyAnswer | None
+
+
+def transcript(project: Project, session: SurveySession) -> list[TranscriptLine]:
+    """Every message of the session in order: those of its messaging events (source
+    ``survey``, ``source_id`` the session id) and the replies its answers came from."""
+    events = MessagingEvent.objects.filter(
+        project=project, source="survey", source_id=str(session.pk)
+    ).values("id")
+    answers = list(SurveyAnswer.objects.filter(session=session).order_by("id"))
+    by_message = {a.message_id: a for a in answers if a.message_id}
+    msgs = Message.objects.filter(
+        Q(event_id__in=events) | Q(pk__in=list(by_message)), project=project
+    ).order_by("created_on", "id")
+    return [_line(m, by_message.get(m.pk)) for m in msgs]
+
+
+def _line(m: Message, answer: SurveyAnswer | None) -> TranscriptLine:
+    if m.direction != "in":
+        return TranscriptLine(m, "", None)
+    if answer is not None:
+        return TranscriptLine(m, "skipped" if answer.skipped else "accepted", answer)
+    if m.inbound_action == "survey_help":
+        return TranscriptLine(m, "help", None)
+    invalid = m.inbound_action.startswith("survey_")
+    return TranscriptLine(m, "invalid" if invalid else "", None)

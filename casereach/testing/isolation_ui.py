@@ -48,6 +48,8 @@ def pages(a: Tenant) -> list[Page]:
         ("surveys/preview", None),
         ("surveys/segments", None),
         *((f"surveys/{i}/edit", None) for i in a.survey_ids),
+        *((f"surveys/{i}/sessions", {"status": "active"}) for i in a.survey_ids),
+        *((f"survey-sessions/{i}", None) for i in a.session_ids),
         ("settings", None),
         ("connect", None),
         ("gateways", None),
@@ -119,6 +121,12 @@ def forms(a: Tenant, b: Tenant, w: Walker) -> list[tuple[str, dict[str, Any]]]:
         ("surveys/preview", {**_survey_form(b), "preview_replies": "1\n2"}),
         ("surveys/segments", {"text": "from B"}),
         *((f"surveys/{i}/edit", _survey_form(b, "taken")) for i in a.survey_ids),
+        *((f"survey-sessions/{i}", {"action": "cancel"}) for i in a.session_ids),
+        *(
+            (page, {"action": "start_survey", "from": n, "survey": str(survey)})
+            for page in (f"contacts/{a.case_ids['mother']}", "test-phone")
+            for survey in [*a.survey_ids, *b.survey_ids]
+        ),
         (
             "import",
             {"file": SimpleUploadedFile("cases.csv", csv, "text/csv"), "case_type": "patient"},

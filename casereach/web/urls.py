@@ -14,6 +14,7 @@ from casereach.web import (
     views_contacts,
     views_import,
     views_messages,
+    views_sessions,
     views_surveys,
     views_sysadmin,
 )
@@ -51,6 +52,16 @@ urlpatterns = [
     path(P + "surveys/preview", views_surveys.survey_preview, name="survey_preview"),
     path(P + "surveys/segments", views_surveys.survey_segments, name="survey_segments"),
     path(P + "surveys/<int:survey_id>/edit", views_surveys.survey_edit, name="survey_edit"),
+    path(
+        P + "surveys/<int:survey_id>/sessions",
+        views_sessions.survey_sessions,
+        name="survey_sessions",
+    ),
+    path(
+        P + "survey-sessions/<int:session_id>",
+        views_sessions.survey_session,
+        name="survey_session",
+    ),
     path(P + "settings", views_admin.settings_page, name="settings"),
     path(P + "connect", views_connect.connect, name="connect"),
     path(P + "gateways", views_admin.gateways, name="gateways"),

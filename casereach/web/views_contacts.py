@@ -30,6 +30,7 @@ from casereach.projects.settings_schema import effective_settings
 from casereach.web.access import project_page
 from casereach.web.naming import link_holders
 from casereach.web.pages import PAGE, message_row, offset_of, pager
+from casereach.web.views_sessions import contact_start, contact_surveys, start_form
 
 
 @project_page(get=Role.VIEWER)
@@ -119,8 +120,11 @@ def contact(request: HttpRequest, project: Project, contact_id: str) -> HttpResp
     except CasereachError:
         raise Http404("no such contact") from None
     done, error, status = None, "", 200
+    survey_done, survey_error = "", ""
     if request.method == "POST":
-        if request.POST.get("action") != "retry_write":
+        if request.POST.get("action") == "start_survey":
+            survey_done, survey_error, status = contact_start(request, project, contact_id)
+        elif request.POST.get("action") != "retry_write":
             error, status = "unknown action", 400
         else:
             done, error, status = _retry_write(
@@ -161,6 +165,10 @@ def contact(request: HttpRequest, project: Project, contact_id: str) -> HttpResp
             "can_retry": Role(getattr(request, "project_role", Role.VIEWER)).allows(Role.MEMBER),
             "done": done,
             "error": error,
+            "sessions": contact_surveys(project, contact_id),
+            "start": start_form(project),
+            "survey_done": survey_done,
+            "survey_error": survey_error,
             "nav": "cases",
         },
         status=status,

@@ -21,12 +21,15 @@ from casereach.messaging.serializers import message_csv_rows
 from casereach.messaging.testphone import (
     conversation,
     do_test_phone_receive,
+    test_gateway,
     usable_number,
 )
 from casereach.projects.models import Project, Role
+from casereach.surveys.session_queries import latest_on_number
 from casereach.web.access import project_page
 from casereach.web.pages import PAGE, message_row, offset_of, pager
 from casereach.web.queries import project_alerts
+from casereach.web.views_sessions import session_view, start_form, start_survey, started_message
 
 WRITEBACK_SHOWN = 10
 LOG_FILTERS = ("since", "until", "status", "error_code", "contact_id", "phone_number", "gateway")
@@ -101,7 +104,10 @@ def test_phone(request: HttpRequest, project: Project) -> HttpResponse:
     number = request.POST.get("from") or request.GET.get("number", "")
     error = None
     result = None
-    if request.method == "POST":
+    started = ""
+    if request.method == "POST" and request.POST.get("action") == "start_survey":
+        number, started, error = _start_survey(request, project, number)
+    elif request.method == "POST":
         text = request.POST.get("text", "")
         try:
             sender = usable_number(number, project, "from")
@@ -114,12 +120,37 @@ def test_phone(request: HttpRequest, project: Project) -> HttpResponse:
         "number": number,
         "error": error,
         "result": result,
+        "started": started,
+        "start": start_form(project),
         "nav": "test_phone",
         **_conversation(project, number),
     }
     if request.headers.get("HX-Request") and request.method == "POST":
         return render(request, "web/test_phone_panel.html", context)
     return render(request, "web/test_phone.html", context)
+
+
+def _start_survey(request: HttpRequest, project: Project, raw: str) -> tuple[str, str, str]:
+    """Start the chosen survey for the test phone's contact through the test gateway, so
+    that what is typed here answers it: (number, done message, problem)."""
+    try:
+        number = usable_number(raw, project, "from")
+        gateway = test_gateway(project)
+    except CasereachError as exc:
+        return raw, "", exc.message
+    holder = contact_with_number(project, number)
+    if holder is None:
+        return number, "", f"no contact of this project has the number {number}"
+    session, problem = start_survey(request, project, holder, gateway.name)
+    if session is None:
+        return number, "", problem
+    return number, started_message(session), ""
+
+
+def _survey_on(project: Project, number: str) -> dict[str, Any] | None:
+    gateway_ids = list(visible_gateways(project).filter(type="test").values_list("pk", flat=True))
+    session = latest_on_number(project, number, gateway_ids)
+    return session_view(project, session) if session is not None else None
 
 
 def _conversation(project: Project, raw: str) -> dict[str, Any]:
@@ -135,6 +166,7 @@ def _conversation(project: Project, raw: str) -> dict[str, Any]:
     holder = contact_with_number(project, number)
     return {
         "conversation": rows,
+        "survey": _survey_on(project, number),
         "opted_out": bool(opt and opt.opted_out),
         "contact_id": holder.contact_id if holder else None,
         "contact_name": holder.name if holder else None,

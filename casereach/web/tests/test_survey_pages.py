@@ -54,6 +54,7 @@ def test_the_list_shows_each_survey_and_links_to_its_builder(api: Api, member: C
     assert 200 == page.status_code
     assert 'href="/a/demo/surveys/new"' in html
     assert f'href="/a/demo/surveys/{created["id"]}/edit"' in html
+    assert f'href="/a/demo/surveys/{created["id"]}/sessions"' in html
     row = re.search(r"<tr><td data-label=\"Name\">.*?</tr>", html, re.S)
     assert row is not None
     cells = re.findall(r'data-label="(\w+)">(.*?)</td>', row.group(0), re.S)
@@ -64,6 +65,7 @@ def test_the_list_shows_each_survey_and_links_to_its_builder(api: Api, member: C
         "Languages": "en, sw",
         "State": "active",
         "Version": "1",
+        "Sessions": f"Sessions of survey {created['id']}",
     } == {k: v for k, v in shown.items() if k != "Updated"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", shown["Updated"])
     assert 'aria-current="page">Surveys</a>' in html
