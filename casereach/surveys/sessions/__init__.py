@@ -46,7 +46,12 @@ from casereach.surveys.session_queries import (
     session_spec,
     step_context,
 )
-from casereach.surveys.session_send import reply_in_inbound, send_question, send_to_owner
+from casereach.surveys.session_send import (
+    reply_in_inbound,
+    send_question,
+    send_to_owner,
+    show_progress,
+)
 from casereach.surveys.session_steps import (
     Step,
     ask_again,
@@ -147,8 +152,9 @@ def _activate(project: Project, session: SurveySession, at: dt.datetime) -> None
     except IntegrityError:  # another start took the pair first: wait behind it
         session.status, session.started_on = QUEUED, None
         return
-    outcome = send_question(project, session, step.send)
+    outcome = send_question(project, session, step.send, first=True)
     if outcome.event_id is not None:
+        session.event_id = outcome.event_id
         SurveySession.objects.filter(pk=session.pk).update(event_id=outcome.event_id)
     if outcome.error_code is not None:
         status = "opted_out" if outcome.error_code == "PHONE_NUMBER_OPTED_OUT" else "failed"
@@ -194,6 +200,7 @@ def _end(session: SurveySession, status: str, at: dt.datetime, detail: str = "")
             "detail",
         ]
     )
+    show_progress(session)
 
 
 def _write_case(project: Project, session: SurveySession, properties: dict[str, str]) -> str:
@@ -301,6 +308,7 @@ def _apply(ctx: Ctx, project: Project, session: SurveySession, step: Step, at: d
     session.next_reask_at = at + dt.timedelta(minutes=s.reask_after_minutes) if more else None
     session.next_timer_at = _earliest(session)
     session.save()
+    show_progress(session)
 
 
 def _stop_pair(
@@ -379,6 +387,7 @@ def _reask(project: Project, session: SurveySession, at: dt.datetime) -> None:
     context = step_context(project, session)
     text = ask_again(spec, session.current_question, answers_of(session), context)
     outcome = send_question(project, session, text)
+    show_progress(session)
     if outcome.error_code is not None:
         log.info("survey session %s: re-ask not sent: %s", session.pk, outcome.error_code)
 
