@@ -40,6 +40,7 @@ from casereach.surveys.session_queries import (
     PROBE,
     active_session_id,
     answers_of,
+    case_gone,
     due_session_ids,
     first_entry,
     queued_ids,
@@ -239,6 +240,8 @@ def on_inbound(ctx: Ctx, happening: str) -> str | None:
         return None
     if scope is not None and session.project_id != scope:
         return None
+    if _cancel_if_case_gone(session, now()):
+        return None  # not an answer: the message is handled as any other
     project = _take_over(ctx, session)
     at = now()
     spec = session_spec(session)
@@ -255,6 +258,18 @@ def on_inbound(ctx: Ctx, happening: str) -> str | None:
     step = reply_step(spec, current, session.retries, answers, ctx.msg.text, context)
     _apply(ctx, project, session, step, at)
     return "survey_" + ("completed" if step.status == "completed" else step.result)
+
+
+def _cancel_if_case_gone(session: SurveySession, at: dt.datetime) -> bool:
+    """A session whose case was closed or deleted ends ``cancelled`` (SPEC 3.7: a closed
+    case's schedules stop too); the answers given so far stay, nothing more is written."""
+    gone = case_gone(session)
+    if not gone:
+        return False
+    project = lock_project(session.project_id)
+    _end(session, "cancelled", at, gone)
+    _start_next(project, session.gateway_id, session.phone_number, at)
+    return True
 
 
 def _take_over(ctx: Ctx, session: SurveySession) -> Project:
@@ -357,6 +372,8 @@ def _fire(session_id: int, at: dt.datetime) -> int:
     ).update(next_timer_at=None)
     if not claimed:
         return 0
+    if _cancel_if_case_gone(session, at):
+        return 1
     project = lock_project(session.project_id)
     spec = session_spec(session)
     if session.expires_at is not None and session.expires_at <= at:
