@@ -143,7 +143,7 @@ def test_kill_9_between_two_answers_loses_neither(tmp_path: Path) -> None:
             assert 200 == _post(url, i, 1), f"answer 1 of session {i}"
         acked: set[int] = set()
         threads = _post_second_answers(url, acked)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 120 + SESSIONS  # a loaded machine answers slowly
         while len(acked) < SESSIONS // 3:
             assert time.monotonic() < deadline, "the second answers never got going"
             time.sleep(0.005)
