@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import os
 import signal
 import sqlite3
 import subprocess
@@ -23,7 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.scaleout.harness import CountingProvider, free_port
+from tests.scaleout.harness import CountingProvider
+from tests.serve_process import Serve, cli, close_pipes, project_with_test_gateway, serve_env
 
 MESSAGES = 2000
 
@@ -59,36 +59,18 @@ def _statuses(db: Path) -> dict[str, int]:
         con.close()
 
 
-def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
-    if proc.stderr is not None:
-        proc.stderr.close()
-
-
 @pytest.mark.slow
 def test_kill_9_mid_dispatch_loses_nothing_and_sends_once(tmp_path: Path) -> None:
     provider = CountingProvider(delay_s=0.02)
     db = tmp_path / "crash.sqlite3"
-    env = {
-        **os.environ,
-        "CASEREACH_DATABASE_URL": str(db),
-        "PROVIDER_URL": provider.url,
-        "MESSAGES": str(MESSAGES),
-        "CASEREACH_LEASE_SECONDS": "10",
-    }
+    env = serve_env(
+        db, PROVIDER_URL=provider.url, MESSAGES=str(MESSAGES), CASEREACH_LEASE_SECONDS="10"
+    )
     try:
-        subprocess.run(
-            [sys.executable, "-m", "casereach", "init"], env=env, check=True, timeout=120
-        )
+        cli(env, "init")
         subprocess.run([sys.executable, "-c", SETUP], env=env, check=True, timeout=300)
         assert {"queued": MESSAGES} == _statuses(db)
-
-        def start() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(
-                [sys.executable, "-m", "casereach", "serve", "--port", str(free_port())],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
+        start = Serve(env).start
 
         first = start()
         deadline = time.monotonic() + 120
@@ -98,7 +80,7 @@ def test_kill_9_mid_dispatch_loses_nothing_and_sends_once(tmp_path: Path) -> Non
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
         first.wait(30)
-        _close_pipes(first)
+        close_pipes(first)
         killed_at = provider.total()
         assert killed_at < MESSAGES, "killed too late to prove anything"
 
@@ -115,7 +97,7 @@ def test_kill_9_mid_dispatch_loses_nothing_and_sends_once(tmp_path: Path) -> Non
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(60)
-            _close_pipes(second)
+            close_pipes(second)
         assert {"sent": MESSAGES} == _statuses(db)
         con = sqlite3.connect(db)
         unknown = {
@@ -137,19 +119,6 @@ def test_kill_9_mid_dispatch_loses_nothing_and_sends_once(tmp_path: Path) -> Non
 BATCH = 100
 
 
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "serve never answered /healthz"
-        time.sleep(0.2)
-
-
 def _batches(db: Path) -> dict[str, int]:
     """Messages stored per batch (the batch is the text's first word)."""
     con = sqlite3.connect(db, timeout=30)
@@ -163,29 +132,10 @@ def _batches(db: Path) -> dict[str, int]:
 @pytest.mark.slow
 def test_kill_9_during_batch_sends_keeps_every_acknowledged_batch_whole(tmp_path: Path) -> None:
     db = tmp_path / "batch.sqlite3"
-    env = {**os.environ, "CASEREACH_DATABASE_URL": str(db)}
-    for args in (
-        ("init",),
-        ("project", "create", "crash"),
-        ("gateway", "add", "LOCAL", "--type", "test", "--project", "crash", "--default"),
-    ):
-        subprocess.run([sys.executable, "-m", "casereach", *args], env=env, check=True, timeout=120)
-    made = subprocess.run(
-        [sys.executable, "-m", "casereach", "apikey", "create", "--project", "crash",
-         "--username", "ops@example.org"],
-        env=env, check=True, timeout=120, capture_output=True, text=True,
-    )  # fmt: skip
-    auth = f"ApiKey ops@example.org:{made.stdout.strip().splitlines()[-1]}"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "casereach", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+    env = serve_env(db)
+    auth = project_with_test_gateway(env)
+    serve = Serve(env)
+    url, start = serve.url, serve.start
 
     acked: dict[str, list[str]] = {}
     stop = threading.Event()
@@ -211,7 +161,7 @@ def test_kill_9_during_batch_sends_keeps_every_acknowledged_batch_whole(tmp_path
 
     first = start()
     try:
-        _wait_healthy(first, url)
+        serve.wait_healthy(first)
         clients = [threading.Thread(target=client, args=(w,)) for w in range(3)]
         for t in clients:
             t.start()
@@ -228,15 +178,15 @@ def test_kill_9_during_batch_sends_keeps_every_acknowledged_batch_whole(tmp_path
         if first.poll() is None:
             first.kill()
             first.wait(30)
-        _close_pipes(first)
+        close_pipes(first)
 
     second = start()  # the database opens after the crash, and the server serves again
     try:
-        _wait_healthy(second, url)
+        serve.wait_healthy(second)
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(60)
-        _close_pipes(second)
+        close_pipes(second)
     stored = _batches(db)
     assert {tag: BATCH for tag in acked} == {tag: stored.get(tag, 0) for tag in acked}
     assert set() == {tag for tag, n in stored.items() if n != BATCH}, "a half-stored batch"
@@ -256,29 +206,13 @@ def test_kill_9_during_grouped_single_sends_keeps_every_acknowledged_send(
     # Concurrent single sends are recorded in groups (one commit for several callers): a
     # 202 is only answered after its group committed.
     db = tmp_path / "single.sqlite3"
-    env = {**os.environ, "CASEREACH_DATABASE_URL": str(db), "CASEREACH_API_RATE": "100000"}
-    for args in (
-        ("init",),
-        ("project", "create", "crash"),
-        ("gateway", "add", "LOCAL", "--type", "test", "--project", "crash", "--default"),
-    ):
-        subprocess.run([sys.executable, "-m", "casereach", *args], env=env, check=True, timeout=120)
-    made = subprocess.run(
-        [sys.executable, "-m", "casereach", "apikey", "create", "--project", "crash",
-         "--username", "ops@example.org"],
-        env=env, check=True, timeout=120, capture_output=True, text=True,
-    )  # fmt: skip
-    auth = f"ApiKey ops@example.org:{made.stdout.strip().splitlines()[-1]}"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    env = serve_env(db, CASEREACH_API_RATE="100000")
+    auth = project_with_test_gateway(env)
+    serve = Serve(env)
+    url = serve.url
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "casereach", "serve", "--port", str(port)],
-            env={**env, "CASEREACH_DISPATCH_PAUSE": "1"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        return serve.start(CASEREACH_DISPATCH_PAUSE="1")
 
     acked: list[str] = []
     stop = threading.Event()
@@ -299,7 +233,7 @@ def test_kill_9_during_grouped_single_sends_keeps_every_acknowledged_send(
 
     first = start()
     try:
-        _wait_healthy(first, url)
+        serve.wait_healthy(first)
         clients = [threading.Thread(target=client, args=(w,)) for w in range(8)]
         for t in clients:
             t.start()
@@ -316,7 +250,7 @@ def test_kill_9_during_grouped_single_sends_keeps_every_acknowledged_send(
         if first.poll() is None:
             first.kill()
             first.wait(30)
-        _close_pipes(first)
+        close_pipes(first)
 
     con = sqlite3.connect(db, timeout=30)
     try:

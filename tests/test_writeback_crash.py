@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from casereach.testing.commcare_hq import CaseApi, FakeHq, HqCase
-from tests.scaleout.harness import free_port
+from tests.serve_process import Serve, cli, serve_env
 
 CHANGES = int(os.environ.get("CASEREACH_WRITEBACK_CRASH_CHANGES", "200"))
 CASES = max(CHANGES // 20, 1)
@@ -78,30 +78,17 @@ def test_kill_9_mid_writeback_loses_nothing_and_keeps_each_case_in_order(
     hq.queue.clear()
     api = CaseApi(hq, username="hq-user@example.org", api_key="hq-key", delay_s=0.01)
     db = tmp_path / "crash.sqlite3"
-    env = {
-        **os.environ,
-        "CASEREACH_DATABASE_URL": str(db),
-        "HQ_URL": api.url,
-        "CASES": str(CASES),
-        "CHANGES": str(CHANGES),
-        "CASEREACH_COMMCARE_TIMEOUT_S": "2",
-    }
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "casereach", "serve", "--port", str(free_port())],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        return proc
-
+    env = serve_env(
+        db,
+        HQ_URL=api.url,
+        CASES=str(CASES),
+        CHANGES=str(CHANGES),
+        CASEREACH_COMMCARE_TIMEOUT_S="2",
+    )
+    serve = Serve(env, quiet=True)
+    start = serve.start
     try:
-        subprocess.run(
-            [sys.executable, "-m", "casereach", "init"], env=env, check=True, timeout=120
-        )
+        cli(env, "init")
         subprocess.run([sys.executable, "-c", SETUP], env=env, check=True, timeout=600)
         assert {"queued": CHANGES} == _statuses(db)
         first = start()
@@ -123,10 +110,7 @@ def test_kill_9_mid_writeback_loses_nothing_and_keeps_each_case_in_order(
         second.send_signal(signal.SIGTERM)
         second.wait(60)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+        serve.close()
         api.close()
 
     applied = [(r.case_id, r.body["properties"]["seq"]) for r in api.received if r.applied]

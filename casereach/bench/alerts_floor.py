@@ -146,6 +146,9 @@ def _floor_templates(stamp: str) -> tuple[dict[str, Any], dict[str, Any], dict[s
         "contact_type": "case",
         "recipient_name": "Mother",
         "date_last_activity": stamp,
+        "survey_session_id": None,
+        "survey_status": "",
+        "survey_form": None,
     }
     message = {
         **base,

@@ -35,6 +35,7 @@ from casereach.messaging.event_query import (
     make_cursor,
     ordering_of,
     params_of,
+    with_survey_messages,
 )
 from casereach.messaging.serializers import serialize_event
 from casereach.projects.auth import project_for, requires
@@ -77,7 +78,9 @@ def _list(request: HttpRequest, project: str) -> JsonResponse:
         nxt = request.build_absolute_uri(f"{request.path}?{cursor}")
     return JsonResponse(
         {
-            "objects": [serialize_event(sub, proj.name) for sub in page],
+            "objects": [
+                serialize_event(sub, proj.name) for sub in with_survey_messages(proj, page)
+            ],
             "meta": {"limit": limit, "next": nxt},
         }
     )
@@ -90,7 +93,7 @@ def _detail(request: HttpRequest, project: str, event_id: str) -> HttpResponse:
     )
     if sub is None:
         return HttpResponse(status=404)  # HQ: HttpResponseNotFound, empty body
-    return JsonResponse(serialize_event(sub, proj.name))
+    return JsonResponse(serialize_event(with_survey_messages(proj, [sub])[0], proj.name))
 
 
 def _not_allowed(request: HttpRequest, project: str) -> JsonResponse:
@@ -111,7 +114,15 @@ _EVENT: dict[str, Any] = {
         "case_id": {"type": ["string", "null"]},
         "domain": {"type": "string"},
         "error": {"type": ["object", "null"]},
-        "form": {"type": "null"},
+        "form": {
+            "type": ["object", "null"],
+            "description": "sms-survey only: app_id (null), form_definition_id (the survey id), "
+            "form_name (the survey name), form_submission_id (the session id once completed).",
+        },
+        "survey_session_id": {
+            "type": "integer",
+            "description": "sms-survey only (casereach extension): the survey session.",
+        },
         "messages": {"type": "array", "items": {"type": "object"}},
         "recipient": {"type": "object"},
         "source": {"type": "object"},
@@ -140,7 +151,8 @@ LIST_DOC: dict[str, Any] = {
         *(query_param(f"{field}.{q}", _DATE_DOC) for field in DATE_FIELDS for q in DATE_QUALIFIERS),
         query_param(
             "content_type",
-            "Comma-separated slugs (sms, email, …); sms also matches the other SMS kinds.",
+            "Comma-separated slugs (sms, email, sms-survey, …); sms also matches the other SMS "
+            "kinds, sms-survey ivr-survey.",
         ),
         query_param(
             "source",

@@ -9,13 +9,14 @@ import base64
 import binascii
 import datetime as dt
 import re
+from collections import defaultdict
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode
 
 from dateutil import parser as dateparser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
 
 from casereach.core.errors import BadRequest
 from casereach.core.timeutil import as_utc
@@ -70,7 +71,14 @@ SOURCE_SLUGS: dict[str, str] = {
     "verification": "other",
     "unrecognized": "unrecognized",
     "forwarded": "forwarded-message",
-    "survey": "other",  # an SMS survey's messages (issue 20): HQ's source of an API start
+    # SMS surveys (issue 20): the session's event has the source of what started it (an API
+    # start is HQ's SOURCE_OTHER); "survey_part" rows (re-asks, answers) are inside it.
+    "survey": "other",
+    "survey_keyword": "keyword",
+    "survey_alert": "conditional-alert",
+    "survey_broadcast": "broadcast",
+    "survey_part": "other",
+    "survey_owner": "other",  # a no-reply message to the case's owner: a plain SMS event
 }
 ALL_SOURCES = frozenset(
     {
@@ -90,6 +98,14 @@ SOURCE_EXPANSIONS: dict[str, tuple[str, ...]] = {
     "reminder": ("conditional-alert",),
     "other": ("forwarded-message",),
 }
+
+# A survey session's event (MessagingSubEvent.survey_status set): its content type, and the
+# session statuses (HQ's SQLXFormsSession.status_slug) it shows when the sub-event is completed.
+SURVEY_CONTENT_TYPE = "sms-survey"
+SURVEY_IN_PROGRESS = "in-progress"
+SURVEY_COMPLETED = "completed"
+SURVEY_PARTIAL = "partially_completed"
+SURVEY_NOT_FINISHED = "not-finished"
 
 # MessagingSubEvent.status → status slug.
 STATUS_SLUGS: dict[str, str] = {
@@ -247,9 +263,16 @@ def _status_filter(value: str) -> Q:
     if internal == "error":
         # HQ: also events having any SMS in error
         return Q(status="error") | Q(_failed_message())
+    # A completed survey event shows its session's status (reference 4.4).
     if internal == "completed":
         # a completed sub-event with a failed message is shown as "error"
-        return Q(status="completed") & ~Q(_failed_message())
+        plain = Q(status="completed", survey_status="") & ~Q(_failed_message())
+        return plain | Q(status="completed", survey_status=SURVEY_COMPLETED)
+    if internal == "in_progress":  # HQ: also open survey sessions
+        return Q(status=internal) | Q(status="completed", survey_status=SURVEY_IN_PROGRESS)
+    if internal == "not_completed":  # HQ: also closed sessions without a submission
+        ended = (SURVEY_PARTIAL, SURVEY_NOT_FINISHED)
+        return Q(status=internal) | Q(status="completed", survey_status__in=ended)
     return Q(status=internal)
 
 
@@ -284,7 +307,10 @@ def filter_events(qs: QuerySet[MessagingSubEvent], params: Params) -> QuerySet[M
         if name == "content_type":
             slugs = _slugs(name, value, ALL_CONTENT_TYPES, CONTENT_TYPE_EXPANSIONS)
             internal = [k for k, slug in CONTENT_TYPE_SLUGS.items() if slug in slugs]
-            qs = qs.filter(event__content_type__in=internal)
+            kinds = Q(event__content_type__in=internal, survey_session_id__isnull=True)
+            if SURVEY_CONTENT_TYPE in slugs:
+                kinds |= Q(survey_session_id__isnull=False)
+            qs = qs.filter(kinds)
         elif name == "source":
             slugs = _slugs(name, value, ALL_SOURCES, SOURCE_EXPANSIONS)
             internal = [k for k, slug in SOURCE_SLUGS.items() if slug in slugs]
@@ -313,11 +339,34 @@ def filter_events(qs: QuerySet[MessagingSubEvent], params: Params) -> QuerySet[M
 
 
 def event_rows(proj: Project) -> QuerySet[MessagingSubEvent]:
-    """The project's sub-events with their event and their messages (two queries a page)."""
+    """The project's sub-events with their event and their messages (two queries a page).
+    The parts of a survey session's conversation are not events of their own: their
+    messages are listed in the session's event (``with_survey_messages``)."""
     return (
         MessagingSubEvent.objects.filter(project=proj)
+        .exclude(survey_session_id__isnull=False, survey_status="")
         .select_related("event")
         .prefetch_related(
             Prefetch("messages", queryset=Message.objects.order_by("created_on", "id"))
         )
     )
+
+
+def with_survey_messages(proj: Project, page: list[MessagingSubEvent]) -> list[MessagingSubEvent]:
+    """Give each survey session's event of ``page`` every SMS of the session, in and out
+    (``session_messages``), in one query."""
+    sessions = {sub.survey_session_id for sub in page if sub.survey_status}
+    if not sessions:
+        return page
+    found: dict[int, list[Message]] = defaultdict(list)
+    rows = (
+        Message.objects.filter(project=proj, subevent__survey_session_id__in=sessions)
+        .annotate(session_id=F("subevent__survey_session_id"))
+        .order_by("created_on", "id")
+    )
+    for msg in rows:
+        found[msg.session_id].append(msg)
+    for sub in page:
+        if sub.survey_status and sub.survey_session_id is not None:
+            sub.session_messages = found[sub.survey_session_id]  # type: ignore[attr-defined]
+    return page

@@ -20,7 +20,6 @@ statements of the common path are written once as SQL and read through ``core.ro
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
 import json
 import logging
@@ -232,14 +231,13 @@ def do_receive(
     last, so it is written once with its outcome). A re-delivery is found before anything is
     done; concurrent ones are serialised on their provider id (PostgreSQL: an advisory lock;
     SQLite: the write transaction), and the unique constraint is the last guard."""
-    stamp = now()
     provider_id = inbound.provider_id or None
     word, _ = first_word(inbound.text)
     info = analyse(inbound.text) if inbound.text else None
     try:
         with bulk.process_writer_turn(), transaction.atomic(savepoint=not _in_batch()):
             outcome = _receive(
-                gw, inbound, stamp, provider_id, word, info, as_project.pk if as_project else None
+                gw, inbound, provider_id, word, info, as_project.pk if as_project else None
             )
     except _Duplicate as late:  # everything this delivery did is rolled back
         outcome = late
@@ -251,7 +249,6 @@ def do_receive(
 def _receive(
     gw: GatewayConfig,
     inbound: InboundMessage,
-    stamp: dt.datetime,
     provider_id: str | None,
     word: str,
     info: SegmentInfo | None,
@@ -273,6 +270,7 @@ def _receive(
         project, settings = sender.project
     else:
         project, settings = _lock_project(project_id)
+    stamp = now()  # under the project lock: the log's order is the order of handling
     msg = Message(
         project=project,
         direction="in",

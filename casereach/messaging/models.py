@@ -81,10 +81,21 @@ class MessagingSubEvent(models.Model):
     created_on = models.DateTimeField()
     # Strictly increasing per project (commcare-export pages on it).
     date_last_activity = models.DateTimeField()
+    # An SMS survey's conversation (issue 20, ``log.surveys``): the session id on each of its
+    # sub-events; the session's own event (its first question's) also has the survey and
+    # the session's status as the messaging-event API shows it ("" on the others).
+    survey_session_id = models.BigIntegerField(null=True)
+    survey_status = models.CharField(max_length=24, default="")
+    survey_form = models.JSONField(null=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["project", "date_last_activity", "id"], name="subevent_activity"),
+            models.Index(
+                fields=["survey_session_id"],
+                condition=models.Q(survey_session_id__isnull=False),
+                name="subevent_survey_session",
+            ),
         ]
 
 

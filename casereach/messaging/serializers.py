@@ -24,6 +24,8 @@ from casereach.messaging.event_query import (
     SMS_STATUS_SLUGS,
     SOURCE_SLUGS,
     STATUS_SLUGS,
+    SURVEY_COMPLETED,
+    SURVEY_CONTENT_TYPE,
 )
 from casereach.messaging.models import Keyword, Message, MessagingEvent, MessagingSubEvent, OptOut
 from casereach.messaging.models import SendAttempt as SendAttemptRow
@@ -381,16 +383,23 @@ def _serialize_message(m: Message, event_status: str, event_failed: bool) -> dic
 
 
 def serialize_event(sub: MessagingSubEvent, domain: str) -> dict[str, Any]:
-    """The event object of reference 4.4; ``sub.event`` and ``sub.messages`` are prefetched."""
+    """The event object of reference 4.4; ``sub.event`` and ``sub.messages`` are prefetched
+    (and a survey session's messages: ``event_query.with_survey_messages``)."""
     event: MessagingEvent = sub.event
     msgs = list(sub.messages.all())
-    content_type = CONTENT_TYPE_SLUGS.get(event.content_type, "unknown")
+    survey = bool(sub.survey_status) and sub.survey_session_id is not None
+    content_type = (
+        SURVEY_CONTENT_TYPE if survey else CONTENT_TYPE_SLUGS.get(event.content_type, "unknown")
+    )
     status = STATUS_SLUGS.get(sub.status, "unknown")
-    if sub.status == "completed" and any(m.status == "failed" for m in msgs):
+    if survey and sub.status == "completed":  # HQ: the session's status
+        status = sub.survey_status
+    elif sub.status == "completed" and any(m.status == "failed" for m in msgs):
         status = "error"
+    shown = getattr(sub, "session_messages", msgs) if survey else msgs
     messages = (
-        [_serialize_message(m, status, sub.status == "error") for m in msgs]
-        if content_type in ("sms", "email")
+        [_serialize_message(m, status, sub.status == "error") for m in shown]
+        if content_type in ("sms", "email", SURVEY_CONTENT_TYPE)
         else []
     )
     error = None
@@ -410,7 +419,7 @@ def serialize_event(sub: MessagingSubEvent, domain: str) -> dict[str, Any]:
         "case_id": sub.contact_id if sub.contact_type == "case" else None,
         "domain": domain,
         "error": error,
-        "form": None,  # only for sms-survey / ivr-survey, which we do not have
+        "form": _survey_form(sub) if survey else None,
         "messages": messages,
         "recipient": {
             "recipient_id": sub.contact_id,
@@ -424,4 +433,19 @@ def serialize_event(sub: MessagingSubEvent, domain: str) -> dict[str, Any]:
             "name": event.source_name or content_type,
         },
         "status": status,
+        # casereach extension: the survey session of an sms-survey event
+        **({"survey_session_id": sub.survey_session_id} if survey else {}),
+    }
+
+
+def _survey_form(sub: MessagingSubEvent) -> dict[str, Any]:
+    """HQ's ``form`` of a survey event: our survey stands for the form (no app); the
+    submission is the session, once it completed."""
+    form = sub.survey_form or {}
+    done = sub.survey_status == SURVEY_COMPLETED
+    return {
+        "app_id": None,
+        "form_definition_id": form.get("form_definition_id"),
+        "form_name": form.get("form_name"),
+        "form_submission_id": str(sub.survey_session_id) if done else None,
     }

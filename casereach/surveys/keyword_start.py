@@ -66,7 +66,7 @@ def start(ctx: Ctx, kw: Keyword, rest: str) -> str:
         return _refused(ctx, kw, problem, "this survey cannot be started from this number.")
     try:
         session = do_start_survey(
-            ctx.project, survey, ctx.contact, gateway=ctx.gw.name, triggered_by=f"keyword {name}"
+            ctx.project, survey, ctx.contact, gateway=ctx.gw.name, triggered_by=f"keyword:{name}"
         )
     except CasereachError as exc:
         return _refused(ctx, kw, exc.message, NOT_AVAILABLE)

@@ -22,6 +22,7 @@ from casereach.surveys.session_queries import (
     filter_sessions,
     get_contact,
     get_session,
+    retired_questions,
     sessions_of_survey,
 )
 from casereach.surveys.session_serializers import (
@@ -133,7 +134,8 @@ def _pages(sessions: Any) -> Iterator[tuple[SurveySession, list[SurveyAnswer]]]:
 def surveys_answers_csv(request: HttpRequest, project: str, survey_id: int) -> Any:
     proj = project_for(request, project)
     survey = get_survey(proj, survey_id)
-    questions = [q.id for q in spec_of(survey).questions]
+    current = [q.id for q in spec_of(survey).questions]
+    questions = current + retired_questions(survey.pk, current)
     rows = answers_csv_rows(questions, _pages(sessions_of_survey(proj, survey.pk)))
     response = StreamingHttpResponse(rows, content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="survey-{survey.pk}-answers.csv"'

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 
 from casereach.alerts.templates import RenderContext
 from casereach.cases.models import Case
@@ -68,6 +68,34 @@ def live_case(project_id: int, case_id: str | None) -> Case | None:
     if not case_id:
         return None
     return Case.objects.filter(project_id=project_id, case_id=case_id, deleted=False).first()
+
+
+def case_gone(session: SurveySession) -> str:
+    """Why the session's case can no longer take answers ("the case was closed" /
+    "... deleted"), or "" (a mobile worker's session has no case)."""
+    if not session.case_id:
+        return ""
+    row = (
+        Case.objects.filter(project_id=session.project_id, case_id=session.case_id)
+        .values_list("closed", "deleted")
+        .first()
+    )
+    if row is None or row[1]:
+        return "the case was deleted"
+    return "the case was closed" if row[0] else ""
+
+
+def retired_questions(survey_id: int, current: list[str]) -> list[str]:
+    """Question ids answered in the survey's sessions that its current definition no longer
+    has, in the order they were first answered (one query)."""
+    rows = (
+        SurveyAnswer.objects.filter(session__survey_id=survey_id)
+        .exclude(question_id__in=current)
+        .values("question_id")
+        .annotate(first=Min("id"))
+        .order_by("first")
+    )
+    return [r["question_id"] for r in rows]
 
 
 def step_context(project: Project, session: SurveySession) -> Context:

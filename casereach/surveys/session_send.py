@@ -16,13 +16,31 @@ from dataclasses import dataclass
 from casereach.core.errors import CasereachError
 from casereach.gateways.queries import project_settings
 from casereach.messaging.actions import SendRequest, do_send
+from casereach.messaging.event_query import (
+    SURVEY_COMPLETED,
+    SURVEY_IN_PROGRESS,
+    SURVEY_NOT_FINISHED,
+    SURVEY_PARTIAL,
+)
 from casereach.messaging.inbound_replies import Ctx, ensure_event, queue_sms
+from casereach.messaging.log.surveys import add_to_survey, link_survey, touch_survey
 from casereach.projects.models import Project
-from casereach.surveys.flow import render_text
-from casereach.surveys.models import SurveySession
-from casereach.surveys.session_queries import answers_of, live_case, step_context
+from casereach.surveys.flow import properties_to_write, render_text
+from casereach.surveys.models import ACTIVE, QUEUED, SurveySession
+from casereach.surveys.session_queries import answers_of, live_case, session_spec, step_context
 
 SOURCE = "survey"
+PART = "survey_part"  # a re-ask or an answer: part of the session's event (log.surveys)
+OWNER = "survey_owner"  # the no-reply message to the case's owner: an event of its own
+# What started a session → the source of its messaging event (HQ's source type, mapped in
+# messaging.event_query.SOURCE_SLUGS). A start records its kind as the prefix of its
+# ``triggered_by``: "keyword:<word>", "alert:<alert id>", "broadcast:<id>"; anything else
+# (an API start: the key's user) is HQ's "other".
+TRIGGER_SOURCES = {
+    "keyword": "survey_keyword",
+    "alert": "survey_alert",
+    "broadcast": "survey_broadcast",
+}
 
 
 @dataclass(frozen=True)
@@ -38,14 +56,50 @@ def _texts(project: Project, language: str, text: str) -> dict[str, str]:
     return {**dict.fromkeys(languages, text), language: text, "*": text}
 
 
-def send_question(project: Project, session: SurveySession, text: str) -> SendOutcome:
-    """One message of the session to its contact through its gateway."""
+def event_source(triggered_by: str) -> str:
+    """The messaging event source of a session started by ``triggered_by``."""
+    kind, sep, _ = triggered_by.partition(":")
+    return TRIGGER_SOURCES.get(kind, SOURCE) if sep else SOURCE
+
+
+def survey_status(session: SurveySession) -> str:
+    """The session's status as HQ's messaging-event API shows it: completed → completed,
+    active / queued → in-progress, expired after answers were written to the case →
+    partially_completed, any other end → not-finished."""
+    if session.status == "completed":
+        return SURVEY_COMPLETED
+    if session.status in (ACTIVE, QUEUED):
+        return SURVEY_IN_PROGRESS
+    if session.status == "expired" and _wrote_answers(session):
+        return SURVEY_PARTIAL
+    return SURVEY_NOT_FINISHED
+
+
+def _wrote_answers(session: SurveySession) -> bool:
+    spec = session_spec(session)
+    if spec.settings.write_mode != "per_answer" and not spec.settings.write_on_expiry:
+        return False
+    return bool(session.case_id) and bool(properties_to_write(spec, answers_of(session)))
+
+
+def show_progress(session: SurveySession) -> None:
+    """The session's event shows its current status and new activity (the caller holds the
+    project lock)."""
+    if session.event_id is not None:
+        touch_survey(session.project_id, session.pk, survey_status(session))
+
+
+def send_question(
+    project: Project, session: SurveySession, text: str, *, first: bool = False
+) -> SendOutcome:
+    """One message of the session to its contact through its gateway: ``first``, the
+    session's event (the question that starts it), otherwise part of that event."""
     if not text:
         return SendOutcome(None, None)
     req = SendRequest(
         contact_id=session.contact_id,
         sms=_texts(project, session.language, text),
-        source=SOURCE,
+        source=event_source(session.triggered_by) if first else PART,
         source_id=str(session.pk),
         triggered_by=session.triggered_by or f"survey_session:{session.pk}",
         gateway=session.gateway_name,
@@ -54,16 +108,22 @@ def send_question(project: Project, session: SurveySession, text: str) -> SendOu
         event, messages = do_send(project, req)
     except CasereachError as exc:  # the gateway is gone, the contact deleted
         return SendOutcome(None, exc.message[:64] if hasattr(exc, "message") else "ERROR")
+    if first:
+        form = {"form_definition_id": str(session.survey_id), "form_name": session.survey_name}
+        link_survey(project.pk, event.pk, session.pk, form, SURVEY_IN_PROGRESS)
+    else:
+        add_to_survey(event.pk, session.pk)
     msg = messages[0]
     return SendOutcome(event.pk, msg.error_code if msg.status == "failed" else None)
 
 
 def reply_in_inbound(ctx: Ctx, session: SurveySession, text: str) -> None:
-    """The reply to an inbound answer, in that message's event (source ``survey``)."""
-    if not text:
-        return
-    ensure_event(ctx, SOURCE, str(session.pk))
-    queue_sms(ctx, {session.language: text, "*": text}, None, pinned=True)
+    """An inbound answer (and its reply, if any) in an event that is part of the session's."""
+    ensure_event(ctx, PART, str(session.pk))
+    if ctx.event is not None:
+        add_to_survey(ctx.event.pk, session.pk)
+    if text:
+        queue_sms(ctx, {session.language: text, "*": text}, None, pinned=True)
 
 
 def send_to_owner(project: Project, session: SurveySession, message: Mapping[str, str]) -> str:
@@ -81,7 +141,7 @@ def send_to_owner(project: Project, session: SurveySession, message: Mapping[str
     req = SendRequest(
         contact_id=case.owner_id,
         sms=texts,
-        source=SOURCE,
+        source=OWNER,
         source_id=str(session.pk),
         triggered_by=f"survey_session:{session.pk}",
     )

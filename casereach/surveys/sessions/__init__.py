@@ -40,13 +40,19 @@ from casereach.surveys.session_queries import (
     PROBE,
     active_session_id,
     answers_of,
+    case_gone,
     due_session_ids,
     first_entry,
     queued_ids,
     session_spec,
     step_context,
 )
-from casereach.surveys.session_send import reply_in_inbound, send_question, send_to_owner
+from casereach.surveys.session_send import (
+    reply_in_inbound,
+    send_question,
+    send_to_owner,
+    show_progress,
+)
 from casereach.surveys.session_steps import (
     Step,
     ask_again,
@@ -147,8 +153,9 @@ def _activate(project: Project, session: SurveySession, at: dt.datetime) -> None
     except IntegrityError:  # another start took the pair first: wait behind it
         session.status, session.started_on = QUEUED, None
         return
-    outcome = send_question(project, session, step.send)
+    outcome = send_question(project, session, step.send, first=True)
     if outcome.event_id is not None:
+        session.event_id = outcome.event_id
         SurveySession.objects.filter(pk=session.pk).update(event_id=outcome.event_id)
     if outcome.error_code is not None:
         status = "opted_out" if outcome.error_code == "PHONE_NUMBER_OPTED_OUT" else "failed"
@@ -194,6 +201,7 @@ def _end(session: SurveySession, status: str, at: dt.datetime, detail: str = "")
             "detail",
         ]
     )
+    show_progress(session)
 
 
 def _write_case(project: Project, session: SurveySession, properties: dict[str, str]) -> str:
@@ -232,6 +240,8 @@ def on_inbound(ctx: Ctx, happening: str) -> str | None:
         return None
     if scope is not None and session.project_id != scope:
         return None
+    if _cancel_if_case_gone(session, now()):
+        return None  # not an answer: the message is handled as any other
     project = _take_over(ctx, session)
     at = now()
     spec = session_spec(session)
@@ -248,6 +258,18 @@ def on_inbound(ctx: Ctx, happening: str) -> str | None:
     step = reply_step(spec, current, session.retries, answers, ctx.msg.text, context)
     _apply(ctx, project, session, step, at)
     return "survey_" + ("completed" if step.status == "completed" else step.result)
+
+
+def _cancel_if_case_gone(session: SurveySession, at: dt.datetime) -> bool:
+    """A session whose case was closed or deleted ends ``cancelled`` (SPEC 3.7: a closed
+    case's schedules stop too); the answers given so far stay, nothing more is written."""
+    gone = case_gone(session)
+    if not gone:
+        return False
+    project = lock_project(session.project_id)
+    _end(session, "cancelled", at, gone)
+    _start_next(project, session.gateway_id, session.phone_number, at)
+    return True
 
 
 def _take_over(ctx: Ctx, session: SurveySession) -> Project:
@@ -301,6 +323,7 @@ def _apply(ctx: Ctx, project: Project, session: SurveySession, step: Step, at: d
     session.next_reask_at = at + dt.timedelta(minutes=s.reask_after_minutes) if more else None
     session.next_timer_at = _earliest(session)
     session.save()
+    show_progress(session)
 
 
 def _stop_pair(
@@ -349,6 +372,8 @@ def _fire(session_id: int, at: dt.datetime) -> int:
     ).update(next_timer_at=None)
     if not claimed:
         return 0
+    if _cancel_if_case_gone(session, at):
+        return 1
     project = lock_project(session.project_id)
     spec = session_spec(session)
     if session.expires_at is not None and session.expires_at <= at:
@@ -379,6 +404,7 @@ def _reask(project: Project, session: SurveySession, at: dt.datetime) -> None:
     context = step_context(project, session)
     text = ask_again(spec, session.current_question, answers_of(session), context)
     outcome = send_question(project, session, text)
+    show_progress(session)
     if outcome.error_code is not None:
         log.info("survey session %s: re-ask not sent: %s", session.pk, outcome.error_code)
 

@@ -162,7 +162,12 @@ def test_the_keyword_starts_the_survey_on_the_gateway_it_came_in_on(
         started["status"],
         started["current_question"],
     )
-    assert "keyword WELL" == SurveySession.objects.get(pk=started["id"]).triggered_by
+    assert "keyword:WELL" == SurveySession.objects.get(pk=started["id"]).triggered_by
+    # In CommCare's messaging-event API the session is a keyword's sms-survey event.
+    [event] = api.get("/a/{project}/api/v0.5/messaging-event/?content_type=sms-survey").body[
+        "objects"
+    ]
+    assert ("keyword", started["id"]) == (event["source"]["type"], event["survey_session_id"])
     assert [("SECOND", Q1_EN)] == sent()  # the first question is the keyword's reply
     # The session plays on that pair: the answer comes back through it.
     inbound(other_gw, "1", id="k2")
