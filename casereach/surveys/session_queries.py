@@ -19,7 +19,7 @@ from casereach.contacts.models import Contact, PhoneEntry
 from casereach.contacts.queries import contact_names, send_order
 from casereach.core.errors import BadRequest, NotFound
 from casereach.gateways.queries import project_settings
-from casereach.messaging.models import Message, MessagingEvent
+from casereach.messaging.models import Message
 from casereach.projects.models import Project
 from casereach.surveys.answers import Answer
 from casereach.surveys.flow import properties_to_write
@@ -279,15 +279,12 @@ class TranscriptLine:
 
 
 def transcript(project: Project, session: SurveySession) -> list[TranscriptLine]:
-    """Every message of the session in order: those of its messaging events (source
-    ``survey``, ``source_id`` the session id) and the replies its answers came from."""
-    events = MessagingEvent.objects.filter(
-        project=project, source="survey", source_id=str(session.pk)
-    ).values("id")
+    """Every message of the session in order: those of its messaging sub-events (each
+    names the session: ``survey_session_id``) and the replies its answers came from."""
     answers = list(SurveyAnswer.objects.filter(session=session).order_by("id"))
     by_message = {a.message_id: a for a in answers if a.message_id}
     msgs = Message.objects.filter(
-        Q(event_id__in=events) | Q(pk__in=list(by_message)), project=project
+        Q(subevent__survey_session_id=session.pk) | Q(pk__in=list(by_message)), project=project
     ).order_by("created_on", "id")
     return [_line(m, by_message.get(m.pk)) for m in msgs]
 
