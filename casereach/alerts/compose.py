@@ -68,7 +68,8 @@ def message_for(
         error = _phone(msg, target, addresses, error)
     else:
         error = _email(msg, target, error)
-    error = _content(msg, settings, spec, view, target, addresses, error)
+    if not spec.content.is_survey:  # a survey's first question is the survey's to build
+        error = _content(msg, settings, spec, view, target, addresses, error)
     if spec.channel == "sms" and msg.text:
         info = analyse(msg.text)
         msg.segments, msg.encoding = info.segments, info.encoding

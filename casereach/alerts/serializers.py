@@ -55,6 +55,13 @@ ALERT_SCHEMA: dict[str, Any] = {
         "content": {
             "type": "object",
             "properties": {
+                "type": {
+                    "type": "string",
+                    "enum": ["message", "survey"],
+                    "description": "message (default): the texts below; survey: start the "
+                    "survey survey_id for each recipient (channel sms, no texts needed)",
+                },
+                "survey_id": {"type": "integer", "description": "a survey of this project"},
                 "sms": _TEXTS,
                 "email": {
                     "type": "object",
@@ -191,6 +198,21 @@ EXAMPLES = {
             "reset_property": "next_visit",
         }
     },
+    "weekly survey to every case of a type": {
+        "value": {
+            "name": "Weekly adherence survey",
+            "kind": "conditional",
+            "case_type": "patient",
+            "channel": "sms",
+            "content": {"type": "survey", "survey_id": 12},
+            "schedule": {
+                "type": "timed",
+                "events": [{"day": 0, "time": "10:00"}],
+                "repeat": {"unit": "weeks", "iterations": None},
+            },
+            "recipients": [{"type": "self"}],
+        }
+    },
     "conditional alert schedule with waits": {
         "value": {
             "name": "Missed dose follow-up",
@@ -294,6 +316,13 @@ class AlertOut(AlertSummary):
 class DryRunDay(OpenSchema):
     date: str = Field(json_schema_extra={"format": "date"})
     messages: int
+    survey_starts: int | None = Field(default=None, description="survey content: as messages")
+
+
+class DryRunSurvey(OpenSchema):
+    id: int
+    name: str | None = Field(description="null when the survey no longer exists")
+    active: bool
 
 
 class DryRunUnreachable(OpenSchema):
@@ -319,6 +348,14 @@ class DryRunOut(OpenSchema):
     unreachable_by_reason: dict[str, int]
     unreachable: list[DryRunUnreachable] = Field(description="the first few, with the reason")
     notes: list[str] = Field(description="e.g. months that lack the monthly day")
+    content: str = Field(
+        description="message, or survey: the alert starts a survey per recipient",
+        json_schema_extra={"enum": ["message", "survey"]},
+    )
+    survey: DryRunSurvey | None = Field(description="survey content: the survey, else null")
+    survey_starts: int | None = Field(
+        description="survey content: the sessions that would start (counted as messages are)"
+    )
 
 
 class UpcomingSend(OpenSchema):

@@ -14,9 +14,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -340,9 +342,36 @@ class EmailContent(_Strict):
     body: dict[str, str] = Field(default_factory=dict)
 
 
+MAX_SURVEY_ID = 2**63 - 1
+
+
 class Content(_Strict):
+    """What an alert sends: a message (``sms`` / ``email`` texts) or, with ``type: "survey"``,
+    a survey started for each recipient (``survey_id``; no texts needed)."""
+
+    type: Literal["message", "survey"] = "message"
+    survey_id: int | None = Field(default=None, ge=1, le=MAX_SURVEY_ID)
     sms: dict[str, str] = Field(default_factory=dict)
     email: EmailContent | None = None
+
+    @model_validator(mode="after")
+    def _kind(self) -> Content:
+        if self.type == "survey" and self.survey_id is None:
+            raise ValueError("survey content needs survey_id (the survey to start)")
+        if self.type == "message" and self.survey_id is not None:
+            raise ValueError("survey_id goes with type 'survey'")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if out.get("survey_id") is None:
+            out.pop("survey_id", None)  # a message has none: not shown as null
+        return out
+
+    @property
+    def is_survey(self) -> bool:
+        return self.type == "survey"
 
 
 BROADCAST_RECIPIENTS = {"case", "case_group", "worker", "user_group"}
@@ -405,14 +434,17 @@ class AlertSpec(_Strict):
         for name in (self.stop_property, self.reset_property):
             if name is not None:
                 _prop(name)
+        if self.content.is_survey and self.channel != "sms":
+            raise ValueError("survey content is sent by SMS: it needs channel 'sms'")
         # Every template present is checked, in every language, whichever channel is used:
         # the other channel's texts are stored too, and may be sent after an edit.
         email = self.content.email
+        texts = not self.content.is_survey  # a survey's texts are the survey's own
         try:
             saving = _saving(info)
             if saving or self.channel == "sms":
                 validate_content(
-                    self.content.sms, what="content.sms", required=self.channel == "sms"
+                    self.content.sms, what="content.sms", required=texts and self.channel == "sms"
                 )
             if email is None:
                 if self.channel == "email":

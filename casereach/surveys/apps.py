@@ -7,8 +7,17 @@ class SurveysConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from casereach.alerts.content_hooks import SurveyHooks, register_survey_hooks
         from casereach.messaging.inbound_conversations import register_conversation_hook
         from casereach.surveys.session_queries import PROBE
         from casereach.surveys.sessions import on_inbound
+        from casereach.surveys.sessions.bulk import (
+            check_survey,
+            describe_survey,
+            start_surveys,
+        )
 
         register_conversation_hook(on_inbound, PROBE)
+        register_survey_hooks(
+            SurveyHooks(check=check_survey, start=start_surveys, describe=describe_survey)
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from casereach.core.errors import CasereachError
 from casereach.gateways.queries import project_settings
@@ -23,6 +24,16 @@ from casereach.surveys.models import SurveySession
 from casereach.surveys.session_queries import answers_of, live_case, step_context
 
 SOURCE = "survey"
+
+
+class SessionLike(Protocol):
+    """What a session's send reads of it."""
+
+    pk: int
+    contact_id: str
+    language: str
+    triggered_by: str
+    gateway_name: str
 
 
 @dataclass(frozen=True)
@@ -38,11 +49,10 @@ def _texts(project: Project, language: str, text: str) -> dict[str, str]:
     return {**dict.fromkeys(languages, text), language: text, "*": text}
 
 
-def send_question(project: Project, session: SurveySession, text: str) -> SendOutcome:
-    """One message of the session to its contact through its gateway."""
-    if not text:
-        return SendOutcome(None, None)
-    req = SendRequest(
+def question_request(project: Project, session: SessionLike, text: str) -> SendRequest:
+    """The send of one message of a session (a row or a bulk start's draft) to its contact
+    through its gateway."""
+    return SendRequest(
         contact_id=session.contact_id,
         sms=_texts(project, session.language, text),
         source=SOURCE,
@@ -50,6 +60,13 @@ def send_question(project: Project, session: SurveySession, text: str) -> SendOu
         triggered_by=session.triggered_by or f"survey_session:{session.pk}",
         gateway=session.gateway_name,
     )
+
+
+def send_question(project: Project, session: SurveySession, text: str) -> SendOutcome:
+    """One message of the session to its contact through its gateway."""
+    if not text:
+        return SendOutcome(None, None)
+    req = question_request(project, session, text)
     try:
         event, messages = do_send(project, req)
     except CasereachError as exc:  # the gateway is gone, the contact deleted

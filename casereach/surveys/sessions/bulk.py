@@ -1,0 +1,378 @@
+"""Starting one survey for many contacts at once (an alert's survey content): the rows that as
+many ``do_start_survey`` calls would write, with a fixed number of statements per batch.
+
+Per batch of up to ``BATCH`` contacts, under the project lock, in one transaction:
+
+    read the contacts, their first phone entries, the gateways and routes, the pairs that
+    already have an active or queued session, the cases and names the first question shows
+    (once each) → decide every session in memory → INSERT the sessions → question 1 of each
+    session that starts, through messaging's set-based send (``sending.send_each``: the very
+    rows and checks of a single send, one event of source ``survey`` per session) → one
+    UPDATE setting each session's ``event_id`` (and ending those whose question failed).
+
+A contact that a single start refuses (inactive, no number, no gateway) gets no session and
+its reason (``CONTACT_IS_INACTIVE``, ``NO_PHONE_NUMBER``, the route's error code). A pair that
+is busy — an active session, or an earlier contact of the same batch on the same phone — gets
+the new session queued behind it, first asked first started.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from casereach.alerts.content_hooks import StartOutcome
+from casereach.alerts.templates import RenderContext
+from casereach.cases.models import Case
+from casereach.contacts.models import Contact, PhoneEntry
+from casereach.contacts.queries import send_order
+from casereach.core import bulk, rows
+from casereach.core.errors import BadRequest, CasereachError
+from casereach.gateways.models import GatewayConfig
+from casereach.gateways.queries import gateway_index, global_routes, project_settings, route
+from casereach.messaging.models import FAILED
+from casereach.messaging.sending import send_each
+from casereach.projects.actions import lock_project
+from casereach.projects.models import Project
+from casereach.surveys.models import ACTIVE, QUEUED, Survey, SurveySession
+from casereach.surveys.queries import MAX_ID
+from casereach.surveys.session_send import question_request
+from casereach.surveys.session_steps import Context, Step, first_step, timers
+from casereach.surveys.sessions import _start_next, do_start_survey
+from casereach.surveys.spec import SurveySpec, load_stored
+
+BATCH = 1000  # messaging's batch size (``sending.MAX_BATCH``)
+NOTHING_SHOWN = "no question is shown for this case"
+
+
+class SessionDraft(rows.Draft):
+    model = SurveySession
+
+
+@dataclass
+class _Planned:
+    """One contact of a batch: its session draft (None: refused, ``code`` says why)."""
+
+    contact_id: str
+    draft: Any = None
+    code: str | None = None
+    step: Step | None = None
+
+
+def check_survey(project: Project, survey_id: int) -> str:
+    """The survey's name: it exists in ``project`` (another project's id is not found) and
+    is active; else BadRequest."""
+    survey = _survey(project, survey_id)
+    if survey is None:
+        raise BadRequest(f"survey {survey_id} not found")
+    if not survey.active:
+        raise BadRequest(f"survey {survey_id} ('{survey.name}') is inactive")
+    return survey.name
+
+
+def describe_survey(project: Project, survey_id: int) -> tuple[str, bool] | None:
+    """(name, active) of the project's survey; None when it has no such survey."""
+    survey = _survey(project, survey_id)
+    return None if survey is None else (survey.name, survey.active)
+
+
+def _survey(project: Project, survey_id: int) -> Survey | None:
+    if not isinstance(survey_id, int) or not 0 < survey_id <= MAX_ID:
+        return None
+    return Survey.objects.filter(project=project, pk=survey_id).first()
+
+
+def start_surveys(
+    project: Project,
+    survey_id: int,
+    contact_ids: Sequence[str],
+    *,
+    triggered_by: str,
+    at: dt.datetime,
+) -> list[StartOutcome]:
+    """One session of survey ``survey_id`` per contact id (an id given twice gets two, the
+    second queued), in batches; one outcome per id, in order (see the module)."""
+    survey = _survey(project, survey_id)
+    if survey is None or not survey.active:
+        code = "SURVEY_NOT_FOUND" if survey is None else "SURVEY_INACTIVE"
+        return [StartOutcome(c, None, code) for c in contact_ids]
+    spec = load_stored(survey.definition)
+    out: list[StartOutcome] = []
+    for start in range(0, len(contact_ids), BATCH):
+        chunk = contact_ids[start : start + BATCH]
+        with bulk.process_writer_turn(), transaction.atomic():
+            locked = lock_project(project.pk)
+            out.extend(_start_batch(locked, survey, spec, chunk, triggered_by[:150], at))
+    return out
+
+
+def _start_batch(
+    project: Project,
+    survey: Survey,
+    spec: SurveySpec,
+    contact_ids: Sequence[str],
+    triggered_by: str,
+    at: dt.datetime,
+) -> list[StartOutcome]:
+    planned, stale = _plan(project, survey, contact_ids, triggered_by, at)
+    drafts = [p.draft for p in planned if p.draft is not None]
+    _first_steps(project, spec, [p for p in planned if p.draft is not None], at)
+    try:
+        with transaction.atomic():
+            rows.insert(drafts)  # writes: surveys.SurveySession
+        for d in drafts:
+            d.id = d.pk
+    except IntegrityError:  # a pair taken meanwhile (another project's start on a shared
+        # gateway): start them one at a time, each queued behind whatever holds its pair
+        return _one_by_one(project, survey, contact_ids, triggered_by, at)
+    _send_first(project, [p for p in planned if p.draft is not None], at)
+    for gateway_id, number in stale:  # a queue with nothing active: its oldest starts
+        _start_next(project, gateway_id, number, at)
+    return [_outcome(p) for p in planned]
+
+
+# -- deciding (reads once per batch, then memory) -------------------------------------------------
+
+
+def _plan(
+    project: Project,
+    survey: Survey,
+    contact_ids: Sequence[str],
+    triggered_by: str,
+    at: dt.datetime,
+) -> tuple[list[_Planned], list[tuple[int, str]]]:
+    """Each contact's session draft (status queued or active) or the reason it gets none;
+    and the pairs that had queued sessions but none active (left over: started after)."""
+    contacts = _contacts(project, contact_ids)
+    entries = _first_entries(sorted(c for c, row in contacts.items() if row[2]))
+    settings = project_settings(project)
+    index, routes = gateway_index(project), global_routes()
+    busy = _busy_pairs({number for number, _ in entries.values()})
+    first_language = project.languages[0] if project.languages else "en"
+    planned: list[_Planned] = []
+    for contact_id in contact_ids:
+        p = _Planned(contact_id)
+        planned.append(p)
+        row = contacts.get(contact_id)
+        entry = entries.get(contact_id)
+        if row is None:
+            p.code = "NO_RECIPIENT"
+        elif not row[2]:
+            p.code = "CONTACT_IS_INACTIVE"
+        elif entry is None:
+            p.code = "NO_PHONE_NUMBER"
+        if p.code is not None or entry is None or row is None:
+            continue
+        number, override = entry
+        found = route(project, number, override, routes=routes, index=index, settings=settings)
+        gw: GatewayConfig | None = found.gateway
+        if gw is None:
+            p.code = found.error_code or "NO_SUITABLE_GATEWAY"
+            continue
+        pair = (gw.pk, number)
+        p.draft = SessionDraft(
+            project_id=project.pk,
+            survey_id=survey.pk,
+            survey_name=survey.name,
+            survey_version=survey.version,
+            definition=survey.definition,
+            contact_id=contact_id,
+            case_id=contact_id if row[1] == Contact.CASE else None,
+            gateway_id=gw.pk,
+            gateway_name=gw.name,
+            phone_number=number,
+            language=row[3] or first_language,
+            status=QUEUED if pair in busy else ACTIVE,
+            created_on=at,
+            triggered_by=triggered_by,
+        )
+        busy.setdefault(pair, ACTIVE)
+    stale = [pair for pair, status in busy.items() if status == QUEUED]
+    return planned, stale
+
+
+def _contacts(project: Project, ids: Iterable[str]) -> dict[str, tuple[str, str, bool, str]]:
+    """contact id → (id, type, active, language) for this project's contacts."""
+    out: dict[str, tuple[str, str, bool, str]] = {}
+    for chunk in bulk.in_chunks(sorted(set(ids))):
+        qs = Contact.objects.filter(bulk.is_in("contact_id", chunk), project=project)
+        for row in qs.values_list("contact_id", "contact_type", "active", "lang_effective"):
+            out[row[0]] = (row[0], row[1], bool(row[2]), row[3] or "")
+    return out
+
+
+def _first_entries(ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Each contact's first phone entry in send order: (number, gateway override)."""
+    out: dict[str, tuple[str, str]] = {}
+    for chunk in bulk.in_chunks(ids):
+        qs = (
+            PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk))
+            .order_by("contact_id", *send_order())
+            .values_list("contact_id", "number", "gateway")
+        )
+        for contact_id, number, override in qs:
+            out.setdefault(contact_id, (number, override))
+    return out
+
+
+def _busy_pairs(numbers: Iterable[str]) -> dict[tuple[int, str], str]:
+    """The (gateway, number) pairs among ``numbers`` with an active or a queued session
+    (→ ``active`` when one is active): a new session there waits behind them."""
+    busy: dict[tuple[int, str], str] = {}
+    for chunk in bulk.in_chunks(sorted(numbers)):
+        qs = SurveySession.objects.filter(
+            bulk.is_in("phone_number", chunk), status__in=(ACTIVE, QUEUED)
+        )
+        for gateway_id, number, status in qs.values_list("gateway_id", "phone_number", "status"):
+            if busy.get((gateway_id, number)) != ACTIVE:
+                busy[(gateway_id, number)] = status
+    return busy
+
+
+def _first_steps(
+    project: Project, spec: SurveySpec, planned: list[_Planned], at: dt.datetime
+) -> None:
+    """Question 1 of every session that starts (rendered with its case); one shown no
+    question ends ``completed`` at once, as a single start does."""
+    starting = [p for p in planned if p.draft.status == ACTIVE]
+    cases = _cases(project, [p.draft.case_id for p in starting if p.draft.case_id])
+    owners = [c[2] for c in cases.values() if c[2]]
+    names = _names(project, [p.contact_id for p in starting] + owners)
+    country = project_settings(project).default_country
+    for p in starting:
+        d = p.draft
+        name, props, owner = cases.get(d.case_id or "", (None, {}, None))
+        render = RenderContext(
+            case_name=name,
+            case_properties=props,
+            owner_name=names.get(owner) if owner else None,
+            recipient_name=names.get(d.contact_id),
+        )
+        step = first_step(spec, Context(d.language, render, props, country))
+        if step.status == "completed":
+            d.status, d.ended_on, d.detail = "completed", at, NOTHING_SHOWN
+            continue
+        reask, expires, due = timers(spec, at, at)
+        d.started_on, d.current_question = at, step.current
+        d.next_reask_at, d.expires_at, d.reply_due_at = reask, expires, due
+        found = [t for t in (reask, expires, due) if t]
+        d.next_timer_at = min(found) if found else None
+        p.step = step
+
+
+def _cases(
+    project: Project, case_ids: Sequence[str]
+) -> dict[str, tuple[str | None, dict[str, str], str | None]]:
+    """case id → (name, properties, owner id) of the live cases."""
+    out: dict[str, tuple[str | None, dict[str, str], str | None]] = {}
+    for chunk in bulk.in_chunks(sorted(set(case_ids))):
+        qs = Case.objects.filter(
+            bulk.is_in("case_id", chunk), project_id=project.pk, deleted=False
+        ).values_list("case_id", "case_name", "properties", "owner_id")
+        for case_id, name, props, owner in qs:
+            out[case_id] = (name, props or {}, owner)
+    return out
+
+
+def _names(project: Project, ids: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for chunk in bulk.in_chunks(sorted(set(ids))):
+        qs = Contact.objects.filter(bulk.is_in("contact_id", chunk), project=project)
+        out.update(qs.values_list("contact_id", "name"))
+    return out
+
+
+# -- sending question 1 ------------------------------------------------------------------------
+
+
+def _send_first(project: Project, planned: list[_Planned], at: dt.datetime) -> None:
+    """Question 1 of each started session in one set-based send; each session then gets its
+    event id, or ends (``opted_out`` / ``failed``) when its question was not sent."""
+    sending = [p for p in planned if p.step is not None and p.step.send]
+    reqs = [question_request(project, p.draft, p.step.send) for p in sending if p.step]
+    results = send_each(project, reqs) if reqs else []
+    ended: list[Any] = []
+    for p, result in zip(sending, results, strict=True):
+        d = p.draft
+        code: str | None
+        if isinstance(result, CasereachError):
+            d.event_id, code = None, (result.message[:64] if result.message else "ERROR")
+        else:
+            event, messages = result
+            d.event_id = event.pk
+            code = messages[0].error_code if messages[0].status == FAILED else None
+        if code is not None:
+            d.status = "opted_out" if code == "PHONE_NUMBER_OPTED_OUT" else "failed"
+            d.ended_on, d.detail = at, f"the first question was not sent: {code}"[:500]
+            d.next_reask_at = d.expires_at = d.reply_due_at = d.next_timer_at = None
+            p.code = code
+            ended.append(d)
+    rows.update(SurveySession, [p.draft for p in sending], fields=_AFTER_SEND)
+    _move_on(project, ended, planned, at)
+
+
+_AFTER_SEND = (
+    "event_id",
+    "status",
+    "ended_on",
+    "detail",
+    "next_reask_at",
+    "expires_at",
+    "reply_due_at",
+    "next_timer_at",
+)
+
+
+def _move_on(project: Project, ended: list[Any], planned: list[_Planned], at: dt.datetime) -> None:
+    """A pair whose new session ended at once (or showed no question) starts its next
+    queued one, as after a single start (rare: a shared phone in the same batch)."""
+    done = ended + [p.draft for p in planned if p.draft.status == "completed"]
+    queued = {
+        (p.draft.gateway_id, p.draft.phone_number) for p in planned if p.draft.status == QUEUED
+    }
+    for pair in dict.fromkeys((d.gateway_id, d.phone_number) for d in done):
+        if pair in queued:
+            _start_next(project, pair[0], pair[1], at)
+
+
+def _outcome(p: _Planned) -> StartOutcome:
+    if p.draft is None:
+        return StartOutcome(p.contact_id, None, p.code)
+    return StartOutcome(p.contact_id, int(p.draft.pk), p.code, str(p.draft.detail or ""))
+
+
+def _one_by_one(
+    project: Project,
+    survey: Survey,
+    contact_ids: Sequence[str],
+    triggered_by: str,
+    at: dt.datetime,
+) -> list[StartOutcome]:
+    """The fallback after a conflict: the single start for each contact."""
+    out: list[StartOutcome] = []
+    for contact_id in contact_ids:
+        contact = Contact.objects.filter(project=project, contact_id=contact_id).first()
+        if contact is None:
+            out.append(StartOutcome(contact_id, None, "NO_RECIPIENT"))
+            continue
+        try:
+            s = do_start_survey(project, survey, contact, triggered_by=triggered_by, at=at)
+        except CasereachError as exc:
+            out.append(StartOutcome(contact_id, None, _refusal_code(exc.message)))
+            continue
+        ended = s.status not in (ACTIVE, QUEUED, "completed")
+        code = s.detail.rsplit(": ", 1)[-1][:64] if ended else None
+        out.append(StartOutcome(contact_id, s.pk, code, s.detail))
+    return out
+
+
+def _refusal_code(message: str) -> str:
+    if "inactive" in message:
+        return "CONTACT_IS_INACTIVE"
+    if "no phone number" in message:
+        return "NO_PHONE_NUMBER"
+    return "NO_SUITABLE_GATEWAY"
