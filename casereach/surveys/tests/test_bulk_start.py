@@ -77,7 +77,7 @@ def _snapshot(before: set[int]) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     for s in SurveySession.objects.exclude(pk__in=before).order_by("id"):
         row: dict[str, Any] = {f: getattr(s, f) for f in SESSION_FIELDS}
-        event = MessagingEvent.objects.filter(pk=s.event_id).first()
+        event = MessagingEvent.objects.filter(pk=s.event_id or 0).first()
         row["event_is_sessions"] = event is not None and event.source_id == str(s.pk)
         if event is not None:
             row["event"] = (event.source, event.status, event.error_code, event.triggered_by)
