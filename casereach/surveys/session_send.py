@@ -10,7 +10,7 @@ source ``survey`` whose ``source_id`` is the session id.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,19 +42,24 @@ class SendOutcome:
     error_code: str | None  # None: queued for the dispatcher
 
 
-def _texts(project: Project, language: str, text: str) -> dict[str, str]:
+def _texts(
+    project: Project, language: str, text: str, languages: Sequence[str] | None = None
+) -> dict[str, str]:
     """The same text under every language a send could pick (it is already rendered in
     the session's language), so that the project's fallback setting cannot drop it."""
-    languages = project_settings(project).languages
+    if languages is None:
+        languages = project_settings(project).languages
     return {**dict.fromkeys(languages, text), language: text, "*": text}
 
 
-def question_request(project: Project, session: SessionLike, text: str) -> SendRequest:
+def question_request(
+    project: Project, session: SessionLike, text: str, languages: Sequence[str] | None = None
+) -> SendRequest:
     """The send of one message of a session (a row or a bulk start's draft) to its contact
-    through its gateway."""
+    through its gateway (``languages``: the project's, when the caller read them already)."""
     return SendRequest(
         contact_id=session.contact_id,
-        sms=_texts(project, session.language, text),
+        sms=_texts(project, session.language, text, languages),
         source=SOURCE,
         source_id=str(session.pk),
         triggered_by=session.triggered_by or f"survey_session:{session.pk}",

@@ -50,7 +50,18 @@ NOTHING_SHOWN = "no question is shown for this case"
 
 
 class SessionDraft(rows.Draft):
+    """A session row; its ``definition`` is given encoded once per batch (``encoded``)."""
+
     model = SurveySession
+
+    def row(self) -> list[Any]:
+        row = super().row()
+        row[_DEFINITION] = self.__dict__["encoded"]
+        return row
+
+
+_DEFINITION = SessionDraft._table.attnames.index("definition")
+_TABLE = SurveySession._meta.db_table
 
 
 @dataclass
@@ -149,37 +160,34 @@ def _plan(
     and the pairs that had queued sessions but none active (left over: started after)."""
     contacts = _contacts(project, contact_ids)
     entries = _first_entries(sorted(c for c, row in contacts.items() if row[2]))
-    settings = project_settings(project)
-    index, routes = gateway_index(project), global_routes()
-    busy = _busy_pairs({number for number, _ in entries.values()})
+    routed = _routes(project, entries)
+    busy = _busy_pairs(set(routed.values()))
     first_language = project.languages[0] if project.languages else "en"
+    encoded = bulk.adapt_json(survey.definition)
     planned: list[_Planned] = []
     for contact_id in contact_ids:
         p = _Planned(contact_id)
         planned.append(p)
         row = contacts.get(contact_id)
-        entry = entries.get(contact_id)
+        found = routed.get(contact_id)
         if row is None:
             p.code = "NO_RECIPIENT"
         elif not row[2]:
             p.code = "CONTACT_IS_INACTIVE"
-        elif entry is None:
+        elif contact_id not in entries:
             p.code = "NO_PHONE_NUMBER"
-        if p.code is not None or entry is None or row is None:
+        elif isinstance(found, str):
+            p.code = found
+        if p.code is not None or row is None or not isinstance(found, tuple):
             continue
-        number, override = entry
-        found = route(project, number, override, routes=routes, index=index, settings=settings)
-        gw: GatewayConfig | None = found.gateway
-        if gw is None:
-            p.code = found.error_code or "NO_SUITABLE_GATEWAY"
-            continue
+        gw, number = found
         pair = (gw.pk, number)
         p.draft = SessionDraft(
+            encoded=encoded,
             project_id=project.pk,
             survey_id=survey.pk,
             survey_name=survey.name,
             survey_version=survey.version,
-            definition=survey.definition,
             contact_id=contact_id,
             case_id=contact_id if row[1] == Contact.CASE else None,
             gateway_id=gw.pk,
@@ -219,17 +227,40 @@ def _first_entries(ids: Sequence[str]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _busy_pairs(numbers: Iterable[str]) -> dict[tuple[int, str], str]:
-    """The (gateway, number) pairs among ``numbers`` with an active or a queued session
-    (→ ``active`` when one is active): a new session there waits behind them."""
+Routed = tuple[GatewayConfig, str]  # the gateway and the number of a contact's pair
+
+
+def _routes(project: Project, entries: dict[str, tuple[str, str]]) -> dict[str, Routed | str]:
+    """Each contact's pair as a single start routes it, or the route's error code."""
+    settings = project_settings(project)
+    index, routes = gateway_index(project), global_routes()
+    out: dict[str, Routed | str] = {}
+    for contact_id, (number, override) in entries.items():
+        found = route(project, number, override, routes=routes, index=index, settings=settings)
+        gw = found.gateway
+        out[contact_id] = (gw, number) if gw is not None else (found.error_code or "NO_ROUTE")
+    return out
+
+
+def _busy_pairs(pairs: Iterable[Routed | str]) -> dict[tuple[int, str], str]:
+    """Those of ``pairs`` with an active or a queued session (→ ``active`` when one is
+    active): a new session there waits behind them. Per gateway and status, on the partial
+    indexes (the status is written out: SQLite only uses a partial index for a literal)."""
+    numbers: dict[int, set[str]] = {}
+    for pair in pairs:
+        if isinstance(pair, tuple):
+            numbers.setdefault(pair[0].pk, set()).add(pair[1])
     busy: dict[tuple[int, str], str] = {}
-    for chunk in bulk.in_chunks(sorted(numbers)):
-        qs = SurveySession.objects.filter(
-            bulk.is_in("phone_number", chunk), status__in=(ACTIVE, QUEUED)
-        )
-        for gateway_id, number, status in qs.values_list("gateway_id", "phone_number", "status"):
-            if busy.get((gateway_id, number)) != ACTIVE:
-                busy[(gateway_id, number)] = status
+    for status in (QUEUED, ACTIVE):  # active last: it wins
+        for gateway_id, wanted in numbers.items():
+            for chunk in bulk.in_chunks(sorted(wanted)):
+                where, params = bulk.in_sql("phone_number", chunk)
+                found = rows.fetch_all(
+                    f"SELECT phone_number FROM {_TABLE} WHERE gateway_id = %s AND {where} "
+                    f"AND status = '{status}'",
+                    [gateway_id, *params],
+                )
+                busy.update(((gateway_id, number), status) for (number,) in found)
     return busy
 
 
@@ -293,7 +324,8 @@ def _send_first(project: Project, planned: list[_Planned], at: dt.datetime) -> N
     """Question 1 of each started session in one set-based send; each session then gets its
     event id, or ends (``opted_out`` / ``failed``) when its question was not sent."""
     sending = [p for p in planned if p.step is not None and p.step.send]
-    reqs = [question_request(project, p.draft, p.step.send) for p in sending if p.step]
+    languages = project_settings(project).languages
+    reqs = [question_request(project, p.draft, p.step.send, languages) for p in sending if p.step]
     results = send_each(project, reqs) if reqs else []
     ended: list[Any] = []
     for p, result in zip(sending, results, strict=True):
