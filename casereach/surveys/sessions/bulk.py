@@ -19,6 +19,7 @@ the new session queued behind it, first asked first started.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,15 +35,13 @@ from casereach.core import bulk, rows
 from casereach.core.errors import BadRequest, CasereachError
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import gateway_index, global_routes, project_settings, route
-from casereach.messaging.models import FAILED
-from casereach.messaging.sending import send_each
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.surveys.models import ACTIVE, QUEUED, Survey, SurveySession
 from casereach.surveys.queries import MAX_ID
-from casereach.surveys.session_send import question_request
 from casereach.surveys.session_steps import Context, Step, first_step, timers
 from casereach.surveys.sessions import _start_next, do_start_survey
+from casereach.surveys.sessions.bulk_send import Recipient, send_first_questions
 from casereach.surveys.spec import SurveySpec, load_stored
 
 BATCH = 1000  # messaging's batch size (``sending.MAX_BATCH``)
@@ -62,6 +61,8 @@ class SessionDraft(rows.Draft):
 
 _DEFINITION = SessionDraft._table.attnames.index("definition")
 _TABLE = SurveySession._meta.db_table
+_CASES = Case._meta.db_table
+_CONTACTS = Contact._meta.db_table
 
 
 @dataclass
@@ -72,6 +73,7 @@ class _Planned:
     draft: Any = None
     code: str | None = None
     step: Step | None = None
+    contact: ContactRow | None = None
 
 
 def check_survey(project: Project, survey_id: int) -> str:
@@ -166,9 +168,9 @@ def _plan(
     encoded = bulk.adapt_json(survey.definition)
     planned: list[_Planned] = []
     for contact_id in contact_ids:
-        p = _Planned(contact_id)
-        planned.append(p)
         row = contacts.get(contact_id)
+        p = _Planned(contact_id, contact=row)
+        planned.append(p)
         found = routed.get(contact_id)
         if row is None:
             p.code = "NO_RECIPIENT"
@@ -203,13 +205,21 @@ def _plan(
     return planned, stale
 
 
-def _contacts(project: Project, ids: Iterable[str]) -> dict[str, tuple[str, str, bool, str]]:
-    """contact id → (id, type, active, language) for this project's contacts."""
-    out: dict[str, tuple[str, str, bool, str]] = {}
+# (contact id, type, active, language as stored, name)
+ContactRow = tuple[str, str, bool, str | None, str]
+
+
+def _contacts(project: Project, ids: Iterable[str]) -> dict[str, ContactRow]:
+    """contact id → its row, for this project's contacts."""
+    out: dict[str, ContactRow] = {}
     for chunk in bulk.in_chunks(sorted(set(ids))):
-        qs = Contact.objects.filter(bulk.is_in("contact_id", chunk), project=project)
-        for row in qs.values_list("contact_id", "contact_type", "active", "lang_effective"):
-            out[row[0]] = (row[0], row[1], bool(row[2]), row[3] or "")
+        where, params = bulk.in_sql("contact_id", chunk)
+        for row in rows.fetch_all(
+            "SELECT contact_id, contact_type, active, lang_effective, name "
+            f"FROM {_CONTACTS} WHERE project_id = %s AND {where}",
+            [project.pk, *params],
+        ):
+            out[row[0]] = (row[0], row[1], bool(row[2]), row[3], row[4])
     return out
 
 
@@ -270,9 +280,10 @@ def _first_steps(
     """Question 1 of every session that starts (rendered with its case); one shown no
     question ends ``completed`` at once, as a single start does."""
     starting = [p for p in planned if p.draft.status == ACTIVE]
-    cases = _cases(project, [p.draft.case_id for p in starting if p.draft.case_id])
-    owners = [c[2] for c in cases.values() if c[2]]
-    names = _names(project, [p.contact_id for p in starting] + owners)
+    cases = _cases(
+        project, [p.draft.case_id for p in starting if p.draft.case_id], _reads_properties(spec)
+    )
+    names = _names(project, [c[2] for c in cases.values() if c[2]])
     country = project_settings(project).default_country
     for p in starting:
         d = p.draft
@@ -281,7 +292,7 @@ def _first_steps(
             case_name=name,
             case_properties=props,
             owner_name=names.get(owner) if owner else None,
-            recipient_name=names.get(d.contact_id),
+            recipient_name=p.contact[4] if p.contact else None,
         )
         step = first_step(spec, Context(d.language, render, props, country))
         if step.status == "completed":
@@ -295,17 +306,39 @@ def _first_steps(
         p.step = step
 
 
+# A reference to a case property other than the name and the owner's name.
+_PROPERTY_REF = re.compile(r"case\.(?!name\b|owner\.name\b)")
+
+
+def _reads_properties(spec: SurveySpec) -> bool:
+    """Whether any text or condition of the survey reads a case property (else the first
+    question needs only the case's name and owner: its properties are not read)."""
+    return bool(_PROPERTY_REF.search(spec.model_dump_json()))
+
+
 def _cases(
-    project: Project, case_ids: Sequence[str]
+    project: Project, case_ids: Sequence[str], properties: bool
 ) -> dict[str, tuple[str | None, dict[str, str], str | None]]:
-    """case id → (name, properties, owner id) of the live cases."""
+    """case id → (name, properties — ``{}`` unless ``properties`` —, owner id) of the live
+    cases."""
     out: dict[str, tuple[str | None, dict[str, str], str | None]] = {}
     for chunk in bulk.in_chunks(sorted(set(case_ids))):
-        qs = Case.objects.filter(
-            bulk.is_in("case_id", chunk), project_id=project.pk, deleted=False
-        ).values_list("case_id", "case_name", "properties", "owner_id")
-        for case_id, name, props, owner in qs:
-            out[case_id] = (name, props or {}, owner)
+        if properties:
+            qs = Case.objects.filter(
+                bulk.is_in("case_id", chunk), project_id=project.pk, deleted=False
+            )
+            for case_id, name, props, owner in qs.values_list(
+                "case_id", "case_name", "properties", "owner_id"
+            ):
+                out[case_id] = (name, props or {}, owner)
+            continue
+        where, params = bulk.in_sql("case_id", chunk)  # raw: the ORM's rows cost more here
+        for case_id, name, owner in rows.fetch_all(
+            f"SELECT case_id, case_name, owner_id FROM {_CASES} WHERE project_id = %s "
+            f"AND deleted = %s AND {where}",
+            [project.pk, False, *params],
+        ):
+            out[case_id] = (name, {}, owner)
     return out
 
 
@@ -324,19 +357,13 @@ def _send_first(project: Project, planned: list[_Planned], at: dt.datetime) -> N
     """Question 1 of each started session in one set-based send; each session then gets its
     event id, or ends (``opted_out`` / ``failed``) when its question was not sent."""
     sending = [p for p in planned if p.step is not None and p.step.send]
-    languages = project_settings(project).languages
-    reqs = [question_request(project, p.draft, p.step.send, languages) for p in sending if p.step]
-    results = send_each(project, reqs) if reqs else []
+    texts = [p.step.send for p in sending if p.step is not None]
+    who = [Recipient(p.contact[1], p.contact[4], p.contact[3]) for p in sending if p.contact]
+    results = send_first_questions(project, [p.draft for p in sending], texts, who)
     ended: list[Any] = []
     for p, result in zip(sending, results, strict=True):
         d = p.draft
-        code: str | None
-        if isinstance(result, CasereachError):
-            d.event_id, code = None, (result.message[:64] if result.message else "ERROR")
-        else:
-            event, messages = result
-            d.event_id = event.pk
-            code = messages[0].error_code if messages[0].status == FAILED else None
+        d.event_id, code = result.event_id, result.error_code
         if code is not None:
             d.status = "opted_out" if code == "PHONE_NUMBER_OPTED_OUT" else "failed"
             d.ended_on, d.detail = at, f"the first question was not sent: {code}"[:500]
