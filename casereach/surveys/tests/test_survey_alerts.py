@@ -6,12 +6,13 @@ starts, and another project's survey is never reachable."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 import pytest
 
+from casereach.alerts.models import ScheduleInstance
 from casereach.alerts.scheduler import run_until_idle
-from casereach.core.timeutil import now
 from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
 from casereach.surveys.models import SurveySession
 from casereach.surveys.sessions import run_due_sessions
@@ -253,11 +254,14 @@ def test_a_weekly_conditional_alert_starts_a_survey_per_case_each_week(api: Api,
     }
     alert = api.post(M + "alerts", body)
     assert 201 == alert.status, alert.body
-    at = now()
-    for week in range(3):
-        when = at + dt.timedelta(days=7 * week + 7, hours=1)
-        run_due_sessions(when)  # last week's sessions expire (after 60 minutes)
+    dues = []
+    for _ in range(3):  # each week's occurrence, at its time (09:00 in the case's zone)
+        pending = ScheduleInstance.objects.filter(active=True, next_due__isnull=False)
+        when = min(d for d in pending.values_list("next_due", flat=True) if d is not None)
+        dues.append(when)
+        run_due_sessions(when)  # last week's sessions expired (after 60 minutes)
         run_until_idle(at=when)
+    assert [dt.timedelta(days=7)] * 2 == [b - a for a, b in itertools.pairwise(dues)]
 
     per_case = {c: sessions(api, contact_id=c) for c in (amina, zawadi)}
     assert [3, 3] == [len(per_case[amina]), len(per_case[zawadi])]
