@@ -413,8 +413,8 @@ def serialize_alert(alert: Alert, *, full: bool = True) -> dict[str, Any]:
             }
             for e in estimate(content)
         ]
-        project_languages = alert.project.languages
-        out["missing_translations"] = [
+        project_languages = [] if spec.content.is_survey else alert.project.languages
+        out["missing_translations"] = [  # a survey's texts are the survey's own
             lang for lang in project_languages if not (content.get(lang) or "").strip()
         ]
         texts = dict(content)

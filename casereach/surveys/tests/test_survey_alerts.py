@@ -75,6 +75,7 @@ def test_survey_content_is_stored_as_given_and_needs_no_texts(api: Api, gw: Any)
     r = api.post(M + "alerts", survey_alert(survey_id))
     assert 201 == r.status, r.body
     assert {"type": "survey", "survey_id": survey_id, "sms": {}, "email": None} == r.body["content"]
+    assert ([], []) == (r.body["missing_translations"], r.body["estimates"])
     plain = api.post(
         M + "alerts", survey_alert(survey_id, name="Plain", content={"sms": {"en": "Hi"}})
     )
@@ -208,8 +209,8 @@ def test_skipped_recipients_are_logged_with_their_reason(api: Api, gw: Any) -> N
     # The skipped recipient's failed message, with its reason, in the alert's event; the
     # opted-out one's is in its (ended) session's event, as for a single start.
     failed = Message.objects.filter(event__source="immediate_broadcast")
-    assert [(no_phone, "failed", "NO_PHONE_NUMBER")] == [
-        (m.contact_id, m.status, m.error_code) for m in failed
+    assert [(no_phone, "failed", "NO_PHONE_NUMBER", f"(survey {survey_id})")] == [
+        (m.contact_id, m.status, m.error_code, m.text) for m in failed
     ]
     assert [(opted, "failed", "PHONE_NUMBER_OPTED_OUT")] == [
         (m.contact_id, m.status, m.error_code)
