@@ -42,7 +42,7 @@ class SendOutcome:
     error_code: str | None  # None: queued for the dispatcher
 
 
-def _texts(
+def texts_for(
     project: Project, language: str, text: str, languages: Sequence[str] | None = None
 ) -> dict[str, str]:
     """The same text under every language a send could pick (it is already rendered in
@@ -59,7 +59,7 @@ def question_request(
     through its gateway (``languages``: the project's, when the caller read them already)."""
     return SendRequest(
         contact_id=session.contact_id,
-        sms=_texts(project, session.language, text, languages),
+        sms=texts_for(project, session.language, text, languages),
         source=SOURCE,
         source_id=str(session.pk),
         triggered_by=session.triggered_by or f"survey_session:{session.pk}",

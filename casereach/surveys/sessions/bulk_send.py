@@ -30,7 +30,7 @@ from casereach.messaging.optouts import OptedOut, opted_out_pairs
 from casereach.messaging.sending import send_each
 from casereach.messaging.sending_request import CHOSEN, MAX_SMS_CHARS, SendRequest
 from casereach.projects.models import Project
-from casereach.surveys.session_send import SOURCE, SessionLike, question_request
+from casereach.surveys.session_send import SOURCE, SessionLike, question_request, texts_for
 
 
 class Pinned(SessionLike, Protocol):
@@ -63,23 +63,31 @@ def send_first_questions(
 ) -> list[Sent]:
     """Question 1 (``texts[i]``) of each session, in one statement set; per session its
     event id and the error code when the message failed at once."""
-    languages = project_settings(project).languages
-    reqs = [
-        question_request(project, s, t, languages) for s, t in zip(sessions, texts, strict=True)
-    ]
+    settings = project_settings(project)
     if any(len(t) > MAX_SMS_CHARS for t in texts):
+        reqs = [
+            question_request(project, s, t, settings.languages)
+            for s, t in zip(sessions, texts, strict=True)
+        ]
         return _through_send_each(project, reqs)
     stamp = now()
     opted = opted_out_pairs({s.phone_number for s in sessions}, [project.pk])
-    settings = project_settings(project)
+    # The text is the same under every key (``session_send.texts_for``): which language a
+    # send records depends only on the session's and the contact's languages.
+    chosen: dict[tuple[str, str | None], tuple[bool, str]] = {}
     drafts: list[tuple[EventDraft, MessageDraft]] = []
-    for session, req, who in zip(sessions, reqs, recipients, strict=True):
-        text, used = pick_translation(
-            req.sms,
-            who.language,
-            project_languages=settings.languages,
-            fallback=settings.language_fallback,
-        )
+    for session, text, who in zip(sessions, texts, recipients, strict=True):
+        key = (session.language, who.language)
+        if key not in chosen:
+            keys = texts_for(project, session.language, "-", settings.languages)
+            found, used = pick_translation(
+                keys,
+                who.language,
+                project_languages=settings.languages,
+                fallback=settings.language_fallback,
+            )
+            chosen[key] = (found is not None, used)
+        has_text, used = chosen[key]
         msg = MessageDraft(
             project_id=project.pk,
             channel="sms",
@@ -88,7 +96,7 @@ def send_first_questions(
             phone_number=session.phone_number,
             email_address="",
             subject="",
-            text=text or "",
+            text=text if has_text else "",
             language=used,
             allow_opted_out=False,
             status=QUEUED,
@@ -97,13 +105,13 @@ def send_first_questions(
             updated_on=stamp,
             next_attempt_at=stamp,
         )
-        error = _check(msg, session, opted, project.pk)
+        error = "NO_MESSAGE" if not has_text else _check(msg, session, opted, project.pk)
         if msg.text:
             msg.segments, msg.encoding = _segments(msg.text)
         if error is not None:
             msg.status, msg.error_code, msg.failed_on = FAILED, error, stamp
             msg.next_attempt_at = None
-        drafts.append((_event(project, req, who, session, error, stamp), msg))
+        drafts.append((_event(project, who, session, error, stamp), msg))
     _write(project, drafts)
     return [Sent(event.pk, msg.error_code) for event, msg in drafts]
 
@@ -123,23 +131,19 @@ def _check(msg: MessageDraft, session: Pinned, opted: OptedOut, project_id: int)
 
 
 def _event(
-    project: Project,
-    req: SendRequest,
-    who: Recipient,
-    session: Pinned,
-    error: str | None,
-    stamp: dt.datetime,
+    project: Project, who: Recipient, session: Pinned, error: str | None, stamp: dt.datetime
 ) -> EventDraft:
+    """The session's event and sub-event, as ``sending._decide`` makes them."""
     closed = ERROR if error is not None else IN_PROGRESS
     event = EventDraft(
         project_id=project.pk,
         source=SOURCE,
-        source_id=req.source_id,
+        source_id=str(session.pk),
         source_name="",
         content_type="sms",
         status=closed,
         error_code=message_log.SUBEVENT_ERROR if error is not None else None,
-        triggered_by=req.triggered_by,
+        triggered_by=session.triggered_by or f"survey_session:{session.pk}",
         created_on=stamp,
     )
     event.sub = SubEventDraft(
