@@ -27,8 +27,8 @@ from casereach.alerts.templates import TemplateError, estimate
 from casereach.cases.queries import case_choices, case_types
 from casereach.core.errors import CasereachError
 from casereach.projects.models import Project, Role
-from casereach.surveys.queries import surveys_of
 from casereach.web.access import project_page
+from casereach.web.alert_content import survey_choices
 from casereach.web.charts import stacked_bars
 from casereach.web.queries import project_alerts
 
@@ -346,7 +346,7 @@ def _form_page(
             "weekdays": list(enumerate(WEEKDAYS)),
             "units": UNITS,
             "case_types": types,
-            "surveys": _survey_choices(project, v.get("survey_id") or ""),
+            "surveys": survey_choices(project, v.get("survey_id") or ""),
             "estimates": estimates,
             "template_error": template_error,
             "error": error,
@@ -355,16 +355,6 @@ def _form_page(
         },
         status=400 if error else 200,
     )
-
-
-def _survey_choices(project: Project, chosen: str) -> list[dict[str, Any]]:
-    """The project's active surveys for the content choice (and the chosen one, even when
-    it has since been deactivated, so that the form shows what is saved)."""
-    return [
-        {"id": str(s.pk), "name": s.name, "active": s.active}
-        for s in surveys_of(project).order_by("name")
-        if s.active or str(s.pk) == chosen
-    ]
 
 
 @project_page(get=Role.VIEWER)
