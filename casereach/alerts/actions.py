@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from django.db import transaction
 
 from casereach.alerts.caseviews import BATCH, load_open_views, load_views, open_case_ids
+from casereach.alerts.content_hooks import check_content
 from casereach.alerts.evaluation import Changes, evaluate, evaluate_broadcast
 from casereach.alerts.models import (
     CONDITIONAL,
@@ -48,6 +49,7 @@ def do_create_alert(project: Project, data: Any) -> Alert:
     spec = validated_spec(data)
     check_recipients(project, spec)
     check_reply_texts(project, spec)
+    check_content(project, spec)
     stamp = now()
     alert = Alert.objects.create(
         project=project,
@@ -83,6 +85,7 @@ def do_update_alert(alert: Alert, data: Any) -> Alert:
     spec = validated_spec(merged)
     check_recipients(alert.project, spec)
     check_reply_texts(alert.project, spec)
+    check_content(alert.project, spec)
     with transaction.atomic():
         Alert.objects.filter(pk=alert.pk).update(
             name=spec.name,
@@ -129,6 +132,7 @@ def do_activate(alert: Alert) -> Alert:
     at once, or — with an evaluation runner — by a worker, the alert showing ``queued``."""
     runner = _evaluation_runner
     check_recipients(alert.project, spec_of(alert))  # before anything changes
+    check_content(alert.project, spec_of(alert))
     Alert.objects.filter(pk=alert.pk).update(
         active=True,
         eval_state=EVAL_QUEUED if runner else EVAL_RUNNING,

@@ -68,8 +68,11 @@ def message_for(
         error = _phone(msg, target, addresses, error)
     else:
         error = _email(msg, target, error)
-    error = _content(msg, settings, spec, view, target, addresses, error)
-    if spec.channel == "sms" and msg.text:
+    if spec.content.is_survey:  # its first question is the survey's to build: a label
+        msg.text = f"(survey {spec.content.survey_id})"
+    else:
+        error = _content(msg, settings, spec, view, target, addresses, error)
+    if spec.channel == "sms" and msg.text and not spec.content.is_survey:
         info = analyse(msg.text)
         msg.segments, msg.encoding = info.segments, info.encoding
     if error is not None:

@@ -1,4 +1,5 @@
-"""The dry run: what an alert would send over the next days if it were activated now.
+"""The dry run: what an alert would send over the next days if it were activated now (for
+survey content: the survey starts, each counted where a message would be).
 
 It plans every candidate recipient as activation would (``evaluation``), resolves their
 recipients (``recipients``) and builds their messages (``compose``) as the scheduler would,
@@ -23,6 +24,7 @@ from casereach.alerts.caseviews import (
     open_case_ids,
 )
 from casereach.alerts.compose import TIME_DEFAULT_TEXT, message_for, send_errors, time_default
+from casereach.alerts.content_hooks import describe_survey
 from casereach.alerts.criteria import CaseView, matching
 from casereach.alerts.engine import Occurrence, occurrences_after, recurrence
 from casereach.alerts.evaluation import Plan, plan_for, stop_instant, time_property
@@ -87,6 +89,8 @@ class DryRun:
     unreachable: list[dict[str, Any]] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     candidates: int = 0
+    survey: dict[str, Any] | None = None  # survey content: the survey each recipient gets
+    survey_problem: str | None = None  # why no survey can start (missing, inactive)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -120,9 +124,23 @@ def dry_run(alert: Alert, days: int) -> dict[str, Any]:
         at=at,
         until=at + dt.timedelta(days=days),
     )
+    _survey(run)
     for keys, views in _candidates(run):
         _consider(run, keys, views)
     return _summary(run, days)
+
+
+def _survey(run: DryRun) -> None:
+    """Survey content: the survey (shown with the counts), and why none would start."""
+    content = run.spec.content
+    if not content.is_survey or content.survey_id is None:
+        return
+    run.survey = describe_survey(run.project, content.survey_id)
+    if run.survey is None:
+        run.survey = {"id": content.survey_id, "name": None, "active": False}
+        run.survey_problem = "SURVEY_NOT_FOUND"
+    elif not run.survey["active"]:
+        run.survey_problem = "SURVEY_INACTIVE"
 
 
 def _candidates(run: DryRun) -> Iterator[tuple[list[str], dict[str, CaseView]]]:
@@ -184,6 +202,8 @@ def _consider(run: DryRun, keys: Sequence[str], views: dict[str, CaseView]) -> N
         for target in targets[n]
     ]
     errors = send_errors(project, [msg for _, _, msg in built], at)
+    if run.survey_problem is not None:  # no session can start: every recipient says why
+        errors = [e or run.survey_problem for e in errors]
     for (n, target, _), error in zip(built, errors, strict=True):
         _tally(run, slots[n], plans[n], target, error, warnings, occ[n])
 
@@ -224,7 +244,9 @@ def _summary(run: DryRun, days: int) -> dict[str, Any]:
     ]
     for entry in days_list:
         entry["messages"] = run.per_day.get(str(entry["date"]), 0)
-    return {
+        if run.survey is not None:
+            entry["survey_starts"] = entry["messages"]
+    out = {
         "alert_id": run.alert.pk,
         "days": days,
         "from": run.at.isoformat(),
@@ -239,6 +261,11 @@ def _summary(run: DryRun, days: int) -> dict[str, Any]:
         "unreachable": run.unreachable,
         "notes": _month_notes(run.spec, start_day, run.until.date()),
     }
+    # Survey content: a survey start is counted where a message alert counts a message.
+    out["content"] = "message" if run.survey is None else "survey"
+    out["survey"] = run.survey
+    out["survey_starts"] = None if run.survey is None else out["messages"]
+    return out
 
 
 def _month_notes(spec: AlertSpec, start_day: dt.date, until: dt.date) -> list[str]:
@@ -251,7 +278,7 @@ def _month_notes(spec: AlertSpec, start_day: dt.date, until: dt.date) -> list[st
             if month >= start_day.replace(day=1):
                 notes.append(
                     f"{month.strftime('%Y-%m')} has no day {sched.repeat.day_of_month}: "
-                    "no message that month"
+                    f"no {'survey start' if spec.content.is_survey else 'message'} that month"
                 )
     return notes
 
@@ -264,6 +291,9 @@ REASONS = {
     "NO_RECIPIENT": "the recipient rule finds nobody (no owner, parent, child or user)",
     "CONTACT_IS_INACTIVE": "the contact is closed, deleted or deactivated",
     "PHONE_NUMBER_OPTED_OUT": "the number has opted out",
+    "SURVEY_NOT_FOUND": "the survey no longer exists: no survey would start",
+    "SURVEY_INACTIVE": "the survey is inactive: no survey would start",
+    "NO_SUITABLE_GATEWAY": "no gateway would take the number",
 }
 
 

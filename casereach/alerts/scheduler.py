@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +40,12 @@ from casereach.alerts.models import (
 from casereach.alerts.recipients import NO_RECIPIENT, Target, addresses, targets_of
 from casereach.alerts.replywait import record_waits
 from casereach.alerts.spec import AlertSpec, spec_of
+from casereach.alerts.survey_firing import start_surveys
 from casereach.core import bulk, rows
 from casereach.core.timeutil import ONE_MICROSECOND, now
 from casereach.messaging import log as message_log
 from casereach.messaging.log import EventDraft, MessageDraft, SubEventDraft
-from casereach.messaging.models import ERROR, FAILED
+from casereach.messaging.models import COMPLETED, ERROR, FAILED
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
@@ -188,6 +189,7 @@ class Firings:
     firings: list[FiringDraft] = field(default_factory=list)
     events: list[EventDraft] = field(default_factory=list)
     messages: list[list[tuple[Target, MessageDraft]]] = field(default_factory=list)
+    surveys: list[int | None] = field(default_factory=list)  # survey content: the survey
 
 
 def _fire_project(
@@ -269,6 +271,7 @@ def _add_firing(
                 f"{spec.late_limit_hours} h)"
             )
     out.messages.append(msgs)
+    out.surveys.append(spec.content.survey_id if spec.content.is_survey else None)
 
 
 def _write(project: Project, out: Firings, at: dt.datetime) -> None:
@@ -278,6 +281,7 @@ def _write(project: Project, out: Firings, at: dt.datetime) -> None:
     for firing, event in zip(out.firings, out.events, strict=True):
         firing.event_id = event.pk
     record_firings(out.firings)
+    started = start_surveys(project, out.surveys, out.events, out.messages, at)
     subs: list[SubEventDraft] = []
     for msgs, event in zip(out.messages, out.events, strict=True):
         for target, msg in msgs:
@@ -292,24 +296,31 @@ def _write(project: Project, out: Firings, at: dt.datetime) -> None:
             )
             if msg.status == FAILED:
                 sub.status, sub.error_code = ERROR, msg.error_code
+            elif msg.id in started:  # its session's own event holds question 1
+                sub.status = COMPLETED
             subs.append(sub)
     message_log.add_subevents(project, subs)  # stamped with the project's clock, in order
     it = iter(subs)
     for msgs, event in zip(out.messages, out.events, strict=True):
         for _, msg in msgs:
             msg.event_id, msg.subevent_id = event.pk, next(it).pk
-    message_log.add_messages([msg for msgs in out.messages for _, msg in msgs])
-    message_log.set_event_outcomes([c for c in map(_closing, out.events, out.messages) if c])
+    message_log.add_messages(
+        [msg for msgs in out.messages for _, msg in msgs if msg.id not in started]
+    )
+    closing = [_closing(e, m, started) for e, m in zip(out.events, out.messages, strict=True)]
+    message_log.set_event_outcomes([c for c in closing if c])
 
 
 def _closing(
-    event: EventDraft, msgs: Sequence[tuple[Target, MessageDraft]]
+    event: EventDraft, msgs: Sequence[tuple[Target, MessageDraft]], started: Container[str]
 ) -> tuple[int, str, str | None] | None:
     """How a new event closes at once: with no recipient at all, or when every message
-    failed (``message_log.outcome``); otherwise it stays in progress until the dispatcher
-    closes it."""
+    failed (``message_log.outcome``), or (survey content) as soon as it has started its
+    sessions; otherwise it stays in progress until the dispatcher closes it."""
     if not msgs:
         return (event.pk, ERROR, NO_RECIPIENT)
+    if any(msg.id in started and msg.status != FAILED for _, msg in msgs):
+        return (event.pk, COMPLETED, None)
     if message_log.outcome([msg.status for _, msg in msgs]) == ERROR:
         return (event.pk, ERROR, message_log.SUBEVENT_ERROR)
     return None

@@ -55,6 +55,13 @@ ALERT_SCHEMA: dict[str, Any] = {
         "content": {
             "type": "object",
             "properties": {
+                "type": {
+                    "type": "string",
+                    "enum": ["message", "survey"],
+                    "description": "message (default): the texts below; survey: start the "
+                    "survey survey_id for each recipient (channel sms, no texts needed)",
+                },
+                "survey_id": {"type": "integer", "description": "a survey of this project"},
                 "sms": _TEXTS,
                 "email": {
                     "type": "object",
@@ -211,6 +218,21 @@ EXAMPLES = {
             "reset_property": "next_visit",
         }
     },
+    "weekly survey to every case of a type": {
+        "value": {
+            "name": "Weekly adherence survey",
+            "kind": "conditional",
+            "case_type": "patient",
+            "channel": "sms",
+            "content": {"type": "survey", "survey_id": 12},
+            "schedule": {
+                "type": "timed",
+                "events": [{"day": 0, "time": "10:00"}],
+                "repeat": {"unit": "weeks", "iterations": None},
+            },
+            "recipients": [{"type": "self"}],
+        }
+    },
     "conditional alert schedule with waits": {
         "value": {
             "name": "Missed dose follow-up",
@@ -316,6 +338,13 @@ class AlertOut(AlertSummary):
 class DryRunDay(OpenSchema):
     date: str = Field(json_schema_extra={"format": "date"})
     messages: int
+    survey_starts: int | None = Field(default=None, description="survey content: as messages")
+
+
+class DryRunSurvey(OpenSchema):
+    id: int
+    name: str | None = Field(description="null when the survey no longer exists")
+    active: bool
 
 
 class DryRunUnreachable(OpenSchema):
@@ -341,6 +370,14 @@ class DryRunOut(OpenSchema):
     unreachable_by_reason: dict[str, int]
     unreachable: list[DryRunUnreachable] = Field(description="the first few, with the reason")
     notes: list[str] = Field(description="e.g. months that lack the monthly day")
+    content: str = Field(
+        description="message, or survey: the alert starts a survey per recipient",
+        json_schema_extra={"enum": ["message", "survey"]},
+    )
+    survey: DryRunSurvey | None = Field(description="survey content: the survey, else null")
+    survey_starts: int | None = Field(
+        description="survey content: the sessions that would start (counted as messages are)"
+    )
 
 
 class UpcomingSend(OpenSchema):
@@ -398,8 +435,8 @@ def serialize_alert(alert: Alert, *, full: bool = True) -> dict[str, Any]:
             }
             for e in estimate(content)
         ]
-        project_languages = alert.project.languages
-        out["missing_translations"] = [
+        project_languages = [] if spec.content.is_survey else alert.project.languages
+        out["missing_translations"] = [  # a survey's texts are the survey's own
             lang for lang in project_languages if not (content.get(lang) or "").strip()
         ]
         texts = dict(content)

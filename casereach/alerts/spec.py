@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from casereach.alerts.content_spec import Content
 from casereach.alerts.regexguard import regex_problem
 from casereach.alerts.replyspec import MAX_REPLY_WAIT, NoReply, check_reply
 from casereach.alerts.templates import TemplateError, validate_content
@@ -336,16 +337,6 @@ class Recipient(_Strict):
         return self
 
 
-class EmailContent(_Strict):
-    subject: dict[str, str] = Field(default_factory=dict)
-    body: dict[str, str] = Field(default_factory=dict)
-
-
-class Content(_Strict):
-    sms: dict[str, str] = Field(default_factory=dict)
-    email: EmailContent | None = None
-
-
 BROADCAST_RECIPIENTS = {"case", "case_group", "worker", "user_group"}
 CONDITIONAL_RECIPIENTS = {"self", "owner", "parent", "children", "user_property", "email_property"}
 
@@ -409,14 +400,17 @@ class AlertSpec(_Strict):
             if name is not None:
                 _prop(name)
         check_reply(self.channel, self.expect_reply_within_minutes, self.no_reply)
+        if self.content.is_survey and self.channel != "sms":
+            raise ValueError("survey content is sent by SMS: it needs channel 'sms'")
         # Every template present is checked, in every language, whichever channel is used:
         # the other channel's texts are stored too, and may be sent after an edit.
         email = self.content.email
+        texts = not self.content.is_survey  # a survey's texts are the survey's own
         try:
             saving = _saving(info)
             if saving or self.channel == "sms":
                 validate_content(
-                    self.content.sms, what="content.sms", required=self.channel == "sms"
+                    self.content.sms, what="content.sms", required=texts and self.channel == "sms"
                 )
             if email is None:
                 if self.channel == "email":

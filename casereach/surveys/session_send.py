@@ -10,8 +10,9 @@ source ``survey`` whose ``source_id`` is the session id.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from casereach.core.errors import CasereachError
 from casereach.gateways.queries import project_settings
@@ -43,16 +44,31 @@ TRIGGER_SOURCES = {
 }
 
 
+class SessionLike(Protocol):
+    """What a session's send reads of it."""
+
+    pk: int
+    contact_id: str
+    language: str
+    triggered_by: str
+    gateway_name: str
+    survey_id: int | None
+    survey_name: str
+
+
 @dataclass(frozen=True)
 class SendOutcome:
     event_id: int | None
     error_code: str | None  # None: queued for the dispatcher
 
 
-def _texts(project: Project, language: str, text: str) -> dict[str, str]:
+def texts_for(
+    project: Project, language: str, text: str, languages: Sequence[str] | None = None
+) -> dict[str, str]:
     """The same text under every language a send could pick (it is already rendered in
     the session's language), so that the project's fallback setting cannot drop it."""
-    languages = project_settings(project).languages
+    if languages is None:
+        languages = project_settings(project).languages
     return {**dict.fromkeys(languages, text), language: text, "*": text}
 
 
@@ -89,6 +105,32 @@ def show_progress(session: SurveySession) -> None:
         touch_survey(session.project_id, session.pk, survey_status(session))
 
 
+def question_request(
+    project: Project,
+    session: SessionLike,
+    text: str,
+    languages: Sequence[str] | None = None,
+    *,
+    first: bool = False,
+) -> SendRequest:
+    """The send of one message of a session (a row or a bulk start's draft) to its contact
+    through its gateway (``languages``: the project's, when the caller read them already);
+    ``first``: the question that starts the session, whose event is the session's."""
+    return SendRequest(
+        contact_id=session.contact_id,
+        sms=texts_for(project, session.language, text, languages),
+        source=event_source(session.triggered_by) if first else PART,
+        source_id=str(session.pk),
+        triggered_by=session.triggered_by or f"survey_session:{session.pk}",
+        gateway=session.gateway_name,
+    )
+
+
+def survey_form(session: SessionLike) -> dict[str, str]:
+    """The ``form`` of the session's event in CommCare's messaging-event API."""
+    return {"form_definition_id": str(session.survey_id), "form_name": session.survey_name}
+
+
 def send_question(
     project: Project, session: SurveySession, text: str, *, first: bool = False
 ) -> SendOutcome:
@@ -96,21 +138,13 @@ def send_question(
     session's event (the question that starts it), otherwise part of that event."""
     if not text:
         return SendOutcome(None, None)
-    req = SendRequest(
-        contact_id=session.contact_id,
-        sms=_texts(project, session.language, text),
-        source=event_source(session.triggered_by) if first else PART,
-        source_id=str(session.pk),
-        triggered_by=session.triggered_by or f"survey_session:{session.pk}",
-        gateway=session.gateway_name,
-    )
+    req = question_request(project, session, text, first=first)
     try:
         event, messages = do_send(project, req)
     except CasereachError as exc:  # the gateway is gone, the contact deleted
         return SendOutcome(None, exc.message[:64] if hasattr(exc, "message") else "ERROR")
     if first:
-        form = {"form_definition_id": str(session.survey_id), "form_name": session.survey_name}
-        link_survey(project.pk, event.pk, session.pk, form, SURVEY_IN_PROGRESS)
+        link_survey(project.pk, event.pk, session.pk, survey_form(session), SURVEY_IN_PROGRESS)
     else:
         add_to_survey(event.pk, session.pk)
     msg = messages[0]

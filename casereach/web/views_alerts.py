@@ -28,6 +28,7 @@ from casereach.cases.queries import case_choices, case_types
 from casereach.core.errors import CasereachError
 from casereach.projects.models import Project, Role
 from casereach.web.access import project_page
+from casereach.web.alert_content import survey_choices
 from casereach.web.charts import stacked_bars
 from casereach.web.queries import project_alerts
 
@@ -117,6 +118,8 @@ def form_from_spec(spec: dict[str, Any]) -> dict[str, Any]:
             r.get("id") or "" for r in recipients if r.get("type") == "user_group"
         ),
         "cases": ", ".join(r.get("id") or "" for r in recipients if r.get("type") == "case"),
+        "content_type": content.get("type") or "message",
+        "survey_id": str(content.get("survey_id") or ""),
         "sms": dict(content.get("sms") or {}),
         "subject": dict(email.get("subject") or {}),
         "body": dict(email.get("body") or {}),
@@ -161,6 +164,8 @@ def form_from_post(post: QueryDict, langs: list[str]) -> dict[str, Any]:
             "stop_property",
             "reset_property",
             "late_limit_hours",
+            "content_type",
+            "survey_id",
         ]
     }
     v["weekdays"] = post.getlist("weekdays")
@@ -195,7 +200,11 @@ def spec_from_form(v: dict[str, Any]) -> dict[str, Any]:
     """The alert body the API takes, from the form's values."""
     spec: dict[str, Any] = {"name": v["name"], "kind": v["kind"] or "conditional"}
     spec["channel"] = v["channel"] or "sms"
-    if spec["channel"] == "email":
+    if v.get("content_type") == "survey":
+        if not v.get("survey_id"):
+            raise CasereachError("invalid alert: content.survey_id: choose a survey")
+        spec["content"] = {"type": "survey", "survey_id": _int(v["survey_id"], "content.survey_id")}
+    elif spec["channel"] == "email":
         spec["content"] = {
             "email": {
                 "subject": {k: t for k, t in v["subject"].items() if t.strip()},
@@ -337,6 +346,7 @@ def _form_page(
             "weekdays": list(enumerate(WEEKDAYS)),
             "units": UNITS,
             "case_types": types,
+            "surveys": survey_choices(project, v.get("survey_id") or ""),
             "estimates": estimates,
             "template_error": template_error,
             "error": error,

@@ -121,12 +121,13 @@ def test_the_hand_read_query_parameters_are_declared() -> None:
     assert {"project", "alert_id", "days"} == path_params
 
 
-def test_the_four_worked_examples_stay_in_the_document() -> None:
+def test_the_five_worked_examples_stay_in_the_document() -> None:
     expected = {
         "immediate broadcast",
         "weekly broadcast",
         "conditional alert, daily at 09:00 from a date property",
         "conditional alert schedule with waits",
+        "weekly survey to every case of a type",
     }
     for method, path in (("post", "/alerts"), ("put", "/alerts/{alert_id}")):
         body = operation(method, path)["requestBody"]["content"]["application/json"]

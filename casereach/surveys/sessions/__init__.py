@@ -27,7 +27,9 @@ from django.db import IntegrityError, transaction
 from casereach.cases.actions import do_apply_case_changes
 from casereach.cases.changes import CaseChange
 from casereach.contacts.models import Contact
-from casereach.core import bulk
+
+# Not ``core.bulk`` by name: the package's own ``bulk`` module (the bulk start) takes it.
+from casereach.core.bulk import process_writer_turn
 from casereach.core.errors import BadRequest, CasereachError
 from casereach.core.timeutil import now
 from casereach.gateways.models import GatewayConfig
@@ -110,7 +112,7 @@ def do_start_survey(
         raise BadRequest(f"contact '{contact.contact_id}' has no phone number")
     number, override = entry
     gw = _gateway_for(project, number, override, gateway)
-    with bulk.process_writer_turn(), transaction.atomic():
+    with process_writer_turn(), transaction.atomic():
         lock_project(project.pk)
         session = SurveySession.objects.create(
             project=project,
@@ -355,7 +357,7 @@ def run_due_sessions(at: dt.datetime | None = None, limit: int = DUE_BATCH) -> i
     handled = 0
     for session_id in due_session_ids(at, limit):
         try:
-            with bulk.process_writer_turn(), transaction.atomic():
+            with process_writer_turn(), transaction.atomic():
                 handled += _fire(session_id, at)
         except Exception:  # one session's failure does not stop the others
             log.exception("survey session %s: timer failed", session_id)
