@@ -125,8 +125,27 @@ def _start_sessions(inst: Instance, survey_id: int, count: int) -> None:
         if len(holders) != count:
             raise BenchError(f"{len(holders):,} two-way holders for {count:,} bench cases")
         rows = [
-            (project_id, survey_id, name, version, definition, contact, contact, gateway_id)
-            + (gateway_name, number, "en", "active", "", "q1", 0, 0, at, at, "bench")
+            (
+                project_id,
+                survey_id,
+                name,
+                version,
+                definition,
+                contact,
+                contact,
+                gateway_id,
+                gateway_name,
+                number,
+                "en",
+                "active",
+                "",
+                "q1",
+                0,
+                0,
+                at,
+                at,
+                "bench",
+            )
             for contact, number in holders
         ]
         with db:
