@@ -89,7 +89,7 @@ def live_case(project_id: int, case_id: str | None) -> Case | None:
 def _names(project: Project, contact_ids: list[str]) -> dict[str, str]:
     """``contacts.queries.contact_names`` in one raw statement."""
     sql = _NAMES_SQL.format(", ".join(["%s"] * len(contact_ids)))
-    return dict(rows.fetch_all(sql, [project.pk, *contact_ids]))  # type: ignore[arg-type]
+    return {str(k): str(v) for k, v in rows.fetch_all(sql, [project.pk, *contact_ids])}
 
 
 def step_context(project: Project, session: SurveySession) -> Context:
