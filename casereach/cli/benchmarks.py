@@ -54,6 +54,7 @@ SurveySkipStart = Annotated[
 ]
 
 
+# long: one command holds every suite's options (typer), then hands over to the suite
 @app.command()
 def bench(
     suite: Annotated[
@@ -119,18 +120,7 @@ def bench(
     if workers is not None and suite not in ("dispatch", "all"):
         fail("--workers applies to 'dispatch' and 'all' only")
     surveys = (sessions, answers_per_session, start_contacts, skip_start or None)
-    if suite != "surveys" and any(v is not None for v in surveys):
-        fail(
-            "--sessions, --answers-per-session, --start-contacts and --skip-start apply to "
-            "'surveys' only"
-        )
-    if suite == "surveys":
-        if any(v is not None for v in (n, database, only, peer_json)):
-            fail(
-                "'surveys' takes --sessions, --clients, --answers-per-session, "
-                "--start-contacts, --skip-start and --json only"
-            )
-        _run_surveys(clients, json_out, surveys)
+    if _surveys_suite(suite, clients, json_out, (n, database, only, peer_json), surveys):
         return
     _send_options_only_for_send(suite, (n, clients, database, only, peer_json))
     try:
@@ -164,6 +154,30 @@ def _send_options_only_for_send(suite: str, values: tuple[object, ...]) -> None:
         fail("'forwarding' takes --n, --clients and --json only")
     if suite not in ("send", "forwarding") and any(v is not None for v in values):
         fail("--n, --clients, --database, --only and --peer-json apply to 'send' only")
+
+
+def _surveys_suite(
+    suite: str,
+    clients: int | None,
+    json_out: Path | None,
+    others: tuple[object, ...],
+    options: tuple[int | bool | None, ...],
+) -> bool:
+    """Run 'bench surveys' (True), or refuse its options for another suite."""
+    if suite != "surveys":
+        if any(v is not None for v in options):
+            fail(
+                "--sessions, --answers-per-session, --start-contacts and --skip-start apply "
+                "to 'surveys' only"
+            )
+        return False
+    if any(v is not None for v in others):
+        fail(
+            "'surveys' takes --sessions, --clients, --answers-per-session, --start-contacts, "
+            "--skip-start and --json only"
+        )
+    _run_surveys(clients, json_out, options)
+    return True
 
 
 def _run_surveys(
