@@ -17,7 +17,7 @@ alerts suite's CSV). The measured work runs in one subprocess with Django config
 
 ``survey_start_ratio`` is the second rate over the first. Checks (a failed one is listed in
 ``problems``): n queued plain messages, n active sessions, n queued question-1 messages of
-source ``survey``, nothing still due.
+source ``survey_broadcast``, nothing still due.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def worker() -> dict[str, Any]:
         "plain_messages_queued": outbox.filter(event__source="immediate_broadcast").count(),
         "sessions_active": SurveySession.objects.filter(status="active").count(),
         "sessions": SurveySession.objects.count(),
-        "survey_messages_queued": outbox.filter(event__source="survey").count(),
+        "survey_messages_queued": outbox.filter(event__source="survey_broadcast").count(),
         "failed_messages": Message.objects.filter(status="failed").count(),
         "instances_still_due": ScheduleInstance.objects.filter(
             active=True, next_due__lte=now()

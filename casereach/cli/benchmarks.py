@@ -37,12 +37,31 @@ SendOnly = Annotated[
 SendPeer = Annotated[
     Path | None, typer.Option("--peer-json", help="A peer-kannel run's --json (send)")
 ]
+# The options of 'bench surveys' only.
+SurveySessions = Annotated[
+    int | None, typer.Option("--sessions", help="Active survey sessions (surveys; 10,000)")
+]
+SurveyAnswers = Annotated[
+    int | None,
+    typer.Option("--answers-per-session", help="Answers POSTed per session (surveys; 2)"),
+]
+SurveyStartContacts = Annotated[
+    int | None,
+    typer.Option("--start-contacts", help="Contacts of the broadcast start (surveys; 100,000)"),
+]
+SurveySkipStart = Annotated[
+    bool, typer.Option("--skip-start", help="Do not measure the broadcast start (surveys)")
+]
 
 
+# long: one command holds every suite's options (typer), then hands over to the suite
 @app.command()
 def bench(
     suite: Annotated[
-        str, typer.Argument(help="Suite: ingest, dispatch, inbound, alerts, send or forwarding")
+        str,
+        typer.Argument(
+            help="Suite: ingest, dispatch, inbound, alerts, send, forwarding or surveys"
+        ),
     ] = "ingest",
     cases: Annotated[int, typer.Option("--cases", help="Cases per measurement")] = 100_000,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results here")] = None,
@@ -67,9 +86,15 @@ def bench(
     database: SendDatabase = None,
     only: SendOnly = None,
     peer_json: SendPeer = None,
+    sessions: SurveySessions = None,
+    answers_per_session: SurveyAnswers = None,
+    start_contacts: SurveyStartContacts = None,
+    skip_start: SurveySkipStart = False,
 ) -> None:
     """Run a benchmark suite: our path and the raw floor side by side. For send: --n, --clients,
-    --database, --only, --peer-json, --json; for forwarding (vs /healthz): --n, --clients.
+    --database, --only, --peer-json, --json; for forwarding (vs /healthz): --n, --clients;
+    for surveys (answers vs /healthz): --sessions, --clients, --answers-per-session,
+    --start-contacts, --skip-start, --json.
 
     For dispatch, --cases is the number of queued messages and --rss-rows the size of the
     outbox drained for the peak-RSS measurement. With --gateway-latency-ms (and optionally
@@ -94,6 +119,9 @@ def bench(
         fail("--gateway-latency-ms must be 0 or more")
     if workers is not None and suite not in ("dispatch", "all"):
         fail("--workers applies to 'dispatch' and 'all' only")
+    surveys = (sessions, answers_per_session, start_contacts, skip_start or None)
+    if _surveys_suite(suite, clients, json_out, (n, database, only, peer_json), surveys):
+        return
     _send_options_only_for_send(suite, (n, clients, database, only, peer_json))
     try:
         if suite in ("send", "forwarding"):
@@ -126,6 +154,49 @@ def _send_options_only_for_send(suite: str, values: tuple[object, ...]) -> None:
         fail("'forwarding' takes --n, --clients and --json only")
     if suite not in ("send", "forwarding") and any(v is not None for v in values):
         fail("--n, --clients, --database, --only and --peer-json apply to 'send' only")
+
+
+def _surveys_suite(
+    suite: str,
+    clients: int | None,
+    json_out: Path | None,
+    others: tuple[object, ...],
+    options: tuple[int | bool | None, ...],
+) -> bool:
+    """Run 'bench surveys' (True), or refuse its options for another suite."""
+    if suite != "surveys":
+        if any(v is not None for v in options):
+            fail(
+                "--sessions, --answers-per-session, --start-contacts and --skip-start apply "
+                "to 'surveys' only"
+            )
+        return False
+    if any(v is not None for v in others):
+        fail(
+            "'surveys' takes --sessions, --clients, --answers-per-session, --start-contacts, "
+            "--skip-start and --json only"
+        )
+    _run_surveys(clients, json_out, options)
+    return True
+
+
+def _run_surveys(
+    clients: int | None, json_out: Path | None, options: tuple[int | bool | None, ...]
+) -> None:
+    from casereach.bench.survey_answers import run_surveys_suite
+
+    sessions, per_session, start_contacts, skip_start = options
+    try:
+        run_surveys_suite(
+            sessions=10_000 if sessions is None else int(sessions),
+            clients=8 if clients is None else clients,
+            answers_per_session=2 if per_session is None else int(per_session),
+            start_contacts=100_000 if start_contacts is None else int(start_contacts),
+            skip_start=bool(skip_start),
+            json_out=json_out,
+        )
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def _run_latency(

@@ -16,7 +16,8 @@ from casereach.alerts.templates import RenderContext
 from casereach.cases.models import Case
 from casereach.cases.queries import parse_date_bound
 from casereach.contacts.models import Contact, PhoneEntry
-from casereach.contacts.queries import contact_names, send_order
+from casereach.contacts.queries import send_order
+from casereach.core import rows
 from casereach.core.errors import BadRequest, NotFound
 from casereach.gateways.queries import project_settings
 from casereach.messaging.models import Message
@@ -55,19 +56,43 @@ def session_spec(session: SurveySession) -> SurveySpec:
     return spec
 
 
+# The inbound hot path reads these in raw SQL (the ORM's query building was most of an
+# answer's cost; see docs/performance.md).
+_ANSWERS_SQL = (
+    f"SELECT question_id, skipped, value, display FROM {SurveyAnswer._meta.db_table} "
+    "WHERE session_id = %s ORDER BY id"
+)
+_CASE = rows.RawRows(Case, "case_id", "project_id", "case_name", "owner_id", "properties")
+_CASE_SQL = (
+    f"SELECT {_CASE.columns('c')} FROM {Case._meta.db_table} c "
+    "WHERE c.project_id = %s AND c.case_id = %s AND NOT c.deleted"
+)
+_NAMES_SQL = (
+    f"SELECT contact_id, name FROM {Contact._meta.db_table} WHERE project_id = %s "
+    "AND contact_id IN ({})"
+)
+
+
 def answers_of(session: SurveySession) -> dict[str, Answer | None]:
     """Question id → the answer given (None: skipped), in the order they were given."""
-    rows = SurveyAnswer.objects.filter(session=session).order_by("id")
     return {
-        a.question_id: None if a.skipped else Answer(a.value, a.display)
-        for a in rows.only("question_id", "skipped", "value", "display")
+        qid: None if skipped else Answer(value, display)
+        for qid, skipped, value, display in rows.fetch_all(_ANSWERS_SQL, [session.pk])
     }
 
 
 def live_case(project_id: int, case_id: str | None) -> Case | None:
+    """The case (its name, owner and properties loaded; the rest on first access)."""
     if not case_id:
         return None
-    return Case.objects.filter(project_id=project_id, case_id=case_id, deleted=False).first()
+    row = rows.fetch_one(_CASE_SQL, [project_id, case_id])
+    return _CASE.build(row) if row is not None else None
+
+
+def _names(project: Project, contact_ids: list[str]) -> dict[str, str]:
+    """``contacts.queries.contact_names`` in one raw statement."""
+    sql = _NAMES_SQL.format(", ".join(["%s"] * len(contact_ids)))
+    return {str(k): str(v) for k, v in rows.fetch_all(sql, [project.pk, *contact_ids])}
 
 
 def case_gone(session: SurveySession) -> str:
@@ -103,7 +128,7 @@ def step_context(project: Project, session: SurveySession) -> Context:
     case = live_case(project.pk, session.case_id)
     props: Mapping[str, str] = case.properties if case is not None else {}
     owner = case.owner_id if case is not None else None
-    names = contact_names(project, [session.contact_id, *([owner] if owner else [])])
+    names = _names(project, [session.contact_id, *([owner] if owner else [])])
     render = RenderContext(
         case_name=case.case_name if case is not None else None,
         case_properties=props,

@@ -63,6 +63,7 @@ from casereach.surveys.session_steps import (
     reply_step,
     timers,
 )
+from casereach.surveys.sessions.answer_rows import add_answer, locked_session, save_progress
 from casereach.surveys.spec import NoReply
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ def on_inbound(ctx: Ctx, happening: str) -> str | None:
         return None
     if session_id is None:
         return None
-    session = SurveySession.objects.select_for_update().filter(pk=session_id).first()
+    session = locked_session(session_id)
     if session is None or session.status != ACTIVE:
         return None
     if scope is not None and session.project_id != scope:
@@ -293,16 +294,18 @@ def _take_over(ctx: Ctx, session: SurveySession) -> Project:
 def _apply(ctx: Ctx, project: Project, session: SurveySession, step: Step, at: dt.datetime) -> None:
     if step.recorded is not None:
         qid, answer = step.recorded
-        SurveyAnswer.objects.create(
-            session=session,
-            question_id=qid,
-            raw_text=ctx.msg.text,
-            value=answer.value if answer else "",
-            display=answer.display if answer else "",
-            skipped=answer is None,
-            message_id=ctx.msg.id,
-            provider_id=ctx.msg.provider_id,
-            received_on=at,
+        add_answer(
+            SurveyAnswer(
+                session=session,
+                question_id=qid,
+                raw_text=ctx.msg.text,
+                value=answer.value if answer else "",
+                display=answer.display if answer else "",
+                skipped=answer is None,
+                message_id=ctx.msg.id,
+                provider_id=ctx.msg.provider_id,
+                received_on=at,
+            )
         )
     problem = _write_case(project, session, step.properties)
     if problem:
@@ -324,7 +327,7 @@ def _apply(ctx: Ctx, project: Project, session: SurveySession, step: Step, at: d
     more = session.reask_count < s.reask_max
     session.next_reask_at = at + dt.timedelta(minutes=s.reask_after_minutes) if more else None
     session.next_timer_at = _earliest(session)
-    session.save()
+    save_progress(session)
     show_progress(session)
 
 
