@@ -228,7 +228,7 @@ def _read(project: Project, items: Sequence[_Item], errors: Errors) -> _Reads:
         if it.req.contact_id and it.req.contact_id not in contacts:
             _note(errors, i, _RECIPIENT, NotFound(f"contact '{it.req.contact_id}' not found"))
     sms_contacts = sorted({it.req.contact_id for it in sms if it.req.contact_id in contacts})
-    entries = _first_entries(sms_contacts)
+    entries = first_entries(sms_contacts)
     numbers = [it.number for it in sms if it.number] + [n for n, _ in entries.values()]
     opted = opted_out_pairs(numbers, [project.pk]) if numbers else OptedOut()
     routed = any(it.chosen is None for it in sms)
@@ -275,7 +275,7 @@ def _contacts(project: Project, ids: Sequence[str]) -> dict[str, ContactRow]:
     return out
 
 
-def _first_entries(ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+def first_entries(ids: Sequence[str]) -> dict[str, tuple[str, str]]:
     """Each contact's first phone entry in send order: (number, gateway override)."""
     out: dict[str, tuple[str, str]] = {}
     for chunk in bulk.in_chunks(ids):

@@ -83,3 +83,22 @@ FIVE_QUESTIONS: dict[str, Any] = {
 def survey_body(**over: Any) -> dict[str, Any]:
     """A fresh copy of :data:`FIVE_QUESTIONS` with ``over`` applied on top."""
     return {**copy.deepcopy(FIVE_QUESTIONS), **over}
+
+
+# One question in English and Swahili, for the session tests and pages.
+ONE_QUESTION: dict[str, Any] = {
+    "name": "Quick check",
+    "questions": [
+        {
+            "id": "ok",
+            "type": "single_select",
+            "prompt": {"en": "Are you well?", "sw": "Uko salama?"},
+            "choices": [
+                {"value": "yes", "label": {"en": "Yes", "sw": "Ndiyo"}},
+                {"value": "no", "label": {"en": "No", "sw": "Hapana"}},
+            ],
+            "case_property": "feels_well",
+        }
+    ],
+    "closing": {"en": "Thanks.", "sw": "Asante."},
+}

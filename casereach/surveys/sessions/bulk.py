@@ -29,12 +29,12 @@ from django.db import IntegrityError, transaction
 from casereach.alerts.content_hooks import StartOutcome
 from casereach.alerts.templates import RenderContext
 from casereach.cases.models import Case
-from casereach.contacts.models import Contact, PhoneEntry
-from casereach.contacts.queries import send_order
+from casereach.contacts.models import Contact
 from casereach.core import bulk, rows
 from casereach.core.errors import BadRequest, CasereachError
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import gateway_index, global_routes, project_settings, route
+from casereach.messaging.sending import first_entries
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.surveys.models import ACTIVE, QUEUED, Survey, SurveySession
@@ -161,7 +161,7 @@ def _plan(
     """Each contact's session draft (status queued or active) or the reason it gets none;
     and the pairs that had queued sessions but none active (left over: started after)."""
     contacts = _contacts(project, contact_ids)
-    entries = _first_entries(sorted(c for c, row in contacts.items() if row[2]))
+    entries = first_entries(sorted(c for c, row in contacts.items() if row[2]))
     routed = _routes(project, entries)
     busy = _busy_pairs(set(routed.values()))
     first_language = project.languages[0] if project.languages else "en"
@@ -220,20 +220,6 @@ def _contacts(project: Project, ids: Iterable[str]) -> dict[str, ContactRow]:
             [project.pk, *params],
         ):
             out[row[0]] = (row[0], row[1], bool(row[2]), row[3], row[4])
-    return out
-
-
-def _first_entries(ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """Each contact's first phone entry in send order: (number, gateway override)."""
-    out: dict[str, tuple[str, str]] = {}
-    for chunk in bulk.in_chunks(ids):
-        qs = (
-            PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk))
-            .order_by("contact_id", *send_order())
-            .values_list("contact_id", "number", "gateway")
-        )
-        for contact_id, number, override in qs:
-            out.setdefault(contact_id, (number, override))
     return out
 
 

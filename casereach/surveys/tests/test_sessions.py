@@ -18,30 +18,13 @@ from casereach.surveys.models import SurveyAnswer
 from casereach.testing.cases import create_case_id as case
 from casereach.testing.gateways import default_gateway
 from casereach.testing.gateways import post_inbound as inbound
-from casereach.testing.surveys import survey_body
+from casereach.testing.surveys import ONE_QUESTION, survey_body
 from casereach.testing.world import Api
 
 S = "/a/{project}/api/surveys/v1/surveys"
 SESSIONS = "/a/{project}/api/surveys/v1/survey-sessions"
 V2 = "/a/{project}/api/case/v2/"
 NUMBER = "254712345678"
-
-ONE_QUESTION: dict[str, Any] = {
-    "name": "Quick check",
-    "questions": [
-        {
-            "id": "ok",
-            "type": "single_select",
-            "prompt": {"en": "Are you well?", "sw": "Uko salama?"},
-            "choices": [
-                {"value": "yes", "label": {"en": "Yes", "sw": "Ndiyo"}},
-                {"value": "no", "label": {"en": "No", "sw": "Hapana"}},
-            ],
-            "case_property": "feels_well",
-        }
-    ],
-    "closing": {"en": "Thanks.", "sw": "Asante."},
-}
 
 
 @pytest.fixture

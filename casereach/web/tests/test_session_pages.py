@@ -17,6 +17,7 @@ from casereach.projects.actions import do_create_web_user
 from casereach.projects.models import Project, Role
 from casereach.testing.cases import create_case_id as case
 from casereach.testing.gateways import default_gateway
+from casereach.testing.surveys import ONE_QUESTION as ONE
 from casereach.testing.surveys import survey_body
 from casereach.testing.world import Api
 from casereach.web.tests.test_survey_pages import _client
@@ -24,22 +25,6 @@ from casereach.web.tests.test_survey_pages import _client
 S = "/a/{project}/api/surveys/v1/surveys"
 SESSIONS = "/a/{project}/api/surveys/v1/survey-sessions"
 NUMBER = "254712345678"
-ONE = {
-    "name": "Quick check",
-    "questions": [
-        {
-            "id": "ok",
-            "type": "single_select",
-            "prompt": {"en": "Are you well?", "sw": "Uko salama?"},
-            "choices": [
-                {"value": "yes", "label": {"en": "Yes", "sw": "Ndiyo"}},
-                {"value": "no", "label": {"en": "No", "sw": "Hapana"}},
-            ],
-            "case_property": "feels_well",
-        }
-    ],
-    "closing": {"en": "Thanks.", "sw": "Asante."},
-}
 
 
 @pytest.fixture
