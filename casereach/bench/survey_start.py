@@ -129,7 +129,7 @@ def worker() -> dict[str, Any]:
         "survey_start_seconds": survey_s,
         "plain_messages_queued": outbox.filter(event__source="immediate_broadcast").count(),
         "sessions_active": SurveySession.objects.filter(status="active").count(),
-        "sessions": SurveySession.objects.count(),
+        "start_sessions": SurveySession.objects.count(),
         "survey_messages_queued": outbox.filter(event__source="survey_broadcast").count(),
         "failed_messages": Message.objects.filter(status="failed").count(),
         "instances_still_due": ScheduleInstance.objects.filter(
