@@ -14,6 +14,21 @@ from casereach.core.openapi import OpenSchema
 from casereach.core.timeutil import iso
 
 _TEXTS = {"type": "object", "additionalProperties": {"type": "string"}}
+# An alert's and a survey's ``no_reply`` (alerts.replyspec / surveys.spec), as documented.
+NO_REPLY_SCHEMA = {
+    "type": ["object", "null"],
+    "required": ["action"],
+    "properties": {
+        "action": {
+            "type": "string",
+            "enum": ["set_property", "message_owner", "other_gateway"],
+        },
+        "property": {"type": "string"},
+        "value": {"type": "string"},
+        "message": _TEXTS,
+        "gateway": {"type": "string"},
+    },
+}
 _CRITERIA = {
     "type": "object",
     "properties": {
@@ -149,20 +164,7 @@ ALERT_SCHEMA: dict[str, Any] = {
             "maximum": 40320,
             "description": "SMS only: no reply within this long runs no_reply (docs/alerts.md)",
         },
-        "no_reply": {
-            "type": ["object", "null"],
-            "required": ["action"],
-            "properties": {
-                "action": {
-                    "type": "string",
-                    "enum": ["set_property", "message_owner", "other_gateway"],
-                },
-                "property": {"type": "string"},
-                "value": {"type": "string"},
-                "message": _TEXTS,
-                "gateway": {"type": "string"},
-            },
-        },
+        "no_reply": NO_REPLY_SCHEMA,
     },
 }
 EXAMPLES = {

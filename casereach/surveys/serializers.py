@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from casereach.alerts.serializers import NO_REPLY_SCHEMA
 from casereach.alerts.templates import estimate
 from casereach.core.openapi import OpenSchema
 from casereach.core.timeutil import iso
@@ -85,19 +86,7 @@ SURVEY_SCHEMA: dict[str, Any] = {
                 "expire_after_minutes": {"type": "integer"},
                 "write_on_expiry": {"type": "boolean"},
                 "expect_reply_within_minutes": {"type": ["integer", "null"]},
-                "no_reply": {
-                    "type": ["object", "null"],
-                    "properties": {
-                        "action": {
-                            "type": "string",
-                            "enum": ["set_property", "message_owner", "other_gateway"],
-                        },
-                        "property": {"type": "string"},
-                        "value": {"type": "string"},
-                        "message": _TEXTS,
-                        "gateway": {"type": "string"},
-                    },
-                },
+                "no_reply": NO_REPLY_SCHEMA,
             },
         },
     },
