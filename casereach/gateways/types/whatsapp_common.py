@@ -24,12 +24,15 @@ Error classification (``classify``)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -53,6 +56,7 @@ from casereach.gateways.base import (
 )
 from casereach.gateways.inbound import checked_inbound, phone_digits
 from casereach.gateways.masking import mask_text
+from casereach.gateways.wire import Origin, WireError, WirePool
 
 # --- limits ------------------------------------------------------------------------------------
 
@@ -296,6 +300,129 @@ def send_json(
     outcome = classify(
         response.status_code, response.content, response.headers.get("retry-after"), secrets
     )
+    if isinstance(outcome, GatewayError):
+        raise outcome
+    return outcome
+
+
+# --- the lean client (the dispatcher's path) ---------------------------------------------------
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}  # as httpx logs them
+
+
+@dataclass(frozen=True)
+class WirePlan:
+    """What every send of one gateway shares, worked out once: the origin, the request line's
+    target and the fixed header lines (and how they are logged)."""
+
+    url: str
+    origin: Origin
+    target: str
+    head: bytes
+    log_head: list[str]
+    variants: list[str]
+
+
+def wire_plan(url: str, token: str, secrets: list[str]) -> WirePlan:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    with contextlib.suppress(UnicodeError):
+        host = host.encode("idna").decode("ascii")
+    default = 443 if scheme == "https" else 80
+    port = parts.port or default
+    netloc = f"[{host}]" if ":" in host else host
+    if port != default:
+        netloc += f":{port}"
+    headers = [
+        ("Host", netloc),
+        ("Accept", "application/json"),
+        ("Content-Type", "application/json"),
+        ("Authorization", f"Bearer {token}"),
+    ]
+    variants = netpolicy.secret_variants(secrets)
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    return WirePlan(
+        url=url,
+        origin=(scheme, host, port),
+        target=path,
+        head=b"".join(f"{k}: {v}\r\n".encode() for k, v in headers),
+        log_head=[
+            mask_text(line, variants)
+            for line in netpolicy.header_lines(headers, ("authorization",))
+        ],
+        variants=variants,
+    )
+
+
+def wire_request(plan: WirePlan, payload: Mapping[str, Any]) -> tuple[bytes, str]:
+    """The request bytes and their masked text for the exchange log."""
+    body = _JSON.encode(payload).encode()
+    data = b"".join(
+        (
+            f"POST {plan.target} HTTP/1.1\r\n".encode(),
+            plan.head,
+            f"Content-Length: {len(body)}\r\n\r\n".encode(),
+            body,
+        )
+    )
+    logged = "\n".join(
+        [
+            mask_text(f"POST {plan.url}", plan.variants),
+            *plan.log_head,
+            f"Content-Length: {len(body)}",
+            "",
+            mask_text(netpolicy.body_text(body), plan.variants),
+        ]
+    )
+    return data, logged
+
+
+async def send_json_async(
+    pool: WirePool,
+    plan: WirePlan,
+    payload: Mapping[str, Any],
+    *,
+    timeout_s: float,
+    secrets: list[str],
+    record: Callable[[Exchange], None],
+) -> SendResult:
+    """``send_json`` through the lean client: the same request, classification and masked
+    exchange."""
+    if not netpolicy.private_addresses_allowed():
+        netpolicy.check_url_before_send(plan.url)
+    data, logged_request = wire_request(plan, payload)
+    started = time.monotonic()
+    try:
+        response = await pool.request(plan.origin, data, timeout_s)
+    except WireError as exc:
+        error = netpolicy.wire_error(exc)
+        netpolicy.record_exchange(
+            record,
+            Exchange(
+                request=logged_request,
+                response=f"(no reply: {exc.name})",
+                duration_ms=int((time.monotonic() - started) * 1000),
+                extra={"error": exc.name, "outcome_unknown": error.outcome_unknown},
+            ),
+        )
+        raise error from None
+    reason = _PHRASES.get(response.status, response.reason)
+    logged_response = "\n".join(
+        [f"HTTP {response.status} {reason}", *netpolicy.header_lines(response.headers, ())]
+    )
+    logged_response += "\n\n" + netpolicy.body_text(response.body)
+    netpolicy.record_exchange(
+        record,
+        Exchange(
+            request=logged_request,
+            response=mask_text(logged_response, plan.variants),
+            duration_ms=int((time.monotonic() - started) * 1000),
+            extra={"status_code": response.status},
+        ),
+    )
+    outcome = classify(response.status, response.body, response.header("retry-after"), secrets)
     if isinstance(outcome, GatewayError):
         raise outcome
     return outcome
