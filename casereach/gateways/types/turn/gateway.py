@@ -42,6 +42,8 @@ from casereach.gateways.base import (
 )
 from casereach.gateways.inbound import phone_digits
 from casereach.gateways.types import whatsapp_common as wa
+from casereach.gateways.types import whatsapp_hooks as hooks
+from casereach.gateways.types import whatsapp_templates as templates
 from casereach.gateways.wire import WirePool
 
 DEFAULT_BASE_URL = "https://whatsapp.turn.io"
@@ -185,7 +187,7 @@ class TurnGateway(Gateway):
                 detail="set waba_id on the gateway to sync its templates",
             )
         self.last_exchange = None
-        return wa.list_templates(
+        return templates.list_templates(
             self._client(),
             f"{cfg.base_url}/graph/{cfg.api_version}/{cfg.waba_id}/message_templates",
             token=cfg.access_token,
@@ -195,7 +197,7 @@ class TurnGateway(Gateway):
         )
 
     def valid_webhook_signature(self, headers: Mapping[str, str], body: bytes) -> bool:
-        given = wa.header(headers, SIGNATURE_HEADER).strip()
+        given = hooks.header(headers, SIGNATURE_HEADER).strip()
         if not given:
             return False
         expected = turn_signature(self.cfg.hook_secret, body)
@@ -204,7 +206,7 @@ class TurnGateway(Gateway):
     def parse_webhook(
         self, form: Mapping[str, str], body: bytes, content_type: str
     ) -> tuple[list[StatusUpdate], list[InboundMessage]]:
-        return wa.parse_webhook(body, self.cfg.number)
+        return hooks.parse_webhook(body, self.cfg.number)
 
     def parse_status(
         self, form: Mapping[str, str], body: bytes, content_type: str

@@ -48,6 +48,8 @@ from casereach.gateways.base import (
     max_in_flight_field,
 )
 from casereach.gateways.types import whatsapp_common as wa
+from casereach.gateways.types import whatsapp_hooks as hooks
+from casereach.gateways.types import whatsapp_templates as templates
 from casereach.gateways.wire import WirePool
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
@@ -194,7 +196,7 @@ class WhatsAppCloudGateway(Gateway):
                 detail="set waba_id on the gateway to sync its templates",
             )
         self.last_exchange = None
-        return wa.list_templates(
+        return templates.list_templates(
             self._client(),
             f"{cfg.base_url}/{cfg.api_version}/{cfg.waba_id}/message_templates",
             token=cfg.access_token,
@@ -204,7 +206,7 @@ class WhatsAppCloudGateway(Gateway):
         )
 
     def valid_webhook_signature(self, headers: Mapping[str, str], body: bytes) -> bool:
-        given = wa.header(headers, SIGNATURE_HEADER).strip()
+        given = hooks.header(headers, SIGNATURE_HEADER).strip()
         if not given.startswith("sha256="):
             return False
         expected = hub_signature(self.cfg.app_secret, body)
@@ -218,12 +220,12 @@ class WhatsAppCloudGateway(Gateway):
             token.encode("utf-8", "replace"), self.cfg.verify_token.encode()
         ):
             return None
-        return wa.challenge_text(query.get("hub.challenge", ""))
+        return hooks.challenge_text(query.get("hub.challenge", ""))
 
     def parse_webhook(
         self, form: Mapping[str, str], body: bytes, content_type: str
     ) -> tuple[list[StatusUpdate], list[InboundMessage]]:
-        return wa.parse_webhook(body, "")
+        return hooks.parse_webhook(body, "")
 
     def parse_status(
         self, form: Mapping[str, str], body: bytes, content_type: str
