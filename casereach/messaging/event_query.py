@@ -126,6 +126,7 @@ SMS_STATUS_SLUGS: dict[str, str] = {
     "sending": "queued",
     "sent": "sent",
     "delivered": "delivered",
+    "read": "delivered",  # a WhatsApp read receipt: HQ has no "read", it shows delivered
     "failed": "error",
 }
 
