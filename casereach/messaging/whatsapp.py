@@ -104,7 +104,9 @@ def parse_content(raw: Any, what: str = "content.whatsapp") -> WhatsAppContent:
             raise BadRequest(f"{what}.text[{lang}] is longer than {MAX_TEXT} characters")
         out.text[str(lang)] = text
     template = raw.get("template", "")
-    if not isinstance(template, str) or (template and not re.fullmatch(r"[a-z0-9_]{1,512}", template)):
+    if not isinstance(template, str) or (
+        template and not re.fullmatch(r"[a-z0-9_]{1,512}", template)
+    ):
         raise BadRequest(f"{what}.template must be a template name (a-z, 0-9 and _)")
     params = raw.get("params", [])
     if not isinstance(params, list) or not all(isinstance(p, str) for p in params):

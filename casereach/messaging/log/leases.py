@@ -14,9 +14,8 @@ already excludes other writers.
 
 from __future__ import annotations
 
-import json
-
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
