@@ -426,6 +426,8 @@ def serialize_alert(alert: Alert, *, full: bool = True) -> dict[str, Any]:
     if full:
         out.update({k: v for k, v in alert.spec.items() if k not in out})
         content = spec.content.sms if spec.channel == "sms" else {}
+        if spec.channel == "whatsapp" and spec.content.whatsapp is not None:
+            content = spec.content.whatsapp.text
         if spec.channel == "email" and spec.content.email is not None:
             content = spec.content.email.body
         out["estimates"] = [

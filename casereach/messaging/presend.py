@@ -35,6 +35,8 @@ from casereach.messaging.whatsapp import (
     approved_templates,
     inside_window,
     last_inbound,
+    template_language,
+    whatsapp_gateway,
 )
 from casereach.messaging.windows import next_allowed
 from casereach.projects.models import Project
@@ -132,7 +134,7 @@ class PresendContext:
             {
                 c["contact_id"]: c
                 for c in Contact.objects.filter(bulk.is_in("contact_id", contact_ids)).values(
-                    "contact_id", "active", "tz_effective"
+                    "contact_id", "active", "tz_effective", "lang_effective"
                 )
             }
             if contact_ids
@@ -151,8 +153,7 @@ class PresendContext:
         # Opted out in the sending project's scope, or for the gateway a message would use
         # (known once it is routed): one query per chunk of numbers.
         opted = opted_out_pairs((r["phone_number"] for r in rows), projects)
-        whatsapp = [r for r in rows if r["channel"] == "whatsapp" and r["gateway_id"]]
-        return cls(
+        ctx = cls(
             projects=dict(projects),
             settings=settings,
             pinned=pinned,
@@ -160,13 +161,36 @@ class PresendContext:
             overrides=overrides,
             opted=opted,
             routes=global_routes(),
-            last_inbound=last_inbound((r["gateway_id"], r["phone_number"]) for r in whatsapp),
-            approved=approved_templates(
-                (r["gateway_id"], r["payload"]["template"]["name"])
-                for r in whatsapp
-                if _template_of(r) is not None
-            ),
         )
+        ctx.load_whatsapp([r for r in rows if r["channel"] == "whatsapp"])
+        return ctx
+
+    def load_whatsapp(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The numbers' last inbound message on each row's WhatsApp gateway, and the APPROVED
+        languages of the templates the rows name: two queries for the batch."""
+        if not rows:
+            return
+        gateways = [self.whatsapp_gateway(r)[0] for r in rows]
+        pairs = [(g.pk, r["phone_number"]) for g, r in zip(gateways, rows, strict=True) if g]
+        self.last_inbound = last_inbound(pairs)
+        self.approved = approved_templates(
+            (g.pk, str(t["name"]))
+            for g, r in zip(gateways, rows, strict=True)
+            if g is not None and (t := _template_of(r)) is not None
+        )
+
+    def whatsapp_gateway(self, row: Mapping[str, Any]) -> tuple[GatewayConfig | None, str, str]:
+        """(gateway, source, error code) of a WhatsApp message: the one chosen when it was
+        queued (pinned), else the contact's override or the project's WhatsApp gateway."""
+        if row["gateway_id"]:
+            gw = self.pinned.get(row["gateway_id"])
+            return gw, row["gateway_source"], "" if gw is not None else "NO_SUITABLE_GATEWAY"
+        project = self.projects.get(row["project_id"])
+        if project is None:
+            return None, "", "NO_SUITABLE_GATEWAY"
+        override = self.overrides.get((row["contact_id"] or "", row["phone_number"]), "")
+        gw, source, error = whatsapp_gateway(project.pk, self.index(project), override)
+        return gw, source, error or ""
 
     def opted_out(self, row: Mapping[str, Any], gateway: GatewayConfig | None = None) -> bool:
         """Whether the row's number has opted out in its project's scope, or (``gateway``)
@@ -236,7 +260,9 @@ def _window(ctx: PresendContext, row: Mapping[str, Any], at: dt.datetime, v: Ver
     language chosen when it was queued; else it fails ``WHATSAPP_OUTSIDE_WINDOW`` (final)."""
     assert v.gateway is not None
     payload = row.get("payload") if isinstance(row.get("payload"), Mapping) else None
-    has_text = bool((row.get("text") or "").strip()) or bool(payload and "interactive" in payload)
+    has_text = not (payload and payload.get("template_only")) and (
+        bool((row.get("text") or "").strip()) or bool(payload and "interactive" in payload)
+    )
     if has_text and inside_window(ctx.last_inbound.get((v.gateway.pk, row["phone_number"])), at):
         if payload and "interactive" in payload:
             v.payload = {"interactive": payload["interactive"]}
@@ -244,8 +270,28 @@ def _window(ctx: PresendContext, row: Mapping[str, Any], at: dt.datetime, v: Ver
     template = _template_of(row)
     if template is not None:
         languages = ctx.approved.get((v.gateway.pk, str(template["name"])), {})
-        if str(template.get("language", "")) in languages:
-            v.payload = {"template": dict(template)}
+        language = str(template.get("language") or "")
+        if not language:  # an alert's: chosen now, with the fallbacks of texts
+            s = ctx.settings[row["project_id"]]
+            contact = ctx.contacts.get(row["contact_id"]) if row["contact_id"] else None
+            language = (
+                template_language(
+                    languages,
+                    contact.get("lang_effective") if contact else None,
+                    project_languages=s.languages,
+                    fallback=s.language_fallback,
+                    alert_default=str(template.get("default_language") or "") or None,
+                )
+                or ""
+            )
+        if language in languages:
+            v.payload = {
+                "template": {
+                    "name": str(template["name"]),
+                    "language": language,
+                    "params": list(template.get("params", [])),
+                }
+            }
             return v
     return Verdict(FAIL, OUTSIDE_WINDOW, gateway=v.gateway, gateway_source=v.gateway_source)
 
@@ -269,11 +315,10 @@ def _gateway(ctx: PresendContext, row: Mapping[str, Any], s: ProjectSettings) ->
         sender = pick_sender(gw, row["phone_number"]) if row["channel"] == "sms" else ""
         return Verdict(gateway=gw, gateway_source=CHOSEN, sender=sender)
     if row["channel"] == "whatsapp":
-        # Chosen when queued (``messaging.whatsapp.whatsapp_gateway``); still active?
-        gw = ctx.pinned.get(row["gateway_id"] or 0)
+        gw, source, error = ctx.whatsapp_gateway(row)
         if gw is None:
-            return Verdict(FAIL, "NO_SUITABLE_GATEWAY")
-        return Verdict(gateway=gw, gateway_source=row["gateway_source"])
+            return Verdict(FAIL, error or "NO_SUITABLE_GATEWAY", gateway_source=source)
+        return Verdict(gateway=gw, gateway_source=source)
     if project is None:
         return Verdict(FAIL, "NO_SUITABLE_GATEWAY")
     if row["channel"] == "sms":
