@@ -380,6 +380,11 @@ class DryRunOut(OpenSchema):
     survey_starts: int | None = Field(
         description="survey content: the sessions that would start (counted as messages are)"
     )
+    whatsapp_template_problems: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="WhatsApp alerts: the template's languages that are not APPROVED on the "
+        "gateway (each: template, language, problem); activation is refused while any remain",
+    )
 
 
 class UpcomingSend(OpenSchema):
