@@ -14,6 +14,7 @@ from django.test import Client
 from typer.testing import CliRunner
 
 from casereach.cli.main import app
+from casereach.alerts.scheduler import run_until_idle
 from casereach.gateways.models import GatewayConfig
 from casereach.messaging.models import Message, SendAttempt
 from casereach.testing.alerts import create_alert
@@ -187,6 +188,9 @@ def test_read_comes_after_delivered_and_never_goes_back(api: Api, fake: FakeWhat
         row[header.index("channel")],
     )
     assert row[header.index("read_on")]
+    events = api.get("/a/{project}/api/v0.5/messaging-event/").body["objects"]
+    shown = [m for e in events for m in e["messages"] if m["message_id"] == msg["id"]]
+    assert ["delivered"] == [m["status"] for m in shown]  # HQ has no "read"
 
 
 def test_delivered_then_read_in_order(api: Api, fake: FakeWhatsApp) -> None:
@@ -358,3 +362,39 @@ def test_an_alert_with_an_unapproved_template_cannot_be_activated(
     assert 200 == r.status, r.body
     dry = api.post(A + f"alerts/{alert['id']}/dry-run").body
     assert [] == dry["whatsapp_template_problems"]
+
+
+def test_an_alert_sends_its_template_with_params_from_the_case(
+    api: Api, fake: FakeWhatsApp
+) -> None:
+    gw = wa_gateway(api, fake)
+    fake.add_template("anc_reminder", "en", "Hello {{1}}, your visit is on {{2}}.")
+    fake.add_template("anc_reminder", "sw", "Habari {{1}}, {{2}}.")
+    sync(api, gw)
+    a = case(api, name="Amina", phone=NUMBER, language_code="sw", next_visit="Monday")
+    alert = create_alert(
+        api,
+        {
+            "name": "Visit",
+            "kind": "broadcast",
+            "active": True,
+            "channel": "whatsapp",
+            "content": {
+                "whatsapp": {
+                    "template": "anc_reminder",
+                    "params": ["{case.name}", "{case.next_visit}"],
+                }
+            },
+            "schedule": {"type": "immediate"},
+            "recipients": [{"type": "case", "id": a}],
+        },
+    )
+    assert True is alert["active"]
+    run_until_idle()
+    assert 1 == drain()
+    assert ["template"] == [s.type for s in fake.sent]
+    template = fake.sent[0].payload["template"]
+    params = [p["text"] for c in template["components"] for p in c["parameters"]]
+    assert ("sw", ["Amina", "Monday"]) == (template["language"]["code"], params)
+    m = Message.objects.get(direction="out")
+    assert ("sent", "whatsapp", "WA") == (m.status, m.channel, m.gateway_name)
