@@ -13,8 +13,8 @@ import pytest
 from django.test import Client
 from typer.testing import CliRunner
 
-from casereach.cli.main import app
 from casereach.alerts.scheduler import run_until_idle
+from casereach.cli.main import app
 from casereach.gateways.models import GatewayConfig
 from casereach.messaging.models import Message, SendAttempt
 from casereach.testing.alerts import create_alert
