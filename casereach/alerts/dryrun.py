@@ -40,6 +40,7 @@ from casereach.alerts.recipients import (
 )
 from casereach.alerts.spec import AlertSpec, TimedSchedule, spec_of
 from casereach.alerts.timing import skipped_months
+from casereach.alerts.whatsapp_check import template_problems
 from casereach.contacts.models import Contact
 from casereach.core import bulk
 from casereach.core.timeutil import ONE_MICROSECOND, now
@@ -265,6 +266,8 @@ def _summary(run: DryRun, days: int) -> dict[str, Any]:
     out["content"] = "message" if run.survey is None else "survey"
     out["survey"] = run.survey
     out["survey_starts"] = None if run.survey is None else out["messages"]
+    # WhatsApp: a template that keeps the alert from being activated (``whatsapp_check``).
+    out["whatsapp_template_problems"] = template_problems(run.project, run.spec)
     return out
 
 

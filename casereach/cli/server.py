@@ -80,6 +80,7 @@ def _serve(
     from casereach.alerts.replywait import run_due_waits
     from casereach.alerts.scheduler import fire_due
     from casereach.messaging.runner import BackgroundLoops
+    from casereach.messaging.whatsapp_templates import scheduled_sync
     from casereach.scaleout.app import write_back_once
     from casereach.surveys.sessions import run_due_sessions
     from casereach.wsgi import application
@@ -91,6 +92,7 @@ def _serve(
                 ("survey-timers", run_due_sessions),
                 ("alert-reply-timers", run_due_waits),
                 ("commcare-writeback", write_back_once),
+                ("whatsapp-templates", scheduled_sync),
             ]
         )
     except ValueError as exc:  # a bad CASEREACH_DISPATCH_* value

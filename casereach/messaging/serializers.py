@@ -65,7 +65,7 @@ class MessageOut(OpenSchema):
     id: str
     event_id: int | None
     direction: str = Field(json_schema_extra={"enum": ["in", "out"]})
-    channel: str = Field(json_schema_extra={"enum": ["sms", "email"]})
+    channel: str = Field(json_schema_extra={"enum": ["sms", "email", "whatsapp"]})
     status: str
     error_code: str | None
     error_description: str | None
@@ -80,7 +80,15 @@ class MessageOut(OpenSchema):
     created_on: str | None = Field(json_schema_extra=DATE_TIME)
     sent_on: str | None = Field(json_schema_extra=DATE_TIME)
     delivered_on: str | None = Field(json_schema_extra=DATE_TIME)
+    read_on: str | None = Field(
+        default=None, json_schema_extra=DATE_TIME, description="WhatsApp: when it was read"
+    )
     failed_on: str | None = Field(json_schema_extra=DATE_TIME)
+    template: dict[str, Any] | None = Field(
+        default=None,
+        description="WhatsApp: the template sent or to send outside the 24-hour window "
+        "({name, language, params})",
+    )
 
 
 class MessagePageMeta(OpenSchema):
@@ -134,6 +142,8 @@ CSV_COLUMNS = (
     "created_on",
     "sent_on",
     "delivered_on",
+    "channel",
+    "read_on",
 )
 
 
@@ -165,7 +175,9 @@ def serialize_message(m: Message) -> dict[str, Any]:
         "created_on": iso(m.created_on),
         "sent_on": iso(m.sent_on),
         "delivered_on": iso(m.delivered_on),
+        "read_on": iso(m.read_on),
         "failed_on": iso(m.failed_on),
+        "template": (m.payload or {}).get("template"),
         "inbound_action": m.inbound_action or None,
         "detail": m.error_detail or None,
     }
