@@ -116,10 +116,12 @@ class KannelBoxes:
         smsc_user: str,
         smsc_password: str,
         get_url: str,
+        sendsms_port: int | None = None,
     ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.admin_port, self.smsbox_port, self.sendsms_port = free_port(), free_port(), free_port()
+        self.admin_port, self.smsbox_port = free_port(), free_port()
+        self.sendsms_port = sendsms_port or free_port()
         self.send_url = f"http://127.0.0.1:{self.sendsms_port}/cgi-bin/sendsms"
         self.conf = folder / "kannel.conf"
         self.conf.write_text(

@@ -125,7 +125,7 @@ def test_other_projects_cannot_touch_a_gateway(api: Api, other_api: Api) -> None
 
 def test_gateway_types_list_every_type(api: Api) -> None:
     types = [t["type"] for t in api.get(M + "gateway-types").body["objects"]]
-    assert ["test", "http", "twilio", "africastalking", "smpp", "email"] == types
+    assert ["test", "http", "twilio", "africastalking", "smpp", "email", "kannel"] == types
 
 
 def test_webhook_urls_are_on_the_public_url_when_it_is_set(
