@@ -22,8 +22,8 @@ import httpx
 from casereach.testing.kannel import PASSWORD, USERNAME, KannelBoxes, require_kannel
 from casereach.testing.smsc_sim import SmscSimulator
 from casereach.testing.world import case_body
-from tests.serve_process import Serve, cli, serve_env
 from tests.scaleout.harness import free_port
+from tests.serve_process import Serve, cli, serve_env
 
 PROJECT = "kannel"
 M = f"/a/{PROJECT}/api/messaging/v1/"
