@@ -88,28 +88,24 @@ def test_kannel_delivers_reports_and_receives_gsm_and_ucs2(tmp_path: Path) -> No
         )
         kannel.start()
 
-        # Out: one GSM and one UCS-2 message, each to `delivered` through Kannel's dlr-url.
-        sent = {}
+        # Out: one GSM and one UCS-2 message, each to `delivered` through Kannel's dlr-url,
+        # and one the phone never gets (the SMSC's receipt says UNDELIV): `failed`.
+        sim.receipt_stat["254711000003"] = "UNDELIV"
         for number, text in (
             ("254711000001", "Clinic visit @ 9, bring card"),
             ("254711000002", "Habari 😀 kesho"),
+            ("254711000003", "Never arrives"),
         ):
             r = api.post(M + "send", json={"phone_number": number, "text": text})
             assert r.status_code in (200, 201, 202), r.text
-            sent[number] = (r.json()["messages"][0]["id"], text)
-        wait(
-            "both messages delivered",
-            lambda: (
-                {"delivered"}
-                == {
-                    s
-                    for (s,) in rows(
-                        db, "SELECT status FROM messaging_message WHERE direction='out'"
-                    )
-                }
-            ),
-            kannel,
-        )
+        outcome = "SELECT phone_number, status, provider_code FROM messaging_message"
+        expected = {
+            ("254711000001", "delivered", ""),
+            ("254711000002", "delivered", ""),
+            ("254711000003", "failed", "err:001"),
+        }
+        wait("two delivered, one failed", lambda: expected == set(rows(db, outcome)), kannel)
+        sent = ["254711000001", "254711000002", "254711000003"]
         submits = {s.destination_addr: s for s in sim.submits}
         assert sorted(sent) == sorted(submits)
         gsm, ucs2 = submits["254711000001"], submits["254711000002"]
@@ -120,7 +116,7 @@ def test_kannel_delivers_reports_and_receives_gsm_and_ucs2(tmp_path: Path) -> No
         )
         assert (8, "Habari 😀 kesho") == (ucs2.data_coding, ucs2.text)
         encodings = dict(rows(db, "SELECT phone_number, encoding FROM messaging_message"))
-        assert {"254711000001": "GSM", "254711000002": "UCS2"} == encodings
+        assert {"254711000001": "GSM", "254711000002": "UCS2", "254711000003": "GSM"} == encodings
 
         # In: a UCS-2 message (Kannel recodes it to UTF-8 for the get-url), then STOP.
         sim.deliver(
@@ -144,10 +140,8 @@ def test_kannel_delivers_reports_and_receives_gsm_and_ucs2(tmp_path: Path) -> No
         assert first[3] and stop[3], "Kannel's own id (%I) is the provider id"
         # Handled: the opt-out confirmation goes back out through Kannel to the phone; the
         # webhook's empty answers made Kannel send nothing of its own.
-        wait("the STOP confirmation submitted", lambda: len(sim.submits) == 3, kannel)
-        time.sleep(1.0)
-        assert [PHONE] == [s.destination_addr for s in sim.submits[2:]]
-        assert 3 == len(sim.submits)
+        wait("the STOP confirmation submitted", lambda: len(sim.submits) == 4, kannel)
+        assert [PHONE] == [s.destination_addr for s in sim.submits[3:]]
         wait(
             "the confirmation delivered",
             lambda: (
@@ -160,6 +154,7 @@ def test_kannel_delivers_reports_and_receives_gsm_and_ucs2(tmp_path: Path) -> No
             ),
             kannel,
         )
+        assert 4 == len(sim.submits), "Kannel sent something of its own"
     finally:
         api.close()
         if kannel is not None:
