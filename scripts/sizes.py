@@ -26,9 +26,7 @@ def shipped(root: pathlib.Path) -> list[pathlib.Path]:
     return out
 
 
-def measure(
-    root: pathlib.Path,
-) -> tuple[list[tuple[int, str]], list[tuple[int, str]], list[tuple[int, str]]]:
+def measure(root: pathlib.Path) -> tuple[list[tuple[int, str]], list[tuple[int, str]], list[tuple[int, str]]]:
     modules, functions, classes = [], [], []
     for p in shipped(root):
         text = p.read_text(encoding="utf-8")
