@@ -45,7 +45,7 @@ def _config_options(config_json: str | None, config: list[str] | None) -> dict[s
 def gateway_add(
     name: str,
     gw_type: Annotated[
-        str, typer.Option("--type", help="test, http, twilio, africastalking, smpp, email")
+        str, typer.Option("--type", help="test, http, twilio, africastalking, smpp, email, kannel")
     ],
     project: Annotated[str | None, typer.Option("--project", help="Owning project")] = None,
     is_global: Annotated[bool, typer.Option("--global", help="A global gateway (admin)")] = False,

@@ -228,6 +228,9 @@ class Gateway(ABC):
     # ``sends_async``: ``send_async`` is a lean-client path the dispatcher runs on its event
     # loop (the ``http`` type); other types are sent from the dispatcher's thread pool.
     sends_async: ClassVar[bool] = False
+    # ``callbacks_by_get``: the provider calls the status and inbound URLs with GET, its
+    # fields in the query (Kannel's dlr-url and get-url); other types take POST only.
+    callbacks_by_get: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self.config = self.config_model.model_validate(dict(config))

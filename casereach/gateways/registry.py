@@ -16,6 +16,7 @@ GATEWAY_TYPES: tuple[str, ...] = (
     "email",
     "whatsapp_cloud",
     "turn",
+    "kannel",
 )
 
 

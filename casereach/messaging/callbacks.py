@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from ninja import Router
 from pydantic import Field
 
@@ -28,6 +28,7 @@ from casereach.core.rows import RawRows
 from casereach.gateways.base import Gateway
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import instantiate
+from casereach.gateways.registry import gateway_class
 from casereach.messaging.actions import do_apply_status_update
 from casereach.messaging.inbound import InboundResult, batched, do_receive
 from casereach.messaging.inbound_queue import do_queue_inbound, queues_inbound
@@ -88,6 +89,17 @@ INBOUND_DOC: dict[str, Any] = {
                     "example": '<?xml version="1.0" encoding="UTF-8"?><Response></Response>',
                 }
             },
+        }
+    }
+}
+
+
+INBOUND_GET_DOC: dict[str, Any] = {
+    "responses": {
+        200: {
+            "description": "Received. Kannel gets an empty text/plain body, so it sends no SMS "
+            "back.",
+            "content": {"text/plain": {"schema": {"type": "string"}, "example": ""}},
         }
     }
 }
@@ -159,6 +171,32 @@ def check_signature(request: HttpRequest, gateway: Gateway, form: dict[str, str]
     response={200: StatusCallbackOut, **CALLBACK_ERRORS},
 )
 def status_callback(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
+    return _status(request, gateway_type, inbound_key)
+
+
+@router.api_operation(
+    ["GET"],
+    "/gateways/{gateway_type}/{inbound_key}/status",
+    operation_id="gateway_status_callback_get",
+    summary="Delivery reports from a provider that calls with GET (Kannel's dlr-url)",
+    response={200: StatusCallbackOut, **CALLBACK_ERRORS, 405: ApiError},
+)
+def status_callback_get(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
+    if not _takes_get(gateway_type):
+        return HttpResponseNotAllowed(["POST"])
+    return _status(request, gateway_type, inbound_key)
+
+
+def _takes_get(gateway_type: str) -> bool:
+    """Whether the type's provider calls its webhooks with GET; True for an unknown type,
+    which the key lookup then answers 401 as POST does."""
+    try:
+        return gateway_class(gateway_type).callbacks_by_get
+    except KeyError:
+        return True
+
+
+def _status(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
     if len(request.body) > MAX_CALLBACK_BYTES:
         raise PayloadTooLarge(f"callback bodies are limited to {MAX_CALLBACK_BYTES} bytes")
     gw, gateway = callback_gateway(gateway_type, inbound_key)
@@ -324,6 +362,25 @@ def _form_of(request: HttpRequest) -> dict[str, str]:
 def inbound_sms(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
     """Each type reads its provider's native format; the message is stored once per
     provider message id and handled in the same request (SPEC 6)."""
+    return _inbound(request, gateway_type, inbound_key)
+
+
+@router.api_operation(
+    ["GET"],
+    "/gateways/{gateway_type}/{inbound_key}/inbound",
+    operation_id="gateway_inbound_sms_get",
+    summary="Inbound SMS from a provider that calls with GET (Kannel's sms-service get-url)",
+    response={200: InboundOut, **CALLBACK_ERRORS, 405: ApiError},
+    openapi_extra=INBOUND_GET_DOC,
+)
+def inbound_sms_get(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
+    """The fields are in the query; the answer is the type's (Kannel: an empty body)."""
+    if not _takes_get(gateway_type):
+        return HttpResponseNotAllowed(["POST"])
+    return _inbound(request, gateway_type, inbound_key)
+
+
+def _inbound(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
     if len(request.body) > MAX_CALLBACK_BYTES:
         raise PayloadTooLarge(f"inbound bodies are limited to {MAX_CALLBACK_BYTES} bytes")
 

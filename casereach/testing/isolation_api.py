@@ -26,10 +26,8 @@ MV = "/a/{project}/api/messaging/v1/"
 V05 = "/a/{project}/api/v0.5/"
 SV = "/a/{project}/api/surveys/v1/"
 ADMIN = "/api/admin/v1/"  # the system administrator's: B's admin must get 403 on each
-CALLBACKS = {
-    ("POST", "/gateways/{gateway_type}/{inbound_key}/status"),
-    ("POST", "/gateways/{gateway_type}/{inbound_key}/inbound"),
-}
+CB = "/gateways/{gateway_type}/{inbound_key}/"  # GET: Kannel's (B's gateways answer 405)
+CALLBACKS = {(m, CB + p) for m in ("POST", "GET") for p in ("status", "inbound")}
 
 
 # What B sends from A's numbers: opt-out words, opt-in words, A's keyword, self-registration
@@ -490,10 +488,12 @@ def walk_callbacks(w: Walker) -> set[Op]:
                 n += 1
                 form = {"from": a.numbers[role], "to": "5550000", "text": text, "id": f"9{n}"}
                 w.call("provider", "POST", urlsplit(inbound).path, form=form)
+                w.call("provider", "GET", urlsplit(inbound).path, query=form)
         if not status:
             continue
         for mid in a.message_ids:
             for word in ("delivered", "failed"):
                 form = {"id": mid, "status": word, "code": "21610"}
                 w.call("provider", "POST", urlsplit(status).path, form=form)
+                w.call("provider", "GET", urlsplit(status).path, query=form)
     return set(CALLBACKS)

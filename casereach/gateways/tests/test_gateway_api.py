@@ -134,6 +134,7 @@ def test_gateway_types_list_every_type(api: Api) -> None:
         "email",
         "whatsapp_cloud",
         "turn",
+        "kannel",
     ] == types
 
 
