@@ -32,7 +32,7 @@ from casereach.messaging.models import (
     MessagingEvent,
     MessagingSubEvent,
 )
-from casereach.messaging.optouts import is_opted_out
+from casereach.messaging.optouts import OPTED_OUT_SQL, is_opted_out
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings
 
@@ -96,9 +96,17 @@ def translated(ctx: Ctx, texts: Mapping[str, str]) -> str | None:
     return text
 
 
-def ensure_event(ctx: Ctx, source: str, source_id: str, completed: bool = False) -> None:
+def ensure_event(
+    ctx: Ctx,
+    source: str,
+    source_id: str,
+    completed: bool = False,
+    *,
+    survey_session_id: int | None = None,
+) -> None:
     """The event and sub-event of this message (``completed``: it has no replies and gets
-    none, so it is written closed)."""
+    none, so it is written closed; ``survey_session_id``: the sub-event is part of that
+    survey session's conversation, ``messaging.log.surveys.add_to_survey``)."""
     if ctx.event is not None or ctx.project is None:
         return
     status: EventStatus = COMPLETED if completed else IN_PROGRESS
@@ -111,7 +119,9 @@ def ensure_event(ctx: Ctx, source: str, source_id: str, completed: bool = False)
         status=status,
         triggered_by=f"sms:{ctx.msg.phone_number}",
     )
-    ctx.subevent = message_log.new_subevent(ctx.project, ctx.event, ctx.contact, status=status)
+    ctx.subevent = message_log.new_subevent(
+        ctx.project, ctx.event, ctx.contact, status=status, survey_session_id=survey_session_id
+    )
 
 
 def reply(
@@ -151,8 +161,12 @@ def queue_sms(
     stamp = now()
     s = ctx.settings
     since = stamp - dt.timedelta(minutes=s.reply_loop_minutes)
+    project_id = ctx.project.pk if ctx.project else None
+    opted_out: bool | None = None  # read with the loop guard's count when pinned
     if pinned:
-        repeats = _recent_replies(number, text, since)
+        repeats, opted_out = _recent_replies(
+            number, text, since, None if allow_opted_out else (project_id, ctx.gw.pk)
+        )
         if repeats >= s.reply_loop_limit:
             ctx.notes.append(
                 f"reply suppressed: {repeats} identical replies to this number in the last "
@@ -195,7 +209,9 @@ def queue_sms(
     if (
         msg.status == "queued"
         and not allow_opted_out
-        and is_opted_out(number, ctx.project.pk if ctx.project else None, msg.gateway_id)
+        and (
+            opted_out if opted_out is not None else is_opted_out(number, project_id, msg.gateway_id)
+        )
     ):
         msg.status, msg.error_code, msg.failed_on = "failed", "PHONE_NUMBER_OPTED_OUT", stamp
         msg.next_attempt_at = None
@@ -207,17 +223,26 @@ def queue_sms(
 _CREATED_ON = Message._meta.get_field("created_on")
 
 
-def _recent_replies(number: str, text: str, since: dt.datetime) -> int:
-    """Automatic replies of this text to this number since ``since``."""
+def _recent_replies(
+    number: str, text: str, since: dt.datetime, opt_out: tuple[int | None, int] | None
+) -> tuple[int, bool | None]:
+    """Automatic replies of this text to this number since ``since`` and, with ``opt_out``
+    = (project id, gateway id), ``is_opted_out`` of the number for them (else None): one
+    statement."""
+    params: list[Any] = [number, text, _CREATED_ON.get_db_prep_value(since, connection)]
+    sql = (
+        "SELECT (SELECT COUNT(*) FROM messaging_message WHERE phone_number = %s"
+        " AND direction = 'out' AND gateway_source = 'inbound' AND text = %s"
+        " AND created_on >= %s)"
+    )
+    if opt_out is not None:
+        sql += f", ({OPTED_OUT_SQL})"
+        params += [number, *opt_out]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT COUNT(*) FROM messaging_message WHERE phone_number = %s"
-            " AND direction = 'out' AND gateway_source = 'inbound' AND text = %s"
-            " AND created_on >= %s",
-            [number, text, _CREATED_ON.get_db_prep_value(since, connection)],
-        )
+        cursor.execute(sql, params)
         row = cursor.fetchone()
-    return int(row[0]) if row else 0
+    assert row is not None
+    return int(row[0]), (None if opt_out is None else row[1] is not None)
 
 
 def close_event(ctx: Ctx) -> None:

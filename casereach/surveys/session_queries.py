@@ -110,6 +110,64 @@ def case_gone(session: SurveySession) -> str:
     return "the case was closed" if row[0] else ""
 
 
+# An answer's case in one statement: why it is gone (closed, deleted) and, for the next step's
+# render, its name, owner and properties and the names of the session's contact and the owner
+# (``case_gone`` + ``live_case`` + ``contact_names`` on the inbound hot path).
+_ANSWER_CASE_SQL = (
+    f"SELECT c.closed, c.deleted, {_CASE.columns('c')}, "
+    f"(SELECT n.name FROM {Contact._meta.db_table} n WHERE n.project_id = %s "
+    "AND n.contact_id = %s), "
+    f"(SELECT o.name FROM {Contact._meta.db_table} o WHERE o.project_id = %s "
+    "AND o.contact_id = c.owner_id) "
+    f"FROM (SELECT 1 AS one) x LEFT JOIN {Case._meta.db_table} c "
+    "ON c.project_id = %s AND c.case_id = %s"
+)
+
+
+@dataclass
+class AnswerCase:
+    """What ``case_gone`` and ``step_context`` read, read once for an answer."""
+
+    gone: str
+    case: Case | None  # the live case (None: no case, or deleted)
+    recipient_name: str | None
+    owner_name: str | None
+
+    def context(self, project: Project, session: SurveySession) -> Context:
+        """``step_context(project, session)`` from what was read."""
+        case = self.case
+        props: Mapping[str, str] = case.properties if case is not None else {}
+        owner = case.owner_id if case is not None else None
+        render = RenderContext(
+            case_name=case.case_name if case is not None else None,
+            case_properties=props,
+            owner_name=self.owner_name if owner else None,
+            recipient_name=self.recipient_name,
+        )
+        country = project_settings(project).default_country
+        return Context(session.language, render, props, country)
+
+
+def answer_case(session: SurveySession) -> AnswerCase:
+    """``case_gone(session)`` and what ``step_context`` needs of the case and the names, in
+    one statement (the session's project)."""
+    pid = session.project_id
+    row = rows.fetch_one(
+        _ANSWER_CASE_SQL, [pid, session.contact_id, pid, pid, session.case_id or None]
+    )
+    assert row is not None  # one row, found or not
+    closed, deleted = row[0], row[1]
+    case_end = 2 + len(_CASE.fields)
+    recipient, owner = row[case_end], row[case_end + 1]
+    names = (None if recipient is None else str(recipient), None if owner is None else str(owner))
+    if not session.case_id:
+        return AnswerCase("", None, *names)
+    if closed is None or deleted:
+        return AnswerCase("the case was deleted", None, *names)
+    case = _CASE.build(row[2:case_end])
+    return AnswerCase("the case was closed" if closed else "", case, *names)
+
+
 def retired_questions(survey_id: int, current: list[str]) -> list[str]:
     """Question ids answered in the survey's sessions that its current definition no longer
     has, in the order they were first answered (one query)."""

@@ -95,9 +95,11 @@ def new_subevent(
     *,
     status: EventStatus = IN_PROGRESS,
     created_on: dt.datetime | None = None,
+    survey_session_id: int | None = None,
 ) -> MessagingSubEvent:
     """INSERT the sub-event of ``contact`` (or of a raw number), stamped with the project's
-    clock (the caller holds the project lock)."""
+    clock (the caller holds the project lock); ``survey_session_id``: part of that survey
+    session's conversation (``log.surveys.add_to_survey``)."""
     sub = MessagingSubEvent(
         event=event,
         project=project,
@@ -107,6 +109,7 @@ def new_subevent(
         status=status,
         created_on=created_on or now(),
         date_last_activity=tick_clock(project),
+        survey_session_id=survey_session_id,
     )
     rows.insert_instance(sub)
     return sub
