@@ -6,8 +6,9 @@ project: another project's session is not found."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Min, Q, QuerySet
@@ -75,9 +76,13 @@ _NAMES_SQL = (
 
 def answers_of(session: SurveySession) -> dict[str, Answer | None]:
     """Question id → the answer given (None: skipped), in the order they were given."""
+    return answers_from(rows.fetch_all(_ANSWERS_SQL, [session.pk]))
+
+
+def answers_from(found: Iterable[Sequence[Any]]) -> dict[str, Answer | None]:
+    """``answers_of`` from rows of (question id, skipped, value, display), in order."""
     return {
-        qid: None if skipped else Answer(value, display)
-        for qid, skipped, value, display in rows.fetch_all(_ANSWERS_SQL, [session.pk])
+        qid: None if skipped else Answer(value, display) for qid, skipped, value, display in found
     }
 
 
@@ -112,14 +117,20 @@ def case_gone(session: SurveySession) -> str:
 
 # An answer's case in one statement: why it is gone (closed, deleted) and, for the next step's
 # render, its name, owner and properties and the names of the session's contact and the owner
-# (``case_gone`` + ``live_case`` + ``contact_names`` on the inbound hot path).
+# (``case_gone`` + ``live_case`` + ``contact_names`` on the inbound hot path). ``{session}``:
+# the session table's alias in a statement that reads the session too (``ss``), or none.
+ANSWER_CASE_COLUMNS = (
+    f"c.closed, c.deleted, {_CASE.columns('c')}, "
+    f"(SELECT n.name FROM {Contact._meta.db_table} n WHERE n.project_id = c_pid "
+    "AND n.contact_id = c_contact), "
+    f"(SELECT o.name FROM {Contact._meta.db_table} o WHERE o.project_id = c_pid "
+    "AND o.contact_id = c.owner_id)"
+)
+ANSWER_CASE_WIDTH = 4 + len(_CASE.fields)  # columns of ANSWER_CASE_COLUMNS
 _ANSWER_CASE_SQL = (
-    f"SELECT c.closed, c.deleted, {_CASE.columns('c')}, "
-    f"(SELECT n.name FROM {Contact._meta.db_table} n WHERE n.project_id = %s "
-    "AND n.contact_id = %s), "
-    f"(SELECT o.name FROM {Contact._meta.db_table} o WHERE o.project_id = %s "
-    "AND o.contact_id = c.owner_id) "
-    f"FROM (SELECT 1 AS one) x LEFT JOIN {Case._meta.db_table} c "
+    "SELECT "
+    + ANSWER_CASE_COLUMNS.replace("c_pid", "%s").replace("c_contact", "%s")
+    + f" FROM (SELECT 1 AS one) x LEFT JOIN {Case._meta.db_table} c "
     "ON c.project_id = %s AND c.case_id = %s"
 )
 
@@ -156,6 +167,11 @@ def answer_case(session: SurveySession) -> AnswerCase:
         _ANSWER_CASE_SQL, [pid, session.contact_id, pid, pid, session.case_id or None]
     )
     assert row is not None  # one row, found or not
+    return answer_case_of(session, row)
+
+
+def answer_case_of(session: SurveySession, row: Sequence[Any]) -> AnswerCase:
+    """``AnswerCase`` from the ``ANSWER_CASE_COLUMNS`` of a row."""
     closed, deleted = row[0], row[1]
     case_end = 2 + len(_CASE.fields)
     recipient, owner = row[case_end], row[case_end + 1]

@@ -64,7 +64,7 @@ from casereach.surveys.session_steps import (
     reply_step,
     timers,
 )
-from casereach.surveys.sessions.answer_rows import add_answer, locked_session, save_progress
+from casereach.surveys.sessions.answer_rows import add_answer, save_progress, session_for_answer
 from casereach.surveys.spec import NoReply
 
 log = logging.getLogger(__name__)
@@ -239,12 +239,13 @@ def on_inbound(ctx: Ctx, happening: str) -> str | None:
         return None
     if session_id is None:
         return None
-    session = locked_session(session_id)
-    if session is None or session.status != ACTIVE:
+    read = session_for_answer(session_id)
+    if read is None or read.session.status != ACTIVE:
         return None
+    session = read.session
     if scope is not None and session.project_id != scope:
         return None
-    case = answer_case(session)
+    case = read.case or answer_case(session)
     if _cancel_if_case_gone(session, now(), case.gone):
         return None  # not an answer: the message is handled as any other
     locked = ctx.project is not None and ctx.project.pk == session.project_id
@@ -253,7 +254,7 @@ def on_inbound(ctx: Ctx, happening: str) -> str | None:
     spec = session_spec(session)
     # Read under the project lock: taken only now when the sender's project was another.
     context = case.context(project, session) if locked else step_context(project, session)
-    answers = answers_of(session)
+    answers = read.answers if read.answers is not None else answers_of(session)
     if happening == "help":
         reply_in_inbound(ctx, session, ask_again(spec, session.current_question, answers, context))
         return "survey_help"
