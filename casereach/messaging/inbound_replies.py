@@ -62,6 +62,9 @@ class Ctx:
     as_project: int | None = None
     # Conversation probes read with the sender: name → value (``inbound_conversations``).
     held: dict[str, Any] = field(default_factory=dict)
+    # Replies queued with ``defer`` wait here while this is a list, to be written with the
+    # inbound message in one statement (``do_receive``); None: written at once.
+    deferred: list[Message] | None = None
 
     @property
     def language(self) -> str | None:
@@ -144,8 +147,11 @@ def queue_sms(
     *,
     pinned: bool,
     allow_opted_out: bool = False,
+    defer: bool = False,
 ) -> None:
-    """Queue one SMS to the sender's number (or fail it at once with the reason)."""
+    """Queue one SMS to the sender's number (or fail it at once with the reason).
+    ``defer``: written with the inbound message when the context defers (``Ctx.deferred``;
+    nothing handling this message reads it back before)."""
     text, language = pick_translation(
         texts,
         ctx.language,
@@ -159,19 +165,11 @@ def queue_sms(
         text, language = default, "*"
     number = ctx.msg.phone_number
     stamp = now()
-    s = ctx.settings
-    since = stamp - dt.timedelta(minutes=s.reply_loop_minutes)
     project_id = ctx.project.pk if ctx.project else None
     opted_out: bool | None = None  # read with the loop guard's count when pinned
     if pinned:
-        repeats, opted_out = _recent_replies(
-            number, text, since, None if allow_opted_out else (project_id, ctx.gw.pk)
-        )
-        if repeats >= s.reply_loop_limit:
-            ctx.notes.append(
-                f"reply suppressed: {repeats} identical replies to this number in the last "
-                f"{s.reply_loop_minutes} minutes (a loop with another automatic sender?)"
-            )
+        looping, opted_out = _loop_guard(ctx, text, stamp, allow_opted_out)
+        if looping:
             return
     info = analyse(text)
     msg = Message(
@@ -215,12 +213,37 @@ def queue_sms(
     ):
         msg.status, msg.error_code, msg.failed_on = "failed", "PHONE_NUMBER_OPTED_OUT", stamp
         msg.next_attempt_at = None
-    message_log.add_message(msg)
+    if defer and pinned and ctx.deferred is not None:
+        ctx.deferred.append(msg)
+    else:
+        message_log.add_message(msg)
     ctx.replies.append(msg.id)
     ctx.reply_states.append((msg.status, msg.error_code))
 
 
 _CREATED_ON = Message._meta.get_field("created_on")
+
+
+def _loop_guard(
+    ctx: Ctx, text: str, stamp: dt.datetime, allow_opted_out: bool
+) -> tuple[bool, bool | None]:
+    """Whether a pinned reply of ``text`` repeats too often (noted in ``ctx``), and whether
+    the number opted out (None with ``allow_opted_out``), in one statement."""
+    s, number = ctx.settings, ctx.msg.phone_number
+    since = stamp - dt.timedelta(minutes=s.reply_loop_minutes)
+    project_id = ctx.project.pk if ctx.project else None
+    repeats, opted_out = _recent_replies(
+        number, text, since, None if allow_opted_out else (project_id, ctx.gw.pk)
+    )
+    # Replies of this message not written yet: pinned, to this number, stamped now.
+    repeats += sum(1 for m in ctx.deferred or () if m.text == text)
+    if repeats >= s.reply_loop_limit:
+        ctx.notes.append(
+            f"reply suppressed: {repeats} identical replies to this number in the last "
+            f"{s.reply_loop_minutes} minutes (a loop with another automatic sender?)"
+        )
+        return True, opted_out
+    return False, opted_out
 
 
 def _recent_replies(

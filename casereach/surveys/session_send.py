@@ -158,7 +158,7 @@ def reply_in_inbound(ctx: Ctx, session: SurveySession, text: str) -> None:
     else:
         add_to_survey(ctx.event.pk, session.pk)
     if text:
-        queue_sms(ctx, {session.language: text, "*": text}, None, pinned=True)
+        queue_sms(ctx, {session.language: text, "*": text}, None, pinned=True, defer=True)
 
 
 def send_to_owner(project: Project, session: SurveySession, message: Mapping[str, str]) -> str:

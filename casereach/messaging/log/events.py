@@ -125,6 +125,17 @@ def add_message(msg: Message, *, inbound_once: bool = False) -> bool:
     return rows.insert_instance(msg, INBOUND_ONCE if inbound_once else "")
 
 
+def add_inbound(msg: Message, replies: Sequence[Message], *, once: bool = False) -> bool:
+    """INSERT the ``replies`` to an inbound message and the message, in one statement.
+    ``once``: nothing is written if the same inbound message is stored already (then False:
+    only the inbound message can clash on ``INBOUND_ONCE``)."""
+    if not replies:
+        return add_message(msg, inbound_once=once)
+    # writes: messaging.Message
+    written = rows.insert_instances([*replies, msg], INBOUND_ONCE if once else "")
+    return written == len(replies) + 1
+
+
 def close_event(
     event: MessagingEvent | None,
     sub: MessagingSubEvent | None,
