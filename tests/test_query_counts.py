@@ -10,16 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from casereach.bench.survey_answers import survey_definition
 from casereach.cases.importer import import_cases
 from casereach.projects.models import Project
+from casereach.surveys.tests.test_sessions import NUMBER, create_survey, sent, session, start
 from casereach.testing.cases import CASES
+from casereach.testing.cases import create_case_id as case
+from casereach.testing.gateways import default_gateway, post_inbound
 from casereach.testing.world import Api, case_body, make_project
 
 GATEWAYS = "/a/{project}/api/messaging/v1/gateways"
 ROUTES = "/a/{project}/api/messaging/v1/routes"
+# With the savepoint around it; PostgreSQL reads the case and answers after the row lock.
+SURVEY_ANSWER_MAX = {"sqlite": 16, "postgresql": 19}
 SMALL, LARGE = 5, 60  # both within one IN-list chunk and one bulk request (at most 100)
 
 
@@ -157,3 +163,22 @@ def test_a_single_send_costs_a_few_statements(api: Api, item: dict[str, Any]) ->
 
     assert 202 == r.status, r.body
     assert len(statements(captured)) <= SINGLE_SEND_MAX, "\n".join(statements(captured))
+
+
+def test_a_survey_answer_through_the_webhook_costs_a_few_statements(api: Api) -> None:
+    # Issue 20's hot path: the answer, the next question and the inbound message, each in
+    # the statements the inbound message's handling runs anyway (docs/performance.md).
+    gw = default_gateway(api)
+    survey = create_survey(api, survey_definition(3))  # the bench's: integer questions
+    started = start(api, survey, case(api, phone=NUMBER, verified="yes"))
+    post_inbound(gw, "1")  # one-time reads
+
+    # Inside a transaction the webhook runs on this thread (not the SQLite worker's), on this
+    # connection, so that its statements are the ones captured.
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
+        r = post_inbound(gw, "2")
+    ran = statements(captured)  # before another request resets the log
+
+    assert 200 == r.status_code, r.content
+    assert [2, 3] == [len(session(api, started["id"])["answers"]), len(sent())]
+    assert len(ran) <= SURVEY_ANSWER_MAX[connection.vendor], "\n".join(ran)

@@ -427,6 +427,32 @@ def _insert_plan(
     return sql, returning, [(f.attname, f, value_kind(f)) for f in fields]
 
 
+def insert_instances(objs: Sequence[models.Model], on_conflict: str = "") -> int:
+    """``insert_instance`` of ``objs`` (one model, keys set) in one statement; rows written."""
+    suffix = f" ON CONFLICT {on_conflict} DO NOTHING" if on_conflict else ""
+    head, marks = _insert_plan(type(objs[0]), True, "", connection.vendor)[0].split(" VALUES ")
+    plan = _insert_plan(type(objs[0]), True, "", connection.vendor)[2]
+    values = [v for obj in objs for v in _instance_values(obj, plan)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{head} VALUES {', '.join([marks] * len(objs))}{suffix}", values)
+        written = int(cursor.rowcount)
+    for obj in objs:
+        obj._state.adding, obj._state.db = False, DEFAULT_DB_ALIAS
+    return written
+
+
+def _instance_values(obj: models.Model, plan: list[_Prep]) -> list[Any]:
+    values = []
+    for attname, f, kind in plan:
+        value = getattr(obj, attname)
+        if kind == "datetime" and isinstance(value, dt.datetime) and value.tzinfo is dt.UTC:
+            value = bulk.adapt_datetime(value)
+        elif (value is not None or kind == "orm") and type(value) is not _FAST_TYPES.get(kind):
+            value = f.get_db_prep_save(f.pre_save(obj, True), connection)
+        values.append(value)
+    return values
+
+
 def insert_instance(obj: models.Model, on_conflict: str = "") -> bool:
     """INSERT ``obj`` with the values ``save(force_insert=True)`` would write (no signals: the
     models written this way have none); sets an auto primary key. ``on_conflict``: a conflict
@@ -434,16 +460,7 @@ def insert_instance(obj: models.Model, on_conflict: str = "") -> bool:
     with_pk = obj.pk is not None
     suffix = f" ON CONFLICT {on_conflict} DO NOTHING" if on_conflict else ""
     sql, returning, plan = _insert_plan(type(obj), with_pk, suffix, connection.vendor)
-    values = []
-    for attname, f, kind in plan:
-        value = getattr(obj, attname)
-        if value is None and kind != "orm":
-            pass
-        elif kind == "datetime" and isinstance(value, dt.datetime) and value.tzinfo is dt.UTC:
-            value = bulk.adapt_datetime(value)
-        elif type(value) is not _FAST_TYPES.get(kind):
-            value = f.get_db_prep_save(f.pre_save(obj, True), connection)
-        values.append(value)
+    values = _instance_values(obj, plan)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         if returning:
@@ -451,13 +468,11 @@ def insert_instance(obj: models.Model, on_conflict: str = "") -> bool:
             if row is None:
                 return False
             obj.pk = row[0]
-        else:
-            if cursor.rowcount == 0:
-                return False
-            if not with_pk:
-                obj.pk = cursor.lastrowid
-    obj._state.adding = False
-    obj._state.db = DEFAULT_DB_ALIAS
+        elif cursor.rowcount == 0:
+            return False
+        elif not with_pk:
+            obj.pk = cursor.lastrowid
+    obj._state.adding, obj._state.db = False, DEFAULT_DB_ALIAS
     return True
 
 

@@ -123,23 +123,37 @@ def callback_gateway(gateway_type: str, inbound_key: str) -> tuple[GatewayConfig
     """The gateway with this type and inbound key, and its instantiated Gateway, for one
     light query; UnknownKey (401) when there is none. The GatewayConfig returned is shared:
     read it, never change it."""
+    key = (gateway_type, inbound_key)
+    read: dict[tuple[str, str], tuple[GatewayConfig, Gateway]] | None = getattr(
+        _batch_read, "gateways", None
+    )
+    if read is not None and key in read:  # read already in this batch's transaction
+        return read[key]
     with connection.cursor() as cursor:
         cursor.execute(_GATEWAY_SQL, [gateway_type, inbound_key])
         found = cursor.fetchone()
     if found is None:
         raise UnknownKey("unknown gateway key")
     row = tuple(found)
-    key = (gateway_type, inbound_key)
     hit = _cache.get(key)
     if hit is not None and hit[0] == row:
-        return hit[1], hit[2]
-    gw = _GATEWAY.build(row)
-    gateway = instantiate(gw)
-    with _cache_lock:
-        if len(_cache) >= _MAX_CACHED:
-            _cache.clear()
-        _cache[key] = (row, gw, gateway)
-    return gw, gateway
+        found_gw, found_gateway = hit[1], hit[2]
+    else:
+        found_gw = _GATEWAY.build(row)
+        found_gateway = instantiate(found_gw)
+        with _cache_lock:
+            if len(_cache) >= _MAX_CACHED:
+                _cache.clear()
+            _cache[key] = (row, found_gw, found_gateway)
+    if read is not None:
+        read[key] = (found_gw, found_gateway)
+    return found_gw, found_gateway
+
+
+# The gateways read by the SQLite worker's current batch (``SqliteWorker._together``): in
+# its one write transaction no other writer can change them, and receiving a message never
+# does, so the batch's later messages skip the read.
+_batch_read = threading.local()
 
 
 def public_url(request: HttpRequest) -> str:
@@ -306,6 +320,7 @@ class SqliteWorker:
     def _together(self, batch: list[_Job]) -> bool:
         """The jobs waiting together in one transaction (one commit for all); False, with
         nothing kept, when one failed inside it and the others must not share its fate."""
+        _batch_read.gateways = {}
         try:
             with batched():
                 for job in batch:
@@ -321,6 +336,8 @@ class SqliteWorker:
             if isinstance(exc, DatabaseError) or isinstance(exc.__cause__, DatabaseError):
                 connection.close()
             return False
+        finally:
+            _batch_read.gateways = None
         return True
 
 

@@ -303,6 +303,7 @@ def _receive(
         keyword=sender.keyword,
         as_project=as_project,
         held=sender.held,
+        deferred=[],
     )
     action = _handle(ctx)
     # Every message a project sees is in its messaging-event log, replied to or not.
@@ -313,7 +314,7 @@ def _receive(
     msg.error_detail = "; ".join(ctx.notes)[:500]
     msg.event = ctx.event
     msg.subevent = ctx.subevent
-    if not message_log.add_message(msg, inbound_once=provider_id is not None):
+    if not message_log.add_inbound(msg, ctx.deferred or [], once=provider_id is not None):
         raise _Duplicate(project_id)
     if not closed:
         close_event(ctx)

@@ -32,7 +32,7 @@ from casereach.messaging.models import (
     MessagingEvent,
     MessagingSubEvent,
 )
-from casereach.messaging.optouts import is_opted_out
+from casereach.messaging.optouts import OPTED_OUT_SQL, is_opted_out
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings
 
@@ -62,6 +62,9 @@ class Ctx:
     as_project: int | None = None
     # Conversation probes read with the sender: name → value (``inbound_conversations``).
     held: dict[str, Any] = field(default_factory=dict)
+    # Replies queued with ``defer`` wait here while this is a list, to be written with the
+    # inbound message in one statement (``do_receive``); None: written at once.
+    deferred: list[Message] | None = None
 
     @property
     def language(self) -> str | None:
@@ -96,9 +99,17 @@ def translated(ctx: Ctx, texts: Mapping[str, str]) -> str | None:
     return text
 
 
-def ensure_event(ctx: Ctx, source: str, source_id: str, completed: bool = False) -> None:
+def ensure_event(
+    ctx: Ctx,
+    source: str,
+    source_id: str,
+    completed: bool = False,
+    *,
+    survey_session_id: int | None = None,
+) -> None:
     """The event and sub-event of this message (``completed``: it has no replies and gets
-    none, so it is written closed)."""
+    none, so it is written closed; ``survey_session_id``: the sub-event is part of that
+    survey session's conversation, ``messaging.log.surveys.add_to_survey``)."""
     if ctx.event is not None or ctx.project is None:
         return
     status: EventStatus = COMPLETED if completed else IN_PROGRESS
@@ -111,7 +122,9 @@ def ensure_event(ctx: Ctx, source: str, source_id: str, completed: bool = False)
         status=status,
         triggered_by=f"sms:{ctx.msg.phone_number}",
     )
-    ctx.subevent = message_log.new_subevent(ctx.project, ctx.event, ctx.contact, status=status)
+    ctx.subevent = message_log.new_subevent(
+        ctx.project, ctx.event, ctx.contact, status=status, survey_session_id=survey_session_id
+    )
 
 
 def reply(
@@ -134,8 +147,11 @@ def queue_sms(
     *,
     pinned: bool,
     allow_opted_out: bool = False,
+    defer: bool = False,
 ) -> None:
-    """Queue one SMS to the sender's number (or fail it at once with the reason)."""
+    """Queue one SMS to the sender's number (or fail it at once with the reason).
+    ``defer``: written with the inbound message when the context defers (``Ctx.deferred``;
+    nothing handling this message reads it back before)."""
     text, language = pick_translation(
         texts,
         ctx.language,
@@ -149,15 +165,11 @@ def queue_sms(
         text, language = default, "*"
     number = ctx.msg.phone_number
     stamp = now()
-    s = ctx.settings
-    since = stamp - dt.timedelta(minutes=s.reply_loop_minutes)
+    project_id = ctx.project.pk if ctx.project else None
+    opted_out: bool | None = None  # read with the loop guard's count when pinned
     if pinned:
-        repeats = _recent_replies(number, text, since)
-        if repeats >= s.reply_loop_limit:
-            ctx.notes.append(
-                f"reply suppressed: {repeats} identical replies to this number in the last "
-                f"{s.reply_loop_minutes} minutes (a loop with another automatic sender?)"
-            )
+        looping, opted_out = _loop_guard(ctx, text, stamp, allow_opted_out)
+        if looping:
             return
     info = analyse(text)
     msg = Message(
@@ -196,11 +208,16 @@ def queue_sms(
     if (
         msg.status == "queued"
         and not allow_opted_out
-        and is_opted_out(number, ctx.project.pk if ctx.project else None, msg.gateway_id)
+        and (
+            opted_out if opted_out is not None else is_opted_out(number, project_id, msg.gateway_id)
+        )
     ):
         msg.status, msg.error_code, msg.failed_on = "failed", "PHONE_NUMBER_OPTED_OUT", stamp
         msg.next_attempt_at = None
-    message_log.add_message(msg)
+    if defer and pinned and ctx.deferred is not None:
+        ctx.deferred.append(msg)
+    else:
+        message_log.add_message(msg)
     ctx.replies.append(msg.id)
     ctx.reply_states.append((msg.status, msg.error_code))
 
@@ -208,17 +225,48 @@ def queue_sms(
 _CREATED_ON = Message._meta.get_field("created_on")
 
 
-def _recent_replies(number: str, text: str, since: dt.datetime) -> int:
-    """Automatic replies of this text to this number since ``since``."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT COUNT(*) FROM messaging_message WHERE phone_number = %s"
-            " AND direction = 'out' AND gateway_source = 'inbound' AND text = %s"
-            " AND created_on >= %s",
-            [number, text, _CREATED_ON.get_db_prep_value(since, connection)],
+def _loop_guard(
+    ctx: Ctx, text: str, stamp: dt.datetime, allow_opted_out: bool
+) -> tuple[bool, bool | None]:
+    """Whether a pinned reply of ``text`` repeats too often (noted in ``ctx``), and whether
+    the number opted out (None with ``allow_opted_out``), in one statement."""
+    s, number = ctx.settings, ctx.msg.phone_number
+    since = stamp - dt.timedelta(minutes=s.reply_loop_minutes)
+    project_id = ctx.project.pk if ctx.project else None
+    repeats, opted_out = _recent_replies(
+        number, text, since, None if allow_opted_out else (project_id, ctx.gw.pk)
+    )
+    # Replies of this message not written yet: pinned, to this number, stamped now.
+    repeats += sum(1 for m in ctx.deferred or () if m.text == text)
+    if repeats >= s.reply_loop_limit:
+        ctx.notes.append(
+            f"reply suppressed: {repeats} identical replies to this number in the last "
+            f"{s.reply_loop_minutes} minutes (a loop with another automatic sender?)"
         )
+        return True, opted_out
+    return False, opted_out
+
+
+def _recent_replies(
+    number: str, text: str, since: dt.datetime, opt_out: tuple[int | None, int] | None
+) -> tuple[int, bool | None]:
+    """Automatic replies of this text to this number since ``since`` and, with ``opt_out``
+    = (project id, gateway id), ``is_opted_out`` of the number for them (else None): one
+    statement."""
+    params: list[Any] = [number, text, _CREATED_ON.get_db_prep_value(since, connection)]
+    sql = (
+        "SELECT (SELECT COUNT(*) FROM messaging_message WHERE phone_number = %s"
+        " AND direction = 'out' AND gateway_source = 'inbound' AND text = %s"
+        " AND created_on >= %s)"
+    )
+    if opt_out is not None:
+        sql += f", ({OPTED_OUT_SQL})"
+        params += [number, *opt_out]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
         row = cursor.fetchone()
-    return int(row[0]) if row else 0
+    assert row is not None
+    return int(row[0]), (None if opt_out is None else row[1] is not None)
 
 
 def close_event(ctx: Ctx) -> None:

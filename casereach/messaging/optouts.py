@@ -246,14 +246,17 @@ def is_opted_out(number: str, project_id: int | None, gateway_id: int | None = N
     return _opted_out_sql(number, project_id, gateway_id)
 
 
+# ``is_opted_out`` as one SQL scalar (1 or NULL) of (number, project id, gateway id).
+OPTED_OUT_SQL = (
+    "SELECT 1 FROM messaging_optout WHERE phone_number = %s AND opted_out"
+    " AND (project_id = %s OR gateway_id = %s) LIMIT 1"
+)
+
+
 def _opted_out_sql(number: str, project_id: int | None, gateway_id: int | None) -> bool:
     """Without the ORM: inbound replies ask this on the hot webhook path."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT 1 FROM messaging_optout WHERE phone_number = %s AND opted_out"
-            " AND (project_id = %s OR gateway_id = %s) LIMIT 1",
-            [number, project_id, gateway_id],
-        )
+        cursor.execute(OPTED_OUT_SQL, [number, project_id, gateway_id])
         return cursor.fetchone() is not None
 
 

@@ -6,8 +6,9 @@ project: another project's session is not found."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Min, Q, QuerySet
@@ -75,9 +76,13 @@ _NAMES_SQL = (
 
 def answers_of(session: SurveySession) -> dict[str, Answer | None]:
     """Question id → the answer given (None: skipped), in the order they were given."""
+    return answers_from(rows.fetch_all(_ANSWERS_SQL, [session.pk]))
+
+
+def answers_from(found: Iterable[Sequence[Any]]) -> dict[str, Answer | None]:
+    """``answers_of`` from rows of (question id, skipped, value, display), in order."""
     return {
-        qid: None if skipped else Answer(value, display)
-        for qid, skipped, value, display in rows.fetch_all(_ANSWERS_SQL, [session.pk])
+        qid: None if skipped else Answer(value, display) for qid, skipped, value, display in found
     }
 
 
@@ -108,6 +113,75 @@ def case_gone(session: SurveySession) -> str:
     if row is None or row[1]:
         return "the case was deleted"
     return "the case was closed" if row[0] else ""
+
+
+# An answer's case in one statement: why it is gone (closed, deleted) and, for the next step's
+# render, its name, owner and properties and the names of the session's contact and the owner
+# (``case_gone`` + ``live_case`` + ``contact_names`` on the inbound hot path). ``{session}``:
+# the session table's alias in a statement that reads the session too (``ss``), or none.
+ANSWER_CASE_COLUMNS = (
+    f"c.closed, c.deleted, {_CASE.columns('c')}, "
+    f"(SELECT n.name FROM {Contact._meta.db_table} n WHERE n.project_id = c_pid "
+    "AND n.contact_id = c_contact), "
+    f"(SELECT o.name FROM {Contact._meta.db_table} o WHERE o.project_id = c_pid "
+    "AND o.contact_id = c.owner_id)"
+)
+ANSWER_CASE_WIDTH = 4 + len(_CASE.fields)  # columns of ANSWER_CASE_COLUMNS
+_ANSWER_CASE_SQL = (
+    "SELECT "
+    + ANSWER_CASE_COLUMNS.replace("c_pid", "%s").replace("c_contact", "%s")
+    + f" FROM (SELECT 1 AS one) x LEFT JOIN {Case._meta.db_table} c "
+    "ON c.project_id = %s AND c.case_id = %s"
+)
+
+
+@dataclass
+class AnswerCase:
+    """What ``case_gone`` and ``step_context`` read, read once for an answer."""
+
+    gone: str
+    case: Case | None  # the live case (None: no case, or deleted)
+    recipient_name: str | None
+    owner_name: str | None
+
+    def context(self, project: Project, session: SurveySession) -> Context:
+        """``step_context(project, session)`` from what was read."""
+        case = self.case
+        props: Mapping[str, str] = case.properties if case is not None else {}
+        owner = case.owner_id if case is not None else None
+        render = RenderContext(
+            case_name=case.case_name if case is not None else None,
+            case_properties=props,
+            owner_name=self.owner_name if owner else None,
+            recipient_name=self.recipient_name,
+        )
+        country = project_settings(project).default_country
+        return Context(session.language, render, props, country)
+
+
+def answer_case(session: SurveySession) -> AnswerCase:
+    """``case_gone(session)`` and what ``step_context`` needs of the case and the names, in
+    one statement (the session's project)."""
+    pid = session.project_id
+    row = rows.fetch_one(
+        _ANSWER_CASE_SQL, [pid, session.contact_id, pid, pid, session.case_id or None]
+    )
+    assert row is not None  # one row, found or not
+    return answer_case_of(session, row)
+
+
+def answer_case_of(session: SurveySession, row: Sequence[Any]) -> AnswerCase:
+    """``AnswerCase`` from the ``ANSWER_CASE_COLUMNS`` of a row."""
+    closed, deleted = row[0], row[1]
+    case_end = 2 + len(_CASE.fields)
+    recipient, owner = row[case_end], row[case_end + 1]
+    names = (None if recipient is None else str(recipient), None if owner is None else str(owner))
+    if not session.case_id:
+        return AnswerCase("", None, *names)
+    if closed is None or deleted:
+        return AnswerCase("the case was deleted", None, *names)
+    case = _CASE.build(row[2:case_end])
+    return AnswerCase("the case was closed" if closed else "", case, *names)
 
 
 def retired_questions(survey_id: int, current: list[str]) -> list[str]:

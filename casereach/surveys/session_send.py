@@ -153,11 +153,12 @@ def send_question(
 
 def reply_in_inbound(ctx: Ctx, session: SurveySession, text: str) -> None:
     """An inbound answer (and its reply, if any) in an event that is part of the session's."""
-    ensure_event(ctx, PART, str(session.pk))
-    if ctx.event is not None:
+    if ctx.event is None:  # its one sub-event is written as part of the session
+        ensure_event(ctx, PART, str(session.pk), survey_session_id=session.pk)
+    else:
         add_to_survey(ctx.event.pk, session.pk)
     if text:
-        queue_sms(ctx, {session.language: text, "*": text}, None, pinned=True)
+        queue_sms(ctx, {session.language: text, "*": text}, None, pinned=True, defer=True)
 
 
 def send_to_owner(project: Project, session: SurveySession, message: Mapping[str, str]) -> str:

@@ -95,9 +95,11 @@ def new_subevent(
     *,
     status: EventStatus = IN_PROGRESS,
     created_on: dt.datetime | None = None,
+    survey_session_id: int | None = None,
 ) -> MessagingSubEvent:
     """INSERT the sub-event of ``contact`` (or of a raw number), stamped with the project's
-    clock (the caller holds the project lock)."""
+    clock (the caller holds the project lock); ``survey_session_id``: part of that survey
+    session's conversation (``log.surveys.add_to_survey``)."""
     sub = MessagingSubEvent(
         event=event,
         project=project,
@@ -107,6 +109,7 @@ def new_subevent(
         status=status,
         created_on=created_on or now(),
         date_last_activity=tick_clock(project),
+        survey_session_id=survey_session_id,
     )
     rows.insert_instance(sub)
     return sub
@@ -120,6 +123,17 @@ def add_message(msg: Message, *, inbound_once: bool = False) -> bool:
     """INSERT one message (its id, a time-ordered uuid, is set by the model). ``inbound_once``:
     skip it if the same inbound message is stored already (then False)."""
     return rows.insert_instance(msg, INBOUND_ONCE if inbound_once else "")
+
+
+def add_inbound(msg: Message, replies: Sequence[Message], *, once: bool = False) -> bool:
+    """INSERT the ``replies`` to an inbound message and the message, in one statement.
+    ``once``: nothing is written if the same inbound message is stored already (then False:
+    only the inbound message can clash on ``INBOUND_ONCE``)."""
+    if not replies:
+        return add_message(msg, inbound_once=once)
+    # writes: messaging.Message
+    written = rows.insert_instances([*replies, msg], INBOUND_ONCE if once else "")
+    return written == len(replies) + 1
 
 
 def close_event(

@@ -41,6 +41,7 @@ from casereach.surveys.models import ACTIVE, QUEUED, Survey, SurveyAnswer, Surve
 from casereach.surveys.session_queries import (
     PROBE,
     active_session_id,
+    answer_case,
     answers_of,
     case_gone,
     due_session_ids,
@@ -63,7 +64,7 @@ from casereach.surveys.session_steps import (
     reply_step,
     timers,
 )
-from casereach.surveys.sessions.answer_rows import add_answer, locked_session, save_progress
+from casereach.surveys.sessions.answer_rows import add_answer, save_progress, session_for_answer
 from casereach.surveys.spec import NoReply
 
 log = logging.getLogger(__name__)
@@ -238,18 +239,22 @@ def on_inbound(ctx: Ctx, happening: str) -> str | None:
         return None
     if session_id is None:
         return None
-    session = locked_session(session_id)
-    if session is None or session.status != ACTIVE:
+    read = session_for_answer(session_id)
+    if read is None or read.session.status != ACTIVE:
         return None
+    session = read.session
     if scope is not None and session.project_id != scope:
         return None
-    if _cancel_if_case_gone(session, now()):
+    case = read.case or answer_case(session)
+    if _cancel_if_case_gone(session, now(), case.gone):
         return None  # not an answer: the message is handled as any other
+    locked = ctx.project is not None and ctx.project.pk == session.project_id
     project = _take_over(ctx, session)
     at = now()
     spec = session_spec(session)
-    context = step_context(project, session)
-    answers = answers_of(session)
+    # Read under the project lock: taken only now when the sender's project was another.
+    context = case.context(project, session) if locked else step_context(project, session)
+    answers = read.answers if read.answers is not None else answers_of(session)
     if happening == "help":
         reply_in_inbound(ctx, session, ask_again(spec, session.current_question, answers, context))
         return "survey_help"
@@ -263,10 +268,11 @@ def on_inbound(ctx: Ctx, happening: str) -> str | None:
     return "survey_" + ("completed" if step.status == "completed" else step.result)
 
 
-def _cancel_if_case_gone(session: SurveySession, at: dt.datetime) -> bool:
+def _cancel_if_case_gone(session: SurveySession, at: dt.datetime, gone: str | None = None) -> bool:
     """A session whose case was closed or deleted ends ``cancelled`` (SPEC 3.7: a closed
-    case's schedules stop too); the answers given so far stay, nothing more is written."""
-    gone = case_gone(session)
+    case's schedules stop too); the answers given so far stay, nothing more is written.
+    ``gone``: ``case_gone(session)`` when the caller read it already."""
+    gone = case_gone(session) if gone is None else gone
     if not gone:
         return False
     project = lock_project(session.project_id)

@@ -6,10 +6,21 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from casereach.cases.models import Case
 from casereach.core import bulk, rows
+from casereach.surveys.answers import Answer
 from casereach.surveys.models import SurveyAnswer, SurveySession
+from casereach.surveys.session_queries import (
+    ANSWER_CASE_COLUMNS,
+    ANSWER_CASE_WIDTH,
+    AnswerCase,
+    answer_case_of,
+    answers_from,
+)
 from casereach.surveys.spec import SurveySpec, load_stored
 
 _SESSION = rows.RawRows(
@@ -33,11 +44,55 @@ PROGRESS = (
 )
 
 
+# SQLite (no row locks, its write transaction already serialises): the session, its case and
+# names (``session_queries.answer_case``) and its answers so far (ids kept to order them), in
+# one statement. PostgreSQL reads the case and answers after the row lock, as before.
+_ANSWER_SQL = (
+    f"SELECT {_SESSION.columns('ss')}, ss.definition, "
+    + ANSWER_CASE_COLUMNS.replace("c_pid", "ss.project_id").replace("c_contact", "ss.contact_id")
+    + ", (SELECT json_group_array(json_array(a.id, a.question_id, a.skipped, a.value, "
+    f"a.display)) FROM {SurveyAnswer._meta.db_table} a WHERE a.session_id = ss.id) "
+    f"FROM {SurveySession._meta.db_table} ss LEFT JOIN {Case._meta.db_table} c "
+    "ON c.project_id = ss.project_id AND c.case_id = ss.case_id WHERE ss.id = %s"
+)
+
+
+@dataclass
+class ForAnswer:
+    """The locked session an inbound message may answer, and what was read with it (None:
+    to be read, ``session_queries.answer_case`` and ``answers_of``)."""
+
+    session: SurveySession
+    case: AnswerCase | None = None
+    answers: dict[str, Answer | None] | None = None
+
+
+def session_for_answer(session_id: int) -> ForAnswer | None:
+    """``locked_session``, with the session's case, names and answers on SQLite."""
+    if bulk.has_row_locks():
+        session = locked_session(session_id)
+        return ForAnswer(session) if session is not None else None
+    row = rows.fetch_one(_ANSWER_SQL, [session_id])
+    if row is None:
+        return None
+    end = len(_SESSION.fields) + 1
+    session = _session_of(row[:end])
+    found = json.loads(row[end + ANSWER_CASE_WIDTH])
+    answers = answers_from(
+        (qid, skipped, value, display)
+        for _, qid, skipped, value, display in sorted(found, key=lambda a: int(a[0]))
+    )
+    return ForAnswer(session, answer_case_of(session, row[end:]), answers)
+
+
 def locked_session(session_id: int) -> SurveySession | None:
     """The session, its row locked (PostgreSQL; SQLite's write transaction serialises)."""
     row = rows.fetch_one(bulk.for_update(_SESSION_SQL), [session_id])
-    if row is None:
-        return None
+    return _session_of(row) if row is not None else None
+
+
+def _session_of(row: Sequence[Any]) -> SurveySession:
+    """The session of ``_SESSION``'s columns and the definition, last."""
     session = _SESSION.build(row[:-1])
     raw = row[-1]
     if isinstance(raw, str):  # SQLite: the stored text, parsed once per distinct definition

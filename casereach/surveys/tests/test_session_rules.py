@@ -118,6 +118,32 @@ def test_a_session_whose_case_closed_is_cancelled_by_its_next_timer(
     assert ["A word?"] == sent()  # no re-ask to a closed case
 
 
+def test_the_next_question_renders_the_case_its_owner_and_the_contact_as_they_are_now(
+    api: Api, gw: dict[str, Any]
+) -> None:
+    # An answer reads the case, its owner's and the contact's names with the session: the
+    # next question shows them as they are when the answer arrives.
+    r = api.post(
+        "/a/{project}/api/v0.5/user/",
+        {"username": "nurse", "password": "s3cret-pass", "phone_numbers": ["254711000222"]},
+    )
+    assert 201 == r.status, r.body
+    mother = case(api, name="Amina", phone=NUMBER, verified="yes", owner_id=r.body["id"])
+    asked = "{case.name} in {case.village}, owner {case.owner.name}, to {recipient.name}?"
+    survey = ONE_QUESTION | {
+        "questions": [
+            WORD["questions"][0],
+            {"id": "more", "type": "text", "prompt": {"en": asked, "sw": asked}},
+        ]
+    }
+    start(api, create_survey(api, survey), mother)
+    assert 200 == api.put(V2 + mother, {"properties": {"village": "Kisumu"}}).status
+
+    assert 200 == inbound(gw, "first").status_code
+
+    assert ["A word?", "Amina in Kisumu, owner nurse@demo.commcarehq.org, to Amina?"] == sent()
+
+
 # -- the contact's number changes mid-survey ---------------------------------------------------
 
 
