@@ -10,6 +10,7 @@ catalogue does not know fails the walk, so a new endpoint cannot go unwalked.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,8 +27,8 @@ MV = "/a/{project}/api/messaging/v1/"
 V05 = "/a/{project}/api/v0.5/"
 SV = "/a/{project}/api/surveys/v1/"
 ADMIN = "/api/admin/v1/"  # the system administrator's: B's admin must get 403 on each
-CB = "/gateways/{gateway_type}/{inbound_key}/"  # GET: Kannel's (B's gateways answer 405)
-CALLBACKS = {(m, CB + p) for m in ("POST", "GET") for p in ("status", "inbound")}
+CB = "/gateways/{gateway_type}/{inbound_key}/"  # GET: Kannel; …/webhook: WhatsApp
+CALLBACKS = {(m, CB + end) for m in ("POST", "GET") for end in ("status", "inbound", "webhook")}
 
 
 # What B sends from A's numbers: opt-out words, opt-in words, A's keyword, self-registration
@@ -465,16 +466,12 @@ def walk_api(w: Walker, schema: dict[str, Any]) -> set[Op]:
 
 
 def _case_id(text: str) -> str:
-    import json
-
     return str(json.loads(text)["case"]["case_id"])
 
 
 def walk_callbacks(w: Walker) -> set[Op]:
     """B's gateways' provider URLs (its own, and any it created in the walk, shared with A)
     receiving SMS from A's numbers and delivery reports for A's message ids."""
-    import json
-
     a, b = w.a, w.b
     urls = [(str(g["inbound_url"]), str(g["status_url"])) for g in b.gateways.values()]
     for text in w.results.get("b_gateways", []):
@@ -489,6 +486,8 @@ def walk_callbacks(w: Walker) -> set[Op]:
                 form = {"from": a.numbers[role], "to": "5550000", "text": text, "id": f"9{n}"}
                 w.call("provider", "POST", urlsplit(inbound).path, form=form)
                 w.call("provider", "GET", urlsplit(inbound).path, query=form)
+        for m in ("GET", "POST"):  # B's keys on the WhatsApp webhook: 404 for SMS types
+            w.call("provider", m, urlsplit(inbound).path.replace("/inbound", "/webhook"))
         if not status:
             continue
         for mid in a.message_ids:

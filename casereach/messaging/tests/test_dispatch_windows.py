@@ -170,7 +170,15 @@ def test_max_in_flight_has_a_default_per_type_and_is_validated(api: Api) -> None
 
 @pytest.mark.parametrize(
     ("slug", "default"),
-    [("http", "500"), ("twilio", "16"), ("africastalking", "16"), ("smpp", "10"), ("email", "4")],
+    [
+        ("http", "500"),
+        ("twilio", "16"),
+        ("africastalking", "16"),
+        ("smpp", "10"),
+        ("email", "4"),
+        ("whatsapp_cloud", "100"),
+        ("turn", "100"),
+    ],
 )
 def test_the_gateway_form_shows_max_in_flight(slug: str, default: str) -> None:
     [field] = [f for f in type_fields(slug, {}, None) if f["name"] == "max_in_flight"]
