@@ -29,13 +29,14 @@ from casereach.gateways.queries import (
 from casereach.messaging import log as message_log
 from casereach.messaging.actions import CHOSEN
 from casereach.messaging.optouts import OptedOut, opted_out_pairs
+from casereach.messaging.sending_request import CHAIN
 from casereach.messaging.windows import next_allowed
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings
 
 # Messages that go out through the gateway they name (a reply through the gateway that
 # received the message; a send whose sender chose the gateway), not through routing.
-PINNED_SOURCES = frozenset({"inbound", CHOSEN})
+PINNED_SOURCES = frozenset({"inbound", CHOSEN, CHAIN})
 
 # The fields of a message row the checks read (the dispatcher's claimed rows have them all).
 ROW_FIELDS = (
@@ -81,6 +82,8 @@ class PresendContext:
     overrides: dict[tuple[str, str], str]
     opted: OptedOut
     routes: GlobalRoutes
+    # WhatsApp opt-outs (issue 21), read only when the batch has WhatsApp messages.
+    opted_whatsapp: OptedOut = field(default_factory=OptedOut)
     # Read on first use, once per project: the gateways a project's SMS may be routed to,
     # and its email gateway (filled in advance, ``check`` reads no database at all).
     indexes: dict[int, GatewayIndex] = field(default_factory=dict)
@@ -134,7 +137,12 @@ class PresendContext:
         # Opted out in the sending project's scope, or for the gateway a message would use
         # (known once it is routed): one query per chunk of numbers.
         opted = opted_out_pairs((r["phone_number"] for r in rows), projects)
+        whatsapp = [r["phone_number"] for r in rows if r["channel"] == "whatsapp"]
+        opted_whatsapp = (
+            opted_out_pairs(whatsapp, projects, channel="whatsapp") if whatsapp else OptedOut()
+        )
         return cls(
+            opted_whatsapp=opted_whatsapp,
             projects=dict(projects),
             settings=settings,
             pinned=pinned,
@@ -147,9 +155,10 @@ class PresendContext:
     def opted_out(self, row: Mapping[str, Any], gateway: GatewayConfig | None = None) -> bool:
         """Whether the row's number has opted out in its project's scope, or (``gateway``)
         for the gateway it would go through: the one opt-out check (SPEC 2)."""
+        opted = self.opted_whatsapp if row["channel"] == "whatsapp" else self.opted
         if gateway is None:
-            return self.opted.in_project(row["phone_number"], row["project_id"])
-        return self.opted.refuses(row["phone_number"], None, gateway.pk)
+            return opted.in_project(row["phone_number"], row["project_id"])
+        return opted.refuses(row["phone_number"], None, gateway.pk)
 
     def index(self, project: Project) -> GatewayIndex:
         """The project's routable gateways by name (read once per context)."""
@@ -177,7 +186,7 @@ def check(
         return Verdict(FAIL, "MESSAGE_IS_STALE")
     if row["contact_id"] and (contact is None or not contact["active"]):
         return Verdict(FAIL, "CONTACT_IS_INACTIVE")
-    check_opt_out = row["channel"] == "sms" and not row["allow_opted_out"]
+    check_opt_out = row["channel"] in ("sms", "whatsapp") and not row["allow_opted_out"]
     if check_opt_out and ctx.opted_out(row):
         return Verdict(FAIL, "PHONE_NUMBER_OPTED_OUT")
     reply = row["gateway_source"] == "inbound"  # answers a person who just wrote
@@ -209,13 +218,13 @@ def _gateway(ctx: PresendContext, row: Mapping[str, Any], s: ProjectSettings) ->
         return Verdict(
             gateway=gw, gateway_source="inbound", sender=pick_sender(gw, row["phone_number"])
         )
-    if row["gateway_source"] == CHOSEN:
+    if row["gateway_source"] in (CHOSEN, CHAIN):
         # The sender named the gateway; it must still exist and be active.
         gw = ctx.pinned.get(row["gateway_id"] or 0)
         if gw is None:
             return Verdict(FAIL, "GATEWAY_NOT_FOUND")
         sender = pick_sender(gw, row["phone_number"]) if row["channel"] == "sms" else ""
-        return Verdict(gateway=gw, gateway_source=CHOSEN, sender=sender)
+        return Verdict(gateway=gw, gateway_source=row["gateway_source"], sender=sender)
     if project is None:
         return Verdict(FAIL, "NO_SUITABLE_GATEWAY")
     if row["channel"] == "sms":

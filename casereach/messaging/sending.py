@@ -39,6 +39,7 @@ from casereach.gateways.queries import (
     project_settings,
     route,
 )
+from casereach.messaging import chains
 from casereach.messaging import log as message_log
 from casereach.messaging.content import pick_translation
 from casereach.messaging.log import EventDraft, MessageDraft, SubEventDraft
@@ -139,6 +140,8 @@ def _send_items(
             first = min(errors)
             raise ItemError(first, errors[first][1])
         sent = [_decide(locked, it, reads, stamp) for i, it in enumerate(items) if i not in errors]
+        if chains.chained(reads.settings):
+            _chain(locked, sent)
         _write(locked, sent)
     out = iter(sent)
     return [errors[i][1] if i in errors else next(out) for i in range(len(items))]
@@ -431,6 +434,17 @@ def _precheck(  # long: the checks of a single send, in its order, one branch pe
     msg.gateway_name, msg.gateway_id = gw.name, gw.pk
     msg.gateway_source = CHOSEN if chosen is not None else "email"
     return None
+
+
+def _chain(project: Project, sent: Sequence[Sent]) -> None:
+    """A project with a channel order: each message to a contact starts on its chain's
+    first channel that reaches the contact (``chains.plan_drafts``); one that failed for want
+    of its own channel and is queued on another leaves its event open."""
+    planned = {m.id for m in chains.plan_drafts(project, [m for _, ms in sent for m in ms])}
+    for event, messages in sent:
+        if any(m.id in planned for m in messages):
+            event.status, event.error_code = IN_PROGRESS, None
+            event.sub.status, event.sub.error_code = IN_PROGRESS, None
 
 
 # -- writes (three INSERTs and the project's clock) ----------------------------------------------

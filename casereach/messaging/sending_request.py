@@ -11,6 +11,9 @@ from casereach.core.errors import BadRequest
 
 # ``Message.gateway_source`` of a message whose sender named its gateway.
 CHOSEN = "chosen"
+# ``Message.gateway_source`` of a fallback chain's WhatsApp attempt (``messaging.chains``):
+# pinned to the gateway the chain picked, like a gateway the sender named.
+CHAIN = "chain"
 
 MAX_SMS_CHARS = 1600
 MAX_EMAIL_CHARS = 100_000

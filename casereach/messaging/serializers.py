@@ -16,6 +16,7 @@ from pydantic import Field
 
 from casereach.core.openapi import DATE_TIME, OpenSchema
 from casereach.core.timeutil import as_utc, iso
+from casereach.messaging.chains import REASONS
 from casereach.messaging.errors import describe
 from casereach.messaging.event_query import (
     CONTENT_TYPE_SLUGS,
@@ -29,6 +30,7 @@ from casereach.messaging.event_query import (
 )
 from casereach.messaging.models import Keyword, Message, MessagingEvent, MessagingSubEvent, OptOut
 from casereach.messaging.models import SendAttempt as SendAttemptRow
+from casereach.messaging.serializers_chain import ChainAttempt
 
 # -- messages ------------------------------------------------------------------------------------
 
@@ -81,6 +83,22 @@ class MessageOut(OpenSchema):
     sent_on: str | None = Field(json_schema_extra=DATE_TIME)
     delivered_on: str | None = Field(json_schema_extra=DATE_TIME)
     failed_on: str | None = Field(json_schema_extra=DATE_TIME)
+    chain_id: str | None = Field(
+        default=None,
+        description="A fallback chain's id (its first attempt's message id); null outside one",
+    )
+    chain_step: int | None = Field(default=None, description="This attempt's step, from 1")
+    fallback_reason: str | None = Field(
+        default=None,
+        description="Why the chain moved on from this attempt",
+        json_schema_extra={"enum": [*REASONS, None]},
+    )
+    moved_on: bool = Field(
+        default=False,
+        description="The chain moved on from this attempt (abandoned: a late report is "
+        "recorded on it, not acted on)",
+    )
+    moved_on_at: str | None = Field(default=None, json_schema_extra=DATE_TIME)
 
 
 class MessagePageMeta(OpenSchema):
@@ -105,6 +123,10 @@ class SendAttempt(OpenSchema):
 
 class MessageDetail(MessageOut):
     attempt_log: list[SendAttempt]
+    chain: list[ChainAttempt] = Field(
+        default_factory=list,
+        description="Every attempt of the message's fallback chain in order (empty outside one)",
+    )
 
 
 class ErrorCodeOut(OpenSchema):
@@ -134,6 +156,10 @@ CSV_COLUMNS = (
     "created_on",
     "sent_on",
     "delivered_on",
+    "chain_id",
+    "chain_step",
+    "fallback_reason",
+    "moved_on",
 )
 
 
@@ -168,6 +194,11 @@ def serialize_message(m: Message) -> dict[str, Any]:
         "failed_on": iso(m.failed_on),
         "inbound_action": m.inbound_action or None,
         "detail": m.error_detail or None,
+        "chain_id": m.chain_id,
+        "chain_step": m.chain_step if m.chain_id else None,
+        "fallback_reason": m.fallback_reason or None,
+        "moved_on": m.moved_on_at is not None,
+        "moved_on_at": iso(m.moved_on_at),
     }
 
 

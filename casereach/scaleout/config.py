@@ -104,6 +104,7 @@ def celery_settings(url: str) -> dict[str, Any]:
             "casereach.fire_due": {"queue": queue_name("schedule")},
             "casereach.survey_timers": {"queue": queue_name("schedule")},
             "casereach.alert_reply_timers": {"queue": queue_name("schedule")},
+            "casereach.chain_timeouts": {"queue": queue_name("schedule")},
             "casereach.reevaluate_alert": {"queue": queue_name("bulk")},
             "casereach.import_cases": {"queue": queue_name("bulk")},
         },
@@ -133,6 +134,11 @@ def celery_settings(url: str) -> dict[str, Any]:
             },
             "alert-reply-timers": {
                 "task": "casereach.alert_reply_timers",
+                "schedule": KICK_INTERVAL_S,
+                "options": {"expires": KICK_INTERVAL_S * 3},
+            },
+            "chain-timeouts": {
+                "task": "casereach.chain_timeouts",
                 "schedule": KICK_INTERVAL_S,
                 "options": {"expires": KICK_INTERVAL_S * 3},
             },

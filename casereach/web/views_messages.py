@@ -162,7 +162,7 @@ def _conversation(project: Project, raw: str) -> dict[str, Any]:
         return {"conversation": [], "opted_out": None, "contact_id": None}
     msgs = conversation(project, number)
     rows = [message_row(m, project.time_zone) for m in msgs]
-    opt = project_opt_outs(project).filter(phone_number=number).first()
+    opt = project_opt_outs(project).filter(phone_number=number, channel="sms").first()
     holder = contact_with_number(project, number)
     return {
         "conversation": rows,
