@@ -410,6 +410,14 @@ def _serialize_message(m: Message, event_status: str, event_failed: bool) -> dic
         message = info.description if info else m.error_code
         if message:
             data["error_message"] = message
+    if m.chain_id:  # casereach extension: one attempt of a fallback chain
+        data.update(
+            channel=m.channel,
+            chain_id=m.chain_id,
+            chain_step=m.chain_step,
+            fallback_reason=m.fallback_reason or None,
+            moved_on=m.moved_on_at is not None,
+        )
     return data
 
 
@@ -425,7 +433,9 @@ def serialize_event(sub: MessagingSubEvent, domain: str) -> dict[str, Any]:
     status = STATUS_SLUGS.get(sub.status, "unknown")
     if survey and sub.status == "completed":  # HQ: the session's status
         status = sub.survey_status
-    elif sub.status == "completed" and any(m.status == "failed" for m in msgs):
+    elif sub.status == "completed" and any(
+        m.status == "failed" and m.moved_on_at is None for m in msgs
+    ):  # (an attempt a fallback chain moved on from is not the event's outcome)
         status = "error"
     shown = getattr(sub, "session_messages", msgs) if survey else msgs
     messages = (

@@ -143,6 +143,13 @@ def test_a_permanent_failure_moves_the_message_from_sms_to_email(
     )
     sub = MessagingSubEvent.objects.get(messages__id=mid)
     assert ("completed", None) == (sub.status, sub.error_code)
+    events = api.get("/a/{project}/api/v0.5/messaging-event/").body["objects"]
+    assert 1 == len(events)
+    assert "completed" == events[0]["status"]
+    assert [("sms", "error", 1, "failed", True), ("email", "completed", 2, None, False)] == [
+        (m["type"], m["status"], m["chain_step"], m["fallback_reason"], m["moved_on"])
+        for m in events[0]["messages"]
+    ]
 
 
 def test_retries_exhausted_move_the_chain_on(
@@ -428,3 +435,35 @@ def test_two_concurrent_timeout_scans_move_a_chain_once(
             (a["channel"], a["status"]) for a in chain(api, mid)
         ]
     assert 5 == len(mailbox.messages)
+
+
+def test_the_message_log_page_lists_a_chain_in_order(
+    project: Project, api: Api, provider: ProviderServer, mailbox: Mailbox
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    from casereach.projects.actions import do_create_web_user
+    from casereach.projects.models import Role
+
+    gateways(api, provider, mailbox)
+    chain_project(api)
+    provider.script("/send", Reply(400, "unknown subscriber"))
+    mid = send(api, contact(api))
+    drain()
+    do_create_web_user(project, "pm", "pm-password-1", role=Role.VIEWER)
+    web = Client()
+    web.force_login(get_user_model().objects.get(username="pm"))
+
+    page = web.get(f"/a/{project.name}/messages", {"chain_id": mid}).content.decode()
+
+    assert "One message's fallback chain" in page
+    first, second = page.index("step 1 · sms"), page.index("step 2 · email")
+    assert first < second
+    assert "moved on: failed" in page[first:second]
+    response = web.get(f"/a/{project.name}/messages", {"format": "csv"})
+    csv_text = b"".join(response.streaming_content).decode()  # type: ignore[attr-defined]
+    header, *lines = csv_text.strip().splitlines()
+    assert header.endswith("chain_id,chain_step,fallback_reason,moved_on")
+    assert sorted([f"{mid},1,failed,True", f"{mid},2,,False"]) == sorted(
+        ",".join(line.split(",")[-4:]) for line in lines
+    )
