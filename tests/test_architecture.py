@@ -54,6 +54,7 @@ EXPECTED_WRITERS = {
     "messaging.MessagingSubEvent": "casereach.messaging.log",
     "messaging.OptOut": "casereach.messaging.optouts",
     "messaging.SendAttempt": "casereach.messaging.log",
+    "messaging.WhatsAppTemplate": "casereach.messaging.whatsapp_templates",
     "projects.ApiKey": "casereach.projects.actions",
     "projects.ConfigGeneration": "casereach.projects.actions",
     "projects.DigestNonce": "casereach.projects.actions",

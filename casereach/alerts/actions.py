@@ -31,6 +31,7 @@ from casereach.alerts.models import (
 from casereach.alerts.recipients import broadcast_contacts, check_recipients
 from casereach.alerts.replywait_queries import check_reply_texts
 from casereach.alerts.spec import AlertSpec, spec_of, validated_spec
+from casereach.alerts.whatsapp_check import check_whatsapp_templates
 from casereach.core import bulk, rows
 from casereach.core.errors import BadRequest
 from casereach.core.timeutil import now
@@ -50,6 +51,8 @@ def do_create_alert(project: Project, data: Any) -> Alert:
     check_recipients(project, spec)
     check_reply_texts(project, spec)
     check_content(project, spec)
+    if active:
+        check_whatsapp_templates(project, spec)
     stamp = now()
     alert = Alert.objects.create(
         project=project,
@@ -86,6 +89,8 @@ def do_update_alert(alert: Alert, data: Any) -> Alert:
     check_recipients(alert.project, spec)
     check_reply_texts(alert.project, spec)
     check_content(alert.project, spec)
+    if active:
+        check_whatsapp_templates(alert.project, spec)
     with transaction.atomic():
         Alert.objects.filter(pk=alert.pk).update(
             name=spec.name,
@@ -133,6 +138,7 @@ def do_activate(alert: Alert) -> Alert:
     runner = _evaluation_runner
     check_recipients(alert.project, spec_of(alert))  # before anything changes
     check_content(alert.project, spec_of(alert))
+    check_whatsapp_templates(alert.project, spec_of(alert))
     Alert.objects.filter(pk=alert.pk).update(
         active=True,
         eval_state=EVAL_QUEUED if runner else EVAL_RUNNING,

@@ -64,7 +64,7 @@ def message_for(
     error = target.error
     if error is None and contact is not None and not contact["active"]:
         error = "CONTACT_IS_INACTIVE"
-    if spec.channel == "sms":
+    if spec.channel in ("sms", "whatsapp"):
         error = _phone(msg, target, addresses, error)
     else:
         error = _email(msg, target, error)
@@ -120,6 +120,9 @@ def _content(
     """The text (and an email's subject) in the recipient's language, rendered."""
     contact = target.contact
     language = contact["lang_effective"] if contact else None
+    if spec.channel == "whatsapp":
+        ctx = _render_context(view, target, addresses)
+        return _whatsapp(msg, settings, spec, ctx, error, language)
     if spec.channel == "sms":
         texts = spec.content.sms
     else:
@@ -134,15 +137,7 @@ def _content(
     )
     if template is None:
         return error or "NO_MESSAGE"
-    parent = view.parent if view is not None else None
-    ctx = RenderContext(
-        case_name=view.name if view else None,
-        case_properties=view.properties if view else {},
-        owner_name=addresses.names.get(view.owner_id) if view and view.owner_id else None,
-        parent_name=parent.name if parent else None,
-        parent_properties=parent.properties if parent else None,
-        recipient_name=contact["name"] if contact else None,
-    )
+    ctx = _render_context(view, target, addresses)
     try:
         msg.text = _render(template, ctx)
         if spec.channel == "email" and spec.content.email is not None:
@@ -157,6 +152,65 @@ def _content(
         log.exception("alert template failed to render")
         error = error or "CANNOT_RENDER_MESSAGE"
     msg.language = "" if used == "*" else used
+    return error
+
+
+def _render_context(view: CaseView | None, target: Target, addresses: Addresses) -> RenderContext:
+    contact = target.contact
+    parent = view.parent if view is not None else None
+    return RenderContext(
+        case_name=view.name if view else None,
+        case_properties=view.properties if view else {},
+        owner_name=addresses.names.get(view.owner_id) if view and view.owner_id else None,
+        parent_name=parent.name if parent else None,
+        parent_properties=parent.properties if parent else None,
+        recipient_name=contact["name"] if contact else None,
+    )
+
+
+def _whatsapp(
+    msg: Any,
+    settings: ProjectSettings,
+    spec: AlertSpec,
+    ctx: RenderContext,
+    error: str | None,
+    contact_language: str | None,
+) -> str | None:
+    """A WhatsApp message: its free text in the recipient's language (rendered), and its
+    template with the params rendered now; the template's language is chosen at send time
+    among the gateway's APPROVED versions (``messaging.presend``), with these fallbacks."""
+    wa = spec.content.whatsapp
+    assert wa is not None
+    text, used = pick_translation(
+        wa.text,
+        contact_language,
+        project_languages=settings.languages,
+        fallback=settings.language_fallback,
+        alert_default=spec.default_language,
+    )
+    msg.segments, msg.encoding = 1, ""
+    try:
+        if text is not None:
+            msg.text = _render(text, ctx)
+            msg.language = "" if used == "*" else used
+        if wa.template:
+            params = [_render(p, ctx) for p in wa.params]
+            msg.payload = {
+                "template": {
+                    "name": wa.template,
+                    "language": "",  # chosen at send time
+                    "params": params,
+                    "default_language": spec.default_language or "",
+                },
+                "template_only": text is None,
+            }
+            if text is None:
+                msg.text = f"(WhatsApp template {wa.template}: {', '.join(params)})"[:4096]
+    except Exception:  # a template that passed validation must render; log if not
+        log.exception("alert WhatsApp content failed to render")
+        return error or "CANNOT_RENDER_MESSAGE"
+    if text is None and not wa.template:
+        return error or "NO_MESSAGE"
     return error
 
 
@@ -175,6 +229,8 @@ def send_errors(project: Project, msgs: Sequence[Any], at: dt.datetime) -> list[
             "gateway_source": "",
             "gateway_id": None,
             "created_on": at,
+            "text": msg.text,
+            "payload": getattr(msg, "payload", None),
         }
         for msg in msgs
     ]

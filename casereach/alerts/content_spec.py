@@ -23,6 +23,30 @@ class EmailContent(_Strict):
     body: dict[str, str] = Field(default_factory=dict)
 
 
+class WhatsAppContent(_Strict):
+    """A WhatsApp alert's content: free text per language (sent inside the 24-hour window)
+    and/or an approved template (sent outside it), its {{n}} variables from ``params``
+    (placeholders such as ``{case.name}`` allowed). ``{lang: text}`` alone is the shorthand
+    for ``{"text": {lang: text}}``."""
+
+    text: dict[str, str] = Field(default_factory=dict)
+    template: str = Field(default="", pattern=r"^[a-z0-9_]{0,512}$")
+    params: list[str] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not ({"text", "template", "params"} & set(data)):
+            return {"text": data}
+        return data
+
+    @model_validator(mode="after")
+    def _some(self) -> WhatsAppContent:
+        if self.params and not self.template:
+            raise ValueError("content.whatsapp.params go with a template")
+        return self
+
+
 MAX_SURVEY_ID = 2**63 - 1
 
 
@@ -34,6 +58,7 @@ class Content(_Strict):
     survey_id: int | None = Field(default=None, ge=1, le=MAX_SURVEY_ID)
     sms: dict[str, str] = Field(default_factory=dict)
     email: EmailContent | None = None
+    whatsapp: WhatsAppContent | None = None
 
     @model_validator(mode="after")
     def _kind(self) -> Content:
@@ -48,6 +73,8 @@ class Content(_Strict):
         out: dict[str, Any] = handler(self)
         if out.get("survey_id") is None:
             out.pop("survey_id", None)  # a message has none: not shown as null
+        if out.get("whatsapp") is None:
+            out.pop("whatsapp", None)  # SMS and email alerts: shown as before
         return out
 
     @property
@@ -55,4 +82,4 @@ class Content(_Strict):
         return self.type == "survey"
 
 
-__all__ = ["MAX_SURVEY_ID", "Content", "EmailContent"]
+__all__ = ["MAX_SURVEY_ID", "Content", "EmailContent", "WhatsAppContent"]

@@ -40,6 +40,7 @@ from casereach.alerts.recipients import (
 )
 from casereach.alerts.spec import AlertSpec, TimedSchedule, spec_of
 from casereach.alerts.timing import skipped_months
+from casereach.alerts.whatsapp_check import template_problems
 from casereach.contacts.models import Contact
 from casereach.core import bulk
 from casereach.core.timeutil import ONE_MICROSECOND, now
@@ -276,6 +277,8 @@ def _summary(run: DryRun, days: int) -> dict[str, Any]:
     # Reached contacts by the channel each would get first (a fallback chain's first
     # channel that reaches it; otherwise the alert's own channel).
     out["first_channel_contacts"] = {c: len(w) for c, w in sorted(run.first_channels.items())}
+    # WhatsApp: a template that keeps the alert from being activated (``whatsapp_check``).
+    out["whatsapp_template_problems"] = template_problems(run.project, run.spec)
     return out
 
 

@@ -380,6 +380,11 @@ class DryRunOut(OpenSchema):
     survey_starts: int | None = Field(
         description="survey content: the sessions that would start (counted as messages are)"
     )
+    whatsapp_template_problems: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="WhatsApp alerts: the template's languages that are not APPROVED on the "
+        "gateway (each: template, language, problem); activation is refused while any remain",
+    )
 
 
 class UpcomingSend(OpenSchema):
@@ -426,6 +431,8 @@ def serialize_alert(alert: Alert, *, full: bool = True) -> dict[str, Any]:
     if full:
         out.update({k: v for k, v in alert.spec.items() if k not in out})
         content = spec.content.sms if spec.channel == "sms" else {}
+        if spec.channel == "whatsapp" and spec.content.whatsapp is not None:
+            content = spec.content.whatsapp.text
         if spec.channel == "email" and spec.content.email is not None:
             content = spec.content.email.body
         out["estimates"] = [

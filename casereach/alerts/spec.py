@@ -344,7 +344,7 @@ CONDITIONAL_RECIPIENTS = {"self", "owner", "parent", "children", "user_property"
 class AlertSpec(_Strict):
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["broadcast", "conditional"]
-    channel: Literal["sms", "email"] = "sms"
+    channel: Literal["sms", "email", "whatsapp"] = "sms"
     content: Content
     default_language: str | None = None
     schedule: Schedule
@@ -408,6 +408,16 @@ class AlertSpec(_Strict):
         texts = not self.content.is_survey  # a survey's texts are the survey's own
         try:
             saving = _saving(info)
+            wa = self.content.whatsapp
+            if self.channel == "whatsapp" and (wa is None or (not wa.template and not wa.text)):
+                raise TemplateError("content.whatsapp needs text and/or a template")
+            if wa is not None and (saving or self.channel == "whatsapp"):
+                validate_content(wa.text, what="content.whatsapp.text", required=False)
+                validate_content(
+                    {str(i + 1): p for i, p in enumerate(wa.params)},
+                    what="content.whatsapp.params",
+                    required=False,
+                )
             if saving or self.channel == "sms":
                 validate_content(
                     self.content.sms, what="content.sms", required=texts and self.channel == "sms"

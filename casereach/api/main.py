@@ -29,7 +29,9 @@ from casereach.messaging.api import router as messaging_router
 from casereach.messaging.api_commcare_sms import router as commcare_sms_router
 from casereach.messaging.api_events import router as events_router
 from casereach.messaging.api_inbound import router as inbound_router
+from casereach.messaging.api_whatsapp import router as whatsapp_router
 from casereach.messaging.callbacks import router as callbacks_router
+from casereach.messaging.callbacks_webhook import router as webhook_router
 from casereach.projects.api import router as projects_router
 from casereach.projects.auth import ApiKeyAuth, Throttled, Unauthorized
 from casereach.surveys.api import router as surveys_router
@@ -151,6 +153,8 @@ api.add_router("", gateways_router)
 api.add_router("", gateways_admin_router)  # the system administrator's /api/admin/v1/
 api.add_router("", messaging_router)
 api.add_router("", callbacks_router)
+api.add_router("", webhook_router)  # WhatsApp: statuses and inbound messages in one POST
+api.add_router("", whatsapp_router)  # a WhatsApp gateway's templates
 api.add_router("", cases_v05_router)
 api.add_router("", commcare_router)  # data forwarding and form submissions from CommCare HQ
 api.add_router("", events_router)

@@ -203,3 +203,51 @@ def gateway_list(
             typer.echo(f"{gw.pk}\t{gw.name}\t{gw.type}\t{owner}\t{state}")
 
     guarded(run)
+
+
+@gateway_app.command("templates-sync")
+def gateway_templates_sync(
+    gateway: Annotated[str, typer.Argument(help="WhatsApp gateway name (or id)")],
+    project: Annotated[
+        str | None, typer.Option("--project", help="A project that may use it (else: global)")
+    ] = None,
+) -> None:
+    """Sync a WhatsApp gateway's message templates from its provider now (added, updated,
+    removed)."""
+
+    def run() -> None:
+        from casereach.gateways.base import GatewayError
+        from casereach.gateways.models import GatewayConfig
+        from casereach.gateways.queries import visible_gateways
+        from casereach.messaging.whatsapp_templates import NotWhatsApp, do_sync_templates
+
+        qs = (
+            visible_gateways(project_by_name(project))
+            if project
+            else GatewayConfig.objects.filter(project__isnull=True)
+        )
+        found = (
+            qs.filter(pk=int(gateway))
+            if gateway.isdigit() and len(gateway) < 19
+            else qs.filter(name_key=gateway.strip().lower())
+        )
+        gws = list(found[:2])
+        if len(gws) != 1:
+            where = f"project {project}" if project else "the global gateways (give --project)"
+            fail(
+                f"no gateway {gateway!r} in {where}"
+                if not gws
+                else f"several gateways named {gateway!r}: give the id"
+            )
+        try:
+            result = do_sync_templates(gws[0])
+        except NotWhatsApp as exc:
+            fail(str(exc))
+        except GatewayError as exc:
+            fail(f"the provider could not list templates: {exc}")
+        typer.echo(
+            f"gateway {result.gateway}: {result.listed} listed, {result.added} added, "
+            f"{result.updated} updated, {result.removed} removed"
+        )
+
+    guarded(run)

@@ -81,6 +81,7 @@ def _serve(
     from casereach.alerts.scheduler import fire_due
     from casereach.messaging.chains import move_on_waiting
     from casereach.messaging.runner import BackgroundLoops
+    from casereach.messaging.whatsapp_templates import scheduled_sync
     from casereach.scaleout.app import write_back_once
     from casereach.surveys.sessions import run_due_sessions
     from casereach.wsgi import application
@@ -93,6 +94,7 @@ def _serve(
                 ("alert-reply-timers", run_due_waits),
                 ("commcare-writeback", write_back_once),
                 ("chain-timeouts", move_on_waiting),
+                ("whatsapp-templates", scheduled_sync),
             ]
         )
     except ValueError as exc:  # a bad CASEREACH_DISPATCH_* value

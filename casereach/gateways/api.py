@@ -20,7 +20,7 @@ from casereach.gateways.actions import (
 )
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import share_offers, visible_gateways
-from casereach.gateways.registry import available_types
+from casereach.gateways.registry import GATEWAY_TYPES, available_types
 from casereach.gateways.serializers import (
     Declined,
     GatewayDeleted,
@@ -51,7 +51,7 @@ GATEWAY_BODY = {
                         "name": {"type": "string"},
                         "type": {
                             "type": "string",
-                            "enum": ["test", "http", "twilio", "africastalking", "smpp", "email"],
+                            "enum": list(GATEWAY_TYPES),
                         },
                         "config": {"type": "object"},
                         "shared_with": {"type": "array", "items": {"type": "string"}},

@@ -40,6 +40,11 @@ GATEWAY_ERROR = "GATEWAY_ERROR"
 EMAIL_GATEWAY_ERROR = "EMAIL_GATEWAY_ERROR"
 ERROR_INVALID_EMAIL_ADDRESS = "ERROR_INVALID_EMAIL_ADDRESS"
 EMAIL_BOUNCED = "EMAIL_BOUNCED"
+# WhatsApp: the number is not on WhatsApp (Meta 131026 and the like); permanent.
+WHATSAPP_NOT_A_USER = "WHATSAPP_NOT_A_USER"
+# WhatsApp: outside the 24-hour customer-service window with no approved template that fits
+# (Meta 131047, or decided before sending); never retried.
+WHATSAPP_OUTSIDE_WINDOW = "WHATSAPP_OUTSIDE_WINDOW"
 
 GATEWAY_CODES = frozenset(
     {
@@ -51,6 +56,8 @@ GATEWAY_CODES = frozenset(
         EMAIL_GATEWAY_ERROR,
         ERROR_INVALID_EMAIL_ADDRESS,
         EMAIL_BOUNCED,
+        WHATSAPP_NOT_A_USER,
+        WHATSAPP_OUTSIDE_WINDOW,
     }
 )
 
@@ -73,8 +80,30 @@ def max_in_flight_field(default: int) -> Any:
     )
 
 
-Channel = Literal["sms", "email"]
-Status = Literal["queued", "sent", "delivered", "failed"]
+Channel = Literal["sms", "email", "whatsapp"]
+# "read" comes after "delivered": a message's status only moves forward (queued < sent <
+# delivered < read); a late or repeated report never moves it back.
+Status = Literal["queued", "sent", "delivered", "read", "failed"]
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """A WhatsApp template to send, its body variables {{1}}, {{2}}, … already rendered."""
+
+    name: str
+    language: str
+    params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Interactive:
+    """WhatsApp reply buttons or a list: ``options`` are (id, title); ``button`` is the
+    list's menu-button label."""
+
+    kind: Literal["buttons", "list"]
+    body: str
+    options: tuple[tuple[str, str], ...]
+    button: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +121,10 @@ class OutgoingMessage:
     email_to: str = ""
     email_from: str = ""
     status_url: str = ""  # where the provider should post delivery reports
+    # WhatsApp: a template or interactive message to send (``text`` is still the plain
+    # rendering, for the log).
+    template: TemplateRef | None = None
+    interactive: Interactive | None = None
 
     @property
     def to_plus(self) -> str:
@@ -140,6 +173,10 @@ class StatusUpdate:
     error_code: str | None = None
     provider_code: str = ""
     is_our_id: bool = False
+    price: str | None = None  # a decimal string, e.g. "-0.0075" as Twilio gives it
+    price_currency: str = ""  # ISO 4217
+    # WhatsApp: marketing / utility / authentication / service / referral_conversion
+    pricing_category: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,6 +185,21 @@ class InboundMessage:
     to: str
     text: str
     provider_id: str = ""
+    reply_id: str = ""  # the id of a tapped button or list row
+
+
+@dataclass(frozen=True)
+class ProviderTemplate:
+    """A message template as the provider lists it. ``status`` as the provider says it
+    (APPROVED, PENDING, REJECTED, PAUSED, DISABLED); ``params``: how many {{n}} variables
+    the body has."""
+
+    name: str
+    language: str
+    status: str
+    body: str
+    category: str = ""
+    params: int = 0
 
 
 @dataclass
@@ -256,6 +308,38 @@ class Gateway(ABC):
         """Turn an inbound-SMS webhook into messages, or raise ValueError (the route answers
         4xx). Types that receive no webhooks (smpp receives on its session, email) refuse."""
         raise ValueError(f"the {self.slug} gateway type receives no inbound webhooks")
+
+    def parse_webhook(
+        self, form: Mapping[str, str], body: bytes, content_type: str
+    ) -> tuple[list[StatusUpdate], list[InboundMessage]]:
+        """One webhook POST that carries statuses and inbound messages together (WhatsApp);
+        by default only statuses, through ``parse_status``."""
+        return self.parse_status(form, body, content_type), []
+
+    def valid_webhook_signature(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Whether a webhook POST carries the provider's signature of ``body`` (types that
+        sign their webhooks check it; the route answers 403 when False)."""
+        return True
+
+    def verify_subscription(self, query: Mapping[str, str]) -> str | None:
+        """A GET webhook verification (Meta's hub.challenge): the text to echo back, or
+        None (the route answers 403)."""
+        return None
+
+    def list_templates(self) -> list[ProviderTemplate]:
+        """The provider's message templates (WhatsApp types).
+
+        Raises:
+            GatewayError: when the provider cannot be asked, or the type has no templates.
+        """
+        raise GatewayError(
+            GATEWAY_ERROR, retryable=False, detail=f"the {self.slug} gateway type has no templates"
+        )
+
+    def fetch_price(self, provider_id: str) -> tuple[str, str] | None:
+        """(price, currency) of a sent message once final, where the provider tells it
+        (Twilio); None otherwise."""
+        return None
 
     def inbound_reply(self, text: str | None) -> tuple[int, str, bytes]:
         """What the inbound webhook answers the provider: (status, content type, body)."""

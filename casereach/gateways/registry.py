@@ -7,7 +7,16 @@ from functools import cache
 
 from casereach.gateways.base import Gateway
 
-GATEWAY_TYPES: tuple[str, ...] = ("test", "http", "twilio", "africastalking", "smpp", "email")
+GATEWAY_TYPES: tuple[str, ...] = (
+    "test",
+    "http",
+    "twilio",
+    "africastalking",
+    "smpp",
+    "email",
+    "whatsapp_cloud",
+    "turn",
+)
 
 
 @cache

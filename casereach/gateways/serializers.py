@@ -88,7 +88,7 @@ class Declined(OpenSchema):
 class GatewayTypeOut(OpenSchema):
     type: str
     label: str
-    channel: str = Field(json_schema_extra={"enum": ["sms", "email"]})
+    channel: str = Field(json_schema_extra={"enum": ["sms", "email", "whatsapp"]})
     secret_fields: list[str]
     config_schema: dict[str, Any] = Field(description="JSON Schema of the type's config")
 

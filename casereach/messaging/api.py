@@ -28,6 +28,7 @@ from casereach.messaging.serializers import (
     serialize_message,
 )
 from casereach.messaging.serializers_chain import serialize_chain
+from casereach.messaging.whatsapp import parse_content as parse_whatsapp
 from casereach.projects.auth import principal_of, project_for, requires
 from casereach.projects.models import Role
 
@@ -56,7 +57,7 @@ SEND_SCHEMA: dict[str, Any] = {
         "contact_id": {"type": "string"},
         "phone_number": {"type": "string"},
         "email_address": {"type": "string"},
-        "channel": {"type": "string", "enum": ["sms", "email"]},
+        "channel": {"type": "string", "enum": ["sms", "email", "whatsapp"]},
         "gateway": {
             "type": "string",
             "description": (
@@ -72,6 +73,18 @@ SEND_SCHEMA: dict[str, Any] = {
                 "sms": {
                     "type": "object",
                     "additionalProperties": {"type": "string"},
+                },
+                "whatsapp": {
+                    "type": "object",
+                    "description": (
+                        "channel whatsapp: free text per language and/or an approved "
+                        "template (sent outside the 24-hour window) with its {{n}} params"
+                    ),
+                    "properties": {
+                        "text": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "template": {"type": "string"},
+                        "params": {"type": "array", "items": {"type": "string"}},
+                    },
                 },
                 "email": {
                     "type": "object",
@@ -145,16 +158,21 @@ def parse_send(data: Any, user: str) -> SendRequest:
     channel = data.get("channel")
     if channel is None:
         channel = (
-            "email" if (data.get("email_address") or (content and "email" in content)) else "sms"
+            "email"
+            if (data.get("email_address") or (content and "email" in content))
+            else "whatsapp"
+            if content and "whatsapp" in content
+            else "sms"
         )
-    if channel not in ("sms", "email"):
-        raise BadRequest("channel must be 'sms' or 'email'")
-    if channel == "sms" and data.get("email_address"):
-        raise BadRequest("an SMS goes to a contact_id or a phone_number")
+    if channel not in ("sms", "email", "whatsapp"):
+        raise BadRequest("channel must be 'sms', 'email' or 'whatsapp'")
+    if channel in ("sms", "whatsapp") and data.get("email_address"):
+        what = "an SMS" if channel == "sms" else "a WhatsApp message"
+        raise BadRequest(f"{what} goes to a contact_id or a phone_number")
     if channel == "email" and data.get("phone_number"):
         raise BadRequest("an email goes to a contact_id or an email_address")
     req = SendRequest(
-        channel="email" if channel == "email" else "sms",
+        channel="email" if channel == "email" else "whatsapp" if channel == "whatsapp" else "sms",
         contact_id=data.get("contact_id"),
         phone_number=data.get("phone_number"),
         email_address=data.get("email_address"),
@@ -162,16 +180,22 @@ def parse_send(data: Any, user: str) -> SendRequest:
         gateway=data.get("gateway"),
     )
     if "text" in data:
-        if channel == "sms":
+        if channel == "whatsapp":
+            req.whatsapp = parse_whatsapp({"text": {"*": data["text"]}})
+        elif channel == "sms":
             req.sms = {"*": data["text"]}
         else:
             req.body = {"*": data["text"]}
         return req
     assert content is not None
-    unknown = sorted(set(content) - {"sms", "email"})
+    unknown = sorted(set(content) - {"sms", "email", "whatsapp"})
     if unknown:
         raise BadRequest(f"'content.{unknown[0]}' is not a valid field.")
-    if channel == "sms":
+    if channel == "whatsapp":
+        if "whatsapp" not in content:
+            raise BadRequest("content.whatsapp must give the text and/or a template")
+        req.whatsapp = parse_whatsapp(content["whatsapp"])
+    elif channel == "sms":
         if not isinstance(content.get("sms"), dict):
             raise BadRequest("content.sms must be an object of language → text")
         req.sms = content["sms"]

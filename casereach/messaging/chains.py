@@ -45,15 +45,14 @@ from casereach.gateways.queries import (
 from casereach.messaging import log
 from casereach.messaging.log import MessageDraft
 from casereach.messaging.log import chains as chain_log
-from casereach.messaging.models import FAILED, QUEUED
-from casereach.messaging.optouts import WHATSAPP_TYPES, OptedOut, opted_out_pairs
-from casereach.messaging.sending_request import CHAIN
+from casereach.messaging.models import FAILED, IN_PROGRESS, QUEUED
+from casereach.messaging.optouts import OptedOut, opted_out_pairs
+from casereach.messaging.whatsapp import whatsapp_gateway
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import CHANNELS, ProjectSettings
 
 # The case property with a contact's own channel order ("sms,email"), over the project's.
 ORDER_PROPERTY = "contact_channel_order"
-__all__ = ["CHAIN", "ORDER_PROPERTY", "WHATSAPP_TYPES"]
 
 # Why a chain moved on from an attempt (``Message.fallback_reason``).
 NOT_A_WHATSAPP_USER = "not_a_whatsapp_user"
@@ -155,7 +154,6 @@ class Reaches:
     index: GatewayIndex
     routes: GlobalRoutes
     email_gateway: GatewayConfig | None
-    whatsapp_gateway: GatewayConfig | None
     opted: dict[str, OptedOut] = field(default_factory=dict)  # channel → opt-outs
 
     @classmethod
@@ -172,7 +170,6 @@ class Reaches:
             index=index,
             routes=global_routes(),
             email_gateway=email_gateway(project),
-            whatsapp_gateway=_whatsapp_gateway(project, index),
             opted={
                 channel: opted_out_pairs(numbers, [project.pk], channel=channel)
                 for channel in ("sms", "whatsapp")
@@ -202,8 +199,8 @@ class Reaches:
         opted = self.opted.get(channel, OptedOut())
         if opted.in_project(number, self.project.pk):
             return None
-        if channel == "whatsapp":
-            gw, source = self.whatsapp_gateway, CHAIN
+        if channel == "whatsapp":  # as a WhatsApp send picks it (``messaging.whatsapp``)
+            gw, source, _ = whatsapp_gateway(self.project.pk, self.index, reach.override)
         else:
             found = route(
                 self.project,
@@ -225,15 +222,6 @@ class Reaches:
             if choice is not None:
                 return choice, list(channels[i + 1 :])
         return None
-
-
-def _whatsapp_gateway(project: Project, index: GatewayIndex) -> GatewayConfig | None:
-    """The project's WhatsApp gateway: its own first, then shared, then global."""
-    found = sorted(
-        (g for g in index.values() if g.type in WHATSAPP_TYPES),
-        key=lambda g: (0 if g.project_id == project.pk else 1 if g.project_id else 2, g.pk),
-    )
-    return found[0] if found else None
 
 
 def _contacts(project: Project, ids: Sequence[str]) -> dict[str, Reach]:
@@ -303,6 +291,16 @@ def plan_drafts(
     return planned
 
 
+def plan_sends(project: Project, sent: Sequence[tuple[Any, list[MessageDraft]]]) -> None:
+    """``plan_drafts`` for a batch of sends ((event, [message]) each): a message that failed
+    for want of its own channel and is queued on another leaves its event open."""
+    planned = {m.id for m in plan_drafts(project, [m for _, ms in sent for m in ms])}
+    for event, messages in sent:
+        if any(m.id in planned for m in messages):
+            event.status, event.error_code = IN_PROGRESS, None
+            event.sub.status, event.sub.error_code = IN_PROGRESS, None
+
+
 def _plannable(d: MessageDraft) -> bool:
     values = d.__dict__
     if not values.get("contact_id") or values.get("allow_opted_out"):
@@ -320,6 +318,8 @@ def _on_channel(d: MessageDraft, choice: Choice, default_subject: str) -> None:
     d.phone_number, d.email_address = choice.phone_number, choice.email_address
     d.gateway_name, d.gateway_id = choice.gateway.name, choice.gateway.pk
     d.gateway_source = choice.gateway_source
+    if choice.channel != "whatsapp":
+        d.payload = None  # a WhatsApp template or interactive part goes on WhatsApp only
     text = d.__dict__.get("text", "") or ""
     if choice.channel == "email":
         d.segments, d.encoding = 0, ""

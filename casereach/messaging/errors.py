@@ -112,6 +112,18 @@ ERRORS: tuple[ErrorInfo, ...] = (
         "Check the SMTP settings and that the server is reachable.",
     ),
     ErrorInfo(
+        "WHATSAPP_NOT_A_USER",
+        "The number is not on WhatsApp.",
+        "Reach the person by SMS or email (a fallback channel does this on its own), or check "
+        "the number with them.",
+    ),
+    ErrorInfo(
+        "WHATSAPP_OUTSIDE_WINDOW",
+        "The person has not written in the last 24 hours and no approved template fits, so "
+        "WhatsApp allows no free text; it is not retried.",
+        "Give the content an approved template in the contact's language, or send by SMS.",
+    ),
+    ErrorInfo(
         "DAILY_LIMIT_REACHED",
         "The project's daily outbound limit was reached; sending resumes later.",
         "Raise daily_limit in the project settings if the volume is expected.",

@@ -29,7 +29,9 @@ MAX_LIMIT = 1000  # HQ's max_value: larger values are silently capped
 # --- internal values → CommCare slugs (reference 4.4 / 4.5) ---------------------------------
 
 # MessagingEvent.content_type → content_type slug.
-CONTENT_TYPE_SLUGS: dict[str, str] = {"sms": "sms", "email": "email"}
+# A WhatsApp message is "sms" as HQ shows it (HQ's WhatsApp backends, Turn and Infobip, are
+# SMS backends); its messages show their gateway as the backend.
+CONTENT_TYPE_SLUGS: dict[str, str] = {"sms": "sms", "email": "email", "whatsapp": "sms"}
 ALL_CONTENT_TYPES = frozenset(
     {
         "none",
@@ -126,6 +128,7 @@ SMS_STATUS_SLUGS: dict[str, str] = {
     "sending": "queued",
     "sent": "sent",
     "delivered": "delivered",
+    "read": "delivered",  # a WhatsApp read receipt: HQ has no "read", it shows delivered
     "failed": "error",
 }
 

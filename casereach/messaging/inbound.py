@@ -56,6 +56,7 @@ from casereach.messaging.inbound_verification import (
 )
 from casereach.messaging.keywords import first_word
 from casereach.messaging.models import Keyword, Message
+from casereach.messaging.whatsapp import is_whatsapp
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
 
@@ -274,7 +275,7 @@ def _receive(
     msg = Message(
         project=project,
         direction="in",
-        channel="sms",
+        channel="whatsapp" if is_whatsapp(gw.type) else "sms",
         contact_id=contact.contact_id if contact else None,
         contact_type=contact.contact_type if contact else "",
         phone_number=inbound.sender,

@@ -164,7 +164,8 @@ def queue_sms(
         project=ctx.project,
         event=ctx.event,
         subevent=ctx.subevent,
-        channel="sms",
+        # a reply to a WhatsApp message goes back on WhatsApp (inside its 24-hour window)
+        channel=ctx.msg.channel if pinned else "sms",
         contact_id=ctx.contact.contact_id if ctx.contact else None,
         contact_type=ctx.contact.contact_type if ctx.contact else "",
         phone_number=number,

@@ -2,7 +2,7 @@
 
 Message status moves forward only::
 
-    queued → sending → sent → delivered
+    queued → sending → sent → delivered → read   (read: WhatsApp's read receipt)
        ↑        │        └──→ failed   (a late failure report)
        └────────┘ (retry, or a lease that expired: outcome unknown)
     queued/sending → failed            (a check or the gateway refused it)
@@ -21,13 +21,14 @@ from casereach.projects.models import Project
 
 # The status vocabularies. Columns hold the plain strings; code names them through these
 # constants (typed with the ``Literal`` aliases) rather than spelling the strings again.
-MessageStatus = Literal["queued", "sending", "sent", "delivered", "failed"]
+MessageStatus = Literal["queued", "sending", "sent", "delivered", "read", "failed"]
 QUEUED: Final = "queued"
 SENDING: Final = "sending"
 SENT: Final = "sent"
 DELIVERED: Final = "delivered"
+READ: Final = "read"
 FAILED: Final = "failed"
-MESSAGE_STATUSES: tuple[MessageStatus, ...] = (QUEUED, SENDING, SENT, DELIVERED, FAILED)
+MESSAGE_STATUSES: tuple[MessageStatus, ...] = (QUEUED, SENDING, SENT, DELIVERED, READ, FAILED)
 
 # Events and sub-events: in progress until every message is final, then completed or error.
 EventStatus = Literal["in_progress", "completed", "error"]
@@ -36,8 +37,10 @@ COMPLETED: Final = "completed"
 ERROR: Final = "error"
 EVENT_STATUSES: tuple[EventStatus, ...] = (IN_PROGRESS, COMPLETED, ERROR)
 
-STATUS_RANK: dict[str, int] = {QUEUED: 0, SENDING: 1, SENT: 2, DELIVERED: 3, FAILED: 3}
-FINAL = (DELIVERED, FAILED)
+# "read" ranks above "failed": a failure report after a read receipt changes nothing, and a read
+# receipt never turns a failed message into a read one (``log.status.set_status``).
+STATUS_RANK: dict[str, int] = {QUEUED: 0, SENDING: 1, SENT: 2, DELIVERED: 3, FAILED: 3, READ: 4}
+FINAL = (DELIVERED, READ, FAILED)
 
 
 def _uuid() -> str:
@@ -100,7 +103,8 @@ class MessagingSubEvent(models.Model):
 
 
 class Message(models.Model):
-    """One SMS or email, inbound or outbound. ``id`` is the gateway idempotency key."""
+    """One SMS, email or WhatsApp message, inbound or outbound. ``id`` is the gateway
+    idempotency key."""
 
     id = models.CharField(max_length=32, primary_key=True, default=_uuid)
     # Null only for traffic on a global gateway from or to a number no project knows.
@@ -116,7 +120,7 @@ class Message(models.Model):
         MessagingSubEvent, null=True, on_delete=models.CASCADE, related_name="messages"
     )
     direction = models.CharField(max_length=3, default="out")  # out|in
-    channel = models.CharField(max_length=10, default="sms")  # sms|email
+    channel = models.CharField(max_length=10, default="sms")  # sms|email|whatsapp
     contact_id = models.CharField(max_length=64, null=True)
     contact_type = models.CharField(max_length=10, default="")
     phone_number = models.CharField(max_length=32, default="")
@@ -144,6 +148,7 @@ class Message(models.Model):
     created_on = models.DateTimeField()
     sent_on = models.DateTimeField(null=True)
     delivered_on = models.DateTimeField(null=True)
+    read_on = models.DateTimeField(null=True)  # WhatsApp's read receipt
     failed_on = models.DateTimeField(null=True)
     updated_on = models.DateTimeField()
     # Inbound only: which handler took the message (opt_out, keyword, default_response, …).
@@ -157,6 +162,9 @@ class Message(models.Model):
     chain_next = models.CharField(max_length=40, default="")
     fallback_reason = models.CharField(max_length=40, default="")
     moved_on_at = models.DateTimeField(null=True)
+    # WhatsApp: what a message needs besides its text (``messaging.whatsapp``):
+    # {"template": {"name", "language", "params": [...]}} or {"interactive": {...}}.
+    payload = models.JSONField(null=True)
 
     class Meta:
         constraints = [
@@ -187,6 +195,13 @@ class Message(models.Model):
                 fields=["project", "channel", "sent_on"],
                 condition=Q(status="sent", moved_on_at__isnull=True) & ~Q(chain_next=""),
                 name="message_chain_waiting",
+            ),
+            # WhatsApp's 24-hour window: a number's last inbound message per gateway
+            # (``messaging.whatsapp.last_inbound``); inbound rows only, so sends never pay.
+            models.Index(
+                fields=["gateway_id", "phone_number", "created_on"],
+                condition=Q(direction="in"),
+                name="message_inbound_window",
             ),
         ]
 
@@ -291,3 +306,27 @@ class InboundQueue(models.Model):
     # retried; after MAX_INBOUND_ATTEMPTS the row stays as a dead letter with its error.
     attempts = models.IntegerField(default=0)
     last_error = models.CharField(max_length=500, default="")
+
+
+class WhatsAppTemplate(models.Model):
+    """A WhatsApp message template of one gateway in one language, as its provider last
+    listed it (``messaging.whatsapp_templates`` syncs them and is their one writer)."""
+
+    gateway = models.ForeignKey(GatewayConfig, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=512)
+    language = models.CharField(max_length=32)
+    # As the provider says it: APPROVED, PENDING, REJECTED, PAUSED, DISABLED.
+    status = models.CharField(max_length=20)
+    category = models.CharField(max_length=40, default="")
+    body = models.TextField(default="")
+    params = models.IntegerField(default=0)  # how many {{n}} variables the body has
+    synced_on = models.DateTimeField()
+    # Set when a sync no longer found it at the provider (cleared if it comes back).
+    removed_on = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gateway", "name", "language"], name="whatsapp_template_once"
+            )
+        ]

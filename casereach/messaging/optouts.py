@@ -33,17 +33,17 @@ from casereach.core.timeutil import iso, now
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import serving_projects, visible_gateways
 from casereach.messaging.models import Message, OptOut
+from casereach.messaging.whatsapp import is_whatsapp
 from casereach.projects.models import Project
 
 SOURCE_CHARS = 30
 SMS = "sms"
-# The gateway types that carry WhatsApp: a STOP received through one is a WhatsApp opt-out.
-WHATSAPP_TYPES = frozenset({"whatsapp_cloud", "turn"})
 
 
 def channel_of(gateway_type: str) -> str:
-    """The channel a gateway of this type carries (email gateways take no STOP)."""
-    return "whatsapp" if gateway_type in WHATSAPP_TYPES else SMS
+    """The channel of a STOP received through a gateway of this type: WhatsApp for the
+    WhatsApp types, else SMS."""
+    return "whatsapp" if is_whatsapp(gateway_type) else SMS
 
 
 @dataclass(frozen=True)

@@ -29,14 +29,22 @@ from casereach.gateways.queries import (
 from casereach.messaging import log as message_log
 from casereach.messaging.actions import CHOSEN
 from casereach.messaging.optouts import OptedOut, opted_out_pairs
-from casereach.messaging.sending_request import CHAIN
+from casereach.messaging.whatsapp import (
+    OUTSIDE_WINDOW,
+    Approved,
+    approved_templates,
+    inside_window,
+    last_inbound,
+    template_language,
+    whatsapp_gateway,
+)
 from casereach.messaging.windows import next_allowed
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings
 
 # Messages that go out through the gateway they name (a reply through the gateway that
 # received the message; a send whose sender chose the gateway), not through routing.
-PINNED_SOURCES = frozenset({"inbound", CHOSEN, CHAIN})
+PINNED_SOURCES = frozenset({"inbound", CHOSEN})
 
 # The fields of a message row the checks read (the dispatcher's claimed rows have them all).
 ROW_FIELDS = (
@@ -48,6 +56,8 @@ ROW_FIELDS = (
     "gateway_source",
     "gateway_id",
     "created_on",
+    "text",  # WhatsApp's window (may be left out elsewhere)
+    "payload",
 )
 
 
@@ -69,6 +79,9 @@ class Verdict:
     gateway: GatewayConfig | None = None
     gateway_source: str = ""
     sender: str = ""
+    # WhatsApp: what goes besides the text ({"template": …} outside the 24-hour window, or the
+    # message's {"interactive": …}); None: the text alone.
+    payload: dict[str, Any] | None = None
 
 
 @dataclass
@@ -88,6 +101,10 @@ class PresendContext:
     # and its email gateway (filled in advance, ``check`` reads no database at all).
     indexes: dict[int, GatewayIndex] = field(default_factory=dict)
     email_gateways: dict[int, GatewayConfig | None] = field(default_factory=dict)
+    # WhatsApp (``messaging.whatsapp``): each (gateway, number)'s last inbound message, and the
+    # APPROVED languages of the templates the rows name — read once per batch.
+    last_inbound: dict[tuple[int, str], dt.datetime] = field(default_factory=dict)
+    approved: Approved = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -106,7 +123,8 @@ class PresendContext:
         pinned_ids = {
             r["gateway_id"]
             for r in rows
-            if r["gateway_source"] in PINNED_SOURCES and r["gateway_id"]
+            if (r["gateway_source"] in PINNED_SOURCES or r["channel"] == "whatsapp")
+            and r["gateway_id"]
         }
         pinned = (
             {g.pk: g for g in GatewayConfig.objects.filter(pk__in=pinned_ids, is_active=True)}
@@ -118,7 +136,7 @@ class PresendContext:
             {
                 c["contact_id"]: c
                 for c in Contact.objects.filter(bulk.is_in("contact_id", contact_ids)).values(
-                    "contact_id", "active", "tz_effective"
+                    "contact_id", "active", "tz_effective", "lang_effective"
                 )
             }
             if contact_ids
@@ -141,7 +159,7 @@ class PresendContext:
         opted_whatsapp = (
             opted_out_pairs(whatsapp, projects, channel="whatsapp") if whatsapp else OptedOut()
         )
-        return cls(
+        ctx = cls(
             opted_whatsapp=opted_whatsapp,
             projects=dict(projects),
             settings=settings,
@@ -151,6 +169,35 @@ class PresendContext:
             opted=opted,
             routes=global_routes(),
         )
+        ctx.load_whatsapp([r for r in rows if r["channel"] == "whatsapp"])
+        return ctx
+
+    def load_whatsapp(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The numbers' last inbound message on each row's WhatsApp gateway, and the APPROVED
+        languages of the templates the rows name: two queries for the batch."""
+        if not rows:
+            return
+        gateways = [self.whatsapp_gateway(r)[0] for r in rows]
+        pairs = [(g.pk, r["phone_number"]) for g, r in zip(gateways, rows, strict=True) if g]
+        self.last_inbound = last_inbound(pairs)
+        self.approved = approved_templates(
+            (g.pk, str(t["name"]))
+            for g, r in zip(gateways, rows, strict=True)
+            if g is not None and (t := _template_of(r)) is not None
+        )
+
+    def whatsapp_gateway(self, row: Mapping[str, Any]) -> tuple[GatewayConfig | None, str, str]:
+        """(gateway, source, error code) of a WhatsApp message: the one chosen when it was
+        queued (pinned), else the contact's override or the project's WhatsApp gateway."""
+        if row["gateway_id"]:
+            gw = self.pinned.get(row["gateway_id"])
+            return gw, row["gateway_source"], "" if gw is not None else "NO_SUITABLE_GATEWAY"
+        project = self.projects.get(row["project_id"])
+        if project is None:
+            return None, "", "NO_SUITABLE_GATEWAY"
+        override = self.overrides.get((row["contact_id"] or "", row["phone_number"]), "")
+        gw, source, error = whatsapp_gateway(project.pk, self.index(project), override)
+        return gw, source, error or ""
 
     def opted_out(self, row: Mapping[str, Any], gateway: GatewayConfig | None = None) -> bool:
         """Whether the row's number has opted out in its project's scope, or (``gateway``)
@@ -204,7 +251,57 @@ def check(
             gateway=verdict.gateway,
             gateway_source=verdict.gateway_source,
         )
+    if row["channel"] == "whatsapp" and verdict.gateway is not None:
+        return _window(ctx, row, at, verdict)
     return verdict
+
+
+def _template_of(row: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    payload = row.get("payload")
+    template = payload.get("template") if isinstance(payload, Mapping) else None
+    return template if isinstance(template, Mapping) and template.get("name") else None
+
+
+def _window(ctx: PresendContext, row: Mapping[str, Any], at: dt.datetime, v: Verdict) -> Verdict:
+    """A WhatsApp message inside its number's 24-hour window goes as it is (its text, or its
+    interactive part); outside it, or with no text, as its template — APPROVED now in the
+    language chosen when it was queued; else it fails ``WHATSAPP_OUTSIDE_WINDOW`` (final)."""
+    assert v.gateway is not None
+    payload = row.get("payload") if isinstance(row.get("payload"), Mapping) else None
+    has_text = not (payload and payload.get("template_only")) and (
+        bool((row.get("text") or "").strip()) or bool(payload and "interactive" in payload)
+    )
+    if has_text and inside_window(ctx.last_inbound.get((v.gateway.pk, row["phone_number"])), at):
+        if payload and "interactive" in payload:
+            v.payload = {"interactive": payload["interactive"]}
+        return v
+    template = _template_of(row)
+    if template is not None:
+        languages = ctx.approved.get((v.gateway.pk, str(template["name"])), {})
+        language = str(template.get("language") or "")
+        if not language:  # an alert's: chosen now, with the fallbacks of texts
+            s = ctx.settings[row["project_id"]]
+            contact = ctx.contacts.get(row["contact_id"]) if row["contact_id"] else None
+            language = (
+                template_language(
+                    languages,
+                    contact.get("lang_effective") if contact else None,
+                    project_languages=s.languages,
+                    fallback=s.language_fallback,
+                    alert_default=str(template.get("default_language") or "") or None,
+                )
+                or ""
+            )
+        if language in languages:
+            v.payload = {
+                "template": {
+                    "name": str(template["name"]),
+                    "language": language,
+                    "params": list(template.get("params", [])),
+                }
+            }
+            return v
+    return Verdict(FAIL, OUTSIDE_WINDOW, gateway=v.gateway, gateway_source=v.gateway_source)
 
 
 def _gateway(ctx: PresendContext, row: Mapping[str, Any], s: ProjectSettings) -> Verdict:
@@ -218,13 +315,18 @@ def _gateway(ctx: PresendContext, row: Mapping[str, Any], s: ProjectSettings) ->
         return Verdict(
             gateway=gw, gateway_source="inbound", sender=pick_sender(gw, row["phone_number"])
         )
-    if row["gateway_source"] in (CHOSEN, CHAIN):
+    if row["gateway_source"] == CHOSEN:
         # The sender named the gateway; it must still exist and be active.
         gw = ctx.pinned.get(row["gateway_id"] or 0)
         if gw is None:
             return Verdict(FAIL, "GATEWAY_NOT_FOUND")
         sender = pick_sender(gw, row["phone_number"]) if row["channel"] == "sms" else ""
-        return Verdict(gateway=gw, gateway_source=row["gateway_source"], sender=sender)
+        return Verdict(gateway=gw, gateway_source=CHOSEN, sender=sender)
+    if row["channel"] == "whatsapp":
+        gw, source, error = ctx.whatsapp_gateway(row)
+        if gw is None:
+            return Verdict(FAIL, error or "NO_SUITABLE_GATEWAY", gateway_source=source)
+        return Verdict(gateway=gw, gateway_source=source)
     if project is None:
         return Verdict(FAIL, "NO_SUITABLE_GATEWAY")
     if row["channel"] == "sms":

@@ -15,7 +15,7 @@ from casereach.core.timeutil import as_utc
 from casereach.messaging.models import Message
 from casereach.projects.models import Project
 
-STATUSES = ("queued", "sending", "sent", "delivered", "failed")
+STATUSES = ("queued", "sending", "sent", "delivered", "read", "failed")
 
 
 # The event sources the alert scheduler writes, each with source_id = the alert's id: what the

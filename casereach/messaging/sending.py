@@ -52,6 +52,8 @@ from casereach.messaging.sending_request import (
     SendRequest,
     validate_texts,
 )
+from casereach.messaging.sending_whatsapp import precheck_whatsapp
+from casereach.messaging.whatsapp import Approved, approved_templates, channel_of
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings
@@ -97,8 +99,19 @@ class _Reads:
     contacts: dict[str, ContactRow]
     entries: dict[str, tuple[str, str]]  # contact_id → (number, gateway) of its first entry
     opted: OptedOut
+    opted_whatsapp: OptedOut  # WhatsApp's opt-outs (STOP over WhatsApp)
     routes: GlobalRoutes | None
     email_gateway: GatewayConfig | None
+    # WhatsApp templates' APPROVED languages, read per (gateway, name) on first use
+    approved: Approved | None = None
+
+    def template_languages(self, gateway_id: int, name: str) -> dict[str, tuple[int, str]]:
+        if self.approved is None:
+            self.approved = {}
+        key = (gateway_id, name)
+        if key not in self.approved:
+            self.approved.update(approved_templates([key]))
+        return self.approved[key]
 
 
 def do_send_batch(project: Project, reqs: Sequence[SendRequest]) -> list[Sent]:
@@ -140,8 +153,8 @@ def _send_items(
             first = min(errors)
             raise ItemError(first, errors[first][1])
         sent = [_decide(locked, it, reads, stamp) for i, it in enumerate(items) if i not in errors]
-        if chains.chained(reads.settings):
-            _chain(locked, sent)
+        if chains.chained(reads.settings):  # each to its chain's first channel
+            chains.plan_sends(locked, sent)
         _write(locked, sent)
     out = iter(sent)
     return [errors[i][1] if i in errors else next(out) for i in range(len(items))]
@@ -176,7 +189,11 @@ def _validate(project: Project, reqs: Sequence[SendRequest]) -> tuple[list[_Item
         try:
             item = _Item(
                 req,
-                validate_texts(req.sms, "content.sms", limit),
+                validate_texts(
+                    req.whatsapp.text if req.whatsapp is not None else req.sms,
+                    "content.whatsapp" if req.whatsapp is not None else "content.sms",
+                    limit,
+                ),
                 validate_texts(req.subject, "content.email.subject", 998),
                 validate_texts(req.body, "content.email.body", limit),
             )
@@ -187,7 +204,7 @@ def _validate(project: Project, reqs: Sequence[SendRequest]) -> tuple[list[_Item
         if req.contact_id:
             continue
         try:
-            if req.channel == "sms":
+            if req.channel in ("sms", "whatsapp"):
                 item.number = _raw_number(req.phone_number or "", rules)
             else:
                 item.email = _raw_email(req.email_address)
@@ -216,7 +233,7 @@ def _raw_email(raw: str | None) -> str:
 
 def _read(project: Project, items: Sequence[_Item], errors: Errors) -> _Reads:
     """Read what the checks need; note the requests naming a wrong gateway or contact."""
-    sms = [it for it in items if it.req.channel == "sms"]
+    sms = [it for it in items if it.req.channel in ("sms", "whatsapp")]  # to phone numbers
     needs_index = bool(sms) or any(it.req.gateway is not None for it in items)
     index = gateway_index(project) if needs_index else {}
     for i, it in enumerate(items):
@@ -234,7 +251,9 @@ def _read(project: Project, items: Sequence[_Item], errors: Errors) -> _Reads:
     entries = first_entries(sms_contacts)
     numbers = [it.number for it in sms if it.number] + [n for n, _ in entries.values()]
     opted = opted_out_pairs(numbers, [project.pk]) if numbers else OptedOut()
-    routed = any(it.chosen is None for it in sms)
+    wa = numbers if any(it.req.channel == "whatsapp" for it in sms) else []
+    opted_wa = opted_out_pairs(wa, [project.pk], channel="whatsapp") if wa else OptedOut()
+    routed = any(it.chosen is None and it.req.channel == "sms" for it in sms)
     emailed = any(it.req.channel == "email" and it.chosen is None for it in items)
     return _Reads(
         settings=project_settings(project),  # validated once per generation
@@ -242,6 +261,7 @@ def _read(project: Project, items: Sequence[_Item], errors: Errors) -> _Reads:
         contacts=contacts,
         entries=entries,
         opted=opted,
+        opted_whatsapp=opted_wa,
         routes=global_routes() if routed else None,
         email_gateway=email_gateway(project) if emailed else None,
     )
@@ -253,8 +273,9 @@ def _chosen_gateway(req: SendRequest, index: GatewayIndex) -> GatewayConfig:
     gw = index.get((req.gateway or "").strip().lower())
     if gw is None:
         raise BadRequest(f"gateway '{req.gateway}' not found (or not active) for this project")
-    if (gw.type == "email") != (req.channel == "email"):
-        kind = "an email" if gw.type == "email" else "an SMS"
+    channel = channel_of(gw.type)
+    if channel != req.channel:
+        kind = {"email": "an email", "whatsapp": "a WhatsApp"}.get(channel, "an SMS")
         raise BadRequest(f"gateway '{gw.name}' is {kind} gateway; this send is {req.channel}")
     return gw
 
@@ -300,7 +321,7 @@ def _decide(project: Project, it: _Item, reads: _Reads, stamp: dt.datetime) -> S
     req, s = it.req, reads.settings
     contact = reads.contacts.get(req.contact_id) if req.contact_id else None
     language = contact[4] if contact else None
-    pick = it.sms if req.channel == "sms" else it.body
+    pick = it.sms if req.channel in ("sms", "whatsapp") else it.body
     text, used = pick_translation(
         pick,
         language,
@@ -333,7 +354,10 @@ def _decide(project: Project, it: _Item, reads: _Reads, stamp: dt.datetime) -> S
         updated_on=stamp,
         next_attempt_at=stamp,
     )
-    error = _precheck(project, msg, contact, pick, text, it.chosen, reads)
+    if req.channel == "whatsapp":
+        error = precheck_whatsapp(project, msg, contact, it, text, reads)
+    else:
+        error = _precheck(project, msg, contact, pick, text, it.chosen, reads)
     if req.channel == "sms" and msg.text:
         msg.segments, msg.encoding = _segments(msg.text)
     if error is not None:
@@ -434,17 +458,6 @@ def _precheck(  # long: the checks of a single send, in its order, one branch pe
     msg.gateway_name, msg.gateway_id = gw.name, gw.pk
     msg.gateway_source = CHOSEN if chosen is not None else "email"
     return None
-
-
-def _chain(project: Project, sent: Sequence[Sent]) -> None:
-    """A project with a channel order: each message to a contact starts on its chain's
-    first channel that reaches the contact (``chains.plan_drafts``); one that failed for want
-    of its own channel and is queued on another leaves its event open."""
-    planned = {m.id for m in chains.plan_drafts(project, [m for _, ms in sent for m in ms])}
-    for event, messages in sent:
-        if any(m.id in planned for m in messages):
-            event.status, event.error_code = IN_PROGRESS, None
-            event.sub.status, event.sub.error_code = IN_PROGRESS, None
 
 
 # -- writes (three INSERTs and the project's clock) ----------------------------------------------

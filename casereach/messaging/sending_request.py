@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from casereach.core.errors import BadRequest
 
+if TYPE_CHECKING:
+    from casereach.messaging.whatsapp import WhatsAppContent
+
 # ``Message.gateway_source`` of a message whose sender named its gateway.
 CHOSEN = "chosen"
-# ``Message.gateway_source`` of a fallback chain's WhatsApp attempt (``messaging.chains``):
-# pinned to the gateway the chain picked, like a gateway the sender named.
-CHAIN = "chain"
 
 MAX_SMS_CHARS = 1600
 MAX_EMAIL_CHARS = 100_000
@@ -24,7 +24,7 @@ class SendRequest:
     """What to send to whom. ``sms``/``subject``/``body`` map language → text ("*" =
     untranslated)."""
 
-    channel: Literal["sms", "email"] = "sms"
+    channel: Literal["sms", "email", "whatsapp"] = "sms"
     contact_id: str | None = None
     phone_number: str | None = None
     email_address: str | None = None
@@ -39,6 +39,8 @@ class SendRequest:
     # A gateway named by the sender (a test send from the gateways page, or an API caller):
     # it replaces routing; every other check still applies.
     gateway: str | None = None
+    # channel "whatsapp": its texts and/or template (``messaging.whatsapp``)
+    whatsapp: WhatsAppContent | None = None
 
 
 def validate_texts(texts: Mapping[str, Any], what: str, limit: int) -> dict[str, str]:

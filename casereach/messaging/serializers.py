@@ -30,7 +30,7 @@ from casereach.messaging.event_query import (
 )
 from casereach.messaging.models import Keyword, Message, MessagingEvent, MessagingSubEvent, OptOut
 from casereach.messaging.models import SendAttempt as SendAttemptRow
-from casereach.messaging.serializers_chain import ChainAttempt
+from casereach.messaging.serializers_chain import ChainAttempt, chain_fields
 
 # -- messages ------------------------------------------------------------------------------------
 
@@ -67,7 +67,7 @@ class MessageOut(OpenSchema):
     id: str
     event_id: int | None
     direction: str = Field(json_schema_extra={"enum": ["in", "out"]})
-    channel: str = Field(json_schema_extra={"enum": ["sms", "email"]})
+    channel: str = Field(json_schema_extra={"enum": ["sms", "email", "whatsapp"]})
     status: str
     error_code: str | None
     error_description: str | None
@@ -82,23 +82,21 @@ class MessageOut(OpenSchema):
     created_on: str | None = Field(json_schema_extra=DATE_TIME)
     sent_on: str | None = Field(json_schema_extra=DATE_TIME)
     delivered_on: str | None = Field(json_schema_extra=DATE_TIME)
+    read_on: str | None = Field(
+        default=None, json_schema_extra=DATE_TIME, description="WhatsApp: when it was read"
+    )
     failed_on: str | None = Field(json_schema_extra=DATE_TIME)
-    chain_id: str | None = Field(
+    # A fallback chain's attempt (``messaging.chains``, docs/channels.md).
+    chain_id: str | None = Field(None, description="The chain's first attempt's id")
+    chain_step: int | None = Field(None, description="This attempt's step, from 1")
+    fallback_reason: str | None = Field(None, json_schema_extra={"enum": [*REASONS, None]})
+    moved_on: bool = Field(False, description="The chain moved on from this attempt")
+    moved_on_at: str | None = Field(None, json_schema_extra=DATE_TIME)
+    template: dict[str, Any] | None = Field(
         default=None,
-        description="A fallback chain's id (its first attempt's message id); null outside one",
+        description="WhatsApp: the template sent or to send outside the 24-hour window "
+        "({name, language, params})",
     )
-    chain_step: int | None = Field(default=None, description="This attempt's step, from 1")
-    fallback_reason: str | None = Field(
-        default=None,
-        description="Why the chain moved on from this attempt",
-        json_schema_extra={"enum": [*REASONS, None]},
-    )
-    moved_on: bool = Field(
-        default=False,
-        description="The chain moved on from this attempt (abandoned: a late report is "
-        "recorded on it, not acted on)",
-    )
-    moved_on_at: str | None = Field(default=None, json_schema_extra=DATE_TIME)
 
 
 class MessagePageMeta(OpenSchema):
@@ -156,6 +154,8 @@ CSV_COLUMNS = (
     "created_on",
     "sent_on",
     "delivered_on",
+    "channel",
+    "read_on",
     "chain_id",
     "chain_step",
     "fallback_reason",
@@ -191,14 +191,12 @@ def serialize_message(m: Message) -> dict[str, Any]:
         "created_on": iso(m.created_on),
         "sent_on": iso(m.sent_on),
         "delivered_on": iso(m.delivered_on),
+        "read_on": iso(m.read_on),
         "failed_on": iso(m.failed_on),
+        "template": (m.payload or {}).get("template"),
         "inbound_action": m.inbound_action or None,
         "detail": m.error_detail or None,
-        "chain_id": m.chain_id,
-        "chain_step": m.chain_step if m.chain_id else None,
-        "fallback_reason": m.fallback_reason or None,
-        "moved_on": m.moved_on_at is not None,
-        "moved_on_at": iso(m.moved_on_at),
+        **chain_fields(m),
     }
 
 
@@ -411,13 +409,7 @@ def _serialize_message(m: Message, event_status: str, event_failed: bool) -> dic
         if message:
             data["error_message"] = message
     if m.chain_id:  # casereach extension: one attempt of a fallback chain
-        data.update(
-            channel=m.channel,
-            chain_id=m.chain_id,
-            chain_step=m.chain_step,
-            fallback_reason=m.fallback_reason or None,
-            moved_on=m.moved_on_at is not None,
-        )
+        data.update(channel=m.channel, **chain_fields(m))
     return data
 
 

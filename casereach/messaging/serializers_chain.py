@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from casereach.core.openapi import OpenSchema
+from casereach.core.timeutil import iso
 from casereach.messaging.models import Message
 
 
@@ -37,3 +38,14 @@ def serialize_chain(attempts: Iterable[Message]) -> list[dict[str, Any]]:
         }
         for m in attempts
     ]
+
+
+def chain_fields(m: Message) -> dict[str, Any]:
+    """A message's fallback-chain fields, as the log and its CSV show them."""
+    return {
+        "chain_id": m.chain_id,
+        "chain_step": m.chain_step if m.chain_id else None,
+        "fallback_reason": m.fallback_reason or None,
+        "moved_on": m.moved_on_at is not None,
+        "moved_on_at": iso(m.moved_on_at),
+    }

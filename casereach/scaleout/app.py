@@ -179,6 +179,14 @@ def import_cases(path: str, project_id: int, case_type: str | None = None) -> di
     return {"rows": report.rows_read, "written": report.written, "failed": report.rows_failed}
 
 
+def whatsapp_template_sync() -> int:
+    """Sync every active WhatsApp gateway's templates from its provider (beat: every
+    CASEREACH_WHATSAPP_TEMPLATE_SYNC_HOURS, 6 by default)."""
+    from casereach.messaging.whatsapp_templates import sync_all
+
+    return len(sync_all())
+
+
 TASKS: dict[str, Callable[..., Any]] = {
     "casereach.dispatch": dispatch,
     "casereach.fire_due": fire_due,
@@ -190,6 +198,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "casereach.commcare_writeback": commcare_writeback,
     "casereach.reevaluate_alert": reevaluate_alert,
     "casereach.import_cases": import_cases,
+    "casereach.whatsapp_template_sync": whatsapp_template_sync,
 }
 
 

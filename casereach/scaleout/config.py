@@ -22,6 +22,17 @@ REAP_INTERVAL_S = 15.0
 TASK_BUDGET_S = float(os.environ.get("CASEREACH_TASK_BUDGET_SECONDS", "4.0"))
 
 
+def whatsapp_sync_interval_s() -> float:
+    """Seconds between beat's WhatsApp template syncs: CASEREACH_WHATSAPP_TEMPLATE_SYNC_HOURS
+    (6 by default), as the ``serve`` loop reads it (``messaging.whatsapp_templates``)."""
+    raw = os.environ.get("CASEREACH_WHATSAPP_TEMPLATE_SYNC_HOURS", "").strip()
+    try:
+        hours = float(raw) if raw else 6.0
+    except ValueError:
+        hours = 6.0
+    return max(hours, 0.01) * 3600
+
+
 def broker_url() -> str:
     return os.environ.get(BROKER_ENV, "").strip()
 
@@ -105,6 +116,7 @@ def celery_settings(url: str) -> dict[str, Any]:
             "casereach.survey_timers": {"queue": queue_name("schedule")},
             "casereach.alert_reply_timers": {"queue": queue_name("schedule")},
             "casereach.chain_timeouts": {"queue": queue_name("schedule")},
+            "casereach.whatsapp_template_sync": {"queue": queue_name("schedule")},
             "casereach.reevaluate_alert": {"queue": queue_name("bulk")},
             "casereach.import_cases": {"queue": queue_name("bulk")},
         },
@@ -156,6 +168,11 @@ def celery_settings(url: str) -> dict[str, Any]:
                 "task": "casereach.reap_leases",
                 "schedule": REAP_INTERVAL_S,
                 "options": {"expires": REAP_INTERVAL_S * 2},
+            },
+            "whatsapp-template-sync": {
+                "task": "casereach.whatsapp_template_sync",
+                "schedule": whatsapp_sync_interval_s(),
+                "options": {"expires": 3600},
             },
         },
     }

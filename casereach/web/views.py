@@ -71,7 +71,8 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
     for day, status, n in outbound_per_day(project, since, zone):
         index = (day - first).days
         if 0 <= index < 30:
-            counts[status][index] += n
+            # a WhatsApp read receipt comes after delivery: counted as delivered here
+            counts["delivered" if status == "read" else status][index] += n
     chart = stacked_bars("Messages per day, last 30 days", days, counts, DAY_SERIES)
     chart.open_at_end = True  # on a phone, today is in view, not 30 days ago
     totals = {s: sum(v) for s, v in counts.items()}

@@ -125,7 +125,54 @@ def test_other_projects_cannot_touch_a_gateway(api: Api, other_api: Api) -> None
 
 def test_gateway_types_list_every_type(api: Api) -> None:
     types = [t["type"] for t in api.get(M + "gateway-types").body["objects"]]
-    assert ["test", "http", "twilio", "africastalking", "smpp", "email"] == types
+    assert [
+        "test",
+        "http",
+        "twilio",
+        "africastalking",
+        "smpp",
+        "email",
+        "whatsapp_cloud",
+        "turn",
+    ] == types
+
+
+WHATSAPP_CONFIGS = {
+    "whatsapp_cloud": {
+        "phone_number_id": "106540352242922",
+        "waba_id": "102290129340398",
+        "access_token": "EAAG-secret-token-1",
+        "app_secret": "app-secret-value-2",
+        "verify_token": "verify-token-value-3",
+    },
+    "turn": {
+        "number": "+27 86 000 0001",
+        "access_token": "turn-secret-token-1",
+        "hook_secret": "hook-secret-value-2",
+    },
+}
+
+
+@pytest.mark.parametrize("gw_type", sorted(WHATSAPP_CONFIGS))
+def test_whatsapp_gateways_are_created_with_write_only_secrets(
+    api: Api, other_api: Api, gw_type: str
+) -> None:
+    config = WHATSAPP_CONFIGS[gw_type]
+    listed = {t["type"]: t for t in api.get(M + "gateway-types").body["objects"]}
+    assert "whatsapp" == listed[gw_type]["channel"]
+    r = api.post(M + "gateways", {"name": "WA", "type": gw_type, "config": config})
+    assert 201 == r.status, r.body
+    shown = api.get(M + f"gateways/{r.body['id']}").body
+    for name in listed[gw_type]["secret_fields"]:
+        assert config[name] not in str(shown), name
+    assert gw_type == shown["type"]
+    bad = {**config, "access_token": "short"}
+    refused = api.post(M + "gateways", {"name": "WA2", "type": gw_type, "config": bad})
+    assert 400 == refused.status
+    assert "access_token" in str(refused.body)
+    other = M.replace("{project}", "other")
+    assert 404 == other_api.get(other + f"gateways/{r.body['id']}").status
+    assert 1 == GatewayConfig.objects.filter(type=gw_type).count()
 
 
 def test_webhook_urls_are_on_the_public_url_when_it_is_set(

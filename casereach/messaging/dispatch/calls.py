@@ -39,6 +39,7 @@ from casereach.gateways.queries import instantiate
 from casereach.gateways.registry import available_types, gateway_class
 from casereach.gateways.wire import WirePool
 from casereach.messaging.dispatch.jobs import Job
+from casereach.messaging.whatsapp import outgoing_parts
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,7 @@ class GatewayCalls:
         assert cfg is not None
         row = job.row
         base = self.base_url
+        template, interactive = outgoing_parts(job.payload)
         return OutgoingMessage(
             message_id=row["id"],
             channel=row["channel"],
@@ -241,6 +243,8 @@ class GatewayCalls:
             subject=row["subject"],
             email_to=row["email_address"],
             status_url=f"{base}/gateways/{cfg.type}/{cfg.inbound_key}/status" if base else "",
+            template=template,
+            interactive=interactive,
         )
 
     def call(self, job: Job) -> None:

@@ -25,6 +25,7 @@ class Job:
     cfg: GatewayConfig | None = None  # the configured gateway it goes through
     sender: str = ""
     gateway_source: str = ""
+    payload: dict[str, Any] | None = None  # WhatsApp: template or interactive (presend)
     result: SendResult | None = None
     error: GatewayError | None = None
     duration_ms: int = 0

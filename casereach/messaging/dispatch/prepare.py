@@ -38,6 +38,7 @@ def prepare(
                 cfg=verdict.gateway,
                 sender=verdict.sender,
                 gateway_source=verdict.gateway_source,
+                payload=verdict.payload,
             )
         )
         if verdict.action == SEND:

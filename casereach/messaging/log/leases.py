@@ -15,6 +15,7 @@ already excludes other writers.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ CLAIM_COLUMNS = (
     "event_id",
     "subevent_id",
     "chain_next",
+    "payload",
 )
 
 
@@ -123,6 +125,8 @@ def claim_rows(
         rows = [dict(zip(CLAIM_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
     for row in rows:
         row["allow_opted_out"] = bool(row["allow_opted_out"])  # SQLite returns 0/1
+        if isinstance(row["payload"], str):  # JSON text (SQLite; PostgreSQL's driver decodes)
+            row["payload"] = json.loads(row["payload"])
     rows.sort(key=lambda r: (r["created_on"], r["id"]))
     return rows
 

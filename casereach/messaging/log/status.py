@@ -14,6 +14,7 @@ from casereach.messaging.models import (
     DELIVERED,
     ERROR,
     FAILED,
+    READ,
     SENT,
     STATUS_RANK,
     Message,
@@ -26,12 +27,22 @@ def set_status(
     message_id: str, status: str, *, error_code: str | None = None, provider_code: str = ""
 ) -> bool:
     """Move a message forward to ``status``; never backwards; its sub-event closes on a final
-    status and is stamped with the project's clock. True when it changed."""
-    lower = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+    status and is stamped with the project's clock. True when it changed.
+
+    ``read`` (WhatsApp) comes after ``delivered``: a late ``sent``/``delivered`` leaves a read
+    message as it is, and a read receipt never turns a failed message into a read one. A read
+    receipt that arrives first stamps ``delivered_on`` and ``sent_on`` too (read implies both)."""
+    lower = [
+        s
+        for s, rank in STATUS_RANK.items()
+        if rank < STATUS_RANK[status] and not (status == READ and s == FAILED)
+    ]
     stamp = now()
     changes: dict[str, Any] = {"status": status, "updated_on": stamp}
     if status == DELIVERED:
         changes["delivered_on"] = stamp
+    elif status == READ:
+        changes["read_on"] = stamp
     elif status == SENT:
         changes["sent_on"] = stamp
     elif status == FAILED:
@@ -40,7 +51,11 @@ def set_status(
         )
     with transaction.atomic():
         changed = Message.objects.filter(id=message_id, status__in=lower).update(**changes)
-        if changed and status == DELIVERED:
+        if changed and status == READ:
+            Message.objects.filter(id=message_id, delivered_on__isnull=True).update(
+                delivered_on=F("read_on")
+            )
+        if changed and status in (DELIVERED, READ):
             Message.objects.filter(id=message_id, sent_on__isnull=True).update(
                 sent_on=F("delivered_on")
             )

@@ -1,0 +1,216 @@
+"""The ``whatsapp_cloud`` gateway: Meta's WhatsApp Cloud API.
+
+Send: ``POST {base_url}/{api_version}/{phone_number_id}/messages`` with the bearer access
+token and a JSON message — free text, a template (name, language, body parameters) or an
+interactive message (reply buttons, or a list), shaped and cut by ``whatsapp_common``. Meta has
+no idempotency key, so a send whose outcome is unknown may be sent twice if retried
+(``supports_idempotency = False``).
+
+Replies::
+
+    2xx with messages[0].id       SendResult(provider_id=the wamid)
+    2xx without one (garbage)     GATEWAY_ERROR, not retried: Meta may well have accepted it,
+                                  and a retry without an idempotency key could send it twice
+    an error with Meta's code     mapped by whatsapp_common.classify (not a WhatsApp user,
+                                  outside the window, template, number, rate limit, token)
+    other 408 / 429 / 5xx         GATEWAY_ERROR, retried (Retry-After kept)
+
+Webhooks (``/gateways/whatsapp_cloud/{inbound_key}/webhook``): a GET with ``hub.mode``,
+``hub.verify_token`` and ``hub.challenge`` when the URL is registered (``verify_subscription``);
+POSTs signed ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>`` carrying
+``entry[].changes[].value`` with ``statuses[]`` and ``messages[]`` (``parse_webhook``).
+
+Templates: ``GET {base_url}/{api_version}/{waba_id}/message_templates``, page by page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from casereach.gateways import netpolicy
+from casereach.gateways.base import (
+    GATEWAY_ERROR,
+    Exchange,
+    Gateway,
+    GatewayError,
+    InboundMessage,
+    OutgoingMessage,
+    ProviderTemplate,
+    SendResult,
+    StatusUpdate,
+    max_in_flight_field,
+)
+from casereach.gateways.types import whatsapp_common as wa
+
+DEFAULT_BASE_URL = "https://graph.facebook.com"
+DEFAULT_API_VERSION = "v21.0"
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}")
+
+
+def hub_signature(app_secret: str, body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value Meta sends with ``body``."""
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WhatsAppCloudConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone_number_id: str = Field(description="The sending number's id in WhatsApp Manager")
+    waba_id: str = Field(
+        default="", description="WhatsApp Business Account id (needed to sync templates)"
+    )
+    access_token: str = Field(description="A system user's access token (secret)")
+    app_secret: str = Field(description="The Meta app's secret: checks webhook signatures")
+    verify_token: str = Field(description="Any text, also given to Meta for the webhook check")
+    api_version: str = DEFAULT_API_VERSION
+    base_url: str = DEFAULT_BASE_URL
+    timeout_s: float = Field(default=netpolicy.DEFAULT_TIMEOUT_S, gt=0, le=netpolicy.MAX_TIMEOUT_S)
+    # Sent from the dispatcher's threads: at most CASEREACH_DISPATCH_THREADS at once.
+    max_in_flight: int = max_in_flight_field(16)
+
+    @field_validator("phone_number_id")
+    @classmethod
+    def _phone_number_id(cls, value: str) -> str:
+        value = value.strip()
+        if not value.isdigit() or len(value) > 32:
+            raise ValueError("phone_number_id must be the number's id (digits), not the number")
+        return value
+
+    @field_validator("waba_id")
+    @classmethod
+    def _waba_id(cls, value: str) -> str:
+        value = value.strip()
+        if value and (not value.isdigit() or len(value) > 32):
+            raise ValueError("waba_id must be digits")
+        return value
+
+    @field_validator("access_token", "app_secret", "verify_token")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        value = value.strip()
+        if len(value) < 8:
+            raise ValueError("must be at least 8 characters")
+        return value
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        value = value.strip()
+        if not _VERSION.fullmatch(value):
+            raise ValueError("api_version must look like v21.0")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return netpolicy.check_url(value.rstrip("/"))
+
+
+class WhatsAppCloudGateway(Gateway):
+    slug = "whatsapp_cloud"
+    label = "WhatsApp (Meta Cloud API)"
+    channel = "whatsapp"
+    config_model = WhatsAppCloudConfig
+    secret_fields = ("access_token", "app_secret", "verify_token")
+    supports_idempotency = False
+
+    def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
+        super().__init__(config, http)
+        self._owns_http = http is None
+
+    @property
+    def cfg(self) -> WhatsAppCloudConfig:
+        assert isinstance(self.config, WhatsAppCloudConfig)
+        return self.config
+
+    def _client(self) -> httpx.Client:
+        if self.http is None:
+            self.http = netpolicy.make_client(self.cfg.timeout_s)
+        return self.http
+
+    def _record(self, exchange: Exchange) -> None:
+        self.last_exchange = exchange
+
+    def close(self) -> None:
+        if self._owns_http and self.http is not None:
+            self.http.close()
+            self.http = None
+
+    def send_url(self) -> str:
+        cfg = self.cfg
+        return f"{cfg.base_url}/{cfg.api_version}/{cfg.phone_number_id}/messages"
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        self.last_exchange = None
+        wa.check_destination(message)
+        payload = wa.message_payload(message, cloud=True)
+        return wa.send_json(
+            self._client(),
+            self.send_url(),
+            payload,
+            token=self.cfg.access_token,
+            timeout_s=self.cfg.timeout_s,
+            secrets=self.secret_values(),
+            record=self._record,
+        )
+
+    def list_templates(self) -> list[ProviderTemplate]:
+        cfg = self.cfg
+        if not cfg.waba_id:
+            raise GatewayError(
+                GATEWAY_ERROR,
+                retryable=False,
+                detail="set waba_id on the gateway to sync its templates",
+            )
+        self.last_exchange = None
+        return wa.list_templates(
+            self._client(),
+            f"{cfg.base_url}/{cfg.api_version}/{cfg.waba_id}/message_templates",
+            token=cfg.access_token,
+            timeout_s=cfg.timeout_s,
+            secrets=self.secret_values(),
+            record=self._record,
+        )
+
+    def valid_webhook_signature(self, headers: Mapping[str, str], body: bytes) -> bool:
+        given = wa.header(headers, SIGNATURE_HEADER).strip()
+        if not given.startswith("sha256="):
+            return False
+        expected = hub_signature(self.cfg.app_secret, body)
+        return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+
+    def verify_subscription(self, query: Mapping[str, str]) -> str | None:
+        if query.get("hub.mode") != "subscribe":
+            return None
+        token = query.get("hub.verify_token", "")
+        if not hmac.compare_digest(
+            token.encode("utf-8", "replace"), self.cfg.verify_token.encode()
+        ):
+            return None
+        return wa.challenge_text(query.get("hub.challenge", ""))
+
+    def parse_webhook(
+        self, form: Mapping[str, str], body: bytes, content_type: str
+    ) -> tuple[list[StatusUpdate], list[InboundMessage]]:
+        return wa.parse_webhook(body, "")
+
+    def parse_status(
+        self, form: Mapping[str, str], body: bytes, content_type: str
+    ) -> list[StatusUpdate]:
+        return self.parse_webhook(form, body, content_type)[0]
+
+    def parse_inbound(
+        self, form: Mapping[str, str], body: bytes, content_type: str
+    ) -> list[InboundMessage]:
+        return self.parse_webhook(form, body, content_type)[1]
+
+
+GATEWAY = WhatsAppCloudGateway
