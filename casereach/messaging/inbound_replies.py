@@ -193,10 +193,11 @@ def queue_sms(
             msg.gateway_name, msg.next_attempt_at = chosen.requested, None
         else:
             msg.gateway_id, msg.gateway_name = chosen.gateway.pk, chosen.gateway.name
+    channel = "whatsapp" if msg.channel == "whatsapp" else "sms"  # STOP is per channel
     if (
         msg.status == "queued"
         and not allow_opted_out
-        and is_opted_out(number, ctx.project.pk if ctx.project else None, msg.gateway_id)
+        and is_opted_out(number, ctx.project.pk if ctx.project else None, msg.gateway_id, channel)
     ):
         msg.status, msg.error_code, msg.failed_on = "failed", "PHONE_NUMBER_OPTED_OUT", stamp
         msg.next_attempt_at = None

@@ -269,6 +269,7 @@ class OptOutOut(OpenSchema):
     phone_number: str
     scope: str = Field(json_schema_extra={"enum": ["project"]})
     project: str
+    channel: str = Field("sms", json_schema_extra={"enum": ["sms", "whatsapp"]})
     opted_out: bool
     can_opt_in: bool
     changed_on: str | None = Field(json_schema_extra={"format": "date-time"})
@@ -317,6 +318,7 @@ def serialize_opt_out(row: OptOut, project: str) -> dict[str, Any]:
         "phone_number": row.phone_number,
         "scope": "project",
         "project": project,
+        "channel": row.channel,
         "opted_out": row.opted_out,
         "can_opt_in": row.can_opt_in,
         "changed_on": iso(row.changed_on),
@@ -324,7 +326,14 @@ def serialize_opt_out(row: OptOut, project: str) -> dict[str, Any]:
     }
 
 
-OPT_OUT_CSV_COLUMNS = ["phone_number", "opted_out", "can_opt_in", "changed_on", "source"]
+OPT_OUT_CSV_COLUMNS = [
+    "phone_number",
+    "opted_out",
+    "can_opt_in",
+    "changed_on",
+    "source",
+    "channel",
+]
 
 
 def opt_out_csv_rows(qs: QuerySet[OptOut], project: str) -> Iterator[str]:

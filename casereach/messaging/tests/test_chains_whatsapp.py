@@ -170,6 +170,8 @@ def test_stop_over_whatsapp_skips_whatsapp_only(
     assert "opt_out" == r.json()["messages"][0]["action"]
     profile = api.get(M + f"contacts/{cid}").body
     assert ["whatsapp"] == [o["channel"] for o in profile["opt_outs"] if o["opted_out"]]
+    listed = api.get(M + "opt-outs").body["objects"]
+    assert [(NUMBER, "whatsapp")] == [(o["phone_number"], o["channel"]) for o in listed]
     provider.script("/send", Reply(200, {"id": "sms-4"}))
     mid = send(api, cid)
 
