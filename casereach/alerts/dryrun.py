@@ -44,6 +44,7 @@ from casereach.alerts.whatsapp_check import template_problems
 from casereach.contacts.models import Contact
 from casereach.core import bulk
 from casereach.core.timeutil import ONE_MICROSECOND, now
+from casereach.messaging import chains
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
 
@@ -92,6 +93,8 @@ class DryRun:
     candidates: int = 0
     survey: dict[str, Any] | None = None  # survey content: the survey each recipient gets
     survey_problem: str | None = None  # why no survey can start (missing, inactive)
+    # The channel each reached contact would get first → those contacts (fallback chains).
+    first_channels: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -202,11 +205,16 @@ def _consider(run: DryRun, keys: Sequence[str], views: dict[str, CaseView]) -> N
         for view in [views.get(slot.case_id or "")]
         for target in targets[n]
     ]
+    if not spec.content.is_survey:  # each message on its fallback chain's first channel
+        chains.plan_drafts(project, [msg for _, _, msg in built])
     errors = send_errors(project, [msg for _, _, msg in built], at)
     if run.survey_problem is not None:  # no session can start: every recipient says why
         errors = [e or run.survey_problem for e in errors]
-    for (n, target, _), error in zip(built, errors, strict=True):
+    for (n, target, msg), error in zip(built, errors, strict=True):
         _tally(run, slots[n], plans[n], target, error, warnings, occ[n])
+        if error is None:
+            who = target.contact["contact_id"] if target.contact else target.email
+            run.first_channels.setdefault(msg.channel, set()).add(str(who))
 
 
 def _tally(
@@ -266,6 +274,9 @@ def _summary(run: DryRun, days: int) -> dict[str, Any]:
     out["content"] = "message" if run.survey is None else "survey"
     out["survey"] = run.survey
     out["survey_starts"] = None if run.survey is None else out["messages"]
+    # Reached contacts by the channel each would get first (a fallback chain's first
+    # channel that reaches it; otherwise the alert's own channel).
+    out["first_channel_contacts"] = {c: len(w) for c, w in sorted(run.first_channels.items())}
     # WhatsApp: a template that keeps the alert from being activated (``whatsapp_check``).
     out["whatsapp_template_problems"] = template_problems(run.project, run.spec)
     return out

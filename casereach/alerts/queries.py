@@ -23,6 +23,7 @@ from casereach.cases.models import Case, CaseIndex
 from casereach.contacts.models import Contact
 from casereach.core.errors import NotFound
 from casereach.core.timeutil import now
+from casereach.messaging import chains
 from casereach.messaging.errors import describe
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import effective_settings
@@ -159,6 +160,8 @@ def upcoming(project: Project, contact_id: str, limit: int = 10) -> list[dict[st
         msg = message_for(
             project, settings, spec, view, Target(contact=dict(contact)), reach, now()
         )
+        if not spec.content.is_survey:  # the channel its fallback chain would start on
+            chains.plan_drafts(project, [msg])
         rows.extend(_sends(project, spec, inst, msg, limit))
     rows.sort(key=lambda r: (r["_sort"], r["alert_id"]))
     for r in rows:
@@ -199,6 +202,9 @@ def _sends(
                 "language": msg.language or None,
                 "text": msg.text if spec.channel == "sms" else msg.subject or msg.text,
                 "channel": spec.channel,
+                # The channel the contact would get first (its fallback chain's first
+                # channel that reaches it, in a project with a channel order).
+                "first_channel": msg.channel,
                 "error_code": error,
                 "warning": "alert_time_default" if default_time else None,
                 "_sort": occ.due,

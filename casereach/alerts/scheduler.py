@@ -43,6 +43,7 @@ from casereach.alerts.spec import AlertSpec, spec_of
 from casereach.alerts.survey_firing import start_surveys
 from casereach.core import bulk, rows
 from casereach.core.timeutil import ONE_MICROSECOND, now
+from casereach.messaging import chains
 from casereach.messaging import log as message_log
 from casereach.messaging.log import EventDraft, MessageDraft, SubEventDraft
 from casereach.messaging.models import COMPLETED, ERROR, FAILED
@@ -276,7 +277,18 @@ def _add_firing(
 
 def _write(project: Project, out: Firings, at: dt.datetime) -> None:
     """The batch's events, firings, sub-events and messages, one statement each (through the
-    message log's writer); an event none of whose messages can go is closed at once."""
+    message log's writer); an event none of whose messages can go is closed at once. In a
+    project with a channel order, each message starts on its chain's first channel that
+    reaches its contact (``chains.plan_drafts``; a survey's first question stays SMS)."""
+    chains.plan_drafts(
+        project,
+        [
+            msg
+            for msgs, survey in zip(out.messages, out.surveys, strict=True)
+            if survey is None
+            for _, msg in msgs
+        ],
+    )
     message_log.add_events(out.events)
     for firing, event in zip(out.firings, out.events, strict=True):
         firing.event_id = event.pk

@@ -385,6 +385,11 @@ class DryRunOut(OpenSchema):
         description="WhatsApp alerts: the template's languages that are not APPROVED on the "
         "gateway (each: template, language, problem); activation is refused while any remain",
     )
+    first_channel_contacts: dict[str, int] = Field(
+        default_factory=dict,
+        description="Reached contacts by the channel each would get first (a fallback "
+        "chain's first channel that reaches it; otherwise the alert's channel)",
+    )
 
 
 class UpcomingSend(OpenSchema):
@@ -398,7 +403,13 @@ class UpcomingSend(OpenSchema):
     time_zone: str
     language: str | None
     text: str = Field(description="the SMS text, or the email's subject")
-    channel: str = Field(json_schema_extra={"enum": ["sms", "email"]})
+    channel: str = Field(json_schema_extra={"enum": ["sms", "email", "whatsapp"]})
+    first_channel: str | None = Field(
+        default=None,
+        description="the channel the contact would get first (its fallback chain's first "
+        "channel that reaches it; otherwise the alert's)",
+        json_schema_extra={"enum": ["sms", "email", "whatsapp"]},
+    )
     error_code: str | None = Field(description="why this send would fail, when it would")
     warning: str | None = Field(
         default=None,

@@ -79,6 +79,7 @@ def _serve(
 
     from casereach.alerts.replywait import run_due_waits
     from casereach.alerts.scheduler import fire_due
+    from casereach.messaging.chains import move_on_waiting
     from casereach.messaging.runner import BackgroundLoops
     from casereach.messaging.whatsapp_templates import scheduled_sync
     from casereach.scaleout.app import write_back_once
@@ -92,6 +93,7 @@ def _serve(
                 ("survey-timers", run_due_sessions),
                 ("alert-reply-timers", run_due_waits),
                 ("commcare-writeback", write_back_once),
+                ("chain-timeouts", move_on_waiting),
                 ("whatsapp-templates", scheduled_sync),
             ]
         )

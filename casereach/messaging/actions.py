@@ -13,10 +13,12 @@ import logging
 
 from django.db import transaction
 
+from casereach.core.timeutil import now
 from casereach.gateways.base import StatusUpdate
 from casereach.gateways.models import GatewayConfig
+from casereach.messaging import chains
 from casereach.messaging import log as message_log
-from casereach.messaging.models import Message
+from casereach.messaging.models import FAILED, Message
 from casereach.messaging.optouts import do_person_opt_out, gateway_scope
 from casereach.messaging.sending import Sent, do_send_batch, do_send_one
 from casereach.messaging.sending_request import (
@@ -68,9 +70,12 @@ def do_apply_status_update(gw: GatewayConfig, update: StatusUpdate) -> bool:
     if msg is None:
         log.info("status callback for unknown message on gateway %s", gw.name)
         return False
-    changed = do_apply_status(
-        msg.id, update.status, error_code=update.error_code, provider_code=update.provider_code
-    )
+    with transaction.atomic():
+        changed = do_apply_status(
+            msg.id, update.status, error_code=update.error_code, provider_code=update.provider_code
+        )
+        if changed and update.status == FAILED:  # a fallback chain moves on, if it may
+            chains.move_on({msg.id: update.error_code or "GATEWAY_ERROR"}, now())
     if changed and update.error_code == "PHONE_NUMBER_OPTED_OUT" and msg.phone_number:
         with transaction.atomic():
             do_person_opt_out(msg.phone_number, gateway_scope(gw), source=f"gateway:{gw.name}")

@@ -27,6 +27,7 @@ from casereach.messaging.serializers import (
     serialize_attempt,
     serialize_message,
 )
+from casereach.messaging.serializers_chain import serialize_chain
 from casereach.messaging.whatsapp import parse_content as parse_whatsapp
 from casereach.projects.auth import principal_of, project_for, requires
 from casereach.projects.models import Role
@@ -316,6 +317,13 @@ def messages_get(request: HttpRequest, project: str, message_id: str) -> JsonRes
         )
     data = serialize_message(m)
     data["attempt_log"] = [serialize_attempt(a) for a in m.send_attempts.order_by("id")]
+    data["chain"] = (
+        serialize_chain(
+            Message.objects.filter(project=proj, chain_id=m.chain_id).order_by("chain_step", "id")
+        )
+        if m.chain_id
+        else []
+    )
     return JsonResponse(data)
 
 

@@ -205,11 +205,14 @@ def queue_sms(
             msg.gateway_name, msg.next_attempt_at = chosen.requested, None
         else:
             msg.gateway_id, msg.gateway_name = chosen.gateway.pk, chosen.gateway.name
+    channel = "whatsapp" if msg.channel == "whatsapp" else "sms"  # STOP is per channel
     if (
         msg.status == "queued"
         and not allow_opted_out
         and (
-            opted_out if opted_out is not None else is_opted_out(number, project_id, msg.gateway_id)
+            opted_out
+            if opted_out is not None
+            else is_opted_out(number, project_id, msg.gateway_id, channel)
         )
     ):
         msg.status, msg.error_code, msg.failed_on = "failed", "PHONE_NUMBER_OPTED_OUT", stamp
@@ -233,8 +236,9 @@ def _loop_guard(
     s, number = ctx.settings, ctx.msg.phone_number
     since = stamp - dt.timedelta(minutes=s.reply_loop_minutes)
     project_id = ctx.project.pk if ctx.project else None
+    channel = "whatsapp" if ctx.msg.channel == "whatsapp" else "sms"  # STOP is per channel
     repeats, opted_out = _recent_replies(
-        number, text, since, None if allow_opted_out else (project_id, ctx.gw.pk)
+        number, text, since, None if allow_opted_out else (channel, project_id, ctx.gw.pk)
     )
     # Replies of this message not written yet: pinned, to this number, stamped now.
     repeats += sum(1 for m in ctx.deferred or () if m.text == text)
@@ -248,10 +252,10 @@ def _loop_guard(
 
 
 def _recent_replies(
-    number: str, text: str, since: dt.datetime, opt_out: tuple[int | None, int] | None
+    number: str, text: str, since: dt.datetime, opt_out: tuple[str, int | None, int] | None
 ) -> tuple[int, bool | None]:
     """Automatic replies of this text to this number since ``since`` and, with ``opt_out``
-    = (project id, gateway id), ``is_opted_out`` of the number for them (else None): one
+    = (channel, project id, gateway id), ``is_opted_out`` of the number for them (else None): one
     statement."""
     params: list[Any] = [number, text, _CREATED_ON.get_db_prep_value(since, connection)]
     sql = (

@@ -153,6 +153,15 @@ class Message(models.Model):
     updated_on = models.DateTimeField()
     # Inbound only: which handler took the message (opt_out, keyword, default_response, …).
     inbound_action = models.CharField(max_length=40, default="")
+    # A fallback chain (``messaging.chains``): one logical message, one attempt per channel.
+    # ``chain_id`` is the first attempt's id (null outside a chain), ``chain_step`` counts
+    # from 1, ``chain_next`` the channels still to try ("sms,email"; "" at the last step).
+    # An attempt the chain moved on from has ``moved_on_at`` and ``fallback_reason``.
+    chain_id = models.CharField(max_length=32, null=True)
+    chain_step = models.SmallIntegerField(default=0)
+    chain_next = models.CharField(max_length=40, default="")
+    fallback_reason = models.CharField(max_length=40, default="")
+    moved_on_at = models.DateTimeField(null=True)
     # WhatsApp: what a message needs besides its text (``messaging.whatsapp``):
     # {"template": {"name", "language", "params": [...]}} or {"interactive": {...}}.
     payload = models.JSONField(null=True)
@@ -178,6 +187,15 @@ class Message(models.Model):
             models.Index(fields=["gateway_id", "provider_id"], name="message_provider_id"),
             models.Index(fields=["project", "contact_id"], name="message_contact"),
             models.Index(fields=["phone_number", "created_on"], name="message_number_created"),
+            models.Index(
+                fields=["chain_id"], condition=Q(chain_id__isnull=False), name="message_chain"
+            ),
+            # The fallback due scan: sent attempts still waiting for ``delivered``.
+            models.Index(
+                fields=["project", "channel", "sent_on"],
+                condition=Q(status="sent", moved_on_at__isnull=True) & ~Q(chain_next=""),
+                name="message_chain_waiting",
+            ),
             # WhatsApp's 24-hour window: a number's last inbound message per gateway
             # (``messaging.whatsapp.last_inbound``); inbound rows only, so sends never pay.
             models.Index(
@@ -205,11 +223,15 @@ class SendAttempt(models.Model):
 
 
 class OptOut(models.Model):
-    """Per number *and scope* (SPEC 2): opted out or not, in one project (``project``) or for
-    one global gateway (``gateway``), never both. Written only by ``messaging.optouts``."""
+    """Per number, channel *and scope* (SPEC 2): opted out or not, in one project
+    (``project``) or for one global gateway (``gateway``), never both. Written only by
+    ``messaging.optouts``."""
 
     phone_number = models.CharField(max_length=32)
-    # Indexed first in ``optout_per_project``.
+    # The channel the opt-out is for (issue 21): STOP over WhatsApp opts out of WhatsApp,
+    # over SMS of SMS. Rows from before channels existed are SMS.
+    channel = models.CharField(max_length=10, default="sms")
+    # Indexed first in ``optout_per_project_channel``.
     project = models.ForeignKey(
         Project, null=True, on_delete=models.CASCADE, related_name="+", db_index=False
     )
@@ -229,14 +251,14 @@ class OptOut(models.Model):
                 name="optout_one_scope",
             ),
             models.UniqueConstraint(
-                fields=["project", "phone_number"],
+                fields=["project", "phone_number", "channel"],
                 condition=Q(project__isnull=False),
-                name="optout_per_project",
+                name="optout_per_project_channel",
             ),
             models.UniqueConstraint(
-                fields=["gateway", "phone_number"],
+                fields=["gateway", "phone_number", "channel"],
                 condition=Q(gateway__isnull=False),
-                name="optout_per_gateway",
+                name="optout_per_gateway_channel",
             ),
         ]
         indexes = [models.Index(fields=["phone_number"], name="optout_number")]

@@ -12,6 +12,10 @@ An opt-out belongs to a number *and* a scope: one project, or one global gateway
   gateway it would use.
 
 **(differs: CommCare keeps one global list, which lets any tenant silence another's contacts.)**
+
+And to a channel (issue 21): a STOP over WhatsApp opts the number out of WhatsApp in that
+scope, a STOP by SMS out of SMS; an admin's opt-out is SMS. Every read below is for one
+channel, SMS unless it says otherwise.
 """
 
 from __future__ import annotations
@@ -29,9 +33,17 @@ from casereach.core.timeutil import iso, now
 from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import serving_projects, visible_gateways
 from casereach.messaging.models import Message, OptOut
+from casereach.messaging.whatsapp import is_whatsapp
 from casereach.projects.models import Project
 
 SOURCE_CHARS = 30
+SMS = "sms"
+
+
+def channel_of(gateway_type: str) -> str:
+    """The channel of a STOP received through a gateway of this type: WhatsApp for the
+    WhatsApp types, else SMS."""
+    return "whatsapp" if is_whatsapp(gateway_type) else SMS
 
 
 @dataclass(frozen=True)
@@ -40,11 +52,12 @@ class Scope:
 
     projects: tuple[int, ...] = ()
     gateway_id: int | None = None
+    channel: str = SMS
 
     def q(self) -> Q:
         if self.gateway_id is not None:
-            return Q(gateway_id=self.gateway_id)
-        return Q(project_id__in=self.projects)
+            return Q(gateway_id=self.gateway_id, channel=self.channel)
+        return Q(project_id__in=self.projects, channel=self.channel)
 
     def parts(self) -> list[tuple[int | None, int | None]]:
         """(project_id, gateway_id) of each row this scope is made of."""
@@ -56,12 +69,13 @@ class Scope:
 def gateway_scope(gw: GatewayConfig, as_project: int | None = None) -> Scope:
     """The scope of a STOP received (or reported by the provider) through ``gw``;
     ``as_project``: the test phone of that project, which acts as its own gateway."""
+    channel = channel_of(gw.type)
     if as_project is not None:
-        return Scope(projects=(as_project,))
+        return Scope(projects=(as_project,), channel=channel)
     serving = serving_projects(gw)
     if serving is None:
-        return Scope(gateway_id=gw.pk)
-    return Scope(projects=tuple(sorted(serving)))
+        return Scope(gateway_id=gw.pk, channel=channel)
+    return Scope(projects=tuple(sorted(serving)), channel=channel)
 
 
 # -- writers -------------------------------------------------------------------------------------
@@ -86,6 +100,7 @@ def do_person_opt_out(number: str, scope: Scope, *, source: str) -> bool:
     missing = [
         OptOut(
             phone_number=number,
+            channel=scope.channel,
             project_id=project_id,
             gateway_id=gateway_id,
             opted_out=True,
@@ -122,7 +137,9 @@ def do_admin_set_opt_out(project: Project, number: str, opted_out: bool, *, by: 
     source = f"admin:{by}"[:SOURCE_CHARS]
     with transaction.atomic():
         row = (
-            OptOut.objects.select_for_update().filter(project=project, phone_number=number).first()
+            OptOut.objects.select_for_update()
+            .filter(project=project, phone_number=number, channel=SMS)
+            .first()
         )
         if opted_out:
             if row is None:
@@ -164,6 +181,7 @@ def _gateway_opt_out(project: Project, number: str) -> str | None:
     row = (
         OptOut.objects.filter(
             phone_number=number,
+            channel=SMS,
             opted_out=True,
             gateway_id__in=visible_gateways(project).values("pk"),
         )
@@ -179,9 +197,10 @@ def keep_opt_outs_of(gw: GatewayConfig) -> int:
     applied to in practice), so a gateway set up again for the same provider never messages
     someone who said STOP. A project row the admin or the person changed after that STOP is
     left as it is. Returns how many project rows were written."""
+    channel = channel_of(gw.type)
     stops = {
         r.phone_number: r
-        for r in OptOut.objects.filter(gateway_id=gw.pk, opted_out=True).only(
+        for r in OptOut.objects.filter(gateway_id=gw.pk, opted_out=True, channel=channel).only(
             "phone_number", "changed_on", "can_opt_in"
         )
     }
@@ -191,7 +210,9 @@ def keep_opt_outs_of(gw: GatewayConfig) -> int:
     existing = {
         (r.project_id, r.phone_number): r
         for r in OptOut.objects.select_for_update().filter(
-            project_id__in={p for p, _ in pairs}, phone_number__in={n for _, n in pairs}
+            project_id__in={p for p, _ in pairs},
+            phone_number__in={n for _, n in pairs},
+            channel=channel,
         )
     }
     source = f"STOP via {gw.name} (deleted)"[:SOURCE_CHARS]
@@ -204,6 +225,7 @@ def keep_opt_outs_of(gw: GatewayConfig) -> int:
             new.append(
                 OptOut(
                     phone_number=number,
+                    channel=channel,
                     project_id=project_id,
                     opted_out=True,
                     can_opt_in=stop.can_opt_in,
@@ -241,22 +263,26 @@ def _projects_that_messaged(gateway_id: int, numbers: list[str]) -> set[tuple[in
 # -- reads ---------------------------------------------------------------------------------------
 
 
-def is_opted_out(number: str, project_id: int | None, gateway_id: int | None = None) -> bool:
+def is_opted_out(
+    number: str, project_id: int | None, gateway_id: int | None = None, channel: str = SMS
+) -> bool:
     """Whether a send to ``number`` by the project, through the gateway, is refused."""
-    return _opted_out_sql(number, project_id, gateway_id)
+    return _opted_out_sql(number, project_id, gateway_id, channel)
 
 
-# ``is_opted_out`` as one SQL scalar (1 or NULL) of (number, project id, gateway id).
+# ``is_opted_out`` as one SQL scalar (1 or NULL) of (number, channel, project id, gateway id).
 OPTED_OUT_SQL = (
     "SELECT 1 FROM messaging_optout WHERE phone_number = %s AND opted_out"
-    " AND (project_id = %s OR gateway_id = %s) LIMIT 1"
+    " AND channel = %s AND (project_id = %s OR gateway_id = %s) LIMIT 1"
 )
 
 
-def _opted_out_sql(number: str, project_id: int | None, gateway_id: int | None) -> bool:
+def _opted_out_sql(
+    number: str, project_id: int | None, gateway_id: int | None, channel: str
+) -> bool:
     """Without the ORM: inbound replies ask this on the hot webhook path."""
     with connection.cursor() as cursor:
-        cursor.execute(OPTED_OUT_SQL, [number, project_id, gateway_id])
+        cursor.execute(OPTED_OUT_SQL, [number, channel, project_id, gateway_id])
         return cursor.fetchone() is not None
 
 
@@ -284,7 +310,9 @@ class OptedOut:
 _OPTOUT_TABLE = OptOut._meta.db_table
 
 
-def opted_out_pairs(numbers: Iterable[str], project_ids: Iterable[int]) -> OptedOut:
+def opted_out_pairs(
+    numbers: Iterable[str], project_ids: Iterable[int], *, channel: str = SMS
+) -> OptedOut:
     """Set-based: one query per chunk of numbers, for the projects' scopes and every gateway
     scope (the gateway a message takes is known only once it is routed). Raw SQL: a single
     send runs this on every request, and building the ORM query cost more than running it."""
@@ -295,11 +323,11 @@ def opted_out_pairs(numbers: Iterable[str], project_ids: Iterable[int]) -> Opted
         pids_sql, pid_params = bulk.in_sql("project_id", pids)
         sql = (
             f"SELECT phone_number, project_id, gateway_id FROM {_OPTOUT_TABLE} "
-            f"WHERE {numbers_sql} AND opted_out = %s "
+            f"WHERE {numbers_sql} AND opted_out = %s AND channel = %s "
             f"AND ({pids_sql} OR gateway_id IS NOT NULL)"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, True, *pid_params])
+            cursor.execute(sql, [*params, True, channel, *pid_params])
             rows: Sequence[tuple[str, int | None, int | None]] = cursor.fetchall()
         for number, project_id, gateway_id in rows:
             if project_id is not None:
@@ -321,6 +349,7 @@ def serialize_scope(row: OptOut) -> dict[str, Any]:
     scope = "project" if row.project_id is not None else "gateway"
     return {
         "scope": scope,
+        "channel": row.channel,
         "gateway": row.gateway.name if scope == "gateway" and row.gateway is not None else None,
         "opted_out": row.opted_out,
         "source": row.source,

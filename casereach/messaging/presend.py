@@ -95,6 +95,8 @@ class PresendContext:
     overrides: dict[tuple[str, str], str]
     opted: OptedOut
     routes: GlobalRoutes
+    # WhatsApp opt-outs (issue 21), read only when the batch has WhatsApp messages.
+    opted_whatsapp: OptedOut = field(default_factory=OptedOut)
     # Read on first use, once per project: the gateways a project's SMS may be routed to,
     # and its email gateway (filled in advance, ``check`` reads no database at all).
     indexes: dict[int, GatewayIndex] = field(default_factory=dict)
@@ -153,7 +155,12 @@ class PresendContext:
         # Opted out in the sending project's scope, or for the gateway a message would use
         # (known once it is routed): one query per chunk of numbers.
         opted = opted_out_pairs((r["phone_number"] for r in rows), projects)
+        whatsapp = [r["phone_number"] for r in rows if r["channel"] == "whatsapp"]
+        opted_whatsapp = (
+            opted_out_pairs(whatsapp, projects, channel="whatsapp") if whatsapp else OptedOut()
+        )
         ctx = cls(
+            opted_whatsapp=opted_whatsapp,
             projects=dict(projects),
             settings=settings,
             pinned=pinned,
@@ -195,9 +202,10 @@ class PresendContext:
     def opted_out(self, row: Mapping[str, Any], gateway: GatewayConfig | None = None) -> bool:
         """Whether the row's number has opted out in its project's scope, or (``gateway``)
         for the gateway it would go through: the one opt-out check (SPEC 2)."""
+        opted = self.opted_whatsapp if row["channel"] == "whatsapp" else self.opted
         if gateway is None:
-            return self.opted.in_project(row["phone_number"], row["project_id"])
-        return self.opted.refuses(row["phone_number"], None, gateway.pk)
+            return opted.in_project(row["phone_number"], row["project_id"])
+        return opted.refuses(row["phone_number"], None, gateway.pk)
 
     def index(self, project: Project) -> GatewayIndex:
         """The project's routable gateways by name (read once per context)."""

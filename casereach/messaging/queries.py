@@ -49,6 +49,7 @@ def filter_messages(project: Project, params: Mapping[str, str]) -> QuerySet[Mes
         "offset",
         "format",
         "channel",
+        "chain_id",
     }
     for key in params:
         if key not in known:
@@ -63,6 +64,8 @@ def filter_messages(project: Project, params: Mapping[str, str]) -> QuerySet[Mes
         qs = qs.filter(error_code__in=code.split(","))
     if contact := params.get("contact_id"):
         qs = qs.filter(contact_id=contact)
+    if chain := params.get("chain_id"):
+        qs = qs.filter(chain_id=chain)
     if number := params.get("phone_number"):
         qs = qs.filter(phone_number=normalize_digits(number))
     if gateway := params.get("gateway"):

@@ -39,6 +39,7 @@ from casereach.gateways.queries import (
     project_settings,
     route,
 )
+from casereach.messaging import chains
 from casereach.messaging import log as message_log
 from casereach.messaging.content import pick_translation
 from casereach.messaging.log import EventDraft, MessageDraft, SubEventDraft
@@ -98,6 +99,7 @@ class _Reads:
     contacts: dict[str, ContactRow]
     entries: dict[str, tuple[str, str]]  # contact_id → (number, gateway) of its first entry
     opted: OptedOut
+    opted_whatsapp: OptedOut  # WhatsApp's opt-outs (STOP over WhatsApp)
     routes: GlobalRoutes | None
     email_gateway: GatewayConfig | None
     # WhatsApp templates' APPROVED languages, read per (gateway, name) on first use
@@ -151,6 +153,8 @@ def _send_items(
             first = min(errors)
             raise ItemError(first, errors[first][1])
         sent = [_decide(locked, it, reads, stamp) for i, it in enumerate(items) if i not in errors]
+        if chains.chained(reads.settings):  # each to its chain's first channel
+            chains.plan_sends(locked, sent)
         _write(locked, sent)
     out = iter(sent)
     return [errors[i][1] if i in errors else next(out) for i in range(len(items))]
@@ -247,6 +251,8 @@ def _read(project: Project, items: Sequence[_Item], errors: Errors) -> _Reads:
     entries = first_entries(sms_contacts)
     numbers = [it.number for it in sms if it.number] + [n for n, _ in entries.values()]
     opted = opted_out_pairs(numbers, [project.pk]) if numbers else OptedOut()
+    wa = numbers if any(it.req.channel == "whatsapp" for it in sms) else []
+    opted_wa = opted_out_pairs(wa, [project.pk], channel="whatsapp") if wa else OptedOut()
     routed = any(it.chosen is None and it.req.channel == "sms" for it in sms)
     emailed = any(it.req.channel == "email" and it.chosen is None for it in items)
     return _Reads(
@@ -255,6 +261,7 @@ def _read(project: Project, items: Sequence[_Item], errors: Errors) -> _Reads:
         contacts=contacts,
         entries=entries,
         opted=opted,
+        opted_whatsapp=opted_wa,
         routes=global_routes() if routed else None,
         email_gateway=email_gateway(project) if emailed else None,
     )

@@ -44,7 +44,7 @@ def precheck_whatsapp(
     if wa is None or wa.blank:
         return "MESSAGE_BLANK"
     number = msg.phone_number
-    if not msg.allow_opted_out and reads.opted.in_project(number, project.pk):
+    if not msg.allow_opted_out and reads.opted_whatsapp.in_project(number, project.pk):
         return "PHONE_NUMBER_OPTED_OUT"
     gw: GatewayConfig | None
     if it.chosen is not None:
@@ -55,7 +55,7 @@ def precheck_whatsapp(
     if gw is None:
         return error
     msg.gateway_name, msg.gateway_id = gw.name, gw.pk
-    if not msg.allow_opted_out and reads.opted.refuses(number, None, gw.pk):
+    if not msg.allow_opted_out and reads.opted_whatsapp.refuses(number, None, gw.pk):
         return "PHONE_NUMBER_OPTED_OUT"
     if wa.template:
         languages = reads.template_languages(gw.pk, wa.template)

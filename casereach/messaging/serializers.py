@@ -16,6 +16,7 @@ from pydantic import Field
 
 from casereach.core.openapi import DATE_TIME, OpenSchema
 from casereach.core.timeutil import as_utc, iso
+from casereach.messaging.chains import REASONS
 from casereach.messaging.errors import describe
 from casereach.messaging.event_query import (
     CONTENT_TYPE_SLUGS,
@@ -29,6 +30,7 @@ from casereach.messaging.event_query import (
 )
 from casereach.messaging.models import Keyword, Message, MessagingEvent, MessagingSubEvent, OptOut
 from casereach.messaging.models import SendAttempt as SendAttemptRow
+from casereach.messaging.serializers_chain import ChainAttempt, chain_fields
 
 # -- messages ------------------------------------------------------------------------------------
 
@@ -84,6 +86,12 @@ class MessageOut(OpenSchema):
         default=None, json_schema_extra=DATE_TIME, description="WhatsApp: when it was read"
     )
     failed_on: str | None = Field(json_schema_extra=DATE_TIME)
+    # A fallback chain's attempt (``messaging.chains``, docs/channels.md).
+    chain_id: str | None = Field(None, description="The chain's first attempt's id")
+    chain_step: int | None = Field(None, description="This attempt's step, from 1")
+    fallback_reason: str | None = Field(None, json_schema_extra={"enum": [*REASONS, None]})
+    moved_on: bool = Field(False, description="The chain moved on from this attempt")
+    moved_on_at: str | None = Field(None, json_schema_extra=DATE_TIME)
     template: dict[str, Any] | None = Field(
         default=None,
         description="WhatsApp: the template sent or to send outside the 24-hour window "
@@ -113,6 +121,10 @@ class SendAttempt(OpenSchema):
 
 class MessageDetail(MessageOut):
     attempt_log: list[SendAttempt]
+    chain: list[ChainAttempt] = Field(
+        default_factory=list,
+        description="Every attempt of the message's fallback chain in order (empty outside one)",
+    )
 
 
 class ErrorCodeOut(OpenSchema):
@@ -144,6 +156,10 @@ CSV_COLUMNS = (
     "delivered_on",
     "channel",
     "read_on",
+    "chain_id",
+    "chain_step",
+    "fallback_reason",
+    "moved_on",
 )
 
 
@@ -180,6 +196,7 @@ def serialize_message(m: Message) -> dict[str, Any]:
         "template": (m.payload or {}).get("template"),
         "inbound_action": m.inbound_action or None,
         "detail": m.error_detail or None,
+        **chain_fields(m),
     }
 
 
@@ -252,6 +269,7 @@ class OptOutOut(OpenSchema):
     phone_number: str
     scope: str = Field(json_schema_extra={"enum": ["project"]})
     project: str
+    channel: str = Field("sms", json_schema_extra={"enum": ["sms", "whatsapp"]})
     opted_out: bool
     can_opt_in: bool
     changed_on: str | None = Field(json_schema_extra={"format": "date-time"})
@@ -300,6 +318,7 @@ def serialize_opt_out(row: OptOut, project: str) -> dict[str, Any]:
         "phone_number": row.phone_number,
         "scope": "project",
         "project": project,
+        "channel": row.channel,
         "opted_out": row.opted_out,
         "can_opt_in": row.can_opt_in,
         "changed_on": iso(row.changed_on),
@@ -307,7 +326,14 @@ def serialize_opt_out(row: OptOut, project: str) -> dict[str, Any]:
     }
 
 
-OPT_OUT_CSV_COLUMNS = ["phone_number", "opted_out", "can_opt_in", "changed_on", "source"]
+OPT_OUT_CSV_COLUMNS = [
+    "phone_number",
+    "opted_out",
+    "can_opt_in",
+    "changed_on",
+    "source",
+    "channel",
+]
 
 
 def opt_out_csv_rows(qs: QuerySet[OptOut], project: str) -> Iterator[str]:
@@ -391,6 +417,8 @@ def _serialize_message(m: Message, event_status: str, event_failed: bool) -> dic
         message = info.description if info else m.error_code
         if message:
             data["error_message"] = message
+    if m.chain_id:  # casereach extension: one attempt of a fallback chain
+        data.update(channel=m.channel, **chain_fields(m))
     return data
 
 
@@ -406,7 +434,9 @@ def serialize_event(sub: MessagingSubEvent, domain: str) -> dict[str, Any]:
     status = STATUS_SLUGS.get(sub.status, "unknown")
     if survey and sub.status == "completed":  # HQ: the session's status
         status = sub.survey_status
-    elif sub.status == "completed" and any(m.status == "failed" for m in msgs):
+    elif sub.status == "completed" and any(
+        m.status == "failed" and m.moved_on_at is None for m in msgs
+    ):  # (an attempt a fallback chain moved on from is not the event's outcome)
         status = "error"
     shown = getattr(sub, "session_messages", msgs) if survey else msgs
     messages = (

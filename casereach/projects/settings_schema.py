@@ -182,6 +182,11 @@ _BUILT_IN = {
 }
 
 
+# The channels a fallback chain may use (``messaging.chains``).
+Channel = Literal["whatsapp", "sms", "email"]
+CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms", "email")
+
+
 class ProjectSettings(BaseModel):
     """Project settings. Unknown keys are refused so a typo never passes silently."""
 
@@ -225,6 +230,16 @@ class ProjectSettings(BaseModel):
         default=10, ge=1, le=24 * 60, description="… within this many minutes"
     )
     self_registration: SelfRegistration = Field(default_factory=SelfRegistration)
+    channel_order: list[Channel] = Field(
+        default_factory=list,
+        description="Fallback chain: the channels a message to a contact tries, in order "
+        "(e.g. whatsapp, sms, email); empty = every message goes on its own channel only",
+    )
+    fallback_after_minutes: dict[Channel, int] = Field(
+        default_factory=dict,
+        description="Channel → minutes without a delivery report before the chain moves on "
+        "to the next channel (absent: only a failure moves it on)",
+    )
     commcare: CommCareSettings = Field(
         default_factory=CommCareSettings,
         description="Write-back of casereach's own case changes to CommCare HQ",
@@ -256,6 +271,21 @@ class ProjectSettings(BaseModel):
     def _delays(cls, value: list[int]) -> list[int]:
         if len(value) > 10 or any(d < 0 or d > 24 * 60 for d in value):
             raise ValueError("at most 10 delays, each 0 to 1440 minutes")
+        return value
+
+    @field_validator("channel_order")
+    @classmethod
+    def _order(cls, value: list[Channel]) -> list[Channel]:
+        if len(set(value)) != len(value):
+            raise ValueError("channel_order must not repeat a channel")
+        return value
+
+    @field_validator("fallback_after_minutes")
+    @classmethod
+    def _after(cls, value: dict[Channel, int]) -> dict[Channel, int]:
+        for channel, minutes in value.items():
+            if not 1 <= minutes <= 7 * 24 * 60:
+                raise ValueError(f"fallback_after_minutes[{channel}] must be 1 to 10080 minutes")
         return value
 
     @field_validator("default_country")

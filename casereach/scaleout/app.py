@@ -100,6 +100,14 @@ def alert_reply_timers(budget_s: float | None = None) -> int:
     return _loop(run_due_waits, config.TASK_BUDGET_S if budget_s is None else budget_s)
 
 
+def chain_timeouts(budget_s: float | None = None) -> int:
+    """Move fallback chains on from attempts with no delivery report in time; each attempt
+    is claimed by a guarded update, so a duplicate task moves no chain twice."""
+    from casereach.messaging.chains import move_on_waiting
+
+    return _loop(move_on_waiting, config.TASK_BUDGET_S if budget_s is None else budget_s)
+
+
 def handle_inbound(budget_s: float | None = None) -> int:
     """Handle inbound SMS the webhooks queued (claimed ``FOR UPDATE SKIP LOCKED``); their
     replies go out with the next dispatch, kicked at once."""
@@ -184,6 +192,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "casereach.fire_due": fire_due,
     "casereach.survey_timers": survey_timers,
     "casereach.alert_reply_timers": alert_reply_timers,
+    "casereach.chain_timeouts": chain_timeouts,
     "casereach.reap_leases": reap_leases,
     "casereach.handle_inbound": handle_inbound,
     "casereach.commcare_writeback": commcare_writeback,

@@ -95,6 +95,15 @@ def transport_options(url: str) -> dict[str, Any]:
     return options
 
 
+def _kick(task: str) -> dict[str, Any]:
+    """A beat entry that asks for ``task`` every kick interval (expired if not taken)."""
+    return {
+        "task": task,
+        "schedule": KICK_INTERVAL_S,
+        "options": {"expires": KICK_INTERVAL_S * 3},
+    }
+
+
 def celery_settings(url: str) -> dict[str, Any]:
     check_broker_url(url)
     return {
@@ -115,6 +124,7 @@ def celery_settings(url: str) -> dict[str, Any]:
             "casereach.fire_due": {"queue": queue_name("schedule")},
             "casereach.survey_timers": {"queue": queue_name("schedule")},
             "casereach.alert_reply_timers": {"queue": queue_name("schedule")},
+            "casereach.chain_timeouts": {"queue": queue_name("schedule")},
             "casereach.whatsapp_template_sync": {"queue": queue_name("schedule")},
             "casereach.reevaluate_alert": {"queue": queue_name("bulk")},
             "casereach.import_cases": {"queue": queue_name("bulk")},
@@ -128,35 +138,17 @@ def celery_settings(url: str) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "beat_schedule": {
-            "dispatch": {
-                "task": "casereach.dispatch",
-                "schedule": KICK_INTERVAL_S,
-                "options": {"expires": KICK_INTERVAL_S * 3},
-            },
-            "fire-due": {
-                "task": "casereach.fire_due",
-                "schedule": KICK_INTERVAL_S,
-                "options": {"expires": KICK_INTERVAL_S * 3},
-            },
-            "survey-timers": {
-                "task": "casereach.survey_timers",
-                "schedule": KICK_INTERVAL_S,
-                "options": {"expires": KICK_INTERVAL_S * 3},
-            },
-            "alert-reply-timers": {
-                "task": "casereach.alert_reply_timers",
-                "schedule": KICK_INTERVAL_S,
-                "options": {"expires": KICK_INTERVAL_S * 3},
-            },
-            "handle-inbound": {
-                "task": "casereach.handle_inbound",
-                "schedule": KICK_INTERVAL_S,
-                "options": {"expires": KICK_INTERVAL_S * 3},
-            },
-            "commcare-writeback": {
-                "task": "casereach.commcare_writeback",
-                "schedule": KICK_INTERVAL_S,
-                "options": {"expires": KICK_INTERVAL_S * 3},
+            **{
+                name.replace("_", "-"): _kick(f"casereach.{name}")
+                for name in (
+                    "dispatch",
+                    "fire_due",
+                    "survey_timers",
+                    "alert_reply_timers",
+                    "chain_timeouts",
+                    "handle_inbound",
+                    "commcare_writeback",
+                )
             },
             "reap-leases": {
                 "task": "casereach.reap_leases",

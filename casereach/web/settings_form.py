@@ -20,9 +20,11 @@ TEXTS = (
     "verification_done_text",
 )
 KEYWORDS = ("opt_out_keywords", "opt_in_keywords", "help_keywords")
-LISTS = {"languages": str, "retry_delays_minutes": int}
+LISTS = {"languages": str, "retry_delays_minutes": int, "channel_order": str}
 WINDOWS = "restricted_windows"
 SELF_REGISTRATION = "self_registration"
+MINUTES = "fallback_after_minutes"  # channel → minutes: one number field per channel
+CHANNELS = ("whatsapp", "sms", "email")
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _ITEM = re.compile(r"[^\s,\[\]\"']+")  # words between commas or spaces (JSON's too)
 
@@ -39,6 +41,8 @@ def kind_of(name: str) -> str | None:
         return "windows"
     if name == SELF_REGISTRATION:
         return "registration"
+    if name == MINUTES:
+        return "minutes"
     return None
 
 
@@ -75,6 +79,18 @@ def field(
         out["value"] = (
             typed.get(name, "") if typed is not None else ", ".join(str(v) for v in value or [])
         )
+    elif kind == "minutes":
+        stored = value or {}
+        out["rows"] = [
+            {
+                "lang": channel,
+                "key": f"{name}.{channel}",
+                "value": typed.get(f"{name}.{channel}", "")
+                if typed is not None
+                else str(stored.get(channel, "")),
+            }
+            for channel in CHANNELS
+        ]
     elif kind == "registration":
         reg = value or {}
         p = name + "."
@@ -176,6 +192,17 @@ def parse(
                 return None, []
             return [int(v) for v in items], []
         return items, []
+    if kind == "minutes":
+        minutes: dict[str, int] = {}
+        for channel in CHANNELS:
+            raw = post.get(f"{name}.{channel}", "").strip()
+            if not raw:
+                continue
+            if not raw.isdigit():
+                errors[name] = "enter whole minutes, or leave the channel empty"
+                return None, []
+            minutes[channel] = int(raw)
+        return minutes, []
     if kind == "registration":
         p = name + "."
         reg = current.get(name) or {}

@@ -69,6 +69,12 @@ HELP = {
     "verification_text": "The text asking a mobile worker to reply 123, in each language.",
     "verification_done_text": "The confirmation of a verified number, in each language.",
     "self_registration": "Whether unknown numbers may register by SMS, and as what.",
+    "channel_order": "Fallback chain: the channels a message to a contact tries, in order, "
+    "separated by commas, e.g. whatsapp, sms, email. Empty = every message goes on its own "
+    "channel only.",
+    "fallback_after_minutes": "Per channel, minutes without a delivery report before the "
+    "chain moves on to the next channel, e.g. 30 for WhatsApp. Empty: only a failure moves "
+    "it on.",
 }
 
 

@@ -32,7 +32,16 @@ from casereach.web.queries import project_alerts
 from casereach.web.views_sessions import session_view, start_form, start_survey, started_message
 
 WRITEBACK_SHOWN = 10
-LOG_FILTERS = ("since", "until", "status", "error_code", "contact_id", "phone_number", "gateway")
+LOG_FILTERS = (
+    "since",
+    "until",
+    "status",
+    "error_code",
+    "contact_id",
+    "phone_number",
+    "gateway",
+    "chain_id",
+)
 
 
 def _log_params(request: HttpRequest) -> dict[str, str]:
@@ -57,7 +66,9 @@ def messages(request: HttpRequest, project: Project) -> HttpResponseBase:
             return response
         offset = offset_of(request)
         total = qs.count()
-        page = list(qs.order_by("-created_on", "-id")[offset : offset + PAGE])
+        # One message's fallback chain reads in its order; the log, newest first.
+        order = ("chain_step", "id") if params.get("chain_id") else ("-created_on", "-id")
+        page = list(qs.order_by(*order)[offset : offset + PAGE])
     except CasereachError as exc:
         error, page, total, offset = exc.message, [], 0, 0
     rows = [message_row(m, project.time_zone) for m in page]
@@ -81,6 +92,7 @@ def messages(request: HttpRequest, project: Project) -> HttpResponseBase:
             "rows": rows,
             "total": total,
             "error": error,
+            "chain_id": params.get("chain_id", ""),
             "f": {k: request.GET.get(k, "") for k in (*LOG_FILTERS, "alert")},
             "statuses": STATUSES,
             "codes": [e.code for e in ERRORS],
@@ -162,7 +174,7 @@ def _conversation(project: Project, raw: str) -> dict[str, Any]:
         return {"conversation": [], "opted_out": None, "contact_id": None}
     msgs = conversation(project, number)
     rows = [message_row(m, project.time_zone) for m in msgs]
-    opt = project_opt_outs(project).filter(phone_number=number).first()
+    opt = project_opt_outs(project).filter(phone_number=number, channel="sms").first()
     holder = contact_with_number(project, number)
     return {
         "conversation": rows,

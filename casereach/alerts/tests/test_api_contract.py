@@ -28,6 +28,7 @@ UPCOMING_FIELDS = {
     "language",
     "text",
     "channel",
+    "first_channel",
     "error_code",
     "warning",
 }

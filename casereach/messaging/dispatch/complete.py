@@ -18,7 +18,7 @@ from django.db import transaction
 
 from casereach.gateways.base import PHONE_NUMBER_OPTED_OUT, GatewayError
 from casereach.gateways.models import GatewayConfig
-from casereach.messaging import log
+from casereach.messaging import chains, log
 from casereach.messaging.dispatch import breaker
 from casereach.messaging.dispatch.jobs import FAIL, POSTPONE, Job
 from casereach.messaging.optouts import do_person_opt_out, gateway_scope
@@ -66,6 +66,8 @@ class Outcomes:
     circuits: dict[int, list[int]] = field(default_factory=dict)
     opt_outs: list[tuple[str, GatewayConfig]] = field(default_factory=list)
     final_ids: list[str] = field(default_factory=list)
+    # Failed attempts of fallback chains with a channel left: id → error code.
+    chain_failures: dict[str, str | None] = field(default_factory=dict)
     delays: RetryDelays = field(default_factory=RetryDelays)
 
     def add(self, j: Job) -> None:
@@ -130,6 +132,8 @@ class Outcomes:
             )
         )
         self.final_ids.append(j.row["id"])
+        if j.row.get("chain_next"):
+            self.chain_failures[j.row["id"]] = code
 
     def _requeue(
         self,
@@ -176,6 +180,10 @@ class Outcomes:
         with transaction.atomic():
             log.complete_leased(self.sent, self.failed, self.requeued, self.at)
             log.add_attempts(self.attempts)
+            final_ids = self.final_ids
+            if self.chain_failures:  # the chains move on: their sub-events stay open
+                moved = set(chains.move_on(self.chain_failures, self.at))
+                final_ids = [i for i in final_ids if i not in moved]
             for number, cfg in self.opt_outs:  # the person's own STOP, told by the provider
                 do_person_opt_out(number, gateway_scope(cfg), source=f"gateway:{cfg.name}")
             breaker.record_outcomes(
@@ -183,7 +191,7 @@ class Outcomes:
             )
             if any(j.row["event_id"] or j.row["subevent_id"] for j in jobs):
                 # (none of the API's sends is in the event log: no statement for them)
-                log.close_after_send(self.final_ids)
+                log.close_after_send(final_ids)
 
 
 def complete(jobs: list[Job], token: str, at: dt.datetime) -> None:

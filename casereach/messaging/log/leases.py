@@ -69,6 +69,7 @@ CLAIM_COLUMNS = (
     "allow_opted_out",
     "event_id",
     "subevent_id",
+    "chain_next",
     "payload",
 )
 

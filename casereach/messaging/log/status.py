@@ -60,10 +60,16 @@ def set_status(
                 sent_on=F("delivered_on")
             )
         if changed:
-            msg = Message.objects.only("subevent_id", "project_id", "status", "error_code").get(
-                id=message_id
-            )
-            if msg.subevent_id is not None and msg.project_id is not None:
+            msg = Message.objects.only(
+                "subevent_id", "project_id", "status", "error_code", "moved_on_at"
+            ).get(id=message_id)
+            # An attempt a fallback chain moved on from keeps its late report, and that is
+            # all: its sub-event follows the chain's current attempt.
+            if (
+                msg.subevent_id is not None
+                and msg.project_id is not None
+                and msg.moved_on_at is None
+            ):
                 closed = outcome([msg.status])
                 if closed is not None:
                     code = msg.error_code if closed == ERROR else None

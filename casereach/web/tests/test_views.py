@@ -414,3 +414,27 @@ def test_settings_errors_are_next_to_the_window_and_the_keywords(web: Client, ap
     assert field.index('id="e-help_keywords"') < field.index("</fieldset>")
     assert "STOP is already one of the opt_out_keywords" in field
     assert [] == api.get("/a/{project}/api/messaging/v1/settings").body["restricted_windows"]
+
+
+def test_settings_channel_order_and_waits_are_form_fields(web: Client, api: Api) -> None:
+    page = web.get("/a/demo/settings").content.decode()
+    assert 'name="channel_order" value=""' in page
+    for channel in ("whatsapp", "sms", "email"):
+        assert f'name="fallback_after_minutes.{channel}" value=""' in page
+    form = _settings_form(web)
+    form.update({"channel_order": "whatsapp, sms", "fallback_after_minutes.whatsapp": "30"})
+
+    response = web.post("/a/demo/settings", form)
+
+    assert 200 == response.status_code, response.content.decode()
+    saved = api.get("/a/{project}/api/messaging/v1/settings").body
+    assert (["whatsapp", "sms"], {"whatsapp": 30}) == (
+        saved["channel_order"],
+        saved["fallback_after_minutes"],
+    )
+    form.update({"fallback_after_minutes.sms": "soon"})
+    page = web.post("/a/demo/settings", form).content.decode()
+    assert "enter whole minutes" in page
+    assert {"whatsapp": 30} == api.get("/a/{project}/api/messaging/v1/settings").body[
+        "fallback_after_minutes"
+    ]
