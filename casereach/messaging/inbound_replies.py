@@ -134,8 +134,11 @@ def queue_sms(
     *,
     pinned: bool,
     allow_opted_out: bool = False,
+    payload: Mapping[str, Any] | None = None,
 ) -> None:
-    """Queue one SMS to the sender's number (or fail it at once with the reason)."""
+    """Queue one SMS to the sender's number (or fail it at once with the reason).
+    ``payload``: a WhatsApp reply's ``Message.payload`` (its interactive part), kept only when
+    the reply goes back on WhatsApp."""
     text, language = pick_translation(
         texts,
         ctx.language,
@@ -178,6 +181,8 @@ def queue_sms(
         updated_on=stamp,
         next_attempt_at=stamp,
     )
+    if payload and msg.channel == "whatsapp":
+        msg.payload = dict(payload)
     if pinned:
         msg.gateway_id, msg.gateway_name, msg.gateway_source = (
             ctx.gw.pk,
