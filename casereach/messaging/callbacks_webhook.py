@@ -22,9 +22,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 from pydantic import Field
 
-from casereach.core.errors import BadRequest
-from casereach.core.openapi import OpenSchema
+from casereach.core.errors import BadRequest, NotFound
+from casereach.core.openapi import ApiError, OpenSchema
 from casereach.gateways.base import Gateway, InboundMessage, StatusUpdate
+from casereach.gateways.models import GatewayConfig
 from casereach.messaging.actions import do_apply_status_update
 from casereach.messaging.callbacks import (
     CALLBACK_ERRORS,
@@ -64,11 +65,11 @@ VERIFY_DOC: dict[str, Any] = {
     "/gateways/{gateway_type}/{inbound_key}/webhook",
     operation_id="gateway_webhook_verify",
     summary="A provider checks its webhook subscription (WhatsApp's hub.challenge)",
-    response={**CALLBACK_ERRORS},
+    response={404: ApiError, **CALLBACK_ERRORS},
     openapi_extra=VERIFY_DOC,
 )
 def webhook_verify(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
-    _, gateway = callback_gateway(gateway_type, inbound_key)
+    _, gateway = _webhook_gateway(gateway_type, inbound_key)
     query = {k: request.GET.get(k, "") for k in request.GET}
     echo = gateway.verify_subscription(query)
     if echo is None:
@@ -81,7 +82,7 @@ def webhook_verify(request: HttpRequest, gateway_type: str, inbound_key: str) ->
     "/gateways/{gateway_type}/{inbound_key}/webhook",
     operation_id="gateway_webhook",
     summary="Statuses and inbound messages from a provider, in one POST (WhatsApp)",
-    response={200: WebhookOut, **CALLBACK_ERRORS},
+    response={200: WebhookOut, 404: ApiError, **CALLBACK_ERRORS},
 )
 def webhook(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpResponse:
     if len(request.body) > MAX_CALLBACK_BYTES:
@@ -91,7 +92,7 @@ def webhook(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpRe
     content_type = request.content_type or ""
 
     def receive() -> tuple[Gateway, int, int, list[InboundResult]]:
-        gw, gateway = callback_gateway(gateway_type, inbound_key)
+        gw, gateway = _webhook_gateway(gateway_type, inbound_key)
         if not gateway.valid_webhook_signature(headers, body):
             raise BadSignature("invalid or missing request signature")
         updates, messages = _parse(gateway, body, content_type)
@@ -114,10 +115,23 @@ def webhook(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpRe
     )
 
 
+def _webhook_gateway(gateway_type: str, inbound_key: str) -> tuple[GatewayConfig, Gateway]:
+    """The gateway of the key (401 when unknown), of a type that receives webhooks (its own
+    ``parse_webhook``: WhatsApp); 404 for the others, whose callbacks have their own URLs
+    (``…/status``, ``…/inbound``) and their own signature checks."""
+    gw, gateway = callback_gateway(gateway_type, inbound_key)
+    if type(gateway).parse_webhook is Gateway.parse_webhook:
+        raise NotFound(
+            f"the {gateway_type} gateway type has no webhook: its providers post to …/status "
+            "and …/inbound"
+        )
+    return gw, gateway
+
+
 def _parse(
     gateway: Gateway, body: bytes, content_type: str
 ) -> tuple[list[StatusUpdate], list[InboundMessage]]:
     try:
         return gateway.parse_webhook({}, body, content_type)
-    except (ValueError, KeyError, TypeError) as exc:  # a body the type cannot read
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a body the type cannot read
         raise BadRequest(f"malformed webhook: {exc}") from None

@@ -256,6 +256,10 @@ def test_bad_bodies_and_unknown_keys(api: Api, fake: FakeWhatsApp) -> None:
     assert 400 == post(hook(gw), body, fake.sign(body)).status_code
     assert 401 == post("/gateways/whatsapp_cloud/no-such-key/webhook", b"{}", {}).status_code
     assert 401 == Client().get("/gateways/whatsapp_cloud/no-such-key/webhook").status_code
+    sms = api.post(M + "gateways", {"name": "SMS", "type": "test"}).body
+    sms_key = GatewayConfig.objects.get(pk=sms["id"]).inbound_key
+    r = post(f"/gateways/test/{sms_key}/webhook", b'{"id": "x", "status": "sent"}', {})
+    assert 404 == r.status_code  # SMS types take their callbacks at …/status and …/inbound
     assert 0 == Message.objects.count()
 
 
