@@ -1,9 +1,9 @@
-"""What the two WhatsApp gateway types (``whatsapp_cloud``, ``turn``) share.
+"""What the two WhatsApp gateway types (``whatsapp_cloud``, ``turn``) share when sending.
 
-Both speak the WhatsApp Business API shapes: the same message JSON, the same error codes
-(Turn forwards Meta's), the same status and inbound-message objects in their webhooks and the
-same template list (Turn proxies Meta's Graph endpoint). What differs — the URLs, the webhook
-envelope and its signature — stays in each type's folder.
+Both speak the WhatsApp Business API shapes: the same message JSON and the same error codes
+(Turn forwards Meta's). Their webhooks are parsed by ``whatsapp_hooks`` and their templates
+listed by ``whatsapp_templates`` (Turn proxies Meta's Graph endpoint). What differs — the URLs,
+the config, the webhook signature — stays in each type's folder.
 
 Limits WhatsApp sets on interactive messages are applied by cutting, never by refusing: a
 reply button title keeps 19 characters and "…" when longer than 20, a list row title 24, its
@@ -24,16 +24,17 @@ Error classification (``classify``)::
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
-from casereach.core import text as core_text
 from casereach.gateways import netpolicy
 from casereach.gateways.base import (
     GATEWAY_ERROR,
@@ -43,16 +44,13 @@ from casereach.gateways.base import (
     WHATSAPP_OUTSIDE_WINDOW,
     Exchange,
     GatewayError,
-    InboundMessage,
     Interactive,
     OutgoingMessage,
-    ProviderTemplate,
     SendResult,
     Status,
-    StatusUpdate,
 )
-from casereach.gateways.inbound import checked_inbound, phone_digits
 from casereach.gateways.masking import mask_text
+from casereach.gateways.wire import Origin, WireError, WirePool
 
 # --- limits ------------------------------------------------------------------------------------
 
@@ -66,8 +64,6 @@ INTERACTIVE_BODY = 1024
 TEXT_BODY = 4096
 MAX_OPTION_ID = 200  # a list row id (a reply button's may be 256)
 DEFAULT_LIST_BUTTON = "Choose"
-MAX_TEMPLATE_PAGES = 100
-MAX_CHALLENGE = 1000
 
 # --- error codes -------------------------------------------------------------------------------
 
@@ -301,253 +297,124 @@ def send_json(
     return outcome
 
 
-# --- templates ---------------------------------------------------------------------------------
+# --- the lean client (the dispatcher's path) ---------------------------------------------------
 
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
-TEMPLATE_FIELDS = "name,language,status,category,components"
-
-
-def template_params(body: str) -> int:
-    """How many distinct {{n}} variables ``body`` has."""
-    return len(set(PLACEHOLDER.findall(body)))
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}  # as httpx logs them
 
 
-def parse_template(item: object) -> ProviderTemplate | None:
-    if not isinstance(item, dict):
-        return None
-    name, language, status = item.get("name"), item.get("language"), item.get("status")
-    if not (isinstance(name, str) and isinstance(language, str) and isinstance(status, str)):
-        return None
-    body = ""
-    components = item.get("components")
-    for component in components if isinstance(components, list) else []:
-        if (
-            isinstance(component, dict)
-            and str(component.get("type", "")).upper() == "BODY"
-            and isinstance(component.get("text"), str)
-        ):
-            body = component["text"]
-    category = item.get("category")
-    return ProviderTemplate(
-        name=name,
-        language=language,
-        status=status.upper(),
-        body=body,
-        category=category.upper() if isinstance(category, str) else "",
-        params=template_params(body),
+@dataclass(frozen=True)
+class WirePlan:
+    """What every send of one gateway shares, worked out once: the origin, the request line's
+    target and the fixed header lines (and how they are logged)."""
+
+    url: str
+    origin: Origin
+    target: str
+    head: bytes
+    log_head: list[str]
+    variants: list[str]
+
+
+def wire_plan(url: str, token: str, secrets: list[str]) -> WirePlan:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    with contextlib.suppress(UnicodeError):
+        host = host.encode("idna").decode("ascii")
+    default = 443 if scheme == "https" else 80
+    port = parts.port or default
+    netloc = f"[{host}]" if ":" in host else host
+    if port != default:
+        netloc += f":{port}"
+    headers = [
+        ("Host", netloc),
+        ("Accept", "application/json"),
+        ("Content-Type", "application/json"),
+        ("Authorization", f"Bearer {token}"),
+    ]
+    variants = netpolicy.secret_variants(secrets)
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    return WirePlan(
+        url=url,
+        origin=(scheme, host, port),
+        target=path,
+        head=b"".join(f"{k}: {v}\r\n".encode() for k, v in headers),
+        log_head=[
+            mask_text(line, variants)
+            for line in netpolicy.header_lines(headers, ("authorization",))
+        ],
+        variants=variants,
     )
 
 
-def list_templates(
-    client: httpx.Client,
-    url: str,
+def wire_request(plan: WirePlan, payload: Mapping[str, Any]) -> tuple[bytes, str]:
+    """The request bytes and their masked text for the exchange log."""
+    body = _JSON.encode(payload).encode()
+    data = b"".join(
+        (
+            f"POST {plan.target} HTTP/1.1\r\n".encode(),
+            plan.head,
+            f"Content-Length: {len(body)}\r\n\r\n".encode(),
+            body,
+        )
+    )
+    logged = "\n".join(
+        [
+            mask_text(f"POST {plan.url}", plan.variants),
+            *plan.log_head,
+            f"Content-Length: {len(body)}",
+            "",
+            mask_text(netpolicy.body_text(body), plan.variants),
+        ]
+    )
+    return data, logged
+
+
+async def send_json_async(
+    pool: WirePool,
+    plan: WirePlan,
+    payload: Mapping[str, Any],
     *,
-    token: str,
     timeout_s: float,
     secrets: list[str],
     record: Callable[[Exchange], None],
-) -> list[ProviderTemplate]:
-    """Every template, following ``paging.next`` while it stays on the same host.
-
-    Raises:
-        GatewayError: a transport failure or an error reply (classified as a send's).
-    """
-    origin = urlsplit(url)[:2]
-    templates: list[ProviderTemplate] = []
-    params: dict[str, str] | None = {"fields": TEMPLATE_FIELDS, "limit": "100"}
-    next_url: str | None = url
-    pages = 0
-    while next_url and pages < MAX_TEMPLATE_PAGES:
-        pages += 1
-        netpolicy.check_url_before_send(next_url)
-        request = client.build_request(
-            "GET",
-            next_url,
-            params=params,
-            headers={"Accept": "application/json", "Authorization": f"Bearer {token}"},
-            timeout=timeout_s,
-        )
-        response = netpolicy.send_logged(client, request, secrets=secrets, record=record)
-        data = json_object(response.content)
-        if not 200 <= response.status_code <= 299:
-            raise error_for(
-                response.status_code, data, response.headers.get("retry-after"), secrets
-            )
-        if data is None or not isinstance(data.get("data"), list):
-            raise GatewayError(
-                GATEWAY_ERROR,
-                retryable=True,
-                provider_code=str(response.status_code),
-                detail="the template list reply has no 'data' list",
-            )
-        templates += [t for t in map(parse_template, data["data"]) if t is not None]
-        paging = data.get("paging")
-        candidate = paging.get("next") if isinstance(paging, dict) else None
-        next_url = None
-        if isinstance(candidate, str) and urlsplit(candidate)[:2] == origin:
-            next_url, params = candidate, None  # the next URL carries its own query
-    return templates
-
-
-# --- webhooks ----------------------------------------------------------------------------------
-
-
-def header(headers: Mapping[str, str], name: str) -> str:
-    """A header's value whatever the case of its name ("" when absent)."""
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return ""
-
-
-def webhook_json(body: bytes) -> dict[str, Any]:
-    if not body:
-        raise ValueError("empty webhook")
+) -> SendResult:
+    """``send_json`` through the lean client: the same request, classification and masked
+    exchange."""
+    if not netpolicy.private_addresses_allowed():
+        netpolicy.check_url_before_send(plan.url)
+    data, logged_request = wire_request(plan, payload)
+    started = time.monotonic()
     try:
-        data = core_text.parse_json(body)
-    except core_text.InvalidText:
-        raise
-    except ValueError:
-        raise ValueError("the webhook body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ValueError("the webhook JSON must be an object")
-    return data
-
-
-def webhook_values(data: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], str]]:
-    """The ``value`` objects of a webhook with the business number each was sent to.
-
-    Meta wraps them as ``entry[].changes[].value`` (the number in
-    ``value.metadata.display_phone_number``); Turn posts one bare value (number "").
-    """
-    if "entry" not in data:
-        return [(data, "")]
-    entries = data["entry"]
-    if not isinstance(entries, list):
-        raise ValueError("'entry' must be a list")
-    values: list[tuple[Mapping[str, Any], str]] = []
-    for entry in entries:
-        changes = entry.get("changes") if isinstance(entry, dict) else None
-        if not isinstance(changes, list):
-            raise ValueError("each entry needs a 'changes' list")
-        for change in changes:
-            value = change.get("value") if isinstance(change, dict) else None
-            if not isinstance(value, dict):
-                continue  # a change without a value concerns nothing we store
-            metadata = value.get("metadata")
-            number = metadata.get("display_phone_number") if isinstance(metadata, dict) else ""
-            values.append((value, number if isinstance(number, str) else ""))
-    return values
-
-
-def _list_of(value: Mapping[str, Any], key: str) -> list[Any]:
-    items = value.get(key, [])
-    if not isinstance(items, list):
-        raise ValueError(f"'{key}' must be a list")
-    return items
-
-
-def parse_statuses(value: Mapping[str, Any]) -> list[StatusUpdate]:
-    updates = []
-    for item in _list_of(value, "statuses"):
-        if not isinstance(item, dict):
-            raise ValueError("each status must be an object")
-        wamid, word = item.get("id"), item.get("status")
-        if not isinstance(wamid, str) or not wamid.strip():
-            raise ValueError("a status has no message 'id'")
-        status = STATUS_WORDS.get(word.lower()) if isinstance(word, str) else None
-        if status is None:
-            continue  # deleted, warning, played …: nothing a message's status records
-        pricing = item.get("pricing")
-        category = pricing.get("category") if isinstance(pricing, dict) else None
-        update = StatusUpdate(
-            provider_id=wamid.strip(),
-            status=status,
-            pricing_category=category.lower() if isinstance(category, str) else "",
+        response = await pool.request(plan.origin, data, timeout_s)
+    except WireError as exc:
+        error = netpolicy.wire_error(exc)
+        netpolicy.record_exchange(
+            record,
+            Exchange(
+                request=logged_request,
+                response=f"(no reply: {exc.name})",
+                duration_ms=int((time.monotonic() - started) * 1000),
+                extra={"error": exc.name, "outcome_unknown": error.outcome_unknown},
+            ),
         )
-        if status == "failed":
-            errors = item.get("errors")
-            code, message = provider_error({"errors": errors} if isinstance(errors, list) else None)
-            update = replace(
-                update,
-                error_code=code_of(code, message) or GATEWAY_ERROR,
-                provider_code=code or "failed",
-            )
-        updates.append(update)
-    return updates
-
-
-def _inbound_text(item: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(text, reply id) of one inbound message, or None for a kind we do not take."""
-    kind = item.get("type")
-    part = item.get(kind) if isinstance(kind, str) else None
-    if not isinstance(part, dict):
-        return None
-    if kind == "text":
-        return _str(part, "body"), ""
-    if kind == "interactive":
-        reply = part.get(part.get("type", "")) if isinstance(part.get("type"), str) else None
-        if part.get("type") in ("button_reply", "list_reply") and isinstance(reply, dict):
-            return _str(reply, "title"), _str(reply, "id")
-        return None
-    if kind == "button":  # a template's quick-reply button
-        return _str(part, "text"), _str(part, "payload")
-    if kind in ("image", "video", "document", "audio", "sticker"):
-        caption = _str(part, "caption")
-        return (caption, "") if caption else None
-    return None  # reaction, location, contacts, unsupported …
-
-
-def _str(part: Mapping[str, Any], key: str) -> str:
-    value = part.get(key, "")
-    if not isinstance(value, str):
-        raise ValueError(f"'{key}' must be a string")
-    return value
-
-
-def parse_messages(value: Mapping[str, Any], business_number: str) -> list[InboundMessage]:
-    messages = []
-    for item in _list_of(value, "messages"):
-        if not isinstance(item, dict):
-            raise ValueError("each message must be an object")
-        found = _inbound_text(item)
-        if found is None:
-            continue
-        text, reply_id = found
-        sender = item.get("from")
-        if not isinstance(sender, str):
-            raise ValueError("a message has no 'from'")
-        provider_id = item.get("id", "")
-        if not isinstance(provider_id, str):
-            raise ValueError("'id' must be a string")
-        if len(reply_id) > MAX_OPTION_ID * 2:
-            raise ValueError("the reply id is too long")
-        to = phone_digits(business_number, "display_phone_number")
-        message = checked_inbound(sender, to, text, provider_id)
-        messages.append(replace(message, reply_id=reply_id))
-    return messages
-
-
-def parse_webhook(
-    body: bytes, business_number: str
-) -> tuple[list[StatusUpdate], list[InboundMessage]]:
-    """Statuses and inbound messages of one webhook POST, or ValueError.
-
-    ``business_number``: the number inbound messages were sent to when the webhook does not
-    say it (Turn).
-    """
-    data = webhook_json(body)
-    statuses: list[StatusUpdate] = []
-    messages: list[InboundMessage] = []
-    for value, number in webhook_values(data):
-        statuses += parse_statuses(value)
-        messages += parse_messages(value, number or business_number)
-    return statuses, messages
-
-
-def challenge_text(challenge: str) -> str | None:
-    """A hub.challenge fit to echo back (digits as Meta sends, bounded, printable)."""
-    if not challenge or len(challenge) > MAX_CHALLENGE or not challenge.isprintable():
-        return None
-    return challenge
+        raise error from None
+    reason = _PHRASES.get(response.status, response.reason)
+    logged_response = "\n".join(
+        [f"HTTP {response.status} {reason}", *netpolicy.header_lines(response.headers, ())]
+    )
+    logged_response += "\n\n" + netpolicy.body_text(response.body)
+    netpolicy.record_exchange(
+        record,
+        Exchange(
+            request=logged_request,
+            response=mask_text(logged_response, plan.variants),
+            duration_ms=int((time.monotonic() - started) * 1000),
+            extra={"status_code": response.status},
+        ),
+    )
+    outcome = classify(response.status, response.body, response.header("retry-after"), secrets)
+    if isinstance(outcome, GatewayError):
+        raise outcome
+    return outcome

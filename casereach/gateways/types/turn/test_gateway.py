@@ -208,6 +208,15 @@ def test_send(case: OutgoingCase, config: dict[str, Any], server: ProviderServer
     run_outgoing_case(TurnGateway, config, case, server)
 
 
+@pytest.mark.parametrize("case", SEND_CASES, ids=lambda c: c.label)
+def test_send_through_the_lean_client(
+    case: OutgoingCase, config: dict[str, Any], server: ProviderServer
+) -> None:
+    """The dispatcher's path (``send_async``) sends the same request and classifies every row
+    of the table as ``send`` does."""
+    run_outgoing_case(TurnGateway, config, case, server, wire=True)
+
+
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeWhatsApp]:
     with FakeWhatsApp("turn") as provider:

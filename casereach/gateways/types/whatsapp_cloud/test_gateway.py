@@ -353,6 +353,15 @@ def test_send(case: OutgoingCase, config: dict[str, Any], server: ProviderServer
         assert TOKEN not in gateway.last_exchange.request
 
 
+@pytest.mark.parametrize("case", SEND_CASES, ids=lambda c: c.label)
+def test_send_through_the_lean_client(
+    case: OutgoingCase, config: dict[str, Any], server: ProviderServer
+) -> None:
+    """The dispatcher's path (``send_async``) sends the same request and classifies every row
+    of the table as ``send`` does."""
+    run_outgoing_case(WhatsAppCloudGateway, config, case, server, wire=True)
+
+
 def test_connection_refused_is_retryable_and_known(config: dict[str, Any]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

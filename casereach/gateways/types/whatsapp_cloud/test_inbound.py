@@ -4,15 +4,24 @@ statuses and messages of one POST together, and a fuzz of the parser."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from casereach.gateways.base import InboundMessage, StatusUpdate
+from casereach.gateways.base import (
+    WHATSAPP_NOT_A_USER,
+    WHATSAPP_OUTSIDE_WINDOW,
+    GatewayError,
+    InboundMessage,
+    OutgoingMessage,
+    StatusUpdate,
+    TemplateRef,
+)
 from casereach.gateways.types.whatsapp_cloud.gateway import WhatsAppCloudGateway
-from casereach.testing.fake_whatsapp import FakeWhatsApp
+from casereach.testing.fake_whatsapp import NOT_A_USER_LATER, SLOW, FakeWhatsApp
 from casereach.testing.gateway_tables import ProviderServer, Reply
 from casereach.testing.inbound_tables import JSON, InboundCase, parse_or_refuse, run_inbound_case
 
@@ -287,3 +296,58 @@ def test_any_json_parses_or_is_refused(data: Any) -> None:
 @given(st.sampled_from(["text", "interactive", "button", "image"]), _json_any)
 def test_a_message_with_any_part_parses_or_is_refused(kind: str, part: Any) -> None:
     parse_or_refuse(gateway(), {}, webhook(msg(kind, part)), JSON)
+
+
+def test_the_fake_delivers_what_it_accepted_and_fails_later_non_users() -> None:
+    """``deliver`` reports each accepted message once: sent and delivered with pricing, or a
+    ``failed`` 131026 for a recipient scripted as not on WhatsApp after acceptance."""
+    with FakeWhatsApp("cloud") as fake, ProviderServer() as ours:
+        fake.behave("254700000002", NOT_A_USER_LATER)
+        gw = WhatsAppCloudGateway(fake.gateway_config())
+        sent = [gw.send(outgoing(to)).provider_id for to in ("254700000001", "254700000002")]
+        gw.close()
+        ours.script("/hook", *[Reply(200)] * 2)
+        assert [200, 200] == [r.status_code for r in fake.deliver(ours.url + "/hook")]
+        assert [] == fake.deliver(ours.url + "/hook")  # nothing left to report
+        updates = [gw.parse_webhook({}, r.body, JSON)[0] for r in ours.requests]
+    assert [
+        [
+            StatusUpdate(sent[0] or "", "sent", pricing_category="utility"),
+            StatusUpdate(sent[0] or "", "delivered", pricing_category="utility"),
+        ],
+        [StatusUpdate(sent[1] or "", "failed", WHATSAPP_NOT_A_USER, "131026")],
+    ] == updates
+
+
+def outgoing(to: str) -> OutgoingMessage:
+    return OutgoingMessage(message_id="m-" + to, channel="whatsapp", text="Hello", to=to)
+
+
+def test_the_fake_enforces_the_window_until_the_person_writes() -> None:
+    with FakeWhatsApp("cloud", enforce_window=True) as fake, ProviderServer() as ours:
+        fake.add_template("hello", "en", "Hello")
+        gw = WhatsAppCloudGateway(fake.gateway_config())
+        outcomes: list[str] = []
+        for message in (
+            outgoing("254700000001"),
+            replace(outgoing("254700000001"), template=TemplateRef("hello", "en")),
+        ):
+            try:
+                outcomes.append(gw.send(message).status)
+            except GatewayError as exc:
+                outcomes.append(exc.code)
+        ours.script("/hook", Reply(200))
+        fake.post_text(ours.url + "/hook", "254700000001", "hi")
+        outcomes.append(gw.send(outgoing("254700000001")).status)
+        gw.close()
+    assert [WHATSAPP_OUTSIDE_WINDOW, "sent", "sent"] == outcomes
+
+
+def test_a_slow_fake_is_an_unknown_outcome() -> None:
+    with FakeWhatsApp("cloud", slow_s=1.0) as fake:
+        fake.behave("254700000001", SLOW)
+        gw = WhatsAppCloudGateway(fake.gateway_config(timeout_s=0.2))
+        with pytest.raises(GatewayError) as caught:
+            gw.send(outgoing("254700000001"))
+        gw.close()
+    assert (True, True) == (caught.value.retryable, caught.value.outcome_unknown)
