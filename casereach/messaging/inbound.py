@@ -290,8 +290,7 @@ def _receive(
         created_on=stamp,
         updated_on=stamp,
         next_attempt_at=None,
-        # a tapped WhatsApp button or list row: its id (what a survey's answer reads)
-        payload={"reply_id": inbound.reply_id} if inbound.reply_id else None,
+        payload={"reply_id": inbound.reply_id} if inbound.reply_id else None,  # a WhatsApp tap
     )
     if info is not None:
         msg.segments, msg.encoding = info.segments, info.encoding

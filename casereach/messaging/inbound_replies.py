@@ -180,9 +180,8 @@ def queue_sms(
         created_on=stamp,
         updated_on=stamp,
         next_attempt_at=stamp,
+        payload=dict(payload) if payload and pinned and ctx.msg.channel == "whatsapp" else None,
     )
-    if payload and msg.channel == "whatsapp":
-        msg.payload = dict(payload)
     if pinned:
         msg.gateway_id, msg.gateway_name, msg.gateway_source = (
             ctx.gw.pk,
