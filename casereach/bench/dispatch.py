@@ -4,6 +4,10 @@ to the same server — and the peak RSS while draining a large outbox (SPEC 9).
 
 The provider is ``casereach.bench.fastprovider`` (several processes on one port, so it is not
 the bottleneck). Each measurement of ours runs in a subprocess on a fresh SQLite file.
+
+It also runs the WhatsApp run (``dispatch_whatsapp``: a ``whatsapp_cloud`` gateway beside the
+``http`` type, same provider) on up to ``WHATSAPP_MESSAGES`` messages; ``--whatsapp`` runs it
+alone.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from casereach.bench.dispatch_whatsapp import run_whatsapp, whatsapp_rows
 from casereach.bench.fastprovider import Provider
 from casereach.bench.outcomes import BenchStalled, check
 
 CONCURRENCY = 16
+WHATSAPP_MESSAGES = 20_000  # the WhatsApp run's size in the full suite (four runs of it)
 HTTPX_SAMPLE = 10_000  # requests sent through httpx's async client for comparison
 
 
@@ -250,6 +256,7 @@ def run_dispatch(messages: int, drain_rows: int, latency_ms: float = 0.0) -> dic
             "gateway_path_floor_ratio": round(gateway_path / floor, 3) if floor else None,
         }
         results.update(_slow_tail(messages))
+        results.update(run_whatsapp(min(messages, WHATSAPP_MESSAGES)))
         if drain_rows:
             drained = _dispatch_run(provider.url, drain_rows)
             results["drain_rows"] = drain_rows
@@ -318,7 +325,11 @@ def run_latency(
 
 
 SLOW_TAIL_MESSAGES = 3000
-TARGETS = {"dispatch_msgs_per_s": 1500.0, "dispatch_floor_ratio": 0.5}
+TARGETS = {
+    "dispatch_msgs_per_s": 1500.0,
+    "dispatch_floor_ratio": 0.5,
+    "whatsapp_http_ratio": 0.8,
+}
 
 
 def run_latency_suite(
@@ -422,6 +433,8 @@ def run_dispatch_suite(
         f"{results['slow_tail_batches_msgs_per_s']:,.0f}",
         "",
     )
+    for row in whatsapp_rows(results):
+        table.add_row(*row)
     if "drain_1m_peak_rss_mb" in results:
         table.add_row(
             f"peak RSS draining {results['drain_rows']:,} (MB)",

@@ -1,7 +1,11 @@
 """A fast local SMS provider for the dispatch benchmark: a minimal asyncio HTTP/1.1 server,
 several processes on one port (SO_REUSEPORT), answering every POST with a JSON message id.
 
-Run: ``python -m casereach.bench.fastprovider --port N --workers 2 [--delay-ms 300]``. It
+With ``--meta`` (``Provider(meta=True)``) every reply is shaped as Meta's WhatsApp Cloud API
+answers a send (``messages[0].id``, plus a top-level ``id`` that the ``http`` type reads), so the
+``whatsapp_cloud`` type and the ``http`` type can be measured against the same provider.
+
+Run: ``python -m casereach.bench.fastprovider --port N --workers 2 [--delay-ms 300] [--meta]``. It
 counts requests per process and prints the totals on SIGTERM. From Python, ``Provider(workers=2,
 delay_ms=300)`` starts it on a free port (``.url``, ``.port``) and ``.stop()`` returns the
 number of requests it answered.
@@ -23,6 +27,15 @@ RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n"
     b'Connection: keep-alive\r\n\r\n{"id":"p-00001"}'
 )
+_META_BODY = (
+    b'{"messaging_product":"whatsapp","contacts":[{"input":"254700000000",'
+    b'"wa_id":"254700000000"}],"messages":[{"id":"wamid.p-00001"}],"id":"p-00001"}'
+)
+META_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    + f"Content-Length: {len(_META_BODY)}\r\nConnection: keep-alive\r\n\r\n".encode()
+    + _META_BODY
+)
 
 
 async def _handle(
@@ -32,6 +45,7 @@ async def _handle(
     latency_s: float = 0.0,
     slow_every: int = 0,
     slow_s: float = 0.0,
+    response: bytes = RESPONSE,
 ) -> None:
     try:
         while True:
@@ -47,7 +61,7 @@ async def _handle(
                 await asyncio.sleep(slow_s)  # now and then a reply takes long (a slow tail)
             elif latency_s:
                 await asyncio.sleep(latency_s)  # a provider that answers slowly
-            writer.write(RESPONSE)
+            writer.write(response)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
         pass
@@ -55,7 +69,13 @@ async def _handle(
         writer.close()
 
 
-def _worker(port: int, latency_s: float = 0.0, slow_every: int = 0, slow_s: float = 0.0) -> None:
+def _worker(
+    port: int,
+    latency_s: float = 0.0,
+    slow_every: int = 0,
+    slow_s: float = 0.0,
+    response: bytes = RESPONSE,
+) -> None:
     counter = [0]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -65,7 +85,8 @@ def _worker(port: int, latency_s: float = 0.0, slow_every: int = 0, slow_s: floa
 
     async def main() -> None:
         server = await asyncio.start_server(
-            lambda r, w: _handle(r, w, counter, latency_s, slow_every, slow_s), sock=sock
+            lambda r, w: _handle(r, w, counter, latency_s, slow_every, slow_s, response),
+            sock=sock,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -94,6 +115,8 @@ class Provider:
         delay_ms: float = 0.0,
         slow_every: int = 0,
         slow_ms: float = 0.0,
+        *,
+        meta: bool = False,
     ) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
@@ -111,6 +134,7 @@ class Provider:
                 str(slow_every),
                 "--slow-ms",
                 str(slow_ms),
+                *(["--meta"] if meta else []),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -152,11 +176,21 @@ def main() -> None:
     )
     parser.add_argument("--slow-every", type=int, default=0, help="every Nth reply is slow")
     parser.add_argument("--slow-ms", type=float, default=0.0, help="how slow that reply is")
+    parser.add_argument(
+        "--meta", action="store_true", help="answer as Meta's WhatsApp Cloud API answers a send"
+    )
     args = parser.parse_args()
+    response = META_RESPONSE if args.meta else RESPONSE
     procs = [
         multiprocessing.Process(
             target=_worker,
-            args=(args.port, args.latency_ms / 1000, args.slow_every, args.slow_ms / 1000),
+            args=(
+                args.port,
+                args.latency_ms / 1000,
+                args.slow_every,
+                args.slow_ms / 1000,
+                response,
+            ),
         )
         for _ in range(args.workers)
     ]

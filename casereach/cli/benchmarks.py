@@ -90,6 +90,13 @@ def bench(
     answers_per_session: SurveyAnswers = None,
     start_contacts: SurveyStartContacts = None,
     skip_start: SurveySkipStart = False,
+    whatsapp: Annotated[
+        bool,
+        typer.Option(
+            "--whatsapp",
+            help="dispatch: only the WhatsApp run (whatsapp_cloud beside http, same provider)",
+        ),
+    ] = False,
 ) -> None:
     """Run a benchmark suite: our path and the raw floor side by side. For send: --n, --clients,
     --database, --only, --peer-json, --json; for forwarding (vs /healthz): --n, --clients;
@@ -97,7 +104,8 @@ def bench(
     --start-contacts, --skip-start, --json.
 
     For dispatch, --cases is the number of queued messages and --rss-rows the size of the
-    outbox drained for the peak-RSS measurement. With --gateway-latency-ms (and optionally
+    outbox drained for the peak-RSS measurement; --whatsapp runs only the WhatsApp run (--cases
+    messages through a whatsapp_cloud gateway and through the http type, same provider). With --gateway-latency-ms (and optionally
     --max-in-flight, --rate-limit) it measures latency hiding alone: e.g. 300 ms, rate limit
     2000. For inbound, --requests is the number of inbound SMS (and of floor requests) in the
     closed-loop runs; --cases and --rss-rows are not used. For alerts, --cases is the number
@@ -119,6 +127,9 @@ def bench(
         fail("--gateway-latency-ms must be 0 or more")
     if workers is not None and suite not in ("dispatch", "all"):
         fail("--workers applies to 'dispatch' and 'all' only")
+    if whatsapp:
+        _run_whatsapp(suite, cases, json_out)
+        return
     surveys = (sessions, answers_per_session, start_contacts, skip_start or None)
     if _surveys_suite(suite, clients, json_out, (n, database, only, peer_json), surveys):
         return
@@ -145,6 +156,18 @@ def bench(
             document = json.loads(json_out.read_text())
             document.update({"mode": mode_of_environment(), "workers": 0})
             json_out.write_text(json.dumps(document, indent=2) + "\n")
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _run_whatsapp(suite: str, cases: int, json_out: Path | None) -> None:
+    """``casereach bench dispatch --whatsapp``: the WhatsApp run alone."""
+    from casereach.bench.dispatch_whatsapp import run_whatsapp_suite
+
+    if suite != "dispatch":
+        fail("--whatsapp applies to 'dispatch' only")
+    try:
+        run_whatsapp_suite(messages=cases, json_out=json_out)
     except ValueError as exc:
         fail(str(exc))
 

@@ -290,6 +290,7 @@ def _receive(
         created_on=stamp,
         updated_on=stamp,
         next_attempt_at=None,
+        payload={"reply_id": inbound.reply_id} if inbound.reply_id else None,  # a WhatsApp tap
     )
     if info is not None:
         msg.segments, msg.encoding = info.segments, info.encoding

@@ -148,10 +148,12 @@ def queue_sms(
     pinned: bool,
     allow_opted_out: bool = False,
     defer: bool = False,
+    payload: Mapping[str, Any] | None = None,
 ) -> None:
     """Queue one SMS to the sender's number (or fail it at once with the reason).
     ``defer``: written with the inbound message when the context defers (``Ctx.deferred``;
-    nothing handling this message reads it back before)."""
+    nothing handling this message reads it back before). ``payload``: a WhatsApp reply's
+    ``Message.payload`` (its interactive part), kept only when the reply goes back on WhatsApp."""
     text, language = pick_translation(
         texts,
         ctx.language,
@@ -189,6 +191,7 @@ def queue_sms(
         created_on=stamp,
         updated_on=stamp,
         next_attempt_at=stamp,
+        payload=dict(payload) if payload and pinned and ctx.msg.channel == "whatsapp" else None,
     )
     if pinned:
         msg.gateway_id, msg.gateway_name, msg.gateway_source = (

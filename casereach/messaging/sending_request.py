@@ -41,6 +41,10 @@ class SendRequest:
     gateway: str | None = None
     # channel "whatsapp": its texts and/or template (``messaging.whatsapp``)
     whatsapp: WhatsAppContent | None = None
+    # channel "whatsapp", internal senders only: what the message carries besides its text,
+    # kept in ``Message.payload`` (a survey question's ``{"interactive": …}``: its buttons or
+    # list); a template chosen for the send takes its place.
+    payload: dict[str, Any] | None = None
 
 
 def validate_texts(texts: Mapping[str, Any], what: str, limit: int) -> dict[str, str]:

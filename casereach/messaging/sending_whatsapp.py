@@ -72,6 +72,8 @@ def precheck_whatsapp(
             if text is None:
                 msg.text = fill_body(languages[lang][1], wa.params)
                 msg.language = lang
+    if req.payload and msg.payload is None and text is not None:
+        msg.payload = dict(req.payload)  # an interactive part (a survey's buttons or list)
     if text is None and msg.payload is None:
         return "NO_MESSAGE"  # no text in the contact's language, no approved template either
     return None

@@ -20,8 +20,10 @@ from casereach.contacts.models import Contact, PhoneEntry
 from casereach.contacts.queries import send_order
 from casereach.core import rows
 from casereach.core.errors import BadRequest, NotFound
+from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import project_settings
 from casereach.messaging.models import Message
+from casereach.messaging.whatsapp import is_whatsapp
 from casereach.projects.models import Project
 from casereach.surveys.answers import Answer
 from casereach.surveys.flow import properties_to_write
@@ -211,6 +213,14 @@ def step_context(project: Project, session: SurveySession) -> Context:
     )
     country = project_settings(project).default_country
     return Context(session.language, render, props, country)
+
+
+def gateway_is_whatsapp(gateway_id: int | None) -> bool:
+    """Whether the session's gateway sends WhatsApp messages (a gateway gone: no)."""
+    if gateway_id is None:
+        return False
+    kind = GatewayConfig.objects.filter(pk=gateway_id).values_list("type", flat=True).first()
+    return kind is not None and is_whatsapp(kind)
 
 
 def first_entry(contact_id: str) -> tuple[str, str] | None:

@@ -6,13 +6,16 @@ source ``survey`` whose ``source_id`` is the session id.
   with every pre-send check (inactive contact, opt-out for the project and the gateway);
 - in reply to an inbound message: ``inbound_replies.queue_sms`` on the gateway that received
   it (the session's), in the message's own event.
+
+On a WhatsApp gateway the messages are WhatsApp messages (channel ``whatsapp``), and a
+single-select question goes out as buttons or a list (``whatsapp_questions``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from casereach.core.errors import CasereachError
 from casereach.gateways.queries import project_settings
@@ -25,10 +28,19 @@ from casereach.messaging.event_query import (
 )
 from casereach.messaging.inbound_replies import Ctx, ensure_event, queue_sms
 from casereach.messaging.log.surveys import add_to_survey, link_survey, touch_survey
+from casereach.messaging.whatsapp import WhatsAppContent
 from casereach.projects.models import Project
 from casereach.surveys.flow import properties_to_write, render_text
 from casereach.surveys.models import ACTIVE, QUEUED, SurveySession
-from casereach.surveys.session_queries import answers_of, live_case, session_spec, step_context
+from casereach.surveys.session_queries import (
+    answers_of,
+    gateway_is_whatsapp,
+    live_case,
+    session_spec,
+    step_context,
+)
+from casereach.surveys.spec import Question
+from casereach.surveys.whatsapp_questions import interactive_payload
 
 SOURCE = "survey"
 PART = "survey_part"  # a re-ask or an answer: part of the session's event (log.surveys)
@@ -112,18 +124,27 @@ def question_request(
     languages: Sequence[str] | None = None,
     *,
     first: bool = False,
+    whatsapp: bool = False,
+    question: Question | None = None,
 ) -> SendRequest:
     """The send of one message of a session (a row or a bulk start's draft) to its contact
     through its gateway (``languages``: the project's, when the caller read them already);
-    ``first``: the question that starts the session, whose event is the session's."""
-    return SendRequest(
+    ``first``: the question that starts the session, whose event is the session's;
+    ``whatsapp``: the gateway is a WhatsApp one (``question``: what the text asks, for its
+    buttons or list)."""
+    texts = texts_for(project, session.language, text, languages)
+    req = SendRequest(
         contact_id=session.contact_id,
-        sms=texts_for(project, session.language, text, languages),
+        sms=texts,
         source=event_source(session.triggered_by) if first else PART,
         source_id=str(session.pk),
         triggered_by=session.triggered_by or f"survey_session:{session.pk}",
         gateway=session.gateway_name,
     )
+    if whatsapp:
+        req.channel, req.sms, req.whatsapp = "whatsapp", {}, WhatsAppContent(text=texts)
+        req.payload = interactive_payload(session.pk, question, session.language, text)
+    return req
 
 
 def survey_form(session: SessionLike) -> dict[str, str]:
@@ -132,13 +153,22 @@ def survey_form(session: SessionLike) -> dict[str, str]:
 
 
 def send_question(
-    project: Project, session: SurveySession, text: str, *, first: bool = False
+    project: Project,
+    session: SurveySession,
+    text: str,
+    *,
+    first: bool = False,
+    question: Question | None = None,
 ) -> SendOutcome:
     """One message of the session to its contact through its gateway: ``first``, the
-    session's event (the question that starts it), otherwise part of that event."""
+    session's event (the question that starts it), otherwise part of that event.
+    ``question``: what ``text`` asks (its buttons or list on WhatsApp)."""
     if not text:
         return SendOutcome(None, None)
-    req = question_request(project, session, text, first=first)
+    whatsapp = gateway_is_whatsapp(session.gateway_id)
+    req = question_request(
+        project, session, text, first=first, whatsapp=whatsapp, question=question
+    )
     try:
         event, messages = do_send(project, req)
     except CasereachError as exc:  # the gateway is gone, the contact deleted
@@ -151,14 +181,21 @@ def send_question(
     return SendOutcome(event.pk, msg.error_code if msg.status == "failed" else None)
 
 
-def reply_in_inbound(ctx: Ctx, session: SurveySession, text: str) -> None:
-    """An inbound answer (and its reply, if any) in an event that is part of the session's."""
+def reply_in_inbound(
+    ctx: Ctx, session: SurveySession, text: str, question: Question | None = None
+) -> None:
+    """An inbound answer (and its reply, if any) in an event that is part of the session's;
+    ``question``: what ``text`` asks (its buttons or list when the reply goes on WhatsApp)."""
     if ctx.event is None:  # its one sub-event is written as part of the session
         ensure_event(ctx, PART, str(session.pk), survey_session_id=session.pk)
     else:
         add_to_survey(ctx.event.pk, session.pk)
     if text:
-        queue_sms(ctx, {session.language: text, "*": text}, None, pinned=True, defer=True)
+        payload: dict[str, Any] | None = None
+        if ctx.msg.channel == "whatsapp":
+            payload = interactive_payload(session.pk, question, session.language, text)
+        texts = {session.language: text, "*": text}
+        queue_sms(ctx, texts, None, pinned=True, defer=True, payload=payload)
 
 
 def send_to_owner(project: Project, session: SurveySession, message: Mapping[str, str]) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from casereach.alerts.templates import RenderContext
-from casereach.surveys.answers import Answer, parse
+from casereach.surveys.answers import Answer, Invalid, parse
 from casereach.surveys.flow import (
     Answers,
     closing_text,
@@ -93,9 +93,17 @@ def reply_step(
     answers: Answers,
     text: str,
     ctx: Context,
+    *,
+    refused: str = "",
 ) -> Step:
-    """``text`` as the reply to ``current`` (``retries`` invalid replies to it so far)."""
-    result = parse(current, text, ctx.language, default_country=ctx.default_country)
+    """``text`` as the reply to ``current`` (``retries`` invalid replies to it so far);
+    ``refused``: the reply is invalid for that reason, whatever it says (a WhatsApp tap on
+    another survey's button)."""
+    result = (
+        Invalid(refused)
+        if refused
+        else parse(current, text, ctx.language, default_country=ctx.default_country)
+    )
     given = dict(answers)
     if isinstance(result, Answer):
         given[current.id] = result

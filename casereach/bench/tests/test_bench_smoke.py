@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from casereach.bench.ingest import run_bench
+from casereach.cli.main import app
 
 pytestmark = pytest.mark.slow
 
@@ -64,9 +66,15 @@ def test_bench_dispatch_writes_its_figures_and_the_gateway_bound(tmp_path: Path)
         "gateway_path_floor_ratio",
         "slow_tail_stream_msgs_per_s",
         "slow_tail_batches_msgs_per_s",
+        "whatsapp_per_s",
+        "http_per_s",
+        "whatsapp_http_ratio",
     ):
         assert results[key] > 0, key
     assert 400 == results["slow_tail_messages"]
+    # The WhatsApp run: two runs of each type, every message answered by the one provider.
+    assert (400, 1600) == (results["whatsapp_messages"], results["whatsapp_provider_requests"])
+    assert 2 == len(results["whatsapp_runs_per_s"]) == len(results["http_runs_per_s"])
     before, after = results["floor_runs_msgs_per_s"]
     assert round((before + after) / 2, 1) == pytest.approx(results["floor_msgs_per_s"], abs=0.2)
 
@@ -91,3 +99,25 @@ def test_bench_alerts_writes_its_figures_and_the_write_floor(tmp_path: Path) -> 
         "due_scan_share_of_write_floor",
     ):
         assert results[key] > 0, key
+
+
+def test_bench_dispatch_whatsapp_alone_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "whatsapp.json"
+
+    r = CliRunner().invoke(
+        app, ["bench", "dispatch", "--whatsapp", "--cases", "300", "--json", str(out)]
+    )
+
+    assert 0 == r.exit_code, r.output
+    document = json.loads(out.read_text())
+    results = document["results"]
+    assert ("dispatch-whatsapp", {"whatsapp_http_ratio": 0.8}) == (
+        document["suite"],
+        document["targets"],
+    )
+    assert (300, 1200) == (results["whatsapp_messages"], results["whatsapp_provider_requests"])
+    assert results["whatsapp_http_ratio"] == pytest.approx(
+        results["whatsapp_per_s"] / results["http_per_s"], abs=0.002
+    )
+    r = CliRunner().invoke(app, ["bench", "alerts", "--whatsapp"])
+    assert (1, "error: --whatsapp applies to 'dispatch' only") == (r.exit_code, r.output.strip())

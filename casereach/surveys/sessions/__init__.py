@@ -66,6 +66,7 @@ from casereach.surveys.session_steps import (
 )
 from casereach.surveys.sessions.answer_rows import add_answer, save_progress, session_for_answer
 from casereach.surveys.spec import NoReply
+from casereach.surveys.whatsapp_questions import tapped
 
 log = logging.getLogger(__name__)
 DUE_BATCH = 100
@@ -157,7 +158,8 @@ def _activate(project: Project, session: SurveySession, at: dt.datetime) -> None
     except IntegrityError:  # another start took the pair first: wait behind it
         session.status, session.started_on = QUEUED, None
         return
-    outcome = send_question(project, session, step.send, first=True)
+    question = spec.question(step.current or "")
+    outcome = send_question(project, session, step.send, first=True, question=question)
     if outcome.event_id is not None:
         session.event_id = outcome.event_id
         SurveySession.objects.filter(pk=session.pk).update(event_id=outcome.event_id)
@@ -256,14 +258,19 @@ def on_inbound(ctx: Ctx, happening: str) -> str | None:
     context = case.context(project, session) if locked else step_context(project, session)
     answers = read.answers if read.answers is not None else answers_of(session)
     if happening == "help":
-        reply_in_inbound(ctx, session, ask_again(spec, session.current_question, answers, context))
+        text = ask_again(spec, session.current_question, answers, context)
+        reply_in_inbound(ctx, session, text, spec.question(session.current_question or ""))
         return "survey_help"
     current = spec.question(session.current_question or "")
     if current is None:  # cannot happen with a frozen definition; end it rather than loop
         _end(session, "failed", at, "the current question is not in the survey")
         _start_next(project, session.gateway_id, number, at)
         return None
-    step = reply_step(spec, current, session.retries, answers, ctx.msg.text, context)
+    # A WhatsApp tap answers by its reply id, whatever its title says (``whatsapp_questions``).
+    tap = tapped(ctx.msg.payload, session.pk, current)
+    text = tap.text if tap is not None and tap.text else ctx.msg.text
+    refused = tap.refused if tap is not None else ""
+    step = reply_step(spec, current, session.retries, answers, text, context, refused=refused)
     _apply(ctx, project, session, step, at)
     return "survey_" + ("completed" if step.status == "completed" else step.result)
 
@@ -318,7 +325,10 @@ def _apply(ctx: Ctx, project: Project, session: SurveySession, step: Step, at: d
         ctx.notes.append(problem)
         session.detail = problem[:500]
     if step.send:
-        reply_in_inbound(ctx, session, step.send)
+        asks = (
+            session_spec(session).question(step.current or "") if step.status == "active" else None
+        )
+        reply_in_inbound(ctx, session, step.send, asks)
     session.last_reply_on, session.reply_due_at = at, None
     if step.status != "active":
         _end(session, step.status, at, step.reason if step.status == "failed" else "")
@@ -414,7 +424,8 @@ def _reask(project: Project, session: SurveySession, at: dt.datetime) -> None:
     session.save(update_fields=["reask_count", "next_reask_at", "next_timer_at"])
     context = step_context(project, session)
     text = ask_again(spec, session.current_question, answers_of(session), context)
-    outcome = send_question(project, session, text)
+    question = spec.question(session.current_question or "")
+    outcome = send_question(project, session, text, question=question)
     show_progress(session)
     if outcome.error_code is not None:
         log.info("survey session %s: re-ask not sent: %s", session.pk, outcome.error_code)
