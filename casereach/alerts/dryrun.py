@@ -40,6 +40,7 @@ from casereach.alerts.recipients import (
 )
 from casereach.alerts.spec import AlertSpec, TimedSchedule, spec_of
 from casereach.alerts.timing import skipped_months
+from casereach.billing.queries import estimate, from_micros
 from casereach.contacts.models import Contact
 from casereach.core import bulk
 from casereach.core.timeutil import ONE_MICROSECOND, now
@@ -89,6 +90,10 @@ class DryRun:
     unreachable: list[dict[str, Any]] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     candidates: int = 0
+    # The estimated cost of what it would send (micros of the project's currency) per day,
+    # and how many messages no fee applies to.
+    cost_per_day: Counter[str] = field(default_factory=Counter)
+    unpriced: int = 0
     survey: dict[str, Any] | None = None  # survey content: the survey each recipient gets
     survey_problem: str | None = None  # why no survey can start (missing, inactive)
 
@@ -202,10 +207,22 @@ def _consider(run: DryRun, keys: Sequence[str], views: dict[str, CaseView]) -> N
         for target in targets[n]
     ]
     errors = send_errors(project, [msg for _, _, msg in built], at)
+    estimate([msg for _, _, msg in built], {project.pk: project})  # at today's fees
     if run.survey_problem is not None:  # no session can start: every recipient says why
         errors = [e or run.survey_problem for e in errors]
-    for (n, target, _), error in zip(built, errors, strict=True):
+    for (n, target, msg), error in zip(built, errors, strict=True):
         _tally(run, slots[n], plans[n], target, error, warnings, occ[n])
+        if error is None:
+            _cost(run, msg.estimated_cost_micros, occ[n])
+
+
+def _cost(run: DryRun, micros: int | None, occ: Sequence[Occurrence]) -> None:
+    """Each message a recipient would get costs its estimate (today's fee for its gateway)."""
+    if micros is None:
+        run.unpriced += len(occ)
+        return
+    for o in occ:
+        run.cost_per_day[o.due.astimezone(run.zone).date().isoformat()] += micros
 
 
 def _tally(
@@ -246,6 +263,7 @@ def _summary(run: DryRun, days: int) -> dict[str, Any]:
         entry["messages"] = run.per_day.get(str(entry["date"]), 0)
         if run.survey is not None:
             entry["survey_starts"] = entry["messages"]
+        entry["estimated_cost"] = from_micros(run.cost_per_day.get(str(entry["date"]), 0))
     out = {
         "alert_id": run.alert.pk,
         "days": days,
@@ -260,6 +278,12 @@ def _summary(run: DryRun, days: int) -> dict[str, Any]:
         "unreachable_by_reason": dict(sorted(run.reasons.items())),
         "unreachable": run.unreachable,
         "notes": _month_notes(run.spec, start_day, run.until.date()),
+        # What it would cost (docs/costs.md): today's fees, in the project's currency.
+        "estimated_cost": {
+            "currency": run.settings.currency,
+            "total": from_micros(sum(run.cost_per_day.values())),
+            "unpriced_messages": run.unpriced,
+        },
     }
     # Survey content: a survey start is counted where a message alert counts a message.
     out["content"] = "message" if run.survey is None else "survey"

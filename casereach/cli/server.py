@@ -79,6 +79,7 @@ def _serve(
 
     from casereach.alerts.replywait import run_due_waits
     from casereach.alerts.scheduler import fire_due
+    from casereach.messaging.costs import fetch_due_prices
     from casereach.messaging.runner import BackgroundLoops
     from casereach.scaleout.app import write_back_once
     from casereach.surveys.sessions import run_due_sessions
@@ -91,6 +92,7 @@ def _serve(
                 ("survey-timers", run_due_sessions),
                 ("alert-reply-timers", run_due_waits),
                 ("commcare-writeback", write_back_once),
+                ("prices", fetch_due_prices),
             ]
         )
     except ValueError as exc:  # a bad CASEREACH_DISPATCH_* value

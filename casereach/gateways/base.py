@@ -140,6 +140,9 @@ class StatusUpdate:
     error_code: str | None = None
     provider_code: str = ""
     is_our_id: bool = False
+    price: str | None = None
+    price_currency: str = ""
+    pricing_category: str = ""
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,11 @@ class Gateway(ABC):
     def inbound_reply(self, text: str | None) -> tuple[int, str, bytes]:
         """What the inbound webhook answers the provider: (status, content type, body)."""
         return 200, "application/json", b'{"status": "received"}'
+
+    def fetch_price(self, provider_id: str) -> tuple[str, str] | None:
+        """(price, currency) of a sent message once final, where the provider tells it
+        (Twilio); None when it does not (yet)."""
+        return None
 
     def close(self) -> None:
         """Release connections (SMPP sessions, SMTP connections); nothing by default."""

@@ -148,6 +148,16 @@ class Message(models.Model):
     updated_on = models.DateTimeField()
     # Inbound only: which handler took the message (opt_out, keyword, default_response, …).
     inbound_action = models.CharField(max_length=40, default="")
+    # What it costs (ADR 0013), in millionths of ``cost_currency`` (the project's currency):
+    # estimated from the fee table when queued, actual when the provider reports a price
+    # (``cost_source`` "provider") or a pricing category priced from the fee table
+    # ("fee_table"). ``price_due_at``: when to ask the provider for its price next (types
+    # with ``fetch_price``, after a final status), null when not waiting for one.
+    estimated_cost_micros = models.BigIntegerField(null=True)
+    actual_cost_micros = models.BigIntegerField(null=True)
+    cost_currency = models.CharField(max_length=3, default="")
+    cost_source = models.CharField(max_length=12, default="")
+    price_due_at = models.DateTimeField(null=True)
 
     class Meta:
         constraints = [
@@ -170,6 +180,11 @@ class Message(models.Model):
             models.Index(fields=["gateway_id", "provider_id"], name="message_provider_id"),
             models.Index(fields=["project", "contact_id"], name="message_contact"),
             models.Index(fields=["phone_number", "created_on"], name="message_number_created"),
+            models.Index(
+                fields=["price_due_at"],
+                condition=Q(price_due_at__isnull=False),
+                name="message_price_due",
+            ),
         ]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from django.db.models import QuerySet
 from pydantic import Field
 
+from casereach.billing.queries import from_micros
 from casereach.core.openapi import DATE_TIME, OpenSchema
 from casereach.core.timeutil import as_utc, iso
 from casereach.messaging.errors import describe
@@ -81,6 +82,34 @@ class MessageOut(OpenSchema):
     sent_on: str | None = Field(json_schema_extra=DATE_TIME)
     delivered_on: str | None = Field(json_schema_extra=DATE_TIME)
     failed_on: str | None = Field(json_schema_extra=DATE_TIME)
+    estimated_cost: str | None = Field(
+        None, description="from the fee table when queued, in cost_currency (a decimal string)"
+    )
+    actual_cost: str | None = Field(None, description="as the provider reported it, converted")
+    cost_currency: str | None = None
+    cost_source: str | None = Field(
+        None, description="where the actual cost came from: provider or fee_table"
+    )
+
+
+class CostTotals(OpenSchema):
+    currency: str
+    estimated: str
+    actual: str
+    cost: str = Field(description="actual where known, else estimated")
+    messages_with_actual_cost: int
+
+
+class CostsOut(OpenSchema):
+    """What messages cost (docs/costs.md): decimal strings in the project's currency."""
+
+    currency: str
+    total: CostTotals
+    per_day: list[dict[str, Any]]
+    per_gateway: list[dict[str, Any]]
+    budget: dict[str, Any] | None = Field(
+        description="amount, currency, spent, percent, warning (80%), reached; null = none"
+    )
 
 
 class MessagePageMeta(OpenSchema):
@@ -134,6 +163,10 @@ CSV_COLUMNS = (
     "created_on",
     "sent_on",
     "delivered_on",
+    "estimated_cost",
+    "actual_cost",
+    "cost_currency",
+    "cost_source",
 )
 
 
@@ -168,6 +201,11 @@ def serialize_message(m: Message) -> dict[str, Any]:
         "failed_on": iso(m.failed_on),
         "inbound_action": m.inbound_action or None,
         "detail": m.error_detail or None,
+        # What it cost (docs/costs.md): decimal strings in cost_currency, or null.
+        "estimated_cost": from_micros(m.estimated_cost_micros),
+        "actual_cost": from_micros(m.actual_cost_micros),
+        "cost_currency": m.cost_currency or None,
+        "cost_source": m.cost_source or None,
     }
 
 
@@ -379,6 +417,10 @@ def _serialize_message(m: Message, event_status: str, event_failed: bool) -> dic
         message = info.description if info else m.error_code
         if message:
             data["error_message"] = message
+    # casereach's own extra fields (docs/costs.md): what the message cost.
+    data["estimated_cost"] = from_micros(m.estimated_cost_micros)
+    data["actual_cost"] = from_micros(m.actual_cost_micros)
+    data["cost_currency"] = m.cost_currency or None
     return data
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from decimal import Decimal
 from typing import Any, Literal
 
 import phonenumbers
@@ -198,6 +199,18 @@ class ProjectSettings(BaseModel):
     retry_delays_minutes: list[int] = Field(default_factory=lambda: [5, 10])
     strict_phone_validation: StrictBool = False
     default_country: str | None = None
+    currency: str = Field(
+        default="USD",
+        description="ISO 4217 code: message costs and the monthly budget are in it",
+    )
+    monthly_budget: Decimal | None = Field(
+        default=None,
+        ge=0,
+        max_digits=14,
+        decimal_places=6,
+        description="At most this much of message cost per calendar month (in ``currency``; "
+        "null = no budget): sending stops when it is reached, with a warning at 80%",
+    )
     opt_out_keywords: dict[str, list[str]] = Field(default_factory=dict)
     opt_in_keywords: dict[str, list[str]] = Field(default_factory=dict)
     help_keywords: dict[str, list[str]] = Field(default_factory=dict)
@@ -257,6 +270,14 @@ class ProjectSettings(BaseModel):
         if len(value) > 10 or any(d < 0 or d > 24 * 60 for d in value):
             raise ValueError("at most 10 delays, each 0 to 1440 minutes")
         return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        code = value.strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", code):
+            raise ValueError("currency must be a three-letter ISO 4217 code, e.g. USD or KES")
+        return code
 
     @field_validator("default_country")
     @classmethod

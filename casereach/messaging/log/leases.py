@@ -68,6 +68,7 @@ CLAIM_COLUMNS = (
     "allow_opted_out",
     "event_id",
     "subevent_id",
+    "estimated_cost_micros",
 )
 
 
