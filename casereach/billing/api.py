@@ -3,6 +3,7 @@ own gateways, its rates) and ``/api/admin/v1/`` (global gateways and per-type de
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
@@ -134,7 +135,7 @@ def serialize_fee(fee: Fee) -> dict[str, Any]:
         "direction": fee.direction,
         "prefix": fee.prefix,
         "unit": fee.unit,
-        "amount": str(fee.amount),
+        "amount": str(Decimal(fee.amount).quantize(Decimal("0.000001"))),
         "currency": fee.currency,
         "valid_from": fee.valid_from.isoformat(),
         "used": is_used(fee.valid_from, now().date()),
@@ -145,7 +146,7 @@ def serialize_rate(rate: ConversionRate) -> dict[str, Any]:
     return {
         "id": rate.pk,
         "currency": rate.currency,
-        "rate": str(rate.rate),
+        "rate": str(Decimal(rate.rate).quantize(Decimal("0.00000001"))),
         "valid_from": rate.valid_from.isoformat(),
         "used": is_used(rate.valid_from, now().date()),
     }

@@ -34,6 +34,7 @@ from casereach.gateways.queries import (
 )
 from casereach.projects.cache import GenerationCache
 from casereach.projects.models import Project
+from casereach.projects.settings_schema import ProjectSettings
 
 MICROS = Decimal(1_000_000)
 
@@ -232,19 +233,20 @@ def estimate(drafts: Sequence[Any], projects: Mapping[int, Project] | None = Non
         return
     routes = global_routes()
     types: dict[int, str] = {}
-    indexes: dict[int, GatewayIndex] = {}
+    # Per project, read once for the batch: its gateways and its settings.
+    reads: dict[int, tuple[GatewayIndex, ProjectSettings]] = {}
     chosen: list[tuple[Any, int]] = []
     for d in todo:
         project = known.get(d.project_id)
         if project is None:
             continue
-        index = indexes.get(project.pk)
-        if index is None:
-            index = indexes[project.pk] = gateway_index(project)
-            types.update((g.pk, g.type) for g in index.values())
+        read = reads.get(project.pk)
+        if read is None:
+            read = reads[project.pk] = (gateway_index(project), project_settings(project))
+            types.update((g.pk, g.type) for g in read[0].values())
         gw_id = d.gateway_id
         if gw_id is None:
-            found = route(project, d.phone_number, routes=routes, index=index)
+            found = route(project, d.phone_number, routes=routes, index=read[0], settings=read[1])
             gw_id = found.gateway.pk if found.gateway is not None else None
         if gw_id is not None:
             chosen.append((d, gw_id))
@@ -253,7 +255,8 @@ def estimate(drafts: Sequence[Any], projects: Mapping[int, Project] | None = Non
         types.update(GatewayConfig.objects.filter(pk__in=missing).values_list("pk", "type"))
     for d, gw in chosen:
         if gw in types:
-            _price_one(d, gw, types[gw], known[d.project_id], fees, rates)
+            currency = reads[d.project_id][1].currency
+            _price_one(d, gw, types[gw], d.project_id, currency, fees, rates)
 
 
 def _payload(d: Any) -> Any:
@@ -261,16 +264,15 @@ def _payload(d: Any) -> Any:
 
 
 def _price_one(
-    d: Any, gw: int, gw_type: str, project: Project, fees: FeeTable, rates: Rates
+    d: Any, gw: int, gw_type: str, project_id: int, currency: str, fees: FeeTable, rates: Rates
 ) -> None:
     day = _day(d.created_on)
     unit = unit_of(d.channel, _payload(d)) or SMS_SEGMENT
     hit = fees.fee(gw, gw_type, "out", d.phone_number, unit, day)
     if hit is None:
         return
-    currency = project_settings(project).currency
     amount = hit.amount * (max(d.segments or 0, 1) if unit == SMS_SEGMENT else 1)
-    converted = rates.convert(amount, hit.currency, project.pk, currency, day)
+    converted = rates.convert(amount, hit.currency, project_id, currency, day)
     if converted is not None:
         d.estimated_cost_micros, d.cost_currency = to_micros(converted), currency
 

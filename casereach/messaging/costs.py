@@ -211,7 +211,7 @@ def budget_status(project: Project, at: dt.datetime | None = None) -> dict[str, 
     budget = s.monthly_budget
     share = spent / budget if budget else Decimal(1)
     return {
-        "amount": str(budget),
+        "amount": str(budget.quantize(Decimal("0.000001"))),
         "currency": s.currency,
         "month_start": month_start(s, at).isoformat(),
         "spent": str(spent.quantize(Decimal("0.000001"))),

@@ -56,6 +56,9 @@ def path_values(a: Tenant) -> dict[str, list[str]]:
         "number": [a.numbers["mother"], a.numbers["stopped"]],
         "prefix": ["254", "2547"],
         "write_id": _write_ids(a),
+        "fee_id": [str(i) for i in a.fee_ids],
+        "rate_id": [str(i) for i in a.rate_ids],
+        "gateway_type": ["test", "http"],
     }
 
 
@@ -108,6 +111,11 @@ EXTRA_QUERIES: dict[Op, Callable[[Tenant], list[dict[str, str]]]] = {
         {"contact_id": a.case_ids["mother"], "survey": str(a.survey_ids[0]), "status": "active"}
     ],
     ("GET", MV + "opt-outs"): lambda a: [{"format": "csv"}],
+    ("GET", MV + "costs"): lambda a: [
+        {"alert": str(a.alert_ids[0])},
+        {"gateway": a.gateway_names()[0]},
+        {"phone_number": a.numbers["mother"]},
+    ],
     ("GET", MV + "data-quality"): lambda a: [{"format": "csv"}],
     ("GET", MV + "phone-numbers"): lambda a: [{"number": n} for n in a.numbers.values()],
 }
@@ -297,6 +305,13 @@ BODIES: dict[Op, Bodies] = {
         {"default_gateway": a.gateway_names()[0]},
         {"daily_limit": 1},
     ],
+    ("POST", MV + "gateways/{gateway_id}/fees"): lambda a, b, w: [_FEE],
+    ("PUT", MV + "fees/{fee_id}"): lambda a, b, w: [_FEE],
+    ("POST", MV + "conversion-rates"): lambda a, b, w: [
+        {"currency": "EUR", "rate": "2", "valid_from": "2099-01-01"}
+    ],
+    ("POST", ADMIN + "gateway-types/{gateway_type}/fees"): lambda a, b, w: [_FEE],
+    ("POST", ADMIN + "gateways/{gateway_id}/fees"): lambda a, b, w: [_FEE],
     ("POST", ADMIN + "gateways"): lambda a, b, w: [
         {"name": f"{b.tag.upper()}-GLOBAL", "type": "test"},
         {"name": a.wanted_gateway, "type": "test"},
@@ -315,6 +330,14 @@ BODIES: dict[Op, Bodies] = {
     ("PUT", ADMIN + "routes/prefixes/{prefix}"): lambda a, b, w: [
         {"gateway": a.gateway_names()[1]}
     ],
+}
+
+
+_FEE: dict[str, Any] = {
+    "prefix": "254",
+    "amount": "9",
+    "currency": "USD",
+    "valid_from": "2099-01-01",
 }
 
 

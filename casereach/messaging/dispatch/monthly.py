@@ -20,18 +20,22 @@ log = logging.getLogger(__name__)
 
 COST_TTL_S = 5.0
 
+# (project, start of its month) already warned about, in this process.
+_WARNED: set[tuple[int, dt.datetime]] = set()
+
 
 class MonthlyCosts:
     def __init__(self) -> None:
-        # project → (start of its month, when summed, micros spent)
-        self._spent: dict[int, tuple[dt.datetime, float, int]] = {}
-        self._warned: set[tuple[int, dt.datetime]] = set()
+        # project → (start of its month, when summed, micros spent, budget in micros)
+        self._spent: dict[int, tuple[dt.datetime, float, int, int]] = {}
+        self._names: dict[int, tuple[str, ProjectSettings]] = {}
 
     def budget(
         self, project: Project, s: ProjectSettings, at: dt.datetime
     ) -> tuple[int, int] | None:
         """(micros spent this month, budget in micros), or None without a budget."""
         if s.monthly_budget is None:
+            self._spent.pop(project.pk, None)
             return None
         limit = to_micros(s.monthly_budget)
         start = month_start(s, at)
@@ -41,17 +45,9 @@ class MonthlyCosts:
             spent = cached[2]
         else:
             spent = month_cost_micros(project, s, at)
-            self._spent[project.pk] = (start, mono, spent)
-        if spent >= int(limit * BUDGET_WARNING) and (project.pk, start) not in self._warned:
-            self._warned.add((project.pk, start))
-            log.warning(
-                "project %s: this month's message cost %s %s is %s%% of its budget %s",
-                project.name,
-                Decimal(spent) / 1_000_000,
-                s.currency,
-                (Decimal(spent) * 100 / limit).quantize(Decimal(1)) if limit else 100,
-                s.monthly_budget,
-            )
+        self._spent[project.pk] = (start, mono, spent, limit)
+        self._names[project.pk] = (project.name, s)
+        self._warn(project.pk)
         return spent, limit
 
     def prepared(self, jobs: list[Job]) -> None:
@@ -59,5 +55,25 @@ class MonthlyCosts:
         for j in jobs:
             pk = j.project_id
             if j.action == SEND and pk is not None and pk in self._spent:
-                start, summed, spent = self._spent[pk]
-                self._spent[pk] = (start, summed, spent + (j.row.get("estimated_cost_micros") or 0))
+                start, summed, spent, limit = self._spent[pk]
+                cost = j.row.get("estimated_cost_micros") or 0
+                self._spent[pk] = (start, summed, spent + cost, limit)
+        for pk in {j.project_id for j in jobs if j.project_id in self._spent}:
+            if pk is not None:
+                self._warn(pk)
+
+    def _warn(self, pk: int) -> None:
+        """Log once per project and month when its cost reaches 80% of the budget."""
+        start, _, spent, limit = self._spent[pk]
+        if spent < int(limit * BUDGET_WARNING) or (pk, start) in _WARNED:
+            return
+        _WARNED.add((pk, start))
+        name, s = self._names[pk]
+        log.warning(
+            "project %s: this month's message cost %s %s is %s%% of its budget %s",
+            name,
+            Decimal(spent) / 1_000_000,
+            s.currency,
+            (Decimal(spent) * 100 / limit).quantize(Decimal(1)) if limit else 100,
+            s.monthly_budget,
+        )
