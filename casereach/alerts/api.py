@@ -31,7 +31,6 @@ from casereach.contacts.models import Contact
 from casereach.core.errors import BadRequest, NotFound
 from casereach.core.openapi import ApiError, query_param
 from casereach.core.requests import json_object
-from casereach.messaging.costs import alert_cost
 from casereach.projects.auth import project_for, requires
 from casereach.projects.models import Role
 
@@ -121,9 +120,7 @@ def alerts_create(request: HttpRequest, project: str) -> JsonResponse:
 @requires(Role.VIEWER)
 def alerts_get(request: HttpRequest, project: str, alert_id: int) -> JsonResponse:
     proj = project_for(request, project)
-    data = serialize_alert(get_alert(proj, alert_id))
-    data["cost"] = alert_cost(proj, alert_id)  # what its messages cost so far
-    return JsonResponse(data)
+    return JsonResponse(serialize_alert(get_alert(proj, alert_id)))
 
 
 @router.api_operation(

@@ -26,7 +26,6 @@ from casereach.alerts.serializers import serialize_alert
 from casereach.alerts.templates import TemplateError, estimate
 from casereach.cases.queries import case_choices, case_types
 from casereach.core.errors import CasereachError
-from casereach.messaging.costs import alert_cost
 from casereach.projects.models import Project, Role
 from casereach.web.access import project_page
 from casereach.web.alert_content import survey_choices
@@ -438,7 +437,6 @@ def alert_detail(request: HttpRequest, project: Project, alert_id: int) -> HttpR
         ["messages"],
     )
     shown_alert = serialize_alert(alert)
-    shown_alert["cost"] = alert_cost(project, alert.pk)
     return render(
         request,
         "web/alert_detail.html",

@@ -376,7 +376,7 @@ def test_bad_send_requests_store_nothing(api: Api, body: dict[str, Any], status:
 
 def test_error_codes_and_csv(api: Api) -> None:
     codes = api.get(M + "error-codes").body["objects"]
-    assert 22 == len(codes)
+    assert 23 == len(codes)
     assert all(c["description"] and c["hint"] for c in codes)
     send(api, phone_number=NUMBER, text="=cmd()")
     r = api.client.get(
