@@ -14,8 +14,8 @@ from casereach.messaging.models import Message
 from casereach.projects.actions import do_create_web_user
 from casereach.projects.models import Role
 from casereach.testing.gateways import default_gateway
-from casereach.testing.tenants import web_login
 from casereach.testing.sending import drain
+from casereach.testing.tenants import web_login
 from casereach.testing.world import Api
 
 M = "/a/{project}/api/messaging/v1/"
@@ -97,7 +97,7 @@ def test_the_warning_shows_at_80_percent_and_bad_budgets_are_refused(api: Api) -
     page = client.get(f"/a/{api.project.name}/").content.decode()
     assert "Warning: 80% of the budget is spent." in page
     assert "0.850000 of 1.000000 USD" in page
-    assert page.count("<td data-label=\"Estimated\">0.850000</td>") == 2  # the day, TEST
+    assert 2 == page.count('<td data-label="Estimated">0.850000</td>')  # the day, TEST
     for bad in ("-1", "abc", "1.0000001"):
         r = api.call("PATCH", M + "settings", {"monthly_budget": bad})
         assert 400 == r.status, (bad, r.body)
