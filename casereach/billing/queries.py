@@ -1,8 +1,8 @@
 """Pricing: a message's fee from the dated fee table, converted to the project's currency.
 
-Everything is read set-based: ``FeeTable.load`` reads the fees of every gateway a batch uses
-in one query and ``Rates.load`` the conversion rates of its projects in one more, so pricing
-a batch of any size costs a fixed number of queries (``estimate``).
+Everything is read set-based: the whole fee table and every conversion rate are read once
+per configuration generation and kept per process (``tables``), so pricing a batch of any
+size (``estimate``) adds no query per message, and none at all once they are cached.
 
 Which fee applies to a message (``FeeTable.fee``): the rows of its gateway, else the
 server's rows for its gateway type; among those of its direction and unit, the longest
@@ -88,31 +88,6 @@ class FeeTable:
     def empty(self) -> bool:
         return not self._rows
 
-    @classmethod
-    def load(cls, gateways: Iterable[tuple[int, str]], until: dt.date) -> FeeTable:
-        """The fees of ``gateways`` ((id, type) each) and of their types valid by ``until``,
-        in one query."""
-        pairs = set(gateways)
-        if not pairs:
-            return cls([])
-        ids = sorted({pk for pk, _ in pairs})
-        types = sorted({t for _, t in pairs})
-        qs = Fee.objects.filter(
-            Q(gateway_id__in=ids) | Q(gateway__isnull=True, gateway_type__in=types),
-            valid_from__lte=until,
-        ).values_list(
-            "pk",
-            "gateway_id",
-            "gateway_type",
-            "direction",
-            "prefix",
-            "unit",
-            "amount",
-            "currency",
-            "valid_from",
-        )
-        return cls(qs)
-
     def fee(
         self,
         gateway_id: int,
@@ -141,14 +116,6 @@ class Rates:
             self._rows[(project_id, currency)].append((valid_from, Decimal(rate)))
         for found in self._rows.values():
             found.sort(key=lambda r: r[0], reverse=True)
-
-    @classmethod
-    def load(cls, project_ids: Iterable[int], until: dt.date) -> Rates:
-        ids = sorted(set(project_ids))
-        if not ids:
-            return cls([])
-        qs = ConversionRate.objects.filter(project_id__in=ids, valid_from__lte=until)
-        return cls(qs.values_list("project_id", "currency", "rate", "valid_from"))
 
     def convert(
         self, amount: Decimal, currency: str, project_id: int, to: str, day: dt.date
