@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import phonenumbers
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     StrictBool,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_serializer,
     field_validator,
     model_validator,
@@ -203,7 +204,11 @@ class ProjectSettings(BaseModel):
         default="USD",
         description="ISO 4217 code: message costs and the monthly budget are in it",
     )
-    monthly_budget: Decimal | None = Field(
+    monthly_budget: Annotated[
+        Decimal | None,
+        # Documented (and shown on the settings page) as a decimal string; numbers pass too.
+        WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]}),
+    ] = Field(
         default=None,
         ge=0,
         max_digits=14,
