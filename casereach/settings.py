@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "casereach.cases",
     "casereach.workers",
     "casereach.gateways",
+    "casereach.billing",
     "casereach.messaging",
     "casereach.alerts",
     "casereach.surveys",

@@ -33,6 +33,8 @@ EXPECTED_WRITERS = {
     "alerts.Firing": "casereach.alerts.actions",
     "alerts.ScheduleInstance": "casereach.alerts.actions",
     "auth.User": "casereach.projects.actions",
+    "billing.ConversionRate": "casereach.billing.actions",
+    "billing.Fee": "casereach.billing.actions",
     "cases.Case": "casereach.cases.actions",
     "cases.CaseIndex": "casereach.cases.actions",
     "cases.FormReceipt": "casereach.cases.forwarding",

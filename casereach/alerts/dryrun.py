@@ -41,6 +41,7 @@ from casereach.alerts.recipients import (
 from casereach.alerts.spec import AlertSpec, TimedSchedule, spec_of
 from casereach.alerts.timing import skipped_months
 from casereach.alerts.whatsapp_check import template_problems
+from casereach.billing.queries import estimate, from_micros
 from casereach.contacts.models import Contact
 from casereach.core import bulk
 from casereach.core.timeutil import ONE_MICROSECOND, now
@@ -91,6 +92,10 @@ class DryRun:
     unreachable: list[dict[str, Any]] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     candidates: int = 0
+    # The estimated cost of what it would send (micros of the project's currency) per day,
+    # and how many messages no fee applies to.
+    cost_per_day: Counter[str] = field(default_factory=Counter)
+    unpriced: int = 0
     survey: dict[str, Any] | None = None  # survey content: the survey each recipient gets
     survey_problem: str | None = None  # why no survey can start (missing, inactive)
     # The channel each reached contact would get first → those contacts (fallback chains).
@@ -208,6 +213,7 @@ def _consider(run: DryRun, keys: Sequence[str], views: dict[str, CaseView]) -> N
     if not spec.content.is_survey:  # each message on its fallback chain's first channel
         chains.plan_drafts(project, [msg for _, _, msg in built])
     errors = send_errors(project, [msg for _, _, msg in built], at)
+    estimate([msg for _, _, msg in built], {project.pk: project})  # at today's fees
     if run.survey_problem is not None:  # no session can start: every recipient says why
         errors = [e or run.survey_problem for e in errors]
     for (n, target, msg), error in zip(built, errors, strict=True):
@@ -215,6 +221,16 @@ def _consider(run: DryRun, keys: Sequence[str], views: dict[str, CaseView]) -> N
         if error is None:
             who = target.contact["contact_id"] if target.contact else target.email
             run.first_channels.setdefault(msg.channel, set()).add(str(who))
+            _cost(run, msg.estimated_cost_micros, occ[n])
+
+
+def _cost(run: DryRun, micros: int | None, occ: Sequence[Occurrence]) -> None:
+    """Each message a recipient would get costs its estimate (today's fee for its gateway)."""
+    if micros is None:
+        run.unpriced += len(occ)
+        return
+    for o in occ:
+        run.cost_per_day[o.due.astimezone(run.zone).date().isoformat()] += micros
 
 
 def _tally(
@@ -255,6 +271,7 @@ def _summary(run: DryRun, days: int) -> dict[str, Any]:
         entry["messages"] = run.per_day.get(str(entry["date"]), 0)
         if run.survey is not None:
             entry["survey_starts"] = entry["messages"]
+        entry["estimated_cost"] = from_micros(run.cost_per_day.get(str(entry["date"]), 0))
     out = {
         "alert_id": run.alert.pk,
         "days": days,
@@ -269,6 +286,12 @@ def _summary(run: DryRun, days: int) -> dict[str, Any]:
         "unreachable_by_reason": dict(sorted(run.reasons.items())),
         "unreachable": run.unreachable,
         "notes": _month_notes(run.spec, start_day, run.until.date()),
+        # What it would cost (docs/costs.md): today's fees, in the project's currency.
+        "estimated_cost": {
+            "currency": run.settings.currency,
+            "total": from_micros(sum(run.cost_per_day.values())),
+            "unpriced_messages": run.unpriced,
+        },
     }
     # Survey content: a survey start is counted where a message alert counts a message.
     out["content"] = "message" if run.survey is None else "survey"

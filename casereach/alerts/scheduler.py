@@ -317,7 +317,7 @@ def _write(project: Project, out: Firings, at: dt.datetime) -> None:
         for _, msg in msgs:
             msg.event_id, msg.subevent_id = event.pk, next(it).pk
     message_log.add_messages(
-        [msg for msgs in out.messages for _, msg in msgs if msg.id not in started]
+        [msg for msgs in out.messages for _, msg in msgs if msg.id not in started], project
     )
     closing = [_closing(e, m, started) for e, m in zip(out.events, out.messages, strict=True)]
     message_log.set_event_outcomes([c for c in closing if c])

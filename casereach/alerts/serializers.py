@@ -12,6 +12,7 @@ from casereach.alerts.spec import spec_of
 from casereach.alerts.templates import UNKNOWN, estimate, unknown_placeholders
 from casereach.core.openapi import OpenSchema
 from casereach.core.timeutil import iso
+from casereach.messaging.costs import alert_cost
 
 _TEXTS = {"type": "object", "additionalProperties": {"type": "string"}}
 # An alert's and a survey's ``no_reply`` (alerts.replyspec / surveys.spec), as documented.
@@ -312,6 +313,20 @@ class SegmentEstimate(OpenSchema):
 _AS_STORED = "as in the request body, with defaults filled in (null where not set)"
 
 
+class AlertCost(OpenSchema):
+    currency: str
+    estimated: str
+    actual: str
+    cost: str = Field(description="actual where known, else estimated")
+    messages_with_actual_cost: int
+
+
+class DryRunCost(OpenSchema):
+    currency: str
+    total: str = Field(description="at today's fees, in the project's currency")
+    unpriced_messages: int = Field(description="messages no fee applies to")
+
+
 class AlertOut(AlertSummary):
     """An alert: its summary, the definition as stored (the request body's fields, with
     defaults filled in), a segment estimate per language and its active instance count."""
@@ -335,12 +350,14 @@ class AlertOut(AlertSummary):
         description="placeholders that name nothing known: each renders (?)"
     )
     instances: int = Field(description="active schedule instances of the current version")
+    cost: AlertCost = Field(description="what its messages cost so far (docs/costs.md)")
 
 
 class DryRunDay(OpenSchema):
     date: str = Field(json_schema_extra={"format": "date"})
     messages: int
     survey_starts: int | None = Field(default=None, description="survey content: as messages")
+    estimated_cost: str | None = Field(default=None, description="that day's estimated cost")
 
 
 class DryRunSurvey(OpenSchema):
@@ -389,6 +406,9 @@ class DryRunOut(OpenSchema):
         default_factory=dict,
         description="Reached contacts by the channel each would get first (a fallback "
         "chain's first channel that reaches it; otherwise the alert's channel)",
+    )
+    estimated_cost: DryRunCost | None = Field(
+        default=None, description="what it would send, priced from the fee table (docs/costs.md)"
     )
 
 
@@ -469,4 +489,5 @@ def serialize_alert(alert: Alert, *, full: bool = True) -> dict[str, Any]:
         out["instances"] = ScheduleInstance.objects.filter(
             alert=alert, alert_version=alert.version, active=True
         ).count()
+        out["cost"] = alert_cost(alert.project, alert.pk)  # what its messages cost so far
     return out

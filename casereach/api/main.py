@@ -17,6 +17,7 @@ from ninja.parser import Parser
 from casereach.alerts.api import router as alerts_router
 from casereach.alerts.replywait_api import router as alert_reply_waits_router
 from casereach.api.links import add_links
+from casereach.billing.api import router as billing_router
 from casereach.cases.api import router as cases_router
 from casereach.cases.api_commcare import router as commcare_router
 from casereach.cases.api_v05 import router as cases_v05_router
@@ -151,6 +152,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 api.add_router("", cases_router)
 api.add_router("", gateways_router)
 api.add_router("", gateways_admin_router)  # the system administrator's /api/admin/v1/
+api.add_router("", billing_router)  # fees and conversion rates (and their admin side)
 api.add_router("", messaging_router)
 api.add_router("", callbacks_router)
 api.add_router("", webhook_router)  # WhatsApp: statuses and inbound messages in one POST

@@ -80,6 +80,7 @@ def _serve(
     from casereach.alerts.replywait import run_due_waits
     from casereach.alerts.scheduler import fire_due
     from casereach.messaging.chains import move_on_waiting
+    from casereach.messaging.costs import fetch_due_prices
     from casereach.messaging.runner import BackgroundLoops
     from casereach.messaging.whatsapp_templates import scheduled_sync
     from casereach.scaleout.app import write_back_once
@@ -95,6 +96,7 @@ def _serve(
                 ("commcare-writeback", write_back_once),
                 ("chain-timeouts", move_on_waiting),
                 ("whatsapp-templates", scheduled_sync),
+                ("prices", fetch_due_prices),
             ]
         )
     except ValueError as exc:  # a bad CASEREACH_DISPATCH_* value

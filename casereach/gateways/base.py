@@ -339,14 +339,14 @@ class Gateway(ABC):
             GATEWAY_ERROR, retryable=False, detail=f"the {self.slug} gateway type has no templates"
         )
 
-    def fetch_price(self, provider_id: str) -> tuple[str, str] | None:
-        """(price, currency) of a sent message once final, where the provider tells it
-        (Twilio); None otherwise."""
-        return None
-
     def inbound_reply(self, text: str | None) -> tuple[int, str, bytes]:
         """What the inbound webhook answers the provider: (status, content type, body)."""
         return 200, "application/json", b'{"status": "received"}'
+
+    def fetch_price(self, provider_id: str) -> tuple[str, str] | None:
+        """(price, currency) of a sent message once final, where the provider tells it
+        (Twilio); None when it does not (yet)."""
+        return None
 
     def close(self) -> None:
         """Release connections (SMPP sessions, SMTP connections); nothing by default."""

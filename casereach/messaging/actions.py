@@ -18,6 +18,7 @@ from casereach.gateways.base import StatusUpdate
 from casereach.gateways.models import GatewayConfig
 from casereach.messaging import chains
 from casereach.messaging import log as message_log
+from casereach.messaging.costs import fetches_price, record_reported_price
 from casereach.messaging.models import FAILED, Message
 from casereach.messaging.optouts import do_person_opt_out, gateway_scope
 from casereach.messaging.sending import Sent, do_send_batch, do_send_one
@@ -50,11 +51,16 @@ def do_send(project: Project, req: SendRequest) -> Sent:
 
 
 def do_apply_status(
-    message_id: str, status: str, *, error_code: str | None = None, provider_code: str = ""
+    message_id: str,
+    status: str,
+    *,
+    error_code: str | None = None,
+    provider_code: str = "",
+    price_due: bool = False,
 ) -> bool:
     """Move a message forward to ``status``; never backwards. True when it changed."""
     return message_log.set_status(
-        message_id, status, error_code=error_code, provider_code=provider_code
+        message_id, status, error_code=error_code, provider_code=provider_code, price_due=price_due
     )
 
 
@@ -72,8 +78,13 @@ def do_apply_status_update(gw: GatewayConfig, update: StatusUpdate) -> bool:
         return False
     with transaction.atomic():
         changed = do_apply_status(
-            msg.id, update.status, error_code=update.error_code, provider_code=update.provider_code
+            msg.id,
+            update.status,
+            error_code=update.error_code,
+            provider_code=update.provider_code,
+            price_due=fetches_price(gw),
         )
+        record_reported_price(gw, msg.id, update)
         if changed and update.status == FAILED:  # a fallback chain moves on, if it may
             chains.move_on({msg.id: update.error_code or "GATEWAY_ERROR"}, now())
     if changed and update.error_code == "PHONE_NUMBER_OPTED_OUT" and msg.phone_number:

@@ -10,7 +10,9 @@ from ninja import Router
 from casereach.core.errors import BadRequest, CasereachError
 from casereach.core.openapi import ApiError
 from casereach.core.requests import json_body, paged
+from casereach.gateways.queries import project_settings
 from casereach.messaging.actions import SendRequest, do_send_batch
+from casereach.messaging.costs import breakdown, budget_status
 from casereach.messaging.errors import ERRORS
 from casereach.messaging.models import Message
 from casereach.messaging.queries import filter_messages
@@ -18,6 +20,7 @@ from casereach.messaging.sending import MAX_BATCH, ItemError, as_json
 from casereach.messaging.sending_group import send_single
 from casereach.messaging.serializers import (
     BatchError,
+    CostsOut,
     ErrorCodeList,
     MessageDetail,
     MessageList,
@@ -324,6 +327,25 @@ def messages_get(request: HttpRequest, project: str, message_id: str) -> JsonRes
         if m.chain_id
         else []
     )
+    return JsonResponse(data)
+
+
+@router.api_operation(
+    ["GET"],
+    BASE + "/costs",
+    operation_id="costs",
+    summary="What messages cost: totals, per day and per gateway, and the monthly budget",
+    response={200: CostsOut, **API_ERRORS},
+)
+@requires(Role.VIEWER)
+def costs(request: HttpRequest, project: str) -> JsonResponse:
+    """The message log's filters (``alert=<id>`` for one alert's messages, ``since``,
+    ``gateway``, …); outbound messages only. ``budget``: the project's monthly budget, spent
+    this month, and whether the 80% warning applies (null without a budget)."""
+    proj = project_for(request, project)
+    qs = filter_messages(proj, request.GET)
+    data = breakdown(qs, project_settings(proj).currency)
+    data["budget"] = budget_status(proj)
     return JsonResponse(data)
 
 

@@ -129,6 +129,12 @@ ERRORS: tuple[ErrorInfo, ...] = (
         "Raise daily_limit in the project settings if the volume is expected.",
     ),
     ErrorInfo(
+        "MONTHLY_BUDGET_REACHED",
+        "The project's message cost this month reached its monthly budget; sending resumes "
+        "when the budget is raised or the month ends.",
+        "Raise monthly_budget in the project settings (or clear it), or wait for next month.",
+    ),
+    ErrorInfo(
         "INTERNAL_SERVER_ERROR",
         "An unexpected error happened while sending; it is retried.",
         "If it persists, report it with the message id.",

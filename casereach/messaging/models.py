@@ -165,6 +165,16 @@ class Message(models.Model):
     # WhatsApp: what a message needs besides its text (``messaging.whatsapp``):
     # {"template": {"name", "language", "params": [...]}} or {"interactive": {...}}.
     payload = models.JSONField(null=True)
+    # What it costs (ADR 0013), in millionths of ``cost_currency`` (the project's currency):
+    # estimated from the fee table when queued, actual when the provider reports a price
+    # (``cost_source`` "provider") or a pricing category priced from the fee table
+    # ("fee_table"). ``price_due_at``: when to ask the provider for its price next (types
+    # with ``fetch_price``, after a final status), null when not waiting for one.
+    estimated_cost_micros = models.BigIntegerField(null=True)
+    actual_cost_micros = models.BigIntegerField(null=True)
+    cost_currency = models.CharField(max_length=3, default="")
+    cost_source = models.CharField(max_length=12, default="")
+    price_due_at = models.DateTimeField(null=True)
 
     class Meta:
         constraints = [
@@ -202,6 +212,11 @@ class Message(models.Model):
                 fields=["gateway_id", "phone_number", "created_on"],
                 condition=Q(direction="in"),
                 name="message_inbound_window",
+            ),
+            models.Index(
+                fields=["price_due_at"],
+                condition=Q(price_due_at__isnull=False),
+                name="message_price_due",
             ),
         ]
 

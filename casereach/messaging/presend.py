@@ -222,11 +222,17 @@ class PresendContext:
 
 
 def check(
-    ctx: PresendContext, row: Mapping[str, Any], at: dt.datetime, *, limit_reached: bool = False
+    ctx: PresendContext,
+    row: Mapping[str, Any],
+    at: dt.datetime,
+    *,
+    limit_reached: bool = False,
+    budget_reached: bool = False,
 ) -> Verdict:
     """The pre-send checks of one message, in order: stale, inactive contact, opted out, the
-    daily limit (``limit_reached``: the dispatcher's count), the restricted windows, then the
-    gateway (pinned, routed, or the email gateway)."""
+    daily limit (``limit_reached``: the dispatcher's count), the monthly budget
+    (``budget_reached``), the restricted windows, then the gateway (pinned, routed, or the
+    email gateway)."""
     s = ctx.settings[row["project_id"]]
     contact = ctx.contacts.get(row["contact_id"]) if row["contact_id"] else None
     if message_log.raw_before(row["created_on"], at - dt.timedelta(hours=s.stale_after_hours)):
@@ -239,6 +245,8 @@ def check(
     reply = row["gateway_source"] == "inbound"  # answers a person who just wrote
     if not reply and limit_reached:
         return Verdict(POSTPONE, "DAILY_LIMIT_REACHED", until=at + dt.timedelta(hours=1))
+    if not reply and budget_reached:
+        return Verdict(POSTPONE, "MONTHLY_BUDGET_REACHED", until=at + dt.timedelta(hours=1))
     zone = contact["tz_effective"] if contact else s.time_zone
     later = None if reply else next_allowed(at, s.restricted_windows, zone or "UTC")
     if later is not None:

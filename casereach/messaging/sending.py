@@ -477,7 +477,7 @@ def _write(project: Project, sent: Sequence[Sent]) -> None:
         for msg in messages:
             msg.event_id, msg.subevent_id = event.pk, event.sub.pk
             msgs.append(msg)
-    message_log.add_messages(msgs)
+    message_log.add_messages(msgs, project)
 
 
 def as_json(sent: Sequence[Sent]) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 from django.db.models import QuerySet
 from pydantic import Field
 
+from casereach.billing.queries import from_micros
 from casereach.core.openapi import DATE_TIME, OpenSchema
 from casereach.core.timeutil import as_utc, iso
 from casereach.messaging.chains import REASONS
@@ -97,6 +98,34 @@ class MessageOut(OpenSchema):
         description="WhatsApp: the template sent or to send outside the 24-hour window "
         "({name, language, params})",
     )
+    estimated_cost: str | None = Field(
+        None, description="from the fee table when queued, in cost_currency (a decimal string)"
+    )
+    actual_cost: str | None = Field(None, description="as the provider reported it, converted")
+    cost_currency: str | None = None
+    cost_source: str | None = Field(
+        None, description="where the actual cost came from: provider or fee_table"
+    )
+
+
+class CostTotals(OpenSchema):
+    currency: str
+    estimated: str
+    actual: str
+    cost: str = Field(description="actual where known, else estimated")
+    messages_with_actual_cost: int
+
+
+class CostsOut(OpenSchema):
+    """What messages cost (docs/costs.md): decimal strings in the project's currency."""
+
+    currency: str
+    total: CostTotals
+    per_day: list[dict[str, Any]]
+    per_gateway: list[dict[str, Any]]
+    budget: dict[str, Any] | None = Field(
+        description="amount, currency, spent, percent, warning (80%), reached; null = none"
+    )
 
 
 class MessagePageMeta(OpenSchema):
@@ -160,6 +189,10 @@ CSV_COLUMNS = (
     "chain_step",
     "fallback_reason",
     "moved_on",
+    "estimated_cost",
+    "actual_cost",
+    "cost_currency",
+    "cost_source",
 )
 
 
@@ -197,6 +230,11 @@ def serialize_message(m: Message) -> dict[str, Any]:
         "inbound_action": m.inbound_action or None,
         "detail": m.error_detail or None,
         **chain_fields(m),
+        # What it cost (docs/costs.md): decimal strings in cost_currency, or null.
+        "estimated_cost": from_micros(m.estimated_cost_micros),
+        "actual_cost": from_micros(m.actual_cost_micros),
+        "cost_currency": m.cost_currency or None,
+        "cost_source": m.cost_source or None,
     }
 
 
@@ -419,6 +457,10 @@ def _serialize_message(m: Message, event_status: str, event_failed: bool) -> dic
             data["error_message"] = message
     if m.chain_id:  # casereach extension: one attempt of a fallback chain
         data.update(channel=m.channel, **chain_fields(m))
+    # casereach's own extra fields (docs/costs.md): what the message cost.
+    data["estimated_cost"] = from_micros(m.estimated_cost_micros)
+    data["actual_cost"] = from_micros(m.actual_cost_micros)
+    data["cost_currency"] = m.cost_currency or None
     return data
 
 

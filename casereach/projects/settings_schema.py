@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 import phonenumbers
 from pydantic import (
@@ -15,6 +16,7 @@ from pydantic import (
     StrictBool,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_serializer,
     field_validator,
     model_validator,
@@ -203,6 +205,22 @@ class ProjectSettings(BaseModel):
     retry_delays_minutes: list[int] = Field(default_factory=lambda: [5, 10])
     strict_phone_validation: StrictBool = False
     default_country: str | None = None
+    currency: str = Field(
+        default="USD",
+        description="ISO 4217 code: message costs and the monthly budget are in it",
+    )
+    monthly_budget: Annotated[
+        Decimal | None,
+        # Documented (and shown on the settings page) as a decimal string; numbers pass too.
+        WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]}),
+    ] = Field(
+        default=None,
+        ge=0,
+        max_digits=14,
+        decimal_places=6,
+        description="At most this much of message cost per calendar month (in ``currency``; "
+        "null = no budget): sending stops when it is reached, with a warning at 80%",
+    )
     opt_out_keywords: dict[str, list[str]] = Field(default_factory=dict)
     opt_in_keywords: dict[str, list[str]] = Field(default_factory=dict)
     help_keywords: dict[str, list[str]] = Field(default_factory=dict)
@@ -287,6 +305,14 @@ class ProjectSettings(BaseModel):
             if not 1 <= minutes <= 7 * 24 * 60:
                 raise ValueError(f"fallback_after_minutes[{channel}] must be 1 to 10080 minutes")
         return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        code = value.strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", code):
+            raise ValueError("currency must be a three-letter ISO 4217 code, e.g. USD or KES")
+        return code
 
     @field_validator("default_country")
     @classmethod

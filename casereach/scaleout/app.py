@@ -156,6 +156,13 @@ def commcare_writeback(budget_s: float | None = None) -> int:
     return _loop(write_back_once, config.TASK_BUDGET_S if budget_s is None else budget_s)
 
 
+def fetch_prices(budget_s: float | None = None) -> int:
+    """Ask providers for the prices of final messages now due (Twilio), a batch at a time."""
+    from casereach.messaging.costs import fetch_due_prices
+
+    return _loop(fetch_due_prices, config.TASK_BUDGET_S if budget_s is None else budget_s)
+
+
 def reevaluate_alert(alert_id: int) -> str:
     """Evaluate a (re)activated alert over every candidate recipient, in batches."""
     from casereach.alerts.actions import evaluate_alert
@@ -196,6 +203,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "casereach.reap_leases": reap_leases,
     "casereach.handle_inbound": handle_inbound,
     "casereach.commcare_writeback": commcare_writeback,
+    "casereach.fetch_prices": fetch_prices,
     "casereach.reevaluate_alert": reevaluate_alert,
     "casereach.import_cases": import_cases,
     "casereach.whatsapp_template_sync": whatsapp_template_sync,

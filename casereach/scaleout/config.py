@@ -17,6 +17,7 @@ _PREFIX = re.compile(r"[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*\.")
 QUEUES = ("dispatch", "schedule", "bulk")
 KICK_INTERVAL_S = float(os.environ.get("CASEREACH_KICK_SECONDS", "1.0"))
 REAP_INTERVAL_S = 15.0
+PRICE_INTERVAL_S = 30.0  # asking providers for prices of final messages (Twilio)
 # How long one dispatch or scheduler task keeps claiming batches before it hands its slot
 # back (other queues' tasks wait behind it at most this long).
 TASK_BUDGET_S = float(os.environ.get("CASEREACH_TASK_BUDGET_SECONDS", "4.0"))
@@ -121,6 +122,7 @@ def celery_settings(url: str) -> dict[str, Any]:
             "casereach.reap_leases": {"queue": queue_name("dispatch")},
             "casereach.handle_inbound": {"queue": queue_name("dispatch")},
             "casereach.commcare_writeback": {"queue": queue_name("schedule")},
+            "casereach.fetch_prices": {"queue": queue_name("schedule")},
             "casereach.fire_due": {"queue": queue_name("schedule")},
             "casereach.survey_timers": {"queue": queue_name("schedule")},
             "casereach.alert_reply_timers": {"queue": queue_name("schedule")},
@@ -149,6 +151,11 @@ def celery_settings(url: str) -> dict[str, Any]:
                     "handle_inbound",
                     "commcare_writeback",
                 )
+            },
+            "fetch-prices": {
+                "task": "casereach.fetch_prices",
+                "schedule": PRICE_INTERVAL_S,
+                "options": {"expires": PRICE_INTERVAL_S * 2},
             },
             "reap-leases": {
                 "task": "casereach.reap_leases",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from casereach.testing.isolation_costs import COST_BODIES, COST_QUERIES, cost_paths, write_ids
 from casereach.testing.surveys import survey_body
 from casereach.testing.tenants import Tenant
 from casereach.testing.walker import Walker
@@ -54,16 +55,9 @@ def path_values(a: Tenant) -> dict[str, list[str]]:
         "contact_id": [a.case_ids["mother"], a.worker_ids[0]],
         "number": [a.numbers["mother"], a.numbers["stopped"]],
         "prefix": ["254", "2547"],
-        "write_id": _write_ids(a),
+        "write_id": write_ids(a),
+        **cost_paths(a),
     }
-
-
-def _write_ids(a: Tenant) -> list[str]:
-    """A's CommCare write-backs (none unless a test queued some: then a made-up id)."""
-    from casereach.cases.models import CommCareWrite
-
-    ids = CommCareWrite.objects.filter(project__name=a.name).values_list("id", flat=True)
-    return [str(i) for i in ids] or ["987654321"]
 
 
 def query_values(a: Tenant) -> dict[str, str]:
@@ -107,6 +101,7 @@ EXTRA_QUERIES: dict[Op, Callable[[Tenant], list[dict[str, str]]]] = {
         {"contact_id": a.case_ids["mother"], "survey": str(a.survey_ids[0]), "status": "active"}
     ],
     ("GET", MV + "opt-outs"): lambda a: [{"format": "csv"}],
+    **COST_QUERIES,
     ("GET", MV + "data-quality"): lambda a: [{"format": "csv"}],
     ("GET", MV + "phone-numbers"): lambda a: [{"number": n} for n in a.numbers.values()],
 }
@@ -296,6 +291,7 @@ BODIES: dict[Op, Bodies] = {
         {"default_gateway": a.gateway_names()[0]},
         {"daily_limit": 1},
     ],
+    **COST_BODIES,
     ("POST", ADMIN + "gateways"): lambda a, b, w: [
         {"name": f"{b.tag.upper()}-GLOBAL", "type": "test"},
         {"name": a.wanted_gateway, "type": "test"},

@@ -12,6 +12,7 @@ a response can be told apart from a count or a page size: 7,310,001+ is A's, 9,5
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from django.apps import apps
 from django.db import connection, models
 from django.test import Client
 
+from casereach.core.timeutil import now
 from casereach.projects.actions import do_create_web_user
 from casereach.projects.models import Project, Role
 from casereach.testing.sending import drain
@@ -102,6 +104,8 @@ class Tenant:
     survey_names: list[str] = field(default_factory=list)
     message_ids: list[str] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
+    fee_ids: list[int] = field(default_factory=list)  # a fee in use, one not yet
+    rate_ids: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # phrases only this tenant's messages hold
     wanted_gateway: str = ""  # a gateway name a contact asks for that the project lacks
 
@@ -216,6 +220,13 @@ def _add_gateways(t: Tenant) -> None:
     )
     t.gateways = {"test": test, "http": {**http, "config": http_config}}
     _call(t, "PATCH", M + "settings", {"default_gateway": f"{up}-TEST"}, 200)
+    today = now().date()
+    for day in (today, today + dt.timedelta(days=40)):
+        fee = {"amount": "0.0123", "currency": "USD", "valid_from": day.isoformat()}
+        t.fee_ids.append(_call(t, "POST", M + f"gateways/{test['id']}/fees", fee, 201)["id"])
+    later = (today + dt.timedelta(days=40)).isoformat()
+    rate = {"currency": "KES", "rate": "0.0077", "valid_from": later}
+    t.rate_ids.append(_call(t, "POST", M + "conversion-rates", rate, 201)["id"])
 
 
 def _add_case(t: Tenant, role: str, case_type: str, **props: str) -> str:

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from casereach.contacts.queries import contact_names, data_quality, phone_entries
+from casereach.messaging.costs import budget_status, cost_by_day_and_gateway
 from casereach.messaging.errors import describe
 from casereach.messaging.optouts import project_opt_outs
 from casereach.messaging.queries import error_code_counts, outbound_per_day
@@ -95,6 +96,7 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
     for c in conflicts:
         c["name"] = names.get(c["contact_id"]) or c["contact_id"]
     opted = list(project_opt_outs(project).filter(opted_out=True)[:20])
+    costs = cost_by_day_and_gateway(project, since)
     return render(
         request,
         "web/dashboard.html",
@@ -109,6 +111,8 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
             "conflicts": conflicts,
             "conflict_total": conflict_total,
             "opted_out": opted,
+            "costs": costs,
+            "budget": budget_status(project),
             "nav": "dashboard",
         },
     )

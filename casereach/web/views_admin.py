@@ -51,6 +51,10 @@ HELP = {
     "(23:00 to 01:00). No window = any time. Fill in the empty row to add a window; "
     "untick every day and clear the times to remove one.",
     "daily_limit": "At most this many outgoing messages per day (replies are not counted).",
+    "currency": "Three-letter ISO 4217 code (e.g. USD, KES): message costs and the monthly "
+    "budget are in it (see the fee table).",
+    "monthly_budget": "At most this much message cost per calendar month, in the currency "
+    "above; empty = no budget. Sending stops when it is reached; a warning shows at 80%.",
     "stale_after_hours": "A queued message older than this is not sent (it fails as stale).",
     "retry_delays_minutes": "Waits in minutes between retries of a failed send, separated "
     "by commas, e.g. 5, 10.",

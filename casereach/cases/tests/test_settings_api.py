@@ -71,6 +71,8 @@ def test_get_returns_every_setting_with_defaults(api: Api) -> None:
         "retry_delays_minutes": [5, 10],
         "strict_phone_validation": False,
         "default_country": None,
+        "currency": "USD",
+        "monthly_budget": None,
         "opt_out_keywords": {},
         "opt_in_keywords": {},
         "help_keywords": {},

@@ -34,6 +34,7 @@ from casereach.messaging.dispatch.calls import GatewayCalls, persistent_types
 from casereach.messaging.dispatch.complete import complete
 from casereach.messaging.dispatch.daily import DailyCounts
 from casereach.messaging.dispatch.jobs import SEND, Job
+from casereach.messaging.dispatch.monthly import MonthlyCosts
 from casereach.messaging.dispatch.prepare import prepare
 from casereach.messaging.dispatch.stream import Stream
 from casereach.messaging.inbound import do_receive
@@ -83,6 +84,7 @@ class Dispatcher:
         self.concurrency = concurrency
         self.calls = GatewayCalls(concurrency=concurrency, http=http)
         self.daily = DailyCounts()
+        self.monthly = MonthlyCosts()
         self._sessions_checked = -SESSION_CHECK_S
 
     def close(self) -> None:
@@ -131,8 +133,12 @@ class Dispatcher:
             pk: self.daily.sent_today(p, ctx.settings[pk], at, len(rows))
             for pk, p in ctx.projects.items()
         }
-        jobs = prepare(rows, ctx, at, sent_today)
+        budgets: dict[int | None, tuple[int, int] | None] = {
+            pk: self.monthly.budget(p, ctx.settings[pk], at) for pk, p in ctx.projects.items()
+        }
+        jobs = prepare(rows, ctx, at, sent_today, budgets)
         self.daily.prepared(jobs)
+        self.monthly.prepared(jobs)
         breaker.throttle([j for j in jobs if j.action == SEND], at)
         self.daily.sending(jobs)
         return jobs

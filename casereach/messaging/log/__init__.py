@@ -8,6 +8,7 @@ calls this package; none writes these tables itself. Its modules:
   ``core.rows`` drafts (the due scan) — ``add_events``, ``add_subevents``, ``add_messages``,
   ``add_attempts``, ``set_event_outcomes``: a fixed number of statements per batch;
 - ``status``: ``set_status``, a message's status moved forward (delivery reports);
+- ``costs``: ``set_actual_costs``, ``set_price_due`` (what a message cost, ADR 0013);
 - ``leases``: the dispatcher's outbox — ``claim``/``claim_rows`` under a lease, ``reap``
   for expired leases, ``complete_leased`` (named rows ``Sent``, ``Failed``, ``Requeued``)
   and ``close_after_send``.
@@ -18,6 +19,7 @@ stamped with the project's clock (``projects.actions.tick_clock``), under the pr
 caller holds.
 """
 
+from casereach.messaging.log.costs import set_actual_costs, set_price_due
 from casereach.messaging.log.events import (
     INBOUND_ONCE,
     SUBEVENT_ERROR,
@@ -82,6 +84,8 @@ __all__ = [
     "outcome",
     "raw_before",
     "reap",
+    "set_actual_costs",
     "set_event_outcomes",
+    "set_price_due",
     "set_status",
 ]

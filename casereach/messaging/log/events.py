@@ -17,6 +17,7 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
+from casereach.billing.queries import estimate
 from casereach.contacts.models import Contact
 from casereach.core import bulk, rows
 from casereach.core.ids import time_ordered_id
@@ -120,8 +121,12 @@ INBOUND_ONCE = "(gateway_id, provider_id) WHERE direction = 'in' AND provider_id
 
 
 def add_message(msg: Message, *, inbound_once: bool = False) -> bool:
-    """INSERT one message (its id, a time-ordered uuid, is set by the model). ``inbound_once``:
-    skip it if the same inbound message is stored already (then False)."""
+    """INSERT one message (its id, a time-ordered uuid, is set by the model), an outbound one
+    with its estimated cost. ``inbound_once``: skip it if the same inbound message is stored
+    already (then False)."""
+    if msg.direction == "out" and msg.project_id is not None:
+        known = {msg.project_id: msg.project} if Message.project.is_cached(msg) else None
+        estimate([msg], known)  # type: ignore[arg-type]
     return rows.insert_instance(msg, INBOUND_ONCE if inbound_once else "")
 
 
@@ -212,7 +217,10 @@ def add_subevents(project: Project, drafts: Sequence[SubEventDraft]) -> None:
     rows.insert(drafts)  # writes: messaging.MessagingSubEvent
 
 
-def add_messages(drafts: Sequence[MessageDraft]) -> None:
+def add_messages(drafts: Sequence[MessageDraft], project: Project | None = None) -> None:
+    """One batch INSERT, each queued outbound message with its estimated cost (``billing``:
+    a fixed number of queries per batch; ``project``, when all are its, saves reading it)."""
+    estimate(drafts, {project.pk: project} if project is not None else None)
     rows.insert(drafts)  # writes: messaging.Message
 
 

@@ -71,6 +71,7 @@ CLAIM_COLUMNS = (
     "subevent_id",
     "chain_next",
     "payload",
+    "estimated_cost_micros",
 )
 
 

@@ -24,10 +24,16 @@ from casereach.projects.actions import lock_project, tick_clock
 
 
 def set_status(
-    message_id: str, status: str, *, error_code: str | None = None, provider_code: str = ""
+    message_id: str,
+    status: str,
+    *,
+    error_code: str | None = None,
+    provider_code: str = "",
+    price_due: bool = False,
 ) -> bool:
     """Move a message forward to ``status``; never backwards; its sub-event closes on a final
-    status and is stamped with the project's clock. True when it changed.
+    status and is stamped with the project's clock. True when it changed. ``price_due``: its
+    gateway tells the price on request (``fetch_price``): a final status makes it due.
 
     ``read`` (WhatsApp) comes after ``delivered``: a late ``sent``/``delivered`` leaves a read
     message as it is, and a read receipt never turns a failed message into a read one. A read
@@ -49,6 +55,8 @@ def set_status(
         changes.update(
             failed_on=stamp, error_code=error_code or "GATEWAY_ERROR", provider_code=provider_code
         )
+    if price_due and status in (DELIVERED, FAILED):
+        changes["price_due_at"] = stamp
     with transaction.atomic():
         changed = Message.objects.filter(id=message_id, status__in=lower).update(**changes)
         if changed and status == READ:

@@ -54,6 +54,8 @@ SMS_KEYS = [
     "backend",
     "phone_number",
 ]
+# casereach's extra fields, after CommCare's (docs/costs.md).
+COST_KEYS = ["estimated_cost", "actual_cost", "cost_currency"]
 NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?")
 NAIVE_MS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?")
 
@@ -152,7 +154,7 @@ def test_list_envelope_and_event_objects(api: Api, world: dict[str, Any]) -> Non
         sent["source"],
     )
     [msg] = sent["messages"]
-    assert SMS_KEYS == list(msg)
+    assert [*SMS_KEYS, *COST_KEYS] == list(msg)
     m = Message.objects.get(id=world["sent"])
     assert (m.pk, "sms", "outgoing", "Hello Amina", "sent", "TEST", NUMBER) == (
         msg["message_id"],
@@ -182,7 +184,7 @@ def test_list_envelope_and_event_objects(api: Api, world: dict[str, Any]) -> Non
         failed["error"]
     )
     [fmsg] = failed["messages"]
-    assert [*SMS_KEYS, "error_message"] == list(fmsg)
+    assert [*SMS_KEYS, "error_message", *COST_KEYS] == list(fmsg)
     assert ("error", info.description, None, "Hello Baraka") == (
         fmsg["status"],
         fmsg["error_message"],
@@ -209,6 +211,7 @@ def test_list_envelope_and_event_objects(api: Api, world: dict[str, Any]) -> Non
         "backend",
         "email_address",
         "error_message",
+        *COST_KEYS,
     ] == list(emsg)
     assert ("email", "outgoing", "email", "nurse@example.org", "Report due") == (
         emsg["type"],

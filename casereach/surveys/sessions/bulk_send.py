@@ -179,7 +179,7 @@ def _write(project: Project, drafts: Sequence[tuple[EventDraft, MessageDraft]]) 
     message_log.add_subevents(project, [event.sub for event in events])
     for event, msg in drafts:
         msg.event_id, msg.subevent_id = event.pk, event.sub.pk
-    message_log.add_messages([msg for _, msg in drafts])
+    message_log.add_messages([msg for _, msg in drafts], project)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -331,6 +331,35 @@ class TwilioGateway(Gateway):
             detail=detail,
         )
 
+    def fetch_price(self, provider_id: str) -> tuple[str, str] | None:
+        """The message's ``price`` and ``price_unit`` (``GET …/Messages/{sid}.json``): Twilio's
+        status callbacks carry no price, and the price appears some time after the final
+        status. None while it is null, on any error, or for an id that is no message SID."""
+        cfg = self.cfg
+        if not _is_sid(provider_id, "SM") and not _is_sid(provider_id, "MM"):
+            return None
+        url = f"{cfg.base_url}/2010-04-01/Accounts/{cfg.account_sid}/Messages/{provider_id}.json"
+        try:
+            netpolicy.check_url_before_send(url)
+            client = self._client()
+            request = client.build_request(
+                "GET",
+                url,
+                headers={"Accept": "application/json", "Authorization": self._basic_auth()},
+                timeout=cfg.timeout_s,
+            )
+            response = netpolicy.send_logged(
+                client, request, secrets=self.secret_values(), record=self._record
+            )
+        except GatewayError:
+            return None
+        data = _json_object(response) if response.status_code == 200 else None
+        price = data.get("price") if data else None
+        unit = data.get("price_unit") if data else None
+        if not isinstance(price, str | int | float) or isinstance(price, bool) or price == "":
+            return None
+        return str(price), unit.upper() if isinstance(unit, str) else ""
+
     def parse_status(
         self, form: Mapping[str, str], body: bytes, content_type: str
     ) -> list[StatusUpdate]:
