@@ -20,7 +20,6 @@ from casereach.messaging.sending import MAX_BATCH, ItemError, as_json
 from casereach.messaging.sending_group import send_single
 from casereach.messaging.serializers import (
     BatchError,
-    CostsOut,
     ErrorCodeList,
     MessageDetail,
     MessageList,
@@ -31,6 +30,7 @@ from casereach.messaging.serializers import (
     serialize_message,
 )
 from casereach.messaging.serializers_chain import serialize_chain
+from casereach.messaging.serializers_costs import CostsOut
 from casereach.messaging.whatsapp import parse_content as parse_whatsapp
 from casereach.projects.auth import principal_of, project_for, requires
 from casereach.projects.models import Role

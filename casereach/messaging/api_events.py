@@ -37,7 +37,7 @@ from casereach.messaging.event_query import (
     params_of,
     with_survey_messages,
 )
-from casereach.messaging.serializers import serialize_event
+from casereach.messaging.serializers_events import serialize_event
 from casereach.projects.auth import project_for, requires
 from casereach.projects.models import Role
 

@@ -1,7 +1,7 @@
 """The messaging-event API's reading side (reference/commcare-api.md section 4): CommCare's
 slugs for our internal values, the request's parameters and its keyset cursor, and the filters
 they apply to the sub-events of a project. The views are in ``api_events``; the objects they
-answer are made by ``serializers.serialize_event``."""
+answer are made by ``serializers_events.serialize_event``."""
 
 from __future__ import annotations
 

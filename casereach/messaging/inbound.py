@@ -247,6 +247,7 @@ def do_receive(
     return outcome
 
 
+# long: one inbound message's handlers in their order of precedence
 def _receive(
     gw: GatewayConfig,
     inbound: InboundMessage,

@@ -140,6 +140,7 @@ def reply(
     queue_sms(ctx, texts, default, pinned=True, allow_opted_out=allow_opted_out)
 
 
+# long: one reply's steps in order: text, loop guard, message, route, opt-out
 def queue_sms(
     ctx: Ctx,
     texts: Mapping[str, str],
