@@ -21,30 +21,19 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from casereach.gateways import netpolicy
 from casereach.gateways.base import (
-    GATEWAY_ERROR,
-    Exchange,
-    Gateway,
-    GatewayError,
     InboundMessage,
-    OutgoingMessage,
-    ProviderTemplate,
-    SendResult,
     StatusUpdate,
     max_in_flight_field,
 )
 from casereach.gateways.inbound import phone_digits
-from casereach.gateways.types import whatsapp_common as wa
 from casereach.gateways.types import whatsapp_hooks as hooks
-from casereach.gateways.types import whatsapp_templates as templates
-from casereach.gateways.wire import WirePool
+from casereach.gateways.types.whatsapp_base import WhatsAppGateway
 
 DEFAULT_BASE_URL = "https://whatsapp.turn.io"
 DEFAULT_API_VERSION = "v21.0"
@@ -111,90 +100,24 @@ class TurnConfig(BaseModel):
         return netpolicy.check_url(value.rstrip("/"))
 
 
-class TurnGateway(Gateway):
+class TurnGateway(WhatsAppGateway):
     slug = "turn"
     label = "WhatsApp (Turn.io)"
-    channel = "whatsapp"
     config_model = TurnConfig
     secret_fields = ("access_token", "hook_secret")
-    supports_idempotency = False
-    sends_async = True  # ``send_async``: the dispatcher's lean-client path
-
-    def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
-        super().__init__(config, http)
-        self._owns_http = http is None
-        self._plan: wa.WirePlan | None = None
+    cloud = False
 
     @property
     def cfg(self) -> TurnConfig:
         assert isinstance(self.config, TurnConfig)
         return self.config
 
-    def _client(self) -> httpx.Client:
-        if self.http is None:
-            self.http = netpolicy.make_client(self.cfg.timeout_s)
-        return self.http
-
-    def _record(self, exchange: Exchange) -> None:
-        self.last_exchange = exchange
-
-    def close(self) -> None:
-        if self._owns_http and self.http is not None:
-            self.http.close()
-            self.http = None
-
-    def _wire_plan(self) -> wa.WirePlan:
-        if self._plan is None:
-            self._plan = wa.wire_plan(self.send_url(), self.cfg.access_token, self.secret_values())
-        return self._plan
-
-    async def send_async(
-        self, message: OutgoingMessage, pool: WirePool, record: Callable[[Exchange], None]
-    ) -> SendResult:
-        """``send`` through the lean client: the same request, checks, classification."""
-        wa.check_destination(message)
-        return await wa.send_json_async(
-            pool,
-            self._wire_plan(),
-            wa.message_payload(message, cloud=False),
-            timeout_s=self.cfg.timeout_s,
-            secrets=self.secret_values(),
-            record=record,
-        )
-
     def send_url(self) -> str:
         return f"{self.cfg.base_url}/v1/messages"
 
-    def send(self, message: OutgoingMessage) -> SendResult:
-        self.last_exchange = None
-        wa.check_destination(message)
-        return wa.send_json(
-            self._client(),
-            self.send_url(),
-            wa.message_payload(message, cloud=False),
-            token=self.cfg.access_token,
-            timeout_s=self.cfg.timeout_s,
-            secrets=self.secret_values(),
-            record=self._record,
-        )
-
-    def list_templates(self) -> list[ProviderTemplate]:
+    def templates_url(self) -> str:
         cfg = self.cfg
-        if not cfg.waba_id:
-            raise GatewayError(
-                GATEWAY_ERROR,
-                retryable=False,
-                detail="set waba_id on the gateway to sync its templates",
-            )
-        self.last_exchange = None
-        return templates.list_templates(
-            self._client(),
-            f"{cfg.base_url}/graph/{cfg.api_version}/{cfg.waba_id}/message_templates",
-            token=cfg.access_token,
-            timeout_s=cfg.timeout_s,
-            secrets=self.secret_values(),
-            record=self._record,
-        )
+        return f"{cfg.base_url}/graph/{cfg.api_version}/{cfg.waba_id}/message_templates"
 
     def valid_webhook_signature(self, headers: Mapping[str, str], body: bytes) -> bool:
         given = hooks.header(headers, SIGNATURE_HEADER).strip()
@@ -207,16 +130,6 @@ class TurnGateway(Gateway):
         self, form: Mapping[str, str], body: bytes, content_type: str
     ) -> tuple[list[StatusUpdate], list[InboundMessage]]:
         return hooks.parse_webhook(body, self.cfg.number)
-
-    def parse_status(
-        self, form: Mapping[str, str], body: bytes, content_type: str
-    ) -> list[StatusUpdate]:
-        return self.parse_webhook(form, body, content_type)[0]
-
-    def parse_inbound(
-        self, form: Mapping[str, str], body: bytes, content_type: str
-    ) -> list[InboundMessage]:
-        return self.parse_webhook(form, body, content_type)[1]
 
 
 GATEWAY = TurnGateway
