@@ -4,11 +4,13 @@ their config, URLs and webhook signatures (``whatsapp_cloud``, ``turn``)."""
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, cast
 
 import httpx
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from casereach.gateways import netpolicy
 from casereach.gateways.base import (
@@ -25,6 +27,46 @@ from casereach.gateways.base import (
 from casereach.gateways.types import whatsapp_common as wa
 from casereach.gateways.types import whatsapp_templates as templates
 from casereach.gateways.wire import WirePool
+
+_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}")
+
+
+class WhatsAppConfigChecks(BaseModel):
+    """The checks of the fields the WhatsApp types' configs share (each config declares its
+    own fields, in its own order; a check applies to the fields a config has)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("waba_id", check_fields=False)
+    @classmethod
+    def _waba_id(cls, value: str) -> str:
+        value = value.strip()
+        if value and (not value.isdigit() or len(value) > 32):
+            raise ValueError("waba_id must be digits")
+        return value
+
+    @field_validator(
+        "access_token", "app_secret", "verify_token", "hook_secret", check_fields=False
+    )
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        value = value.strip()
+        if len(value) < 8:
+            raise ValueError("must be at least 8 characters")
+        return value
+
+    @field_validator("api_version", check_fields=False)
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        value = value.strip()
+        if not _VERSION.fullmatch(value):
+            raise ValueError("api_version must look like v21.0")
+        return value
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return netpolicy.check_url(value.rstrip("/"))
 
 
 class WhatsAppSettings(Protocol):

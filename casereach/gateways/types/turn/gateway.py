@@ -20,10 +20,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from casereach.gateways import netpolicy
 from casereach.gateways.base import (
@@ -33,12 +32,11 @@ from casereach.gateways.base import (
 )
 from casereach.gateways.inbound import phone_digits
 from casereach.gateways.types import whatsapp_hooks as hooks
-from casereach.gateways.types.whatsapp_base import WhatsAppGateway
+from casereach.gateways.types.whatsapp_base import WhatsAppConfigChecks, WhatsAppGateway
 
 DEFAULT_BASE_URL = "https://whatsapp.turn.io"
 DEFAULT_API_VERSION = "v21.0"
 SIGNATURE_HEADER = "X-Turn-Hook-Signature"
-_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}")
 
 
 def turn_signature(secret: str, body: bytes) -> str:
@@ -47,9 +45,7 @@ def turn_signature(secret: str, body: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-class TurnConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TurnConfig(WhatsAppConfigChecks):
     number: str = Field(description="The Turn line's WhatsApp number (digits, optional '+')")
     access_token: str = Field(description="API token from Settings > API & Webhooks (secret)")
     hook_secret: str = Field(description="The webhook's secret: checks X-Turn-Hook-Signature")
@@ -69,35 +65,6 @@ class TurnConfig(BaseModel):
     @classmethod
     def _number(cls, value: str) -> str:
         return phone_digits(value, "number")
-
-    @field_validator("waba_id")
-    @classmethod
-    def _waba_id(cls, value: str) -> str:
-        value = value.strip()
-        if value and (not value.isdigit() or len(value) > 32):
-            raise ValueError("waba_id must be digits")
-        return value
-
-    @field_validator("access_token", "hook_secret")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        value = value.strip()
-        if len(value) < 8:
-            raise ValueError("must be at least 8 characters")
-        return value
-
-    @field_validator("api_version")
-    @classmethod
-    def _api_version(cls, value: str) -> str:
-        value = value.strip()
-        if not _VERSION.fullmatch(value):
-            raise ValueError("api_version must look like v21.0")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        return netpolicy.check_url(value.rstrip("/"))
 
 
 class TurnGateway(WhatsAppGateway):

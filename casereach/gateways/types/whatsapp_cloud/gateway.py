@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from casereach.gateways import netpolicy
 from casereach.gateways.base import (
@@ -39,12 +38,11 @@ from casereach.gateways.base import (
     max_in_flight_field,
 )
 from casereach.gateways.types import whatsapp_hooks as hooks
-from casereach.gateways.types.whatsapp_base import WhatsAppGateway
+from casereach.gateways.types.whatsapp_base import WhatsAppConfigChecks, WhatsAppGateway
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v21.0"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
-_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}")
 
 
 def hub_signature(app_secret: str, body: bytes) -> str:
@@ -52,9 +50,7 @@ def hub_signature(app_secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class WhatsAppCloudConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class WhatsAppCloudConfig(WhatsAppConfigChecks):
     phone_number_id: str = Field(description="The sending number's id in WhatsApp Manager")
     waba_id: str = Field(
         default="", description="WhatsApp Business Account id (needed to sync templates)"
@@ -76,35 +72,6 @@ class WhatsAppCloudConfig(BaseModel):
         if not value.isdigit() or len(value) > 32:
             raise ValueError("phone_number_id must be the number's id (digits), not the number")
         return value
-
-    @field_validator("waba_id")
-    @classmethod
-    def _waba_id(cls, value: str) -> str:
-        value = value.strip()
-        if value and (not value.isdigit() or len(value) > 32):
-            raise ValueError("waba_id must be digits")
-        return value
-
-    @field_validator("access_token", "app_secret", "verify_token")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        value = value.strip()
-        if len(value) < 8:
-            raise ValueError("must be at least 8 characters")
-        return value
-
-    @field_validator("api_version")
-    @classmethod
-    def _api_version(cls, value: str) -> str:
-        value = value.strip()
-        if not _VERSION.fullmatch(value):
-            raise ValueError("api_version must look like v21.0")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        return netpolicy.check_url(value.rstrip("/"))
 
 
 class WhatsAppCloudGateway(WhatsAppGateway):
