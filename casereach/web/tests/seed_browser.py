@@ -1,6 +1,7 @@
 """Seed the database of the browser tests: the demo project with a web user and an active
 alert, and a second project (with its own case, gateway, alert and message) whose pages the
-demo user must never see. Run as ``python -m casereach.web.tests.seed_browser OUT.json``."""
+demo user must never see, and an empty project ``chain`` (web user ``cm``) that
+test_browser_chain sets up with its own gateways and channel order. Run as ``python -m casereach.web.tests.seed_browser OUT.json``."""
 
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ def main(out: str) -> None:
     )
     other_case = Case.objects.get(project=other, external_id="other-1")
     do_send(other, SendRequest(contact_id=other_case.case_id, sms={"en": "Hello from B"}))
+    chain = do_create_project("chain", time_zone="UTC", languages=["en"])
+    do_create_web_user(chain, "cm", "cm-password-1", role=Role.ADMIN)
     demo_case = Case.objects.get(project=demo, external_id="demo-two-way")
     with open(out, "w") as fh:
         json.dump(
