@@ -178,6 +178,18 @@ def _floor_templates(stamp: str) -> tuple[dict[str, Any], dict[str, Any], dict[s
         "delivered_on": None,
         "failed_on": None,
         "inbound_action": "",
+        "read_on": None,
+        "payload": None,
+        "chain_id": None,
+        "chain_step": 0,
+        "chain_next": "",
+        "fallback_reason": "",
+        "moved_on_at": None,
+        "estimated_cost_micros": 7500,  # the due scan prices every message it queues
+        "actual_cost_micros": None,
+        "cost_currency": "USD",
+        "cost_source": "",
+        "price_due_at": None,
     }
     return event, subevent, message
 

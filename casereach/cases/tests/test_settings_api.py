@@ -73,6 +73,8 @@ def test_get_returns_every_setting_with_defaults(api: Api) -> None:
         "default_country": None,
         "currency": "USD",
         "monthly_budget": None,
+        "channel_order": [],
+        "fallback_after_minutes": {},
         "opt_out_keywords": {},
         "opt_in_keywords": {},
         "help_keywords": {},
