@@ -88,8 +88,8 @@ def test_a_1000_contact_broadcast_costs_what_the_log_totals(api: Api) -> None:
         assert 200 == api.put(M + "routes", {"default_gateway": "TWILIO", "prefixes": []}).status
         today = now().date().isoformat()
         assert 200 == api.call("PATCH", M + "settings", {"currency": "KES"}).status
-        rate = {"currency": "USD", "rate": str(RATE), "valid_from": today}
-        assert 201 == api.post(M + "conversion-rates", rate).status
+        conversion = {"currency": "USD", "rate": str(RATE), "valid_from": today}
+        assert 201 == api.post(M + "conversion-rates", conversion).status
         for prefix, amount in FEES.items():
             fee = {"prefix": prefix, "amount": str(amount), "currency": "USD", "valid_from": today}
             assert 201 == api.post(M + f"gateways/{gw['id']}/fees", fee).status
@@ -179,13 +179,15 @@ def test_a_1000_contact_broadcast_costs_what_the_log_totals(api: Api) -> None:
         "# The cost of a 1,000-contact broadcast",
         "",
         "An immediate broadcast to 1,000 cases through a `twilio` gateway (a real local HTTP",
-        "server standing in for Twilio); 900 numbers start with 2547, 100 with 2556; one in",
-        "four messages needs two segments. Fee table per SMS segment: default "
-        f"{FEES['']} USD, prefix 2547 {FEES['2547']} USD; Twilio charged "
-        f"{CHARGED['']} / {CHARGED['2547']} USD per segment. The project's currency is KES,",
-        f"at {RATE} KES to the USD (the dry-run estimate in USD: {usd:.6f}; Twilio's bill in",
-        f"USD: {charged / RATE:.6f}).",
-        f"Written by casereach/billing/tests/test_broadcast_cost_record.py on {now():%Y-%m-%d}"
+        "server standing in for Twilio): 900 numbers start with 2547, 100 with 2556, and one",
+        "message in four needs two segments.",
+        "",
+        f"- Fee table, per SMS segment: default {FEES['']} USD, prefix 2547 {FEES['2547']} USD.",
+        f"- Twilio charged, per segment: default {CHARGED['']} USD, prefix 2547 "
+        f"{CHARGED['2547']} USD.",
+        f"- The project's currency is KES, at {RATE} KES to the USD (the dry-run estimate in",
+        f"  USD: {usd:.6f}; Twilio's bill in USD: {charged / RATE:.6f}).",
+        f"- Written by casereach/billing/tests/test_broadcast_cost_record.py on {now():%Y-%m-%d}"
         f" ({database}).",
         "",
         "| contacts | messages | segments | dry-run estimate | log estimate | log actual | "
