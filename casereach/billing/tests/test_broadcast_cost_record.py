@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ CHARGED = {"": Decimal("0.0520"), "2547": Decimal("0.0079")}
 RATE = Decimal("129.5")
 TEXT = "Clinic closed on Friday, {recipient.name}. Come on Monday."
 RECORD = Path("build/cost-record.md")
-NOTES = Path("/work/notes/cost/cost-record.md")
 
 
 def _name(n: int) -> str:
@@ -210,7 +208,4 @@ def test_a_1000_contact_broadcast_costs_what_the_log_totals(api: Api) -> None:
         )
     RECORD.parent.mkdir(exist_ok=True)
     RECORD.write_text("\n".join(lines) + "\n")
-    if NOTES.parent.parent.is_dir():
-        NOTES.parent.mkdir(exist_ok=True)
-        shutil.copyfile(RECORD, NOTES)
-    print(RECORD.resolve(), "->", NOTES)
+    print(RECORD.resolve())
