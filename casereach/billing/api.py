@@ -22,8 +22,7 @@ from casereach.core.errors import NotFound
 from casereach.core.openapi import ApiError, OpenSchema
 from casereach.core.requests import json_body
 from casereach.core.timeutil import now
-from casereach.gateways.models import GatewayConfig
-from casereach.gateways.queries import MAX_ID, global_gateway
+from casereach.gateways.queries import MAX_ID, global_gateway, owned_gateway
 from casereach.projects.auth import project_for, requires, requires_system_admin
 from casereach.projects.models import Project, Role
 
@@ -152,17 +151,6 @@ def serialize_rate(rate: ConversionRate) -> dict[str, Any]:
     }
 
 
-def _own_gateway(project: Project, gateway_id: int) -> GatewayConfig:
-    gw = (
-        GatewayConfig.objects.filter(project=project, pk=gateway_id).first()
-        if 0 < gateway_id <= MAX_ID
-        else None
-    )
-    if gw is None:
-        raise NotFound(f"gateway {gateway_id} not found in this project")
-    return gw
-
-
 def _own_fee(project: Project, fee_id: int) -> Fee:
     fee = (
         Fee.objects.filter(gateway__project=project, pk=fee_id).select_related("gateway").first()
@@ -209,7 +197,7 @@ def fees_list(request: HttpRequest, project: str) -> JsonResponse:
 @requires(Role.ADMIN)
 def fees_add(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
-    gw = _own_gateway(proj, gateway_id)
+    gw = owned_gateway(proj, gateway_id)
     fee = do_add_fee(json_body(request), gateway=gw)
     return JsonResponse(serialize_fee(fee), status=201)
 

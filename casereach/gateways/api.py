@@ -19,7 +19,7 @@ from casereach.gateways.actions import (
     do_update_gateway,
 )
 from casereach.gateways.models import GatewayConfig
-from casereach.gateways.queries import share_offers, visible_gateways
+from casereach.gateways.queries import owned_gateway, share_offers, visible_gateways
 from casereach.gateways.registry import GATEWAY_TYPES, available_types
 from casereach.gateways.serializers import (
     Declined,
@@ -35,7 +35,7 @@ from casereach.gateways.serializers import (
     serialize_routes,
 )
 from casereach.projects.auth import principal_of, project_for, requires
-from casereach.projects.models import Project, Role
+from casereach.projects.models import Role
 
 router = Router(tags=["gateways and routes"])
 BASE = "/a/{project}/api/messaging/v1"
@@ -102,13 +102,6 @@ NOT_FOUND: dict[int, Any] = {404: ApiError}
 CONFLICT: dict[int, Any] = {409: ApiError}
 
 
-def _own(project: Project, gateway_id: int) -> GatewayConfig:
-    gw = GatewayConfig.objects.filter(project=project, pk=gateway_id).first()
-    if gw is None:
-        raise NotFound(f"gateway {gateway_id} not found in this project")
-    return gw
-
-
 @router.api_operation(
     ["GET"],
     BASE + "/gateways",
@@ -171,7 +164,7 @@ def gateways_get(request: HttpRequest, project: str, gateway_id: int) -> JsonRes
 @requires(Role.ADMIN)
 def gateways_update(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
-    gw = do_update_gateway(_own(proj, gateway_id), json_body(request))
+    gw = do_update_gateway(owned_gateway(proj, gateway_id), json_body(request))
     return JsonResponse(serialize_gateway(request, gw, proj))
 
 
@@ -185,7 +178,7 @@ def gateways_update(request: HttpRequest, project: str, gateway_id: int) -> Json
 @requires(Role.ADMIN)
 def gateways_delete(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     proj = project_for(request, project)
-    gw = _own(proj, gateway_id)
+    gw = owned_gateway(proj, gateway_id)
     do_delete_gateway(gw)
     return JsonResponse({"id": gateway_id, "deleted": True})
 

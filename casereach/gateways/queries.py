@@ -159,6 +159,19 @@ def global_gateway(gateway_id: int) -> GatewayConfig:
     return gw
 
 
+def owned_gateway(project: Project, gateway_id: int) -> GatewayConfig:
+    """The project's own gateway with this id (NotFound for a shared, global or another
+    project's one, or none)."""
+    gw = (
+        GatewayConfig.objects.filter(project=project, pk=gateway_id).first()
+        if 0 < gateway_id <= MAX_ID
+        else None
+    )
+    if gw is None:
+        raise NotFound(f"gateway {gateway_id} not found in this project")
+    return gw
+
+
 def global_gateway_named(name: str) -> GatewayConfig:
     gw = GatewayConfig.objects.filter(project__isnull=True, name_key=name.strip().lower()).first()
     if gw is None:
