@@ -163,20 +163,30 @@ def parse_messages(value: Mapping[str, Any], business_number: str) -> list[Inbou
 
 
 def parse_webhook(
-    body: bytes, business_number: str
+    body: bytes, business_number: str, phone_number_id: str = ""
 ) -> tuple[list[StatusUpdate], list[InboundMessage]]:
     """Statuses and inbound messages of one webhook POST, or ValueError.
 
     ``business_number``: the number inbound messages were sent to when the webhook does not
-    say it (Turn).
+    say it (Turn). ``phone_number_id``: the gateway's own number id (Cloud API): one Meta app
+    posts the events of every number it serves to the same URL, so a value for another number
+    id (``metadata.phone_number_id``) belongs to another gateway and is left out.
     """
     data = webhook_json(body)
     statuses: list[StatusUpdate] = []
     messages: list[InboundMessage] = []
     for value, number in webhook_values(data):
+        if phone_number_id and _number_id(value) not in ("", phone_number_id):
+            continue
         statuses += parse_statuses(value)
         messages += parse_messages(value, number or business_number)
     return statuses, messages
+
+
+def _number_id(value: Mapping[str, Any]) -> str:
+    metadata = value.get("metadata")
+    found = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+    return str(found) if isinstance(found, (str, int)) and not isinstance(found, bool) else ""
 
 
 def challenge_text(challenge: str) -> str | None:

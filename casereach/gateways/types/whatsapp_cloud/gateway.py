@@ -114,7 +114,7 @@ class WhatsAppCloudGateway(WhatsAppGateway):
     def parse_webhook(
         self, form: Mapping[str, str], body: bytes, content_type: str
     ) -> tuple[list[StatusUpdate], list[InboundMessage]]:
-        return hooks.parse_webhook(body, "")
+        return hooks.parse_webhook(body, "", self.cfg.phone_number_id)
 
 
 GATEWAY = WhatsAppCloudGateway

@@ -238,6 +238,21 @@ def test_statuses_and_messages_of_one_post() -> None:
     assert [inbound("1")] == messages
 
 
+def test_events_of_another_number_of_the_same_app_are_left_out() -> None:
+    """One Meta app posts every number's events to each URL it has: only this gateway's
+    phone_number_id is read, so another gateway's inbound never lands in this project."""
+    ours = json.loads(webhook(msg("text", {"body": "ours"})))
+    theirs = json.loads(webhook(msg("text", {"body": "theirs"})))
+    theirs_value = theirs["entry"][0]["changes"][0]["value"]
+    theirs_value["metadata"]["phone_number_id"] = "999000111222333"
+    theirs_value["statuses"] = [{"id": "wamid.T", "status": "delivered"}]
+    ours["entry"].append(theirs["entry"][0])
+
+    statuses, messages = gateway().parse_webhook({}, json.dumps(ours).encode(), JSON)
+
+    assert ([], ["ours"]) == (statuses, [m.text for m in messages])
+
+
 def test_webhooks_the_fake_posts_parse_and_verify() -> None:
     """The fake's signed webhooks, received by a real local HTTP server, check and parse."""
     with FakeWhatsApp("cloud") as fake, ProviderServer() as ours:
