@@ -136,6 +136,8 @@ def add_inbound(msg: Message, replies: Sequence[Message], *, once: bool = False)
     only the inbound message can clash on ``INBOUND_ONCE``)."""
     if not replies:
         return add_message(msg, inbound_once=once)
+    known = {r.project_id: r.project for r in replies if Message.project.is_cached(r)}
+    estimate([r for r in replies if r.project_id is not None], known or None)  # type: ignore[arg-type]
     # writes: messaging.Message
     written = rows.insert_instances([*replies, msg], INBOUND_ONCE if once else "")
     return written == len(replies) + 1
