@@ -191,13 +191,13 @@ def estimate(drafts: Sequence[Any], projects: Mapping[int, Project] | None = Non
     ]
     if not todo:
         return
+    fees, rates = tables()
+    if fees.empty:
+        return
     wanted = {d.project_id for d in todo}
     known = dict(projects or {})
     if wanted - set(known):
         known.update(Project.objects.in_bulk(sorted(wanted - set(known))))
-    fees, rates = tables()
-    if fees.empty:
-        return
     routes = global_routes()
     types: dict[int, str] = {}
     # Per project, read once for the batch: its gateways and its settings.

@@ -404,7 +404,8 @@ def _move(
     claimed = chain_log.claim_moves(list(drafts), reason, at, timed_out_before=timed_out_before)
     chain_log.end_chains(ended)
     log.add_messages([drafts[i] for i in claimed])
-    chain_log.reopen([r for r in rows if r["id"] in set(claimed)])
+    claimed_ids = set(claimed)
+    chain_log.reopen([r for r in rows if r["id"] in claimed_ids])
     return claimed
 
 
