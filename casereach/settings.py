@@ -32,7 +32,7 @@ def database_from_url(url: str) -> dict[str, Any]:
         }
     path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        "ENGINE": "casereach.core.sqlite3",  # Django's, its placeholder conversion cached
         "NAME": str(Path(path).expanduser().absolute()),
         # Keep each thread's connection between requests: opening one (and its PRAGMAs) and
         # closing it (the last close checkpoints the WAL) cost more than a whole /healthz.

@@ -1,0 +1,1 @@
+"""Django's SQLite backend with its statement conversion cached (see ``base``)."""
