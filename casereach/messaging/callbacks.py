@@ -8,19 +8,14 @@ database work is done by one worker thread (``SqliteWorker``) while the request 
 from __future__ import annotations
 
 import logging
-import os
-import queue
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from django.db import DatabaseError, connection
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from ninja import Router
 from pydantic import Field
 
-from casereach.core import bulk
 from casereach.core.errors import BadRequest, CasereachError
 from casereach.core.openapi import ApiError, OpenSchema
 from casereach.core.requests import public_base_url
@@ -30,8 +25,9 @@ from casereach.gateways.models import GatewayConfig
 from casereach.gateways.queries import instantiate
 from casereach.gateways.registry import gateway_class
 from casereach.messaging.actions import do_apply_status_update
-from casereach.messaging.inbound import InboundResult, batched, do_receive
+from casereach.messaging.inbound import InboundResult, do_receive
 from casereach.messaging.inbound_queue import do_queue_inbound, queues_inbound
+from casereach.messaging.inbound_worker import Job, Parsed, _batch_read, on_db_thread
 
 log = logging.getLogger(__name__)
 router = Router(tags=["gateway callbacks"], auth=None)
@@ -150,12 +146,6 @@ def callback_gateway(gateway_type: str, inbound_key: str) -> tuple[GatewayConfig
     return found_gw, found_gateway
 
 
-# The gateways read by the SQLite worker's current batch (``SqliteWorker._together``): in
-# its one write transaction no other writer can change them, and receiving a message never
-# does, so the batch's later messages skip the read.
-_batch_read = threading.local()
-
-
 def public_url(request: HttpRequest) -> str:
     """The URL the provider called: CASEREACH_PUBLIC_URL + path when set (behind a proxy),
     else what this server saw."""
@@ -230,133 +220,6 @@ def _status(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpRe
     return JsonResponse({"received": len(updates), "applied": applied})
 
 
-T = TypeVar("T")
-MAX_BATCH = 32  # inbound messages sharing one SQLite transaction, at most
-
-
-@dataclass
-class _Job:
-    fn: Callable[[], Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    result: Any = None
-    error: BaseException | None = None
-
-
-class SqliteWorker:
-    """The inbound webhook's database work on SQLite, done in turn by one thread on one
-    long-lived connection.
-
-    SQLite has one writer at a time. A request thread doing its own work opens a connection
-    for every request (set up, page cache cold, closed after), and then, for every statement,
-    waits for the interpreter lock held by the other request threads — all while it holds the
-    database's write lock, so every other inbound message waits as well. One thread with a warm
-    connection and its prepared statements gets through more messages a second; the request
-    threads keep the HTTP work and wait for their result (the reply still follows the commit).
-    Messages that arrive while it is busy are received together in one transaction (one commit
-    for all, in arrival order); if one of them fails inside it, nothing of that transaction is
-    kept and each is received again on its own, so a failure stays with its own message.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start = threading.Lock()
-
-    def run(self, fn: Callable[[], T]) -> T:
-        """``fn()`` on the worker thread; its result, or its exception raised here."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            with self._start:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._loop, name="casereach-inbound-db", daemon=True
-                    )
-                    self._thread.start()
-        job = _Job(fn)
-        self._jobs.put(job)
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-        result: T = job.result
-        return result
-
-    def is_current(self) -> bool:
-        return threading.current_thread() is self._thread
-
-    def after_fork(self) -> None:
-        """A forked child has no worker thread: it starts its own when it needs one."""
-        self._jobs = queue.SimpleQueue()
-        self._thread = None
-        self._start = threading.Lock()
-
-    def _loop(self) -> None:
-        while True:
-            batch = [self._jobs.get()]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                if len(batch) == 1 or not self._together(batch):
-                    for job in batch:
-                        self._alone(job)
-            except BaseException as exc:  # the loop itself failed: no job may wait forever
-                for job in batch:
-                    job.error = job.error or exc
-                raise
-            finally:
-                for job in batch:
-                    job.done.set()
-
-    def _alone(self, job: _Job) -> None:
-        try:
-            job.result = job.fn()
-        except BaseException as exc:  # for the waiting request thread to raise
-            job.error = exc
-            if isinstance(exc, DatabaseError):
-                connection.close()  # the next job starts on a fresh connection
-
-    def _together(self, batch: list[_Job]) -> bool:
-        """The jobs waiting together in one transaction (one commit for all); False, with
-        nothing kept, when one failed inside it and the others must not share its fate."""
-        _batch_read.gateways = {}
-        try:
-            with batched():
-                for job in batch:
-                    try:
-                        job.result = job.fn()
-                    except Exception as exc:
-                        if connection.needs_rollback or isinstance(exc, DatabaseError):
-                            raise _Replay from exc
-                        job.error = exc  # refused before writing anything (401, 400, 403)
-        except (_Replay, DatabaseError) as exc:
-            for job in batch:
-                job.result, job.error = None, None
-            if isinstance(exc, DatabaseError) or isinstance(exc.__cause__, DatabaseError):
-                connection.close()
-            return False
-        finally:
-            _batch_read.gateways = None
-        return True
-
-
-class _Replay(Exception):
-    """A job failed inside the shared transaction: run each job again on its own."""
-
-
-_worker = SqliteWorker()
-os.register_at_fork(after_in_child=_worker.after_fork)
-
-
-def on_db_thread(fn: Callable[[], T]) -> T:
-    """``fn()`` on the SQLite worker thread, or here when that cannot help: on PostgreSQL, or
-    inside a transaction (whose uncommitted rows another connection would not see)."""
-    if not bulk.one_writer_database() or connection.in_atomic_block or _worker.is_current():
-        return fn()
-    return _worker.run(fn)
-
-
 def _form_of(request: HttpRequest) -> dict[str, str]:
     content_type = request.content_type or ""
     is_form = content_type.startswith(("application/x-www-form-urlencoded", "multipart/"))
@@ -401,7 +264,7 @@ def _inbound(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpR
     if len(request.body) > MAX_CALLBACK_BYTES:
         raise PayloadTooLarge(f"inbound bodies are limited to {MAX_CALLBACK_BYTES} bytes")
 
-    def receive() -> tuple[Gateway, list[InboundResult]]:
+    def parse() -> Parsed:
         # On the SQLite worker (see SqliteWorker), while this thread waits for it.
         gw, gateway = callback_gateway(gateway_type, inbound_key)
         form = _form_of(request)
@@ -410,11 +273,18 @@ def _inbound(request: HttpRequest, gateway_type: str, inbound_key: str) -> HttpR
             messages = gateway.parse_inbound(form, request.body, request.content_type or "")
         except ValueError as exc:
             raise BadRequest(f"malformed inbound message: {exc}") from None
+        return gw, gateway, messages
+
+    def receive(parsed: Parsed) -> tuple[Gateway, list[InboundResult]]:
+        gw, gateway, messages = parsed
         if queues_inbound():  # scale-out: a worker handles them (messaging/inbound_queue.py)
             return gateway, do_queue_inbound(gw, messages)
         return gateway, [do_receive(gw, m) for m in messages]
 
-    gateway, results = on_db_thread(receive)
+    def both() -> tuple[Gateway, list[InboundResult]]:
+        return receive(parse())
+
+    gateway, results = on_db_thread(both, Job(both, parse))
     status, content_type, body = gateway.inbound_reply(None)
     if content_type == "application/json":
         return JsonResponse(

@@ -34,10 +34,10 @@ from casereach.messaging.callbacks import (
     InboundMessageResult,
     PayloadTooLarge,
     callback_gateway,
-    on_db_thread,
 )
 from casereach.messaging.inbound import InboundResult, do_receive
 from casereach.messaging.inbound_queue import do_queue_inbound, queues_inbound
+from casereach.messaging.inbound_worker import on_db_thread
 
 log = logging.getLogger(__name__)
 router = Router(tags=["gateway callbacks"], auth=None)

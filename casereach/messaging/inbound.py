@@ -20,6 +20,7 @@ statements of the common path are written once as SQL and read through ``core.ro
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import json
 import logging
@@ -119,7 +120,7 @@ def _sender_sql(with_project: bool, probes: tuple[tuple[str, str], ...] = ()) ->
 
 
 @dataclass
-class _Sender:
+class Sender:
     entry: PhoneEntry | None
     contact: Contact | None
     keyword: Keyword | None
@@ -131,19 +132,66 @@ class _Sender:
 
 def _find_sender(
     number: str, gw: GatewayConfig, provider_id: str | None, word: str, as_project: int | None
-) -> _Sender:
+) -> Sender:
     """Inside the message's transaction. SQLite reads the project row here too: its write
     transaction already excludes every other writer, as the row lock does on PostgreSQL
     (which takes it in ``_lock_project``)."""
     with_project = not bulk.has_row_locks()
     probes = active_probes()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _sender_sql(with_project, probes),
+            _sender_params(number, gw, provider_id, word, probes),
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return _sender_of(row, gw, as_project, with_project, probes)
+
+
+def read_senders(
+    items: Sequence[tuple[GatewayConfig, InboundMessage]],
+) -> list[Sender]:
+    """``_find_sender`` of each (gateway, message), SQLite only (the project read with it), in
+    one statement: the single statement once per item, numbered, joined by ``UNION ALL``."""
+    probes = active_probes()
+    one = _sender_sql(True, probes)
+    sql = " UNION ALL ".join(f"SELECT {i} AS i, * FROM ({one})" for i in range(len(items)))
+    params: list[Any] = []
+    for gw, inbound in items:
+        word, _ = first_word(inbound.text)
+        params += _sender_params(inbound.sender, gw, inbound.provider_id or None, word, probes)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} ORDER BY i", params)
+        found = cursor.fetchall()
+    projects: dict[Any, tuple[Project, ProjectSettings]] = {}  # one copy of each project
+    return [
+        _sender_of(row[1:], gw, None, True, probes, projects)
+        for (gw, _), row in zip(items, found, strict=True)
+    ]
+
+
+def _sender_params(
+    number: str,
+    gw: GatewayConfig,
+    provider_id: str | None,
+    word: str,
+    probes: tuple[tuple[str, str], ...],
+) -> list[Any]:
     params: list[Any] = [gw.pk, provider_id]
     for _ in probes:
         params += [gw.pk, number]
-    with connection.cursor() as cursor:
-        cursor.execute(_sender_sql(with_project, probes), [*params, number, word])
-        row = cursor.fetchone()
-    assert row is not None
+    return [*params, number, word]
+
+
+def _sender_of(
+    row: Sequence[Any],
+    gw: GatewayConfig,
+    as_project: int | None,
+    with_project: bool,
+    probes: tuple[tuple[str, str], ...],
+    projects: dict[Any, tuple[Project, ProjectSettings]] | None = None,
+) -> Sender:
+    """``projects``: the projects built so far (keyed by id), reused for the same id."""
     earlier_id = row[0]
     held = {name: row[1 + i] for i, (name, _) in enumerate(probes)}
     e_start = 1 + len(probes)
@@ -151,14 +199,19 @@ def _find_sender(
     c_end = e_end + len(_CONTACT.fields)
     k_end = c_end + len(_KEYWORD.fields)
     if row[e_start] is None:
-        return _Sender(None, None, None, earlier_id, held=held)
+        return Sender(None, None, None, earlier_id, held=held)
     entry = _ENTRY.build(row[e_start:e_end])
     if not in_scope(gw, entry.project_id, as_project):
-        return _Sender(None, None, None, earlier_id, held=held)
+        return Sender(None, None, None, earlier_id, held=held)
     contact = _CONTACT.build(row[e_end:c_end]) if row[e_end] is not None else None
     keyword = _KEYWORD.build(row[c_end:k_end]) if row[c_end] is not None else None
-    project = _project_of(row[k_end:]) if with_project and row[k_end] is not None else None
-    return _Sender(entry, contact, keyword, earlier_id, project, held)
+    project = None
+    if with_project and row[k_end] is not None:
+        known = projects.get(row[k_end]) if projects is not None else None
+        project = known or _project_of(row[k_end:])
+        if projects is not None:
+            projects[row[k_end]] = project
+    return Sender(entry, contact, keyword, earlier_id, project, held)
 
 
 def _lock_project(project_id: int) -> tuple[Project, ProjectSettings]:
@@ -273,26 +326,8 @@ def _receive(
     else:
         project, settings = _lock_project(project_id)
     stamp = now()  # under the project lock: the log's order is the order of handling
-    msg = Message(
-        project=project,
-        direction="in",
-        channel="whatsapp" if is_whatsapp(gw.type) else "sms",
-        contact_id=contact.contact_id if contact else None,
-        contact_type=contact.contact_type if contact else "",
-        phone_number=inbound.sender,
-        sender=inbound.to,
-        text=inbound.text,
-        language=(contact.lang_effective or "") if contact else "",
-        gateway_id=gw.pk,
-        gateway_name=gw.name,
-        gateway_source="inbound",
-        provider_id=provider_id,
-        status="received",
-        created_on=stamp,
-        updated_on=stamp,
-        next_attempt_at=None,
-        payload={"reply_id": inbound.reply_id} if inbound.reply_id else None,  # a WhatsApp tap
-    )
+    msg = Message(**received_values(gw, inbound, project_id, contact, stamp))
+    msg.project = project
     if info is not None:
         msg.segments, msg.encoding = info.segments, info.encoding
     ctx = Ctx(
@@ -329,6 +364,37 @@ def _receive(
         replies=ctx.replies,
         detail=msg.error_detail,
     )
+
+
+def received_values(
+    gw: GatewayConfig,
+    inbound: InboundMessage,
+    project_id: int | None,
+    contact: Contact | None,
+    stamp: dt.datetime,
+) -> dict[str, Any]:
+    """The inbound message's row (its segments and handling apart), as attnames."""
+    return {
+        "project_id": project_id,
+        "direction": "in",
+        "channel": "whatsapp" if is_whatsapp(gw.type) else "sms",
+        "contact_id": contact.contact_id if contact else None,
+        "contact_type": contact.contact_type if contact else "",
+        "phone_number": inbound.sender,
+        "sender": inbound.to,
+        "text": inbound.text,
+        "language": (contact.lang_effective or "") if contact else "",
+        "gateway_id": gw.pk,
+        "gateway_name": gw.name,
+        "gateway_source": "inbound",
+        "provider_id": inbound.provider_id or None,
+        "status": "received",
+        "created_on": stamp,
+        "updated_on": stamp,
+        "next_attempt_at": None,
+        # a WhatsApp tap
+        "payload": {"reply_id": inbound.reply_id} if inbound.reply_id else None,
+    }
 
 
 def _duplicate(gw: GatewayConfig, provider_id: str | None, project_id: int | None) -> InboundResult:

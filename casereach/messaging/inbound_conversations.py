@@ -22,8 +22,8 @@ found nothing is not called for ``"message"`` or ``"help"`` (it is for ``"stop"`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 from casereach.messaging.inbound_replies import Ctx
 
@@ -45,6 +45,16 @@ def register_conversation_hook(
 def active_probes() -> tuple[tuple[str, str], ...]:
     """(name, SQL) of the registered hooks' probes, in registration order."""
     return tuple(PROBES[hook] for hook in CONVERSATION_HOOKS if hook in PROBES)
+
+
+def holder(held: Mapping[str, Any]) -> str | None:
+    """The probe name of the one conversation holding the pair, by the probes read with the
+    sender (``held``); None when none or several do, or a registered hook has no probe (it
+    would be asked whatever the probes say)."""
+    if any(hook not in PROBES for hook in CONVERSATION_HOOKS):
+        return None
+    found = [name for name, _ in active_probes() if held.get(name) is not None]
+    return found[0] if len(found) == 1 else None
 
 
 def run_conversations(ctx: Ctx, happening: Happening) -> str | None:

@@ -10,7 +10,7 @@ the receiving module share these.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,25 +174,21 @@ def queue_sms(
         looping, opted_out = _loop_guard(ctx, text, stamp, allow_opted_out)
         if looping:
             return
-    info = analyse(text)
     msg = Message(
         project=ctx.project,
         event=ctx.event,
         subevent=ctx.subevent,
-        # a reply to a WhatsApp message goes back on WhatsApp (inside its 24-hour window)
-        channel=ctx.msg.channel if pinned else "sms",
-        contact_id=ctx.contact.contact_id if ctx.contact else None,
-        contact_type=ctx.contact.contact_type if ctx.contact else "",
-        phone_number=number,
-        text=text,
-        language="" if language == "*" else language,
-        segments=info.segments,
-        encoding=info.encoding,
-        allow_opted_out=allow_opted_out,
-        created_on=stamp,
-        updated_on=stamp,
-        next_attempt_at=stamp,
-        payload=dict(payload) if payload and pinned and ctx.msg.channel == "whatsapp" else None,
+        **reply_values(
+            # a reply to a WhatsApp message goes back on WhatsApp (inside its 24-hour window)
+            ctx.msg.channel if pinned else "sms",
+            ctx.contact,
+            number,
+            text,
+            language,
+            stamp,
+            allow_opted_out=allow_opted_out,
+            payload=payload if pinned and ctx.msg.channel == "whatsapp" else None,
+        ),
     )
     if pinned:
         msg.gateway_id, msg.gateway_name, msg.gateway_source = (
@@ -229,6 +225,37 @@ def queue_sms(
     ctx.reply_states.append((msg.status, msg.error_code))
 
 
+def reply_values(
+    channel: str,
+    contact: Contact | None,
+    number: str,
+    text: str,
+    language: str,
+    stamp: dt.datetime,
+    *,
+    allow_opted_out: bool = False,
+    payload: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A reply's row (its project, event and gateway apart), as attnames; ``language`` "*":
+    the text is in no language of its own."""
+    info = analyse(text)
+    return {
+        "channel": channel,
+        "contact_id": contact.contact_id if contact else None,
+        "contact_type": contact.contact_type if contact else "",
+        "phone_number": number,
+        "text": text,
+        "language": "" if language == "*" else language,
+        "segments": info.segments,
+        "encoding": info.encoding,
+        "allow_opted_out": allow_opted_out,
+        "created_on": stamp,
+        "updated_on": stamp,
+        "next_attempt_at": stamp,
+        "payload": dict(payload) if payload else None,
+    }
+
+
 _CREATED_ON = Message._meta.get_field("created_on")
 
 
@@ -261,6 +288,32 @@ def _recent_replies(
     """Automatic replies of this text to this number since ``since`` and, with ``opt_out``
     = (channel, project id, gateway id), ``is_opted_out`` of the number for them (else None): one
     statement."""
+    sql, params = _recent_sql(number, text, since, opt_out)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0]), (None if opt_out is None else row[1] is not None)
+
+
+def recent_replies(
+    asked: Sequence[tuple[str, str, dt.datetime, tuple[str, int | None, int]]],
+) -> list[tuple[int, bool]]:
+    """``_recent_replies`` of each (number, text, since, opt-out scope), in one statement."""
+    parts, params = [], []
+    for i, (number, text, since, opt_out) in enumerate(asked):
+        sql, more = _recent_sql(number, text, since, opt_out)
+        parts.append(f"SELECT {i} AS i, * FROM ({sql})")
+        params += more
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts) + " ORDER BY i", params)
+        found = cursor.fetchall()
+    return [(int(row[1]), row[2] is not None) for row in found]
+
+
+def _recent_sql(
+    number: str, text: str, since: dt.datetime, opt_out: tuple[str, int | None, int] | None
+) -> tuple[str, list[Any]]:
     params: list[Any] = [number, text, _CREATED_ON.get_db_prep_value(since, connection)]
     sql = (
         "SELECT (SELECT COUNT(*) FROM messaging_message WHERE phone_number = %s"
@@ -270,11 +323,7 @@ def _recent_replies(
     if opt_out is not None:
         sql += f", ({OPTED_OUT_SQL})"
         params += [number, *opt_out]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    assert row is not None
-    return int(row[0]), (None if opt_out is None else row[1] is not None)
+    return sql, params
 
 
 def close_event(ctx: Ctx) -> None:

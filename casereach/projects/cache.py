@@ -17,8 +17,9 @@ in this thread forgets it).
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
 from django.core.signals import request_finished, request_started
@@ -60,6 +61,17 @@ def _open_scope(**kwargs: Any) -> None:
 
 def _close_scope(**kwargs: Any) -> None:
     _local.scope, _local.value = False, None
+
+
+@contextlib.contextmanager
+def generation_scope() -> Iterator[None]:
+    """The generation read once inside, as in a request: for work done outside one (the
+    SQLite inbound worker's batch, in one write transaction)."""
+    _open_scope()
+    try:
+        yield
+    finally:
+        _close_scope()
 
 
 request_started.connect(_open_scope, dispatch_uid="casereach.projects.cache.open")

@@ -17,6 +17,8 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
+from django.db import connection
+
 from casereach.billing.queries import estimate
 from casereach.contacts.models import Contact
 from casereach.core import bulk, rows
@@ -224,6 +226,25 @@ def add_messages(drafts: Sequence[MessageDraft], project: Project | None = None)
     a fixed number of queries per batch; ``project``, when all are its, saves reading it)."""
     estimate(drafts, {project.pk: project} if project is not None else None)
     rows.insert(drafts)  # writes: messaging.Message
+
+
+def add_received(
+    inbound: Sequence[MessageDraft], replies: Sequence[MessageDraft], project: Project
+) -> bool:
+    """INSERT inbound messages received together and their replies (``project``'s, each reply
+    with its estimated cost) in one statement, each inbound message once per provider id
+    (``INBOUND_ONCE``); False when one of them was stored already (the caller rolls back)."""
+    estimate(replies, {project.pk: project})
+    t = rows.table(Message)
+    built = [d.row() for d in (*replies, *inbound)]
+    marks = "(" + ", ".join(["%s"] * len(t.columns)) + ")"
+    sql = (  # writes: messaging.Message
+        f"INSERT INTO {t.name} ({', '.join(t.columns)}) VALUES {', '.join([marks] * len(built))}"
+        f" ON CONFLICT {INBOUND_ONCE} DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [v for row in built for v in row])
+        return int(cursor.rowcount) == len(built)
 
 
 def add_attempts(drafts: Sequence[AttemptDraft]) -> None:

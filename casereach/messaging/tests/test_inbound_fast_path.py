@@ -414,7 +414,7 @@ def test_on_sqlite_the_webhook_works_on_one_worker_thread_with_the_usual_answers
 def test_the_worker_hands_back_errors_and_carries_on(project: Project) -> None:
     from django.db import DatabaseError
 
-    from casereach.messaging.callbacks import on_db_thread
+    from casereach.messaging.inbound_worker import on_db_thread
 
     def broken() -> None:
         with connection.cursor() as cursor:
@@ -431,17 +431,18 @@ def test_the_worker_hands_back_errors_and_carries_on(project: Project) -> None:
 
 
 def _jobs(gw: GatewayConfig, *messages: tuple[str, str, str]) -> list[Any]:
-    from casereach.messaging.callbacks import _Job
+    from casereach.messaging.inbound_worker import Job
 
     def job(sender: str, text: str, provider_id: str) -> Any:
-        return _Job(lambda: inbound.do_receive(gw, InboundMessage(sender, "1", text, provider_id)))
+        return Job(lambda: inbound.do_receive(gw, InboundMessage(sender, "1", text, provider_id)))
 
     return [job(*m) for m in messages]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_messages_waiting_together_share_one_transaction(project: Project) -> None:
-    from casereach.messaging.callbacks import SqliteWorker, UnknownKey, _Job
+    from casereach.messaging.callbacks import UnknownKey
+    from casereach.messaging.inbound_worker import Job, SqliteWorker
 
     api = Api(project)
     gw = GatewayConfig.objects.get(pk=gateway(api)["id"])
@@ -453,7 +454,7 @@ def test_messages_waiting_together_share_one_transaction(project: Project) -> No
 
     batch = [
         *_jobs(gw, ("254700000201", "a", "b1"), ("254700000202", "b", "b2")),
-        _Job(unknown),  # refused before writing: the others are kept
+        Job(unknown),  # refused before writing: the others are kept
         *_jobs(gw, ("254700000201", "a again", "b1")),  # the same id as the first
     ]
     assert SqliteWorker()._together(batch)
@@ -474,7 +475,7 @@ def test_messages_waiting_together_share_one_transaction(project: Project) -> No
 def test_a_message_failing_in_a_shared_transaction_fails_alone(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from casereach.messaging.callbacks import SqliteWorker
+    from casereach.messaging.inbound_worker import SqliteWorker
 
     api = Api(project)
     gw = GatewayConfig.objects.get(pk=gateway(api)["id"])

@@ -37,7 +37,7 @@ from casereach.gateways.queries import find_gateway, project_settings, route
 from casereach.messaging.inbound_replies import Ctx
 from casereach.projects.actions import lock_project
 from casereach.projects.models import Project
-from casereach.surveys.models import ACTIVE, QUEUED, Survey, SurveyAnswer, SurveySession
+from casereach.surveys.models import ACTIVE, QUEUED, Survey, SurveySession
 from casereach.surveys.session_queries import (
     PROBE,
     active_session_id,
@@ -64,7 +64,14 @@ from casereach.surveys.session_steps import (
     reply_step,
     timers,
 )
-from casereach.surveys.sessions.answer_rows import add_answer, save_progress, session_for_answer
+from casereach.surveys.sessions.answer_rows import (
+    add_answer,
+    advance,
+    answer_of,
+    earliest,
+    save_progress,
+    session_for_answer,
+)
 from casereach.surveys.spec import NoReply
 from casereach.surveys.whatsapp_questions import tapped
 
@@ -151,7 +158,7 @@ def _activate(project: Project, session: SurveySession, at: dt.datetime) -> None
     session.status, session.started_on = ACTIVE, at
     session.current_question, session.retries, session.reask_count = step.current, 0, 0
     session.next_reask_at, session.expires_at, session.reply_due_at = reask, expires, due
-    session.next_timer_at = _earliest(session)
+    session.next_timer_at = earliest(session)
     try:
         with transaction.atomic():
             session.save()
@@ -183,11 +190,6 @@ def _start_next(project: Project | None, gateway_id: int, number: str, at: dt.da
 
 
 # -- ending ----------------------------------------------------------------------------------
-
-
-def _earliest(session: SurveySession) -> dt.datetime | None:
-    found = [t for t in (session.next_reask_at, session.expires_at, session.reply_due_at) if t]
-    return min(found) if found else None
 
 
 def _end(session: SurveySession, status: str, at: dt.datetime, detail: str = "") -> None:
@@ -305,21 +307,9 @@ def _take_over(ctx: Ctx, session: SurveySession) -> Project:
 
 
 def _apply(ctx: Ctx, project: Project, session: SurveySession, step: Step, at: dt.datetime) -> None:
-    if step.recorded is not None:
-        qid, answer = step.recorded
-        add_answer(
-            SurveyAnswer(
-                session=session,
-                question_id=qid,
-                raw_text=ctx.msg.text,
-                value=answer.value if answer else "",
-                display=answer.display if answer else "",
-                skipped=answer is None,
-                message_id=ctx.msg.id,
-                provider_id=ctx.msg.provider_id,
-                received_on=at,
-            )
-        )
+    answer = answer_of(session, step, ctx.msg.text, ctx.msg.id, ctx.msg.provider_id, at)
+    if answer is not None:
+        add_answer(answer)
     problem = _write_case(project, session, step.properties)
     if problem:
         ctx.notes.append(problem)
@@ -329,20 +319,13 @@ def _apply(ctx: Ctx, project: Project, session: SurveySession, step: Step, at: d
             session_spec(session).question(step.current or "") if step.status == "active" else None
         )
         reply_in_inbound(ctx, session, step.send, asks)
-    session.last_reply_on, session.reply_due_at = at, None
     if step.status != "active":
+        session.last_reply_on, session.reply_due_at = at, None
         _end(session, step.status, at, step.reason if step.status == "failed" else "")
         SurveySession.objects.filter(pk=session.pk).update(last_reply_on=at)
         _start_next(project, session.gateway_id, session.phone_number, at)
         return
-    spec = session_spec(session)
-    session.current_question, session.retries = step.current, step.retries
-    if step.new_question:
-        session.reask_count = 0
-    s = spec.settings
-    more = session.reask_count < s.reask_max
-    session.next_reask_at = at + dt.timedelta(minutes=s.reask_after_minutes) if more else None
-    session.next_timer_at = _earliest(session)
+    advance(session, step, session_spec(session), at)
     save_progress(session)
     show_progress(session)
 
@@ -407,7 +390,7 @@ def _fire(session_id: int, at: dt.datetime) -> int:
         _reask(project, session, at)
         return 1
     else:
-        session.next_timer_at = _earliest(session)
+        session.next_timer_at = earliest(session)
         session.save(update_fields=["next_timer_at"])
         return 1
     _start_next(project, session.gateway_id, session.phone_number, at)
@@ -420,7 +403,7 @@ def _reask(project: Project, session: SurveySession, at: dt.datetime) -> None:
     session.reask_count += 1
     more = session.reask_count < s.reask_max
     session.next_reask_at = at + dt.timedelta(minutes=s.reask_after_minutes) if more else None
-    session.next_timer_at = _earliest(session)
+    session.next_timer_at = earliest(session)
     session.save(update_fields=["reask_count", "next_reask_at", "next_timer_at"])
     context = step_context(project, session)
     text = ask_again(spec, session.current_question, answers_of(session), context)

@@ -4,6 +4,7 @@ docs/performance.md). Same rows, same locks, same constraints as the ORM calls t
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from casereach.surveys.session_queries import (
     answer_case_of,
     answers_from,
 )
+from casereach.surveys.session_steps import Step
 from casereach.surveys.spec import SurveySpec, load_stored
 
 _SESSION = rows.RawRows(
@@ -53,7 +55,7 @@ _ANSWER_SQL = (
     + ", (SELECT json_group_array(json_array(a.id, a.question_id, a.skipped, a.value, "
     f"a.display)) FROM {SurveyAnswer._meta.db_table} a WHERE a.session_id = ss.id) "
     f"FROM {SurveySession._meta.db_table} ss LEFT JOIN {Case._meta.db_table} c "
-    "ON c.project_id = ss.project_id AND c.case_id = ss.case_id WHERE ss.id = %s"
+    "ON c.project_id = ss.project_id AND c.case_id = ss.case_id WHERE ss.id"
 )
 
 
@@ -72,9 +74,18 @@ def session_for_answer(session_id: int) -> ForAnswer | None:
     if bulk.has_row_locks():
         session = locked_session(session_id)
         return ForAnswer(session) if session is not None else None
-    row = rows.fetch_one(_ANSWER_SQL, [session_id])
-    if row is None:
-        return None
+    row = rows.fetch_one(_ANSWER_SQL + " = %s", [session_id])
+    return _for_answer(row) if row is not None else None
+
+
+def sessions_for_answers(session_ids: Sequence[int]) -> dict[int, ForAnswer]:
+    """``session_for_answer`` of each session (SQLite), in one statement."""
+    marks = ", ".join(["%s"] * len(session_ids))
+    found = rows.fetch_all(f"{_ANSWER_SQL} IN ({marks})", list(session_ids))
+    return {read.session.pk: read for read in map(_for_answer, found)}
+
+
+def _for_answer(row: Sequence[Any]) -> ForAnswer:
     end = len(_SESSION.fields) + 1
     session = _session_of(row[:end])
     found = json.loads(row[end + ANSWER_CASE_WIDTH])
@@ -111,10 +122,59 @@ def _parsed(raw: str) -> tuple[Any, SurveySpec]:
     return value, load_stored(value)
 
 
+def answer_of(
+    session: SurveySession,
+    step: Step,
+    text: str,
+    message_id: str,
+    provider_id: str | None,
+    at: dt.datetime,
+) -> SurveyAnswer | None:
+    """The answer ``step`` records (None: it records none)."""
+    if step.recorded is None:
+        return None
+    qid, answer = step.recorded
+    return SurveyAnswer(
+        session=session,
+        question_id=qid,
+        raw_text=text,
+        value=answer.value if answer else "",
+        display=answer.display if answer else "",
+        skipped=answer is None,
+        message_id=message_id,
+        provider_id=provider_id,
+        received_on=at,
+    )
+
+
 def add_answer(answer: SurveyAnswer) -> None:
     """INSERT the answer (the unique (session, question) constraint still guards it)."""
     rows.insert_instance(answer)
 
 
-def save_progress(session: SurveySession) -> None:
-    rows.update(SurveySession, [session], fields=PROGRESS)
+def add_answers(answers: Sequence[SurveyAnswer]) -> None:
+    """``add_answer`` of each, in one statement."""
+    if answers:
+        rows.insert_instances(answers)
+
+
+def earliest(session: SurveySession) -> dt.datetime | None:
+    """The session's next timer: the earliest of its re-ask, expiry and reply deadline."""
+    found = [t for t in (session.next_reask_at, session.expires_at, session.reply_due_at) if t]
+    return min(found) if found else None
+
+
+def advance(session: SurveySession, step: Step, spec: SurveySpec, at: dt.datetime) -> None:
+    """What an answer that keeps the session going changes of it (``PROGRESS``)."""
+    session.last_reply_on, session.reply_due_at = at, None
+    session.current_question, session.retries = step.current, step.retries
+    if step.new_question:
+        session.reask_count = 0
+    s = spec.settings
+    more = session.reask_count < s.reask_max
+    session.next_reask_at = at + dt.timedelta(minutes=s.reask_after_minutes) if more else None
+    session.next_timer_at = earliest(session)
+
+
+def save_progress(*sessions: SurveySession) -> None:
+    rows.update(SurveySession, sessions, fields=PROGRESS)
