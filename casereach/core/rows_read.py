@@ -11,6 +11,8 @@ from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.models import signals
+from django.db.models.base import ModelState
 
 M = TypeVar("M", bound=models.Model)
 Adapter = Callable[[Any], Any]
@@ -139,10 +141,31 @@ class RawRows(Generic[M]):
         self._decode = Decoder(model, *fields)
         self.fields = self._decode.fields
         self.attnames = self._decode.attnames
+        self._plain = _plain_model(model)
 
     def columns(self, alias: str) -> str:
         """The select list, in the order ``build`` takes the values."""
         return self._decode.columns(alias)
 
     def build(self, values: Sequence[Any]) -> M:
-        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, list(self._decode(values)))
+        decoded = self._decode(values)
+        if not self._plain:
+            return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, list(decoded))
+        # What ``from_db`` builds, without ``Model.__init__``'s per-field walk (most of a hot
+        # read's time): the values in the instance's dict, the state of a loaded row.
+        obj: M = self.model.__new__(self.model)
+        obj.__dict__.update(zip(self.attnames, decoded, strict=True))
+        state = obj._state = ModelState()
+        state.adding, state.db = False, DEFAULT_DB_ALIAS
+        return obj
+
+
+def _plain_model(model: type[models.Model]) -> bool:
+    """Whether ``from_db`` of ``model`` only fills the instance's dict: Django's own
+    ``__init__`` and ``from_db``, and nothing listening to its init signals."""
+    return (
+        model.__init__ is models.Model.__init__
+        and model.from_db.__func__ is models.Model.from_db.__func__  # type: ignore[attr-defined]
+        and not signals.pre_init.has_listeners(model)
+        and not signals.post_init.has_listeners(model)
+    )
