@@ -60,6 +60,10 @@ class CasereachApi(NinjaAPI):
         for pattern in patterns:
             if isinstance(pattern, URLPattern):
                 pattern.callback = _json_not_allowed(pattern.callback)
+        # The providers' callbacks first: the busiest paths (a survey answer, a delivery
+        # report) then resolve without walking the API's hundreds of patterns before them
+        # (about 5% of an answer's server time). No other path starts with "gateways/".
+        patterns.sort(key=lambda p: not str(p.pattern).startswith("gateways/"))
         return patterns, app_name, namespace
 
 
