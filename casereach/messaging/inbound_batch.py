@@ -153,6 +153,7 @@ def _arrivals(
     items: Sequence[tuple[GatewayConfig, InboundMessage]], senders: Sequence[Sender]
 ) -> list[Arrival] | None:
     projects: dict[int, tuple[Project, ProjectSettings]] = {}
+    words: dict[int, tuple[set[str], set[str], set[str]]] = {}  # reserved, per project
     arrivals = []
     for (gw, inbound), sender in zip(items, senders, strict=True):
         entry, contact = sender.entry, sender.contact
@@ -165,12 +166,14 @@ def _arrivals(
         ):
             return None
         project, settings = projects.setdefault(entry.project_id, sender.project)
-        if reserved_word(
-            inbound.text,
-            opt_out=all_words(settings.opt_out_keywords),
-            opt_in=all_words(settings.opt_in_keywords),
-            help_words=all_words(settings.help_keywords),
-        ):
+        if entry.project_id not in words:
+            words[entry.project_id] = (
+                all_words(settings.opt_out_keywords),
+                all_words(settings.opt_in_keywords),
+                all_words(settings.help_keywords),
+            )
+        opt_out, opt_in, help_words = words[entry.project_id]
+        if reserved_word(inbound.text, opt_out=opt_out, opt_in=opt_in, help_words=help_words):
             return None
         arrivals.append(Arrival(gw, inbound, entry, contact, project, settings, sender.held, now()))
     return arrivals

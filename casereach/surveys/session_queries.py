@@ -25,6 +25,7 @@ from casereach.gateways.queries import project_settings
 from casereach.messaging.models import Message
 from casereach.messaging.whatsapp import is_whatsapp
 from casereach.projects.models import Project
+from casereach.projects.settings_schema import ProjectSettings
 from casereach.surveys.answers import Answer
 from casereach.surveys.flow import properties_to_write
 from casereach.surveys.models import ACTIVE, QUEUED, SESSION_STATUSES, SurveyAnswer, SurveySession
@@ -146,8 +147,11 @@ class AnswerCase:
     recipient_name: str | None
     owner_name: str | None
 
-    def context(self, project: Project, session: SurveySession) -> Context:
-        """``step_context(project, session)`` from what was read."""
+    def context(
+        self, project: Project, session: SurveySession, settings: ProjectSettings | None = None
+    ) -> Context:
+        """``step_context(project, session)`` from what was read (``settings``: the project's
+        effective settings, when the caller has them)."""
         case = self.case
         props: Mapping[str, str] = case.properties if case is not None else {}
         owner = case.owner_id if case is not None else None
@@ -157,7 +161,7 @@ class AnswerCase:
             owner_name=self.owner_name if owner else None,
             recipient_name=self.recipient_name,
         )
-        country = project_settings(project).default_country
+        country = (settings or project_settings(project)).default_country
         return Context(session.language, render, props, country)
 
 

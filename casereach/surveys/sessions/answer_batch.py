@@ -26,7 +26,7 @@ from casereach.surveys.session_steps import Step, reply_step
 from casereach.surveys.sessions.answer_rows import (
     add_answers,
     advance,
-    answer_of,
+    answer_values,
     save_progress,
     sessions_for_answers,
 )
@@ -66,7 +66,7 @@ class SurveyAnswers:
             current = spec.question(session.current_question or "")
             if current is None:
                 return None
-            context = found.case.context(a.project, session)
+            context = found.case.context(a.project, session, a.settings)
             step = reply_step(
                 spec, current, session.retries, found.answers, a.inbound.text, context
             )
@@ -86,13 +86,18 @@ class SurveyAnswers:
 
     def record(self, arrivals: Sequence[Arrival], taken: Sequence[Taken]) -> None:
         states: list[_State] = [t.state for t in taken]
-        answers = [
-            answer_of(
-                s.session, s.step, a.inbound.text, a.message_id, a.inbound.provider_id or None, s.at
-            )
-            for a, s in zip(arrivals, states, strict=True)
-        ]
-        add_answers([answer for answer in answers if answer is not None])
+        add_answers(
+            [
+                {"session_id": s.session.id, **values}
+                for a, s in zip(arrivals, states, strict=True)
+                if (
+                    values := answer_values(
+                        s.step, a.inbound.text, a.message_id, a.inbound.provider_id or None, s.at
+                    )
+                )
+                is not None
+            ]
+        )
         for s in states:
             advance(s.session, s.step, s.spec, s.at)
         save_progress(*(s.session for s in states))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +122,25 @@ def _parsed(raw: str) -> tuple[Any, SurveySpec]:
     return value, load_stored(value)
 
 
+def answer_values(
+    step: Step, text: str, message_id: str, provider_id: str | None, at: dt.datetime
+) -> dict[str, Any] | None:
+    """The row (its session apart) of the answer ``step`` records (None: it records none)."""
+    if step.recorded is None:
+        return None
+    qid, answer = step.recorded
+    return {
+        "question_id": qid,
+        "raw_text": text,
+        "value": answer.value if answer else "",
+        "display": answer.display if answer else "",
+        "skipped": answer is None,
+        "message_id": message_id,
+        "provider_id": provider_id,
+        "received_on": at,
+    }
+
+
 def answer_of(
     session: SurveySession,
     step: Step,
@@ -131,20 +150,8 @@ def answer_of(
     at: dt.datetime,
 ) -> SurveyAnswer | None:
     """The answer ``step`` records (None: it records none)."""
-    if step.recorded is None:
-        return None
-    qid, answer = step.recorded
-    return SurveyAnswer(
-        session=session,
-        question_id=qid,
-        raw_text=text,
-        value=answer.value if answer else "",
-        display=answer.display if answer else "",
-        skipped=answer is None,
-        message_id=message_id,
-        provider_id=provider_id,
-        received_on=at,
-    )
+    values = answer_values(step, text, message_id, provider_id, at)
+    return SurveyAnswer(session=session, **values) if values is not None else None
 
 
 def add_answer(answer: SurveyAnswer) -> None:
@@ -152,10 +159,12 @@ def add_answer(answer: SurveyAnswer) -> None:
     rows.insert_instance(answer)
 
 
-def add_answers(answers: Sequence[SurveyAnswer]) -> None:
-    """``add_answer`` of each, in one statement."""
+def add_answers(answers: Sequence[Mapping[str, Any]]) -> None:
+    """Answers (each its row's values by attname, ``answer_values`` and its ``session_id``)
+    in one statement; the unique (session, question) constraint still guards each."""
     if answers:
-        rows.insert_instances(answers)
+        table = rows.table(SurveyAnswer)
+        rows.insert_rows(SurveyAnswer, [table.row(values) for values in answers])
 
 
 def earliest(session: SurveySession) -> dt.datetime | None:
