@@ -18,7 +18,7 @@ from casereach.gateways.queries import visible_gateways
 from casereach.messaging.models import WhatsAppTemplate
 from casereach.messaging.whatsapp import is_whatsapp
 from casereach.messaging.whatsapp_templates import NotWhatsApp, do_sync_templates
-from casereach.projects.auth import project_for, requires
+from casereach.projects.auth import Forbidden, project_for, requires
 from casereach.projects.models import Role
 
 router = Router(tags=["messaging"])
@@ -105,8 +105,19 @@ def templates_list(request: HttpRequest, project: str, gateway_id: int) -> JsonR
 @requires(Role.ADMIN)
 def templates_sync(request: HttpRequest, project: str, gateway_id: int) -> JsonResponse:
     """New templates are added, changed ones updated, those the provider no longer lists
-    marked removed; syncing again changes nothing. 502 when the provider cannot be asked."""
+    marked removed; syncing again changes nothing. 403 for a gateway the project uses but does
+    not own (shared with it, or global); 502 when the provider cannot be asked."""
     gw = _gateway(request, project, gateway_id)
+    if gw.project_id != project_for(request, project).pk:
+        # A shared or global gateway's provider account is its owner's to call.
+        raise Forbidden(
+            f"gateway '{gw.name}' is not this project's own: its owner syncs its templates"
+            + (
+                " (a global gateway: 'casereach gateway templates-sync' on the server)"
+                if gw.project_id is None
+                else ""
+            )
+        )
     try:
         result = do_sync_templates(gw)
     except NotWhatsApp as exc:

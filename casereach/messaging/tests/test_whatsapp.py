@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from casereach.alerts.scheduler import run_until_idle
 from casereach.cli.main import app
+from casereach.gateways.actions_global import do_create_global_gateway
 from casereach.gateways.models import GatewayConfig
 from casereach.messaging.models import Message, SendAttempt
 from casereach.testing.alerts import create_alert
@@ -312,6 +313,22 @@ def test_cli_syncs_a_gateways_templates(api: Api, fake: FakeWhatsApp) -> None:
         t["name"]
         for t in api.get(M + "gateways/1/templates".replace("1", str(_gw_id()))).body["objects"]
     ]
+
+
+def test_only_the_owner_syncs_a_gateways_templates(api: Api, fake: FakeWhatsApp) -> None:
+    config = {"name": "WA-GLOBAL", "type": "whatsapp_cloud", "config": fake.gateway_config()}
+    gw = do_create_global_gateway(config)
+    fake.add_template("visit_reminder", "en", "Hi {{1}}")
+
+    r = api.post(M + f"gateways/{gw.pk}/templates/sync")
+
+    assert 403 == r.status, r.body
+    assert "not this project's own" in r.body["error"]
+    assert 200 == api.get(M + f"gateways/{gw.pk}/templates").status  # it may still read them
+    result = CliRunner().invoke(app, ["gateway", "templates-sync", "WA-GLOBAL"])
+    assert 0 == result.exit_code, result.output
+    names = [t["name"] for t in api.get(M + f"gateways/{gw.pk}/templates").body["objects"]]
+    assert ["visit_reminder"] == names
 
 
 def test_another_projects_gateway_and_key(api: Api, other_api: Api, fake: FakeWhatsApp) -> None:
