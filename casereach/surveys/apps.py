@@ -8,6 +8,7 @@ class SurveysConfig(AppConfig):
 
     def ready(self) -> None:
         from casereach.alerts.content_hooks import SurveyHooks, register_survey_hooks
+        from casereach.messaging.failure_hooks import register_failure_hook
         from casereach.messaging.inbound_batch import register_batch_conversation
         from casereach.messaging.inbound_conversations import register_conversation_hook
         from casereach.messaging.keyword_actions import register_keyword_action
@@ -20,9 +21,11 @@ class SurveysConfig(AppConfig):
             describe_survey,
             start_surveys,
         )
+        from casereach.surveys.sessions.failures import on_failed
 
         register_conversation_hook(on_inbound, PROBE)
         register_batch_conversation(PROBE[0], SurveyAnswers())
+        register_failure_hook(on_failed)
         register_keyword_action(
             keyword_start.ACTION, keyword_start.validate_survey, keyword_start.start
         )

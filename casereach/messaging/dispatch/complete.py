@@ -21,6 +21,7 @@ from casereach.gateways.models import GatewayConfig
 from casereach.messaging import chains, log
 from casereach.messaging.dispatch import breaker
 from casereach.messaging.dispatch.jobs import FAIL, POSTPONE, Job
+from casereach.messaging.failure_hooks import failed_for_good
 from casereach.messaging.optouts import do_person_opt_out, gateway_scope
 from casereach.projects.models import Project
 from casereach.projects.settings_schema import ProjectSettings, effective_settings
@@ -68,6 +69,9 @@ class Outcomes:
     final_ids: list[str] = field(default_factory=list)
     # Failed attempts of fallback chains with a channel left: id → error code.
     chain_failures: dict[str, str | None] = field(default_factory=dict)
+    # Messages of the event log that failed for good: (id, error code), for the conversations
+    # they belong to (``failure_hooks``).
+    logged_failures: list[tuple[str, str | None]] = field(default_factory=list)
     delays: RetryDelays = field(default_factory=RetryDelays)
 
     def add(self, j: Job) -> None:
@@ -132,6 +136,8 @@ class Outcomes:
             )
         )
         self.final_ids.append(j.row["id"])
+        if j.row.get("subevent_id"):
+            self.logged_failures.append((j.row["id"], code))
         if j.row.get("chain_next"):
             self.chain_failures[j.row["id"]] = code
 
@@ -180,10 +186,11 @@ class Outcomes:
         with transaction.atomic():
             log.complete_leased(self.sent, self.failed, self.requeued, self.at)
             log.add_attempts(self.attempts)
-            final_ids = self.final_ids
+            final_ids, failures = self.final_ids, self.logged_failures
             if self.chain_failures:  # the chains move on: their sub-events stay open
                 moved = set(chains.move_on(self.chain_failures, self.at))
                 final_ids = [i for i in final_ids if i not in moved]
+                failures = [f for f in failures if f[0] not in moved]
             for number, cfg in self.opt_outs:  # the person's own STOP, told by the provider
                 do_person_opt_out(number, gateway_scope(cfg), source=f"gateway:{cfg.name}")
             breaker.record_outcomes(
@@ -192,6 +199,7 @@ class Outcomes:
             if any(j.row["event_id"] or j.row["subevent_id"] for j in jobs):
                 # (none of the API's sends is in the event log: no statement for them)
                 log.close_after_send(final_ids)
+            failed_for_good(failures, self.at)
 
 
 def complete(jobs: list[Job], token: str, at: dt.datetime) -> None:

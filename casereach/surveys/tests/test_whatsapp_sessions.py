@@ -285,6 +285,12 @@ def test_a_tap_on_another_projects_button_answers_nothing(
     assert (201, "THEIRS") == (r.status, r.body["gateway"]), r.body
     their_sid = int(r.body["id"])
     drain()  # theirs is refused by Meta: that number never wrote (outside the window)
+    theirs = other_api.get(f"{SESSIONS}/{their_sid}").body
+    # Its question could not be sent: it ends instead of holding the pair for 7 days.
+    assert ("failed", "the survey's message could not be sent: WHATSAPP_OUTSIDE_WINDOW") == (
+        theirs["status"],
+        theirs["detail"],
+    )
     before = len(fake.sent)
 
     tap(fake, gw, f"survey.{their_sid}.feel.yes", "Yes")  # the title is a label: no matter
@@ -300,7 +306,7 @@ def test_a_tap_on_another_projects_button_answers_nothing(
         inbound.inbound_action.split("+")[-1],  # "Yes" is an opt-in word too (silent)
     )
     theirs = other_api.get(f"{SESSIONS}/{their_sid}").body
-    assert ("active", 0, []) == (theirs["status"], theirs["retries"], theirs["answers"])
+    assert ("failed", 0, []) == (theirs["status"], theirs["retries"], theirs["answers"])
 
     tap(fake, gw, f"survey.{sid}.where.clinic", "Yes")  # our session, another question
     mine = session(api, sid)
