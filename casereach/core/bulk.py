@@ -335,10 +335,15 @@ def insert_rows_returning_ids(table: str, columns: Sequence[str], rows: Sequence
         return []
     if not is_postgres() and connection.in_atomic_block:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
-            (top,) = cursor.fetchone()
-            seq = _sqlite_sequence(cursor, table)
-            first = max(int(top), seq) + 1
+            # The highest id and the AUTOINCREMENT high-water mark (ids are never reused
+            # below it), in one statement.
+            cursor.execute(
+                f"SELECT COALESCE((SELECT MAX(id) FROM {table}), 0), "
+                "COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0)",
+                [table],
+            )
+            top, seq = cursor.fetchone()
+            first = max(int(top), int(seq)) + 1
             ids = list(range(first, first + len(rows)))
             marks = ", ".join(["%s"] * (len(columns) + 1))
             cursor.executemany(
@@ -357,10 +362,3 @@ def insert_rows_returning_ids(table: str, columns: Sequence[str], rows: Sequence
             cursor.execute(f"INSERT INTO {table} ({cols}) VALUES {values} RETURNING id", params)
             ids.extend(r[0] for r in cursor.fetchall())
     return ids
-
-
-def _sqlite_sequence(cursor: Any, table: str) -> int:
-    """The AUTOINCREMENT high-water mark of ``table`` (ids are never reused below it)."""
-    cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
-    found = cursor.fetchone()
-    return int(found[0]) if found else 0
