@@ -209,17 +209,23 @@ def _plan(
 ContactRow = tuple[str, str, bool, str | None, str]
 
 
+# The batch reads below look rows up by primary key alone and keep the project's in Python:
+# with ``project_id = %s`` in the WHERE clause SQLite (no statistics) walks the project's
+# index — every contact or case of the project, once per batch — instead of probing the key.
+
+
 def _contacts(project: Project, ids: Iterable[str]) -> dict[str, ContactRow]:
     """contact id → its row, for this project's contacts."""
     out: dict[str, ContactRow] = {}
     for chunk in bulk.in_chunks(sorted(set(ids))):
         where, params = bulk.in_sql("contact_id", chunk)
         for row in rows.fetch_all(
-            "SELECT contact_id, contact_type, active, lang_effective, name "
-            f"FROM {_CONTACTS} WHERE project_id = %s AND {where}",
-            [project.pk, *params],
+            "SELECT contact_id, contact_type, active, lang_effective, name, project_id "
+            f"FROM {_CONTACTS} WHERE {where}",
+            params,
         ):
-            out[row[0]] = (row[0], row[1], bool(row[2]), row[3], row[4])
+            if row[5] == project.pk:
+                out[row[0]] = (row[0], row[1], bool(row[2]), row[3], row[4])
     return out
 
 
@@ -310,29 +316,32 @@ def _cases(
     out: dict[str, tuple[str | None, dict[str, str], str | None]] = {}
     for chunk in bulk.in_chunks(sorted(set(case_ids))):
         if properties:
-            qs = Case.objects.filter(
-                bulk.is_in("case_id", chunk), project_id=project.pk, deleted=False
+            qs = Case.objects.filter(bulk.is_in("case_id", chunk))
+            found: Iterable[Sequence[Any]] = qs.values_list(
+                "case_id", "case_name", "properties", "owner_id", "project_id", "deleted"
             )
-            for case_id, name, props, owner in qs.values_list(
-                "case_id", "case_name", "properties", "owner_id"
-            ):
+        else:  # raw: the ORM's rows cost more here
+            where, params = bulk.in_sql("case_id", chunk)
+            found = rows.fetch_all(
+                f"SELECT case_id, case_name, NULL, owner_id, project_id, deleted FROM {_CASES} "
+                f"WHERE {where}",
+                params,
+            )
+        for case_id, name, props, owner, project_id, deleted in found:
+            if project_id == project.pk and not deleted:
                 out[case_id] = (name, props or {}, owner)
-            continue
-        where, params = bulk.in_sql("case_id", chunk)  # raw: the ORM's rows cost more here
-        for case_id, name, owner in rows.fetch_all(
-            f"SELECT case_id, case_name, owner_id FROM {_CASES} WHERE project_id = %s "
-            f"AND deleted = %s AND {where}",
-            [project.pk, False, *params],
-        ):
-            out[case_id] = (name, {}, owner)
     return out
 
 
 def _names(project: Project, ids: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for chunk in bulk.in_chunks(sorted(set(ids))):
-        qs = Contact.objects.filter(bulk.is_in("contact_id", chunk), project=project)
-        out.update(qs.values_list("contact_id", "name"))
+        qs = Contact.objects.filter(bulk.is_in("contact_id", chunk))
+        out.update(
+            (contact_id, name)
+            for contact_id, name, project_id in qs.values_list("contact_id", "name", "project_id")
+            if project_id == project.pk
+        )
     return out
 
 
