@@ -277,6 +277,9 @@ def _first_steps(
     )
     names = _names(project, [c[2] for c in cases.values() if c[2]])
     country = project_settings(project).default_country
+    reask, expires, due = timers(spec, at, at)  # every session of the batch starts at ``at``
+    found = [t for t in (reask, expires, due) if t]
+    next_timer = min(found) if found else None
     for p in starting:
         d = p.draft
         name, props, owner = cases.get(d.case_id or "", (None, {}, None))
@@ -290,11 +293,9 @@ def _first_steps(
         if step.status == "completed":
             d.status, d.ended_on, d.detail = "completed", at, NOTHING_SHOWN
             continue
-        reask, expires, due = timers(spec, at, at)
         d.started_on, d.current_question = at, step.current
         d.next_reask_at, d.expires_at, d.reply_due_at = reask, expires, due
-        found = [t for t in (reask, expires, due) if t]
-        d.next_timer_at = min(found) if found else None
+        d.next_timer_at = next_timer
         p.step = step
 
 
@@ -365,7 +366,16 @@ def _send_first(project: Project, planned: list[_Planned], at: dt.datetime) -> N
             d.next_reask_at = d.expires_at = d.reply_due_at = d.next_timer_at = None
             p.code = code
             ended.append(d)
-    rows.update(SurveySession, [p.draft for p in sending], fields=_AFTER_SEND)
+    # A session whose question 1 went out only gets its event id (the rest was written as it
+    # is now): one statement; those that ended have their end written too (rare).
+    ended_ids = {id(d) for d in ended}
+    bulk.update_by_key(
+        _TABLE,
+        ("id", "bigint"),
+        (("event_id", "bigint"),),
+        [(p.draft.pk, p.draft.event_id) for p in sending if id(p.draft) not in ended_ids],
+    )
+    rows.update(SurveySession, ended, fields=_AFTER_SEND)
     _move_on(project, ended, planned, at)
 
 
