@@ -323,6 +323,25 @@ def refresh_statistics(tables: Sequence[str]) -> None:
             cursor.execute(f"ANALYZE {', '.join(tables)}")
 
 
+def refresh_stale_statistics(table: str, floor: int = 5000) -> None:
+    """PostgreSQL: ANALYZE ``table`` now when it holds more than twice the rows its last
+    ANALYZE counted (and more than ``floor``): a table that a bulk path fills batch after
+    batch outruns autovacuum, and a planner that still believes it nearly empty walks a
+    partial index instead of probing it. One catalog read; the ANALYZE once per doubling.
+    SQLite: nothing."""
+    if not is_postgres():
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.n_live_tup, c.reltuples FROM pg_stat_user_tables s "
+            "JOIN pg_class c ON c.oid = s.relid WHERE s.relid = %s::regclass",
+            [table],
+        )
+        found = cursor.fetchone()
+    if found is not None and found[0] > max(2 * float(found[1]), floor):
+        refresh_statistics([table])
+
+
 def lock_keys(namespace: str, keys: Iterable[str]) -> None:
     """Serialise writers on the given keys until the transaction ends.
 
