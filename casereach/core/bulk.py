@@ -286,6 +286,33 @@ def execute_many(sql: str, rows: Iterable[Row]) -> None:
         cursor.executemany(sql, batch)
 
 
+def update_by_key(
+    table: str, key: tuple[str, str], columns: Sequence[tuple[str, str]], rows: Sequence[Row]
+) -> None:
+    """``UPDATE table SET column = …`` for each row — (key value, then one value per column),
+    each key once; ``key`` and ``columns`` as (column, PostgreSQL type). PostgreSQL: one
+    statement joining one array per column (``FROM unnest(…)``) instead of a round trip per
+    row (``executemany`` of 500 single-row UPDATEs took 34 ms a batch); SQLite (no round
+    trips): ``executemany``. Values must already be of the columns' types."""
+    if not rows:
+        return
+    if not is_postgres():
+        sets = ", ".join(f"{c} = %s" for c, _ in columns)
+        execute_many(
+            f"UPDATE {table} SET {sets} WHERE {key[0]} = %s", [(*r[1:], r[0]) for r in rows]
+        )
+        return
+    names = [key[0], *(c for c, _ in columns)]
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in [key, *columns])
+    sets = ", ".join(f"{c} = v.{c}" for c, _ in columns)
+    sql = (
+        f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS v({', '.join(names)}) "
+        f"WHERE t.{key[0]} = v.{key[0]}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(values) for values in zip(*rows, strict=True)])
+
+
 def refresh_statistics(tables: Sequence[str]) -> None:
     """PostgreSQL: ANALYZE ``tables`` now (bulk loads outrun autovacuum's analyze, and a
     planner without statistics probes a 300,000-row case table by project instead of by
@@ -294,6 +321,25 @@ def refresh_statistics(tables: Sequence[str]) -> None:
     if tables and is_postgres():
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {', '.join(tables)}")
+
+
+def refresh_stale_statistics(table: str, floor: int = 5000) -> None:
+    """PostgreSQL: ANALYZE ``table`` now when it holds more than twice the rows its last
+    ANALYZE counted (and more than ``floor``): a table that a bulk path fills batch after
+    batch outruns autovacuum, and a planner that still believes it nearly empty walks a
+    partial index instead of probing it. One catalog read; the ANALYZE once per doubling.
+    SQLite: nothing."""
+    if not is_postgres():
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.n_live_tup, c.reltuples FROM pg_stat_user_tables s "
+            "JOIN pg_class c ON c.oid = s.relid WHERE s.relid = %s::regclass",
+            [table],
+        )
+        found = cursor.fetchone()
+    if found is not None and found[0] > max(2 * float(found[1]), floor):
+        refresh_statistics([table])
 
 
 def lock_keys(namespace: str, keys: Iterable[str]) -> None:

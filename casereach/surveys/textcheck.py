@@ -14,6 +14,8 @@ ANSWER_PREFIX = "answer."
 def fold(text: str) -> str:
     """``text`` for comparing: NFKD without combining marks, case-folded, with runs of
     whitespace as one space and none at the ends (so "  Ndiyo " and "NDIYÓ" compare equal)."""
+    if text.isascii():  # NFKD leaves ASCII as it is and no ASCII character is combining
+        return " ".join(text.casefold().split())
     decomposed = unicodedata.normalize("NFKD", text)
     bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(bare.casefold().split())

@@ -251,9 +251,9 @@ def add_attempts(drafts: Sequence[AttemptDraft]) -> None:
     rows.insert(drafts)  # writes: messaging.SendAttempt
 
 
-_EVENT_OUTCOME_SQL = update_sql(EVENT_TABLE, ("status", "error_code"), ("id",))
-
-
 def set_event_outcomes(changes: Sequence[tuple[int, str, str | None]]) -> None:
-    """``(event id, status, error code)`` each, in one statement set."""
-    bulk.execute_many(_EVENT_OUTCOME_SQL, [(status, code, pk) for pk, status, code in changes])
+    """``(event id, status, error code)`` each (each event once), in one statement (a survey
+    broadcast closes every event of its batch at once)."""
+    bulk.update_by_key(
+        EVENT_TABLE, ("id", "bigint"), (("status", "text"), ("error_code", "text")), changes
+    )
