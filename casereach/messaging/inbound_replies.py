@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connection
 
 from casereach.contacts.models import Contact, PhoneEntry
+from casereach.core.bulk import adapt_datetime
 from casereach.core.segments import analyse
 from casereach.core.timeutil import now
 from casereach.gateways.models import GatewayConfig
@@ -256,9 +257,6 @@ def reply_values(
     }
 
 
-_CREATED_ON = Message._meta.get_field("created_on")
-
-
 def _loop_guard(
     ctx: Ctx, text: str, stamp: dt.datetime, allow_opted_out: bool
 ) -> tuple[bool, bool | None]:
@@ -314,7 +312,7 @@ def recent_replies(
 def _recent_sql(
     number: str, text: str, since: dt.datetime, opt_out: tuple[str, int | None, int] | None
 ) -> tuple[str, list[Any]]:
-    params: list[Any] = [number, text, _CREATED_ON.get_db_prep_value(since, connection)]
+    params: list[Any] = [number, text, adapt_datetime(since)]
     sql = (
         "SELECT (SELECT COUNT(*) FROM messaging_message WHERE phone_number = %s"
         " AND direction = 'out' AND gateway_source = 'inbound' AND text = %s"

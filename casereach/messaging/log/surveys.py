@@ -14,8 +14,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from django.db import connection
-
 from casereach.core import bulk
 from casereach.messaging.models import MessagingSubEvent
 from casereach.projects.actions import lock_project, tick_clock
@@ -63,11 +61,10 @@ def touch_surveys(project: Project, touched: Sequence[tuple[int, str]]) -> None:
         return
     first = tick_clock(project, len(touched))
     step = dt.timedelta(microseconds=1)
-    stamp = MessagingSubEvent._meta.get_field("date_last_activity")
     bulk.execute_many(  # writes: messaging.MessagingSubEvent
         _TOUCH_SQL,
         [
-            (status, stamp.get_db_prep_save(first + step * i, connection), project.pk, session_id)
+            (status, bulk.adapt_datetime(first + step * i), project.pk, session_id)
             for i, (session_id, status) in enumerate(touched)
         ],
     )
