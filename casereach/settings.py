@@ -106,6 +106,8 @@ MIDDLEWARE = [
     "casereach.core.guards.RejectOversizeBodyMiddleware",
     "casereach.core.guards.RejectInvalidTextMiddleware",
     "casereach.core.middleware.RejectNulMiddleware",
+    # Provider callbacks skip the rest (sessions, CSRF, login, messages): see its docstring.
+    "casereach.core.middleware.ProviderCallbackMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

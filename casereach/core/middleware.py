@@ -10,6 +10,7 @@ from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 
 NUL_MESSAGE = "NUL characters (\\u0000) are not allowed in requests"
 
@@ -66,3 +67,34 @@ class ContentSecurityPolicyMiddleware:
         if "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         return response
+
+
+class ProviderCallbackMiddleware:
+    """Provider callbacks (``/gateways/{type}/{key}/…``: inbound messages, delivery reports,
+    webhooks) skip the browser-facing middleware after this one — sessions, CSRF, login and its
+    throttling, flash messages, the frame header — none of which a machine-to-machine callback
+    uses (its credential is the key in its URL; its views are CSRF-exempt and read no user).
+    Those callbacks arrive by the thousand, and that part of the chain was about a tenth of a
+    survey answer's request handling (decision 0015). The security, size, text and NUL guards
+    before it still apply. A path under ``/gateways/`` that resolves to no view goes on down the
+    chain (its 404 is the API's JSON one)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path_info.startswith(CALLBACK_PREFIX):
+            return self.get_response(request)
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return self.get_response(request)
+        request.resolver_match = match
+        response: HttpResponse = match.func(request, *match.args, **match.kwargs)
+        if not response.streaming and not response.has_header("Content-Length"):
+            # What CommonMiddleware adds: a keep-alive connection needs the length.
+            response.headers["Content-Length"] = str(len(response.content))
+        return response
+
+
+CALLBACK_PREFIX = "/gateways/"
