@@ -13,7 +13,10 @@ Timed: ``--clients`` keep-alive connections in a closed loop POST answers, in th
 bench's form format, to the gateway's real inbound URL: round r answers question r of every
 session, so a session's answers arrive in order, N apart. Each answer is stored and queues the
 session's next question (an outgoing SMS). Then as many ``GET /healthz`` on the same server
-with the same connections. Afterwards every answer must be stored exactly once (the
+with the same connections: the two alternate in ``ROUNDS`` parts (a fifth of the answers, as
+many ``/healthz``, and so on), each side's rate its requests over its summed time, so that a
+drift of the shared machine's speed during the run weighs on both sides alike
+(``ratio_per_round`` shows each part's ratio). Afterwards every answer must be stored exactly once (the
 ``SurveyAnswer`` rows) and every answer must have queued its next question; otherwise the run
 fails.
 
@@ -41,6 +44,7 @@ from casereach.bench.workspace import PROJECT, BenchError, Workspace, machine_in
 
 TARGET_RATIO = 0.4
 WARMUP = 200  # sessions answered once before any clock starts
+ROUNDS = 5  # answers and /healthz measured in this many alternating parts
 SENDER_TO = "5550000"
 SURVEY = "Bench follow-up"
 SURVEYS_API = f"/a/{PROJECT}/api/surveys/v1"
@@ -208,19 +212,43 @@ def _timed(inst: Instance, requests: list[bytes], clients: int) -> tuple[LoadRun
     return run, _cpu_s(pid) - cpu
 
 
+def _merged(runs: list[LoadRun]) -> LoadRun:
+    """Runs in turn as one: their requests, seconds, latencies and outcomes added up."""
+    total = LoadRun(connections=runs[0].connections)
+    for run in runs:
+        total.sent += run.sent
+        total.seconds += run.seconds
+        total.latencies += run.latencies
+        total.statuses.update(run.statuses)
+        total.errors.update(run.errors)
+    return total
+
+
 def _measure(inst: Instance, path: str, o: dict[str, Any], r: dict[str, Any]) -> None:
+    """Answers and ``/healthz`` in ``ROUNDS`` alternating parts (answers in order: part k is
+    the k-th slice of the rounds), each total the sum of its parts: a machine whose speed
+    drifts during the run (another tenant, the CPU's clock) weighs on both sides alike."""
     n, per, clients = o["sessions"], o["answers_per_session"], o["clients"]
     warm = _answers(path, WARMUP, 1, offset=n)
     run = asyncio.run(closed_loop(inst.port, lambda i: warm[i], len(warm), clients))
     asyncio.run(closed_loop(inst.port, lambda i: get("/healthz"), WARMUP, clients))
     if run.failures():
         raise BenchError(f"answers warm-up: {run.failures()}")
-    answers, cpu_answers = _timed(inst, _answers(path, n, per), clients)
-    if answers.failures():
-        raise BenchError(f"answers: {answers.failures()}")
-    health, cpu_health = _timed(inst, [get("/healthz")] * answers.sent, clients)
-    if health.failures():
-        raise BenchError(f"GET /healthz: {health.failures()}")
+    requests = _answers(path, n, per)
+    size = -(-len(requests) // ROUNDS)
+    answer_runs, health_runs, cpu_answers, cpu_health = [], [], 0.0, 0.0
+    for k in range(0, len(requests), size):
+        part, cpu = _timed(inst, requests[k : k + size], clients)
+        answer_runs.append(part)
+        cpu_answers += cpu
+        if part.failures():
+            raise BenchError(f"answers: {part.failures()}")
+        part, cpu = _timed(inst, [get("/healthz")] * part.sent, clients)
+        health_runs.append(part)
+        cpu_health += cpu
+        if part.failures():
+            raise BenchError(f"GET /healthz: {part.failures()}")
+    answers, health = _merged(answer_runs), _merged(health_runs)
     r["answers_per_s"] = round(answers.rate, 1)
     r["answers_p50_ms"] = answers.percentile_ms(50)
     r["answers_p99_ms"] = answers.percentile_ms(99)
@@ -228,6 +256,10 @@ def _measure(inst: Instance, path: str, o: dict[str, Any], r: dict[str, Any]) ->
     r["healthz_p50_ms"] = health.percentile_ms(50)
     r["healthz_p99_ms"] = health.percentile_ms(99)
     r["answers_healthz_ratio"] = round(answers.rate / health.rate, 3) if health.rate else None
+    r["ratio_per_round"] = [
+        round(a.rate / h.rate, 3) if h.rate else None
+        for a, h in zip(answer_runs, health_runs, strict=True)
+    ]
     # The server's CPU per request: less sensitive to other load on the machine than rates.
     r["answer_server_cpu_ms"] = round(cpu_answers / answers.sent * 1000, 3)
     r["healthz_server_cpu_ms"] = round(cpu_health / health.sent * 1000, 3)
