@@ -221,7 +221,7 @@ def _fire_project(
             _add_firing(out, project, alert, spec, inst, keys[inst.pk], due, msgs, at)
         advanced.append(_advance(alert, spec, inst, due, project, at, memo))
     if out.firings:
-        _write(project, out, at)
+        _write(project, out, at, reach.gateways)
         record_waits(alerts, out.firings, out.messages, at)
     return advanced
 
@@ -275,7 +275,7 @@ def _add_firing(
     out.surveys.append(spec.content.survey_id if spec.content.is_survey else None)
 
 
-def _write(project: Project, out: Firings, at: dt.datetime) -> None:
+def _write(project: Project, out: Firings, at: dt.datetime, gateways: Mapping[str, str]) -> None:
     """The batch's events, firings, sub-events and messages, one statement each (through the
     message log's writer); an event none of whose messages can go is written closed. In a
     project with a channel order, each message starts on its chain's first channel that
@@ -291,7 +291,7 @@ def _write(project: Project, out: Firings, at: dt.datetime) -> None:
     )
     # The surveys start first (they read the events' sources, not their ids): an event that
     # closes at once is then written closed, instead of updated after.
-    started = start_surveys(project, out.surveys, out.events, out.messages, at)
+    started = start_surveys(project, out.surveys, out.events, out.messages, at, gateways)
     for event, msgs in zip(out.events, out.messages, strict=True):
         closing = _closing(msgs, started)
         if closing is not None:

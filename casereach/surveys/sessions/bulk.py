@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from casereach.alerts.content_hooks import StartOutcome
+from casereach.alerts.content_hooks import KnownContact, StartOutcome
 from casereach.alerts.templates import RenderContext
 from casereach.cases.models import Case
 from casereach.contacts.models import Contact
@@ -110,9 +110,11 @@ def start_surveys(
     *,
     triggered_by: str,
     at: dt.datetime,
+    known: Mapping[str, KnownContact] | None = None,
 ) -> list[StartOutcome]:
     """One session of survey ``survey_id`` per contact id (an id given twice gets two, the
-    second queued), in batches; one outcome per id, in order (see the module)."""
+    second queued), in batches; one outcome per id, in order (see the module). ``known``:
+    contacts the caller has read (the scheduler's recipients), not read again."""
     survey = _survey(project, survey_id)
     if survey is None or not survey.active:
         code = "SURVEY_NOT_FOUND" if survey is None else "SURVEY_INACTIVE"
@@ -127,7 +129,7 @@ def start_surveys(
         bulk.refresh_stale_statistics(_TABLE)
         with bulk.process_writer_turn(), transaction.atomic():
             locked = lock_project(project.pk)
-            out.extend(_start_batch(locked, survey, spec, chunk, triggered_by[:150], at))
+            out.extend(_start_batch(locked, survey, spec, chunk, triggered_by[:150], at, known))
     return out
 
 
@@ -138,8 +140,9 @@ def _start_batch(
     contact_ids: Sequence[str],
     triggered_by: str,
     at: dt.datetime,
+    known: Mapping[str, KnownContact] | None,
 ) -> list[StartOutcome]:
-    planned, stale = _plan(project, survey, contact_ids, triggered_by, at)
+    planned, stale = _plan(project, survey, contact_ids, triggered_by, at, known or {})
     with_session = [p for p in planned if p.draft is not None]
     drafts = [p.draft for p in with_session]
     _first_steps(project, spec, with_session, at)
@@ -172,11 +175,11 @@ def _plan(
     contact_ids: Sequence[str],
     triggered_by: str,
     at: dt.datetime,
+    known: Mapping[str, KnownContact],
 ) -> tuple[list[_Planned], list[tuple[int, str]]]:
     """Each contact's session draft (status queued or active) or the reason it gets none;
     and the pairs that had queued sessions but none active (left over: started after)."""
-    contacts = _contacts(project, contact_ids)
-    entries = first_entries(sorted(c for c, row in contacts.items() if row[2]))
+    contacts, entries = _contact_reads(project, contact_ids, known)
     routed = _routes(project, entries)
     busy = _busy_pairs(set(routed.values()))
     first_language = project.languages[0] if project.languages else "en"
@@ -222,6 +225,27 @@ def _plan(
 
 # (contact id, type, active, language as stored, name)
 ContactRow = tuple[str, str, bool, str | None, str]
+
+
+def _contact_reads(
+    project: Project, ids: Sequence[str], known: Mapping[str, KnownContact]
+) -> tuple[dict[str, ContactRow], dict[str, tuple[str, str]]]:
+    """The batch's contacts and the first phone entries (number, gateway override) of the
+    active ones: as the caller read them (``known``), the others read here."""
+    contacts: dict[str, ContactRow] = {}
+    entries: dict[str, tuple[str, str]] = {}
+    for contact_id in ids:
+        k = known.get(contact_id)
+        if k is not None:
+            contacts[contact_id] = (contact_id, k.contact_type, k.active, k.language, k.name)
+            if k.active:
+                entries[contact_id] = (k.number, k.gateway)
+    missing = [c for c in ids if c not in contacts]
+    if missing:
+        read = _contacts(project, missing)
+        contacts.update(read)
+        entries.update(first_entries(sorted(c for c, row in read.items() if row[2])))
+    return contacts, entries
 
 
 # The batch reads below look rows up by primary key alone and keep the project's in Python:
