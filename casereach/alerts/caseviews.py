@@ -138,16 +138,21 @@ def contact_zones(contact_ids: Iterable[str], default: str) -> dict[str, str]:
     return {cid: out.get(cid) or default for cid in ids}
 
 
-def first_phones(contact_ids: Iterable[str]) -> dict[str, str]:
-    """Each contact's number to send to (the first in send order), for those that have one."""
+def first_phones(
+    contact_ids: Iterable[str], gateways: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Each contact's number to send to (the first in send order), for those that have one;
+    ``gateways``, when given, gets that entry's gateway override ("" for none)."""
     phones: dict[str, str] = {}
     for chunk in bulk.in_chunks(sorted(set(contact_ids))):
-        for cid, number in (
+        for cid, number, gateway in (
             PhoneEntry.objects.filter(bulk.is_in("contact_id", chunk))
             .order_by(*send_order(last_wins=True))
-            .values_list("contact_id", "number")
+            .values_list("contact_id", "number", "gateway")
         ):
             phones[cid] = number  # ordered so that the first entry wins
+            if gateways is not None:
+                gateways[cid] = gateway
     return phones
 
 

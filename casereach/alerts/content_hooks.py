@@ -6,8 +6,9 @@ session itself; ``surveys`` registers its functions here in ``SurveysConfig.read
 - ``check(project, survey_id)``: the survey's name when it exists in ``project`` and is active,
   else ``BadRequest`` (a missing id and another project's id give the same answer);
 - ``describe(project, survey_id)``: (name, active), or None when the project has no such survey;
-- ``start(project, survey_id, contact_ids, triggered_by=…, at=…)``: one session per contact,
-  set-based (``surveys.sessions.bulk``); one ``StartOutcome`` per contact id, in order.
+- ``start(project, survey_id, contact_ids, triggered_by=…, at=…, known=…)``: one session per
+  contact, set-based (``surveys.sessions.bulk``); one ``StartOutcome`` per contact id, in
+  order (``known``: contacts the caller has read, by id, not read again).
 
 Without a registration (the surveys app not installed) survey content is refused.
 """
@@ -15,9 +16,9 @@ Without a registration (the surveys app not installed) survey content is refused
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from casereach.alerts.spec import AlertSpec
 from casereach.core.errors import BadRequest
@@ -36,6 +37,19 @@ class StartOutcome:
     detail: str = ""
 
 
+class KnownContact(NamedTuple):  # a tuple: one per recipient of a broadcast
+    """What the caller already read of a contact of ``project`` that it starts a survey for
+    (the scheduler: its recipient): the starter does not read it again. ``language`` as
+    stored (None: the project's), ``gateway`` the override of its number's entry ("")."""
+
+    contact_type: str
+    active: bool
+    language: str | None
+    name: str
+    number: str
+    gateway: str
+
+
 class SurveyCheck(Protocol):
     def __call__(self, project: Project, survey_id: int) -> str: ...
 
@@ -49,6 +63,7 @@ class SurveyStarter(Protocol):
         *,
         triggered_by: str,
         at: dt.datetime,
+        known: Mapping[str, KnownContact] | None = None,
     ) -> list[StartOutcome]: ...
 
 

@@ -38,6 +38,7 @@ CONTACT_FIELDS = (
     "lang_effective",
     "email",
     "email_status",
+    "project_id",
 )
 NO_RECIPIENT = "NO_RECIPIENT"
 
@@ -77,6 +78,8 @@ class Addresses:
 
     phones: dict[str, str] = field(default_factory=dict)  # contact id → number to send to
     names: dict[str, str] = field(default_factory=dict)  # case owner id → name
+    # contact id → the gateway override of its number's entry (a survey session's route)
+    gateways: dict[str, str] = field(default_factory=dict)
 
 
 # A recipient rule's answer for one slot, before contacts are read: ("contact", id),
@@ -193,9 +196,11 @@ def contact_ids(targets: Iterable[Sequence[Target]]) -> set[str]:
 
 def addresses(targets: Sequence[Sequence[Target]], views: Iterable[CaseView]) -> Addresses:
     """The numbers of the contacts reached and the names of the cases' owners."""
+    gateways: dict[str, str] = {}
     return Addresses(
         names=contact_names(v.owner_id for v in views if v.owner_id),
-        phones=first_phones(contact_ids(targets)),
+        phones=first_phones(contact_ids(targets), gateways),
+        gateways=gateways,
     )
 
 

@@ -221,7 +221,7 @@ def _fire_project(
             _add_firing(out, project, alert, spec, inst, keys[inst.pk], due, msgs, at)
         advanced.append(_advance(alert, spec, inst, due, project, at, memo))
     if out.firings:
-        _write(project, out, at)
+        _write(project, out, at, reach.gateways)
         record_waits(alerts, out.firings, out.messages, at)
     return advanced
 
@@ -275,9 +275,9 @@ def _add_firing(
     out.surveys.append(spec.content.survey_id if spec.content.is_survey else None)
 
 
-def _write(project: Project, out: Firings, at: dt.datetime) -> None:
+def _write(project: Project, out: Firings, at: dt.datetime, gateways: Mapping[str, str]) -> None:
     """The batch's events, firings, sub-events and messages, one statement each (through the
-    message log's writer); an event none of whose messages can go is closed at once. In a
+    message log's writer); an event none of whose messages can go is written closed. In a
     project with a channel order, each message starts on its chain's first channel that
     reaches its contact (``chains.plan_drafts``; a survey's first question stays SMS)."""
     chains.plan_drafts(
@@ -289,11 +289,17 @@ def _write(project: Project, out: Firings, at: dt.datetime) -> None:
             for _, msg in msgs
         ],
     )
+    # The surveys start first (they read the events' sources, not their ids): an event that
+    # closes at once is then written closed, instead of updated after.
+    started = start_surveys(project, out.surveys, out.events, out.messages, at, gateways)
+    for event, msgs in zip(out.events, out.messages, strict=True):
+        closing = _closing(msgs, started)
+        if closing is not None:
+            event.status, event.error_code = closing
     message_log.add_events(out.events)
     for firing, event in zip(out.firings, out.events, strict=True):
         firing.event_id = event.pk
     record_firings(out.firings)
-    started = start_surveys(project, out.surveys, out.events, out.messages, at)
     subs: list[SubEventDraft] = []
     for msgs, event in zip(out.messages, out.events, strict=True):
         for target, msg in msgs:
@@ -319,22 +325,20 @@ def _write(project: Project, out: Firings, at: dt.datetime) -> None:
     message_log.add_messages(
         [msg for msgs in out.messages for _, msg in msgs if msg.id not in started], project
     )
-    closing = [_closing(e, m, started) for e, m in zip(out.events, out.messages, strict=True)]
-    message_log.set_event_outcomes([c for c in closing if c])
 
 
 def _closing(
-    event: EventDraft, msgs: Sequence[tuple[Target, MessageDraft]], started: Container[str]
-) -> tuple[int, str, str | None] | None:
-    """How a new event closes at once: with no recipient at all, or when every message
-    failed (``message_log.outcome``), or (survey content) as soon as it has started its
-    sessions; otherwise it stays in progress until the dispatcher closes it."""
+    msgs: Sequence[tuple[Target, MessageDraft]], started: Container[str]
+) -> tuple[str, str | None] | None:
+    """How a new event closes at once (status, error code): with no recipient at all, or
+    when every message failed (``message_log.outcome``), or (survey content) as soon as it
+    has started its sessions; otherwise it stays in progress until the dispatcher closes it."""
     if not msgs:
-        return (event.pk, ERROR, NO_RECIPIENT)
+        return (ERROR, NO_RECIPIENT)
     if any(msg.id in started and msg.status != FAILED for _, msg in msgs):
-        return (event.pk, COMPLETED, None)
+        return (COMPLETED, None)
     if message_log.outcome([msg.status for _, msg in msgs]) == ERROR:
-        return (event.pk, ERROR, message_log.SUBEVENT_ERROR)
+        return (ERROR, message_log.SUBEVENT_ERROR)
     return None
 
 

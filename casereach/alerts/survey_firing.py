@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from casereach.alerts.content_hooks import StartOutcome, survey_hooks
+from casereach.alerts.content_hooks import KnownContact, StartOutcome, survey_hooks
 from casereach.core.errors import BadRequest
 from casereach.messaging.log import EventDraft
 from casereach.messaging.models import FAILED
@@ -33,21 +33,41 @@ def start_surveys(
     events: Sequence[EventDraft],
     messages: Sequence[Sequence[tuple[Any, Any]]],
     at: dt.datetime,
+    gateways: Mapping[str, str] | None = None,
 ) -> dict[str, StartOutcome]:
     """Start the surveys of the survey firings among a batch's (``surveys[i]``: firing i's
     survey, or None for a message); message draft id → the outcome, for each recipient that
-    got a session. A recipient that got none has its draft failed with the reason."""
+    got a session. A recipient that got none has its draft failed with the reason.
+
+    ``gateways`` (contact id → its number's gateway override, as read with the numbers): the
+    recipients' contacts are then handed to the starter as read (``KnownContact``)."""
     groups: dict[tuple[int, str], list[Any]] = defaultdict(list)
+    known: dict[str, KnownContact] = {}
     for survey_id, event, msgs in zip(surveys, events, messages, strict=True):
         if survey_id is None:
             continue
-        for _, msg in msgs:
+        key = (survey_id, _trigger(event))
+        for target, msg in msgs:
             if msg.status != FAILED and msg.contact_id:
-                groups[(survey_id, _trigger(event))].append(msg)
+                groups[key].append(msg)
+                contact = target.contact
+                # The project's own contact, with the number its message goes to.
+                if gateways is None or not contact or contact["project_id"] != project.pk:
+                    continue
+                if msg.phone_number:
+                    cid = str(msg.contact_id)
+                    known[cid] = KnownContact(
+                        contact["contact_type"],
+                        bool(contact["active"]),
+                        contact["lang_effective"],
+                        contact["name"],
+                        msg.phone_number,
+                        gateways.get(cid, ""),
+                    )
     started: dict[str, StartOutcome] = {}
     for (survey_id, triggered_by), drafts in groups.items():
         for msg, outcome in zip(
-            drafts, _start(project, survey_id, drafts, triggered_by, at), strict=True
+            drafts, _start(project, survey_id, drafts, triggered_by, at, known), strict=True
         ):
             if outcome.session_id is not None:
                 started[msg.id] = outcome
@@ -65,14 +85,19 @@ def _trigger(event: EventDraft) -> str:
 
 
 def _start(
-    project: Project, survey_id: int, drafts: Sequence[Any], triggered_by: str, at: dt.datetime
+    project: Project,
+    survey_id: int,
+    drafts: Sequence[Any],
+    triggered_by: str,
+    at: dt.datetime,
+    known: Mapping[str, KnownContact],
 ) -> list[StartOutcome]:
     ids = [str(msg.contact_id) for msg in drafts]
     try:
         starter = survey_hooks().start
     except BadRequest:
         return [StartOutcome(c, None, NOT_AVAILABLE) for c in ids]
-    return starter(project, survey_id, ids, triggered_by=triggered_by, at=at)
+    return starter(project, survey_id, ids, triggered_by=triggered_by, at=at, known=known)
 
 
 REASONS = {

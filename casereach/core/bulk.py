@@ -380,17 +380,8 @@ def insert_rows_returning_ids(table: str, columns: Sequence[str], rows: Sequence
     if not rows:
         return []
     if not is_postgres() and connection.in_atomic_block:
+        ids = reserve_ids(table, len(rows))
         with connection.cursor() as cursor:
-            # The highest id and the AUTOINCREMENT high-water mark (ids are never reused
-            # below it), in one statement.
-            cursor.execute(
-                f"SELECT COALESCE((SELECT MAX(id) FROM {table}), 0), "
-                "COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0)",
-                [table],
-            )
-            top, seq = cursor.fetchone()
-            first = max(int(top), int(seq)) + 1
-            ids = list(range(first, first + len(rows)))
             marks = ", ".join(["%s"] * (len(columns) + 1))
             cursor.executemany(
                 f"INSERT INTO {table} (id, {', '.join(columns)}) VALUES ({marks})",
@@ -408,3 +399,31 @@ def insert_rows_returning_ids(table: str, columns: Sequence[str], rows: Sequence
             cursor.execute(f"INSERT INTO {table} ({cols}) VALUES {values} RETURNING id", params)
             ids.extend(r[0] for r in cursor.fetchall())
     return ids
+
+
+def reserve_ids(table: str, count: int) -> list[int]:
+    """The next ``count`` auto ids of ``table``, for rows the caller then INSERTs with their
+    id given (a row that others must name before it is written: a bulk start's session,
+    named by its question's event). PostgreSQL: taken from the table's sequence (never given
+    again). SQLite: the ids after the highest one and the AUTOINCREMENT high-water mark (ids
+    are never reused below it), in one statement; they stay free only while the write lock
+    is ours, so the caller must be in a transaction and write them before it ends."""
+    if count < 1:
+        return []
+    with connection.cursor() as cursor:
+        if is_postgres():
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [table, count],
+            )
+            return sorted(int(row[0]) for row in cursor.fetchall())
+        if not connection.in_atomic_block:
+            raise RuntimeError(f"{table}: SQLite ids are reserved inside a transaction only")
+        cursor.execute(
+            f"SELECT COALESCE((SELECT MAX(id) FROM {table}), 0), "
+            "COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0)",
+            [table],
+        )
+        top, seq = cursor.fetchone()
+    first = max(int(top), int(seq)) + 1
+    return list(range(first, first + count))

@@ -76,7 +76,16 @@ def next_question(
     return None
 
 
+@functools.lru_cache(maxsize=1024)
+def _names_answers(text: str) -> bool:
+    """Whether ``text`` has a placeholder that only an answer fills (``{answer.…}``, or a
+    name the alert templates do not know)."""
+    return any(isinstance(p, Placeholder) and p.scope == "unknown" for p in parse_template(text))
+
+
 def _render(text: str, ctx: RenderContext, answers: Answers) -> str:
+    if not _names_answers(text):  # the alert templates' own rendering, in one call
+        return render(text, ctx)
     out: list[str] = []
     for part in parse_template(text):
         if isinstance(part, Placeholder) and part.scope == "unknown":
@@ -100,9 +109,7 @@ def render_text(
 
 def choices_line(question: Question, language: str) -> str:
     """``1 Yes 2 No``: the choices as they are appended to a prompt."""
-    return " ".join(
-        f"{n} {pick_text(c.label, language)}" for n, c in enumerate(question.choices, start=1)
-    )
+    return _numbered(tuple(pick_text(c.label, language) for c in question.choices))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -112,18 +119,20 @@ def _label_pattern(label: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){re.escape(fold(label))}(?!\w)")
 
 
+@functools.lru_cache(maxsize=1024)
+def _numbered(labels: tuple[str, ...]) -> str:
+    return " ".join(f"{n} {label}" for n, label in enumerate(labels, start=1))
+
+
 def _with_choices(question: Question, text: str, language: str) -> str:
     if not question.choices:
         return text
+    labels = tuple(pick_text(c.label, language) for c in question.choices)
     shown = fold(text)
-    if all(
-        _label_pattern(pick_text(c.label, language)).search(shown) is not None
-        for c in question.choices
-    ):
+    if all(_label_pattern(label).search(shown) is not None for label in labels):
         return text
-    return (
-        f"{text} {choices_line(question, language)}" if text else choices_line(question, language)
-    )
+    line = _numbered(labels)  # ``choices_line``, joined once per set of labels
+    return f"{text} {line}" if text else line
 
 
 def question_text(question: Question, language: str, ctx: RenderContext, answers: Answers) -> str:

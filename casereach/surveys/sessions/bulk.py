@@ -5,11 +5,10 @@ Per batch of up to ``BATCH`` contacts, under the project lock, in one transactio
 
     read the contacts, their first phone entries, the gateways and routes, the pairs that
     already have an active or queued session, the cases and names the first question shows
-    (once each) → decide every session in memory → INSERT the sessions → question 1 of each
-    session that starts, through messaging's set-based send (``sending.send_each``: the very
-    rows and checks of a single send, one event of source ``survey`` per session) → one
-    UPDATE setting each session's ``event_id`` (and one ending those whose question failed,
-    when any).
+    (once each) → decide every session in memory → take the sessions' ids → question 1 of
+    each session that starts, through messaging's set-based writer (``bulk_send``: the very
+    rows and checks of a single send, one event of source ``survey`` per session) → INSERT
+    the sessions, each with its event id, or ended when its question could not be sent.
 
 The contacts and cases are read by id alone (the project's kept in Python), and on PostgreSQL
 the session table is analysed again once it has grown past what its statistics say: both keep
@@ -25,13 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from casereach.alerts.content_hooks import StartOutcome
+from casereach.alerts.content_hooks import KnownContact, StartOutcome
 from casereach.alerts.templates import RenderContext
 from casereach.cases.models import Case
 from casereach.contacts.models import Contact
@@ -111,9 +110,11 @@ def start_surveys(
     *,
     triggered_by: str,
     at: dt.datetime,
+    known: Mapping[str, KnownContact] | None = None,
 ) -> list[StartOutcome]:
     """One session of survey ``survey_id`` per contact id (an id given twice gets two, the
-    second queued), in batches; one outcome per id, in order (see the module)."""
+    second queued), in batches; one outcome per id, in order (see the module). ``known``:
+    contacts the caller has read (the scheduler's recipients), not read again."""
     survey = _survey(project, survey_id)
     if survey is None or not survey.active:
         code = "SURVEY_NOT_FOUND" if survey is None else "SURVEY_INACTIVE"
@@ -128,7 +129,7 @@ def start_surveys(
         bulk.refresh_stale_statistics(_TABLE)
         with bulk.process_writer_turn(), transaction.atomic():
             locked = lock_project(project.pk)
-            out.extend(_start_batch(locked, survey, spec, chunk, triggered_by[:150], at))
+            out.extend(_start_batch(locked, survey, spec, chunk, triggered_by[:150], at, known))
     return out
 
 
@@ -139,19 +140,27 @@ def _start_batch(
     contact_ids: Sequence[str],
     triggered_by: str,
     at: dt.datetime,
+    known: Mapping[str, KnownContact] | None,
 ) -> list[StartOutcome]:
-    planned, stale = _plan(project, survey, contact_ids, triggered_by, at)
-    drafts = [p.draft for p in planned if p.draft is not None]
-    _first_steps(project, spec, [p for p in planned if p.draft is not None], at)
+    planned, stale = _plan(project, survey, contact_ids, triggered_by, at, known or {})
+    with_session = [p for p in planned if p.draft is not None]
+    drafts = [p.draft for p in with_session]
+    _first_steps(project, spec, with_session, at)
     try:
         with transaction.atomic():
-            rows.insert(drafts)  # writes: surveys.SurveySession
-        for d in drafts:
-            d.id = d.pk
+            # The sessions' ids are taken first: question 1's event names its session, and
+            # each session is then written once, with its event (or its end) already in it.
+            for d, new_id in zip(drafts, bulk.reserve_ids(_TABLE, len(drafts)), strict=True):
+                d.pk = d.id = new_id
+            ended = _send_first(project, with_session, at)
+            t = SessionDraft._table
+            bulk.insert(  # writes: surveys.SurveySession
+                _TABLE, ["id", *t.columns], [[d.pk, *d.row()] for d in drafts]
+            )
     except IntegrityError:  # a pair taken meanwhile (another project's start on a shared
         # gateway): start them one at a time, each queued behind whatever holds its pair
         return _one_by_one(project, survey, contact_ids, triggered_by, at)
-    _send_first(project, [p for p in planned if p.draft is not None], at)
+    _move_on(project, ended, with_session, at)
     for gateway_id, number in stale:  # a queue with nothing active: its oldest starts
         _start_next(project, gateway_id, number, at)
     return [_outcome(p) for p in planned]
@@ -166,11 +175,11 @@ def _plan(
     contact_ids: Sequence[str],
     triggered_by: str,
     at: dt.datetime,
+    known: Mapping[str, KnownContact],
 ) -> tuple[list[_Planned], list[tuple[int, str]]]:
     """Each contact's session draft (status queued or active) or the reason it gets none;
     and the pairs that had queued sessions but none active (left over: started after)."""
-    contacts = _contacts(project, contact_ids)
-    entries = first_entries(sorted(c for c, row in contacts.items() if row[2]))
+    contacts, entries = _contact_reads(project, contact_ids, known)
     routed = _routes(project, entries)
     busy = _busy_pairs(set(routed.values()))
     first_language = project.languages[0] if project.languages else "en"
@@ -216,6 +225,27 @@ def _plan(
 
 # (contact id, type, active, language as stored, name)
 ContactRow = tuple[str, str, bool, str | None, str]
+
+
+def _contact_reads(
+    project: Project, ids: Sequence[str], known: Mapping[str, KnownContact]
+) -> tuple[dict[str, ContactRow], dict[str, tuple[str, str]]]:
+    """The batch's contacts and the first phone entries (number, gateway override) of the
+    active ones: as the caller read them (``known``), the others read here."""
+    contacts: dict[str, ContactRow] = {}
+    entries: dict[str, tuple[str, str]] = {}
+    for contact_id in ids:
+        k = known.get(contact_id)
+        if k is not None:
+            contacts[contact_id] = (contact_id, k.contact_type, k.active, k.language, k.name)
+            if k.active:
+                entries[contact_id] = (k.number, k.gateway)
+    missing = [c for c in ids if c not in contacts]
+    if missing:
+        read = _contacts(project, missing)
+        contacts.update(read)
+        entries.update(first_entries(sorted(c for c, row in read.items() if row[2])))
+    return contacts, entries
 
 
 # The batch reads below look rows up by primary key alone and keep the project's in Python:
@@ -358,9 +388,10 @@ def _names(project: Project, ids: Sequence[str]) -> dict[str, str]:
 # -- sending question 1 ------------------------------------------------------------------------
 
 
-def _send_first(project: Project, planned: list[_Planned], at: dt.datetime) -> None:
-    """Question 1 of each started session in one set-based send; each session then gets its
-    event id, or ends (``opted_out`` / ``failed``) when its question was not sent."""
+def _send_first(project: Project, planned: list[_Planned], at: dt.datetime) -> list[Any]:
+    """Question 1 of each started session in one set-based send; each session's draft then
+    holds its event id, or its end (``opted_out`` / ``failed``) when its question was not
+    sent. The drafts that ended."""
     sending = [p for p in planned if p.step is not None and p.step.send]
     texts = [p.step.send for p in sending if p.step is not None]
     who = [Recipient(p.contact[1], p.contact[4], p.contact[3]) for p in sending if p.contact]
@@ -375,29 +406,7 @@ def _send_first(project: Project, planned: list[_Planned], at: dt.datetime) -> N
             d.next_reask_at = d.expires_at = d.reply_due_at = d.next_timer_at = None
             p.code = code
             ended.append(d)
-    # A session whose question 1 went out only gets its event id (the rest was written as it
-    # is now): one statement; those that ended have their end written too (rare).
-    ended_ids = {id(d) for d in ended}
-    bulk.update_by_key(
-        _TABLE,
-        ("id", "bigint"),
-        (("event_id", "bigint"),),
-        [(p.draft.pk, p.draft.event_id) for p in sending if id(p.draft) not in ended_ids],
-    )
-    rows.update(SurveySession, ended, fields=_AFTER_SEND)
-    _move_on(project, ended, planned, at)
-
-
-_AFTER_SEND = (
-    "event_id",
-    "status",
-    "ended_on",
-    "detail",
-    "next_reask_at",
-    "expires_at",
-    "reply_due_at",
-    "next_timer_at",
-)
+    return ended
 
 
 def _move_on(project: Project, ended: list[Any], planned: list[_Planned], at: dt.datetime) -> None:

@@ -16,8 +16,9 @@ import datetime as dt
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from casereach.core import bulk
 from casereach.core.errors import CasereachError
 from casereach.core.segments import analyse
 from casereach.core.timeutil import now
@@ -56,6 +57,19 @@ class Recipient:
     language: str | None
 
 
+class _SubEvent(SubEventDraft):
+    """A question-1 sub-event whose ``survey_form`` is given encoded (``form``): every session
+    of a batch shows the same survey, encoded once per batch instead of once per row."""
+
+    def row(self) -> list[Any]:
+        row = super().row()
+        row[_FORM] = self.__dict__["form"]
+        return row
+
+
+_FORM = SubEventDraft._table.attnames.index("survey_form")
+
+
 @dataclass(frozen=True)
 class Sent:
     event_id: int | None
@@ -82,6 +96,7 @@ def send_first_questions(
     # The text is the same under every key (``session_send.texts_for``): which language a
     # send records depends only on the session's and the contact's languages.
     chosen: dict[tuple[str, str | None], tuple[bool, str]] = {}
+    forms: dict[tuple[int | None, str], str] = {}
     drafts: list[tuple[EventDraft, MessageDraft]] = []
     for session, text, who in zip(sessions, texts, recipients, strict=True):
         key = (session.language, who.language)
@@ -118,7 +133,10 @@ def send_first_questions(
         if error is not None:
             msg.status, msg.error_code, msg.failed_on = FAILED, error, stamp
             msg.next_attempt_at = None
-        drafts.append((_event(project, who, session, error, stamp), msg))
+        form = (session.survey_id, session.survey_name)
+        if form not in forms:
+            forms[form] = bulk.adapt_json(survey_form(session))
+        drafts.append((_event(project, who, session, error, stamp, forms[form]), msg))
     _write(project, drafts)
     return [Sent(event.pk, msg.error_code) for event, msg in drafts]
 
@@ -138,7 +156,12 @@ def _check(msg: MessageDraft, session: Pinned, opted: OptedOut, project_id: int)
 
 
 def _event(
-    project: Project, who: Recipient, session: Pinned, error: str | None, stamp: dt.datetime
+    project: Project,
+    who: Recipient,
+    session: Pinned,
+    error: str | None,
+    stamp: dt.datetime,
+    form: str,
 ) -> EventDraft:
     """The session's event and sub-event, as ``sending._decide`` makes them."""
     closed = ERROR if error is not None else IN_PROGRESS
@@ -153,7 +176,7 @@ def _event(
         triggered_by=session.triggered_by or f"survey_session:{session.pk}",
         created_on=stamp,
     )
-    event.sub = SubEventDraft(
+    event.sub = _SubEvent(
         project_id=project.pk,
         contact_id=session.contact_id,
         contact_type=who.contact_type,
@@ -164,7 +187,7 @@ def _event(
         # The session's event in CommCare's messaging-event API (``messaging.log.surveys``);
         # a question 1 that failed ends the session at once: not finished.
         survey_session_id=session.pk,
-        survey_form=survey_form(session),
+        form=form,  # ``survey_form(session)``, encoded
         survey_status=SURVEY_NOT_FINISHED if error is not None else SURVEY_IN_PROGRESS,
     )
     return event

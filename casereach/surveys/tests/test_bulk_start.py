@@ -82,7 +82,10 @@ def _snapshot(before: set[int]) -> dict[str, Any]:
         if event is not None:
             row["event"] = (event.source, event.status, event.error_code, event.triggered_by)
             row["subevents"] = [
-                (x.contact_id, x.contact_type, x.recipient_name, x.status, x.error_code)
+                (
+                    *(x.contact_id, x.contact_type, x.recipient_name, x.status, x.error_code),
+                    *(x.survey_session_id == s.pk, x.survey_form, x.survey_status),
+                )
                 for x in MessagingSubEvent.objects.filter(event=event)
             ]
             row["messages"] = [
@@ -169,3 +172,6 @@ def test_a_bulk_start_writes_what_n_single_starts_write(api: Api) -> None:
         == (at_once["sessions"][0]["messages"][0]["text"])
     )
     assert all(s["event_is_sessions"] for s in at_once["sessions"] if "event" in s)
+    assert (True, {"form_definition_id": str(survey.pk), "form_name": "Weekly"}, "in-progress") == (
+        at_once["sessions"][0]["subevents"][0][5:]
+    )

@@ -4,13 +4,15 @@ project's own contacts and cases taken (another project's id is no recipient).""
 
 from __future__ import annotations
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from casereach.core.timeutil import now
-from casereach.messaging.models import Message
+from casereach.messaging.models import Message, MessagingEvent
 from casereach.projects.models import Project
 from casereach.surveys.models import Survey, SurveySession
+from casereach.surveys.sessions import bulk as bulk_start
 from casereach.surveys.sessions.bulk import start_surveys
 from casereach.testing.cases import create_case_id as case
 from casereach.testing.gateways import default_gateway
@@ -73,3 +75,32 @@ def test_another_projects_contact_gets_no_session(api: Api, other_api: Api) -> N
         (o.contact_id, o.session_id and True, o.error_code) for o in outcomes
     ]
     assert [ours] == list(SurveySession.objects.values_list("contact_id", flat=True))
+
+
+def test_a_pair_taken_meanwhile_leaves_no_question_of_the_batch_behind(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch's read of busy pairs misses a session that took a pair meanwhile (another
+    # project's start on a shared gateway): the batch's sessions conflict when written, and
+    # the batch is started again one contact at a time; what it sent first is undone.
+    default_gateway(api)
+    taken, free = (case(api, name=n, phone=f"2547130002{i:02d}") for i, n in enumerate("AB"))
+    project = Project.objects.get(pk=api.project.pk)
+    survey = _survey(api)
+    start_surveys(project, survey.pk, [taken], triggered_by="first", at=now())
+    monkeypatch.setattr(bulk_start, "_busy_pairs", lambda pairs: {})
+
+    outcomes = start_surveys(project, survey.pk, [taken, free], triggered_by="t", at=now())
+
+    assert [(taken, "queued"), (free, "active")] == [
+        (s.contact_id, s.status)
+        for s in SurveySession.objects.filter(triggered_by="t").order_by("id")
+    ]
+    assert [None, None] == [o.error_code for o in outcomes]
+    assert 2 == Message.objects.filter(event__source="survey").count()  # the first's and B's
+    assert [
+        str(pk) for pk in SurveySession.objects.filter(status="active").values_list("pk", flat=True)
+    ] == sorted(
+        MessagingEvent.objects.filter(source="survey").values_list("source_id", flat=True),
+        key=int,
+    )

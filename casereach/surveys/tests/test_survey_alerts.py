@@ -13,11 +13,12 @@ import pytest
 
 from casereach.alerts.models import ScheduleInstance
 from casereach.alerts.scheduler import run_until_idle
+from casereach.contacts.models import PhoneEntry
 from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
 from casereach.surveys.models import SurveySession
 from casereach.surveys.sessions import run_due_sessions
 from casereach.testing.cases import create_case_id as case
-from casereach.testing.gateways import default_gateway
+from casereach.testing.gateways import create_gateway, default_gateway
 from casereach.testing.gateways import post_inbound as inbound
 from casereach.testing.surveys import survey_body
 from casereach.testing.world import Api
@@ -188,6 +189,28 @@ def test_an_immediate_broadcast_starts_one_session_per_case(api: Api, gw: Any) -
     # The survey then runs as one started from the API.
     assert 200 == inbound(gw, "2").status_code
     assert "why_not" == sessions(api, contact_id=amina)[0]["current_question"]
+
+
+def test_a_number_pinned_to_a_gateway_gets_its_session_there(api: Api, gw: Any) -> None:
+    # The scheduler hands the starter the numbers it read: the entry's gateway comes too.
+    create_gateway(api, "OTHER")
+    pinned = mother(api, "Amina", NUMBER)
+    plain = mother(api, "Zawadi", "254712000002")
+    PhoneEntry.objects.filter(contact_id=pinned).update(gateway="OTHER")
+    survey_id = create_survey(api)
+    api.post(M + "alerts", survey_alert(survey_id, active=True))
+
+    assert 2 == run_until_idle()
+
+    assert [(pinned, "OTHER", "active"), (plain, "TEST", "active")] == [
+        (s.contact_id, s.gateway_name, s.status)
+        for s in SurveySession.objects.order_by("phone_number").reverse()
+    ]
+    assert {NUMBER: "OTHER", "254712000002": "TEST"} == dict(
+        Message.objects.filter(event__source="survey_broadcast").values_list(
+            "phone_number", "gateway_name"
+        )
+    )
 
 
 def test_skipped_recipients_are_logged_with_their_reason(api: Api, gw: Any) -> None:
