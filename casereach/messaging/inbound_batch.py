@@ -1,9 +1,9 @@
 """Receiving the SQLite webhook worker's batch set-based, when every message in it is a plain
 answer to a conversation (decision 0015).
 
-The worker (``callbacks.SqliteWorker``) already receives the messages that wait for it in one
-transaction. When each of them is from a different number, is no copy of another, is from an
-active two-way holder of the project the conversation runs in, says no reserved word, and is
+The worker (``inbound_worker.SqliteWorker``) already receives the messages that wait for it in
+one transaction. When each of them is from a different number, is no copy of another, is from a
+two-way holder of the project the conversation runs in, says no reserved word, and is
 taken by the same registered batch conversation (an SMS survey's answer), the batch is read and
 written with a fixed number of statements: the senders in one, the conversation's rows in
 one, the replies' loop guard and opt-outs in one, then the events, sub-events, messages and the
@@ -48,7 +48,7 @@ from casereach.projects.settings_schema import ProjectSettings
 
 @dataclass
 class Arrival:
-    """One message of the batch, from an active two-way holder of ``project``."""
+    """One message of the batch, from a two-way holder of ``project``."""
 
     gw: GatewayConfig
     inbound: InboundMessage

@@ -5,6 +5,7 @@ work runs on the calling thread (``on_db_thread``)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -23,6 +24,8 @@ from casereach.messaging.inbound import batched
 from casereach.messaging.inbound_batch import Clash, receive_together
 from casereach.messaging.inbound_queue import queues_inbound
 from casereach.projects.cache import generation_scope
+
+log = logging.getLogger(__name__)
 
 # The gateways read by the SQLite worker's current batch (``SqliteWorker._together``): in
 # its one write transaction no other writer can change them, and receiving a message never
@@ -114,7 +117,12 @@ class SqliteWorker:
                 if not self._together(batch):
                     for job in batch:
                         self._alone(job)
-            except BaseException as exc:  # the loop itself failed: no job may wait forever
+            except Exception as exc:  # the loop itself failed: its jobs get it, the loop goes on
+                log.exception("the inbound worker failed a batch of %d", len(batch))
+                for job in batch:
+                    job.error = job.error or exc
+                connection.close()
+            except BaseException as exc:  # exiting: no job may wait forever
                 for job in batch:
                     job.error = job.error or exc
                 raise
@@ -160,7 +168,14 @@ class SqliteWorker:
         _batch_read.gateways = {}
         try:
             with generation_scope(), batched():
-                if not _set_based(batch):
+                try:
+                    together = _set_based(batch)
+                except (DatabaseError, Clash):
+                    raise
+                except Exception as exc:  # a message it could not take: each on its own
+                    log.exception("set-based receiving failed; receiving one by one")
+                    raise _Replay from exc
+                if not together:
                     for job in batch:
                         try:
                             job.result = job.fn()

@@ -5,7 +5,8 @@ Django converts every statement it runs on SQLite with a regular expression, eac
 hot paths run the same few statements thousands of times a second (the inbound webhook's
 batch: a multi-row INSERT of a few thousand characters), and the conversion was about 6% of the
 server's time per survey answer (decision 0015). The result depends on the text alone, so it is
-kept in a bounded cache. Everything else is Django's backend unchanged.
+kept in a bounded cache (at most 1,024 statements of at most 16 KB each). Everything else is
+Django's backend unchanged.
 """
 
 from __future__ import annotations
@@ -15,16 +16,22 @@ from typing import Any
 
 from django.db.backends.sqlite3 import base
 
+CACHED_LENGTH = 16_384  # longer statements are converted each time (bounds the cache's size)
 
-@functools.lru_cache(maxsize=4096)
+
+@functools.lru_cache(maxsize=1024)
 def _qmark(query: str) -> str:
+    return _convert(query)
+
+
+def _convert(query: str) -> str:
     return str(base.FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%"))
 
 
 class SQLiteCursorWrapper(base.SQLiteCursorWrapper):
     def convert_query(self, query: str, *, param_names: Any = None) -> str:
         if param_names is None:  # "format" style, as all our statements and the ORM's
-            return _qmark(query)
+            return _qmark(query) if len(query) <= CACHED_LENGTH else _convert(query)
         return str(super().convert_query(query, param_names=param_names))
 
 

@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from casereach.gateways.base import InboundMessage
 from casereach.gateways.models import GatewayConfig
+from casereach.messaging import inbound_worker
 from casereach.messaging.inbound import InboundResult, batched, do_receive
 from casereach.messaging.inbound_batch import receive_together
 from casereach.messaging.models import Message, MessagingEvent, MessagingSubEvent
@@ -217,3 +218,28 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(api: Api) -> None:
         print("=======")
 
     assert counts[0] == counts[1], counts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_in_the_set_based_path_leaves_each_message_to_the_single_path(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = GatewayConfig.objects.get(pk=default_gateway(api)["id"])
+    contacts = _contacts(api, "6")[:2]
+
+    def broken(items: Any) -> None:
+        raise ValueError("a definition it cannot read")
+
+    monkeypatch.setattr(inbound_worker, "receive_together", broken)
+    jobs = [
+        inbound_worker.Job(lambda m=m: do_receive(gw, m), parse=lambda m=m: (gw, None, [m]))
+        for _, m in _items(gw, contacts, ["1", "1"], "e")
+    ]
+    worker = inbound_worker.SqliteWorker()
+
+    assert not worker._together(jobs)  # rolled back: the worker then receives each alone
+    assert 0 == Message.objects.filter(direction="in").count()
+    for job in jobs:
+        worker._alone(job)
+    assert [None, None] == [job.error for job in jobs]
+    assert 2 == SurveyAnswer.objects.count()
