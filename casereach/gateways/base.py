@@ -235,6 +235,7 @@ class Gateway(ABC):
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self.config = self.config_model.model_validate(dict(config))
         self.http = http
+        self._owns_http = http is None  # a client made here (``_client``) is closed here
         # The masked request/response of the last send, for the message's attempt log.
         self.last_exchange: Exchange | None = None
 
@@ -348,6 +349,23 @@ class Gateway(ABC):
         (Twilio); None when it does not (yet)."""
         return None
 
+    def _http_client(self) -> httpx.Client:
+        """The HTTP client of the types that call their provider over HTTP: the one given,
+        else one made on first use with the config's ``timeout_s`` (``netpolicy``'s rules)."""
+        if self.http is None:
+            from casereach.gateways import netpolicy
+
+            self.http = netpolicy.make_client(
+                getattr(self.config, "timeout_s", netpolicy.DEFAULT_TIMEOUT_S)
+            )
+        return self.http
+
+    def _record(self, exchange: Exchange) -> None:
+        self.last_exchange = exchange
+
     def close(self) -> None:
-        """Release connections (SMPP sessions, SMTP connections); nothing by default."""
-        return None
+        """Release connections: the HTTP client this instance made (one it was given stays
+        its owner's); the types with sessions of their own (SMPP, SMTP) add theirs."""
+        if self._owns_http and self.http is not None:
+            self.http.close()
+            self.http = None

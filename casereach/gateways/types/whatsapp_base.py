@@ -86,7 +86,6 @@ class WhatsAppGateway(Gateway):
 
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         super().__init__(config, http)
-        self._owns_http = http is None
         self._plan: wa.WirePlan | None = None
 
     @property
@@ -100,19 +99,6 @@ class WhatsAppGateway(Gateway):
     @abstractmethod
     def templates_url(self) -> str:
         """Where the template list starts (its first page)."""
-
-    def _client(self) -> httpx.Client:
-        if self.http is None:
-            self.http = netpolicy.make_client(self.settings.timeout_s)
-        return self.http
-
-    def _record(self, exchange: Exchange) -> None:
-        self.last_exchange = exchange
-
-    def close(self) -> None:
-        if self._owns_http and self.http is not None:
-            self.http.close()
-            self.http = None
 
     def _wire_plan(self) -> wa.WirePlan:
         if self._plan is None:
@@ -138,7 +124,7 @@ class WhatsAppGateway(Gateway):
         self.last_exchange = None
         wa.check_destination(message)
         return wa.send_json(
-            self._client(),
+            self._http_client(),
             self.send_url(),
             wa.message_payload(message, cloud=self.cloud),
             token=self.settings.access_token,
@@ -156,7 +142,7 @@ class WhatsAppGateway(Gateway):
             )
         self.last_exchange = None
         return templates.list_templates(
-            self._client(),
+            self._http_client(),
             self.templates_url(),
             token=self.settings.access_token,
             timeout_s=self.settings.timeout_s,

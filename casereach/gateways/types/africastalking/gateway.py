@@ -42,7 +42,6 @@ from casereach.gateways.base import (
     GATEWAY_ERROR,
     INVALID_DESTINATION_NUMBER,
     PHONE_NUMBER_OPTED_OUT,
-    Exchange,
     Gateway,
     GatewayError,
     InboundMessage,
@@ -183,7 +182,6 @@ class AfricasTalkingGateway(Gateway):
 
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         super().__init__(config, http)
-        self._owns_http = http is None
 
     @property
     def cfg(self) -> AfricasTalkingConfig:
@@ -192,19 +190,6 @@ class AfricasTalkingGateway(Gateway):
 
     def secret_values(self) -> list[str]:
         return [self.cfg.api_key]
-
-    def _client(self) -> httpx.Client:
-        if self.http is None:
-            self.http = netpolicy.make_client(self.cfg.timeout_s)
-        return self.http
-
-    def _record(self, exchange: Exchange) -> None:
-        self.last_exchange = exchange
-
-    def close(self) -> None:
-        if self._owns_http and self.http is not None:
-            self.http.close()
-            self.http = None
 
     def send(self, message: OutgoingMessage) -> SendResult:
         cfg = self.cfg
@@ -221,7 +206,7 @@ class AfricasTalkingGateway(Gateway):
             form["from"] = sender
         url = f"{cfg.base_url}/version1/messaging"
         netpolicy.check_url_before_send(url)
-        client = self._client()
+        client = self._http_client()
         request = client.build_request(
             "POST",
             url,

@@ -147,8 +147,6 @@ class HttpGateway(Gateway):
 
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         super().__init__(config, http)
-        self._owns_http = http is None
-        self.last_exchange: Exchange | None = None
         self._params: Params = tuple(
             (name, tuple(template.parse(text))) for name, text in self.cfg.params.items()
         )
@@ -172,19 +170,6 @@ class HttpGateway(Gateway):
         values += [v for k, v in cfg.headers.items() if k.lower() in secret_names]
         values += [template.render(cfg.params[name], {}) for name in cfg.secret_params]
         return values
-
-    def _client(self) -> httpx.Client:
-        if self.http is None:
-            self.http = netpolicy.make_client(self.cfg.timeout_s)
-        return self.http
-
-    def _record(self, exchange: Exchange) -> None:
-        self.last_exchange = exchange
-
-    def close(self) -> None:
-        if self._owns_http and self.http is not None:
-            self.http.close()
-            self.http = None
 
     def _render_params(self, message: OutgoingMessage) -> dict[str, str]:
         values = {
@@ -243,7 +228,7 @@ class HttpGateway(Gateway):
                 detail="destination is not E.164 digits",
             )
         netpolicy.check_url_before_send(cfg.url)
-        client = self._client()
+        client = self._http_client()
         request = self.build_request(client, message)
         response = netpolicy.send_logged(
             client,

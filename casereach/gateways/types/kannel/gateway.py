@@ -45,7 +45,6 @@ from casereach.gateways import netpolicy
 from casereach.gateways.base import (
     GATEWAY_ERROR,
     INVALID_DESTINATION_NUMBER,
-    Exchange,
     Gateway,
     GatewayError,
     InboundMessage,
@@ -129,7 +128,6 @@ class KannelGateway(Gateway):
 
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         super().__init__(config, http)
-        self._owns_http = http is None
 
     @property
     def cfg(self) -> KannelConfig:
@@ -138,19 +136,6 @@ class KannelGateway(Gateway):
 
     def secret_values(self) -> list[str]:
         return [self.cfg.password]
-
-    def _client(self) -> httpx.Client:
-        if self.http is None:
-            self.http = netpolicy.make_client(self.cfg.timeout_s)
-        return self.http
-
-    def _record(self, exchange: Exchange) -> None:
-        self.last_exchange = exchange
-
-    def close(self) -> None:
-        if self._owns_http and self.http is not None:
-            self.http.close()
-            self.http = None
 
     def params(self, message: OutgoingMessage) -> dict[str, str]:
         """The sendsms query for ``message`` (GatewayError when it cannot be sent)."""
@@ -193,7 +178,7 @@ class KannelGateway(Gateway):
         self.last_exchange = None
         params = self.params(message)
         netpolicy.check_url_before_send(self.cfg.send_url)
-        client = self._client()
+        client = self._http_client()
         request = client.build_request(
             "GET",
             self.cfg.send_url,

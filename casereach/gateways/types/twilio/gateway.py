@@ -43,7 +43,6 @@ from casereach.gateways.base import (
     INVALID_DESTINATION_NUMBER,
     MESSAGE_TOO_LONG,
     PHONE_NUMBER_OPTED_OUT,
-    Exchange,
     Gateway,
     GatewayError,
     InboundMessage,
@@ -232,7 +231,6 @@ class TwilioGateway(Gateway):
 
     def __init__(self, config: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         super().__init__(config, http)
-        self._owns_http = http is None
 
     @property
     def cfg(self) -> TwilioConfig:
@@ -245,19 +243,6 @@ class TwilioGateway(Gateway):
     def _basic_auth(self) -> str:
         pair = f"{self.cfg.account_sid}:{self.cfg.auth_token}".encode()
         return "Basic " + base64.b64encode(pair).decode("ascii")
-
-    def _client(self) -> httpx.Client:
-        if self.http is None:
-            self.http = netpolicy.make_client(self.cfg.timeout_s)
-        return self.http
-
-    def _record(self, exchange: Exchange) -> None:
-        self.last_exchange = exchange
-
-    def close(self) -> None:
-        if self._owns_http and self.http is not None:
-            self.http.close()
-            self.http = None
 
     def send(self, message: OutgoingMessage) -> SendResult:
         cfg = self.cfg
@@ -285,7 +270,7 @@ class TwilioGateway(Gateway):
 
         url = f"{cfg.base_url}/2010-04-01/Accounts/{cfg.account_sid}/Messages.json"
         netpolicy.check_url_before_send(url)
-        client = self._client()
+        client = self._http_client()
         request = client.build_request(
             "POST",
             url,
@@ -341,7 +326,7 @@ class TwilioGateway(Gateway):
         url = f"{cfg.base_url}/2010-04-01/Accounts/{cfg.account_sid}/Messages/{provider_id}.json"
         try:
             netpolicy.check_url_before_send(url)
-            client = self._client()
+            client = self._http_client()
             request = client.build_request(
                 "GET",
                 url,
