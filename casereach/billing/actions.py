@@ -152,14 +152,7 @@ def do_update_fee(fee: Fee, body: Any) -> Fee:
 
 def do_retire_fee(fee: Fee) -> None:
     """Remove a fee row that was never used (409 once used)."""
-    if is_used(fee.valid_from, _today()):
-        raise Conflict(
-            f"fee {fee.pk} is in use since {fee.valid_from}: it stays; add a new row instead",
-            {"valid_from": fee.valid_from.isoformat()},
-        )
-    with transaction.atomic():
-        fee.delete()
-        bump_generation()
+    _retire(fee, f"fee {fee.pk} is in use since {fee.valid_from}: it stays; add a new row instead")
 
 
 def do_add_rate(project: Project, body: Any) -> ConversionRate:
@@ -175,11 +168,14 @@ def do_add_rate(project: Project, body: Any) -> ConversionRate:
 
 
 def do_retire_rate(rate: ConversionRate) -> None:
-    if is_used(rate.valid_from, _today()):
-        raise Conflict(
-            f"rate {rate.pk} is in use since {rate.valid_from}: add a new row instead",
-            {"valid_from": rate.valid_from.isoformat()},
-        )
+    """Remove a conversion rate that was never used (409 once used)."""
+    _retire(rate, f"rate {rate.pk} is in use since {rate.valid_from}: add a new row instead")
+
+
+def _retire(row: Fee | ConversionRate, in_use: str) -> None:
+    """Delete a dated row whose day has not come (``in_use``: the 409's message once it has)."""
+    if is_used(row.valid_from, _today()):
+        raise Conflict(in_use, {"valid_from": row.valid_from.isoformat()})
     with transaction.atomic():
-        rate.delete()
+        row.delete()  # writes: billing.Fee, billing.ConversionRate
         bump_generation()
