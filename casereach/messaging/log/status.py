@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Coalesce
 
 from casereach.core.timeutil import now
 from casereach.messaging.log.events import outcome
@@ -45,10 +46,15 @@ def set_status(
     ]
     stamp = now()
     changes: dict[str, Any] = {"status": status, "updated_on": stamp}
-    if status == DELIVERED:
-        changes["delivered_on"] = stamp
-    elif status == READ:
-        changes["read_on"] = stamp
+    at = Value(stamp, output_field=DateTimeField())
+    if status == DELIVERED:  # delivered implies sent: a missing sent_on takes the same stamp
+        changes.update(delivered_on=stamp, sent_on=Coalesce(F("sent_on"), at))
+    elif status == READ:  # read implies delivered and sent (both read the row as it was)
+        changes.update(
+            read_on=stamp,
+            delivered_on=Coalesce(F("delivered_on"), at),
+            sent_on=Coalesce(F("sent_on"), F("delivered_on"), at),
+        )
     elif status == SENT:
         changes["sent_on"] = stamp
     elif status == FAILED:
@@ -59,14 +65,6 @@ def set_status(
         changes["price_due_at"] = stamp
     with transaction.atomic():
         changed = Message.objects.filter(id=message_id, status__in=lower).update(**changes)
-        if changed and status == READ:
-            Message.objects.filter(id=message_id, delivered_on__isnull=True).update(
-                delivered_on=F("read_on")
-            )
-        if changed and status in (DELIVERED, READ):
-            Message.objects.filter(id=message_id, sent_on__isnull=True).update(
-                sent_on=F("delivered_on")
-            )
         if changed:
             msg = Message.objects.only(
                 "subevent_id", "project_id", "status", "error_code", "moved_on_at"

@@ -174,6 +174,8 @@ def test_read_comes_after_delivered_and_never_goes_back(api: Api, fake: FakeWhat
     m = Message.objects.get(id=msg["id"])
     assert "read" == m.status
     assert m.read_on is not None and m.delivered_on is not None and m.sent_on is not None
+    assert m.read_on == m.delivered_on  # the read came first: it stamped the delivery too
+    assert m.sent_on <= m.delivered_on
     statuses(fake, gw, wamid, "delivered")
     listed = api.get(M + "messages", status="read").body["objects"]
     assert [(msg["id"], "read")] == [(o["id"], o["status"]) for o in listed]
