@@ -77,7 +77,11 @@ def do_sync_templates(gw: GatewayConfig) -> SyncResult:
     """
     if not is_whatsapp(gw.type):
         raise NotWhatsApp(f"gateway '{gw.name}' is not a WhatsApp gateway: it has no templates")
-    listed = instantiate(gw).list_templates()
+    gateway = instantiate(gw)
+    try:
+        listed = gateway.list_templates()
+    finally:
+        gateway.close()  # the HTTP client it made for the listing
     return _store(gw, listed)
 
 
